@@ -1,0 +1,36 @@
+using System.Runtime.CompilerServices;
+using ZcFlow.Memory;
+
+namespace ZcFlow.Buffers;
+
+/// <summary>
+/// The buffers of one cluster as this process maps them: where they start, how far apart
+/// they are, how many there are. Turns an index read from a queue into a handle after
+/// checking it, which is the one place an index from shared memory becomes an address.
+/// </summary>
+internal readonly unsafe struct BufferRegion
+{
+    private readonly byte* _base;
+    private readonly uint _stride;
+    private readonly uint _count;
+    private readonly uint _capacity;
+
+    public BufferRegion(byte* firstBuffer, uint stride, uint count, uint capacity)
+    {
+        _base = firstBuffer;
+        _stride = stride;
+        _count = count;
+        _capacity = capacity;
+    }
+
+    public uint Count => _count;
+
+    public uint Capacity => _capacity;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool Contains(uint index) => index < _count;
+
+    /// <summary>The handle of buffer <paramref name="index"/>, which the caller has checked with <see cref="Contains"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public PacketHandle At(uint index) => new((BufferHeader*)(_base + (ulong)index * _stride), index, _capacity);
+}

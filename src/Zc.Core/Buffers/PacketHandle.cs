@@ -1,0 +1,86 @@
+using System.Runtime.CompilerServices;
+using ZcFlow.Memory;
+
+namespace ZcFlow.Buffers;
+
+/// <summary>
+/// Names one packet buffer of a cluster and exposes its bytes and metadata in place.
+/// A value: copying it copies the name, not the packet; it owns nothing and never allocates.
+/// The data capacity comes from the process's own view of the cluster, not from shared
+/// memory, so a length written by another process can never make a span reach past the buffer.
+/// </summary>
+public readonly unsafe struct PacketHandle
+{
+    private readonly BufferHeader* _header;
+    private readonly uint _index;
+    private readonly uint _capacity;
+
+    internal PacketHandle(BufferHeader* header, uint index, uint capacity)
+    {
+        _header = header;
+        _index = index;
+        _capacity = capacity;
+    }
+
+    /// <summary>The buffer's 32-bit index in its cluster: what queues carry.</summary>
+    public uint Index => _index;
+
+    /// <summary>False for <c>default</c>.</summary>
+    public bool IsValid => _header != null;
+
+    /// <summary>Bytes the buffer can hold.</summary>
+    public int Capacity => (int)_capacity;
+
+    /// <summary>Bytes of packet in the buffer, never more than <see cref="Capacity"/>.</summary>
+    public int Length
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => (int)Math.Min(Volatile.Read(ref _header->Length), _capacity);
+        set
+        {
+            if ((uint)value > _capacity) ThrowHelper.LengthOutOfRange(value, _capacity);
+            _header->Length = (uint)value;
+        }
+    }
+
+    /// <summary>The packet: the first <see cref="Length"/> bytes of the buffer.</summary>
+    public Span<byte> Data
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => new((byte*)(_header + 1), Length);
+    }
+
+    /// <summary>The whole buffer, for a writer that sets <see cref="Length"/> afterwards.</summary>
+    public Span<byte> Buffer => new((byte*)(_header + 1), (int)_capacity);
+
+    /// <summary>Receive time in nanoseconds since the Unix epoch, 0 if unknown.</summary>
+    public long TimestampNs { get => _header->TimestampNs; set => _header->TimestampNs = value; }
+
+    /// <summary>The flow hash a device or balancer computed.</summary>
+    public uint Hash { get => _header->Hash; set => _header->Hash = value; }
+
+    /// <summary>The index of the device the packet came in on.</summary>
+    public uint DeviceIndex { get => _header->DeviceIndex; set => _header->DeviceIndex = value; }
+
+    /// <summary>Free for the application and devices (PF_RING's flags).</summary>
+    public uint Flags { get => _header->Flags; set => _header->Flags = value; }
+
+    /// <summary>How many holders the buffer has: 1 after a pool hands it out, more after a fan-out.</summary>
+    public int RefCount => Volatile.Read(ref _header->RefCount);
+
+    internal ref int RefCountRef => ref _header->RefCount;
+
+    /// <summary>Drops one holder's reference; true when it was the last, and the buffer is free.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal bool DropReference()
+    {
+        ref int count = ref _header->RefCount;
+        // A sole holder needs no atomic: nobody else can be touching the count.
+        if (Volatile.Read(ref count) == 1)
+        {
+            count = 0;
+            return true;
+        }
+        return Interlocked.Decrement(ref count) == 0;
+    }
+}

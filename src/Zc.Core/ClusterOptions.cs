@@ -1,0 +1,43 @@
+namespace ZcFlow;
+
+/// <summary>How a cluster is sized and where its memory comes from. The defaults suit a 10 GbE link with a 1500-byte MTU.</summary>
+public sealed class ClusterOptions
+{
+    /// <summary>Bytes of packet each buffer holds (PF_RING's <c>max_pkt_len</c>); see <see cref="BufferSizeForMtu"/>.</summary>
+    public int BufferSize { get; init; } = 1536;
+
+    /// <summary>Buffers in the cluster, shared out among its pools.</summary>
+    public int BufferCount { get; init; } = 32768;
+
+    /// <summary>Queues the cluster can hold; each costs two rings sized for every buffer, 8 bytes a buffer.</summary>
+    public int MaxQueues { get; init; } = 32;
+
+    /// <summary>
+    /// A hugetlbfs mount to put the arena on. Null: use the first 2 MiB mount with enough free
+    /// pages, else <c>/dev/shm</c> with a warning. Given: it must work, or creation fails.
+    /// </summary>
+    public string? HugePagesMount { get; init; }
+
+    /// <summary>False puts the arena in <c>/dev/shm</c> even when hugepages are there.</summary>
+    public bool UseHugePages { get; init; } = true;
+
+    /// <summary>Lock the arena in RAM with <c>mlock</c> (unneeded on hugepages, which never swap).</summary>
+    public bool LockMemory { get; init; }
+
+    /// <summary>
+    /// A group id whose members may attach: the arena is then 0660 and that group's; otherwise
+    /// it is 0600, for its owner alone.
+    /// </summary>
+    public int? GroupId { get; init; }
+
+    /// <summary>Where one-line warnings go (no hugepages, say); standard error when null.</summary>
+    public Action<string>? Warn { get; init; }
+
+    /// <summary>The buffer size for an MTU: Ethernet header, two VLAN tags and the payload, rounded up to 64 bytes.</summary>
+    public static int BufferSizeForMtu(int mtu)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(mtu, 68);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(mtu, 65535);
+        return (mtu + 14 + 2 * 4 + 63) / 64 * 64;
+    }
+}

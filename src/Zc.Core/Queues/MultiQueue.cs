@@ -1,0 +1,61 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using ZcFlow.Buffers;
+
+namespace ZcFlow.Queues;
+
+/// <summary>
+/// One send reaching several queues without copying the packet, PF_RING ZC's multi-queue:
+/// the buffer's reference count becomes the number of queues that took it, and the last
+/// consumer to release it returns it to its pool. Up to 64 queues; producer side only,
+/// one thread at a time.
+/// </summary>
+public sealed class MultiQueue
+{
+    private readonly ZcQueue[] _queues;
+    private readonly ulong _all;
+
+    public MultiQueue(params ZcQueue[] queues)
+    {
+        ArgumentNullException.ThrowIfNull(queues);
+        if (queues.Length is 0 or > 64) throw new ArgumentOutOfRangeException(nameof(queues), queues.Length, "a multi-queue spans 1 to 64 queues");
+        _queues = (ZcQueue[])queues.Clone();
+        _all = queues.Length == 64 ? ulong.MaxValue : (1UL << queues.Length) - 1;
+    }
+
+    public int Count => _queues.Length;
+
+    /// <summary>The mask that names every queue.</summary>
+    public ulong All => _all;
+
+    /// <summary>The queue at bit <paramref name="i"/> of a mask.</summary>
+    public ZcQueue this[int i] => _queues[i];
+
+    /// <summary>
+    /// Sends <paramref name="packet"/>, which the caller holds, to every queue whose bit is set in
+    /// <paramref name="mask"/> (bits past <see cref="Count"/> are ignored) and returns how many took
+    /// it; a full queue counts a drop. If none did, the packet is still the caller's to release;
+    /// otherwise the caller's hold passes to the queues.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int Send(in PacketHandle packet, ulong mask, bool flush = true)
+    {
+        mask &= _all;
+        int taken = 0;
+        for (ulong m = mask; m != 0; m &= m - 1)
+            if (_queues[BitOperations.TrailingZeroCount(m)].TrySend(packet, flush: false)) taken++;
+        if (taken == 0) return 0;
+        // The count is right before any consumer can see the packet: nothing above was published.
+        if (taken != 1) Interlocked.Add(ref packet.RefCountRef, taken - 1);
+        if (flush)
+            for (ulong m = mask; m != 0; m &= m - 1)
+                _queues[BitOperations.TrailingZeroCount(m)].Flush();
+        return taken;
+    }
+
+    /// <summary>Publishes what was sent with <c>flush: false</c> on every queue.</summary>
+    public void Flush()
+    {
+        foreach (ZcQueue q in _queues) q.Flush();
+    }
+}

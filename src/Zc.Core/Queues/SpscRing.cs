@@ -1,0 +1,197 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using ZcFlow.Memory;
+using ZcFlow.Native;
+
+namespace ZcFlow.Queues;
+
+/// <summary>
+/// A single-producer single-consumer ring of 32-bit values in shared memory: the one ring
+/// every queue and recycle path of ZcFlow is made of, whether its two ends are threads of
+/// one process or two processes.
+///
+/// Head and Tail are 64-bit running counts that never wrap; a slot is <c>count &amp; mask</c>.
+/// The consumer alone writes Head, the producer alone writes Tail, each on its own pair of
+/// cache lines. Each side keeps a private copy of the other's index and re-reads the shared
+/// one only when its copy says the ring is full (producer) or empty (consumer).
+///
+/// Producer: <see cref="Claim"/> n free slots, <see cref="Put"/> values, <see cref="Advance"/>,
+/// then <see cref="Flush"/> to publish. Consumer: <see cref="Available"/>, <see cref="Get"/>,
+/// <see cref="Consume"/> (which publishes at once). Each side may be used by one thread at a time.
+///
+/// Nothing read from the other side is trusted: an index that goes backwards or claims more
+/// than the ring holds is counted as an error and treated as "nothing there", never used.
+/// </summary>
+internal sealed unsafe class SpscRing
+{
+    private readonly RingControl* _ctl;
+    private readonly uint* _slots;
+    private readonly ulong _capacity;
+    private readonly ulong _mask;
+    private readonly bool _wakeable;
+    private Cursors _c;
+
+    /// <summary>This process's private view of each side, padded so the two sides never share a line.</summary>
+    [StructLayout(LayoutKind.Explicit, Size = 3 * ArenaLayout.CacheLinePair)]
+    private struct Cursors
+    {
+        [FieldOffset(128)] public ulong Tail;          // next slot the producer writes
+        [FieldOffset(136)] public ulong PublishedTail; // last Tail made visible
+        [FieldOffset(144)] public ulong HeadCache;     // producer's copy of Head
+
+        [FieldOffset(256)] public ulong Head;          // next slot the consumer reads
+        [FieldOffset(264)] public ulong TailCache;     // consumer's copy of Tail
+    }
+
+    /// <param name="control">The ring's control block; its slots follow it.</param>
+    /// <param name="capacity">A power of two, checked by the caller.</param>
+    /// <param name="wakeable">Whether a consumer may sleep on this ring; if not, <see cref="Flush"/> skips the wake-up check.</param>
+    public SpscRing(RingControl* control, uint capacity, bool wakeable)
+    {
+        _ctl = control;
+        _slots = (uint*)(control + 1);
+        _capacity = capacity;
+        _mask = capacity - 1;
+        _wakeable = wakeable;
+        // Pick up where the ring is: a process attaching to a ring in use starts from its current indices.
+        ulong head = Volatile.Read(ref control->Head), tail = Volatile.Read(ref control->Tail);
+        _c.Head = _c.TailCache = _c.HeadCache = head;
+        _c.Tail = _c.PublishedTail = tail;
+    }
+
+    public int Capacity => (int)_capacity;
+
+    public RingControl* Control => _ctl;
+
+    // ---- producer ----
+
+    /// <summary>How many of <paramref name="want"/> slots are free (0 when full).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int Claim(int want)
+    {
+        if (_capacity - (_c.Tail - _c.HeadCache) >= (ulong)want) return want;
+        return ClaimSlow(want);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private int ClaimSlow(int want)
+    {
+        ulong head = Volatile.Read(ref _ctl->Head);
+        // The consumer can neither go back nor pass what was published.
+        if (head < _c.HeadCache || head > _c.PublishedTail)
+        {
+            CountProducerError();
+            return 0;
+        }
+        _c.HeadCache = head;
+        return (int)Math.Min(_capacity - (_c.Tail - head), (ulong)want);
+    }
+
+    /// <summary>Writes the <paramref name="k"/>-th claimed slot.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Put(int k, uint value) => _slots[(_c.Tail + (ulong)k) & _mask] = value;
+
+    /// <summary>Makes <paramref name="n"/> written slots part of the ring (not yet visible: see <see cref="Flush"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Advance(int n) => _c.Tail += (ulong)n;
+
+    /// <summary>Publishes every slot advanced so far to the consumer and wakes it if it sleeps.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Flush()
+    {
+        ulong tail = _c.Tail;
+        if (tail == _c.PublishedTail) return;
+        _c.PublishedTail = tail;
+        if (!_wakeable)
+        {
+            // Publish: the slots are written before Tail moves (release); the consumer
+            // reads Tail (acquire) before it reads them.
+            Volatile.Write(ref _ctl->Tail, tail);
+            return;
+        }
+        // As above, and a full fence: the read of Waiters below must not be satisfied before
+        // the new Tail is visible. A sleeping consumer does the mirror image (set Waiters,
+        // fence, read Tail), so at least one of the two sees the other's store.
+        Interlocked.Exchange(ref _ctl->Tail, tail);
+        if (Volatile.Read(ref _ctl->Waiters) != 0) Wake();
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void Wake()
+    {
+        Interlocked.Increment(ref _ctl->WakeSeq);
+        Libc.FutexWake(&_ctl->WakeSeq, 1);
+    }
+
+    /// <summary>Counts a value that failed a check on the producer side.</summary>
+    public void CountProducerError() => Volatile.Write(ref _ctl->ProducerErrors, _ctl->ProducerErrors + 1);
+
+    /// <summary>Counts values the producer could not place because the ring was full.</summary>
+    public void CountDropped(int n) => Volatile.Write(ref _ctl->Dropped, _ctl->Dropped + (ulong)n);
+
+    /// <summary>Slots the producer sees free without asking the consumer.</summary>
+    public bool LooksFull => _c.Tail - _c.HeadCache >= _capacity && ClaimSlow(1) == 0;
+
+    // ---- consumer ----
+
+    /// <summary>How many values (at most <paramref name="want"/>) can be read now (0 when empty).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int Available(int want)
+    {
+        ulong ready = _c.TailCache - _c.Head;
+        if (ready >= (ulong)want) return want;
+        return AvailableSlow(want);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private int AvailableSlow(int want)
+    {
+        ulong tail = Volatile.Read(ref _ctl->Tail);
+        // The producer can neither go back nor publish more than the ring holds.
+        if (tail < _c.TailCache || tail - _c.Head > _capacity)
+        {
+            CountConsumerError();
+        }
+        else
+        {
+            _c.TailCache = tail;
+        }
+        return (int)Math.Min(_c.TailCache - _c.Head, (ulong)want);
+    }
+
+    /// <summary>Reads the <paramref name="k"/>-th available value.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public uint Get(int k) => _slots[(_c.Head + (ulong)k) & _mask];
+
+    /// <summary>Frees <paramref name="n"/> read slots and tells the producer at once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Consume(int n)
+    {
+        ulong head = _c.Head + (ulong)n;
+        _c.Head = head;
+        // Release: the slots were read before the producer may reuse them.
+        Volatile.Write(ref _ctl->Head, head);
+    }
+
+    /// <summary>Counts a value that failed a check on the consumer side.</summary>
+    public void CountConsumerError() => Volatile.Write(ref _ctl->ConsumerErrors, _ctl->ConsumerErrors + 1);
+
+    /// <summary>
+    /// Sleeps until the producer publishes, <paramref name="timeoutMs"/> passes, or a spurious
+    /// wake-up; the caller checks again either way. Only the consumer calls it, on a wakeable ring.
+    /// </summary>
+    public void WaitForData(int timeoutMs)
+    {
+        uint seq = Volatile.Read(ref _ctl->WakeSeq);
+        Interlocked.Exchange(ref _ctl->Waiters, 1); // fence: Waiters is set before Tail is read
+        if (Volatile.Read(ref _ctl->Tail) == _c.Head)
+        {
+            Timespec timeout = Timespec.FromMilliseconds(timeoutMs);
+            Libc.FutexWait(&_ctl->WakeSeq, seq, &timeout);
+        }
+        Volatile.Write(ref _ctl->Waiters, 0);
+    }
+
+    /// <summary>Values published and not yet consumed, as any thread sees them.</summary>
+    public ulong Count => Volatile.Read(ref _ctl->Tail) - Volatile.Read(ref _ctl->Head);
+}

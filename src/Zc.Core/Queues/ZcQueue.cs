@@ -1,0 +1,245 @@
+using System.Runtime.CompilerServices;
+using ZcFlow.Buffers;
+
+namespace ZcFlow.Queues;
+
+/// <summary>
+/// A lock-free single-producer single-consumer queue of packets living in a cluster's arena,
+/// PF_RING ZC's queue. Only buffer indices move; the bytes stay where the device wrote them.
+///
+/// One thread (or process) sends, one receives. Each packet the consumer receives is its to
+/// read and must be given back with <see cref="Release"/>: released buffers travel back to
+/// their pool on a recycle ring of their own, so no free list is ever shared.
+///
+/// Sends are batched: <c>flush: false</c> writes slots without publishing them, and
+/// <see cref="Flush"/> publishes everything written so far with one release store.
+/// A receive publishes the freed slots at once.
+/// </summary>
+public sealed unsafe class ZcQueue
+{
+    private const int PassiveSliceMs = 50;
+
+    private readonly SpscRing _ring;     // packets, producer -> consumer
+    private readonly SpscRing _recycle;  // buffers done with, consumer -> pool
+    private readonly BufferRegion _buffers;
+
+    internal ZcQueue(int id, SpscRing ring, SpscRing recycle, BufferRegion buffers)
+    {
+        Id = id;
+        _ring = ring;
+        _recycle = recycle;
+        _buffers = buffers;
+    }
+
+    /// <summary>The queue's number in its cluster: the <c>0</c> of <c>zc:99@0</c>.</summary>
+    public int Id { get; }
+
+    /// <summary>How many packets it holds when full.</summary>
+    public int Capacity => _ring.Capacity;
+
+    /// <summary>The counters, readable from any thread.</summary>
+    public QueueStats Stats
+    {
+        get
+        {
+            var c = _ring.Control;
+            return new QueueStats(
+                Volatile.Read(ref c->Tail), Volatile.Read(ref c->Head), Volatile.Read(ref c->Dropped),
+                Volatile.Read(ref c->ProducerErrors) + Volatile.Read(ref c->ConsumerErrors)
+                    + Volatile.Read(ref _recycle.Control->Dropped) + Volatile.Read(ref _recycle.Control->ProducerErrors)
+                    + Volatile.Read(ref _recycle.Control->ConsumerErrors));
+        }
+    }
+
+    /// <summary>No published packet is waiting, as any thread sees it.</summary>
+    public bool IsEmpty => _ring.Count == 0;
+
+    /// <summary>The producer cannot send now. Producer side only.</summary>
+    public bool IsFull => _ring.LooksFull;
+
+    internal SpscRing RecycleRing => _recycle;
+
+    // ---- producer side ----
+
+    /// <summary>
+    /// Puts <paramref name="packet"/> in the queue; with <paramref name="flush"/> the consumer sees
+    /// it at once. Returns false when the queue is full: the drop is counted and the packet stays
+    /// the caller's to release or retry.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool TrySend(in PacketHandle packet, bool flush = true)
+    {
+        if (_ring.Claim(1) == 0)
+        {
+            _ring.CountDropped(1);
+            return false;
+        }
+        _ring.Put(0, packet.Index);
+        _ring.Advance(1);
+        if (flush) _ring.Flush();
+        return true;
+    }
+
+    /// <summary>
+    /// Sends as many of <paramref name="packets"/> as fit, in order, and returns how many.
+    /// The rest are counted as dropped and stay the caller's.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int SendBurst(ReadOnlySpan<PacketHandle> packets, bool flush = true)
+    {
+        int n = SendSome(packets);
+        if (n < packets.Length) _ring.CountDropped(packets.Length - n);
+        if (flush) _ring.Flush();
+        return n;
+    }
+
+    /// <summary>
+    /// Sends all of <paramref name="packets"/>, waiting for room as <paramref name="wait"/> says
+    /// (<see cref="QueueWait.None"/> behaves as <see cref="SendBurst(ReadOnlySpan{PacketHandle}, bool)"/>).
+    /// Returns fewer only when cancelled; those are counted as dropped and stay the caller's.
+    /// </summary>
+    public int SendBurst(ReadOnlySpan<PacketHandle> packets, QueueWait wait, CancellationToken cancel = default)
+    {
+        if (wait == QueueWait.None) return SendBurst(packets);
+        int sent = 0;
+        var backoff = new SpinWait();
+        while (true)
+        {
+            sent += SendSome(packets[sent..]);
+            _ring.Flush();
+            if (sent == packets.Length) return sent;
+            if (cancel.IsCancellationRequested) break;
+            if (wait == QueueWait.Active) Thread.SpinWait(16);
+            else backoff.SpinOnce(sleep1Threshold: 40);
+        }
+        _ring.CountDropped(packets.Length - sent);
+        return sent;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int SendSome(ReadOnlySpan<PacketHandle> packets)
+    {
+        int n = _ring.Claim(packets.Length);
+        for (int i = 0; i < n; i++) _ring.Put(i, packets[i].Index);
+        _ring.Advance(n);
+        return n;
+    }
+
+    /// <summary>Publishes every packet sent with <c>flush: false</c>. Cheap when there is none.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Flush() => _ring.Flush();
+
+    // ---- consumer side ----
+
+    /// <summary>Takes the next packet if there is one; returns false at once when the queue is empty.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool TryReceive(out PacketHandle packet)
+    {
+        while (_ring.Available(1) != 0)
+        {
+            uint index = _ring.Get(0);
+            _ring.Consume(1);
+            if (_buffers.Contains(index))
+            {
+                packet = _buffers.At(index);
+                return true;
+            }
+            _ring.CountConsumerError();
+        }
+        packet = default;
+        return false;
+    }
+
+    /// <summary>
+    /// Takes up to <c>packets.Length</c> packets, in order, and returns how many; 0 at once when the
+    /// queue is empty. A slot holding an index outside the cluster is skipped and counted as an error.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int ReceiveBurst(Span<PacketHandle> packets)
+    {
+        int n = _ring.Available(packets.Length);
+        int got = 0;
+        for (int i = 0; i < n; i++)
+        {
+            uint index = _ring.Get(i);
+            if (_buffers.Contains(index)) packets[got++] = _buffers.At(index);
+            else _ring.CountConsumerError();
+        }
+        if (n != 0) _ring.Consume(n);
+        return got;
+    }
+
+    /// <summary>
+    /// As <see cref="ReceiveBurst(Span{PacketHandle})"/>, but when the queue is empty waits as
+    /// <paramref name="wait"/> says until a packet comes or <paramref name="cancel"/> is signalled
+    /// (a passive wait notices the token within 50 ms). Returns 0 only when cancelled.
+    /// </summary>
+    public int ReceiveBurst(Span<PacketHandle> packets, QueueWait wait, CancellationToken cancel = default)
+    {
+        int n = ReceiveBurst(packets);
+        return n != 0 || wait == QueueWait.None ? n : ReceiveWaiting(packets, wait, cancel);
+    }
+
+    /// <summary>Takes the next packet, waiting as <paramref name="wait"/> says; false only when cancelled or, without a wait, when empty.</summary>
+    public bool Receive(out PacketHandle packet, QueueWait wait, CancellationToken cancel = default)
+    {
+        packet = default;
+        return ReceiveBurst(new Span<PacketHandle>(ref packet), wait, cancel) == 1;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private int ReceiveWaiting(Span<PacketHandle> packets, QueueWait wait, CancellationToken cancel)
+    {
+        int spins = 0;
+        while (!cancel.IsCancellationRequested)
+        {
+            if (wait == QueueWait.Active || ++spins < 64) Thread.SpinWait(32);
+            else _ring.WaitForData(PassiveSliceMs);
+            int n = ReceiveBurst(packets);
+            if (n != 0) return n;
+        }
+        return 0;
+    }
+
+    /// <summary>
+    /// Gives back a packet this consumer received. Its buffer returns to its pool when the last
+    /// holder lets go (after a fan-out, each receiving queue holds it once).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Release(in PacketHandle packet)
+    {
+        if (!PutBack(packet)) return;
+        _recycle.Advance(1);
+        _recycle.Flush();
+    }
+
+    /// <summary>Gives back a burst of received packets with one publication.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void ReleaseBurst(ReadOnlySpan<PacketHandle> packets)
+    {
+        foreach (ref readonly PacketHandle p in packets)
+            if (PutBack(p)) _recycle.Advance(1);
+        _recycle.Flush();
+    }
+
+    // Drops this holder's reference; when it was the last, writes the index into the next
+    // recycle slot (the caller advances). The recycle ring has a slot for every buffer of the
+    // cluster, so it is full only if something released a buffer twice: that is counted.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool PutBack(in PacketHandle packet)
+    {
+        if (!_buffers.Contains(packet.Index))
+        {
+            _recycle.CountProducerError();
+            return false;
+        }
+        if (!packet.DropReference()) return false;
+        if (_recycle.Claim(1) == 0)
+        {
+            _recycle.CountDropped(1);
+            return false;
+        }
+        _recycle.Put(0, packet.Index);
+        return true;
+    }
+}
