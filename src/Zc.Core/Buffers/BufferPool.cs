@@ -10,8 +10,11 @@ namespace ZcFlow.Buffers;
 /// <see cref="ReclaimFrom"/>, which the pool drains when it runs dry. So no free list is
 /// ever shared and no lock is ever taken.
 ///
-/// Every index coming back is checked against the pool's range and its record of what it
-/// handed out: a forged or twice-returned index is counted in <see cref="Errors"/>, never used.
+/// Every index coming back is checked against the pool's range, its record of what it handed
+/// out and the buffer's holder count: a forged or twice-returned index is counted in
+/// <see cref="Errors"/>, never used. (A process that can write the arena can still forge all
+/// three for a buffer it does not hold; it can spoil packets, not make the owner read or write
+/// outside the arena.)
 /// </summary>
 public sealed class BufferPool
 {
@@ -123,7 +126,8 @@ public sealed class BufferPool
             {
                 uint index = ring.Get(i);
                 uint local = index - _first;
-                if (local < (uint)_out.Length && _out[local])
+                // Ours, handed out, and let go by its last holder: anything else is forged or stale.
+                if (local < (uint)_out.Length && _out[local] && Volatile.Read(ref _buffers.At(index).RefCountRef) == 0)
                 {
                     _out[local] = false;
                     _free[_top++] = index;

@@ -53,6 +53,19 @@ public sealed class MultiQueue
         return taken;
     }
 
+    /// <summary>
+    /// As <see cref="Send(in PacketHandle, ulong, bool)"/>, but first waits, as <paramref name="wait"/>
+    /// says, until every selected queue has room, so that each of them takes the packet. Returns
+    /// fewer than selected only when cancelled.
+    /// </summary>
+    public int Send(in PacketHandle packet, ulong mask, QueueWait wait, bool flush = true, CancellationToken cancel = default)
+    {
+        if (wait != QueueWait.None)
+            for (ulong m = mask & _all; m != 0; m &= m - 1)
+                if (!_queues[BitOperations.TrailingZeroCount(m)].WaitForRoom(wait, cancel)) break;
+        return Send(packet, mask, flush);
+    }
+
     /// <summary>Publishes what was sent with <c>flush: false</c> on every queue.</summary>
     public void Flush()
     {

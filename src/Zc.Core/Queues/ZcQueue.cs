@@ -57,7 +57,11 @@ public sealed unsafe class ZcQueue
     /// <summary>The producer cannot send now. Producer side only.</summary>
     public bool IsFull => _ring.LooksFull;
 
+    internal SpscRing ForwardRing => _ring;
+
     internal SpscRing RecycleRing => _recycle;
+
+    internal BufferRegion Buffers => _buffers;
 
     // ---- producer side ----
 
@@ -102,18 +106,32 @@ public sealed unsafe class ZcQueue
     {
         if (wait == QueueWait.None) return SendBurst(packets);
         int sent = 0;
-        var backoff = new SpinWait();
         while (true)
         {
             sent += SendSome(packets[sent..]);
             _ring.Flush();
-            if (sent == packets.Length) return sent;
-            if (cancel.IsCancellationRequested) break;
+            if (sent == packets.Length || !WaitForRoom(wait, cancel)) break;
+        }
+        if (sent < packets.Length) _ring.CountDropped(packets.Length - sent);
+        return sent;
+    }
+
+    /// <summary>
+    /// Waits, as <paramref name="wait"/> says, until at least one slot is free; false if cancelled first.
+    /// Publishes what was sent without a flush before waiting: the consumer cannot make room otherwise.
+    /// </summary>
+    internal bool WaitForRoom(QueueWait wait, CancellationToken cancel)
+    {
+        if (_ring.Claim(1) != 0) return true;
+        _ring.Flush();
+        var backoff = new SpinWait();
+        while (_ring.Claim(1) == 0)
+        {
+            if (cancel.IsCancellationRequested) return false;
             if (wait == QueueWait.Active) Thread.SpinWait(16);
             else backoff.SpinOnce(sleep1Threshold: 40);
         }
-        _ring.CountDropped(packets.Length - sent);
-        return sent;
+        return true;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -20,6 +20,7 @@ public sealed class BackoffIdleStrategy : IdleStrategy
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxSleep, TimeSpan.Zero);
         _maxSleepTicks = Math.Max(MinSleepTicks, (long)(maxSleep.TotalSeconds * Stopwatch.Frequency));
+        _sleepTicks = MinSleepTicks;
     }
 
     public override void Idle(int workDone)

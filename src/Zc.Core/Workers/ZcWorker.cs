@@ -16,6 +16,7 @@ public sealed class ZcWorker : IDisposable
     private readonly Thread _thread;
     private readonly ManualResetEventSlim _started = new();
     private volatile bool _running = true;
+    private ExceptionDispatchInfo? _startFault;
     private ExceptionDispatchInfo? _fault;
     private int _stopped;
 
@@ -34,7 +35,7 @@ public sealed class ZcWorker : IDisposable
         var worker = new ZcWorker(name, doWork, options ?? new WorkerOptions());
         worker._thread.Start();
         worker._started.Wait();
-        if (worker._fault is { } startFault)
+        if (worker._startFault is { } startFault)
         {
             worker._thread.Join();
             startFault.Throw();
@@ -58,7 +59,7 @@ public sealed class ZcWorker : IDisposable
         }
         catch (Exception e)
         {
-            _fault = ExceptionDispatchInfo.Capture(e);
+            _startFault = ExceptionDispatchInfo.Capture(e);
             _started.Set();
             return;
         }

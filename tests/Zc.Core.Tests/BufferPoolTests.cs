@@ -1,0 +1,88 @@
+using ZcFlow.Buffers;
+
+namespace ZcFlow.Tests;
+
+public class BufferPoolTests
+{
+    [Fact]
+    public void TryGet_HandsOutEveryBufferOnce_ThenReportsEmpty()
+    {
+        using ZcCluster cluster = TestClusters.Create(buffers: 64);
+        cluster.CreatePool(16);
+        BufferPool pool = cluster.CreatePool(48);
+        var seen = new HashSet<uint>();
+        while (pool.TryGet(out PacketHandle p))
+        {
+            Assert.True(seen.Add(p.Index));
+            Assert.InRange(p.Index, 16u, 63u);
+            Assert.Equal(1, p.RefCount);
+            Assert.Equal(0, p.Length);
+        }
+        Assert.Equal(48, seen.Count);
+        Assert.Equal(0, pool.Available);
+        Assert.False(pool.TryGet(out PacketHandle none));
+        Assert.False(none.IsValid);
+    }
+
+    [Fact]
+    public void GetBurst_ReturnsWhatThereIs_AndReleaseBurstPutsItBack()
+    {
+        using ZcCluster cluster = TestClusters.Create(buffers: 40);
+        BufferPool pool = cluster.CreatePool(40);
+        var burst = new PacketHandle[32];
+        Assert.Equal(32, pool.GetBurst(burst));
+        var rest = new PacketHandle[32];
+        Assert.Equal(8, pool.GetBurst(rest));
+        pool.ReleaseBurst(rest.AsSpan(0, 8));
+        Assert.Equal(8, pool.Available);
+    }
+
+    [Fact]
+    public void Release_OfABufferNotHandedOut_ThrowsAndChangesNothing()
+    {
+        using ZcCluster cluster = TestClusters.Create(buffers: 8);
+        BufferPool pool = cluster.CreatePool(4);
+        BufferPool other = cluster.CreatePool(4);
+        Assert.True(pool.TryGet(out PacketHandle p));
+        pool.Release(p);
+        Assert.Throws<InvalidOperationException>(() => pool.Release(p));
+        Assert.True(other.TryGet(out PacketHandle foreign));
+        Assert.Throws<ArgumentException>(() => pool.Release(foreign));
+        Assert.Equal(4, pool.Available);
+    }
+
+    [Fact]
+    public void PacketHandle_WritesBytesAndMetadataInPlace()
+    {
+        using ZcCluster cluster = TestClusters.Create(buffers: 4, bufferSize: 128);
+        BufferPool pool = cluster.CreatePool(4);
+        Assert.True(pool.TryGet(out PacketHandle p));
+        Assert.Equal(128, p.Capacity);
+        Assert.Equal(128, p.Buffer.Length);
+        "hello"u8.CopyTo(p.Buffer);
+        p.Length = 5;
+        p.TimestampNs = 1_700_000_000_123_456_789;
+        p.Hash = 0xDEADBEEF;
+        p.DeviceIndex = 3;
+        p.Flags = 7;
+        PacketHandle copy = p;
+        Assert.Equal("hello"u8.ToArray(), copy.Data.ToArray());
+        Assert.Equal(1_700_000_000_123_456_789, copy.TimestampNs);
+        Assert.Equal(0xDEADBEEF, copy.Hash);
+        Assert.Equal(3u, copy.DeviceIndex);
+        Assert.Equal(7u, copy.Flags);
+        Assert.Throws<ArgumentOutOfRangeException>(() => p.Length = 129);
+        Assert.Throws<ArgumentOutOfRangeException>(() => p.Length = -1);
+    }
+
+    [Fact]
+    public unsafe void PacketHandle_WithAGarbageLengthInSharedMemory_NeverSpansPastItsBuffer()
+    {
+        using ZcCluster cluster = TestClusters.Create(buffers: 4, bufferSize: 128);
+        BufferPool pool = cluster.CreatePool(4);
+        Assert.True(pool.TryGet(out PacketHandle p));
+        fixed (byte* first = p.Buffer) ((Memory.BufferHeader*)first - 1)->Length = uint.MaxValue;
+        Assert.Equal(128, p.Length);
+        Assert.Equal(128, p.Data.Length);
+    }
+}

@@ -1,0 +1,153 @@
+using ZcFlow.Buffers;
+using ZcFlow.Queues;
+
+namespace ZcFlow.Tests;
+
+public sealed class ZcQueueTests : IDisposable
+{
+    private readonly ZcCluster _cluster = TestClusters.Create(buffers: 256);
+    private readonly BufferPool _pool;
+    private readonly ZcQueue _queue;
+
+    public ZcQueueTests()
+    {
+        _pool = _cluster.CreatePool(256);
+        _queue = _cluster.CreateQueue(16);
+        _pool.ReclaimFrom(_queue);
+    }
+
+    public void Dispose() => _cluster.Dispose();
+
+    private PacketHandle Packet(byte tag)
+    {
+        Assert.True(_pool.TryGet(out PacketHandle p));
+        p.Buffer[0] = tag;
+        p.Length = 1;
+        return p;
+    }
+
+    [Fact]
+    public void Receive_OnEmptyQueue_ReturnsZeroWithoutBlocking()
+    {
+        Assert.True(_queue.IsEmpty);
+        Assert.False(_queue.TryReceive(out _));
+        Assert.Equal(0, _queue.ReceiveBurst(new PacketHandle[8]));
+        Assert.Equal(0, _queue.ReceiveBurst(new PacketHandle[8], QueueWait.None, TestContext.Current.CancellationToken));
+    }
+
+    [Fact]
+    public void SendThenReceive_KeepsOrderAndBytes()
+    {
+        for (byte i = 0; i < 10; i++) Assert.True(_queue.TrySend(Packet(i)));
+        var got = new PacketHandle[16];
+        Assert.Equal(3, _queue.ReceiveBurst(got.AsSpan(0, 3)));
+        Assert.True(_queue.TryReceive(out got[3]));
+        Assert.Equal(6, _queue.ReceiveBurst(got.AsSpan(4)));
+        for (byte i = 0; i < 10; i++) Assert.Equal(i, got[i].Data[0]);
+        Assert.Equal(new QueueStats(10, 10, 0, 0), _queue.Stats);
+    }
+
+    [Fact]
+    public void SendWithoutFlush_IsInvisibleUntilFlush()
+    {
+        Assert.True(_queue.TrySend(Packet(1), flush: false));
+        Assert.Equal(1, _queue.SendBurst([Packet(2)], flush: false));
+        Assert.False(_queue.TryReceive(out _));
+        Assert.Equal(0UL, _queue.Stats.Sent);
+        _queue.Flush();
+        var got = new PacketHandle[4];
+        Assert.Equal(2, _queue.ReceiveBurst(got));
+        Assert.Equal(1, got[0].Data[0]);
+        Assert.Equal(2, got[1].Data[0]);
+    }
+
+    [Fact]
+    public void Send_OnFullQueue_CountsTheDropAndLeavesThePacketWithTheCaller()
+    {
+        for (byte i = 0; i < 16; i++) Assert.True(_queue.TrySend(Packet(i)));
+        Assert.True(_queue.IsFull);
+        PacketHandle extra = Packet(99);
+        Assert.False(_queue.TrySend(extra));
+        var burst = new[] { Packet(100), Packet(101) };
+        Assert.Equal(0, _queue.SendBurst(burst));
+        Assert.Equal(new QueueStats(16, 0, 3, 0), _queue.Stats);
+        _pool.Release(extra);
+        _pool.ReleaseBurst(burst);
+        Assert.True(_queue.TryReceive(out PacketHandle first));
+        Assert.Equal(0, first.Data[0]);
+    }
+
+    [Fact]
+    public void SendBurst_IntoAPartlyFullQueue_SendsWhatFitsInOrder()
+    {
+        for (byte i = 0; i < 14; i++) Assert.True(_queue.TrySend(Packet(i)));
+        var burst = new[] { Packet(14), Packet(15), Packet(16), Packet(17) };
+        Assert.Equal(2, _queue.SendBurst(burst));
+        Assert.Equal(2UL, _queue.Stats.Dropped);
+        var got = new PacketHandle[16];
+        Assert.Equal(16, _queue.ReceiveBurst(got));
+        for (byte i = 0; i < 16; i++) Assert.Equal(i, got[i].Data[0]);
+    }
+
+    [Fact]
+    public void Release_ThroughTheQueue_ReturnsTheBufferToItsPool()
+    {
+        var sent = new PacketHandle[256];
+        Assert.Equal(256, _pool.GetBurst(sent));
+        Assert.False(_pool.TryGet(out _));
+        Assert.Equal(16, _queue.SendBurst(sent.AsSpan(0, 16)));
+        var got = new PacketHandle[16];
+        Assert.Equal(16, _queue.ReceiveBurst(got));
+        _queue.Release(got[0]);
+        _queue.ReleaseBurst(got.AsSpan(1));
+        Assert.True(_pool.TryGet(out PacketHandle again));
+        Assert.Contains(again.Index, sent.Take(16).Select(p => p.Index));
+        Assert.Equal(15, _pool.Available);
+        Assert.Equal(0UL, _pool.Errors);
+    }
+
+    [Fact]
+    public void PassiveReceive_SleepsUntilTheProducerSends()
+    {
+        using var ready = new ManualResetEventSlim();
+        PacketHandle received = default;
+        var consumer = new Thread(() =>
+        {
+            ready.Set();
+            _queue.Receive(out received, QueueWait.Passive, TestContext.Current.CancellationToken);
+        });
+        consumer.Start();
+        ready.Wait(TestContext.Current.CancellationToken);
+        Assert.True(_queue.TrySend(Packet(42)));
+        Assert.True(consumer.Join(TimeSpan.FromSeconds(10)));
+        Assert.Equal(42, received.Data[0]);
+    }
+
+    [Theory]
+    [InlineData(QueueWait.Active)]
+    [InlineData(QueueWait.Passive)]
+    public void WaitingReceive_ReturnsZeroWhenCancelled(QueueWait wait)
+    {
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
+        Assert.Equal(0, _queue.ReceiveBurst(new PacketHandle[4], wait, cancel.Token));
+    }
+
+    [Fact]
+    public void WaitingSend_OnAFullQueue_GoesOnWhenTheConsumerMakesRoom()
+    {
+        for (byte i = 0; i < 16; i++) Assert.True(_queue.TrySend(Packet(i)));
+        var more = new[] { Packet(16), Packet(17), Packet(18) };
+        using var sending = new ManualResetEventSlim();
+        int sent = 0;
+        var producer = new Thread(() => { sending.Set(); sent = _queue.SendBurst(more, QueueWait.Passive); });
+        producer.Start();
+        sending.Wait(TestContext.Current.CancellationToken);
+        var got = new PacketHandle[19];
+        int n = 0;
+        while (n < 19) n += _queue.ReceiveBurst(got.AsSpan(n), QueueWait.Passive, TestContext.Current.CancellationToken);
+        Assert.True(producer.Join(TimeSpan.FromSeconds(10)));
+        Assert.Equal(3, sent);
+        for (byte i = 0; i < 19; i++) Assert.Equal(i, got[i].Data[0]);
+        Assert.Equal(0UL, _queue.Stats.Dropped);
+    }
+}
