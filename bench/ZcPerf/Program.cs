@@ -1,0 +1,17 @@
+using ZcFlow.Perf;
+
+// ZcPerf: throughput figures that must stand side by side, measured in one run.
+//   dotnet run -c Release --project bench/ZcPerf -- queue [--json] [--seconds S]
+var scenarios = new Dictionary<string, Action<PerfOptions>>
+{
+    ["queue"] = QueueScenario.Run,
+};
+
+string? name = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal));
+if (name is null || !scenarios.TryGetValue(name, out Action<PerfOptions>? run))
+{
+    Console.Error.WriteLine($"usage: ZcPerf <{string.Join("|", scenarios.Keys)}> [--json] [--runs N]");
+    return 2;
+}
+run(PerfOptions.Parse(args));
+return 0;
