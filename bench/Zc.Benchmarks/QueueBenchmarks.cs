@@ -31,7 +31,10 @@ public class QueueBenchmarks
     private BufferBlock<PacketHandle> _block = null!;
     private Thread? _consumer;
     private volatile bool _running;
-    private long _consumed;
+    // The consumer's count, alone on its cache lines: it must not share one with the fields the producer reads.
+    private readonly long[] _consumedCell = new long[48];
+    private ref long _consumed => ref _consumedCell[24];
+    private int[] _cores = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -47,7 +50,9 @@ public class QueueBenchmarks
         _unbounded = Channel.CreateUnbounded<PacketHandle>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         _concurrent = new ConcurrentQueue<PacketHandle>();
         _block = new BufferBlock<PacketHandle>(new DataflowBlockOptions { BoundedCapacity = Slots });
-        CpuAffinity.PinCurrentThread(CpuAffinity.AllowedCores()[0]);
+        // Read the cores before pinning: a thread inherits its creator's affinity.
+        _cores = CpuAffinity.AllowedCores();
+        CpuAffinity.PinCurrentThread(_cores[0]);
     }
 
     [GlobalCleanup]
@@ -63,12 +68,12 @@ public class QueueBenchmarks
         _running = true;
         _consumer = new Thread(() =>
         {
-            CpuAffinity.PinCurrentThread(CpuAffinity.AllowedCores()[^1]);
+            CpuAffinity.PinCurrentThread(_cores[^1]);
             while (_running)
             {
                 int n = drain();
                 if (n == 0) Thread.SpinWait(1);
-                else Volatile.Write(ref _consumed, _consumed + n);
+                else Volatile.Write(ref _consumed, Volatile.Read(ref _consumed) + n);
             }
         }) { IsBackground = true };
         _consumer.Start();

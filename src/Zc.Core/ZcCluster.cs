@@ -1,5 +1,7 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using ZcFlow.Buffers;
+using ZcFlow.Ipc;
 using ZcFlow.Memory;
 using ZcFlow.Native;
 using ZcFlow.Queues;
@@ -19,6 +21,7 @@ public sealed unsafe class ZcCluster : IDisposable
     private readonly Arena _arena;
     private readonly BufferRegion _buffers;
     private readonly List<ZcQueue> _queues = [];
+    private readonly ulong[] _holders; // which queues hold each buffer: this process's record, never shared
     private int _disposed;
 
     private ZcCluster(uint id, Arena arena)
@@ -27,6 +30,7 @@ public sealed unsafe class ZcCluster : IDisposable
         _arena = arena;
         ref ArenaHeader h = ref Header;
         _buffers = new BufferRegion(arena.Base + h.BuffersOffset, h.BufferStride, h.BufferCount, h.BufferCapacity);
+        _holders = new ulong[h.BufferCount];
     }
 
     public uint Id { get; }
@@ -77,7 +81,7 @@ public sealed unsafe class ZcCluster : IDisposable
         ulong queueArea = (ulong)options.MaxQueues * 2 * ArenaLayout.RingSize(recycle);
         ulong total = ArenaLayout.BuffersOffset + buffersBytes + queueArea;
 
-        RemoveStale(id);
+        ClusterDirectory.RemoveStale(id);
         Arena arena = OpenArena(id, total, options);
         try
         {
@@ -98,6 +102,7 @@ public sealed unsafe class ZcCluster : IDisposable
             h.QueueAreaSize = queueArea;
             h.RecycleCapacity = recycle;
             h.Flags = arena.OnHugePages ? ArenaHeader.FlagHugePages : 0;
+            h.State = ArenaHeader.Running;
             // The magic goes last: an attacher that sees it sees a complete header.
             Volatile.Write(ref h.Magic, ArenaLayout.Magic);
             return new ZcCluster(id, arena);
@@ -128,39 +133,6 @@ public sealed unsafe class ZcCluster : IDisposable
         return Arena.CreateNew(Path.Combine(Arena.ShmDirectory, FileName(id)), size, hugePages: false, mode, group);
     }
 
-    /// <summary>Every place the arena file of cluster <paramref name="id"/> may be.</summary>
-    public static IEnumerable<string> CandidatePaths(uint id)
-        => HugePages.Mounts().Append(Arena.ShmDirectory).Select(d => Path.Combine(d, FileName(id)));
-
-    private static void RemoveStale(uint id)
-    {
-        foreach (string path in CandidatePaths(id))
-        {
-            if (!File.Exists(path)) continue;
-            int owner = ReadOwner(path);
-            if (owner > 0 && ProcessIsAlive(owner))
-                throw new InvalidOperationException($"cluster {id} already exists and is owned by running process {owner} ({path}); stop it or pick another cluster id");
-            Libc.Unlink(path);
-        }
-    }
-
-    private static int ReadOwner(string path)
-    {
-        try
-        {
-            using var arena = Arena.Open(path);
-            ref ArenaHeader h = ref arena.At<ArenaHeader>(0);
-            return h.Magic == ArenaLayout.Magic ? h.OwnerPid : 0;
-        }
-        catch (Exception e) when (e is ErrnoException or InvalidDataException)
-        {
-            return 0;
-        }
-    }
-
-    internal static bool ProcessIsAlive(int pid)
-        => Libc.Kill(pid, 0) == 0 || System.Runtime.InteropServices.Marshal.GetLastPInvokeError() == Libc.EPERM;
-
     /// <summary>Gives <paramref name="buffers"/> of the cluster's unassigned buffers to a new pool.</summary>
     public BufferPool CreatePool(int buffers)
     {
@@ -176,7 +148,7 @@ public sealed unsafe class ZcCluster : IDisposable
         e.FirstBuffer = h.BuffersAssigned;
         e.Count = (uint)buffers;
         Volatile.Write(ref e.State, PoolEntry.Ready);
-        var pool = new BufferPool(id, _buffers, h.BuffersAssigned, (uint)buffers);
+        var pool = new BufferPool(id, _buffers, h.BuffersAssigned, (uint)buffers, _holders);
         h.BuffersAssigned += (uint)buffers;
         Volatile.Write(ref h.PoolCount, h.PoolCount + 1);
         return pool;
@@ -211,7 +183,7 @@ public sealed unsafe class ZcCluster : IDisposable
         var queue = new ZcQueue(id,
             new SpscRing((RingControl*)(_arena.Base + forward), capacity, wakeable: true),
             new SpscRing((RingControl*)(_arena.Base + recycle), h.RecycleCapacity, wakeable: false),
-            _buffers);
+            _buffers, (QueueEntry*)Unsafe.AsPointer(ref e), _holders, owner: null);
         _queues.Add(queue);
         return queue;
     }
@@ -221,10 +193,11 @@ public sealed unsafe class ZcCluster : IDisposable
         if (Volatile.Read(ref _disposed) != 0) ThrowHelper.Disposed($"cluster {Id}");
     }
 
-    /// <summary>Unmaps the arena and removes its file. Idempotent.</summary>
+    /// <summary>Marks the cluster closed for attached consumers, unmaps the arena and removes its file. Idempotent.</summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        Volatile.Write(ref Header.State, ArenaHeader.Closed);
         _arena.Dispose();
     }
 }

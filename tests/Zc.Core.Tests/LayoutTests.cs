@@ -18,6 +18,7 @@ public class LayoutTests
         { typeof(ArenaHeader), nameof(ArenaHeader.BufferCount), 64 },
         { typeof(ArenaHeader), nameof(ArenaHeader.QueueAreaOffset), 80 },
         { typeof(ArenaHeader), nameof(ArenaHeader.RecycleCapacity), 104 },
+        { typeof(ArenaHeader), nameof(ArenaHeader.State), 112 },
         { typeof(PoolEntry), nameof(PoolEntry.FirstBuffer), 4 },
         { typeof(QueueEntry), nameof(QueueEntry.ForwardOffset), 16 },
         { typeof(QueueEntry), nameof(QueueEntry.RecycleOffset), 24 },
@@ -32,7 +33,6 @@ public class LayoutTests
         { typeof(BufferHeader), nameof(BufferHeader.Length), 0 },
         { typeof(BufferHeader), nameof(BufferHeader.Hash), 4 },
         { typeof(BufferHeader), nameof(BufferHeader.TimestampNs), 8 },
-        { typeof(BufferHeader), nameof(BufferHeader.RefCount), 16 },
         { typeof(BufferHeader), nameof(BufferHeader.DeviceIndex), 20 },
         { typeof(BufferHeader), nameof(BufferHeader.Flags), 24 },
     };

@@ -1,36 +1,39 @@
 using System.Runtime.CompilerServices;
+using ZcFlow.Ipc;
 using ZcFlow.Queues;
 
 namespace ZcFlow.Buffers;
 
 /// <summary>
 /// A fixed set of a cluster's buffers, handed out and taken back by one owning thread,
-/// PF_RING ZC's buffer pool. Not thread-safe by design: buffers that other threads or
-/// processes are done with come back through the recycle rings of the queues named with
+/// PF_RING ZC's buffer pool. Not thread-safe by design: buffers that consumers (threads or
+/// processes) are done with come back through the recycle rings of the queues named with
 /// <see cref="ReclaimFrom"/>, which the pool drains when it runs dry. So no free list is
-/// ever shared and no lock is ever taken.
+/// ever shared and no lock is ever taken. The thread that owns the pool is the one that
+/// sends its buffers into queues.
 ///
-/// Every index coming back is checked against the pool's range, its record of what it handed
-/// out and the buffer's holder count: a forged or twice-returned index is counted in
-/// <see cref="Errors"/>, never used. (A process that can write the arena can still forge all
-/// three for a buffer it does not hold; it can spoil packets, not make the owner read or write
-/// outside the arena.)
+/// The pool keeps, in its own process's memory, which queues hold each of its buffers. A
+/// buffer comes back from a queue only if that queue holds it, and is free again when no
+/// queue does: an index that is forged, out of range or returned twice is counted in
+/// <see cref="Errors"/> and never used, whatever a consumer writes into shared memory.
 /// </summary>
 public sealed class BufferPool
 {
     private readonly BufferRegion _buffers;
     private readonly uint _first;
     private readonly uint[] _free;
-    private readonly bool[] _out;
-    private SpscRing[] _returns = [];
+    private readonly bool[] _out;      // handed out and not yet back, by local index
+    private readonly ulong[] _holders; // the cluster's record: queues holding each buffer, by cluster index
+    private ZcQueue[] _returns = [];
     private int _top;
     private ulong _errors;
 
-    internal BufferPool(int id, BufferRegion buffers, uint first, uint count)
+    internal BufferPool(int id, BufferRegion buffers, uint first, uint count, ulong[] holders)
     {
         Id = id;
         _buffers = buffers;
         _first = first;
+        _holders = holders;
         _free = new uint[count];
         _out = new bool[count];
         // Lowest index on top, so a fresh pool hands out buffers in address order.
@@ -56,11 +59,10 @@ public sealed class BufferPool
     public void ReclaimFrom(ZcQueue queue)
     {
         ArgumentNullException.ThrowIfNull(queue);
-        if (Array.IndexOf(_returns, queue.RecycleRing) >= 0) return;
-        _returns = [.. _returns, queue.RecycleRing];
+        if (Array.IndexOf(_returns, queue) < 0) _returns = [.. _returns, queue];
     }
 
-    /// <summary>Takes a buffer: length 0, one holder. False when none is free even after reclaiming.</summary>
+    /// <summary>Takes a buffer, length 0. False when none is free even after reclaiming.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryGet(out PacketHandle packet)
     {
@@ -88,25 +90,18 @@ public sealed class BufferPool
     {
         _out[index - _first] = true;
         PacketHandle packet = _buffers.At(index);
-        ref int holders = ref packet.RefCountRef;
-        holders = 1;
         packet.Length = 0;
         return packet;
     }
 
-    /// <summary>
-    /// Gives back a buffer on the owning thread (a packet dropped before it was sent, say).
-    /// It returns to the free list when its last holder lets go.
-    /// </summary>
+    /// <summary>Gives back, on the owning thread, a buffer it holds and has not sent (a packet dropped, say).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Release(in PacketHandle packet)
     {
-        uint local = packet.Index - _first;
-        if (local >= (uint)_out.Length) ThrowHelper.ForeignBuffer(packet.Index);
-        if (!_out[local]) ThrowHelper.NotOwned(packet.Index);
-        if (!packet.DropReference()) return;
-        _out[local] = false;
-        _free[_top++] = packet.Index;
+        uint index = packet.Index, local = index - _first;
+        if (local >= (uint)_out.Length) ThrowHelper.ForeignBuffer(index);
+        if (!_out[local] || _holders[index] != 0) ThrowHelper.NotOwned(index);
+        Free(index, local);
     }
 
     /// <summary>Gives back a burst of buffers on the owning thread.</summary>
@@ -115,30 +110,67 @@ public sealed class BufferPool
         foreach (ref readonly PacketHandle p in packets) Release(p);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Free(uint index, uint local)
+    {
+        _out[local] = false;
+        _free[_top++] = index;
+    }
+
     /// <summary>Drains every recycle ring into the free list; returns how many buffers came back.</summary>
     public int Reclaim()
     {
         int before = _top;
-        foreach (SpscRing ring in _returns)
+        foreach (ZcQueue queue in _returns) Drain(queue);
+        return _top - before;
+    }
+
+    private void Drain(ZcQueue queue)
+    {
+        SpscRing ring = queue.RecycleRing;
+        ulong bit = queue.Bit;
+        int n = ring.Available(int.MaxValue);
+        for (int i = 0; i < n; i++)
         {
-            int n = ring.Available(int.MaxValue);
-            for (int i = 0; i < n; i++)
+            uint index = ring.Get(i);
+            uint local = index - _first;
+            // Ours, and held by this queue: anything else is forged or returned twice.
+            if (local < (uint)_out.Length && (_holders[index] & bit) != 0)
             {
-                uint index = ring.Get(i);
-                uint local = index - _first;
-                // Ours, handed out, and let go by its last holder: anything else is forged or stale.
-                if (local < (uint)_out.Length && _out[local] && Volatile.Read(ref _buffers.At(index).RefCountRef) == 0)
-                {
-                    _out[local] = false;
-                    _free[_top++] = index;
-                }
-                else
-                {
-                    _errors++;
-                    ring.CountConsumerError();
-                }
+                if ((_holders[index] &= ~bit) == 0) Free(index, local);
             }
-            if (n != 0) ring.Consume(n);
+            else
+            {
+                _errors++;
+                ring.CountConsumerError();
+            }
+        }
+        if (n != 0) ring.Consume(n);
+    }
+
+    /// <summary>
+    /// Looks at the consumer processes of the queues this pool reclaims from. For each queue
+    /// whose consumer died or detached, takes back every buffer of this pool that queue held
+    /// (received and not released, or still queued), empties the queue and makes it free for
+    /// a new consumer. Returns the buffers taken back. Call it from the owning thread every
+    /// so often (a tenth of a second is plenty): it costs one <c>kill(pid, 0)</c> per attached queue.
+    /// </summary>
+    public int CheckConsumers()
+    {
+        int before = _top;
+        foreach (ZcQueue queue in _returns)
+        {
+            int pid = queue.ConsumerPid;
+            if (pid == 0 || (pid > 0 && Processes.IsAlive(pid))) continue;
+            Drain(queue);
+            queue.DiscardQueuedForGoneConsumer();
+            ulong bit = queue.Bit;
+            for (uint local = 0; local < (uint)_out.Length; local++)
+            {
+                uint index = _first + local;
+                if ((_holders[index] & bit) != 0 && (_holders[index] &= ~bit) == 0) Free(index, local);
+            }
+            Interlocked.CompareExchange(ref queue.ConsumerPidRef, 0, pid);
         }
         return _top - before;
     }

@@ -64,23 +64,4 @@ public readonly unsafe struct PacketHandle
 
     /// <summary>Free for the application and devices (PF_RING's flags).</summary>
     public uint Flags { get => _header->Flags; set => _header->Flags = value; }
-
-    /// <summary>How many holders the buffer has: 1 after a pool hands it out, more after a fan-out.</summary>
-    public int RefCount => Volatile.Read(ref _header->RefCount);
-
-    internal ref int RefCountRef => ref _header->RefCount;
-
-    /// <summary>Drops one holder's reference; true when it was the last, and the buffer is free.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal bool DropReference()
-    {
-        ref int count = ref _header->RefCount;
-        // A sole holder needs no atomic: nobody else can be touching the count.
-        if (Volatile.Read(ref count) == 1)
-        {
-            count = 0;
-            return true;
-        }
-        return Interlocked.Decrement(ref count) == 0;
-    }
 }

@@ -21,7 +21,8 @@ public static class ArenaLayout
 
     public const int HeaderSize = 4096;
     public const int MaxPools = 64;
-    public const int MaxQueues = 256;
+    /// <summary>A buffer's holders are a 64-bit mask of queues, so a cluster has at most 64 queues.</summary>
+    public const int MaxQueues = 64;
     public const int EntrySize = 64;
     public const ulong PoolDirectoryOffset = HeaderSize;
     public const ulong QueueDirectoryOffset = PoolDirectoryOffset + MaxPools * EntrySize;
@@ -73,8 +74,12 @@ public struct ArenaHeader
     /// <summary>Slots of every recycle ring: a power of two no smaller than BufferCount, so a recycle ring is never full.</summary>
     [FieldOffset(104)] public uint RecycleCapacity;
     [FieldOffset(108)] public uint Flags;
+    /// <summary><see cref="Running"/> while the owner serves the cluster, <see cref="Closed"/> once it has shut it down.</summary>
+    [FieldOffset(112)] public uint State;
 
     public const uint FlagHugePages = 1;
+    public const uint Running = 1;
+    public const uint Closed = 2;
 }
 
 /// <summary>A pool's entry in the directory: the buffers [FirstBuffer, FirstBuffer + Count).</summary>
@@ -98,7 +103,11 @@ public struct QueueEntry
     [FieldOffset(12)] public uint RecycleCapacity;
     [FieldOffset(16)] public ulong ForwardOffset;
     [FieldOffset(24)] public ulong RecycleOffset;
-    /// <summary>The pid of the process attached as consumer, 0 when none (used across processes).</summary>
+    /// <summary>
+    /// The consumer attached from another process: 0 when none. A consumer claims it with a
+    /// compare-and-swap from 0 to its pid and, leaving, swaps its pid for its negation; only the
+    /// owner sets it back to 0, after it has taken back what that consumer held.
+    /// </summary>
     [FieldOffset(32)] public int ConsumerPid;
 
     public const uint Ready = 1;
@@ -133,7 +142,6 @@ public struct BufferHeader
     [FieldOffset(0)] public uint Length;
     [FieldOffset(4)] public uint Hash;
     [FieldOffset(8)] public long TimestampNs;
-    [FieldOffset(16)] public int RefCount;
     [FieldOffset(20)] public uint DeviceIndex;
     [FieldOffset(24)] public uint Flags;
 }

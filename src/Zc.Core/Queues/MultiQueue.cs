@@ -6,9 +6,8 @@ namespace ZcFlow.Queues;
 
 /// <summary>
 /// One send reaching several queues without copying the packet, PF_RING ZC's multi-queue:
-/// the buffer's reference count becomes the number of queues that took it, and the last
-/// consumer to release it returns it to its pool. Up to 64 queues; producer side only,
-/// one thread at a time.
+/// each queue that takes it holds the buffer, and it returns to its pool when the last of
+/// them has given it back. Up to 64 queues; the owner's sending thread only.
 /// </summary>
 public sealed class MultiQueue
 {
@@ -44,10 +43,7 @@ public sealed class MultiQueue
         int taken = 0;
         for (ulong m = mask; m != 0; m &= m - 1)
             if (_queues[BitOperations.TrailingZeroCount(m)].TrySend(packet, flush: false)) taken++;
-        if (taken == 0) return 0;
-        // The count is right before any consumer can see the packet: nothing above was published.
-        if (taken != 1) Interlocked.Add(ref packet.RefCountRef, taken - 1);
-        if (flush)
+        if (flush && taken != 0)
             for (ulong m = mask; m != 0; m &= m - 1)
                 _queues[BitOperations.TrailingZeroCount(m)].Flush();
         return taken;

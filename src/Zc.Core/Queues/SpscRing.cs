@@ -192,6 +192,21 @@ internal sealed unsafe class SpscRing
         Volatile.Write(ref _ctl->Waiters, 0);
     }
 
+    /// <summary>The producer, for a consumer that is gone: empties the ring, so a new consumer starts from here.</summary>
+    public void ResetConsumerSide()
+    {
+        _c.HeadCache = _c.PublishedTail;
+        Volatile.Write(ref _ctl->Waiters, 0);
+        Volatile.Write(ref _ctl->Head, _c.PublishedTail);
+    }
+
+    /// <summary>The consumer, for a producer that is gone: forgets what it may have half-published.</summary>
+    public void ResetProducerSide()
+    {
+        _c.TailCache = _c.Head;
+        Volatile.Write(ref _ctl->Tail, _c.Head);
+    }
+
     /// <summary>Values published and not yet consumed, as any thread sees them.</summary>
     public ulong Count => Volatile.Read(ref _ctl->Tail) - Volatile.Read(ref _ctl->Head);
 }

@@ -1,5 +1,7 @@
 using System.Runtime.CompilerServices;
 using ZcFlow.Buffers;
+using ZcFlow.Ipc;
+using ZcFlow.Memory;
 
 namespace ZcFlow.Queues;
 
@@ -7,9 +9,12 @@ namespace ZcFlow.Queues;
 /// A lock-free single-producer single-consumer queue of packets living in a cluster's arena,
 /// PF_RING ZC's queue. Only buffer indices move; the bytes stay where the device wrote them.
 ///
-/// One thread (or process) sends, one receives. Each packet the consumer receives is its to
-/// read and must be given back with <see cref="Release"/>: released buffers travel back to
-/// their pool on a recycle ring of their own, so no free list is ever shared.
+/// One thread sends, one thread (of this process or, attached with <see cref="AttachedQueue"/>,
+/// of another) receives. Each packet the consumer receives is its to read and must be given
+/// back with <see cref="Release"/>: released buffers travel back to their pool on a recycle
+/// ring of their own, so no free list is ever shared and nothing the consumer writes is
+/// trusted. The sending side is the cluster owner's: it runs on the thread that owns the
+/// pools of the buffers it sends, which records which queues hold each buffer.
 ///
 /// Sends are batched: <c>flush: false</c> writes slots without publishing them, and
 /// <see cref="Flush"/> publishes everything written so far with one release store.
@@ -22,13 +27,21 @@ public sealed unsafe class ZcQueue
     private readonly SpscRing _ring;     // packets, producer -> consumer
     private readonly SpscRing _recycle;  // buffers done with, consumer -> pool
     private readonly BufferRegion _buffers;
+    private readonly ulong[]? _holders; // the owner's record of which queues hold each buffer; null on a consumer's view
+    private readonly ulong _bit;
+    private readonly QueueEntry* _entry;
+    private readonly OwnerWatch? _owner; // a consumer's watch on the owner; null in the owner's process
 
-    internal ZcQueue(int id, SpscRing ring, SpscRing recycle, BufferRegion buffers)
+    internal ZcQueue(int id, SpscRing ring, SpscRing recycle, BufferRegion buffers, QueueEntry* entry, ulong[]? holders, OwnerWatch? owner)
     {
         Id = id;
         _ring = ring;
         _recycle = recycle;
         _buffers = buffers;
+        _entry = entry;
+        _holders = holders;
+        _bit = 1UL << id;
+        _owner = owner;
     }
 
     /// <summary>The queue's number in its cluster: the <c>0</c> of <c>zc:99@0</c>.</summary>
@@ -63,6 +76,13 @@ public sealed unsafe class ZcQueue
 
     internal BufferRegion Buffers => _buffers;
 
+    internal ulong Bit => _bit;
+
+    /// <summary>The pid of the consumer process attached to it, 0 when none; negative while one that left awaits the owner.</summary>
+    public int ConsumerPid => Volatile.Read(ref _entry->ConsumerPid);
+
+    internal ref int ConsumerPidRef => ref _entry->ConsumerPid;
+
     // ---- producer side ----
 
     /// <summary>
@@ -73,12 +93,15 @@ public sealed unsafe class ZcQueue
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TrySend(in PacketHandle packet, bool flush = true)
     {
+        ulong[] holders = _holders ?? ThrowNotOwner();
         if (_ring.Claim(1) == 0)
         {
             _ring.CountDropped(1);
             return false;
         }
-        _ring.Put(0, packet.Index);
+        uint index = packet.Index;
+        _ring.Put(0, index);
+        holders[index] |= _bit;
         _ring.Advance(1);
         if (flush) _ring.Flush();
         return true;
@@ -137,10 +160,31 @@ public sealed unsafe class ZcQueue
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int SendSome(ReadOnlySpan<PacketHandle> packets)
     {
+        ulong[] holders = _holders ?? ThrowNotOwner();
         int n = _ring.Claim(packets.Length);
-        for (int i = 0; i < n; i++) _ring.Put(i, packets[i].Index);
+        for (int i = 0; i < n; i++)
+        {
+            uint index = packets[i].Index;
+            _ring.Put(i, index);
+            holders[index] |= _bit;
+        }
         _ring.Advance(n);
         return n;
+    }
+
+    private ulong[] ThrowNotOwner() => throw new InvalidOperationException(
+        $"queue {Id} is attached from another process: it receives and releases; only the cluster's owner sends into it");
+
+    /// <summary>
+    /// The owner, acting for a consumer that is gone: drops every published packet not yet
+    /// received, so that the next consumer starts on an empty queue. The caller takes the
+    /// buffers back (their holder bit for this queue is still set).
+    /// </summary>
+    internal void DiscardQueuedForGoneConsumer()
+    {
+        _ring.Flush();
+        _ring.ResetConsumerSide();
+        _recycle.ResetProducerSide();
     }
 
     /// <summary>Publishes every packet sent with <c>flush: false</c>. Cheap when there is none.</summary>
@@ -164,6 +208,7 @@ public sealed unsafe class ZcQueue
             }
             _ring.CountConsumerError();
         }
+        _owner?.Check();
         packet = default;
         return false;
     }
@@ -184,6 +229,7 @@ public sealed unsafe class ZcQueue
             else _ring.CountConsumerError();
         }
         if (n != 0) _ring.Consume(n);
+        else _owner?.Check();
         return got;
     }
 
@@ -220,14 +266,13 @@ public sealed unsafe class ZcQueue
     }
 
     /// <summary>
-    /// Gives back a packet this consumer received. Its buffer returns to its pool when the last
-    /// holder lets go (after a fan-out, each receiving queue holds it once).
+    /// Gives back a packet this consumer received. Its buffer returns to its pool once every
+    /// queue it was sent to (one, or several after a fan-out) has given it back.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Release(in PacketHandle packet)
     {
-        if (!PutBack(packet)) return;
-        _recycle.Advance(1);
+        if (PutBack(packet.Index)) _recycle.Advance(1);
         _recycle.Flush();
     }
 
@@ -236,28 +281,27 @@ public sealed unsafe class ZcQueue
     public void ReleaseBurst(ReadOnlySpan<PacketHandle> packets)
     {
         foreach (ref readonly PacketHandle p in packets)
-            if (PutBack(p)) _recycle.Advance(1);
+            if (PutBack(p.Index)) _recycle.Advance(1);
         _recycle.Flush();
     }
 
-    // Drops this holder's reference; when it was the last, writes the index into the next
-    // recycle slot (the caller advances). The recycle ring has a slot for every buffer of the
-    // cluster, so it is full only if something released a buffer twice: that is counted.
+    // Writes the index into the next recycle slot (the caller advances). The recycle ring has a
+    // slot for every buffer of the cluster and a queue holds a buffer once, so it is full only
+    // if something released a buffer twice: that is counted.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool PutBack(in PacketHandle packet)
+    private bool PutBack(uint index)
     {
-        if (!_buffers.Contains(packet.Index))
+        if (!_buffers.Contains(index))
         {
             _recycle.CountProducerError();
             return false;
         }
-        if (!packet.DropReference()) return false;
         if (_recycle.Claim(1) == 0)
         {
             _recycle.CountDropped(1);
             return false;
         }
-        _recycle.Put(0, packet.Index);
+        _recycle.Put(0, index);
         return true;
     }
 }

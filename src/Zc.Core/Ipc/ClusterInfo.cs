@@ -1,0 +1,11 @@
+using ZcFlow.Queues;
+
+namespace ZcFlow.Ipc;
+
+/// <summary>What the host's listing says of one cluster. <see cref="Problem"/> is set when its arena could not be read.</summary>
+public sealed record ClusterInfo(
+    uint Id, string Path, int OwnerPid, bool Live, ulong Generation, bool OnHugePages,
+    int BufferCount, int BufferSize, IReadOnlyList<QueueInfo> Queues, string? Problem);
+
+/// <summary>One queue of a listed cluster: its consumer process (0 when none) and its counters.</summary>
+public sealed record QueueInfo(int Id, int Capacity, int ConsumerPid, QueueStats Stats);
