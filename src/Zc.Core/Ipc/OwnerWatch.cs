@@ -42,11 +42,11 @@ internal sealed unsafe class OwnerWatch
 
     public void CheckNow()
     {
-        if (Volatile.Read(ref _header->State) == ArenaHeader.Closed)
-            throw Gone(false, $"cluster {_clusterId} was shut down by its owner (pid {_ownerPid})");
         bool replaced = Libc.StatPath(_path, out Stat st) == 0 && st.Ino != _inode;
         if (replaced)
             throw Gone(true, $"cluster {_clusterId} was restarted: a new owner created it again; attach again");
+        if (Volatile.Read(ref _header->State) == ArenaHeader.Closed)
+            throw Gone(false, $"cluster {_clusterId} was shut down by its owner (pid {_ownerPid})");
         if (!Processes.IsAlive(_ownerPid))
             throw Gone(false, $"cluster {_clusterId} is gone: its owner (pid {_ownerPid}) exited without closing it");
         if (Libc.StatPath(_path, out _) != 0 && Marshal.GetLastPInvokeError() == Libc.ENOENT)

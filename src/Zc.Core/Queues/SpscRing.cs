@@ -192,19 +192,26 @@ internal sealed unsafe class SpscRing
         Volatile.Write(ref _ctl->Waiters, 0);
     }
 
-    /// <summary>The producer, for a consumer that is gone: empties the ring, so a new consumer starts from here.</summary>
+    /// <summary>
+    /// The producer, for a consumer that is gone: empties the ring and rewrites both indices
+    /// from its own record, whatever the consumer left there, so a new consumer starts clean.
+    /// </summary>
     public void ResetConsumerSide()
     {
-        _c.HeadCache = _c.PublishedTail;
+        ulong tail = _c.PublishedTail;
+        _c.HeadCache = tail;
         Volatile.Write(ref _ctl->Waiters, 0);
-        Volatile.Write(ref _ctl->Head, _c.PublishedTail);
+        Volatile.Write(ref _ctl->Head, tail);
+        Volatile.Write(ref _ctl->Tail, tail);
     }
 
-    /// <summary>The consumer, for a producer that is gone: forgets what it may have half-published.</summary>
+    /// <summary>The consumer, for a producer that is gone: the same, from the consumer's record.</summary>
     public void ResetProducerSide()
     {
-        _c.TailCache = _c.Head;
-        Volatile.Write(ref _ctl->Tail, _c.Head);
+        ulong head = _c.Head;
+        _c.TailCache = head;
+        Volatile.Write(ref _ctl->Head, head);
+        Volatile.Write(ref _ctl->Tail, head);
     }
 
     /// <summary>Values published and not yet consumed, as any thread sees them.</summary>

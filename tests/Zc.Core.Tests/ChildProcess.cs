@@ -1,0 +1,101 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+
+namespace ZcFlow.Tests;
+
+/// <summary>
+/// A real second process running Zc.TestHost: its stdout read line by line, so a test can wait
+/// for "attached" or "ready" (the barrier) and read the verdict. Disposing kills it if it still runs.
+/// </summary>
+internal sealed class ChildProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly BlockingCollection<string> _lines = [];
+    private readonly List<string> _all = [];
+
+    private ChildProcess(Process process)
+    {
+        _process = process;
+        _process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is null) { _lines.CompleteAdding(); return; }
+            lock (_all) _all.Add(e.Data);
+            _lines.Add(e.Data);
+        };
+        _process.BeginOutputReadLine();
+    }
+
+    public int Pid => _process.Id;
+
+    /// <summary>Starts <c>Zc.TestHost verb args…</c>; with <paramref name="asUser"/>, as that uid and gid through setpriv.</summary>
+    public static ChildProcess Start(string verb, object[] args, int? asUser = null)
+    {
+        string dll = Path.Combine(AppContext.BaseDirectory, "Zc.TestHost.dll");
+        var info = new ProcessStartInfo { RedirectStandardOutput = true, RedirectStandardInput = true, UseShellExecute = false };
+        if (asUser is int uid)
+        {
+            info.FileName = "setpriv";
+            foreach (string a in new[] { $"--reuid={uid}", $"--regid={uid}", "--clear-groups", "dotnet" }) info.ArgumentList.Add(a);
+            info.Environment["DOTNET_CLI_HOME"] = Path.GetTempPath();
+        }
+        else
+        {
+            info.FileName = "dotnet";
+        }
+        info.ArgumentList.Add(dll);
+        info.ArgumentList.Add(verb);
+        foreach (object a in args) info.ArgumentList.Add(Convert.ToString(a, System.Globalization.CultureInfo.InvariantCulture)!);
+        return new ChildProcess(Process.Start(info)!);
+    }
+
+    /// <summary>The next line that starts with <paramref name="prefix"/>; a line starting "error" or the end of output fails the test.</summary>
+    public string WaitFor(string prefix, int seconds = 60)
+    {
+        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(seconds));
+        try
+        {
+            foreach (string line in _lines.GetConsumingEnumerable(cancel.Token))
+            {
+                if (line.StartsWith(prefix, StringComparison.Ordinal)) return line;
+                if (line.StartsWith("error", StringComparison.Ordinal)) Assert.Fail($"child {Pid}: {line}");
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        Assert.Fail($"child {Pid} printed no line starting '{prefix}' within {seconds} s; it printed: {Output}");
+        return "";
+    }
+
+    public string Output
+    {
+        get { lock (_all) return string.Join(" | ", _all); }
+    }
+
+    /// <summary>SIGKILL, and wait until it is gone.</summary>
+    public void Kill()
+    {
+        _process.Kill();
+        _process.WaitForExit();
+    }
+
+    /// <summary>Closes its stdin (the "own" verb's signal to shut down) and waits for it to exit.</summary>
+    public int CloseAndWait(int seconds = 60)
+    {
+        _process.StandardInput.Close();
+        return WaitForExit(seconds);
+    }
+
+    public int WaitForExit(int seconds = 60)
+    {
+        Assert.True(_process.WaitForExit(TimeSpan.FromSeconds(seconds)), $"child {Pid} did not exit within {seconds} s: {Output}");
+        _process.WaitForExit();
+        return _process.ExitCode;
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited) Kill();
+        _process.Dispose();
+    }
+}

@@ -1,0 +1,114 @@
+using ZcFlow.Buffers;
+using ZcFlow.Ipc;
+using ZcFlow.Memory;
+using ZcFlow.Queues;
+using ZcFlow;
+
+// The second process of the multi-process tests: one job per verb, results on stdout, exit 0 when
+// all was as expected. Every verb that attaches prints "attached" once it holds its queue.
+//   consume <cluster> <queue> <count> <first> <step>   receive count packets whose sequence numbers
+//                                                      are first, first+step, ... and release them
+//   hold <cluster> <queue> <n>                         receive n packets, keep them, wait to be killed
+//   garbage <cluster> <queue> <seed> <rounds>          write random bytes over its queue's rings
+//   watch <cluster> <queue>                            receive until the cluster goes; print how
+//   attach <cluster> <queue>                           attach and detach
+//   own <cluster> <queues>                             create the cluster, print "ready", keep it until stdin closes
+string verb = args[0];
+uint cluster = args.Length > 1 ? uint.Parse(args[1]) : 0;
+int queueId = args.Length > 2 ? int.Parse(args[2]) : 0;
+using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+
+try
+{
+    switch (verb)
+    {
+        case "own":
+            using (ZcCluster owned = ZcCluster.Create(cluster, new ClusterOptions { BufferCount = 1024, BufferSize = 128, MaxQueues = 4, UseHugePages = false, Warn = _ => { } }))
+            {
+                for (int q = 0; q < queueId; q++) owned.CreateQueue(64);
+                Console.WriteLine($"ready {Environment.ProcessId}");
+                Console.In.ReadToEnd();
+            }
+            return 0;
+        case "attach":
+            using (AttachedQueue.Attach($"zc:{cluster}@{queueId}")) Console.WriteLine("attached");
+            return 0;
+    }
+
+    using AttachedQueue attached = AttachedQueue.Attach(cluster, queueId);
+    ZcQueue queue = attached.Queue;
+    Console.WriteLine("attached");
+    var burst = new PacketHandle[32];
+    switch (verb)
+    {
+        case "consume":
+        {
+            long count = long.Parse(args[3]), expected = long.Parse(args[4]), step = long.Parse(args[5]);
+            long got = 0;
+            while (got < count)
+            {
+                int n = queue.ReceiveBurst(burst, QueueWait.Passive, timeout.Token);
+                if (n == 0) { Console.WriteLine($"error: timed out after {got} packets"); return 1; }
+                for (int k = 0; k < n; k++)
+                {
+                    long seq = BitConverter.ToInt64(burst[k].Data);
+                    if (seq != expected) { Console.WriteLine($"error: packet {got}: expected sequence {expected}, got {seq}"); return 1; }
+                    expected += step;
+                    got++;
+                }
+                queue.ReleaseBurst(burst.AsSpan(0, n));
+            }
+            Console.WriteLine($"ok {got}");
+            return 0;
+        }
+        case "hold":
+        {
+            int want = int.Parse(args[3]), got = 0;
+            while (got < want) got += queue.ReceiveBurst(burst.AsSpan(0, Math.Min(32, want - got)), QueueWait.Passive, timeout.Token);
+            Console.WriteLine($"holding {got}");
+            Thread.Sleep(Timeout.Infinite);
+            return 0;
+        }
+        case "garbage":
+        {
+            var random = new Random(int.Parse(args[3]));
+            int rounds = int.Parse(args[4]);
+            unsafe
+            {
+                RingControl* forward = queue.ForwardRing.Control, recycle = queue.RecycleRing.Control;
+                for (int r = 0; r < rounds; r++)
+                {
+                    random.NextBytes(new Span<byte>(forward, ArenaLayout.RingControlSize + 4 * queue.Capacity));
+                    random.NextBytes(new Span<byte>((uint*)(recycle + 1), 4 * queue.RecycleRing.Capacity));
+                    recycle->Tail = r % 2 == 0 ? (ulong)random.NextInt64() : recycle->Head + (ulong)random.Next(queue.RecycleRing.Capacity + 1);
+                    Thread.Sleep(1);
+                }
+            }
+            Console.WriteLine("done");
+            return 0;
+        }
+        case "watch":
+            try
+            {
+                while (true)
+                {
+                    int n = queue.ReceiveBurst(burst, QueueWait.Passive, timeout.Token);
+                    if (n == 0) { Console.WriteLine("error: timed out"); return 1; }
+                    queue.ReleaseBurst(burst.AsSpan(0, n));
+                }
+            }
+            catch (ClusterGoneException e)
+            {
+                Console.WriteLine($"gone restarted={e.Restarted} {e.Message}");
+                return 0;
+            }
+        default:
+            Console.WriteLine($"error: unknown verb {verb}");
+            return 2;
+    }
+}
+catch (Exception e)
+{
+    Console.WriteLine($"error: {e.GetType().Name}: {e.Message}");
+    return 1;
+}
