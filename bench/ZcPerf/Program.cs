@@ -1,10 +1,13 @@
 using ZcFlow.Perf;
 
 // ZcPerf: throughput figures that must stand side by side, measured in one run.
-//   dotnet run -c Release --project bench/ZcPerf -- queue [--json] [--seconds S]
+//   dotnet run -c Release --project bench/ZcPerf -- <queue|ipc> [--json] [--runs N]
+if (args.FirstOrDefault() == "ipc-consumer") return IpcScenario.ConsumerProcess(args);
+
 var scenarios = new Dictionary<string, Action<PerfOptions>>
 {
     ["queue"] = QueueScenario.Run,
+    ["ipc"] = IpcScenario.Run,
 };
 
 string? name = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal));

@@ -1,0 +1,22 @@
+using ZcFlow.Ipc;
+
+// The clusters on this host, their owners and queues, with live counters: what
+// /proc/net/pf_ring shows for PF_RING.
+var clusters = ClusterDirectory.List();
+if (clusters.Count == 0) Console.WriteLine("no ZcFlow cluster on this host");
+foreach (ClusterInfo c in clusters)
+{
+    if (c.Problem is not null)
+    {
+        Console.WriteLine($"cluster {c.Id}  {c.Path}  unreadable: {c.Problem}");
+        continue;
+    }
+    Console.WriteLine($"cluster {c.Id}  owner pid {c.OwnerPid} ({(c.Live ? "running" : "gone")})  generation {c.Generation:x16}  " +
+                      $"{c.BufferCount} buffers of {c.BufferSize} B{(c.OnHugePages ? " on hugepages" : "")}  {c.Path}");
+    foreach (QueueInfo q in c.Queues)
+    {
+        string consumer = q.ConsumerPid switch { 0 => "no consumer", < 0 => $"consumer {-q.ConsumerPid} left", _ => $"consumer pid {q.ConsumerPid}" };
+        Console.WriteLine($"  zc:{c.Id}@{q.Id}  {q.Capacity} slots  {consumer}  sent {q.Stats.Sent:N0}  received {q.Stats.Received:N0}  " +
+                          $"queued {q.Stats.Queued:N0}  dropped {q.Stats.Dropped:N0}  errors {q.Stats.Errors:N0}");
+    }
+}
