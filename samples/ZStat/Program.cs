@@ -16,7 +16,7 @@ foreach (ClusterInfo c in clusters)
     foreach (QueueInfo q in c.Queues)
     {
         string consumer = q.ConsumerPid switch { 0 => "no consumer", < 0 => $"consumer {-q.ConsumerPid} left", _ => $"consumer pid {q.ConsumerPid}" };
-        Console.WriteLine($"  zc:{c.Id}@{q.Id}  {q.Capacity} slots  {consumer}  sent {q.Stats.Sent:N0}  received {q.Stats.Received:N0}  " +
+        Console.WriteLine($"  zc:{c.Id}@{q.Id}  {q.Role.ToString().ToLowerInvariant()}  {q.Capacity} slots  {consumer}  sent {q.Stats.Sent:N0}  received {q.Stats.Received:N0}  " +
                           $"queued {q.Stats.Queued:N0}  dropped {q.Stats.Dropped:N0}  errors {q.Stats.Errors:N0}");
     }
 }

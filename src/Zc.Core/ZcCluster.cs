@@ -157,8 +157,9 @@ public sealed unsafe class ZcCluster : IDisposable
     /// <summary>
     /// Creates a queue of at least <paramref name="slots"/> packets (rounded up to a power of two,
     /// at most the cluster's buffer count rounded up). Its id is the next free one, from 0.
+    /// An <see cref="QueueRole.Ingress"/> queue carries packets from an application into the cluster.
     /// </summary>
-    public ZcQueue CreateQueue(int slots)
+    public ZcQueue CreateQueue(int slots, QueueRole role = QueueRole.Egress)
     {
         ThrowIfDisposed();
         ref ArenaHeader h = ref Header;
@@ -174,13 +175,14 @@ public sealed unsafe class ZcCluster : IDisposable
 
         ref QueueEntry e = ref _arena.At<QueueEntry>(ArenaLayout.QueueDirectoryOffset + (ulong)id * ArenaLayout.EntrySize);
         e.Capacity = capacity;
+        e.Role = (uint)role;
         e.RecycleCapacity = h.RecycleCapacity;
         e.ForwardOffset = forward;
         e.RecycleOffset = recycle;
         Volatile.Write(ref e.State, QueueEntry.Ready);
         Volatile.Write(ref h.QueueCount, (uint)id + 1);
 
-        var queue = new ZcQueue(id,
+        var queue = new ZcQueue(id, role,
             new SpscRing((RingControl*)(_arena.Base + forward), capacity, wakeable: true),
             new SpscRing((RingControl*)(_arena.Base + recycle), h.RecycleCapacity, wakeable: false),
             _buffers, (QueueEntry*)Unsafe.AsPointer(ref e), _holders, owner: null);

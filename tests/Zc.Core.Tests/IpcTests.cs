@@ -260,6 +260,37 @@ public class IpcTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void ApplicationInjectingThroughAnIngressQueue_DeliversEverySpareItFilled_InOrder_AndNothingItForged()
+    {
+        const long Count = 200_000;
+        using ZcCluster cluster = Owner(buffers: 4096);
+        BufferPool pool = cluster.CreatePool(2048); // buffers 0..2047; 2048..4095 are never handed out
+        ZcQueue ingress = cluster.CreateQueue(256, QueueRole.Ingress);
+        using ChildProcess injector = ChildProcess.Start("inject", [cluster.Id, 0, Count, 2048, 4096]);
+        injector.WaitFor("attached");
+
+        var burst = new PacketHandle[32];
+        long expected = 0;
+        var clock = Stopwatch.StartNew();
+        while (expected < Count)
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromMinutes(2), $"received {expected} of {Count}");
+            pool.Replenish(ingress);
+            int n = ingress.ReceiveBurst(burst);
+            for (int k = 0; k < n; k++)
+            {
+                Assert.InRange(burst[k].Index, 0u, 2047u);
+                Assert.Equal(expected++, BitConverter.ToInt64(burst[k].Data));
+            }
+            pool.ReleaseBurst(burst.AsSpan(0, n)); // received from ingress, they are the owner's
+        }
+        injector.WaitFor($"sent {Count}");
+        Assert.Equal(0, injector.WaitForExit());
+        Assert.Equal((ulong)(Count / 1000), ingress.Stats.Errors);
+        WaitUntil(() => { pool.CheckConsumers(); return pool.Available == pool.Capacity; }, "the spares back after the injector left");
+    }
+
+    [Fact]
     public void List_ShowsTheClusterItsQueuesAndTheirConsumers()
     {
         using ZcCluster cluster = Owner(buffers: 64);

@@ -107,6 +107,26 @@ public sealed class ZcQueueTests : IDisposable
     }
 
     [Fact]
+    public void IngressQueue_CarriesFilledSparesToTheOwner_WhoThenHoldsThem()
+    {
+        ZcQueue ingress = _cluster.CreateQueue(8, QueueRole.Ingress);
+        Assert.Equal(8, _pool.Replenish(ingress));
+        Assert.Equal(0, _pool.Replenish(ingress));
+        var spares = new PacketHandle[16];
+        Assert.Equal(8, ingress.TakeSpares(spares));
+        for (byte i = 0; i < 3; i++) { spares[i].Buffer[0] = i; spares[i].Length = 1; }
+        Assert.Equal(3, ingress.SendBurst(spares.AsSpan(0, 3)));
+        Assert.True(ingress.TrySend(spares[0])); // the same buffer again: refused on arrival
+        var got = new PacketHandle[8];
+        Assert.Equal(3, ingress.ReceiveBurst(got));
+        Assert.Equal(1UL, ingress.Stats.Errors);
+        for (byte i = 0; i < 3; i++) Assert.Equal(i, got[i].Data[0]);
+        _pool.ReleaseBurst(got.AsSpan(0, 3));
+        Assert.Equal(3, _pool.Replenish(ingress));
+        Assert.Throws<InvalidOperationException>(() => _queue.TakeSpares(spares));
+    }
+
+    [Fact]
     public void PassiveReceive_SleepsUntilTheProducerSends()
     {
         using var ready = new ManualResetEventSlim();

@@ -11,6 +11,9 @@ using ZcFlow;
 //   hold <cluster> <queue> <n>                         receive n packets, keep them, wait to be killed
 //   garbage <cluster> <queue> <seed> <rounds>          write random bytes over its queue's rings
 //   watch <cluster> <queue>                            receive until the cluster goes; print how
+//   inject <cluster> <queue> <count> <forgeFrom> <forgeTo>  fill count spares with sequence numbers and
+//                                                      send them; every 1000th, first send a buffer
+//                                                      index in [forgeFrom, forgeTo) it was never given
 //   attach <cluster> <queue>                           attach and detach
 //   own <cluster> <queues>                             create the cluster, print "ready", keep it until stdin closes
 string verb = args[0];
@@ -85,6 +88,27 @@ try
                 }
             }
             Console.WriteLine("done");
+            return 0;
+        }
+        case "inject":
+        {
+            long count = long.Parse(args[3]);
+            uint forgeFrom = uint.Parse(args[4]), forgeTo = uint.Parse(args[5]);
+            var random = new Random(5);
+            var one = new PacketHandle[1];
+            for (long seq = 0; seq < count; seq++)
+            {
+                if (seq % 1000 == 999)
+                {
+                    one[0] = queue.Buffers.At((uint)random.NextInt64(forgeFrom, forgeTo));
+                    queue.SendBurst(one, QueueWait.Passive, timeout.Token);
+                }
+                while (queue.TakeSpares(one) == 0) Thread.Yield();
+                BitConverter.TryWriteBytes(one[0].Buffer, seq);
+                one[0].Length = 60;
+                if (queue.SendBurst(one, QueueWait.Passive, timeout.Token) != 1) { Console.WriteLine("error: send timed out"); return 1; }
+            }
+            Console.WriteLine($"sent {count}");
             return 0;
         }
         case "watch":

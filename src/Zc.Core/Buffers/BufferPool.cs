@@ -121,7 +121,8 @@ public sealed class BufferPool
     public int Reclaim()
     {
         int before = _top;
-        foreach (ZcQueue queue in _returns) Drain(queue);
+        foreach (ZcQueue queue in _returns)
+            if (queue.Role == QueueRole.Egress) Drain(queue);
         return _top - before;
     }
 
@@ -149,6 +150,33 @@ public sealed class BufferPool
     }
 
     /// <summary>
+    /// Stocks the ingress queue <paramref name="ingress"/> with spare buffers for its application
+    /// to fill, so that it has the queue's capacity of them out (stocked, or taken and not yet
+    /// sent back): an application cannot hoard more. Returns how many were added. Call it from
+    /// the owning thread each turn of the loop that receives from that queue: it is cheap when
+    /// the stock is full.
+    /// </summary>
+    public int Replenish(ZcQueue ingress)
+    {
+        if (ingress.Role != QueueRole.Ingress) throw new ArgumentException($"queue {ingress.Id} is not an ingress queue", nameof(ingress));
+        ReclaimFrom(ingress);
+        SpscRing spares = ingress.RecycleRing;
+        int n = spares.Claim(Math.Min(_top, ingress.Capacity - ingress.SparesOut));
+        ingress.SparesOut += n;
+        ulong bit = ingress.Bit;
+        for (int i = 0; i < n; i++)
+        {
+            uint index = _free[--_top];
+            _out[index - _first] = true;
+            _holders[index] |= bit;
+            spares.Put(i, index);
+        }
+        spares.Advance(n);
+        spares.Flush();
+        return n;
+    }
+
+    /// <summary>
     /// Looks at the consumer processes of the queues this pool reclaims from. For each queue
     /// whose consumer died or detached, takes back every buffer of this pool that queue held
     /// (received and not released, or still queued), empties the queue and makes it free for
@@ -162,7 +190,7 @@ public sealed class BufferPool
         {
             int pid = queue.ConsumerPid;
             if (pid == 0 || (pid > 0 && Processes.IsAlive(pid))) continue;
-            Drain(queue);
+            if (queue.Role == QueueRole.Egress) Drain(queue);
             queue.DiscardQueuedForGoneConsumer();
             ulong bit = queue.Bit;
             for (uint local = 0; local < (uint)_out.Length; local++)

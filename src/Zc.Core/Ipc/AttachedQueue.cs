@@ -86,7 +86,7 @@ public sealed unsafe class AttachedQueue : IDisposable
             Claim(entry, clusterId, queueId, owner, wait ?? TimeSpan.FromSeconds(2));
 
             var buffers = new BufferRegion(arena.Base + h.BuffersOffset, h.BufferStride, h.BufferCount, h.BufferCapacity);
-            var queue = new ZcQueue(queueId,
+            var queue = new ZcQueue(queueId, (QueueRole)e.Role,
                 new SpscRing((RingControl*)(arena.Base + e.ForwardOffset), e.Capacity, wakeable: true),
                 new SpscRing((RingControl*)(arena.Base + e.RecycleOffset), e.RecycleCapacity, wakeable: false),
                 buffers, entry, holders: null, new OwnerWatch((ArenaHeader*)arena.Base, path, clusterId));

@@ -51,7 +51,7 @@ public static unsafe class ClusterDirectory
         {
             ref QueueEntry e = ref CheckQueue(arena, id, q);
             RingControl* ring = (RingControl*)(arena.Base + e.ForwardOffset);
-            queues.Add(new QueueInfo(q, (int)e.Capacity, Volatile.Read(ref e.ConsumerPid),
+            queues.Add(new QueueInfo(q, (Queues.QueueRole)e.Role, (int)e.Capacity, Volatile.Read(ref e.ConsumerPid),
                 new Queues.QueueStats(Volatile.Read(ref ring->Tail), Volatile.Read(ref ring->Head), Volatile.Read(ref ring->Dropped),
                     Volatile.Read(ref ring->ProducerErrors) + Volatile.Read(ref ring->ConsumerErrors))));
         }
@@ -111,6 +111,7 @@ public static unsafe class ClusterDirectory
         ref QueueEntry e = ref arena.At<QueueEntry>(ArenaLayout.QueueDirectoryOffset + (ulong)q * ArenaLayout.EntrySize);
         string where = $"queue {q} of cluster {id}";
         if (Volatile.Read(ref e.State) != QueueEntry.Ready) throw Bad(where, "is not ready");
+        if (e.Role > (uint)Queues.QueueRole.Ingress) throw Bad(where, "has an unknown role");
         if (e.Capacity < 2 || !BitOperations.IsPow2(e.Capacity) || e.Capacity > h.RecycleCapacity || e.RecycleCapacity != h.RecycleCapacity)
             throw Bad(where, "has an impossible capacity");
         if (!RingFits(h, e.ForwardOffset, e.Capacity) || !RingFits(h, e.RecycleOffset, e.RecycleCapacity))

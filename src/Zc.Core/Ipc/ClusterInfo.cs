@@ -7,5 +7,5 @@ public sealed record ClusterInfo(
     uint Id, string Path, int OwnerPid, bool Live, ulong Generation, bool OnHugePages,
     int BufferCount, int BufferSize, IReadOnlyList<QueueInfo> Queues, string? Problem);
 
-/// <summary>One queue of a listed cluster: its consumer process (0 when none) and its counters.</summary>
-public sealed record QueueInfo(int Id, int Capacity, int ConsumerPid, QueueStats Stats);
+/// <summary>One queue of a listed cluster: its direction, the application process at its other end (0 when none) and its counters.</summary>
+public sealed record QueueInfo(int Id, QueueRole Role, int Capacity, int ConsumerPid, QueueStats Stats);

@@ -32,9 +32,10 @@ public sealed unsafe class ZcQueue
     private readonly QueueEntry* _entry;
     private readonly OwnerWatch? _owner; // a consumer's watch on the owner; null in the owner's process
 
-    internal ZcQueue(int id, SpscRing ring, SpscRing recycle, BufferRegion buffers, QueueEntry* entry, ulong[]? holders, OwnerWatch? owner)
+    internal ZcQueue(int id, QueueRole role, SpscRing ring, SpscRing recycle, BufferRegion buffers, QueueEntry* entry, ulong[]? holders, OwnerWatch? owner)
     {
         Id = id;
+        Role = role;
         _ring = ring;
         _recycle = recycle;
         _buffers = buffers;
@@ -46,6 +47,9 @@ public sealed unsafe class ZcQueue
 
     /// <summary>The queue's number in its cluster: the <c>0</c> of <c>zc:99@0</c>.</summary>
     public int Id { get; }
+
+    /// <summary>Which way it carries packets: owner to application, or application to owner.</summary>
+    public QueueRole Role { get; }
 
     /// <summary>How many packets it holds when full.</summary>
     public int Capacity => _ring.Capacity;
@@ -93,7 +97,7 @@ public sealed unsafe class ZcQueue
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TrySend(in PacketHandle packet, bool flush = true)
     {
-        ulong[] holders = _holders ?? ThrowNotOwner();
+        ulong[]? holders = Role == QueueRole.Egress ? _holders ?? ThrowNotOwner() : null;
         if (_ring.Claim(1) == 0)
         {
             _ring.CountDropped(1);
@@ -101,7 +105,7 @@ public sealed unsafe class ZcQueue
         }
         uint index = packet.Index;
         _ring.Put(0, index);
-        holders[index] |= _bit;
+        if (holders is not null) holders[index] |= _bit;
         _ring.Advance(1);
         if (flush) _ring.Flush();
         return true;
@@ -160,20 +164,70 @@ public sealed unsafe class ZcQueue
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int SendSome(ReadOnlySpan<PacketHandle> packets)
     {
-        ulong[] holders = _holders ?? ThrowNotOwner();
         int n = _ring.Claim(packets.Length);
-        for (int i = 0; i < n; i++)
+        if (Role == QueueRole.Egress)
         {
-            uint index = packets[i].Index;
-            _ring.Put(i, index);
-            holders[index] |= _bit;
+            ulong[] holders = _holders ?? ThrowNotOwner();
+            for (int i = 0; i < n; i++)
+            {
+                uint index = packets[i].Index;
+                _ring.Put(i, index);
+                holders[index] |= _bit;
+            }
+        }
+        else
+        {
+            for (int i = 0; i < n; i++) _ring.Put(i, packets[i].Index);
         }
         _ring.Advance(n);
         return n;
     }
 
     private ulong[] ThrowNotOwner() => throw new InvalidOperationException(
-        $"queue {Id} is attached from another process: it receives and releases; only the cluster's owner sends into it");
+        $"queue {Id} is an egress queue attached from another process: it receives and releases; only the cluster's owner sends into it");
+
+    // ---- application side of an ingress queue ----
+
+    /// <summary>
+    /// Takes up to <c>spares.Length</c> empty buffers the owner stocked for this ingress queue and
+    /// returns how many: fill them and send them. 0 when the owner has not stocked any yet.
+    /// </summary>
+    public int TakeSpares(Span<PacketHandle> spares)
+    {
+        if (Role != QueueRole.Ingress) throw new InvalidOperationException($"queue {Id} is an egress queue: spare buffers come with ingress queues");
+        int n = _recycle.Available(spares.Length);
+        int got = 0;
+        for (int i = 0; i < n; i++)
+        {
+            uint index = _recycle.Get(i);
+            if (_buffers.Contains(index)) spares[got++] = _buffers.At(index);
+            else _recycle.CountConsumerError();
+        }
+        if (n != 0) _recycle.Consume(n);
+        else _owner?.Check();
+        return got;
+    }
+
+    // ---- owner side of an ingress queue ----
+
+    /// <summary>
+    /// The owner's check of an index an application sent on an ingress queue: it must name a
+    /// spare this queue was given and has not sent yet. The owner then holds the buffer.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool Accept(uint index)
+    {
+        if (!_buffers.Contains(index)) return false;
+        if (Role == QueueRole.Egress || _holders is null) return true;
+        ref ulong holders = ref _holders[index];
+        if ((holders & _bit) == 0) return false;
+        holders &= ~_bit;
+        SparesOut--;
+        return true;
+    }
+
+    /// <summary>Owner side of an ingress queue: spares stocked and not yet come back filled.</summary>
+    internal int SparesOut;
 
     /// <summary>
     /// The owner, acting for a consumer that is gone: drops every published packet not yet
@@ -182,9 +236,20 @@ public sealed unsafe class ZcQueue
     /// </summary>
     internal void DiscardQueuedForGoneConsumer()
     {
-        _ring.Flush();
-        _ring.ResetConsumerSide();
-        _recycle.ResetProducerSide();
+        if (Role == QueueRole.Egress)
+        {
+            _ring.Flush();
+            _ring.ResetConsumerSide();
+            _recycle.ResetProducerSide();
+        }
+        else
+        {
+            // The application was the sender and the spares' consumer: the owner is the other end of each.
+            _ring.ResetProducerSide();
+            _recycle.Flush();
+            _recycle.ResetConsumerSide();
+            SparesOut = 0;
+        }
     }
 
     /// <summary>Publishes every packet sent with <c>flush: false</c>. Cheap when there is none.</summary>
@@ -201,7 +266,7 @@ public sealed unsafe class ZcQueue
         {
             uint index = _ring.Get(0);
             _ring.Consume(1);
-            if (_buffers.Contains(index))
+            if (Accept(index))
             {
                 packet = _buffers.At(index);
                 return true;
@@ -225,7 +290,7 @@ public sealed unsafe class ZcQueue
         for (int i = 0; i < n; i++)
         {
             uint index = _ring.Get(i);
-            if (_buffers.Contains(index)) packets[got++] = _buffers.At(index);
+            if (Accept(index)) packets[got++] = _buffers.At(index);
             else _ring.CountConsumerError();
         }
         if (n != 0) _ring.Consume(n);
@@ -266,7 +331,8 @@ public sealed unsafe class ZcQueue
     }
 
     /// <summary>
-    /// Gives back a packet this consumer received. Its buffer returns to its pool once every
+    /// Gives back a packet this consumer received from an egress queue (a packet received from an
+    /// ingress queue is the owner's: send it on or release it to its pool). Its buffer returns to its pool once every
     /// queue it was sent to (one, or several after a fan-out) has given it back.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
