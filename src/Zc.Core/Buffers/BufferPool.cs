@@ -43,6 +43,9 @@ public sealed class BufferPool
 
     public int Id { get; }
 
+    /// <summary>Bytes of packet each buffer holds.</summary>
+    public int BufferCapacity => (int)_buffers.Capacity;
+
     /// <summary>Buffers in the pool, free or not.</summary>
     public int Capacity => _free.Length;
 

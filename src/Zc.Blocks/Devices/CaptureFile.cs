@@ -1,0 +1,267 @@
+using System.Buffers.Binary;
+using System.IO.MemoryMappedFiles;
+using ZcFlow.Parsing;
+
+namespace ZcFlow.Devices;
+
+/// <summary>
+/// A pcap or pcapng file mapped into memory and read record by record, in place. Every length
+/// and offset in the file is checked against what is left of it before use: a truncated or
+/// hostile file ends early with <see cref="Problem"/> saying why, and never causes a read
+/// outside the mapping. A file that is not a capture at all is refused by <see cref="Open"/>.
+/// Used by one thread.
+/// </summary>
+public sealed unsafe class CaptureFile : IDisposable
+{
+    private const int MaxRecord = 1 << 18;     // larger than any snap length a real capture uses
+    private const int MaxInterfaces = 1024;
+
+    private readonly MemoryMappedFile? _map;
+    private readonly MemoryMappedViewAccessor? _view;
+    private readonly byte* _base;
+    private readonly long _length;
+    private readonly bool _pcapng;
+    private readonly long _first;           // offset of the first record
+    private readonly List<(LinkType Link, bool Binary, int Exponent)> _interfaces = [];
+    private bool _swapped;                  // the file's byte order is not the host's
+    private long _ticksPerSecond;           // pcap: 1e6 or 1e9
+    private long _offset;
+    private long _previous;                 // where the record last returned started
+    private int _disposed;
+
+    private CaptureFile(string path)
+    {
+        Path = path;
+        _length = new FileInfo(path).Length;
+        if (_length < 24) throw new InvalidDataException($"{path} is {_length} bytes: too short to be a pcap or pcapng file");
+        _map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        _view = _map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+        byte* p = null;
+        _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+        _base = p + _view.PointerOffset;
+        try
+        {
+            uint magic = BinaryPrimitives.ReadUInt32LittleEndian(Span(0, 4));
+            if (magic == 0x0A0D0D0A)
+            {
+                _pcapng = true;
+                _first = 0;
+            }
+            else
+            {
+                (_swapped, _ticksPerSecond) = magic switch
+                {
+                    0xA1B2C3D4 => (false, 1_000_000L),
+                    0xD4C3B2A1 => (true, 1_000_000L),
+                    0xA1B23C4D => (false, 1_000_000_000L),
+                    0x4D3CB2A1 => (true, 1_000_000_000L),
+                    _ => throw new InvalidDataException($"{path} is neither a pcap nor a pcapng file (magic 0x{magic:x8})"),
+                };
+                LinkType = (LinkType)(U32(20) & 0xFFFF);
+                _first = 24;
+            }
+            _offset = _first;
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Maps <paramref name="path"/> and checks its header; a file that is not a capture is an <see cref="InvalidDataException"/>.</summary>
+    public static CaptureFile Open(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"no capture file {path}", path);
+        return new CaptureFile(path);
+    }
+
+    public string Path { get; }
+
+    /// <summary>The link type of the file (pcap) or of its first interface (pcapng).</summary>
+    public LinkType LinkType { get; private set; } = LinkType.Ethernet;
+
+    /// <summary>Why reading stopped before the end of the file, or null.</summary>
+    public string? Problem { get; private set; }
+
+    /// <summary>Records skipped because they could not be used (an unknown interface, say).</summary>
+    public long Skipped { get; private set; }
+
+    /// <summary>Makes the record last returned by <see cref="TryNext"/> the next one again.</summary>
+    public void StepBack() => _offset = _previous;
+
+    /// <summary>Goes back to the first record.</summary>
+    public void Rewind()
+    {
+        _offset = _first;
+        Problem = null;
+    }
+
+    /// <summary>
+    /// The next packet: its captured bytes (in the mapping: valid until the file is disposed),
+    /// timestamp in nanoseconds since the epoch and link type. False at the end, or when the
+    /// rest of the file is damaged (<see cref="Problem"/> says so).
+    /// </summary>
+    public bool TryNext(out ReadOnlySpan<byte> data, out long timestampNs, out LinkType link)
+    {
+        data = default;
+        timestampNs = 0;
+        link = LinkType;
+        if (Problem is not null) return false;
+        return _pcapng ? NextBlock(ref data, ref timestampNs, ref link) : NextRecord(ref data, ref timestampNs);
+    }
+
+    private bool NextRecord(ref ReadOnlySpan<byte> data, ref long timestampNs)
+    {
+        long left = _length - _offset;
+        if (left == 0) return false;
+        if (left < 16) return Fail($"a record header is cut off at byte {_offset}");
+        uint seconds = U32(_offset), fraction = U32(_offset + 4), captured = U32(_offset + 8);
+        if (captured > MaxRecord) return Fail($"a record at byte {_offset} claims {captured} bytes");
+        if (captured > left - 16) return Fail($"the record at byte {_offset} is cut off ({captured} bytes claimed, {left - 16} left)");
+        data = Span(_offset + 16, (int)captured);
+        _previous = _offset;
+        timestampNs = seconds * 1_000_000_000L + fraction * (1_000_000_000L / _ticksPerSecond);
+        _offset += 16 + captured;
+        return true;
+    }
+
+    private bool NextBlock(ref ReadOnlySpan<byte> data, ref long timestampNs, ref LinkType link)
+    {
+        while (true)
+        {
+            long left = _length - _offset;
+            if (left == 0) return false;
+            if (left < 12) return Fail($"a block header is cut off at byte {_offset}");
+            uint type = BinaryPrimitives.ReadUInt32LittleEndian(Span(_offset, 4));
+            if (type == 0x0A0D0D0A)
+            {
+                // A section header fixes the byte order for what follows.
+                uint order = BinaryPrimitives.ReadUInt32LittleEndian(Span(_offset + 8, 4));
+                if (order == 0x1A2B3C4D) _swapped = !BitConverter.IsLittleEndian;
+                else if (order == 0x4D3C2B1A) _swapped = BitConverter.IsLittleEndian;
+                else return Fail($"the section header at byte {_offset} has no byte-order magic");
+                _interfaces.Clear();
+            }
+            else
+            {
+                type = U32(_offset);
+            }
+            uint total = U32(_offset + 4);
+            if (total < 12 || total % 4 != 0 || total > left) return Fail($"the block at byte {_offset} has an impossible length {total}");
+            if (U32(_offset + total - 4) != total) return Fail($"the block at byte {_offset} does not end with its length");
+            long body = _offset + 8, bodyLength = total - 12;
+            _offset += total;
+            switch (type)
+            {
+                case 1: // interface description
+                    if (bodyLength < 8) return Fail($"an interface description at byte {body - 8} is cut off");
+                    if (_interfaces.Count == MaxInterfaces) return Fail("more interfaces than a capture can sensibly have");
+                    AddInterface(body, bodyLength);
+                    break;
+                case 6: // enhanced packet
+                {
+                    if (bodyLength < 20) return Fail($"a packet block at byte {body - 8} is cut off");
+                    uint iface = U32(body), captured = U32(body + 12);
+                    if (captured > bodyLength - 20 || captured > MaxRecord) return Fail($"the packet block at byte {body - 8} claims {captured} bytes");
+                    if (iface >= _interfaces.Count) { Skipped++; continue; }
+                    data = Span(body + 20, (int)captured);
+                    ulong ticks = (ulong)U32(body + 4) << 32 | U32(body + 8);
+                    timestampNs = ToNanoseconds(ticks, _interfaces[(int)iface]);
+                    link = _interfaces[(int)iface].Link;
+                    _previous = body - 8;
+                    return true;
+                }
+                case 3: // simple packet: no timestamp, captured length is what the block holds
+                {
+                    if (bodyLength < 4 || _interfaces.Count == 0) { Skipped++; continue; }
+                    uint original = U32(body);
+                    data = Span(body + 4, (int)Math.Min(Math.Min(original, bodyLength - 4), MaxRecord));
+                    link = _interfaces[0].Link;
+                    _previous = body - 8;
+                    return true;
+                }
+                case 2: // obsolete packet block
+                {
+                    if (bodyLength < 20) return Fail($"a packet block at byte {body - 8} is cut off");
+                    uint iface = U32(body) & 0xFFFF, captured = U32(body + 12);
+                    if (captured > bodyLength - 20 || captured > MaxRecord) return Fail($"the packet block at byte {body - 8} claims {captured} bytes");
+                    if (iface >= _interfaces.Count) { Skipped++; continue; }
+                    data = Span(body + 20, (int)captured);
+                    ulong ticks = (ulong)U32(body + 4) << 32 | U32(body + 8);
+                    timestampNs = ToNanoseconds(ticks, _interfaces[(int)iface]);
+                    link = _interfaces[(int)iface].Link;
+                    _previous = body - 8;
+                    return true;
+                }
+                default:
+                    continue; // statistics, name resolution, custom blocks: nothing for us
+            }
+        }
+    }
+
+    private void AddInterface(long body, long length)
+    {
+        var link = (LinkType)U16(body);
+        bool binary = false;
+        int exponent = 6;
+        // Options: code, length, value padded to 4; if_tsresol (9) sets the timestamp unit.
+        for (long o = body + 8; o + 4 <= body + length;)
+        {
+            ushort code = U16(o), size = U16(o + 2);
+            if (code == 0 || o + 4 + size > body + length) break;
+            if (code == 9 && size >= 1)
+            {
+                byte r = *(_base + o + 4);
+                binary = (r & 0x80) != 0;
+                exponent = r & 0x7F;
+            }
+            o += 4 + (size + 3) / 4 * 4;
+        }
+        _interfaces.Add((link, binary, exponent));
+        if (_interfaces.Count == 1) LinkType = link;
+    }
+
+    private static long ToNanoseconds(ulong ticks, (LinkType, bool Binary, int Exponent) unit)
+    {
+        if (unit.Binary) return (long)((double)ticks / Math.Pow(2, unit.Exponent) * 1e9);
+        if (unit.Exponent <= 9)
+        {
+            ulong scale = (ulong)Math.Pow(10, 9 - unit.Exponent);
+            return (long)(ticks * scale);
+        }
+        return (long)(ticks / (ulong)Math.Pow(10, Math.Min(unit.Exponent - 9, 19)));
+    }
+
+    private bool Fail(string why)
+    {
+        Problem = $"{Path}: {why}";
+        return false;
+    }
+
+    private ReadOnlySpan<byte> Span(long offset, int length) => new(_base + offset, length);
+
+    private uint U32(long offset)
+    {
+        uint v = BinaryPrimitives.ReadUInt32LittleEndian(Span(offset, 4));
+        return _swapped ? BinaryPrimitives.ReverseEndianness(v) : v;
+    }
+
+    private ushort U16(long offset)
+    {
+        ushort v = BinaryPrimitives.ReadUInt16LittleEndian(Span(offset, 2));
+        return _swapped ? BinaryPrimitives.ReverseEndianness(v) : v;
+    }
+
+    /// <summary>Unmaps the file. Idempotent.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        if (_view is not null)
+        {
+            if (_base != null) _view.SafeMemoryMappedViewHandle.ReleasePointer();
+            _view.Dispose();
+        }
+        _map?.Dispose();
+    }
+}

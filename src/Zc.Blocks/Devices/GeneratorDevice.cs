@@ -1,0 +1,138 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Globalization;
+using ZcFlow.Buffers;
+
+namespace ZcFlow.Devices;
+
+/// <summary>
+/// Synthetic traffic, <c>gen:&lt;frame size&gt;[?flows=N&amp;rate=PPS&amp;count=N]</c>: Ethernet/IPv4/UDP
+/// frames of one size over N flows in turn, each flow's two directions alternating (so that a
+/// symmetric hash has something to prove), at a packet rate or as fast as it can, forever or
+/// for a count. Each frame carries a 64-bit sequence number at the start of its UDP payload.
+/// Frames are prebuilt per flow; a packet costs one copy into its buffer and the sequence stamp.
+/// </summary>
+public sealed class GeneratorDevice : IPacketSource
+{
+    /// <summary>Offset of the sequence number in every frame (after Ethernet, IPv4 and UDP headers).</summary>
+    public const int SequenceOffset = 42;
+
+    private readonly BufferPool _pool;
+    private readonly uint _deviceIndex;
+    private readonly byte[] _frames;
+    private readonly int _size;
+    private readonly int _templates;
+    private readonly long _rate;
+    private readonly long _count;
+    private readonly long _start = Stopwatch.GetTimestamp();
+    private long _sequence;
+    private ulong _noBuffer;
+
+    public GeneratorDevice(string name, BufferPool pool, uint deviceIndex, int frameSize, int flows, long rate, long count)
+    {
+        if (frameSize < 60 || frameSize > pool.BufferCapacity)
+            throw new ArgumentOutOfRangeException(nameof(frameSize), frameSize, $"a generated frame is 60 to {pool.BufferCapacity} bytes (the buffer size)");
+        if (flows < 1 || flows > 1 << 20) throw new ArgumentOutOfRangeException(nameof(flows), flows, "flows is 1 to 1048576");
+        Name = name;
+        _pool = pool;
+        _deviceIndex = deviceIndex;
+        _size = frameSize;
+        _rate = rate;
+        _count = count;
+        _templates = flows * 2;
+        _frames = new byte[_templates * frameSize];
+        for (int f = 0; f < flows; f++)
+        {
+            Build(_frames.AsSpan(2 * f * frameSize, frameSize), f, reverse: false);
+            Build(_frames.AsSpan((2 * f + 1) * frameSize, frameSize), f, reverse: true);
+        }
+    }
+
+    /// <summary>Parses <c>gen:64?flows=4096&amp;rate=1000000&amp;count=0</c>.</summary>
+    public static GeneratorDevice Open(string name, BufferPool pool, uint deviceIndex)
+    {
+        string spec = name["gen:".Length..];
+        string[] parts = spec.Split('?', 2);
+        if (!int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out int size))
+            throw new ArgumentException($"'{name}': write gen:<frame size>[?flows=N&rate=PPS&count=N], for example gen:64?flows=4096", nameof(name));
+        int flows = 4096;
+        long rate = 0, count = 0;
+        if (parts.Length == 2)
+        {
+            foreach (string option in parts[1].Split('&', StringSplitOptions.RemoveEmptyEntries))
+            {
+                string[] kv = option.Split('=', 2);
+                if (kv.Length != 2 || !long.TryParse(kv[1], NumberStyles.None, CultureInfo.InvariantCulture, out long v))
+                    throw new ArgumentException($"'{name}': option '{option}' is not key=number", nameof(name));
+                switch (kv[0])
+                {
+                    case "flows": flows = (int)Math.Min(v, int.MaxValue); break;
+                    case "rate": rate = v; break;
+                    case "count": count = v; break;
+                    default: throw new ArgumentException($"'{name}': unknown option '{kv[0]}' (flows, rate, count)", nameof(name));
+                }
+            }
+        }
+        return new GeneratorDevice(name, pool, deviceIndex, size, flows, rate, count);
+    }
+
+    public string Name { get; }
+
+    public bool IsExhausted => _count > 0 && _sequence >= _count;
+
+    public DeviceStats Stats => new((ulong)_sequence, (ulong)_sequence * (ulong)_size, _noBuffer);
+
+    public int ReceiveBurst(Span<PacketHandle> packets)
+    {
+        long want = packets.Length;
+        if (_count > 0) want = Math.Min(want, _count - _sequence);
+        if (_rate > 0) want = Math.Min(want, (long)((Stopwatch.GetTimestamp() - _start) / (double)Stopwatch.Frequency * _rate) - _sequence);
+        if (want <= 0) return 0;
+        int n = _pool.GetBurst(packets[..(int)want]);
+        if (n < want) _noBuffer += (ulong)(want - n);
+        long now = (DateTime.UtcNow - DateTime.UnixEpoch).Ticks * 100;
+        for (int i = 0; i < n; i++)
+        {
+            PacketHandle p = packets[i];
+            long seq = _sequence++;
+            Span<byte> frame = p.Buffer[.._size];
+            _frames.AsSpan((int)(seq % _templates) * _size, _size).CopyTo(frame);
+            BinaryPrimitives.WriteInt64BigEndian(frame[SequenceOffset..], seq);
+            p.Length = _size;
+            p.TimestampNs = now;
+            p.DeviceIndex = _deviceIndex;
+        }
+        return n;
+    }
+
+    // 02:00:00:00:00:01 <-> 02:00:00:00:00:02, 10.0.f.x:port <-> 10.1.f.x:80, UDP.
+    private static void Build(Span<byte> f, int flow, bool reverse)
+    {
+        f.Clear();
+        byte[] macA = [0x02, 0, 0, 0, 0, 1], macB = [0x02, 0, 0, 0, 0, 2];
+        (reverse ? macB : macA).CopyTo(f);
+        (reverse ? macA : macB).CopyTo(f[6..]);
+        BinaryPrimitives.WriteUInt16BigEndian(f[12..], 0x0800);
+        Span<byte> ip = f[14..];
+        ip[0] = 0x45;
+        BinaryPrimitives.WriteUInt16BigEndian(ip[2..], (ushort)(f.Length - 14));
+        ip[8] = 64;
+        ip[9] = 17;
+        uint a = 0x0A00_0000u | (uint)(flow & 0xFFFF), b = 0x0A01_0000u | (uint)(flow & 0xFFFF);
+        ushort portA = (ushort)(1024 + flow % 60000), portB = 80;
+        BinaryPrimitives.WriteUInt32BigEndian(ip[12..], reverse ? b : a);
+        BinaryPrimitives.WriteUInt32BigEndian(ip[16..], reverse ? a : b);
+        uint sum = 0;
+        for (int i = 0; i < 20; i += 2) sum += BinaryPrimitives.ReadUInt16BigEndian(ip[i..]);
+        while (sum > 0xFFFF) sum = (sum & 0xFFFF) + (sum >> 16);
+        BinaryPrimitives.WriteUInt16BigEndian(ip[10..], (ushort)~sum);
+        Span<byte> udp = ip[20..];
+        BinaryPrimitives.WriteUInt16BigEndian(udp, reverse ? portB : portA);
+        BinaryPrimitives.WriteUInt16BigEndian(udp[2..], reverse ? portA : portB);
+        BinaryPrimitives.WriteUInt16BigEndian(udp[4..], (ushort)(f.Length - 34));
+    }
+
+    public void Dispose()
+    {
+    }
+}

@@ -1,0 +1,22 @@
+using ZcFlow.Buffers;
+
+namespace ZcFlow.Devices;
+
+/// <summary>
+/// A device packets come in from. It writes each packet once, into a buffer of the pool it was
+/// opened with, and hands the buffers over: the caller then holds them. Used by one thread.
+/// </summary>
+public interface IPacketSource : IDisposable
+{
+    /// <summary>The name it was opened with (<c>gen:64</c>, <c>pcap:trace.pcap</c>…).</summary>
+    string Name { get; }
+
+    /// <summary>Fills up to <c>packets.Length</c> packets and returns how many: 0 when none is ready (or the pool is empty).</summary>
+    int ReceiveBurst(Span<PacketHandle> packets);
+
+    /// <summary>True once a finite source (a capture file not looped, a generator with a count) has given everything.</summary>
+    bool IsExhausted { get; }
+
+    /// <summary>Packets delivered, and packets lost because the pool had no buffer.</summary>
+    DeviceStats Stats { get; }
+}

@@ -1,0 +1,307 @@
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+
+namespace ZcFlow.Parsing;
+
+/// <summary>
+/// Reads a frame's headers in place: Ethernet, 802.1Q/802.1ad tags, MPLS, IPv4 (options,
+/// fragments), IPv6 (extension headers), TCP, UDP, SCTP, ICMP/ICMPv6, and one level of GTP-U,
+/// GTP-C, GRE (IPv4, IPv6 or Ethernet inside) and VXLAN. Every byte is bounds-checked before it
+/// is read; a short or malformed frame parses as far as it is valid and says where it stopped
+/// (<see cref="PacketInfo.Stop"/>). Never throws, never allocates.
+/// </summary>
+public static class PacketParser
+{
+    private const int MaxVlanTags = 8;
+    private const int MaxMplsLabels = 16;
+    private const int MaxIpv6Extensions = 8;
+    private const int MaxGtpExtensions = 8;
+
+    private const ushort EtherIpv4 = 0x0800, EtherIpv6 = 0x86DD, EtherVlan = 0x8100, EtherQinQ = 0x88A8, EtherQinQOld = 0x9100;
+    private const ushort EtherMpls = 0x8847, EtherMplsMulticast = 0x8848, EtherTransparentBridging = 0x6558;
+    private const byte ProtoIcmp = 1, ProtoTcp = 6, ProtoUdp = 17, ProtoGre = 47, ProtoIcmpv6 = 58, ProtoSctp = 132;
+    private const ushort PortGtpC = 2123, PortGtpU = 2152, PortVxlan = 4789;
+
+    /// <summary>Parses <paramref name="frame"/>, which starts with a header of type <paramref name="link"/>.</summary>
+    public static void Parse(ReadOnlySpan<byte> frame, out PacketInfo info, LinkType link = LinkType.Ethernet)
+    {
+        info = default;
+        int off = 0;
+        ushort type;
+        switch (link)
+        {
+            case LinkType.Ethernet:
+                if (!Ethernet(frame, ref info, ref off, out type, inner: false)) return;
+                break;
+            case LinkType.Raw:
+                if (frame.Length < 1) { Stop(ref info, ParseStop.Truncated, 0); return; }
+                type = TypeFromVersion(frame[0]);
+                break;
+            case LinkType.Null or LinkType.Loop:
+                if (frame.Length < 4) { Stop(ref info, ParseStop.Truncated, 0); return; }
+                // The address family, in the capturing host's byte order for Null, big-endian for Loop.
+                uint family = link == LinkType.Loop ? BinaryPrimitives.ReadUInt32BigEndian(frame) : Math.Min(BinaryPrimitives.ReadUInt32LittleEndian(frame), BinaryPrimitives.ReadUInt32BigEndian(frame));
+                type = family switch { 2 => EtherIpv4, 10 or 24 or 28 or 30 => EtherIpv6, _ => 0 };
+                off = 4;
+                break;
+            case LinkType.LinuxSll:
+                if (frame.Length < 16) { Stop(ref info, ParseStop.Truncated, 0); return; }
+                type = BinaryPrimitives.ReadUInt16BigEndian(frame[14..]);
+                off = 16;
+                break;
+            case LinkType.LinuxSll2:
+                if (frame.Length < 20) { Stop(ref info, ParseStop.Truncated, 0); return; }
+                type = BinaryPrimitives.ReadUInt16BigEndian(frame);
+                off = 20;
+                break;
+            default:
+                Stop(ref info, ParseStop.Unsupported, 0);
+                return;
+        }
+        info.EtherType = type;
+        Network(frame, ref info, off, type, inner: false);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Stop(ref PacketInfo info, ParseStop why, int at)
+    {
+        info.Stop = why;
+        info.StopOffset = (ushort)Math.Min(at, ushort.MaxValue);
+    }
+
+    private static ushort TypeFromVersion(byte first) => (first >> 4) switch { 4 => EtherIpv4, 6 => EtherIpv6, _ => 0 };
+
+    private static ushort U16(ReadOnlySpan<byte> f, int at) => BinaryPrimitives.ReadUInt16BigEndian(f[at..]);
+
+    private static uint U32(ReadOnlySpan<byte> f, int at) => BinaryPrimitives.ReadUInt32BigEndian(f[at..]);
+
+    private static bool Ethernet(ReadOnlySpan<byte> f, ref PacketInfo info, ref int off, out ushort type, bool inner)
+    {
+        type = 0;
+        if (f.Length - off < 14) { Stop(ref info, ParseStop.Truncated, off); return false; }
+        if (!inner)
+        {
+            info.MacDestinationHash = U32(f, off) ^ U16(f, off + 4);
+            info.MacSourceHash = U32(f, off + 6) ^ U16(f, off + 10);
+        }
+        type = U16(f, off + 12);
+        off += 14;
+        for (int tags = 0; type is EtherVlan or EtherQinQ or EtherQinQOld; tags++)
+        {
+            if (tags == MaxVlanTags) { Stop(ref info, ParseStop.Malformed, off); return false; }
+            if (f.Length - off < 4) { Stop(ref info, ParseStop.Truncated, off); return false; }
+            if (!inner)
+            {
+                ushort id = (ushort)(U16(f, off) & 0x0FFF);
+                if (info.VlanCount == 0) info.VlanId = id;
+                else if (info.VlanCount == 1) info.InnerVlanId = id;
+                info.VlanCount++;
+            }
+            type = U16(f, off + 2);
+            off += 4;
+        }
+        if (type < 0x0600) { Stop(ref info, ParseStop.Unsupported, off); return false; } // 802.3 length: LLC follows
+        return true;
+    }
+
+    private static void Network(ReadOnlySpan<byte> f, ref PacketInfo info, int off, ushort type, bool inner)
+    {
+        if (type is EtherMpls or EtherMplsMulticast)
+        {
+            for (int labels = 0; ; labels++)
+            {
+                if (labels == MaxMplsLabels) { Stop(ref info, ParseStop.Malformed, off); return; }
+                if (f.Length - off < 4) { Stop(ref info, ParseStop.Truncated, off); return; }
+                bool bottom = (f[off + 2] & 1) != 0;
+                off += 4;
+                if (!inner) info.MplsLabels++;
+                if (bottom) break;
+            }
+            if (f.Length - off < 1) { Stop(ref info, ParseStop.Truncated, off); return; }
+            type = TypeFromVersion(f[off]);
+        }
+        ref FlowKey key = ref inner ? ref info.Inner : ref info.Outer;
+        int l4, end;
+        byte proto;
+        if (type == EtherIpv4)
+        {
+            if (f.Length - off < 20) { Stop(ref info, ParseStop.Truncated, off); return; }
+            int ihl = (f[off] & 0x0F) * 4;
+            int total = U16(f, off + 2);
+            if (f[off] >> 4 != 4 || ihl < 20 || total < ihl) { Stop(ref info, ParseStop.Malformed, off); return; }
+            if (f.Length - off < ihl) { Stop(ref info, ParseStop.Truncated, off); return; }
+            key.IpVersion = 4;
+            proto = key.Protocol = f[off + 9];
+            key.Source = U32(f, off + 12);
+            key.Destination = U32(f, off + 16);
+            ushort fragment = U16(f, off + 6);
+            bool fragmented = (fragment & 0x3FFF) != 0;
+            if (!inner) { info.L3Offset = (ushort)off; info.IsFragment = fragmented; }
+            else info.InnerL3Offset = (ushort)off;
+            if ((fragment & 0x1FFF) != 0) { Stop(ref info, ParseStop.Fragment, off); return; }
+            l4 = off + ihl;
+            end = Math.Min(off + total, f.Length);
+        }
+        else if (type == EtherIpv6)
+        {
+            if (f.Length - off < 40) { Stop(ref info, ParseStop.Truncated, off); return; }
+            if (f[off] >> 4 != 6) { Stop(ref info, ParseStop.Malformed, off); return; }
+            key.IpVersion = 6;
+            key.Source = BinaryPrimitives.ReadUInt128BigEndian(f[(off + 8)..]);
+            key.Destination = BinaryPrimitives.ReadUInt128BigEndian(f[(off + 24)..]);
+            if (!inner) info.L3Offset = (ushort)off; else info.InnerL3Offset = (ushort)off;
+            int payload = U16(f, off + 4);
+            end = payload == 0 ? f.Length : Math.Min(off + 40 + payload, f.Length);
+            proto = f[off + 6];
+            l4 = off + 40;
+            for (int ext = 0; ; ext++)
+            {
+                if (proto is not (0 or 43 or 44 or 51 or 60 or 135 or 139 or 140)) break;
+                if (ext == MaxIpv6Extensions) { Stop(ref info, ParseStop.Malformed, l4); return; }
+                if (end - l4 < 8) { Stop(ref info, ParseStop.Truncated, l4); return; }
+                byte next = f[l4];
+                if (proto == 44)
+                {
+                    if (!inner) info.IsFragment = true;
+                    if ((U16(f, l4 + 2) & 0xFFF8) != 0) { key.Protocol = next; Stop(ref info, ParseStop.Fragment, l4); return; }
+                    l4 += 8;
+                }
+                else
+                {
+                    l4 += proto == 51 ? (f[l4 + 1] + 2) * 4 : (f[l4 + 1] + 1) * 8;
+                }
+                proto = next;
+            }
+            key.Protocol = proto;
+        }
+        else
+        {
+            Stop(ref info, ParseStop.Unsupported, off);
+            return;
+        }
+        if (l4 > end) { Stop(ref info, ParseStop.Truncated, end); return; }
+        Transport(f[..end], ref info, ref key, l4, proto, inner);
+    }
+
+    private static void Transport(ReadOnlySpan<byte> f, ref PacketInfo info, ref FlowKey key, int l4, byte proto, bool inner)
+    {
+        if (!inner) info.L4Offset = (ushort)l4; else info.InnerL4Offset = (ushort)l4;
+        int need = proto switch { ProtoTcp => 20, ProtoUdp => 8, ProtoSctp => 12, ProtoIcmp or ProtoIcmpv6 => 4, ProtoGre => 4, _ => 0 };
+        if (f.Length - l4 < need) { Stop(ref info, ParseStop.Truncated, l4); return; }
+        if (proto is ProtoTcp or ProtoUdp or ProtoSctp)
+        {
+            key.SourcePort = U16(f, l4);
+            key.DestinationPort = U16(f, l4 + 2);
+            key.HasPorts = true;
+        }
+        if (inner) return;
+        if (proto == ProtoUdp)
+        {
+            ushort sport = key.SourcePort, dport = key.DestinationPort;
+            int p = l4 + 8;
+            if (dport == PortGtpU || sport == PortGtpU) GtpU(f, ref info, p);
+            else if (dport == PortGtpC || sport == PortGtpC) GtpC(f, ref info, p);
+            else if (dport == PortVxlan) Vxlan(f, ref info, p);
+        }
+        else if (proto == ProtoGre)
+        {
+            Gre(f, ref info, l4);
+        }
+    }
+
+    private static void GtpU(ReadOnlySpan<byte> f, ref PacketInfo info, int p)
+    {
+        if (f.Length - p < 8) { Stop(ref info, ParseStop.Truncated, p); return; }
+        byte flags = f[p];
+        if (flags >> 5 != 1 || (flags & 0x10) == 0) { Stop(ref info, ParseStop.Unsupported, p); return; }
+        info.Tunnel = TunnelKind.GtpU;
+        info.TunnelId = U32(f, p + 4);
+        int header = 8;
+        if ((flags & 0x07) != 0)
+        {
+            if (f.Length - p < 12) { Stop(ref info, ParseStop.Truncated, p); return; }
+            info.TunnelSequence = U16(f, p + 8);
+            byte next = f[p + 11];
+            header = 12;
+            for (int ext = 0; (flags & 0x04) != 0 && next != 0; ext++)
+            {
+                if (ext == MaxGtpExtensions) { Stop(ref info, ParseStop.Malformed, p + header); return; }
+                if (f.Length - p - header < 1) { Stop(ref info, ParseStop.Truncated, p + header); return; }
+                int length = f[p + header] * 4;
+                if (length == 0) { Stop(ref info, ParseStop.Malformed, p + header); return; }
+                if (f.Length - p - header < length) { Stop(ref info, ParseStop.Truncated, p + header); return; }
+                next = f[p + header + length - 1];
+                header += length;
+            }
+        }
+        if (f[p + 1] != 255) return; // signalling (echo, error indication…): no user packet inside
+        int inner = p + header;
+        if (f.Length - inner < 1) { Stop(ref info, ParseStop.Truncated, inner); return; }
+        Network(f, ref info, inner, TypeFromVersion(f[inner]), inner: true);
+    }
+
+    private static void GtpC(ReadOnlySpan<byte> f, ref PacketInfo info, int p)
+    {
+        if (f.Length - p < 8) { Stop(ref info, ParseStop.Truncated, p); return; }
+        byte flags = f[p];
+        int version = flags >> 5;
+        info.Tunnel = TunnelKind.GtpC;
+        if (version == 1)
+        {
+            info.TunnelId = U32(f, p + 4);
+            if ((flags & 0x02) != 0 && f.Length - p >= 10) info.TunnelSequence = U16(f, p + 8);
+        }
+        else if (version == 2)
+        {
+            bool hasTeid = (flags & 0x08) != 0;
+            int seq = hasTeid ? p + 8 : p + 4;
+            if (hasTeid) info.TunnelId = U32(f, p + 4);
+            if (f.Length - seq < 3) { Stop(ref info, ParseStop.Truncated, seq); return; }
+            info.TunnelSequence = (uint)(f[seq] << 16 | f[seq + 1] << 8 | f[seq + 2]);
+        }
+        else
+        {
+            Stop(ref info, ParseStop.Unsupported, p);
+        }
+    }
+
+    private static void Gre(ReadOnlySpan<byte> f, ref PacketInfo info, int p)
+    {
+        ushort flags = U16(f, p);
+        ushort type = U16(f, p + 2);
+        if ((flags & 0x0007) != 0 || (flags & 0x4000) != 0) { Stop(ref info, ParseStop.Unsupported, p); return; } // GRE v1 (PPTP), source routing
+        info.Tunnel = TunnelKind.Gre;
+        int header = 4;
+        if ((flags & 0x8000) != 0) header += 4; // checksum
+        if ((flags & 0x2000) != 0)
+        {
+            if (f.Length - p < header + 4) { Stop(ref info, ParseStop.Truncated, p + header); return; }
+            info.TunnelId = U32(f, p + header);
+            header += 4;
+        }
+        if ((flags & 0x1000) != 0) header += 4; // sequence number
+        int inner = p + header;
+        if (inner > f.Length) { Stop(ref info, ParseStop.Truncated, f.Length); return; }
+        if (type == EtherTransparentBridging)
+        {
+            if (!Ethernet(f, ref info, ref inner, out type, inner: true)) return;
+        }
+        else if (type is not (EtherIpv4 or EtherIpv6))
+        {
+            Stop(ref info, ParseStop.Unsupported, inner);
+            return;
+        }
+        Network(f, ref info, inner, type, inner: true);
+    }
+
+    private static void Vxlan(ReadOnlySpan<byte> f, ref PacketInfo info, int p)
+    {
+        if (f.Length - p < 8) { Stop(ref info, ParseStop.Truncated, p); return; }
+        if ((f[p] & 0x08) == 0) { Stop(ref info, ParseStop.Unsupported, p); return; }
+        info.Tunnel = TunnelKind.Vxlan;
+        info.TunnelId = U32(f, p + 4) >> 8;
+        int inner = p + 8;
+        if (!Ethernet(f, ref info, ref inner, out ushort type, inner: true)) return;
+        Network(f, ref info, inner, type, inner: true);
+    }
+}
