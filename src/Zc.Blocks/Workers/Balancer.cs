@@ -15,6 +15,11 @@ namespace ZcFlow.Workers;
 /// so a quiet link still delivers at once. Run it on a <see cref="ZcWorker"/>, which owns the
 /// pool the devices fill: that thread is the cluster owner's, and every tenth of a second it
 /// also takes back what dead consumer processes held.
+///
+/// Like zbalance_ipc it never waits for a consumer: a full queue drops (counted in its stats).
+/// Built <c>lossless</c>, it instead leaves its inputs unread while any queue lacks room for a
+/// whole burst from each of them, so files and generators lose nothing (a live device then
+/// drops in its own ring, where the kernel counts it); a consumer that stops stops it too.
 /// </summary>
 public sealed class Balancer<TDistribution> where TDistribution : struct, IDistribution
 {
@@ -26,12 +31,14 @@ public sealed class Balancer<TDistribution> where TDistribution : struct, IDistr
     private readonly MultiQueue _multi;
     private readonly PacketHandle[] _burst = new PacketHandle[Burst];
     private readonly long _checkPeriod = Stopwatch.Frequency / 10;
+    private readonly bool _lossless;
     private TDistribution _distribution;
     private long _nextCheck;
     private ulong _received, _filtered;
 
-    public Balancer(BufferPool pool, IReadOnlyList<IPacketSource> inputs, IReadOnlyList<ZcQueue> outputs, TDistribution distribution)
+    public Balancer(BufferPool pool, IReadOnlyList<IPacketSource> inputs, IReadOnlyList<ZcQueue> outputs, TDistribution distribution, bool lossless = false)
     {
+        _lossless = lossless;
         ArgumentNullException.ThrowIfNull(pool);
         if (inputs.Count == 0) throw new ArgumentException("a balancer needs at least one input", nameof(inputs));
         if (outputs.Count is 0 or > 64) throw new ArgumentOutOfRangeException(nameof(outputs), outputs.Count, "a balancer feeds 1 to 64 queues");
@@ -61,6 +68,7 @@ public sealed class Balancer<TDistribution> where TDistribution : struct, IDistr
     {
         int moved = 0;
         ulong filtered = 0;
+        if (_lossless && !AllHaveRoom()) return MaintainAndFlush(0);
         foreach (IPacketSource input in _inputs)
         {
             int n = input.ReceiveBurst(_burst);
@@ -68,12 +76,25 @@ public sealed class Balancer<TDistribution> where TDistribution : struct, IDistr
                 if (!Route(_burst[i])) filtered++;
             moved += n;
         }
-        foreach (ZcQueue q in _outputs) q.Flush();
         if (moved != 0)
         {
             Volatile.Write(ref _received, _received + (ulong)moved);
             if (filtered != 0) Volatile.Write(ref _filtered, _filtered + filtered);
         }
+        return MaintainAndFlush(moved);
+    }
+
+    private bool AllHaveRoom()
+    {
+        int burst = Burst * _inputs.Length;
+        foreach (ZcQueue q in _outputs)
+            if (!q.HasRoom(burst)) return false;
+        return true;
+    }
+
+    private int MaintainAndFlush(int moved)
+    {
+        foreach (ZcQueue q in _outputs) q.Flush();
         long now = Stopwatch.GetTimestamp();
         if (now >= _nextCheck)
         {

@@ -74,6 +74,10 @@ public sealed unsafe class ZcQueue
     /// <summary>The producer cannot send now. Producer side only.</summary>
     public bool IsFull => _ring.LooksFull;
 
+    /// <summary>The producer can send <paramref name="packets"/> now without a drop. Producer side only.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool HasRoom(int packets) => _ring.Claim(packets) == packets;
+
     internal SpscRing ForwardRing => _ring;
 
     internal SpscRing RecycleRing => _recycle;

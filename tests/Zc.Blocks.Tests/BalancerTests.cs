@@ -1,0 +1,101 @@
+using System.Buffers.Binary;
+using ZcFlow.Buffers;
+using ZcFlow.Devices;
+using ZcFlow.Distribution;
+using ZcFlow.Parsing;
+using ZcFlow.Queues;
+using ZcFlow.Workers;
+
+namespace ZcFlow.Tests;
+
+public class BalancerTests(ITestOutputHelper output)
+{
+    [Fact]
+    public void Generator_GivesBothDirectionsOfEachFlow_WithSequenceNumbers_AndStopsAtItsCount()
+    {
+        using ZcCluster cluster = TestClusters.Create(buffers: 64);
+        BufferPool pool = cluster.CreatePool(64);
+        using IPacketSource gen = Device.OpenSource("gen:64?flows=3&count=10", pool, 5);
+        var burst = new PacketHandle[16];
+        Assert.Equal(10, gen.ReceiveBurst(burst));
+        Assert.True(gen.IsExhausted);
+        Assert.Equal(0, gen.ReceiveBurst(burst));
+        for (int i = 0; i < 10; i++)
+        {
+            Assert.Equal(64, burst[i].Length);
+            Assert.Equal(5u, burst[i].DeviceIndex);
+            Assert.Equal(i, BinaryPrimitives.ReadInt64BigEndian(burst[i].Data[GeneratorDevice.SequenceOffset..]));
+            PacketParser.Parse(burst[i].Data, out PacketInfo info);
+            Assert.Equal(ParseStop.Complete, info.Stop);
+        }
+        PacketParser.Parse(burst[0].Data, out PacketInfo there);
+        PacketParser.Parse(burst[1].Data, out PacketInfo back);
+        Assert.Equal(there.Outer.Source, back.Outer.Destination);
+        Assert.Equal(there.Outer.SourcePort, back.Outer.DestinationPort);
+    }
+
+    [Theory]
+    [InlineData("gen:64?flows=x")]
+    [InlineData("gen:big")]
+    [InlineData("gen:64?speed=9")]
+    [InlineData("eth0")]
+    [InlineData("xdp:eth0@0")]
+    public void OpeningABadDeviceName_SaysWhatIsSupported(string name)
+    {
+        using ZcCluster cluster = TestClusters.Create(buffers: 8);
+        BufferPool pool = cluster.CreatePool(8);
+        var e = Assert.Throws<ArgumentException>(() => Device.OpenSource(name, pool, 0));
+        Assert.Contains(name.Split('?')[0], e.Message);
+    }
+
+    [Fact]
+    public void Balancer_1_000_000_GeneratedPackets_EveryFlowBothWaysOnOneQueue_InOrder_NoneLost()
+    {
+        const int Count = 1_000_000, Queues = 4;
+        using ZcCluster cluster = TestClusters.Create(buffers: 8192, bufferSize: 128);
+        BufferPool pool = cluster.CreatePool(8192);
+        var queues = Enumerable.Range(0, Queues).Select(_ => cluster.CreateQueue(1024)).ToArray();
+        IPacketSource gen = Device.OpenSource($"gen:64?flows=1000&count={Count}", pool, 0);
+        var balancer = new Balancer<FiveTupleHash>(pool, [gen], queues, new FiveTupleHash(), lossless: true);
+
+        var queueOfFlow = new Dictionary<(UInt128, UInt128, ushort, ushort), int>();
+        var lastSeq = new long[Queues];
+        Array.Fill(lastSeq, -1);
+        long received = 0;
+        var burst = new PacketHandle[32];
+        using (var worker = ZcWorker.Start("balancer", balancer.DoWork))
+        {
+            while (received < Count)
+            {
+                int idle = 0;
+                for (int q = 0; q < Queues; q++)
+                {
+                    int n = queues[q].ReceiveBurst(burst);
+                    if (n == 0) { idle++; continue; }
+                    for (int k = 0; k < n; k++)
+                    {
+                        long seq = BinaryPrimitives.ReadInt64BigEndian(burst[k].Data[GeneratorDevice.SequenceOffset..]);
+                        Assert.True(seq > lastSeq[q], $"queue {q}: packet {seq} after {lastSeq[q]}");
+                        lastSeq[q] = seq;
+                        PacketParser.Parse(burst[k].Data, out PacketInfo info);
+                        FlowKey f = info.Outer;
+                        var conversation = f.Source < f.Destination ? (f.Source, f.Destination, f.SourcePort, f.DestinationPort) : (f.Destination, f.Source, f.DestinationPort, f.SourcePort);
+                        if (queueOfFlow.TryGetValue(conversation, out int seen)) Assert.Equal(seen, q);
+                        else queueOfFlow[conversation] = q;
+                    }
+                    queues[q].ReleaseBurst(burst.AsSpan(0, n));
+                    received += n;
+                }
+                if (idle == Queues) Assert.True(worker.IsRunning, $"the balancer stopped after {received} packets: {worker.Fault}");
+            }
+        }
+        output.WriteLine($"{received} packets, {queueOfFlow.Count} conversations over {Queues} queues");
+        Assert.Equal(Count, received);
+        Assert.Equal(1000, queueOfFlow.Count);
+        Assert.Equal(Queues, queueOfFlow.Values.Distinct().Count());
+        Assert.All(queues, q => Assert.Equal(0UL, q.Stats.Dropped));
+        Assert.Equal((ulong)Count, balancer.Received);
+        pool.Reclaim();
+        Assert.Equal(pool.Capacity, pool.Available);
+    }
+}
