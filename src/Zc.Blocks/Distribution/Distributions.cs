@@ -103,8 +103,8 @@ public struct InterfaceIndex : IDistribution
 }
 
 /// <summary>
-/// <c>-m 7</c>: the outer VLAN id picks the queue through a map; VLANs not in the map, and
-/// untagged frames, go by IP hash.
+/// <c>-m 7</c>: the outer VLAN id picks the queue through a map (without one, <c>default</c>:
+/// VLAN id modulo the queue count); VLANs not in the map, and untagged frames, go by IP hash.
 /// </summary>
 public struct VlanMap : IDistribution
 {
@@ -127,7 +127,7 @@ public struct VlanMap : IDistribution
     public readonly ulong Route(in PacketHandle packet, int queues)
     {
         PacketParser.Parse(packet.Data, out PacketInfo info);
-        int q = info.VlanCount != 0 ? _queueOfVlan[info.VlanId] : -1;
+        int q = info.VlanCount == 0 ? -1 : _queueOfVlan is null ? info.VlanId % queues : _queueOfVlan[info.VlanId];
         if (q >= 0 && q < queues) return 1UL << q;
         uint h = info.Outer.IpVersion != 0 ? FlowHash.Addresses(info.Outer) : FlowHash.Macs(info);
         return 1UL << (int)(h % (uint)queues);

@@ -21,7 +21,7 @@ namespace ZcFlow.Workers;
 /// whole burst from each of them, so files and generators lose nothing (a live device then
 /// drops in its own ring, where the kernel counts it); a consumer that stops stops it too.
 /// </summary>
-public sealed class Balancer<TDistribution> where TDistribution : struct, IDistribution
+public sealed class Balancer<TDistribution> : IBalancer where TDistribution : struct, IDistribution
 {
     private const int Burst = 32;
 

@@ -1,0 +1,120 @@
+using ZcFlow.Buffers;
+using ZcFlow.Devices;
+using ZcFlow.Distribution;
+using ZcFlow.Queues;
+using ZcFlow.Workers;
+
+namespace ZcFlow.Graphs;
+
+/// <summary>
+/// The graph of PF_RING's documentation in a few lines: a cluster, devices aggregated into a
+/// balancer, queues for one or several applications, a distribution, pinned workers.
+/// <code>
+/// using Graph graph = GraphBuilder.Cluster(99)
+///     .Input("gen:64", "pcap:trace.pcap")      // aggregated into one balancer
+///     .Applications(2, 1)                      // two queues for one application, one for another
+///     .Balance(new FiveTupleHash(), core: 1);  // runs; consumers attach to zc:99@0, @1, @2
+/// </code>
+/// Each <see cref="Input"/> makes one balancer, with its own worker, pool and queues.
+/// </summary>
+public sealed class GraphBuilder
+{
+    private readonly uint _id;
+    private readonly List<string[]> _inputs = [];
+    private ClusterOptions _options = new();
+    private int[] _applications = [1];
+    private int _slots = 4096;
+    private bool _lossless;
+    private bool _activeWait;
+    private TimeSpan _delay;
+
+    private GraphBuilder(uint id) => _id = id;
+
+    public static GraphBuilder Cluster(uint id) => new(id);
+
+    /// <summary>Buffer size and count, hugepages and the rest (the buffer count is shared by the balancers).</summary>
+    public GraphBuilder Options(ClusterOptions options) { _options = options; return this; }
+
+    /// <summary>Devices aggregated into one balancer; call again for another balancer.</summary>
+    public GraphBuilder Input(params string[] devices)
+    {
+        if (devices.Length == 0) throw new ArgumentException("an input needs at least one device", nameof(devices));
+        _inputs.Add(devices);
+        return this;
+    }
+
+    /// <summary>Queues per application (zbalance_ipc's <c>-n 2,1</c>); one application with one queue by default.</summary>
+    public GraphBuilder Applications(params int[] queuesPerApplication) { _applications = queuesPerApplication; return this; }
+
+    /// <summary>Slots of each queue.</summary>
+    public GraphBuilder QueueSlots(int slots) { _slots = slots; return this; }
+
+    /// <summary>Never drop at a full queue: leave the inputs unread until there is room (see <see cref="Balancer{T}"/>).</summary>
+    public GraphBuilder Lossless(bool lossless = true) { _lossless = lossless; return this; }
+
+    /// <summary>Busy-poll when idle (zbalance_ipc's <c>-a</c>).</summary>
+    public GraphBuilder ActiveWait(bool active = true) { _activeWait = active; return this; }
+
+    /// <summary>Creates the queues, then waits this long before processing, so consumers can attach (<c>-W</c>).</summary>
+    public GraphBuilder DelayStart(TimeSpan delay) { _delay = delay; return this; }
+
+    /// <summary>Builds and runs the graph with a distribution of your own (a struct: no call per packet is virtual).</summary>
+    public Graph Balance<T>(T distribution, params int[] cores) where T : struct, IDistribution
+        => Build((pool, inputs, outputs) => new Balancer<PerApplication<T>>(pool, inputs, outputs, new PerApplication<T>(_applications, distribution), _lossless), cores);
+
+    /// <summary>Builds and runs the graph with a zbalance_ipc <c>-m</c> mode (<see cref="BalancerMode"/>).</summary>
+    public Graph Balance(int mode, params int[] cores)
+        => Build((pool, inputs, outputs) => BalancerMode.Create(mode, pool, inputs, outputs, _applications, _lossless), cores);
+
+    private Graph Build(Func<BufferPool, IPacketSource[], ZcQueue[], IBalancer> make, int[] cores)
+    {
+        if (_inputs.Count == 0) throw new InvalidOperationException("the graph has no input: call Input(\"gen:64\") or name a device");
+        if (cores.Length > 1 && cores.Length != _inputs.Count)
+            throw new ArgumentException($"give one core for every balancer ({_inputs.Count}), or one for all", nameof(cores));
+        int queues = _applications.Sum();
+        ZcCluster cluster = ZcCluster.Create(_id, new ClusterOptions
+        {
+            BufferSize = _options.BufferSize, BufferCount = _options.BufferCount, MaxQueues = Math.Max(_options.MaxQueues, queues * _inputs.Count),
+            HugePagesMount = _options.HugePagesMount, UseHugePages = _options.UseHugePages, LockMemory = _options.LockMemory,
+            GroupId = _options.GroupId, Warn = _options.Warn,
+        });
+        var balancers = new List<IBalancer>();
+        var workers = new List<ZcWorker>();
+        try
+        {
+            int perBalancer = cluster.BufferCount / _inputs.Count;
+            uint device = 0;
+            foreach (string[] names in _inputs)
+            {
+                BufferPool pool = cluster.CreatePool(perBalancer);
+                var outputs = new ZcQueue[queues];
+                for (int q = 0; q < queues; q++) outputs[q] = cluster.CreateQueue(Math.Min(_slots, perBalancer));
+                var inputs = new List<IPacketSource>();
+                try
+                {
+                    foreach (string name in names) inputs.Add(Device.OpenSource(name, pool, device++));
+                }
+                catch
+                {
+                    foreach (IPacketSource opened in inputs) opened.Dispose();
+                    throw;
+                }
+                balancers.Add(make(pool, [.. inputs], outputs));
+            }
+            if (_delay > TimeSpan.Zero) Thread.Sleep(_delay);
+            for (int b = 0; b < balancers.Count; b++)
+            {
+                int? core = cores.Length == 0 ? null : cores[cores.Length == 1 ? 0 : b];
+                workers.Add(ZcWorker.Start($"balancer {b}", balancers[b].DoWork, new WorkerOptions { Core = core, ActiveWait = _activeWait }));
+            }
+            return new Graph(cluster, balancers, workers);
+        }
+        catch
+        {
+            foreach (ZcWorker w in workers) w.Dispose();
+            foreach (IBalancer b in balancers) foreach (IPacketSource i in b.Inputs) i.Dispose();
+            cluster.Dispose();
+            throw;
+        }
+    }
+}
