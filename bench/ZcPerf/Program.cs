@@ -1,13 +1,15 @@
 using ZcFlow.Perf;
 
 // ZcPerf: throughput figures that must stand side by side, measured in one run.
-//   dotnet run -c Release --project bench/ZcPerf -- <queue|ipc> [--json] [--runs N]
+//   dotnet run -c Release --project bench/ZcPerf -- <queue|ipc|balancer> [--json] [--runs N]
 if (args.FirstOrDefault() == "ipc-consumer") return IpcScenario.ConsumerProcess(args);
+if (args.FirstOrDefault() == "balancer-consumer") return BalancerScenario.ConsumerProcess(args);
 
 var scenarios = new Dictionary<string, Action<PerfOptions>>
 {
     ["queue"] = QueueScenario.Run,
     ["ipc"] = IpcScenario.Run,
+    ["balancer"] = BalancerScenario.Run,
 };
 
 string? name = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal));

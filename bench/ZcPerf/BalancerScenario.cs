@@ -1,0 +1,171 @@
+using System.Diagnostics;
+using ZcFlow.Buffers;
+using ZcFlow.Devices;
+using ZcFlow.Distribution;
+using ZcFlow.Ipc;
+using ZcFlow.Queues;
+using ZcFlow.Workers;
+
+namespace ZcFlow.Perf;
+
+/// <summary>
+/// The main job end to end: <c>gen:</c> 64-byte frames over 4096 flows, a balancer with the
+/// symmetric 5-tuple hash pinned to one core, two queues, two consumers on the other core that
+/// read every packet and release it: as threads of this process, then as two other processes,
+/// in one run. Lossless, so the figure is what reaches the consumers. Then a capture file read
+/// at top speed into the pool, in Mpps and GB/s.
+/// </summary>
+internal static class BalancerScenario
+{
+    private const long Packets = 30_000_000;
+    private const int Queues = 2;
+
+    public static void Run(PerfOptions options)
+    {
+        int[] cores = CpuAffinity.AllowedCores();
+        var report = new Report(options);
+        foreach (bool processes in new[] { false, true })
+        {
+            double best = Enumerable.Range(0, options.Runs).Select(_ => Measure(cores, processes)).Max();
+            report.Row(new Dictionary<string, object>
+            {
+                ["scenario"] = "balancer",
+                ["name"] = processes ? "gen64_5tuple_2queues_consumer_processes" : "gen64_5tuple_2queues_consumer_threads",
+                ["mpps"] = Math.Round(best, 2),
+                ["ns_per_packet"] = Math.Round(1e3 / best, 1),
+                ["ratio_vs_10gbe_line_rate"] = Math.Round(best / 14.88, 2),
+                ["packets"] = Packets,
+            });
+        }
+        PcapRead(report, options);
+    }
+
+    private static double Measure(int[] cores, bool processes)
+    {
+        using ZcCluster cluster = ZcCluster.Create((uint)(500_000 + Environment.ProcessId % 100_000), new ClusterOptions
+        {
+            BufferCount = 16384, BufferSize = 128, MaxQueues = Queues, Warn = _ => { },
+        });
+        BufferPool pool = cluster.CreatePool(16384);
+        var queues = Enumerable.Range(0, Queues).Select(_ => cluster.CreateQueue(4096)).ToArray();
+        using IPacketSource gen = Device.OpenSource($"gen:64?flows=4096&count={Packets}", pool, 0);
+        var balancer = new Balancer<FiveTupleHash>(pool, [gen], queues, new FiveTupleHash(), lossless: true);
+
+        var children = new List<Process>();
+        Thread? consumers = null;
+        using var done = new CancellationTokenSource();
+        if (processes)
+        {
+            for (int q = 0; q < Queues; q++)
+            {
+                var child = Process.Start(new ProcessStartInfo("dotnet")
+                {
+                    ArgumentList = { typeof(BalancerScenario).Assembly.Location, "balancer-consumer", cluster.Id.ToString(), q.ToString(), cores[^1].ToString() },
+                    RedirectStandardOutput = true,
+                })!;
+                if (child.StandardOutput.ReadLine() != "attached") throw new InvalidOperationException("a consumer process did not attach");
+                children.Add(child);
+            }
+        }
+        else
+        {
+            consumers = new Thread(() =>
+            {
+                CpuAffinity.PinCurrentThread(cores[^1]);
+                var burst = new PacketHandle[32];
+                long sum = 0;
+                while (!done.IsCancellationRequested)
+                    foreach (ZcQueue q in queues) sum += Consume(q, burst);
+                GC.KeepAlive(sum);
+            }) { Name = "consumers" };
+            consumers.Start();
+        }
+
+        var clock = Stopwatch.StartNew();
+        using (ZcWorker.Start("balancer", balancer.DoWork, new WorkerOptions { Core = cores[0], ActiveWait = true }))
+            while (queues.Sum(q => (long)q.Stats.Received) < Packets) Thread.Sleep(1);
+        double seconds = clock.Elapsed.TotalSeconds;
+        done.Cancel();
+        consumers?.Join();
+        cluster.Dispose(); // consumer processes see the cluster closed and exit
+        foreach (Process child in children) { child.WaitForExit(); child.Dispose(); }
+        return Packets / seconds / 1e6;
+    }
+
+    /// <summary>Receives a burst, reads every packet's first bytes, releases the burst; returns a checksum.</summary>
+    private static long Consume(ZcQueue queue, PacketHandle[] burst)
+    {
+        int n = queue.ReceiveBurst(burst);
+        long sum = 0;
+        for (int k = 0; k < n; k++) sum += burst[k].Data[GeneratorDevice.SequenceOffset + 7];
+        queue.ReleaseBurst(burst.AsSpan(0, n));
+        return sum;
+    }
+
+
+    /// <summary><c>ZcPerf balancer-consumer &lt;cluster&gt; &lt;queue&gt; &lt;core&gt;</c>: a consumer process, until the cluster closes.</summary>
+    public static int ConsumerProcess(string[] args)
+    {
+        CpuAffinity.PinCurrentThread(int.Parse(args[3]));
+        using AttachedQueue attached = AttachedQueue.Attach(uint.Parse(args[1]), int.Parse(args[2]));
+        Console.WriteLine("attached");
+        var burst = new PacketHandle[32];
+        try
+        {
+            // Two consumer processes share one core: an empty turn yields it to the other.
+            while (true)
+            {
+                Consume(attached.Queue, burst);
+                if (attached.Queue.IsEmpty) Thread.Yield();
+            }
+        }
+        catch (ClusterGoneException)
+        {
+        }
+        return 0;
+    }
+
+    private static void PcapRead(Report report, PerfOptions options)
+    {
+        string? path = CorpusFile();
+        if (path is null) return;
+        using ZcCluster cluster = ZcCluster.Create((uint)(400_000 + Environment.ProcessId % 100_000), new ClusterOptions
+        {
+            BufferCount = 4096, BufferSize = 2048, MaxQueues = 1, Warn = _ => { },
+        });
+        BufferPool pool = cluster.CreatePool(4096);
+        var burst = new PacketHandle[32];
+        double bestMpps = 0, bestGbs = 0;
+        for (int run = 0; run < options.Runs; run++)
+        {
+            using IPacketSource file = Device.OpenSource($"pcap:{path}?loop", pool, 0);
+            var clock = Stopwatch.StartNew();
+            long packets = 0;
+            while (clock.ElapsedMilliseconds < 1000)
+            {
+                int n = file.ReceiveBurst(burst);
+                pool.ReleaseBurst(burst.AsSpan(0, n));
+                packets += n;
+            }
+            double seconds = clock.Elapsed.TotalSeconds;
+            bestMpps = Math.Max(bestMpps, file.Stats.Received / seconds / 1e6);
+            bestGbs = Math.Max(bestGbs, file.Stats.Bytes / seconds / 1e9);
+        }
+        report.Row(new Dictionary<string, object>
+        {
+            ["scenario"] = "balancer", ["name"] = "pcap_read_" + Path.GetFileName(path), ["mpps"] = Math.Round(bestMpps, 2), ["gbytes_per_s"] = Math.Round(bestGbs, 2),
+        });
+    }
+
+    // The largest capture of the corpus beside the checkout, if it is there.
+    private static string? CorpusFile()
+    {
+        for (string? dir = AppContext.BaseDirectory; dir is not null; dir = Path.GetDirectoryName(dir))
+        {
+            string corpus = Path.Combine(dir, "..", "shared", "corpus", "tcpdump-tests");
+            if (File.Exists(Path.Combine(dir, "ZcFlow.sln")) && Directory.Exists(corpus))
+                return Directory.GetFiles(corpus, "*.pcap").OrderByDescending(f => new FileInfo(f).Length).First();
+        }
+        return null;
+    }
+}
