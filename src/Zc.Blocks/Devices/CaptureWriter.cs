@@ -1,0 +1,123 @@
+using System.Buffers.Binary;
+using ZcFlow.Buffers;
+using ZcFlow.Parsing;
+
+namespace ZcFlow.Devices;
+
+/// <summary>
+/// Writes packets to a capture file that tcpdump, tshark and Wireshark read: pcapng when the
+/// name ends in <c>.pcapng</c>, else pcap, both with nanosecond timestamps. Buffered: what was
+/// written is on disk after <see cref="Flush"/> or <see cref="Dispose"/>. Writing allocates nothing
+/// per packet. Used by one thread.
+/// </summary>
+public sealed class CaptureWriter : IDisposable
+{
+    private const int SnapLength = 262144;
+    private readonly FileStream _file;
+    private readonly bool _pcapng;
+    private int _disposed;
+
+    public CaptureWriter(string path, LinkType link = LinkType.Ethernet)
+    {
+        Path = path;
+        _pcapng = path.EndsWith(".pcapng", StringComparison.OrdinalIgnoreCase);
+        _file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read, 1 << 20);
+        Span<byte> h = stackalloc byte[48];
+        if (_pcapng)
+        {
+            // Section header block (28 bytes), then one interface with if_tsresol = 9 (nanoseconds).
+            Block(h, 0x0A0D0D0A, 28);
+            BinaryPrimitives.WriteUInt32LittleEndian(h[8..], 0x1A2B3C4D);
+            BinaryPrimitives.WriteUInt16LittleEndian(h[12..], 1);
+            BinaryPrimitives.WriteUInt16LittleEndian(h[14..], 0);
+            BinaryPrimitives.WriteInt64LittleEndian(h[16..], -1);
+            _file.Write(h[..28]);
+            h.Clear();
+            Block(h, 1, 32);
+            BinaryPrimitives.WriteUInt16LittleEndian(h[8..], (ushort)link);
+            BinaryPrimitives.WriteUInt32LittleEndian(h[12..], SnapLength);
+            BinaryPrimitives.WriteUInt16LittleEndian(h[16..], 9);  // if_tsresol
+            BinaryPrimitives.WriteUInt16LittleEndian(h[18..], 1);
+            h[20] = 9;
+            BinaryPrimitives.WriteUInt32LittleEndian(h[24..], 0);  // end of options
+            _file.Write(h[..32]);
+        }
+        else
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(h, 0xA1B23C4D); // nanosecond pcap
+            BinaryPrimitives.WriteUInt16LittleEndian(h[4..], 2);
+            BinaryPrimitives.WriteUInt16LittleEndian(h[6..], 4);
+            BinaryPrimitives.WriteUInt64LittleEndian(h[8..], 0);
+            BinaryPrimitives.WriteUInt32LittleEndian(h[16..], SnapLength);
+            BinaryPrimitives.WriteUInt32LittleEndian(h[20..], (uint)link);
+            _file.Write(h[..24]);
+        }
+    }
+
+    // Writes a block's type and total length, and the trailing length at its end.
+    private static void Block(Span<byte> h, uint type, int length)
+    {
+        h.Clear();
+        BinaryPrimitives.WriteUInt32LittleEndian(h, type);
+        BinaryPrimitives.WriteUInt32LittleEndian(h[4..], (uint)length);
+        BinaryPrimitives.WriteUInt32LittleEndian(h[(length - 4)..], (uint)length);
+    }
+
+    public string Path { get; }
+
+    /// <summary>Packets written.</summary>
+    public long Packets { get; private set; }
+
+    /// <summary>Appends one packet with its timestamp.</summary>
+    public void Write(in PacketHandle packet) => Write(packet.Data, packet.TimestampNs);
+
+    /// <summary>Appends a burst.</summary>
+    public void WriteBurst(ReadOnlySpan<PacketHandle> packets)
+    {
+        foreach (ref readonly PacketHandle p in packets) Write(p.Data, p.TimestampNs);
+    }
+
+    /// <summary>Appends one frame with a timestamp in nanoseconds since the epoch.</summary>
+    public void Write(ReadOnlySpan<byte> frame, long timestampNs)
+    {
+        Span<byte> h = stackalloc byte[28];
+        if (_pcapng)
+        {
+            int padded = (frame.Length + 3) & ~3;
+            int total = 32 + padded;
+            BinaryPrimitives.WriteUInt32LittleEndian(h, 6);
+            BinaryPrimitives.WriteUInt32LittleEndian(h[4..], (uint)total);
+            BinaryPrimitives.WriteUInt32LittleEndian(h[8..], 0);
+            BinaryPrimitives.WriteUInt32LittleEndian(h[12..], (uint)((ulong)timestampNs >> 32));
+            BinaryPrimitives.WriteUInt32LittleEndian(h[16..], (uint)timestampNs);
+            BinaryPrimitives.WriteUInt32LittleEndian(h[20..], (uint)frame.Length);
+            BinaryPrimitives.WriteUInt32LittleEndian(h[24..], (uint)frame.Length);
+            _file.Write(h);
+            _file.Write(frame);
+            Span<byte> tail = stackalloc byte[8];
+            tail.Clear();
+            BinaryPrimitives.WriteUInt32LittleEndian(tail[(padded - frame.Length)..], (uint)total);
+            _file.Write(tail[..(padded - frame.Length + 4)]);
+        }
+        else
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(h, (uint)(timestampNs / 1_000_000_000));
+            BinaryPrimitives.WriteUInt32LittleEndian(h[4..], (uint)(timestampNs % 1_000_000_000));
+            BinaryPrimitives.WriteUInt32LittleEndian(h[8..], (uint)frame.Length);
+            BinaryPrimitives.WriteUInt32LittleEndian(h[12..], (uint)frame.Length);
+            _file.Write(h[..16]);
+            _file.Write(frame);
+        }
+        Packets++;
+    }
+
+    /// <summary>Pushes what is buffered to the file.</summary>
+    public void Flush() => _file.Flush(flushToDisk: false);
+
+    /// <summary>Flushes and closes the file. Idempotent.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _file.Dispose();
+    }
+}
