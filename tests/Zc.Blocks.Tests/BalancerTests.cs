@@ -98,4 +98,40 @@ public class BalancerTests(ITestOutputHelper output)
         pool.Reclaim();
         Assert.Equal(pool.Capacity, pool.Available);
     }
+
+    [Fact]
+    public void BalancerProcess_WithTwoConsumerProcesses_DeliversEveryPacketOnce_EachConversationToOneConsumer()
+    {
+        const long Count = 2_000_000;
+        uint cluster = (uint)(3_000_000 + Environment.ProcessId % 100_000);
+        string keys = Path.Combine(Path.GetTempPath(), $"zcflow-keys-{Environment.ProcessId}-");
+        using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", cluster, "-n", 2, "-m", 8, "-i", $"gen:64?flows=5000&count={Count}", "-L", "-W", 1]);
+        using ChildProcess first = ChildProcess.Start("drain", [cluster, 0, keys + "0"]);
+        using ChildProcess second = ChildProcess.Start("drain", [cluster, 1, keys + "1"]);
+        first.WaitFor("attached");
+        second.WaitFor("attached");
+
+        // Wait, through the host's listing of clusters, until every packet has been received.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            var info = ZcFlow.Ipc.ClusterDirectory.List().SingleOrDefault(c => c.Id == cluster);
+            if (info is { Queues.Count: 2 } && info.Queues.Sum(q => (long)q.Stats.Received) + info.Queues.Sum(q => (long)q.Stats.Dropped) >= Count) break;
+            Assert.True(clock.Elapsed < TimeSpan.FromMinutes(2), $"the consumers did not get every packet: {balancer.Output}");
+            Thread.Sleep(20);
+        }
+        var stats = ZcFlow.Ipc.ClusterDirectory.List().Single(c => c.Id == cluster).Queues;
+        balancer.Terminate();
+        Assert.Equal(0, balancer.WaitForExit());
+        long a = long.Parse(first.WaitFor("ok").Split(' ')[1]), b = long.Parse(second.WaitFor("ok").Split(' ')[1]);
+        ulong dropped = (ulong)stats.Sum(q => (long)q.Stats.Dropped);
+        output.WriteLine($"consumers got {a} + {b}, {dropped} dropped");
+        Assert.Equal(Count, a + b + (long)dropped);
+        Assert.Equal(0UL, dropped);
+        string[] k0 = File.ReadAllLines(keys + "0"), k1 = File.ReadAllLines(keys + "1");
+        File.Delete(keys + "0");
+        File.Delete(keys + "1");
+        Assert.Equal(5000, k0.Length + k1.Length);
+        Assert.Empty(k0.Intersect(k1));
+    }
 }

@@ -27,10 +27,16 @@ internal sealed class ChildProcess : IDisposable
 
     public int Pid => _process.Id;
 
+    /// <summary>Sends SIGTERM, the polite way to ask a sample to stop.</summary>
+    public void Terminate() => ZcFlow.Native.Libc.Kill(_process.Id, 15);
+
     /// <summary>Starts <c>Zc.TestHost verb args…</c>; with <paramref name="asUser"/>, as that uid and gid through setpriv.</summary>
-    public static ChildProcess Start(string verb, object[] args, int? asUser = null)
+    public static ChildProcess Start(string verb, object[] args, int? asUser = null) => Run("Zc.TestHost", [verb, .. args], asUser);
+
+    /// <summary>Starts the program <paramref name="program"/> (an assembly built beside the tests) with <paramref name="args"/>.</summary>
+    public static ChildProcess Run(string program, object[] args, int? asUser = null)
     {
-        string dll = Path.Combine(AppContext.BaseDirectory, "Zc.TestHost.dll");
+        string dll = Path.Combine(AppContext.BaseDirectory, program + ".dll");
         var info = new ProcessStartInfo { RedirectStandardOutput = true, RedirectStandardInput = true, UseShellExecute = false };
         if (asUser is int uid)
         {
@@ -43,7 +49,6 @@ internal sealed class ChildProcess : IDisposable
             info.FileName = "dotnet";
         }
         info.ArgumentList.Add(dll);
-        info.ArgumentList.Add(verb);
         foreach (object a in args) info.ArgumentList.Add(Convert.ToString(a, System.Globalization.CultureInfo.InvariantCulture)!);
         return new ChildProcess(Process.Start(info)!);
     }

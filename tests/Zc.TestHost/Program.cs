@@ -15,6 +15,9 @@ using ZcFlow;
 //                                                      send them; every 1000th, first send a buffer
 //                                                      index in [forgeFrom, forgeTo) it was never given
 //   attach <cluster> <queue>                           attach and detach
+//   drain <cluster> <queue> <keys file>               attach (waiting up to 30 s for the cluster), receive
+//                                                      until the cluster goes; write each conversation seen
+//                                                      to the file and print "ok <packets>"
 //   own <cluster> <queues>                             create the cluster, print "ready", keep it until stdin closes
 string verb = args[0];
 uint cluster = args.Length > 1 ? uint.Parse(args[1]) : 0;
@@ -37,6 +40,8 @@ try
             using (AttachedQueue.Attach($"zc:{cluster}@{queueId}")) Console.WriteLine("attached");
             return 0;
     }
+
+    if (verb == "drain") return Drain(cluster, queueId, args[3], timeout.Token);
 
     using AttachedQueue attached = AttachedQueue.Attach(cluster, queueId);
     ZcQueue queue = attached.Queue;
@@ -135,4 +140,43 @@ catch (Exception e)
 {
     Console.WriteLine($"error: {e.GetType().Name}: {e.Message}");
     return 1;
+}
+
+// Receives everything until the owner goes, noting each conversation (both directions as one).
+static int Drain(uint cluster, int queueId, string keysFile, CancellationToken cancel)
+{
+    AttachedQueue? attached = null;
+    for (var clock = System.Diagnostics.Stopwatch.StartNew(); attached is null; Thread.Sleep(20))
+    {
+        try { attached = AttachedQueue.Attach(cluster, queueId); }
+        catch (Exception) when (clock.Elapsed < TimeSpan.FromSeconds(30)) { }
+    }
+    using (attached)
+    {
+        Console.WriteLine("attached");
+        var seen = new HashSet<string>();
+        var burst = new PacketHandle[32];
+        long packets = 0;
+        try
+        {
+            while (!cancel.IsCancellationRequested)
+            {
+                int n = attached.Queue.ReceiveBurst(burst, QueueWait.Passive, cancel);
+                for (int k = 0; k < n; k++)
+                {
+                    ZcFlow.Parsing.PacketParser.Parse(burst[k].Data, out ZcFlow.Parsing.PacketInfo info);
+                    var f = info.Outer;
+                    seen.Add(f.Source < f.Destination ? $"{f.Source}:{f.SourcePort}-{f.Destination}:{f.DestinationPort}" : $"{f.Destination}:{f.DestinationPort}-{f.Source}:{f.SourcePort}");
+                }
+                attached.Queue.ReleaseBurst(burst.AsSpan(0, n));
+                packets += n;
+            }
+        }
+        catch (ClusterGoneException)
+        {
+        }
+        File.WriteAllLines(keysFile, seen);
+        Console.WriteLine($"ok {packets}");
+        return 0;
+    }
 }

@@ -1,0 +1,78 @@
+using System.Diagnostics;
+using ZcFlow;
+using ZcFlow.Buffers;
+using ZcFlow.Devices;
+using ZcFlow.Ipc;
+using ZcFlow.Queues;
+using ZcFlow.Samples;
+using ZcFlow.Workers;
+
+// Several devices merged into one queue, counted or written to a capture file (pcapng when the
+// name ends in .pcapng, else pcap). Stops after -n packets, when every input is exhausted, or on
+// Ctrl-C/SIGTERM, and always closes the file cleanly.
+var cl = new CommandLine(args, flags: "apt", withValue: "iongcb",
+    "usage: Aggregator -i <device>[,<device>...] [-o <file>] [-n <count>] [-p] [-t] [-g <core>] [-a] [-c <cluster>] [-b <buffers>]\n" +
+    "  -i  devices: gen:<size>[?…], pcap:<file>[?loop&pace], <file>.pcap[ng], zc:<cluster>@<queue>\n" +
+    "  -o  write the packets to this capture file          -n  stop after this many packets\n" +
+    "  -p  print stats every second    -t  merge the inputs in timestamp order\n" +
+    "  -g  core for the aggregator thread    -a  active wait    -c  cluster id of its own (default from the pid)    -b  buffers (8192)");
+if (!cl.Has('i')) cl.Fail("-i is required");
+string[] devices = cl.String('i')!.Split(',', StringSplitOptions.RemoveEmptyEntries);
+long limit = cl.Number('n', 0, 0);
+string? output = cl.String('o');
+CancellationToken stop = CommandLine.StopSignal();
+
+using ZcCluster cluster = ZcCluster.Create((uint)cl.Number('c', 0x7A00_0000 + Environment.ProcessId % 1_000_000, 0, uint.MaxValue),
+    new ClusterOptions { BufferCount = (int)cl.Number('b', 8192, 64, 1 << 26), MaxQueues = 1, BufferSize = 9216, Warn = w => Console.Error.WriteLine(w) });
+BufferPool pool = cluster.CreatePool(cluster.BufferCount);
+ZcQueue queue = cluster.CreateQueue(Math.Min(4096, cluster.BufferCount / 2));
+var inputs = new List<IPacketSource>();
+try
+{
+    for (int i = 0; i < devices.Length; i++) inputs.Add(Device.OpenSource(devices[i], pool, (uint)i));
+}
+catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or InvalidDataException or TimeoutException or ClusterGoneException or ZcFlow.Native.ErrnoException)
+{
+    Console.Error.WriteLine($"error: {e.Message}");
+    foreach (IPacketSource opened in inputs) opened.Dispose();
+    return 1;
+}
+
+var aggregator = new Aggregator(pool, inputs, queue, mergeByTime: cl.Has('t'));
+using CaptureWriter? writer = output is null ? null : new CaptureWriter(output);
+var worker = ZcWorker.Start("aggregator", aggregator.DoWork,
+    new WorkerOptions { Core = cl.Has('g') ? (int)cl.Number('g', 0, 0, 1023) : null, ActiveWait = cl.Has('a') });
+
+var burst = new PacketHandle[32];
+long packets = 0, bytes = 0, lastPackets = 0;
+var clock = Stopwatch.StartNew();
+double lastReport = 0;
+int status = 0;
+IdleStrategy idle = IdleStrategy.Backoff();
+while (!stop.IsCancellationRequested && (limit == 0 || packets < limit))
+{
+    int n = queue.ReceiveBurst(burst.AsSpan(0, (int)Math.Min(burst.Length, limit == 0 ? burst.Length : limit - packets)));
+    idle.Idle(n);
+    for (int i = 0; i < n; i++) bytes += burst[i].Length;
+    writer?.WriteBurst(burst.AsSpan(0, n));
+    queue.ReleaseBurst(burst.AsSpan(0, n));
+    packets += n;
+    if (n == 0 && aggregator.Done && queue.IsEmpty) break;
+    if (n == 0 && !worker.IsRunning) break;
+    double now = clock.Elapsed.TotalSeconds;
+    if (cl.Has('p') && now - lastReport >= 1)
+    {
+        Console.WriteLine($"{packets,14:N0} pkts {bytes,16:N0} bytes | {(packets - lastPackets) / (now - lastReport) / 1e6,8:F3} Mpps");
+        (lastPackets, lastReport) = (packets, now);
+    }
+}
+try { worker.Stop(); }
+catch (Exception e) { Console.Error.WriteLine($"error: {e.Message}"); status = 1; }
+foreach (IPacketSource input in inputs)
+{
+    if (input is PcapFileDevice { Problem: { } problem }) Console.Error.WriteLine($"warning: {problem}");
+    input.Dispose();
+}
+writer?.Dispose();
+Console.WriteLine($"total {packets:N0} pkts {bytes:N0} bytes{(output is null ? "" : $" written to {output}")}");
+return status;
