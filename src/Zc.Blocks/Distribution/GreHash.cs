@@ -1,0 +1,18 @@
+using System.Runtime.CompilerServices;
+using ZcFlow.Buffers;
+using ZcFlow.Parsing;
+
+namespace ZcFlow.Distribution;
+
+/// <summary><c>-m 5</c>: GRE: by the inner IP flow, else by the outer addresses.</summary>
+public struct GreHash : IDistribution
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly ulong Route(in PacketHandle packet, int queues)
+    {
+        PacketParser.Parse(packet.Data, out PacketInfo info);
+        uint h = info.Tunnel == TunnelKind.Gre && info.Inner.IpVersion != 0 ? FlowHash.FiveTuple(info.Inner)
+            : info.Outer.IpVersion != 0 ? FlowHash.Addresses(info.Outer) : FlowHash.Macs(info);
+        return 1UL << (int)(h % (uint)queues);
+    }
+}
