@@ -159,10 +159,10 @@ public sealed unsafe class CaptureFile : IDisposable
                     if (_interfaces.Count == MaxInterfaces) return Fail("more interfaces than a capture can sensibly have");
                     AddInterface(body, bodyLength);
                     break;
-                case 6: // enhanced packet
+                case 6 or 2: // enhanced packet; obsolete packet (16-bit interface id, 16-bit drop count)
                 {
                     if (bodyLength < 20) return Fail($"a packet block at byte {body - 8} is cut off");
-                    uint iface = U32(body), captured = U32(body + 12);
+                    uint iface = type == 6 ? U32(body) : U16(body), captured = U32(body + 12);
                     if (captured > bodyLength - 20 || captured > MaxRecord) return Fail($"the packet block at byte {body - 8} claims {captured} bytes");
                     if (iface >= _interfaces.Count) { Skipped++; continue; }
                     data = Span(body + 20, (int)captured);
@@ -178,19 +178,6 @@ public sealed unsafe class CaptureFile : IDisposable
                     uint original = U32(body);
                     data = Span(body + 4, (int)Math.Min(Math.Min(original, bodyLength - 4), MaxRecord));
                     link = _interfaces[0].Link;
-                    _previous = body - 8;
-                    return true;
-                }
-                case 2: // obsolete packet block
-                {
-                    if (bodyLength < 20) return Fail($"a packet block at byte {body - 8} is cut off");
-                    uint iface = U32(body) & 0xFFFF, captured = U32(body + 12);
-                    if (captured > bodyLength - 20 || captured > MaxRecord) return Fail($"the packet block at byte {body - 8} claims {captured} bytes");
-                    if (iface >= _interfaces.Count) { Skipped++; continue; }
-                    data = Span(body + 20, (int)captured);
-                    ulong ticks = (ulong)U32(body + 4) << 32 | U32(body + 8);
-                    timestampNs = ToNanoseconds(ticks, _interfaces[(int)iface]);
-                    link = _interfaces[(int)iface].Link;
                     _previous = body - 8;
                     return true;
                 }
