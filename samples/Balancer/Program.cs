@@ -4,13 +4,15 @@ using ZcFlow.Devices;
 using ZcFlow.Distribution;
 using ZcFlow.Graphs;
 using ZcFlow.Samples;
+using ZcFlow.Workers;
 
 // zbalance_ipc: spread the traffic of one or more devices over the queues of one or more
 // applications, which attach to zc:<cluster>@<queue> (ZCount -c <cluster> -i <queue>).
 var cl = new CommandLine(args, flags: "apL", withValue: "icnmgqbWuPlrfx",
     "usage: Balancer -c <cluster> [-i <devices>]... [-n <queues>[,<queues>...]] [-m <mode>] [-g <cores>] [-q <slots>] [-b <buffers>]\n" +
     "                [-a] [-p] [-W <sec>] [-u <hugetlbfs mount>] [-P <pid file>] [-l <log file>] [-L]\n" +
-    "  -i  devices aggregated into one balancer, comma separated (default gen:64?flows=4096);\n" +
+    "  -i  devices aggregated into one balancer, comma separated; repeat -i for another balancer with queues of its own\n" +
+    "      (default gen:64?flows=4096);\n" +
     "      gen:<size>[?flows=N&rate=PPS&count=N], pcap:<file>[?loop&pace], <file>.pcap, <file>.pcapng\n" +
     "  -c  cluster id     -n  queues per application, comma separated (default 1)\n" +
     $"  -m  hash mode: {BalancerMode.Help} (default 0)\n" +
@@ -18,7 +20,10 @@ var cl = new CommandLine(args, flags: "apL", withValue: "icnmgqbWuPlrfx",
     "  -a  active wait    -p  print stats every second    -W  wait before processing, for consumers to attach\n" +
     "  -u  hugetlbfs mount    -P  pid file    -l  log file for the stats    -L  lossless: never drop at a full queue");
 uint clusterId = (uint)cl.Required('c', 0, uint.MaxValue);
-string[] devices = (cl.String('i') ?? "gen:64?flows=4096").Split(',', StringSplitOptions.RemoveEmptyEntries);
+string[][] inputs = cl.Strings('i') is { Count: > 0 } given
+    ? [.. given.Select(i => i.Split(',', StringSplitOptions.RemoveEmptyEntries))]
+    : [["gen:64?flows=4096"]];
+if (inputs.Any(i => i.Length == 0)) cl.Fail("-i takes device names, comma separated");
 int[] apps = (cl.String('n') ?? "1").Split(',').Select(s => int.TryParse(s, out int n) && n > 0 ? n : 0).ToArray();
 if (apps.Contains(0) || apps.Sum() > 64) cl.Fail("-n takes queue counts, at least 1 each and 64 in all, for example -n 2,1");
 int mode = (int)cl.Number('m', 0, 0, 8);
@@ -34,9 +39,10 @@ TextWriter stats = log is null ? Console.Out : new StreamWriter(log, append: tru
 Graph graph;
 try
 {
-    graph = GraphBuilder.Cluster(clusterId)
-        .Options(new ClusterOptions { BufferCount = (int)cl.Number('b', 32768, 64, 1 << 26), HugePagesMount = cl.String('u'), MaxQueues = 64 })
-        .Input(devices)
+    var builder = GraphBuilder.Cluster(clusterId)
+        .Options(new ClusterOptions { BufferCount = (int)cl.Number('b', 32768, 64, 1 << 26), HugePagesMount = cl.String('u'), MaxQueues = 64 });
+    foreach (string[] devices in inputs) builder.Input(devices);
+    graph = builder
         .Applications(apps)
         .QueueSlots((int)cl.Number('q', 4096, 2, 1 << 20))
         .ActiveWait(cl.Has('a'))
@@ -52,8 +58,10 @@ catch (Exception e) when (e is ArgumentException or InvalidOperationException or
 
 using (graph)
 {
-    Console.WriteLine($"cluster {clusterId}: {string.Join(", ", devices)} -> mode {mode} -> {graph.Queues.Count} queues " +
-                      $"(zc:{clusterId}@0..{graph.Queues.Count - 1}) at {graph.Cluster.ArenaPath}{(graph.Cluster.OnHugePages ? " on hugepages" : "")}");
+    foreach (IBalancer b in graph.Balancers)
+        Console.WriteLine($"cluster {clusterId}: {string.Join(", ", b.Inputs.Select(i => i.Name))} -> mode {mode} -> " +
+                          $"zc:{clusterId}@{string.Join(",", b.Outputs.Select(q => q.Id))}");
+    Console.WriteLine($"arena {graph.Cluster.ArenaPath}{(graph.Cluster.OnHugePages ? " on hugepages" : "")}");
     var clock = Stopwatch.StartNew();
     ulong lastRecv = 0, lastFwd = 0;
     double last = 0;

@@ -9,7 +9,7 @@ namespace ZcFlow.Samples;
 /// </summary>
 internal sealed class CommandLine
 {
-    private readonly Dictionary<char, string?> _given = [];
+    private readonly Dictionary<char, List<string>> _given = [];
     private readonly string _usage;
 
     public CommandLine(string[] args, string flags, string withValue, string usage)
@@ -21,11 +21,12 @@ internal sealed class CommandLine
             if (a is "-h" or "--help") Fail(null);
             if (a.Length != 2 || a[0] != '-') Fail($"unexpected argument '{a}'");
             char c = a[1];
-            if (flags.Contains(c)) _given[c] = null;
+            if (flags.Contains(c)) _given.TryAdd(c, []);
             else if (withValue.Contains(c))
             {
                 if (i + 1 >= args.Length) Fail($"-{c} needs a value");
-                _given[c] = args[++i];
+                if (!_given.TryGetValue(c, out List<string>? values)) _given[c] = values = [];
+                values.Add(args[++i]);
             }
             else Fail($"unknown option -{c}");
         }
@@ -33,11 +34,15 @@ internal sealed class CommandLine
 
     public bool Has(char c) => _given.ContainsKey(c);
 
-    public string? String(char c) => _given.GetValueOrDefault(c);
+    /// <summary>The value of an option given with one (the last, if it was repeated), or null.</summary>
+    public string? String(char c) => _given.TryGetValue(c, out List<string>? v) && v.Count > 0 ? v[^1] : null;
+
+    /// <summary>Every value of an option that may be repeated (<c>-i eth0 -i eth1</c>), in order.</summary>
+    public IReadOnlyList<string> Strings(char c) => _given.TryGetValue(c, out List<string>? v) ? v : [];
 
     public long Number(char c, long fallback, long min = 0, long max = long.MaxValue)
     {
-        if (!_given.TryGetValue(c, out string? v) || v is null) return fallback;
+        if (String(c) is not { } v) return fallback;
         if (!long.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out long n) || n < min || n > max)
             Fail($"-{c} takes a whole number from {min} to {max}, not '{v}'");
         return n;

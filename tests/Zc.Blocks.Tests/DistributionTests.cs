@@ -107,4 +107,15 @@ public sealed class DistributionTests : IDisposable
             _pool.Release(p);
         }
     }
+
+    [Fact]
+    public void PerApplication_RoundRobin_TurnsWithinEachApplicationOnItsOwn()
+    {
+        var apps = new PerApplication<RoundRobin>([2, 1, 3], new RoundRobin());
+        PacketHandle p = Packet(Udp(1, 2, 3, 4));
+        ulong[] masks = [.. Enumerable.Range(0, 6).Select(_ => apps.Route(p, 6))];
+        // application 0 owns queues 0-1, application 1 queue 2, application 2 queues 3-5
+        Assert.Equal([0b001101UL, 0b010110, 0b100101, 0b001110, 0b010101, 0b100110], masks);
+        _pool.Release(p);
+    }
 }

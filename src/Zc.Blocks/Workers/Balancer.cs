@@ -32,6 +32,7 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
     private readonly PacketHandle[] _burst = new PacketHandle[Burst];
     private readonly long _checkPeriod = Stopwatch.Frequency / 10;
     private readonly bool _lossless;
+    private readonly ulong _valid;
     private TDistribution _distribution;
     private long _nextCheck;
     private ulong _received, _filtered;
@@ -46,6 +47,7 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
         _inputs = [.. inputs];
         _outputs = [.. outputs];
         _multi = new MultiQueue(_outputs);
+        _valid = _outputs.Length == 64 ? ulong.MaxValue : (1UL << _outputs.Length) - 1;
         _distribution = distribution;
         foreach (ZcQueue q in _outputs) pool.ReclaimFrom(q);
     }
@@ -104,11 +106,12 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
         return moved;
     }
 
-    // Sends the packet where the distribution says; a packet no queue took goes back to the pool.
+    // Sends the packet where the distribution says (bits past the last queue count for nothing);
+    // a packet no queue took goes back to the pool.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool Route(in PacketHandle packet)
     {
-        ulong mask = _distribution.Route(packet, _outputs.Length);
+        ulong mask = _distribution.Route(packet, _outputs.Length) & _valid;
         bool taken = mask != 0 && ((mask & (mask - 1)) == 0
             ? _outputs[BitOperations.TrailingZeroCount(mask)].TrySend(packet, flush: false)
             : _multi.Send(packet, mask, flush: false) != 0);
