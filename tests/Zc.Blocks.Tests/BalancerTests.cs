@@ -38,8 +38,10 @@ public class BalancerTests(ITestOutputHelper output)
     [InlineData("gen:64?flows=x")]
     [InlineData("gen:big")]
     [InlineData("gen:64?speed=9")]
-    [InlineData("eth0")]
-    [InlineData("xdp:eth0@0")]
+    [InlineData("nosuch0")]
+    [InlineData("af_packet:nosuch0")]
+    [InlineData("af_packet:nosuch0?snaplen=x")]
+    [InlineData("xdp:nosuch0@0")]
     public void OpeningABadDeviceName_SaysWhatIsSupported(string name)
     {
         using ZcCluster cluster = TestClusters.Create(buffers: 8);

@@ -28,6 +28,7 @@ public sealed unsafe class CaptureFile : IDisposable
     private long _offset;
     private long _previous;                 // where the record last returned started
     private int _disposed;
+    private uint _snapLength;   // records are cut to it, as libpcap does; 0: not said
 
     private CaptureFile(string path)
     {
@@ -58,6 +59,7 @@ public sealed unsafe class CaptureFile : IDisposable
                     _ => throw new InvalidDataException($"{path} is neither a pcap nor a pcapng file (magic 0x{magic:x8})"),
                 };
                 LinkType = (LinkType)(U32(20) & 0xFFFF);
+                _snapLength = U32(16);
                 _first = 24;
             }
             _offset = _first;
@@ -97,6 +99,9 @@ public sealed unsafe class CaptureFile : IDisposable
         Problem = null;
     }
 
+    /// <summary>The length on the wire of the packet <see cref="TryNext"/> gave last: at least its captured length.</summary>
+    public int WireLength { get; private set; }
+
     /// <summary>
     /// The next packet: its captured bytes (in the mapping: valid until the file is disposed),
     /// timestamp in nanoseconds since the epoch and link type. False at the end, or when the
@@ -105,6 +110,7 @@ public sealed unsafe class CaptureFile : IDisposable
     public bool TryNext(out ReadOnlySpan<byte> data, out long timestampNs, out LinkType link)
     {
         data = default;
+        WireLength = 0;
         timestampNs = 0;
         link = LinkType;
         if (Problem is not null) return false;
@@ -119,7 +125,8 @@ public sealed unsafe class CaptureFile : IDisposable
         uint seconds = U32(_offset), fraction = U32(_offset + 4), captured = U32(_offset + 8);
         if (captured > MaxRecord) return Fail($"a record at byte {_offset} claims {captured} bytes");
         if (captured > left - 16) return Fail($"the record at byte {_offset} is cut off ({captured} bytes claimed, {left - 16} left)");
-        data = Span(_offset + 16, (int)captured);
+        data = Span(_offset + 16, (int)Kept(captured));
+        WireLength = (int)Math.Clamp(U32(_offset + 12), captured, MaxRecord);
         _previous = _offset;
         timestampNs = seconds * 1_000_000_000L + fraction * (1_000_000_000L / _ticksPerSecond);
         _offset += 16 + captured;
@@ -165,7 +172,8 @@ public sealed unsafe class CaptureFile : IDisposable
                     uint iface = type == 6 ? U32(body) : U16(body), captured = U32(body + 12);
                     if (captured > bodyLength - 20 || captured > MaxRecord) return Fail($"the packet block at byte {body - 8} claims {captured} bytes");
                     if (iface >= _interfaces.Count) { Skipped++; continue; }
-                    data = Span(body + 20, (int)captured);
+                    data = Span(body + 20, (int)Kept(captured));
+                    WireLength = (int)Math.Clamp(U32(body + 16), captured, MaxRecord);
                     ulong ticks = (ulong)U32(body + 4) << 32 | U32(body + 8);
                     timestampNs = ToNanoseconds(ticks, _interfaces[(int)iface]);
                     link = _interfaces[(int)iface].Link;
@@ -176,7 +184,8 @@ public sealed unsafe class CaptureFile : IDisposable
                 {
                     if (bodyLength < 4 || _interfaces.Count == 0) { Skipped++; continue; }
                     uint original = U32(body);
-                    data = Span(body + 4, (int)Math.Min(Math.Min(original, bodyLength - 4), MaxRecord));
+                    data = Span(body + 4, (int)Kept((uint)Math.Min(Math.Min(original, bodyLength - 4), MaxRecord)));
+                    WireLength = (int)Math.Clamp(original, (uint)data.Length, MaxRecord);
                     link = _interfaces[0].Link;
                     _previous = body - 8;
                     return true;
@@ -186,6 +195,8 @@ public sealed unsafe class CaptureFile : IDisposable
             }
         }
     }
+
+    private uint Kept(uint captured) => _snapLength != 0 && captured > _snapLength ? _snapLength : captured;
 
     private void AddInterface(long body, long length)
     {
@@ -206,7 +217,11 @@ public sealed unsafe class CaptureFile : IDisposable
             o += 4 + (size + 3) / 4 * 4;
         }
         _interfaces.Add((link, binary, exponent));
-        if (_interfaces.Count == 1) LinkType = link;
+        if (_interfaces.Count == 1)
+        {
+            LinkType = link;
+            _snapLength = U32(body + 4);
+        }
     }
 
     private static long ToNanoseconds(ulong ticks, (LinkType, bool Binary, int Exponent) unit)

@@ -69,7 +69,7 @@ public sealed class CaptureWriter : IDisposable
     public long Packets { get; private set; }
 
     /// <summary>Appends one packet with its timestamp.</summary>
-    public void Write(in PacketHandle packet) => Write(packet.Data, packet.TimestampNs);
+    public void Write(in PacketHandle packet) => Write(packet.Data, packet.TimestampNs, packet.WireLength);
 
     /// <summary>Appends a burst.</summary>
     public void WriteBurst(ReadOnlySpan<PacketHandle> packets)
@@ -78,8 +78,9 @@ public sealed class CaptureWriter : IDisposable
     }
 
     /// <summary>Appends one frame with a timestamp in nanoseconds since the epoch.</summary>
-    public void Write(ReadOnlySpan<byte> frame, long timestampNs)
+    public void Write(ReadOnlySpan<byte> frame, long timestampNs, int wireLength = 0)
     {
+        uint original = (uint)Math.Max(wireLength, frame.Length);
         Span<byte> h = stackalloc byte[28];
         if (_pcapng)
         {
@@ -91,7 +92,7 @@ public sealed class CaptureWriter : IDisposable
             BinaryPrimitives.WriteUInt32LittleEndian(h[12..], (uint)((ulong)timestampNs >> 32));
             BinaryPrimitives.WriteUInt32LittleEndian(h[16..], (uint)timestampNs);
             BinaryPrimitives.WriteUInt32LittleEndian(h[20..], (uint)frame.Length);
-            BinaryPrimitives.WriteUInt32LittleEndian(h[24..], (uint)frame.Length);
+            BinaryPrimitives.WriteUInt32LittleEndian(h[24..], original);
             _file.Write(h);
             _file.Write(frame);
             Span<byte> tail = stackalloc byte[8];
@@ -104,7 +105,7 @@ public sealed class CaptureWriter : IDisposable
             BinaryPrimitives.WriteUInt32LittleEndian(h, (uint)(timestampNs / 1_000_000_000));
             BinaryPrimitives.WriteUInt32LittleEndian(h[4..], (uint)(timestampNs % 1_000_000_000));
             BinaryPrimitives.WriteUInt32LittleEndian(h[8..], (uint)frame.Length);
-            BinaryPrimitives.WriteUInt32LittleEndian(h[12..], (uint)frame.Length);
+            BinaryPrimitives.WriteUInt32LittleEndian(h[12..], original);
             _file.Write(h[..16]);
             _file.Write(frame);
         }

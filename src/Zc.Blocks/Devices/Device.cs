@@ -10,7 +10,8 @@ public static class Device
     /// stamping each packet with <paramref name="index"/> as its input device:
     /// <c>gen:&lt;size&gt;[?…]</c> for generated traffic, <c>pcap:&lt;file&gt;</c> or a file ending in
     /// <c>.pcap</c>/<c>.pcapng</c> for a capture (options after <c>?</c>: <c>loop</c>, <c>pace</c>),
-    /// <c>zc:&lt;cluster&gt;@&lt;queue&gt;</c> for a queue of another process's cluster.
+    /// <c>zc:&lt;cluster&gt;@&lt;queue&gt;</c> for a queue of another process's cluster,
+    /// <c>af_packet:eth0</c> or a bare interface name for an AF_PACKET socket (<see cref="AfPacketDevice"/>).
     /// Any other name is an error that says what is supported.
     /// </summary>
     public static IPacketSource OpenSource(string name, BufferPool pool, uint index)
@@ -18,10 +19,24 @@ public static class Device
         ArgumentException.ThrowIfNullOrEmpty(name);
         if (name.StartsWith("gen:", StringComparison.Ordinal)) return GeneratorDevice.Open(name, pool, index);
         if (name.StartsWith("zc:", StringComparison.Ordinal)) return ZcQueueSource.Open(name, pool, index);
+        if (IsInterface(name)) return AfPacketDevice.Open(name, pool, index);
         if (name.StartsWith("pcap:", StringComparison.Ordinal) || name.Split('?')[0] is var file && (file.EndsWith(".pcap", StringComparison.Ordinal) || file.EndsWith(".pcapng", StringComparison.Ordinal)))
             return PcapFileDevice.Open(name, pool, index);
-        throw new ArgumentException(
-            $"unknown device '{name}': this build reads gen:<size>[?flows=N&rate=PPS&count=N], capture files (pcap:<file>, *.pcap, *.pcapng) and zc:<cluster>@<queue>; " +
-            "interfaces (eth0, af_packet:eth0, xdp:eth0@0) are not supported yet", nameof(name));
+        throw Unknown(name);
     }
+
+    /// <summary>Opens <paramref name="name"/> as a device to send through: an interface (<c>eth0</c>, <c>af_packet:eth0</c>).</summary>
+    public static IPacketSink OpenSink(string name)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        if (IsInterface(name)) return AfPacketDevice.Open(name, pool: null);
+        throw new ArgumentException($"'{name}' cannot send: packets go out through interfaces (eth0, af_packet:eth0)", nameof(name));
+    }
+
+    private static bool IsInterface(string name)
+        => name.StartsWith("af_packet:", StringComparison.Ordinal) || (!name.Contains(':') && !name.Contains('.') && Native.Libc.IfNameToIndex(name.Split('?')[0]) != 0);
+
+    private static ArgumentException Unknown(string name) => new(
+        $"unknown device '{name}': devices are gen:<size>[?flows=N&rate=PPS&count=N], capture files (pcap:<file>, *.pcap, *.pcapng), " +
+        "zc:<cluster>@<queue>, and interfaces of this network namespace (eth0, af_packet:eth0)", nameof(name));
 }

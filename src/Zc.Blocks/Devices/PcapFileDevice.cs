@@ -88,6 +88,7 @@ public sealed class PcapFileDevice : IPacketSource
             int length = Math.Min(data.Length, p.Capacity);
             data[..length].CopyTo(p.Buffer);
             p.Length = length;
+            p.WireLength = _file.WireLength;
             p.TimestampNs = timestamp;
             p.DeviceIndex = _index;
             bytes += (ulong)length;

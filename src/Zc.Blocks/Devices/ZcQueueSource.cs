@@ -44,6 +44,7 @@ public sealed class ZcQueueSource : IPacketSource
             int length = Math.Min(from.Length, to.Capacity);
             from.Data[..length].CopyTo(to.Buffer);
             to.Length = length;
+            to.WireLength = from.WireLength;
             to.TimestampNs = from.TimestampNs;
             to.Hash = from.Hash;
             to.Flags = from.Flags;

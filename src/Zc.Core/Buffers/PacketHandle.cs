@@ -40,7 +40,19 @@ public readonly unsafe struct PacketHandle
         {
             if ((uint)value > _capacity) ThrowHelper.LengthOutOfRange(value, _capacity);
             _header->Length = (uint)value;
+            _header->WireLength = 0;
         }
+    }
+
+    /// <summary>
+    /// Bytes the packet had on the wire, which is more than <see cref="Length"/> when the device
+    /// kept only its start (a snap length, a buffer too small). Setting <see cref="Length"/> resets
+    /// it to the same; a device that cut the packet sets it afterwards.
+    /// </summary>
+    public int WireLength
+    {
+        get => (int)Math.Max(_header->WireLength, (uint)Length);
+        set => _header->WireLength = (uint)Math.Max(value, 0);
     }
 
     /// <summary>The packet: the first <see cref="Length"/> bytes of the buffer.</summary>

@@ -142,6 +142,7 @@ public struct BufferHeader
     [FieldOffset(0)] public uint Length;
     [FieldOffset(4)] public uint Hash;
     [FieldOffset(8)] public long TimestampNs;
+    [FieldOffset(16)] public uint WireLength;
     [FieldOffset(20)] public uint DeviceIndex;
     [FieldOffset(24)] public uint Flags;
 }

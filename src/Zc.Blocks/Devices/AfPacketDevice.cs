@@ -1,0 +1,395 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using ZcFlow.Buffers;
+using ZcFlow.Filters;
+using ZcFlow.Native;
+
+namespace ZcFlow.Devices;
+
+/// <summary>How an AF_PACKET device is set up (pf_ring.ko's <c>min_num_slots</c>, <c>enable_tx_capture</c> and the rest).</summary>
+public sealed record AfPacketOptions
+{
+    /// <summary>Bytes of each receive ring block (a power of two, at least a page); the kernel fills a block, then hands it over whole.</summary>
+    public int BlockSize { get; init; } = 1 << 20;
+
+    /// <summary>Blocks in the receive ring: <c>BlockSize × BlockCount</c> bytes of packets can wait for the reader.</summary>
+    public int BlockCount { get; init; } = 16;
+
+    /// <summary>Longest part of a packet kept (also cut to the buffer size).</summary>
+    public int SnapLength { get; init; } = 65535;
+
+    /// <summary>Whether packets this host sends out of the interface are captured too.</summary>
+    public bool CaptureOutgoing { get; init; } = true;
+
+    /// <summary>Whether the interface is put in promiscuous mode while the device is open (undone by the kernel when the socket closes, even if the process dies).</summary>
+    public bool Promiscuous { get; init; } = true;
+
+    /// <summary>A filter the kernel runs before a packet reaches the ring: what it rejects costs no copy.</summary>
+    public BpfFilter? Filter { get; init; }
+
+    /// <summary>Slots of the transmit ring (0 for none).</summary>
+    public int TxSlots { get; init; } = 1024;
+
+    /// <summary>Bytes of each transmit slot, its 48-byte header included: the longest frame sent is this less 48.</summary>
+    public int TxSlotSize { get; init; } = 2048;
+
+    /// <summary>How long a partly filled block may wait before the kernel hands it over, so a quiet link still delivers.</summary>
+    public int BlockTimeoutMs { get; init; } = 1;
+}
+
+/// <summary>
+/// An interface through an AF_PACKET socket, <c>eth0</c> or <c>af_packet:eth0[?snaplen=N&amp;blocks=N&amp;promisc=0&amp;outgoing=0]</c>:
+/// PF_RING's "1-copy" mode for drivers that know nothing of us. Receiving reads a TPACKET_V3
+/// ring the kernel fills in blocks, mapped into this process, and copies each packet once into
+/// a pool buffer with its kernel timestamp (a VLAN tag the kernel took off is put back, as
+/// libpcap does). Sending copies each packet into a slot of the transmit ring, and one
+/// <c>sendto</c> sends all the slots filled since the last. When the pool is empty the device
+/// leaves packets in the ring, so the only losses are the kernel's, counted in
+/// <see cref="DeviceStats.DroppedKernel"/>.
+/// </summary>
+public sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink
+{
+    private const int Tpacket3HeaderSize = 48;
+
+    private readonly SafeFileDescriptor _socket;
+    private readonly SafeMapping _ring;
+    private readonly BufferPool? _pool;
+    private readonly uint _deviceIndex;
+    private readonly int _snapLength;
+    private readonly BpfFilter? _filter;
+    private readonly byte* _rx;
+    private readonly int _blockSize, _blockCount;
+    private readonly byte* _tx;
+    private readonly int _txSlotSize, _txSlots;
+    private int _block;
+    private byte* _packet;
+    private uint _packetsLeft;
+    private int _txNext, _txQueued;
+    private ulong _received, _bytes, _sent, _sendFailed;
+    private ulong _kernelPackets, _kernelDrops;
+
+    private AfPacketDevice(string name, string ifName, int ifIndex, SafeFileDescriptor socket, SafeMapping ring, BufferPool? pool, uint deviceIndex,
+        AfPacketOptions o, int rxBlocks)
+    {
+        Name = name;
+        Interface = ifName;
+        InterfaceIndex = ifIndex;
+        _socket = socket;
+        _ring = ring;
+        _pool = pool;
+        _deviceIndex = deviceIndex;
+        _snapLength = o.SnapLength;
+        _filter = o.Filter;
+        _blockSize = o.BlockSize;
+        _blockCount = rxBlocks;
+        _rx = ring.Pointer;
+        _tx = ring.Pointer + (long)rxBlocks * o.BlockSize;
+        _txSlotSize = o.TxSlotSize;
+        _txSlots = o.TxSlots;
+    }
+
+    public string Name { get; }
+
+    /// <summary>The interface's name and index.</summary>
+    public string Interface { get; }
+
+    public int InterfaceIndex { get; }
+
+    public bool IsExhausted => false;
+
+    /// <summary>
+    /// Opens <paramref name="name"/> (<c>eth0</c> or <c>af_packet:eth0[?…]</c>). With a pool the device
+    /// receives into it; without one (<c>null</c>) it only sends. Options in the name override <paramref name="options"/>.
+    /// </summary>
+    public static AfPacketDevice Open(string name, BufferPool? pool, uint deviceIndex = 0, AfPacketOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        string spec = name.StartsWith("af_packet:", StringComparison.Ordinal) ? name["af_packet:".Length..] : name;
+        string[] parts = spec.Split('?', 2);
+        AfPacketOptions o = ParseOptions(name, parts.Length == 2 ? parts[1] : "", options ?? new AfPacketOptions());
+        string ifName = parts[0];
+        if (ifName.Length is 0 or > 15) throw new ArgumentException($"'{name}': an interface name is 1 to 15 characters", nameof(name));
+        int ifIndex = (int)Libc.IfNameToIndex(ifName);
+        if (ifIndex == 0) throw new ArgumentException($"'{name}': there is no interface '{ifName}' in this network namespace (see 'ip link')", nameof(name));
+        if (o.BlockSize < 4096 || (o.BlockSize & (o.BlockSize - 1)) != 0) throw new ArgumentException("BlockSize is a power of two of at least 4096", nameof(options));
+        if (o.BlockCount < 1 || (long)o.BlockCount * o.BlockSize > 1L << 32) throw new ArgumentException("BlockCount is at least 1, and the ring at most 4 GiB", nameof(options));
+        if (o.TxSlots < 0 || o.TxSlotSize < 128 || o.TxSlotSize % 16 != 0 || o.TxSlotSize > 65536)
+            throw new ArgumentException("TxSlots is 0 or more; TxSlotSize a multiple of 16 from 128 to 65536", nameof(options));
+        if (o.SnapLength < 1) throw new ArgumentException("SnapLength is at least 1", nameof(options));
+
+        int fd = Libc.Socket(Libc.AF_PACKET, Libc.SOCK_RAW | Libc.SOCK_CLOEXEC, 0);   // no protocol: nothing arrives before bind
+        if (fd < 0) throw ErrnoException.FromLastError($"socket(AF_PACKET) for '{ifName}'", "AF_PACKET needs CAP_NET_RAW (run as root or grant the capability)");
+        var socket = new SafeFileDescriptor(fd);
+        SafeMapping? ring = null;
+        try
+        {
+            Libc.SetSockOpt(fd, Libc.SOL_PACKET, Libc.PACKET_VERSION, Libc.TPACKET_V3, "setsockopt(PACKET_VERSION, TPACKET_V3)");
+            if (o.Filter is { } filter) AttachFilter(fd, filter);
+            if (!o.CaptureOutgoing) Libc.SetSockOpt(fd, Libc.SOL_PACKET, Libc.PACKET_IGNORE_OUTGOING, 1, "setsockopt(PACKET_IGNORE_OUTGOING)");
+            int rxBlocks = pool is null ? 0 : o.BlockCount;
+            if (rxBlocks > 0)
+            {
+                var rx = new TpacketReq3
+                {
+                    BlockSize = (uint)o.BlockSize, BlockCount = (uint)rxBlocks, FrameSize = 2048,
+                    FrameCount = (uint)((long)o.BlockSize * rxBlocks / 2048), RetireBlockTimeoutMs = (uint)o.BlockTimeoutMs,
+                };
+                if (Libc.SetSockOpt(fd, Libc.SOL_PACKET, Libc.PACKET_RX_RING, &rx, sizeof(TpacketReq3)) != 0)
+                    throw ErrnoException.FromLastError("setsockopt(PACKET_RX_RING)", "try a smaller ring (BlockSize × BlockCount)");
+            }
+            long txBytes = 0;
+            if (o.TxSlots > 0)
+            {
+                int txBlock = Math.Max(4096, (int)Math.Min(1 << 20, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)o.TxSlotSize)));
+                int perBlock = txBlock / o.TxSlotSize;
+                int txBlocks = (o.TxSlots + perBlock - 1) / perBlock;
+                var tx = new TpacketReq3 { BlockSize = (uint)txBlock, BlockCount = (uint)txBlocks, FrameSize = (uint)o.TxSlotSize, FrameCount = (uint)(txBlocks * perBlock) };
+                if (Libc.SetSockOpt(fd, Libc.SOL_PACKET, Libc.PACKET_TX_RING, &tx, sizeof(TpacketReq3)) != 0)
+                    throw ErrnoException.FromLastError("setsockopt(PACKET_TX_RING)");
+                txBytes = (long)txBlock * txBlocks;
+                o = o with { TxSlots = txBlocks * perBlock };
+            }
+            long size = (long)rxBlocks * o.BlockSize + txBytes;
+            if (size == 0) throw new ArgumentException($"'{name}': nothing to do: no pool to receive into and no transmit ring", nameof(options));
+            nint map = Libc.Mmap(0, (nuint)size, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_SHARED | Libc.MAP_POPULATE, fd, 0);
+            if (map == Libc.MAP_FAILED) throw ErrnoException.FromLastError("mmap of the AF_PACKET rings");
+            ring = new SafeMapping(map, (nuint)size);
+
+            var address = new SockAddrLl { Family = Libc.AF_PACKET, Protocol = BinaryPrimitives.ReverseEndianness(Libc.ETH_P_ALL), IfIndex = ifIndex };
+            if (Libc.Bind(fd, &address, sizeof(SockAddrLl)) != 0) throw ErrnoException.FromLastError($"bind to '{ifName}'");
+            if (o.Promiscuous)
+            {
+                var membership = new PacketMreq { IfIndex = ifIndex, Type = Libc.PACKET_MR_PROMISC };
+                if (Libc.SetSockOpt(fd, Libc.SOL_PACKET, Libc.PACKET_ADD_MEMBERSHIP, &membership, sizeof(PacketMreq)) != 0)
+                    throw ErrnoException.FromLastError($"promiscuous mode on '{ifName}'");
+            }
+            return new AfPacketDevice(name, ifName, ifIndex, socket, ring, pool, deviceIndex, o, rxBlocks);
+        }
+        catch
+        {
+            ring?.Dispose();
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    // The kernel runs the filter over the packet as it holds it, without the VLAN tag it took off
+    // into the packet's metadata, where tcpdump's syntax means the bytes as captured. So the kernel
+    // gets the program behind two instructions that let every packet with a stripped tag through,
+    // and those few are filtered again in user space once their tag is back (see ReceiveBurst).
+    private static void AttachFilter(int fd, BpfFilter filter)
+    {
+        const ushort LoadWordAbsolute = 0x20, JumpIfEqual = 0x15, Return = 0x06;
+        const uint VlanTagPresent = 0xfffff000 + 48;   // SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT
+        BpfInstruction[] program = GC.AllocateArray<BpfInstruction>(filter.Length + 3, pinned: true);
+        program[0] = new BpfInstruction { Code = LoadWordAbsolute, K = VlanTagPresent };
+        program[1] = new BpfInstruction { Code = JumpIfEqual, K = 0, JumpTrue = 1 };
+        program[2] = new BpfInstruction { Code = Return, K = 0x40000 };
+        filter.Instructions.CopyTo(program.AsSpan(3));
+        fixed (BpfInstruction* p = program)
+        {
+            var fprog = new BpfProgram { Length = (uint)program.Length, Instructions = p };
+            if (Libc.SetSockOpt(fd, Libc.SOL_SOCKET, Libc.SO_ATTACH_FILTER, &fprog, sizeof(BpfProgram)) != 0)
+                throw ErrnoException.FromLastError($"setsockopt(SO_ATTACH_FILTER) with '{filter.Expression}'");
+        }
+    }
+
+    private static AfPacketOptions ParseOptions(string name, string query, AfPacketOptions o)
+    {
+        foreach (string option in query.Split('&', StringSplitOptions.RemoveEmptyEntries))
+        {
+            string[] kv = option.Split('=', 2);
+            if (kv.Length != 2 || !int.TryParse(kv[1], NumberStyles.None, CultureInfo.InvariantCulture, out int v))
+                throw new ArgumentException($"'{name}': options are snaplen=N, blocks=N, blocksize=N, txslots=N, promisc=0|1, outgoing=0|1; not '{option}'", nameof(name));
+            o = kv[0] switch
+            {
+                "snaplen" => o with { SnapLength = v },
+                "blocks" => o with { BlockCount = v },
+                "blocksize" => o with { BlockSize = v },
+                "txslots" => o with { TxSlots = v },
+                "promisc" => o with { Promiscuous = v != 0 },
+                "outgoing" => o with { CaptureOutgoing = v != 0 },
+                _ => throw new ArgumentException($"'{name}': unknown option '{kv[0]}' (snaplen, blocks, blocksize, txslots, promisc, outgoing)", nameof(name)),
+            };
+        }
+        return o;
+    }
+
+    /// <summary>Copies up to <c>packets.Length</c> waiting packets into pool buffers.</summary>
+    public int ReceiveBurst(Span<PacketHandle> packets)
+    {
+        if (_pool is null) return 0;
+        int n = 0;
+        ulong bytes = 0;
+        while (n < packets.Length)
+        {
+            if (_packetsLeft == 0 && !NextBlock()) break;
+            if (!_pool.TryGet(out PacketHandle p)) break;   // leave it in the ring: the kernel drops, and counts, if the ring fills
+            var h = (Tpacket3Hdr*)_packet;
+            int length = Copy(h, p);
+            if (_filter is not null && (h->Status & Libc.TP_STATUS_VLAN_VALID) != 0 && !_filter.Matches(p.Buffer[..length], (int)h->Length + 4))
+            {
+                _pool.Release(p);
+                Advance(h);
+                continue;
+            }
+            p.Length = length;
+            p.WireLength = (int)h->Length + ((h->Status & Libc.TP_STATUS_VLAN_VALID) != 0 ? 4 : 0);
+            p.TimestampNs = h->Seconds * 1_000_000_000L + h->Nanoseconds;
+            p.DeviceIndex = _deviceIndex;
+            p.Hash = 0;
+            p.Flags = 0;
+            packets[n++] = p;
+            bytes += (ulong)length;
+            Advance(h);
+        }
+        if (n != 0)
+        {
+            Volatile.Write(ref _received, _received + (ulong)n);
+            Volatile.Write(ref _bytes, _bytes + bytes);
+        }
+        return n;
+    }
+
+    // Copies the packet, with the VLAN tag the kernel moved into the header put back after the MAC addresses.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int Copy(Tpacket3Hdr* h, in PacketHandle p)
+    {
+        Span<byte> buffer = p.Buffer;
+        var frame = new ReadOnlySpan<byte>(_packet + h->MacOffset, (int)h->SnapLength);
+        int limit = Math.Min(buffer.Length, _snapLength);
+        if ((h->Status & Libc.TP_STATUS_VLAN_VALID) == 0 || frame.Length < 12)
+        {
+            int n = Math.Min(frame.Length, limit);
+            frame[..n].CopyTo(buffer);
+            return n;
+        }
+        Span<byte> tagged = stackalloc byte[16];
+        frame[..12].CopyTo(tagged);
+        BinaryPrimitives.WriteUInt16BigEndian(tagged[12..], (h->Status & Libc.TP_STATUS_VLAN_TPID_VALID) != 0 ? h->VlanTpid : (ushort)0x8100);
+        BinaryPrimitives.WriteUInt16BigEndian(tagged[14..], (ushort)h->VlanTci);
+        int head = Math.Min(16, limit);
+        tagged[..head].CopyTo(buffer);
+        int rest = Math.Min(frame.Length - 12, limit - head);
+        if (rest > 0) frame.Slice(12, rest).CopyTo(buffer[16..]);
+        return head + Math.Max(rest, 0);
+    }
+
+    private void Advance(Tpacket3Hdr* h)
+    {
+        _packet += h->NextOffset;
+        if (--_packetsLeft == 0) ReturnBlock();
+    }
+
+    private bool NextBlock()
+    {
+        var block = (TpacketBlockDesc*)(_rx + (long)_block * _blockSize);
+        if ((Volatile.Read(ref block->BlockStatus) & Libc.TP_STATUS_USER) == 0) return false;
+        _packetsLeft = block->PacketCount;
+        _packet = (byte*)block + block->OffsetToFirstPacket;
+        if (_packetsLeft != 0) return true;
+        ReturnBlock();
+        return false;
+    }
+
+    private void ReturnBlock()
+    {
+        var block = (TpacketBlockDesc*)(_rx + (long)_block * _blockSize);
+        Volatile.Write(ref block->BlockStatus, Libc.TP_STATUS_KERNEL);
+        _block = _block + 1 == _blockCount ? 0 : _block + 1;
+    }
+
+    /// <summary>Queues a copy of the packet in the next free transmit slot.</summary>
+    public bool TrySend(in PacketHandle packet)
+    {
+        if (_txSlots == 0) throw new InvalidOperationException($"'{Name}' was opened without a transmit ring (TxSlots = 0)");
+        ReadOnlySpan<byte> data = packet.Data;
+        var slot = (Tpacket3Hdr*)(_tx + (long)_txNext * _txSlotSize);
+        uint status = Volatile.Read(ref slot->Status);
+        if (status == Libc.TP_STATUS_WRONG_FORMAT)
+        {
+            _sendFailed++;   // the kernel refused what was in this slot before; the slot is free again
+            status = Libc.TP_STATUS_AVAILABLE;
+        }
+        if (status != Libc.TP_STATUS_AVAILABLE || data.Length > _txSlotSize - Tpacket3HeaderSize)
+        {
+            Volatile.Write(ref _sendFailed, _sendFailed + 1);
+            return false;
+        }
+        data.CopyTo(new Span<byte>((byte*)slot + Tpacket3HeaderSize, data.Length));
+        slot->NextOffset = 0;
+        slot->Length = (uint)data.Length;
+        slot->SnapLength = (uint)data.Length;
+        Volatile.Write(ref slot->Status, Libc.TP_STATUS_SEND_REQUEST);
+        _txNext = _txNext + 1 == _txSlots ? 0 : _txNext + 1;
+        _txQueued++;
+        Volatile.Write(ref _sent, _sent + 1);
+        return true;
+    }
+
+    /// <summary>Asks the kernel to send the filled slots; with <paramref name="wait"/>, until it has sent them all.</summary>
+    public void Flush(bool wait = false)
+    {
+        if (_txQueued == 0 && !wait) return;
+        _txQueued = 0;
+        while (true)
+        {
+            if (Libc.SendTo(_socket.Fd, null, 0, wait ? 0 : Libc.MSG_DONTWAIT, null, 0) < 0)
+            {
+                int errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+                if (errno is not (Libc.EAGAIN or Libc.ENOBUFS or Libc.EINTR)) throw new ErrnoException($"sendto on '{Interface}'", errno);
+            }
+            if (!wait || !AnySlotBusy()) return;
+            Thread.Sleep(1);
+        }
+    }
+
+    private bool AnySlotBusy()
+    {
+        for (int i = 0; i < _txSlots; i++)
+        {
+            uint s = Volatile.Read(ref ((Tpacket3Hdr*)(_tx + (long)i * _txSlotSize))->Status);
+            if (s is Libc.TP_STATUS_SEND_REQUEST or Libc.TP_STATUS_SENDING) return true;
+        }
+        return false;
+    }
+
+    /// <summary>Counters, with the kernel's (read through <c>PACKET_STATISTICS</c>, which the kernel resets on each read).</summary>
+    public DeviceStats Stats
+    {
+        get
+        {
+            lock (_socket)
+            {
+                TpacketStatsV3 s;
+                int length = sizeof(TpacketStatsV3);
+                if (!_socket.IsClosed && Libc.GetSockOpt(_socket.Fd, Libc.SOL_PACKET, Libc.PACKET_STATISTICS, &s, ref length) == 0)
+                {
+                    _kernelPackets += s.Packets;
+                    _kernelDrops += s.Drops;
+                }
+                return new DeviceStats(Volatile.Read(ref _received), Volatile.Read(ref _bytes), 0, _kernelDrops, Volatile.Read(ref _sent), Volatile.Read(ref _sendFailed));
+            }
+        }
+    }
+
+    /// <summary>Waits up to <paramref name="timeoutMs"/> for a block to be ready (for callers that would rather sleep than spin).</summary>
+    public bool WaitReadable(int timeoutMs)
+    {
+        if (_packetsLeft != 0) return true;
+        var fd = new PollFd { Fd = _socket.Fd, Events = Libc.POLLIN };
+        return Libc.Poll(&fd, 1, timeoutMs) > 0;
+    }
+
+    public void Dispose()
+    {
+        lock (_socket)
+        {
+            _ring.Dispose();
+            _socket.Dispose();
+        }
+    }
+
+    public override string ToString() => Name;
+}

@@ -1,0 +1,91 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using ZcFlow.Buffers;
+using ZcFlow.Native;
+
+namespace ZcFlow.Filters;
+
+/// <summary>
+/// A filter in tcpdump's syntax (<c>tcp port 80 and not vlan</c>), compiled once by libpcap's
+/// <c>pcap_compile</c> for Ethernet frames. An AF_PACKET device hands it to the kernel, so that
+/// rejected packets never reach user space; elsewhere <see cref="Matches"/> runs it over the
+/// packet's bytes with libpcap's own interpreter. The instructions live in a pinned managed
+/// array, so a filter swapped out while a worker still runs it is never freed under it.
+/// </summary>
+public sealed unsafe class BpfFilter
+{
+    private static readonly Lock CompileLock = new();
+    private readonly BpfInstruction[] _program;
+
+    private BpfFilter(string expression, BpfInstruction[] program)
+    {
+        Expression = expression;
+        _program = program;
+    }
+
+    /// <summary>The expression as given.</summary>
+    public string Expression { get; }
+
+    /// <summary>Instructions of the compiled program.</summary>
+    public int Length => _program.Length;
+
+    /// <summary>
+    /// Compiles <paramref name="expression"/> for Ethernet frames of up to <paramref name="snapLength"/> bytes.
+    /// A syntax error throws <see cref="ArgumentException"/> with libpcap's message.
+    /// </summary>
+    public static BpfFilter Compile(string expression, int snapLength = 262144)
+    {
+        ArgumentNullException.ThrowIfNull(expression);
+        lock (CompileLock)
+        {
+            nint pcap = Pcap.OpenDead(Pcap.DLT_EN10MB, snapLength);
+            if (pcap == 0) throw new InvalidOperationException("libpcap could not open a handle to compile filters with");
+            try
+            {
+                BpfProgram compiled;
+                if (Pcap.Compile(pcap, &compiled, expression, optimize: 1, Pcap.PCAP_NETMASK_UNKNOWN) != 0)
+                    throw new ArgumentException($"filter '{expression}': {Marshal.PtrToStringUTF8(Pcap.GetError(pcap))}", nameof(expression));
+                try
+                {
+                    var program = GC.AllocateArray<BpfInstruction>((int)compiled.Length, pinned: true);
+                    new ReadOnlySpan<BpfInstruction>(compiled.Instructions, (int)compiled.Length).CopyTo(program);
+                    return new BpfFilter(expression, program);
+                }
+                finally
+                {
+                    Pcap.FreeCode(&compiled);
+                }
+            }
+            finally
+            {
+                Pcap.Close(pcap);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Reads a filter file the way <c>tcpdump -F</c> does: the whole file is the expression
+    /// (lines are joined); text after a <c>#</c> on a line is a comment.
+    /// </summary>
+    public static BpfFilter Load(string path)
+    {
+        string expression = string.Join(' ', File.ReadAllLines(path).Select(l => l.Split('#', 2)[0].Trim()).Where(l => l.Length > 0));
+        return Compile(expression);
+    }
+
+    /// <summary>True when the filter accepts the packet.</summary>
+    public bool Matches(in PacketHandle packet) => Matches(packet.Data, packet.WireLength);
+
+    /// <summary>True when the filter accepts a frame as captured, which was <paramref name="wireLength"/> bytes on the wire (0: as many as captured).</summary>
+    public bool Matches(ReadOnlySpan<byte> frame, int wireLength = 0)
+    {
+        fixed (byte* p = frame)
+            return Pcap.Filter((BpfInstruction*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_program)), p,
+                (uint)Math.Max(wireLength, frame.Length), (uint)frame.Length) != 0;
+    }
+
+    /// <summary>The compiled instructions.</summary>
+    public ReadOnlySpan<BpfInstruction> Instructions => _program;
+
+    public override string ToString() => Expression;
+}

@@ -1,0 +1,178 @@
+using System.Diagnostics;
+using ZcFlow.Buffers;
+using ZcFlow.Devices;
+using ZcFlow.Filters;
+
+namespace ZcFlow.Tests;
+
+/// <summary>
+/// Devices on real links: a veth pair in a network namespace of the test's own, traffic from
+/// tcpreplay and tcpdump on the far end, corpus captures as the packets.
+/// </summary>
+public class LiveDeviceTests
+{
+    // Ethernet captures whose every record is whole and fits a 1514-byte frame; some are VLAN tagged (also 802.1ad).
+    private static readonly string[] Replayed =
+        ["afs.pcap", "mptcp-v0.pcap", "vrrp.pcap", "ptp_ethernet.pcap", "802.1ad_QinQ.pcap", "various_gre.pcap", "rpvstp-trunk-native-vid5.pcap", "MSTP_Intra-Region_BPDUs.pcap"];
+
+    internal static List<byte[]> Packets(string file, Func<byte[], bool>? keep = null)
+    {
+        var packets = new List<byte[]>();
+        using CaptureFile capture = CaptureFile.Open(file);
+        while (capture.TryNext(out ReadOnlySpan<byte> data, out _, out _))
+            if (keep is null || keep(data.ToArray())) packets.Add(data.ToArray());
+        Assert.Null(capture.Problem);
+        return packets;
+    }
+
+    private static void RequireTool(string tool)
+    {
+        if (!File.Exists($"/usr/bin/{tool}") && !File.Exists($"/usr/sbin/{tool}")) Assert.Skip($"{tool} is not installed (.ci/run installs it)");
+    }
+
+    // Receives until `expected` packets came or nothing came for a while (a second by default).
+    internal static List<byte[]> Drain(IPacketSource device, BufferPool pool, int expected, int quietMs = 1000)
+    {
+        var got = new List<byte[]>();
+        var burst = new PacketHandle[32];
+        var quiet = Stopwatch.StartNew();
+        while (got.Count < expected && quiet.ElapsedMilliseconds < quietMs)
+        {
+            int n = device.ReceiveBurst(burst);
+            if (n == 0) { Thread.Sleep(1); continue; }
+            quiet.Restart();
+            foreach (PacketHandle p in burst.AsSpan(0, n)) got.Add(p.Data.ToArray());
+            pool.ReleaseBurst(burst.AsSpan(0, n));
+        }
+        return got;
+    }
+
+    private static void AssertSame(List<byte[]> expected, List<byte[]> got, string what)
+    {
+        Assert.True(expected.Count == got.Count, $"{what}: {got.Count} packets, expected {expected.Count}");
+        for (int i = 0; i < expected.Count; i++)
+            Assert.True(expected[i].AsSpan().SequenceEqual(got[i]), $"{what}: packet {i} differs ({got[i].Length} bytes, expected {expected[i].Length})");
+    }
+
+    [Fact]
+    public void AfPacket_CapturesReplayedCorpusCaptures_ByteForByte_InOrder_WithTheirVlanTags()
+    {
+        Corpus.SkipIfMissing();
+        RequireTool("tcpreplay");
+        using Veth veth = Veth.Create();
+        using ZcCluster cluster = TestClusters.Create(buffers: 2048, bufferSize: 2048);
+        BufferPool pool = cluster.CreatePool(2048);
+        int total = 0;
+        veth.Run(() =>
+        {
+            using var device = (AfPacketDevice)Device.OpenSource($"af_packet:{Veth.B}", pool, 3);
+            foreach (string name in Replayed)
+            {
+                string file = Path.Combine(Corpus.Directory!, name);
+                List<byte[]> expected = Packets(file);
+                veth.Exec("tcpreplay", "-q", "-t", "-i", Veth.A, file);
+                List<byte[]> got = Drain(device, pool, expected.Count);
+                AssertSame(expected, got, name);
+                total += got.Count;
+            }
+            DeviceStats stats = device.Stats;
+            Assert.Equal((ulong)total, stats.Received);
+            Assert.Equal(0UL, stats.DroppedKernel);
+        });
+        Assert.True(total > 1000);
+        Assert.Equal(2048, pool.Available);
+    }
+
+    [Fact]
+    public void AfPacket_Sends_AndTcpdumpOnTheFarEndSeesTheSameBytes()
+    {
+        Corpus.SkipIfMissing();
+        RequireTool("tcpdump");
+        using Veth veth = Veth.Create();
+        using ZcCluster cluster = TestClusters.Create(buffers: 64, bufferSize: 2048);
+        BufferPool pool = cluster.CreatePool(64);
+        string output = Path.Combine(Path.GetTempPath(), $"zcflow-sent-{Environment.ProcessId}.pcap");
+        List<byte[]> expected = [.. Replayed.SelectMany(f => Packets(Path.Combine(Corpus.Directory!, f)))];
+        try
+        {
+            using Process tcpdump = veth.Start("tcpdump", "-i", Veth.B, "-U", "-n", "-s", "0", "-c", $"{expected.Count}", "-w", output);
+            WaitListening(tcpdump);
+            veth.Run(() =>
+            {
+                using IPacketSink sink = Device.OpenSink(Veth.A);
+                foreach (byte[] frame in expected)
+                {
+                    Assert.True(pool.TryGet(out PacketHandle p));
+                    frame.CopyTo(p.Buffer);
+                    p.Length = frame.Length;
+                    while (!sink.TrySend(p)) sink.Flush(wait: true);
+                    pool.Release(p);
+                }
+                sink.Flush(wait: true);
+                Assert.Equal((ulong)expected.Count, sink.Stats.Sent);
+            });
+            Assert.True(tcpdump.WaitForExit(10_000), "tcpdump did not see every packet");
+            AssertSame(expected, Packets(output), "tcpdump's capture");
+        }
+        finally
+        {
+            File.Delete(output);
+        }
+    }
+
+    [Theory]
+    [InlineData("tcp")]
+    [InlineData("udp or icmp")]
+    [InlineData("vlan")]
+    [InlineData("vlan and ip")]
+    [InlineData("greater 300")]
+    public void AfPacket_KernelFilter_KeepsExactlyWhatTcpdumpKeeps(string expression)
+    {
+        Corpus.SkipIfMissing();
+        RequireTool("tcpreplay");
+        RequireTool("tcpdump");
+        BpfFilter filter = BpfFilter.Compile(expression);
+        using Veth veth = Veth.Create();
+        using ZcCluster cluster = TestClusters.Create(buffers: 2048, bufferSize: 2048);
+        BufferPool pool = cluster.CreatePool(2048);
+        veth.Run(() =>
+        {
+            using AfPacketDevice device = AfPacketDevice.Open(Veth.B, pool, 0, new AfPacketOptions { Filter = filter });
+            foreach (string name in Replayed)
+            {
+                string file = Path.Combine(Corpus.Directory!, name);
+                List<byte[]> expected = TcpdumpKeeps(file, expression);
+                veth.Exec("tcpreplay", "-q", "-t", "-i", Veth.A, file);
+                AssertSame(expected, Drain(device, pool, int.MaxValue, quietMs: 100), $"'{expression}' over {name}");
+            }
+        });
+    }
+
+    // What tcpdump -r keeps of a capture with a filter.
+    internal static List<byte[]> TcpdumpKeeps(string file, string expression)
+    {
+        string kept = Path.Combine(Path.GetTempPath(), $"zcflow-kept-{Environment.ProcessId}-{Guid.NewGuid():N}.pcap");
+        try
+        {
+            var info = new ProcessStartInfo("tcpdump") { RedirectStandardError = true, RedirectStandardOutput = true };
+            foreach (string a in (string[])["-r", file, "-w", kept, expression]) info.ArgumentList.Add(a);
+            using Process p = Process.Start(info)!;
+            string err = p.StandardError.ReadToEnd();
+            p.WaitForExit();
+            Assert.True(p.ExitCode == 0, $"tcpdump -r {file} '{expression}': {err}");
+            return Packets(kept);
+        }
+        finally
+        {
+            File.Delete(kept);
+        }
+    }
+
+    private static void WaitListening(Process tcpdump)
+    {
+        // tcpdump says "listening on <if>" once its socket is bound
+        var line = tcpdump.StandardError.ReadLineAsync();
+        Assert.True(line.Wait(10_000) && line.Result?.Contains("listening") == true, $"tcpdump did not start: {line.Result}");
+        Thread.Sleep(100);
+    }
+}

@@ -1,0 +1,111 @@
+using System.Diagnostics;
+using System.Runtime.ExceptionServices;
+using ZcFlow.Native;
+
+namespace ZcFlow.Tests;
+
+/// <summary>
+/// A network namespace of the test's own with a veth pair in it, <see cref="A"/> and <see cref="B"/>,
+/// up, without addresses and with IPv6 off, so that nothing but what a test sends crosses it.
+/// Disposing deletes the namespace, and the pair with it; namespaces left by a test process that
+/// died are deleted by the next one. Skips the test when the host cannot make one.
+/// </summary>
+internal sealed class Veth : IDisposable
+{
+    public const string A = "zca", B = "zcb";
+    private const string Prefix = "zcflow-test-";
+    private static int _counter;
+
+    private Veth(string ns) => Namespace = ns;
+
+    public string Namespace { get; }
+
+    public static Veth Create(int mtu = 9000)
+    {
+        if (Environment.UserName != "root") Assert.Skip("network namespaces and veth pairs need root");
+        if (!File.Exists("/usr/sbin/ip") && !File.Exists("/sbin/ip") && !File.Exists("/usr/bin/ip")) Assert.Skip("iproute2's ip is not installed (.ci/run installs it)");
+        RemoveLeftovers();
+        string ns = $"{Prefix}{Environment.ProcessId}-{Interlocked.Increment(ref _counter)}";
+        (int code, string output) = Tool("ip", "netns", "add", ns);
+        if (code != 0) Assert.Skip($"cannot create a network namespace: {output.Trim()}");
+        var veth = new Veth(ns);
+        try
+        {
+            veth.Exec("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1");
+            veth.Exec("ip", "link", "add", A, "mtu", $"{mtu}", "type", "veth", "peer", "name", B, "mtu", $"{mtu}");
+            veth.Exec("ip", "link", "set", A, "up");
+            veth.Exec("ip", "link", "set", B, "up");
+            return veth;
+        }
+        catch
+        {
+            veth.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Runs <paramref name="action"/> on a thread that has entered the namespace: sockets it opens belong there.</summary>
+    public T Run<T>(Func<T> action)
+    {
+        T result = default!;
+        Exception? error = null;
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                using var handle = File.OpenHandle($"/var/run/netns/{Namespace}");
+                if (Libc.SetNs((int)handle.DangerousGetHandle(), Libc.CLONE_NEWNET) != 0) throw ErrnoException.FromLastError("setns");
+                result = action();
+            }
+            catch (Exception e)
+            {
+                error = e;
+            }
+        });
+        thread.Start();
+        thread.Join();
+        if (error is not null) ExceptionDispatchInfo.Throw(error);
+        return result;
+    }
+
+    public void Run(Action action) => Run(() => { action(); return 0; });
+
+    /// <summary>Runs a program in the namespace and returns its output; a failure throws with what it printed.</summary>
+    public string Exec(string program, params string[] args)
+    {
+        (int code, string output) = Tool("ip", ["netns", "exec", Namespace, program, .. args]);
+        if (code != 0) throw new InvalidOperationException($"{program} {string.Join(' ', args)} exited with {code}: {output}");
+        return output;
+    }
+
+    /// <summary>Starts a program in the namespace; the caller waits for it.</summary>
+    public Process Start(string program, params string[] args)
+    {
+        var info = new ProcessStartInfo("ip") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string a in (string[])["netns", "exec", Namespace, program, .. args]) info.ArgumentList.Add(a);
+        return Process.Start(info)!;
+    }
+
+    public void Dispose() => Tool("ip", "netns", "delete", Namespace);
+
+    private static void RemoveLeftovers()
+    {
+        if (!Directory.Exists("/var/run/netns")) return;
+        foreach (string path in Directory.GetFiles("/var/run/netns", Prefix + "*"))
+        {
+            string name = Path.GetFileName(path);
+            if (int.TryParse(name[Prefix.Length..].Split('-')[0], out int pid) && !Directory.Exists($"/proc/{pid}")) Tool("ip", "netns", "delete", name);
+        }
+    }
+
+    private static (int Code, string Output) Tool(string program, params string[] args)
+    {
+        var info = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string a in args) info.ArgumentList.Add(a);
+        using Process p = Process.Start(info)!;
+        Task<string> err = p.StandardError.ReadToEndAsync();
+        string output = p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        return (p.ExitCode, output + err.Result);
+    }
+}
