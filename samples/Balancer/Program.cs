@@ -3,6 +3,9 @@ using ZcFlow;
 using ZcFlow.Devices;
 using ZcFlow.Distribution;
 using ZcFlow.Graphs;
+using System.Runtime.InteropServices;
+using ZcFlow.Filters;
+using ZcFlow.Queues;
 using ZcFlow.Samples;
 using ZcFlow.Workers;
 
@@ -10,10 +13,14 @@ using ZcFlow.Workers;
 // applications, which attach to zc:<cluster>@<queue> (ZCount -c <cluster> -i <queue>).
 var cl = new CommandLine(args, flags: "apL", withValue: "icnmgqbWuPlrfx",
     "usage: Balancer -c <cluster> [-i <devices>]... [-n <queues>[,<queues>...]] [-m <mode>] [-g <cores>] [-q <slots>] [-b <buffers>]\n" +
-    "                [-a] [-p] [-W <sec>] [-u <hugetlbfs mount>] [-P <pid file>] [-l <log file>] [-L]\n" +
+    "                [-r <queue>:<device>]... [-f <BPF file>] [-x <vlans>] [-a] [-p] [-W <sec>] [-u <hugetlbfs mount>] [-P <pid file>] [-l <log file>] [-L]\n" +
     "  -i  devices aggregated into one balancer, comma separated; repeat -i for another balancer with queues of its own\n" +
     "      (default gen:64?flows=4096);\n" +
-    "      gen:<size>[?flows=N&rate=PPS&count=N], pcap:<file>[?loop&pace], <file>.pcap, <file>.pcapng\n" +
+    "      gen:<size>[?flows=N&rate=PPS&count=N], pcap:<file>[?loop&pace], <file>.pcap, <file>.pcapng,\n" +
+    "      eth0 or af_packet:eth0[?snaplen=N&blocks=N&promisc=0&outgoing=0], zc:<cluster>@<queue>\n" +
+    "  -r  send what goes to queue <queue> out of <device> instead (an interface), e.g. -r 1:eth1\n" +
+    "  -f  only packets that pass this filter (tcpdump syntax, read from the file; kill -USR1 reloads it)\n" +
+    "  -x  only packets of these VLANs, comma separated (with -f: packets that pass both)\n" +
     "  -c  cluster id     -n  queues per application, comma separated (default 1)\n" +
     $"  -m  hash mode: {BalancerMode.Help} (default 0)\n" +
     "  -g  cores for the balancer threads, comma separated    -q  slots per queue (4096)    -b  buffers (32768)\n" +
@@ -29,8 +36,25 @@ if (apps.Contains(0) || apps.Sum() > 64) cl.Fail("-n takes queue counts, at leas
 int mode = (int)cl.Number('m', 0, 0, 8);
 int[] cores = (cl.String('g') ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(s => int.TryParse(s, out int c) ? c : -1).ToArray();
 if (cores.Contains(-1)) cl.Fail("-g takes core numbers, comma separated");
-if (cl.Has('r')) cl.Fail("-r <queue>:<device> needs an egress device; this build has none yet (interfaces come with AF_PACKET/AF_XDP)");
-if (cl.Has('f') || cl.Has('x')) cl.Fail("-f (BPF) and -x (VLAN filter) come with the live-device support");
+var egress = new List<(int Queue, string Device)>();
+foreach (string r in cl.Strings('r'))
+{
+    string[] parts = r.Split(':', 2);
+    int q = parts.Length == 2 && int.TryParse(parts[0], out int n) ? n : -1;
+    if (q < 0 || q >= apps.Sum() || parts[1].Length == 0)
+        cl.Fail($"-r takes <queue>:<device> with a queue from 0 to {apps.Sum() - 1}, for example -r 0:eth1; not '{r}'");
+    egress.Add((q, parts[1]));
+}
+string? vlans = cl.String('x') is { } x ? string.Join(" or ", x.Split(',').Select(v => ushort.TryParse(v, out ushort id) && id < 4096 ? $"vlan {id}" : null!)) : null;
+if (vlans is not null && vlans.Split(" or ").Contains("")) cl.Fail("-x takes VLAN ids from 0 to 4095, comma separated");
+BpfFilter? LoadFilter()
+{
+    string? file = cl.String('f');
+    string? expression = (file is null ? null : BpfFilter.Load(file).Expression) is { Length: > 0 } e
+        ? vlans is null ? e : $"({e}) and ({vlans})"
+        : vlans;
+    return expression is null ? null : BpfFilter.Compile(expression);
+}
 string? log = cl.String('l');
 if (cl.String('P') is { } pidFile) File.WriteAllText(pidFile, Environment.ProcessId + "\n");
 CancellationToken stop = CommandLine.StopSignal();
@@ -42,7 +66,9 @@ try
     var builder = GraphBuilder.Cluster(clusterId)
         .Options(new ClusterOptions { BufferCount = (int)cl.Number('b', 32768, 64, 1 << 26), HugePagesMount = cl.String('u'), MaxQueues = 64 });
     foreach (string[] devices in inputs) builder.Input(devices);
+    foreach ((int q, string device) in egress) builder.Egress(q, device);
     graph = builder
+        .Filter(LoadFilter())
         .Applications(apps)
         .QueueSlots((int)cl.Number('q', 4096, 2, 1 << 20))
         .ActiveWait(cl.Has('a'))
@@ -55,6 +81,22 @@ catch (Exception e) when (e is ArgumentException or InvalidOperationException or
     Console.Error.WriteLine($"error: {e.Message}");
     return 1;
 }
+
+// kill -USR1 reloads the -f file; a file that no longer compiles keeps the filter in force.
+using var reload = PosixSignalRegistration.Create((PosixSignal)10, c =>
+{
+    c.Cancel = true;
+    try
+    {
+        BpfFilter? filter = LoadFilter();
+        foreach (IBalancer b in graph.Balancers) b.Filter = filter;
+        Console.Error.WriteLine($"filter reloaded: {filter?.Expression ?? "(none)"}");
+    }
+    catch (Exception e) when (e is ArgumentException or IOException)
+    {
+        Console.Error.WriteLine($"filter not reloaded: {e.Message}");
+    }
+});
 
 using (graph)
 {
@@ -70,21 +112,37 @@ using (graph)
         stop.WaitHandle.WaitOne(TimeSpan.FromSeconds(1));
         if (!cl.Has('p')) continue;
         double now = clock.Elapsed.TotalSeconds, dt = now - last;
-        ulong recv = 0, noBuffer = 0, fwd = 0, dropped = 0;
-        foreach (var b in graph.Balancers)
+        ulong recv = 0, noBuffer = 0, kernel = 0, filtered = 0, fwd = 0, dropped = 0;
+        stats.WriteLine("=========================");
+        foreach (IBalancer b in graph.Balancers)
         {
             recv += b.Received;
-            foreach (IPacketSource d in b.Inputs) noBuffer += d.Stats.DroppedNoBuffer;
+            filtered += b.Filtered;
+            foreach (IPacketSource d in b.Inputs)
+            {
+                DeviceStats s = d.Stats;
+                noBuffer += s.DroppedNoBuffer;
+                kernel += s.DroppedKernel;
+                if (s.DroppedKernel != 0 || d is AfPacketDevice) stats.WriteLine($"{d.Name}: {s.Received:N0} pkts received, {s.DroppedKernel:N0} dropped by the kernel");
+            }
+            for (int i = 0; i < b.Outputs.Count; i++)
+            {
+                if (b.Egress[i] is { } sink)
+                {
+                    DeviceStats s = sink.Stats;
+                    fwd += s.Sent;
+                    dropped += s.SendFailed;
+                    stats.WriteLine($"Q {b.Outputs[i].Id,2}: {s.Sent,15:N0} pkts sent out of {sink.Name} {s.SendFailed,12:N0} dropped");
+                    continue;
+                }
+                ZcQueue q = b.Outputs[i];
+                QueueStats qs = q.Stats;
+                fwd += qs.Sent;
+                dropped += qs.Dropped;
+                stats.WriteLine($"Q {q.Id,2}: {qs.Sent,15:N0} pkts forwarded {qs.Dropped,12:N0} dropped{(q.ConsumerPid > 0 ? $"  (consumer pid {q.ConsumerPid})" : "")}");
+            }
         }
-        stats.WriteLine("=========================");
-        foreach (var q in graph.Queues)
-        {
-            var s = q.Stats;
-            fwd += s.Sent;
-            dropped += s.Dropped;
-            stats.WriteLine($"Q {q.Id,2}: {s.Sent,15:N0} pkts forwarded {s.Dropped,12:N0} dropped{(q.ConsumerPid > 0 ? $"  (consumer pid {q.ConsumerPid})" : "")}");
-        }
-        stats.WriteLine($"Absolute Stats: Recv {recv:N0} pkts (no buffer {noBuffer:N0}) - Forwarded {fwd:N0} pkts (dropped {dropped:N0})");
+        stats.WriteLine($"Absolute Stats: Recv {recv:N0} pkts (no buffer {noBuffer:N0}, kernel drops {kernel:N0}, filtered {filtered:N0}) - Forwarded {fwd:N0} pkts (dropped {dropped:N0})");
         stats.WriteLine($"Actual Stats:   Recv {(recv - lastRecv) / dt / 1e6:F2} Mpps - Forwarded {(fwd - lastFwd) / dt / 1e6:F2} Mpps");
         (lastRecv, lastFwd, last) = (recv, fwd, now);
         if (graph.InputsExhausted && cl.Has('p')) stats.WriteLine("(all inputs are exhausted)");

@@ -168,6 +168,57 @@ public class LiveDeviceTests
         }
     }
 
+    [Fact]
+    public void BalancerProcess_OnALiveInterface_KeepsWhatItsFilterFileKeeps_AndSendsAQueueOutOfAnotherInterface()
+    {
+        Corpus.SkipIfMissing();
+        RequireTool("tcpreplay");
+        RequireTool("tcpdump");
+        using Veth veth = Veth.Create(pairs: 2);
+        const string Expression = "udp or tcp";
+        string[] files = [.. new[] { "afs.pcap", "mptcp-v0.pcap", "vrrp.pcap" }.Select(f => Path.Combine(Corpus.Directory!, f))];
+        int expected = files.Sum(f => TcpdumpKeeps(f, Expression).Count);
+        string prefix = Path.Combine(Path.GetTempPath(), $"zcflow-live-{Environment.ProcessId}-");
+        File.WriteAllText(prefix + "filter", $"# what the analysis wants\n{Expression}\n");
+        uint cluster = (uint)(3_100_000 + Environment.ProcessId % 100_000);
+        try
+        {
+            // queue 0 to a consumer process, queue 1 out of zcc, where tcpdump listens on its peer
+            using ChildProcess balancer = ChildProcess.Run("Balancer",
+                ["-c", cluster, "-i", Veth.B, "-n", 2, "-m", 8, "-f", prefix + "filter", "-r", $"1:{Veth.C}", "-W", 1], netns: veth.Namespace);
+            using ChildProcess drain = ChildProcess.Start("drain", [cluster, 0, prefix + "keys"]);
+            drain.WaitFor("attached");
+            balancer.WaitFor("arena");
+            using Process tcpdump = veth.Start("tcpdump", "-i", Veth.D, "-U", "-n", "-s", "0", "-w", prefix + "out.pcap");
+            WaitListening(tcpdump);
+            foreach (string file in files) veth.Exec("tcpreplay", "-q", "-t", "-i", Veth.A, file);
+            Thread.Sleep(1000);
+            balancer.Terminate();
+            Assert.Equal(0, balancer.WaitForExit());
+            long drained = long.Parse(drain.WaitFor("ok").Split(' ')[1]);
+            Native.Libc.Kill(tcpdump.Id, 15);
+            tcpdump.WaitForExit();
+            List<byte[]> sent = Packets(prefix + "out.pcap");
+            Assert.True(drained + sent.Count == expected, $"{drained} consumed + {sent.Count} sent, expected {expected}: {balancer.Output}");
+            Assert.True(drained > 0 && sent.Count > 0, $"{drained} consumed, {sent.Count} sent");
+            // each conversation went one way only
+            var sentFlows = sent.Select(FlowKey).ToHashSet();
+            Assert.Empty(File.ReadAllLines(prefix + "keys").Intersect(sentFlows));
+        }
+        finally
+        {
+            foreach (string f in Directory.GetFiles(Path.GetTempPath(), Path.GetFileName(prefix) + "*")) File.Delete(f);
+        }
+    }
+
+    // The drain verb's conversation key: the outer addresses and ports, lower end first.
+    private static string FlowKey(byte[] frame)
+    {
+        Parsing.PacketParser.Parse(frame, out Parsing.PacketInfo info);
+        var f = info.Outer;
+        return f.Source < f.Destination ? $"{f.Source}:{f.SourcePort}-{f.Destination}:{f.DestinationPort}" : $"{f.Destination}:{f.DestinationPort}-{f.Source}:{f.SourcePort}";
+    }
+
     private static void WaitListening(Process tcpdump)
     {
         // tcpdump says "listening on <if>" once its socket is bound

@@ -5,14 +5,15 @@ using ZcFlow.Native;
 namespace ZcFlow.Tests;
 
 /// <summary>
-/// A network namespace of the test's own with a veth pair in it, <see cref="A"/> and <see cref="B"/>,
+/// A network namespace of the test's own with a veth pair in it, <see cref="A"/> and <see cref="B"/>
+/// (and with <c>pairs: 2</c> a second, <see cref="C"/> and <see cref="D"/>),
 /// up, without addresses and with IPv6 off, so that nothing but what a test sends crosses it.
 /// Disposing deletes the namespace, and the pair with it; namespaces left by a test process that
 /// died are deleted by the next one. Skips the test when the host cannot make one.
 /// </summary>
 internal sealed class Veth : IDisposable
 {
-    public const string A = "zca", B = "zcb";
+    public const string A = "zca", B = "zcb", C = "zcc", D = "zcd";
     private const string Prefix = "zcflow-test-";
     private static int _counter;
 
@@ -20,7 +21,7 @@ internal sealed class Veth : IDisposable
 
     public string Namespace { get; }
 
-    public static Veth Create(int mtu = 9000)
+    public static Veth Create(int mtu = 9000, int pairs = 1)
     {
         if (Environment.UserName != "root") Assert.Skip("network namespaces and veth pairs need root");
         if (!File.Exists("/usr/sbin/ip") && !File.Exists("/sbin/ip") && !File.Exists("/usr/bin/ip")) Assert.Skip("iproute2's ip is not installed (.ci/run installs it)");
@@ -32,9 +33,12 @@ internal sealed class Veth : IDisposable
         try
         {
             veth.Exec("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1");
-            veth.Exec("ip", "link", "add", A, "mtu", $"{mtu}", "type", "veth", "peer", "name", B, "mtu", $"{mtu}");
-            veth.Exec("ip", "link", "set", A, "up");
-            veth.Exec("ip", "link", "set", B, "up");
+            foreach ((string a, string b) in pairs == 1 ? [(A, B)] : new[] { (A, B), (C, D) })
+            {
+                veth.Exec("ip", "link", "add", a, "mtu", $"{mtu}", "type", "veth", "peer", "name", b, "mtu", $"{mtu}");
+                veth.Exec("ip", "link", "set", a, "up");
+                veth.Exec("ip", "link", "set", b, "up");
+            }
             return veth;
         }
         catch

@@ -33,12 +33,20 @@ internal sealed class ChildProcess : IDisposable
     /// <summary>Starts <c>Zc.TestHost verb args…</c>; with <paramref name="asUser"/>, as that uid and gid through setpriv.</summary>
     public static ChildProcess Start(string verb, object[] args, int? asUser = null) => Run("Zc.TestHost", [verb, .. args], asUser);
 
-    /// <summary>Starts the program <paramref name="program"/> (an assembly built beside the tests) with <paramref name="args"/>.</summary>
-    public static ChildProcess Run(string program, object[] args, int? asUser = null)
+    /// <summary>
+    /// Starts the program <paramref name="program"/> (an assembly built beside the tests) with <paramref name="args"/>;
+    /// with <paramref name="netns"/>, inside that network namespace.
+    /// </summary>
+    public static ChildProcess Run(string program, object[] args, int? asUser = null, string? netns = null)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, program + ".dll");
         var info = new ProcessStartInfo { RedirectStandardOutput = true, RedirectStandardInput = true, UseShellExecute = false };
-        if (asUser is int uid)
+        if (netns is not null)
+        {
+            info.FileName = "ip";
+            foreach (string a in new[] { "netns", "exec", netns, "dotnet" }) info.ArgumentList.Add(a);
+        }
+        else if (asUser is int uid)
         {
             info.FileName = "setpriv";
             foreach (string a in new[] { $"--reuid={uid}", $"--regid={uid}", "--clear-groups", "dotnet" }) info.ArgumentList.Add(a);

@@ -45,9 +45,14 @@ public sealed class Graph : IDisposable
         }
         finally
         {
-            foreach (IBalancer b in Balancers)
-                foreach (IPacketSource input in b.Inputs) input.Dispose();
+            foreach (IBalancer b in Balancers) CloseDevices(b);
             Cluster.Dispose();
         }
+    }
+
+    internal static void CloseDevices(IBalancer balancer)
+    {
+        foreach (IPacketSource input in balancer.Inputs) input.Dispose();
+        foreach (IPacketSink? sink in balancer.Egress) sink?.Dispose();
     }
 }

@@ -1,6 +1,7 @@
 using ZcFlow.Buffers;
 using ZcFlow.Devices;
 using ZcFlow.Distribution;
+using ZcFlow.Filters;
 using ZcFlow.Queues;
 using ZcFlow.Workers;
 
@@ -27,6 +28,8 @@ public sealed class GraphBuilder
     private bool _lossless;
     private bool _activeWait;
     private TimeSpan _delay;
+    private BpfFilter? _filter;
+    private readonly List<(int Output, string Device)> _egress = [];
 
     private GraphBuilder(uint id) => _id = id;
 
@@ -57,6 +60,21 @@ public sealed class GraphBuilder
 
     /// <summary>Creates the queues, then waits this long before processing, so consumers can attach (<c>-W</c>).</summary>
     public GraphBuilder DelayStart(TimeSpan delay) { _delay = delay; return this; }
+
+    /// <summary>Only packets that pass <paramref name="filter"/> are balanced (zbalance_ipc's <c>-f</c>); see <see cref="IBalancer.Filter"/> to swap it later.</summary>
+    public GraphBuilder Filter(BpfFilter? filter) { _filter = filter; return this; }
+
+    /// <summary>
+    /// What goes to output <paramref name="output"/> (a queue id within each balancer) is sent out of
+    /// <paramref name="device"/> instead (zbalance_ipc's <c>-r 0:eth1</c>); each balancer opens the device for itself.
+    /// </summary>
+    public GraphBuilder Egress(int output, string device)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(output);
+        ArgumentException.ThrowIfNullOrEmpty(device);
+        _egress.Add((output, device));
+        return this;
+    }
 
     /// <summary>Builds and runs the graph with a distribution of your own (a struct: no call per packet is virtual).</summary>
     public Graph Balance<T>(T distribution, params int[] cores) where T : struct, IDistribution
@@ -99,7 +117,14 @@ public sealed class GraphBuilder
                     foreach (IPacketSource opened in inputs) opened.Dispose();
                     throw;
                 }
-                balancers.Add(make(pool, [.. inputs], outputs));
+                IBalancer balancer = make(pool, [.. inputs], outputs);
+                balancers.Add(balancer);
+                balancer.Filter = _filter;
+                foreach ((int output, string sink) in _egress)
+                {
+                    if (output >= queues) throw new ArgumentOutOfRangeException(nameof(output), output, $"egress to output {output}, but a balancer has {queues} (0 to {queues - 1})");
+                    balancer.SetEgress(output, Device.OpenSink(sink));
+                }
             }
             if (_delay > TimeSpan.Zero) Thread.Sleep(_delay);
             for (int b = 0; b < balancers.Count; b++)
@@ -112,7 +137,7 @@ public sealed class GraphBuilder
         catch
         {
             foreach (ZcWorker w in workers) w.Dispose();
-            foreach (IBalancer b in balancers) foreach (IPacketSource i in b.Inputs) i.Dispose();
+            foreach (IBalancer b in balancers) Graph.CloseDevices(b);
             cluster.Dispose();
             throw;
         }

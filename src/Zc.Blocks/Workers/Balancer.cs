@@ -4,6 +4,7 @@ using System.Runtime.CompilerServices;
 using ZcFlow.Buffers;
 using ZcFlow.Devices;
 using ZcFlow.Distribution;
+using ZcFlow.Filters;
 using ZcFlow.Queues;
 
 namespace ZcFlow.Workers;
@@ -20,6 +21,10 @@ namespace ZcFlow.Workers;
 /// Built <c>lossless</c>, it instead leaves its inputs unread while any queue lacks room for a
 /// whole burst from each of them, so files and generators lose nothing (a live device then
 /// drops in its own ring, where the kernel counts it); a consumer that stops stops it too.
+///
+/// An output can be a device instead of a queue (<see cref="SetEgress"/>): what goes there is
+/// copied into its transmit ring. Filters in tcpdump's syntax can guard the input (a packet that
+/// fails is counted in <see cref="Filtered"/>) and each output; they cost nothing when not set.
 /// </summary>
 public sealed class Balancer<TDistribution> : IBalancer where TDistribution : struct, IDistribution
 {
@@ -33,6 +38,10 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
     private readonly long _checkPeriod = Stopwatch.Frequency / 10;
     private readonly bool _lossless;
     private readonly ulong _valid;
+    private readonly BpfFilter?[] _outputFilters;
+    private readonly IPacketSink?[] _egress;
+    private ulong _filteredOutputs, _egressOutputs;
+    private BpfFilter? _filter;
     private TDistribution _distribution;
     private long _nextCheck;
     private ulong _received, _filtered;
@@ -48,6 +57,8 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
         _outputs = [.. outputs];
         _multi = new MultiQueue(_outputs);
         _valid = _outputs.Length == 64 ? ulong.MaxValue : (1UL << _outputs.Length) - 1;
+        _outputFilters = new BpfFilter?[_outputs.Length];
+        _egress = new IPacketSink?[_outputs.Length];
         _distribution = distribution;
         foreach (ZcQueue q in _outputs) pool.ReclaimFrom(q);
     }
@@ -65,17 +76,44 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
 
     public IReadOnlyList<ZcQueue> Outputs => _outputs;
 
+    public BpfFilter? Filter { get => Volatile.Read(ref _filter); set => Volatile.Write(ref _filter, value); }
+
+    public IReadOnlyList<IPacketSink?> Egress => _egress;
+
+    public void SetOutputFilter(int output, BpfFilter? filter)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)output, (uint)_outputs.Length, nameof(output));
+        _outputFilters[output] = filter;
+        _filteredOutputs = filter is null ? _filteredOutputs & ~(1UL << output) : _filteredOutputs | 1UL << output;
+    }
+
+    public void SetEgress(int output, IPacketSink sink)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)output, (uint)_outputs.Length, nameof(output));
+        ArgumentNullException.ThrowIfNull(sink);
+        _egress[output] = sink;
+        _egressOutputs |= 1UL << output;
+    }
+
     /// <summary>One turn: returns how many packets it moved.</summary>
     public int DoWork()
     {
         int moved = 0;
         ulong filtered = 0;
         if (_lossless && !AllHaveRoom()) return MaintainAndFlush(0);
+        BpfFilter? filter = Volatile.Read(ref _filter);
         foreach (IPacketSource input in _inputs)
         {
             int n = input.ReceiveBurst(_burst);
             for (int i = 0; i < n; i++)
-                if (!Route(_burst[i])) filtered++;
+            {
+                if (filter is not null && !filter.Matches(_burst[i]))
+                {
+                    _pool.Release(_burst[i]);
+                    filtered++;
+                }
+                else if (!Route(_burst[i])) filtered++;
+            }
             moved += n;
         }
         if (moved != 0)
@@ -97,6 +135,8 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
     private int MaintainAndFlush(int moved)
     {
         foreach (ZcQueue q in _outputs) q.Flush();
+        if (_egressOutputs != 0)
+            foreach (IPacketSink? sink in _egress) sink?.Flush();
         long now = Stopwatch.GetTimestamp();
         if (now >= _nextCheck)
         {
@@ -112,10 +152,31 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
     private bool Route(in PacketHandle packet)
     {
         ulong mask = _distribution.Route(packet, _outputs.Length) & _valid;
+        bool routed = mask != 0;
+        if ((mask & _filteredOutputs) != 0) mask = FilterOutputs(packet, mask);
+        if ((mask & _egressOutputs) != 0) mask = SendOut(packet, mask);
         bool taken = mask != 0 && ((mask & (mask - 1)) == 0
             ? _outputs[BitOperations.TrailingZeroCount(mask)].TrySend(packet, flush: false)
             : _multi.Send(packet, mask, flush: false) != 0);
         if (!taken) _pool.Release(packet);
-        return mask != 0;
+        return routed;
+    }
+
+    private ulong FilterOutputs(in PacketHandle packet, ulong mask)
+    {
+        for (ulong m = mask & _filteredOutputs; m != 0; m &= m - 1)
+        {
+            int q = BitOperations.TrailingZeroCount(m);
+            if (!_outputFilters[q]!.Matches(packet)) mask &= ~(1UL << q);
+        }
+        return mask;
+    }
+
+    // Copies the packet out of each device the mask names; what is left of the mask are queues.
+    private ulong SendOut(in PacketHandle packet, ulong mask)
+    {
+        for (ulong m = mask & _egressOutputs; m != 0; m &= m - 1)
+            _egress[BitOperations.TrailingZeroCount(m)]!.TrySend(packet);
+        return mask & ~_egressOutputs;
     }
 }

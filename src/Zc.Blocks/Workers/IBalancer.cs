@@ -18,4 +18,19 @@ public interface IBalancer
     IReadOnlyList<IPacketSource> Inputs { get; }
 
     IReadOnlyList<ZcQueue> Outputs { get; }
+
+    /// <summary>
+    /// A filter every input packet must pass, or null for none. May be swapped while the
+    /// balancer runs (zbalance_ipc reloads its <c>-f</c> file on SIGUSR1); the next packet uses the new one.
+    /// </summary>
+    Filters.BpfFilter? Filter { get; set; }
+
+    /// <summary>A filter for one output: packets the distribution sends there go only if they pass. Before the balancer runs.</summary>
+    void SetOutputFilter(int output, Filters.BpfFilter? filter);
+
+    /// <summary>Sends what the distribution sends to <paramref name="output"/> out of a device instead of into its queue (<c>-r 0:eth1</c>). Before the balancer runs.</summary>
+    void SetEgress(int output, IPacketSink sink);
+
+    /// <summary>The devices set with <see cref="SetEgress"/>, by output (null where it is a queue).</summary>
+    IReadOnlyList<IPacketSink?> Egress { get; }
 }
