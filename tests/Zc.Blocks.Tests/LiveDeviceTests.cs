@@ -211,6 +211,41 @@ public class LiveDeviceTests
         }
     }
 
+    [Fact]
+    public void SendSample_SendsACaptureLooped_AtItsRate_WithTheDestinationMacRewritten()
+    {
+        Corpus.SkipIfMissing();
+        RequireTool("tcpdump");
+        using Veth veth = Veth.Create();
+        const int Count = 1000, Rate = 2000;
+        string file = Path.Combine(Corpus.Directory!, "afs.pcap");
+        List<byte[]> packets = Packets(file);
+        string output = Path.Combine(Path.GetTempPath(), $"zcflow-send-{Environment.ProcessId}.pcap");
+        try
+        {
+            using Process tcpdump = veth.Start("tcpdump", "-i", Veth.B, "-U", "-n", "-s", "0", "-c", $"{Count}", "-w", output);
+            WaitListening(tcpdump);
+            using ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", file, "-n", Count, "-p", Rate, "-m", "02:00:00:00:00:2a"], netns: veth.Namespace);
+            string total = send.WaitFor("total");
+            Assert.Equal(0, send.WaitForExit());
+            double seconds = double.Parse(total.Split(" in ")[1].Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture);
+            Assert.True(tcpdump.WaitForExit(10_000), $"tcpdump did not see {Count} packets; Send said: {total}");
+            List<byte[]> got = Packets(output);
+            Assert.Equal(Count, got.Count);
+            for (int i = 0; i < Count; i++)
+            {
+                byte[] original = packets[i % packets.Count];
+                Assert.Equal([0x02, 0, 0, 0, 0, 0x2a], got[i][..6]);
+                Assert.True(original.AsSpan(6).SequenceEqual(got[i].AsSpan(6)), $"packet {i} differs past its destination MAC");
+            }
+            Assert.True(seconds >= 0.9 * Count / Rate, $"{Count} packets at {Rate} pps took only {seconds:F2} s");
+        }
+        finally
+        {
+            File.Delete(output);
+        }
+    }
+
     // The drain verb's conversation key: the outer addresses and ports, lower end first.
     private static string FlowKey(byte[] frame)
     {

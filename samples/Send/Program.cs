@@ -1,0 +1,116 @@
+using System.Diagnostics;
+using System.Globalization;
+using ZcFlow;
+using ZcFlow.Buffers;
+using ZcFlow.Devices;
+using ZcFlow.Samples;
+using ZcFlow.Workers;
+
+// pfsend: send a capture file (looped) or generated frames out of an interface, as fast as it
+// goes or at a packet or bit rate, optionally with another destination MAC address.
+var cl = new CommandLine(args, flags: "a", withValue: "ifnlbprmgc",
+    "usage: Send -i <device> [-f <capture file>] [-n <packets>] [-l <bytes>] [-b <flows>] [-p <pps> | -r <Gbit/s>] [-m <MAC>] [-g <core>] [-a]\n" +
+    "  -i  device to send out of (eth0, af_packet:eth0)\n" +
+    "  -f  capture file to send, from its start again at its end (default: generated UDP frames)\n" +
+    "  -n  stop after this many packets (default: until Ctrl-C)\n" +
+    "  -l  generated frame length (60)     -b  generated flows (4096)\n" +
+    "  -p  packets per second              -r  Gbit/s, counting 24 bytes of preamble, gap and CRC per frame\n" +
+    "  -m  destination MAC to write into every frame, aa:bb:cc:dd:ee:ff\n" +
+    "  -g  pin the sending thread to this core    -a  active wait\n" +
+    "  -c  cluster id for the send buffers (default: one of this process's own)");
+string output = cl.String('i') ?? "";
+if (output.Length == 0) cl.Fail("-i <device> is required");
+long count = cl.Number('n', 0);
+int length = (int)cl.Number('l', 60, 60, 9000);
+long pps = cl.Number('p', 0);
+double gbps = cl.String('r') is { } r ? double.TryParse(r, CultureInfo.InvariantCulture, out double g) && g > 0 ? g : -1 : 0;
+if (gbps < 0) cl.Fail("-r takes a rate in Gbit/s, such as 0.5 or 10");
+if (pps > 0 && gbps > 0) cl.Fail("give -p or -r, not both");
+byte[]? mac = null;
+if (cl.String('m') is { } m)
+{
+    string[] octets = m.Split(':');
+    mac = octets.Length == 6 && octets.All(o => o.Length == 2 && byte.TryParse(o, NumberStyles.HexNumber, CultureInfo.InvariantCulture, out _))
+        ? [.. octets.Select(o => byte.Parse(o, NumberStyles.HexNumber, CultureInfo.InvariantCulture))]
+        : null;
+    if (mac is null) cl.Fail($"-m takes a MAC address such as 02:00:00:00:00:01, not '{m}'");
+}
+int? core = cl.Has('g') ? (int)cl.Number('g', 0, 0, 1023) : null;
+string input = cl.String('f') is { } file ? $"pcap:{file}?loop" : $"gen:{length}?flows={cl.Number('b', 4096, 1, 1 << 20)}";
+uint clusterId = (uint)cl.Number('c', 0x5E000000 + Environment.ProcessId % 0x1000000, 0, uint.MaxValue);
+CancellationToken stop = CommandLine.StopSignal();
+
+ZcCluster? cluster = null;
+BufferPool pool;
+IPacketSource? source = null;
+IPacketSink sink;
+try
+{
+    cluster = ZcCluster.Create(clusterId, new ClusterOptions { BufferCount = 4096, BufferSize = ClusterOptions.BufferSizeForMtu(9000), Warn = _ => { } });
+    pool = cluster.CreatePool(4096);
+    source = Device.OpenSource(input, pool, 0);
+    sink = Device.OpenSink(output);
+}
+catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or ZcFlow.Native.ErrnoException)
+{
+    Console.Error.WriteLine($"error: {e.Message}");
+    source?.Dispose();
+    cluster?.Dispose();
+    return 1;
+}
+
+var burst = new PacketHandle[32];
+long sent = 0, bits = 0;
+long started = Stopwatch.GetTimestamp();
+bool done = false;
+// The budget: what the rate allows by now, less what went; at most a burst ahead.
+long Allowed()
+{
+    double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+    if (pps > 0) return (long)(seconds * pps) - sent;
+    if (gbps > 0) return (long)((seconds * gbps * 1e9 - bits) / ((length + 24) * 8)) + 1;
+    return burst.Length;
+}
+var worker = ZcWorker.Start("send", () =>
+{
+    if (done) return 0;
+    int want = (int)Math.Clamp(Allowed(), 0, burst.Length);
+    if (count > 0) want = (int)Math.Min(want, count - sent);
+    int n = want == 0 ? 0 : source.ReceiveBurst(burst.AsSpan(0, want));
+    int went = 0;
+    for (int i = 0; i < n; i++)
+    {
+        PacketHandle p = burst[i];
+        if (mac is not null && p.Length >= 6) mac.CopyTo(p.Data);
+        while (!sink.TrySend(p)) sink.Flush(wait: true);   // a full ring: wait for the kernel rather than drop
+        bits += (p.Length + 24) * 8L;
+        went++;
+    }
+    pool.ReleaseBurst(burst.AsSpan(0, n));
+    sink.Flush();
+    Volatile.Write(ref sent, sent + went);
+    if ((count > 0 && sent >= count) || (source.IsExhausted && n == 0))
+    {
+        sink.Flush(wait: true);
+        done = true;
+    }
+    return n;
+}, new WorkerOptions { Core = core, ActiveWait = cl.Has('a') });
+
+Console.WriteLine($"sending {input} out of {sink.Name}{(pps > 0 ? $" at {pps:N0} pps" : gbps > 0 ? $" at {gbps} Gbit/s" : "")}{(count > 0 ? $", {count:N0} packets" : "")}");
+long last = 0;
+while (!stop.IsCancellationRequested && !done && worker.IsRunning)
+{
+    stop.WaitHandle.WaitOne(TimeSpan.FromSeconds(1));
+    long now = Volatile.Read(ref sent);
+    DeviceStats s = sink.Stats;
+    Console.WriteLine($"{Stopwatch.GetElapsedTime(started).TotalSeconds,6:F0}s  {now:N0} packets sent ({(now - last) / 1e6:F3} Mpps), {s.SendFailed:N0} refused by the device");
+    last = now;
+}
+worker.Stop();
+double elapsed = Stopwatch.GetElapsedTime(started).TotalSeconds;
+Console.WriteLine($"total {sent:N0} packets in {elapsed:F2} s ({sent / elapsed:N0} pps, {bits / elapsed / 1e9:F3} Gbit/s on the wire), {sink.Stats.SendFailed:N0} refused");
+sink.Dispose();
+source.Dispose();
+cluster.Dispose();
+return 0;
