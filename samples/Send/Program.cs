@@ -49,7 +49,7 @@ try
     cluster = ZcCluster.Create(clusterId, new ClusterOptions { BufferCount = 4096, BufferSize = ClusterOptions.BufferSizeForMtu(9000), Warn = _ => { } });
     pool = cluster.CreatePool(4096);
     source = Device.OpenSource(input, pool, 0);
-    sink = Device.OpenSink(output);
+    sink = Device.OpenSink(output, pool);
 }
 catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or ZcFlow.Native.ErrnoException)
 {

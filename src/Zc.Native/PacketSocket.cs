@@ -66,6 +66,9 @@ public static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "sendto", SetLastError = true)]
     public static partial nint SendTo(int fd, void* buffer, nuint length, int flags, void* address, int addressLength);
 
+    [LibraryImport(Lib, EntryPoint = "recvfrom", SetLastError = true)]
+    public static partial nint RecvFrom(int fd, void* buffer, nuint length, int flags, void* address, int* addressLength);
+
     [LibraryImport(Lib, EntryPoint = "poll", SetLastError = true)]
     public static partial int Poll(PollFd* fds, nuint count, int timeoutMs);
 

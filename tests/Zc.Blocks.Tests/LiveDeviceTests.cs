@@ -84,6 +84,79 @@ public class LiveDeviceTests
     }
 
     [Fact]
+    public void Xdp_CapturesReplayedCorpusCaptures_IntoPoolBuffers_ByteForByte_AndGivesThemAllBack()
+    {
+        Corpus.SkipIfMissing();
+        RequireTool("tcpreplay");
+        using Veth veth = Veth.Create(mtu: 1500);
+        using ZcCluster cluster = TestClusters.Create(buffers: 4096, bufferSize: 1792);
+        BufferPool pool = cluster.CreatePool(4096);
+        veth.Run(() =>
+        {
+            using (var device = (XdpDevice)Device.OpenSource($"xdp:{Veth.B}@0", pool, 1))
+            {
+                Assert.False(device.IsZeroCopy);   // veth has copy mode only
+                foreach (string name in Replayed)   // XDP sees frames before the kernel takes VLAN tags off
+                {
+                    string file = Path.Combine(Corpus.Directory!, name);
+                    List<byte[]> expected = Packets(file);
+                    veth.Exec("tcpreplay", "-q", "-t", "-i", Veth.A, file);
+                    AssertSame(expected, Drain(device, pool, expected.Count), name);
+                }
+                Assert.Equal(0UL, device.Errors);
+                Assert.Equal(0UL, device.Stats.DroppedKernel);
+                Assert.True(pool.Available < 4096);   // the fill ring holds buffers while open
+            }
+            Assert.Equal(4096, pool.Available);
+            // the program went with the socket: the interface has none left
+            Assert.DoesNotContain("xdp", veth.Exec("ip", "link", "show", Veth.B));
+        });
+    }
+
+    [Fact]
+    public void Xdp_AProgramLeftByAKilledProcess_DoesNotStopTheNextOne()
+    {
+        Corpus.SkipIfMissing();
+        RequireTool("tcpreplay");
+        using Veth veth = Veth.Create(mtu: 1500);
+        uint id = (uint)(3_200_000 + Environment.ProcessId % 100_000);
+        using (ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", id, "-i", $"xdp:{Veth.B}@0"], netns: veth.Namespace))
+        {
+            balancer.WaitFor("arena");
+            Assert.Contains("xdp", veth.Exec("ip", "link", "show", Veth.B));
+            balancer.Kill();
+        }
+        File.Delete($"/dev/shm/zcflow-{id}");
+        Assert.Contains("xdp", veth.Exec("ip", "link", "show", Veth.B));   // left behind
+        using ZcCluster cluster = TestClusters.Create(buffers: 1024, bufferSize: 1792);
+        BufferPool pool = cluster.CreatePool(1024);
+        string file = Path.Combine(Corpus.Directory!, "vrrp.pcap");
+        List<byte[]> expected = Packets(file);
+        veth.Run(() =>
+        {
+            using var device = (XdpDevice)Device.OpenSource($"xdp:{Veth.B}@0", pool, 0);
+            veth.Exec("tcpreplay", "-q", "-t", "-i", Veth.A, file);
+            AssertSame(expected, Drain(device, pool, expected.Count), "after a killed owner");
+        });
+    }
+
+    [Fact]
+    public void ZeroCopyOnADriverWithout_SaysSo()
+    {
+        using Veth veth = Veth.Create(mtu: 1500);
+        using ZcCluster cluster = TestClusters.Create(buffers: 256, bufferSize: 1792);
+        BufferPool pool = cluster.CreatePool(256);
+        veth.Run(() =>
+        {
+            var e = Assert.Throws<InvalidOperationException>(() => Device.OpenSource($"zc:{Veth.B}@0", pool, 0));
+            Assert.Contains("zero copy", e.Message);
+            Assert.Contains($"xdp:{Veth.B}@0", e.Message);
+            Assert.Throws<ArgumentException>(() => Device.OpenSource($"xdp:{Veth.B}@7", pool, 0));
+        });
+        Assert.Equal(256, pool.Available);
+    }
+
+    [Fact]
     public void AfPacket_Sends_AndTcpdumpOnTheFarEndSeesTheSameBytes()
     {
         Corpus.SkipIfMissing();

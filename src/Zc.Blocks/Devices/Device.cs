@@ -11,13 +11,15 @@ public static class Device
     /// <c>gen:&lt;size&gt;[?…]</c> for generated traffic, <c>pcap:&lt;file&gt;</c> or a file ending in
     /// <c>.pcap</c>/<c>.pcapng</c> for a capture (options after <c>?</c>: <c>loop</c>, <c>pace</c>),
     /// <c>zc:&lt;cluster&gt;@&lt;queue&gt;</c> for a queue of another process's cluster,
-    /// <c>af_packet:eth0</c> or a bare interface name for an AF_PACKET socket (<see cref="AfPacketDevice"/>).
+    /// <c>af_packet:eth0</c> or a bare interface name for an AF_PACKET socket (<see cref="AfPacketDevice"/>),
+    /// <c>xdp:eth0@0</c> and <c>zc:eth0@0</c> for an AF_XDP socket on receive queue 0 (<see cref="XdpDevice"/>).
     /// Any other name is an error that says what is supported.
     /// </summary>
     public static IPacketSource OpenSource(string name, BufferPool pool, uint index)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         if (name.StartsWith("gen:", StringComparison.Ordinal)) return GeneratorDevice.Open(name, pool, index);
+        if (XdpDevice.IsName(name)) return XdpDevice.Open(name, pool, index);
         if (name.StartsWith("zc:", StringComparison.Ordinal)) return ZcQueueSource.Open(name, pool, index);
         if (IsInterface(name)) return AfPacketDevice.Open(name, pool, index);
         if (name.StartsWith("pcap:", StringComparison.Ordinal) || name.Split('?')[0] is var file && (file.EndsWith(".pcap", StringComparison.Ordinal) || file.EndsWith(".pcapng", StringComparison.Ordinal)))
@@ -25,12 +27,18 @@ public static class Device
         throw Unknown(name);
     }
 
-    /// <summary>Opens <paramref name="name"/> as a device to send through: an interface (<c>eth0</c>, <c>af_packet:eth0</c>).</summary>
-    public static IPacketSink OpenSink(string name)
+    /// <summary>
+    /// Opens <paramref name="name"/> as a device to send through: an interface (<c>eth0</c>,
+    /// <c>af_packet:eth0</c>), or an AF_XDP socket (<c>xdp:eth0@0</c>), which copies what it sends
+    /// into buffers of <paramref name="pool"/>.
+    /// </summary>
+    public static IPacketSink OpenSink(string name, BufferPool? pool = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         if (IsInterface(name)) return AfPacketDevice.Open(name, pool: null);
-        throw new ArgumentException($"'{name}' cannot send: packets go out through interfaces (eth0, af_packet:eth0)", nameof(name));
+        if (XdpDevice.IsName(name))
+            return XdpDevice.Open(name, pool ?? throw new ArgumentException($"'{name}': an AF_XDP device sends from a pool's buffers, and none was given", nameof(pool)));
+        throw new ArgumentException($"'{name}' cannot send: packets go out through interfaces (eth0, af_packet:eth0, xdp:eth0@0)", nameof(name));
     }
 
     private static bool IsInterface(string name)
@@ -38,5 +46,5 @@ public static class Device
 
     private static ArgumentException Unknown(string name) => new(
         $"unknown device '{name}': devices are gen:<size>[?flows=N&rate=PPS&count=N], capture files (pcap:<file>, *.pcap, *.pcapng), " +
-        "zc:<cluster>@<queue>, and interfaces of this network namespace (eth0, af_packet:eth0)", nameof(name));
+        "zc:<cluster>@<queue>, and interfaces of this network namespace (eth0, af_packet:eth0, xdp:eth0@0, zc:eth0@0)", nameof(name));
 }

@@ -90,9 +90,11 @@ public sealed class GraphBuilder
         if (cores.Length > 1 && cores.Length != _inputs.Count)
             throw new ArgumentException($"give one core for every balancer ({_inputs.Count}), or one for all", nameof(cores));
         int queues = _applications.Sum();
+        // AF_XDP devices receive into the buffers themselves, which must then hold the longest frame the kernel writes.
+        bool xdp = _inputs.Any(i => i.Any(XdpDevice.IsName)) || _egress.Any(e => XdpDevice.IsName(e.Device));
         ZcCluster cluster = ZcCluster.Create(_id, new ClusterOptions
         {
-            BufferSize = _options.BufferSize, BufferCount = _options.BufferCount, MaxQueues = Math.Max(_options.MaxQueues, queues * _inputs.Count),
+            BufferSize = xdp ? Math.Max(_options.BufferSize, XdpDevice.MinBufferSize) : _options.BufferSize, BufferCount = _options.BufferCount, MaxQueues = Math.Max(_options.MaxQueues, queues * _inputs.Count),
             HugePagesMount = _options.HugePagesMount, UseHugePages = _options.UseHugePages, LockMemory = _options.LockMemory,
             GroupId = _options.GroupId, Warn = _options.Warn,
         });
@@ -123,7 +125,7 @@ public sealed class GraphBuilder
                 foreach ((int output, string sink) in _egress)
                 {
                     if (output >= queues) throw new ArgumentOutOfRangeException(nameof(output), output, $"egress to output {output}, but a balancer has {queues} (0 to {queues - 1})");
-                    balancer.SetEgress(output, Device.OpenSink(sink));
+                    balancer.SetEgress(output, Device.OpenSink(sink, pool));
                 }
             }
             if (_delay > TimeSpan.Zero) Thread.Sleep(_delay);

@@ -43,6 +43,32 @@ public sealed class BufferPool
 
     public int Id { get; }
 
+    /// <summary>
+    /// The cluster's buffers as one range of memory, for a device that writes packets into
+    /// buffers itself (AF_XDP registers it as its UMEM): it starts a page before the first buffer,
+    /// page aligned, and ends after the last. <see cref="DataOffset"/> and <see cref="TryAtDataOffset"/>
+    /// translate between this pool's packets and offsets in it.
+    /// </summary>
+    public unsafe (nint Start, ulong Length) DeviceRegion => ((nint)_buffers.DeviceRegionStart, _buffers.DeviceRegionLength);
+
+    /// <summary>The lowest buffer index of this pool: its buffers are <c>FirstBuffer</c> to <c>FirstBuffer + Capacity - 1</c>.</summary>
+    public uint FirstBuffer => _first;
+
+    /// <summary>Offset in <see cref="DeviceRegion"/> of the packet's data.</summary>
+    public ulong DataOffset(in PacketHandle packet) => _buffers.DataOffset(packet.Index);
+
+    /// <summary>The buffer of this pool whose data starts at <paramref name="offset"/> in <see cref="DeviceRegion"/>; false for any other offset.</summary>
+    public bool TryAtDataOffset(ulong offset, out PacketHandle packet)
+    {
+        if (_buffers.TryIndexAt(offset, out uint index) && index - _first < (uint)_free.Length)
+        {
+            packet = _buffers.At(index);
+            return true;
+        }
+        packet = default;
+        return false;
+    }
+
     /// <summary>Bytes of packet each buffer holds.</summary>
     public int BufferCapacity => (int)_buffers.Capacity;
 

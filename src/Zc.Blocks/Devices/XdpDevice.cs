@@ -1,0 +1,338 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using ZcFlow.Buffers;
+using ZcFlow.Native;
+
+namespace ZcFlow.Devices;
+
+/// <summary>
+/// One receive queue of an interface through an AF_XDP socket, <c>xdp:eth0@0</c>, or
+/// <c>zc:eth0@0</c> which insists on zero copy. The cluster's buffers are registered as the
+/// socket's UMEM, so the kernel (or, in zero-copy mode, the NIC) writes each packet straight into
+/// a pool buffer: receiving moves only descriptors. The fill ring is kept stocked with free
+/// buffers from the pool, which the device holds until a packet comes back in them. libxdp loads
+/// its default XDP program, which redirects the queue's packets to the socket, and removes it when
+/// the last socket closes; a program left by a process that died is taken over or replaced.
+///
+/// Sending copies the packet into a buffer of the pool and hands that to the transmit ring; the
+/// completion ring gives it back. Chunks are 2048 bytes in unaligned mode, each starting
+/// 256 bytes (the kernel's XDP headroom) before a buffer's data, so the pool's buffers must hold
+/// at least 1792 bytes (<c>ClusterOptions.BufferSize</c>), the longest frame the kernel writes.
+/// </summary>
+public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
+{
+    private const uint ChunkSize = 2048;
+    private const uint XdpPacketHeadroom = 256;
+
+    /// <summary>The least buffer size (<c>ClusterOptions.BufferSize</c>) of a pool an AF_XDP device works with.</summary>
+    public const int MinBufferSize = (int)(ChunkSize - XdpPacketHeadroom);
+
+    /// <summary>True for the names this device opens: <c>xdp:&lt;if&gt;@&lt;queue&gt;</c>, and <c>zc:&lt;if&gt;@&lt;queue&gt;</c> where the part before @ is not a cluster number.</summary>
+    public static bool IsName(string name)
+        => name.StartsWith("xdp:", StringComparison.Ordinal)
+           || (name.StartsWith("zc:", StringComparison.Ordinal) && name.IndexOf('@') is > 3 and var at && !uint.TryParse(name.AsSpan(3, at - 3), out _));
+    private const uint RingSize = 2048;
+    private const ulong AddressMask = (1UL << Xdp.XSK_UNALIGNED_BUF_OFFSET_SHIFT) - 1;
+
+    private readonly BufferPool _pool;
+    private readonly uint _deviceIndex;
+    private readonly XskRing* _rings;   // fill, completion, rx, tx: native memory libxdp keeps pointers to
+    private readonly PacketHandle[] _lent;   // buffers the kernel holds, by buffer index less the pool's first
+    private readonly uint _first;
+    private nint _umem, _socket;
+    private readonly int _fd;
+    private readonly PacketHandle[] _refill = new PacketHandle[64];
+    private ulong _received, _bytes, _sent, _sendFailed, _errors;
+    private int _txQueued;
+
+    public string Name { get; }
+
+    public string Interface { get; }
+
+    public int Queue { get; }
+
+    /// <summary>True when the driver gives packets in place (zero copy); false in copy mode (veth, generic XDP).</summary>
+    public bool IsZeroCopy { get; }
+
+    public bool IsExhausted => false;
+
+    /// <summary>Descriptors from the kernel that named no buffer the device had lent it (never expected).</summary>
+    public ulong Errors => _errors;
+
+    private XdpDevice(string name, string ifName, int queue, BufferPool pool, uint deviceIndex, XskRing* rings, nint umem, nint socket, bool zeroCopy)
+    {
+        Name = name;
+        Interface = ifName;
+        Queue = queue;
+        _pool = pool;
+        _deviceIndex = deviceIndex;
+        _rings = rings;
+        _umem = umem;
+        _socket = socket;
+        _fd = Xdp.SocketFd(socket);
+        IsZeroCopy = zeroCopy;
+        _first = pool.FirstBuffer;
+        _lent = new PacketHandle[pool.Capacity];
+    }
+
+    /// <summary>Opens <c>xdp:&lt;if&gt;@&lt;queue&gt;</c> or <c>zc:&lt;if&gt;@&lt;queue&gt;</c> over <paramref name="pool"/>.</summary>
+    public static XdpDevice Open(string name, BufferPool pool, uint deviceIndex = 0)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        ArgumentNullException.ThrowIfNull(pool);
+        bool zeroCopy = name.StartsWith("zc:", StringComparison.Ordinal);
+        string spec = name[(name.IndexOf(':') + 1)..];
+        int at = spec.LastIndexOf('@');
+        string ifName = at > 0 ? spec[..at] : "";
+        if (at <= 0 || !int.TryParse(spec[(at + 1)..], out int queue) || queue < 0 || ifName.Length > 15)
+            throw new ArgumentException($"'{name}': write xdp:<interface>@<queue>, for example xdp:eth0@0", nameof(name));
+        int ifIndex = (int)Libc.IfNameToIndex(ifName);
+        if (ifIndex == 0) throw new ArgumentException($"'{name}': there is no interface '{ifName}' in this network namespace (see 'ip link')", nameof(name));
+        int queues = RxQueues(ifName);
+        if (queue >= queues) throw new ArgumentException($"'{name}': {ifName} has receive queues 0 to {queues - 1}", nameof(name));
+        if (pool.BufferCapacity < MinBufferSize)
+            throw new ArgumentException($"'{name}': AF_XDP needs buffers of at least {MinBufferSize} bytes, and this pool's hold {pool.BufferCapacity} (ClusterOptions.BufferSize)", nameof(pool));
+
+        var rings = (XskRing*)NativeMemory.AllocZeroed((nuint)(4 * sizeof(XskRing)));
+        nint umem = 0, socket = 0;
+        try
+        {
+            (nint start, ulong length) = pool.DeviceRegion;
+            var umemConfig = new XskUmemConfig { FillSize = RingSize, CompletionSize = RingSize, FrameSize = ChunkSize, FrameHeadroom = 0, Flags = Xdp.XDP_UMEM_UNALIGNED_CHUNK_FLAG };
+            int rc = Xdp.UmemCreate(out umem, (void*)start, length, &rings[0], &rings[1], umemConfig);
+            if (rc != 0) throw new ErrnoException($"registering the pool as the UMEM of '{name}'", -rc);
+            var socketConfig = new XskSocketConfig
+            {
+                RxSize = RingSize, TxSize = RingSize,
+                BindFlags = (ushort)(Xdp.XDP_USE_NEED_WAKEUP | (zeroCopy ? Xdp.XDP_ZEROCOPY : 0)),
+            };
+            rc = Xdp.SocketCreate(out socket, ifName, (uint)queue, umem, &rings[2], &rings[3], socketConfig);
+            if (rc != 0 && !zeroCopy && -rc is Libc.EBUSY or Libc.EEXIST && DetachLeftover(ifIndex))
+                rc = Xdp.SocketCreate(out socket, ifName, (uint)queue, umem, &rings[2], &rings[3], socketConfig);
+            if (rc != 0)
+            {
+                socket = 0;
+                if (zeroCopy && -rc is Libc.EOPNOTSUPP or Libc.EINVAL or Libc.EPERM)
+                    throw new InvalidOperationException($"'{name}': the driver of {ifName} cannot give AF_XDP packets in place (zero copy, {ErrnoException.Describe(-rc)}); xdp:{ifName}@{queue} works in copy mode");
+                throw new ErrnoException($"creating the AF_XDP socket of '{name}'", -rc, "AF_XDP needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF)");
+            }
+            XdpOptionsZeroCopy(Xdp.SocketFd(socket), out bool inPlace);
+            var device = new XdpDevice(name, ifName, queue, pool, deviceIndex, rings, umem, socket, inPlace);
+            device.Refill();
+            return device;
+        }
+        catch
+        {
+            if (socket != 0) Xdp.SocketDelete(socket);
+            if (umem != 0) Xdp.UmemDelete(umem);
+            NativeMemory.Free(rings);
+            throw;
+        }
+    }
+
+    // A program on the interface that libxdp cannot share: one a process that died left there. Taken off.
+    private static bool DetachLeftover(int ifIndex)
+    {
+        nint multiprog = Xdp.MultiprogFromIfIndex(ifIndex);
+        if (Xdp.IsError(multiprog)) return false;
+        try
+        {
+            return Xdp.MultiprogDetach(multiprog) == 0;
+        }
+        finally
+        {
+            Xdp.MultiprogClose(multiprog);
+        }
+    }
+
+    private static void XdpOptionsZeroCopy(int fd, out bool zeroCopy)
+    {
+        uint flags = 0;
+        int length = sizeof(uint);
+        zeroCopy = Libc.GetSockOpt(fd, Xdp.SOL_XDP, Xdp.XDP_OPTIONS, &flags, ref length) == 0 && (flags & Xdp.XDP_OPTIONS_ZEROCOPY) != 0;
+    }
+
+    private static int RxQueues(string ifName)
+    {
+        string dir = $"/sys/class/net/{ifName}/queues";
+        return Directory.Exists(dir) ? Math.Max(1, Directory.GetDirectories(dir, "rx-*").Length) : 1;
+    }
+
+    private ref XskRing Fill => ref _rings[0];
+    private ref XskRing Completion => ref _rings[1];
+    private ref XskRing Rx => ref _rings[2];
+    private ref XskRing Tx => ref _rings[3];
+
+    // libxdp's xsk_prod_nb_free: room in a producer ring, re-reading the consumer only when short.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint FreeEntries(ref XskRing r, uint wanted)
+    {
+        uint free = r.CachedConsumer - r.CachedProducer;
+        if (free >= wanted) return free;
+        r.CachedConsumer = Volatile.Read(ref *r.Consumer) + r.Size;
+        return r.CachedConsumer - r.CachedProducer;
+    }
+
+    // libxdp's xsk_cons_nb_avail: entries in a consumer ring, re-reading the producer only when empty.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint Available(ref XskRing r, uint wanted)
+    {
+        uint entries = r.CachedProducer - r.CachedConsumer;
+        if (entries == 0)
+        {
+            r.CachedProducer = Volatile.Read(ref *r.Producer);
+            entries = r.CachedProducer - r.CachedConsumer;
+        }
+        return Math.Min(entries, wanted);
+    }
+
+    private static bool NeedsWakeup(ref XskRing r) => (Volatile.Read(ref *r.Flags) & Xdp.XDP_RING_NEED_WAKEUP) != 0;
+
+    // Gives the kernel free buffers to receive into, as many as the fill ring has room for.
+    private void Refill()
+    {
+        ref XskRing fill = ref Fill;
+        uint room = FreeEntries(ref fill, RingSize);
+        while (room > 0)
+        {
+            int n = _pool.GetBurst(_refill.AsSpan(0, (int)Math.Min(room, (uint)_refill.Length)));
+            if (n == 0) break;
+            var addresses = (ulong*)fill.Ring;
+            for (int i = 0; i < n; i++)
+            {
+                addresses[(fill.CachedProducer + (uint)i) & fill.Mask] = _pool.DataOffset(_refill[i]) - XdpPacketHeadroom;
+                _lent[_refill[i].Index - _first] = _refill[i];
+            }
+            fill.CachedProducer += (uint)n;
+            Volatile.Write(ref *fill.Producer, fill.CachedProducer);
+            room -= (uint)n;
+        }
+        if (NeedsWakeup(ref fill)) Libc.RecvFrom(_fd, null, 0, Libc.MSG_DONTWAIT, null, null);
+    }
+
+    /// <summary>Takes up to <c>packets.Length</c> received packets, in the buffers they arrived in, and restocks the fill ring.</summary>
+    public int ReceiveBurst(Span<PacketHandle> packets)
+    {
+        ref XskRing rx = ref Rx;
+        uint n = Available(ref rx, (uint)packets.Length);
+        int got = 0;
+        if (n != 0)
+        {
+            long now = (DateTime.UtcNow.Ticks - DateTime.UnixEpoch.Ticks) * 100;
+            var descs = (XdpDesc*)rx.Ring;
+            ulong bytes = 0;
+            for (uint i = 0; i < n; i++)
+            {
+                XdpDesc d = descs[(rx.CachedConsumer + i) & rx.Mask];
+                ulong offset = (d.Address & AddressMask) + (d.Address >> Xdp.XSK_UNALIGNED_BUF_OFFSET_SHIFT);
+                if (!_pool.TryAtDataOffset(offset, out PacketHandle p) || !_lent[p.Index - _first].IsValid)
+                {
+                    _errors++;
+                    continue;
+                }
+                _lent[p.Index - _first] = default;
+                p.Length = (int)Math.Min(d.Length, (uint)p.Capacity);
+                p.TimestampNs = now;
+                p.DeviceIndex = _deviceIndex;
+                p.Hash = 0;
+                p.Flags = 0;
+                packets[got++] = p;
+                bytes += (uint)p.Length;
+            }
+            rx.CachedConsumer += n;
+            Volatile.Write(ref *rx.Consumer, rx.CachedConsumer);
+            Volatile.Write(ref _received, _received + (ulong)got);
+            Volatile.Write(ref _bytes, _bytes + bytes);
+        }
+        Refill();
+        return got;
+    }
+
+    /// <summary>Copies the packet into a buffer of the pool and queues that on the transmit ring.</summary>
+    public bool TrySend(in PacketHandle packet)
+    {
+        Complete();
+        ref XskRing tx = ref Tx;
+        if (FreeEntries(ref tx, 1) == 0 || packet.Length > ChunkSize - XdpPacketHeadroom || !_pool.TryGet(out PacketHandle copy))
+        {
+            Volatile.Write(ref _sendFailed, _sendFailed + 1);
+            return false;
+        }
+        packet.Data.CopyTo(copy.Buffer);
+        var descs = (XdpDesc*)tx.Ring;
+        descs[tx.CachedProducer & tx.Mask] = new XdpDesc { Address = _pool.DataOffset(copy), Length = (uint)packet.Length };
+        _lent[copy.Index - _first] = copy;
+        tx.CachedProducer++;
+        _txQueued++;
+        Volatile.Write(ref _sent, _sent + 1);
+        return true;
+    }
+
+    /// <summary>Publishes what <see cref="TrySend"/> queued and wakes the kernel to send it; with <paramref name="wait"/>, until all is sent.</summary>
+    public void Flush(bool wait = false)
+    {
+        ref XskRing tx = ref Tx;
+        if (_txQueued != 0)
+        {
+            Volatile.Write(ref *tx.Producer, tx.CachedProducer);
+            _txQueued = 0;
+        }
+        while (true)
+        {
+            if (NeedsWakeup(ref tx) || wait) Libc.SendTo(_fd, null, 0, Libc.MSG_DONTWAIT, null, 0);
+            Complete();
+            if (!wait || Volatile.Read(ref *tx.Consumer) == tx.CachedProducer && Completion.CachedConsumer == Volatile.Read(ref *Completion.Producer)) return;
+            Thread.Yield();
+        }
+    }
+
+    // Buffers the kernel has sent go back to the pool.
+    private void Complete()
+    {
+        ref XskRing c = ref Completion;
+        uint n = Available(ref c, RingSize);
+        if (n == 0) return;
+        var addresses = (ulong*)c.Ring;
+        for (uint i = 0; i < n; i++)
+        {
+            ulong a = addresses[(c.CachedConsumer + i) & c.Mask];
+            if (_pool.TryAtDataOffset((a & AddressMask) + (a >> Xdp.XSK_UNALIGNED_BUF_OFFSET_SHIFT), out PacketHandle p) && _lent[p.Index - _first].IsValid)
+            {
+                _lent[p.Index - _first] = default;
+                _pool.Release(p);
+            }
+            else _errors++;
+        }
+        c.CachedConsumer += n;
+        Volatile.Write(ref *c.Consumer, c.CachedConsumer);
+    }
+
+    public DeviceStats Stats
+    {
+        get
+        {
+            XdpStatistics s = default;
+            int length = sizeof(XdpStatistics);
+            ulong kernel = _socket != 0 && Libc.GetSockOpt(_fd, Xdp.SOL_XDP, Xdp.XDP_STATISTICS, &s, ref length) == 0 ? s.RxDropped + s.RxRingFull : 0;
+            return new DeviceStats(Volatile.Read(ref _received), Volatile.Read(ref _bytes), 0, kernel, Volatile.Read(ref _sent), Volatile.Read(ref _sendFailed));
+        }
+    }
+
+    /// <summary>Closes the socket (libxdp removes its program with the last one) and gives every buffer the kernel held back to the pool.</summary>
+    public void Dispose()
+    {
+        if (_socket == 0) return;
+        Xdp.SocketDelete(_socket);
+        Xdp.UmemDelete(_umem);
+        _socket = _umem = 0;
+        NativeMemory.Free(_rings);
+        for (int i = 0; i < _lent.Length; i++)
+        {
+            if (!_lent[i].IsValid) continue;
+            _pool.Release(_lent[i]);
+            _lent[i] = default;
+        }
+    }
+
+    public override string ToString() => Name;
+}
