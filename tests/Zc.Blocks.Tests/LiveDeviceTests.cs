@@ -156,15 +156,17 @@ public class LiveDeviceTests
         Assert.Equal(256, pool.Available);
     }
 
-    [Fact]
-    public void AfPacket_Sends_AndTcpdumpOnTheFarEndSeesTheSameBytes()
+    [Theory]
+    [InlineData("af_packet:" + Veth.A)]
+    [InlineData("xdp:" + Veth.A + "@0")]
+    public void Sending_TcpdumpOnTheFarEndSeesTheSameBytes(string device)
     {
         Corpus.SkipIfMissing();
         RequireTool("tcpdump");
-        using Veth veth = Veth.Create();
-        using ZcCluster cluster = TestClusters.Create(buffers: 64, bufferSize: 2048);
-        BufferPool pool = cluster.CreatePool(64);
-        string output = Path.Combine(Path.GetTempPath(), $"zcflow-sent-{Environment.ProcessId}.pcap");
+        using Veth veth = Veth.Create(mtu: 1500);
+        using ZcCluster cluster = TestClusters.Create(buffers: 4096, bufferSize: 2048);
+        BufferPool pool = cluster.CreatePool(4096);
+        string output = Path.Combine(Path.GetTempPath(), $"zcflow-sent-{Environment.ProcessId}-{device.Length}.pcap");
         List<byte[]> expected = [.. Replayed.SelectMany(f => Packets(Path.Combine(Corpus.Directory!, f)))];
         try
         {
@@ -172,7 +174,7 @@ public class LiveDeviceTests
             WaitListening(tcpdump);
             veth.Run(() =>
             {
-                using IPacketSink sink = Device.OpenSink(Veth.A);
+                using IPacketSink sink = Device.OpenSink(device, pool);
                 foreach (byte[] frame in expected)
                 {
                     Assert.True(pool.TryGet(out PacketHandle p));
@@ -184,6 +186,7 @@ public class LiveDeviceTests
                 sink.Flush(wait: true);
                 Assert.Equal((ulong)expected.Count, sink.Stats.Sent);
             });
+            Assert.Equal(4096, pool.Available);   // what the device copied into to send came back
             Assert.True(tcpdump.WaitForExit(10_000), "tcpdump did not see every packet");
             AssertSame(expected, Packets(output), "tcpdump's capture");
         }
