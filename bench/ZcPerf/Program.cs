@@ -1,7 +1,7 @@
 using ZcFlow.Perf;
 
 // ZcPerf: throughput figures that must stand side by side, measured in one run.
-//   dotnet run -c Release --project bench/ZcPerf -- <queue|ipc|balancer> [--json] [--runs N]
+//   dotnet run -c Release --project bench/ZcPerf -- <queue|ipc|balancer|capture> [--json] [--runs N]
 if (args.FirstOrDefault() == "ipc-consumer") return IpcScenario.ConsumerProcess(args);
 if (args.FirstOrDefault() == "balancer-consumer") return BalancerScenario.ConsumerProcess(args);
 
@@ -10,6 +10,7 @@ var scenarios = new Dictionary<string, Action<PerfOptions>>
     ["queue"] = QueueScenario.Run,
     ["ipc"] = IpcScenario.Run,
     ["balancer"] = BalancerScenario.Run,
+    ["capture"] = CaptureScenario.Run,
 };
 
 string? name = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal));

@@ -70,6 +70,11 @@ public static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "unlink", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     public static partial int Unlink(string path);
 
+    public const int CLOCK_THREAD_CPUTIME_ID = 3;
+
+    [LibraryImport(Lib, EntryPoint = "clock_gettime", SetLastError = true)]
+    public static partial int ClockGetTime(int clock, out Timespec time);
+
     [LibraryImport(Lib, EntryPoint = "mmap", SetLastError = true)]
     public static partial nint Mmap(nint addr, nuint length, int prot, int flags, int fd, long offset);
 

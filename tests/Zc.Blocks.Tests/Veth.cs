@@ -9,7 +9,8 @@ namespace ZcFlow.Tests;
 /// (and with <c>pairs: 2</c> a second, <see cref="C"/> and <see cref="D"/>),
 /// up, without addresses and with IPv6 off, so that nothing but what a test sends crosses it.
 /// Disposing deletes the namespace, and the pair with it; namespaces left by a test process that
-/// died are deleted by the next one. Skips the test when the host cannot make one.
+/// died are deleted by the next one. When the host cannot make one it calls <see cref="Unavailable"/>
+/// (in the tests: skip, saying why). Shared with bench/ZcPerf's capture scenario.
 /// </summary>
 internal sealed class Veth : IDisposable
 {
@@ -19,16 +20,19 @@ internal sealed class Veth : IDisposable
 
     private Veth(string ns) => Namespace = ns;
 
+    /// <summary>What to do when the host cannot make a namespace: by default, throw with the reason.</summary>
+    public static Action<string> Unavailable { get; set; } = reason => throw new PlatformNotSupportedException(reason);
+
     public string Namespace { get; }
 
     public static Veth Create(int mtu = 9000, int pairs = 1)
     {
-        if (Environment.UserName != "root") Assert.Skip("network namespaces and veth pairs need root");
-        if (!File.Exists("/usr/sbin/ip") && !File.Exists("/sbin/ip") && !File.Exists("/usr/bin/ip")) Assert.Skip("iproute2's ip is not installed (.ci/run installs it)");
+        if (Environment.UserName != "root") Unavailable("network namespaces and veth pairs need root");
+        if (!File.Exists("/usr/sbin/ip") && !File.Exists("/sbin/ip") && !File.Exists("/usr/bin/ip")) Unavailable("iproute2's ip is not installed (.ci/run installs it)");
         RemoveLeftovers();
         string ns = $"{Prefix}{Environment.ProcessId}-{Interlocked.Increment(ref _counter)}";
         (int code, string output) = Tool("ip", "netns", "add", ns);
-        if (code != 0) Assert.Skip($"cannot create a network namespace: {output.Trim()}");
+        if (code != 0) Unavailable($"cannot create a network namespace: {output.Trim()}");
         var veth = new Veth(ns);
         try
         {

@@ -307,6 +307,14 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
         Volatile.Write(ref *c.Consumer, c.CachedConsumer);
     }
 
+    /// <summary>Waits up to <paramref name="timeoutMs"/> for a packet (for callers that would rather sleep than spin).</summary>
+    public bool WaitReadable(int timeoutMs)
+    {
+        if (Available(ref Rx, 1) != 0) return true;
+        var fd = new PollFd { Fd = _fd, Events = Libc.POLLIN };
+        return Libc.Poll(&fd, 1, timeoutMs) > 0;
+    }
+
     public DeviceStats Stats
     {
         get
