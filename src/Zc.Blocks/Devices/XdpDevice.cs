@@ -107,14 +107,22 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
                 BindFlags = (ushort)(Xdp.XDP_USE_NEED_WAKEUP | (zeroCopy ? Xdp.XDP_ZEROCOPY : 0)),
             };
             rc = Xdp.SocketCreate(out socket, ifName, (uint)queue, umem, &rings[2], &rings[3], socketConfig);
-            if (rc != 0 && !zeroCopy && -rc is Libc.EBUSY or Libc.EEXIST && DetachLeftover(ifIndex))
+            // The kernel lets go of a closed socket's queue a moment after the close (a process just
+            // killed): busy for a while is worth waiting out. Busy still: a program we cannot share.
+            for (int tries = 0; rc == -Libc.EBUSY && tries < 20; tries++)
+            {
+                Thread.Sleep(50);
+                rc = Xdp.SocketCreate(out socket, ifName, (uint)queue, umem, &rings[2], &rings[3], socketConfig);
+            }
+            if (rc != 0 && -rc is Libc.EBUSY or Libc.EEXIST && DetachLeftover(ifIndex))
                 rc = Xdp.SocketCreate(out socket, ifName, (uint)queue, umem, &rings[2], &rings[3], socketConfig);
             if (rc != 0)
             {
                 socket = 0;
                 if (zeroCopy && -rc is Libc.EOPNOTSUPP or Libc.EINVAL or Libc.EPERM)
                     throw new InvalidOperationException($"'{name}': the driver of {ifName} cannot give AF_XDP packets in place (zero copy, {ErrnoException.Describe(-rc)}); xdp:{ifName}@{queue} works in copy mode");
-                throw new ErrnoException($"creating the AF_XDP socket of '{name}'", -rc, "AF_XDP needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF)");
+                throw new ErrnoException($"creating the AF_XDP socket of '{name}'", -rc,
+                    -rc == Libc.EPERM ? "AF_XDP needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF)" : -rc == Libc.EBUSY ? "another socket or XDP program holds this queue" : null);
             }
             XdpOptionsZeroCopy(Xdp.SocketFd(socket), out bool inPlace);
             var device = new XdpDevice(name, ifName, queue, pool, deviceIndex, rings, umem, socket, inPlace);
