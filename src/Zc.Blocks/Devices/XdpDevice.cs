@@ -6,7 +6,7 @@ using ZcFlow.Native;
 namespace ZcFlow.Devices;
 
 /// <summary>
-/// One receive queue of an interface through an AF_XDP socket, <c>xdp:eth0@0</c>, or
+/// One receive queue of an interface through an AF_XDP socket, <c>xdp:eth0@0[?ring=N&amp;mode=native|skb]</c>, or
 /// <c>zc:eth0@0</c> which insists on zero copy. The cluster's buffers are registered as the
 /// socket's UMEM, so the kernel (or, in zero-copy mode, the NIC) writes each packet straight into
 /// a pool buffer: receiving moves only descriptors. The fill ring is kept stocked with free
@@ -31,7 +31,6 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
     public static bool IsName(string name)
         => name.StartsWith("xdp:", StringComparison.Ordinal)
            || (name.StartsWith("zc:", StringComparison.Ordinal) && name.IndexOf('@') is > 3 and var at && !uint.TryParse(name.AsSpan(3, at - 3), out _));
-    private const uint RingSize = 2048;
     private const ulong AddressMask = (1UL << Xdp.XSK_UNALIGNED_BUF_OFFSET_SHIFT) - 1;
 
     private readonly BufferPool _pool;
@@ -81,7 +80,9 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
         ArgumentException.ThrowIfNullOrEmpty(name);
         ArgumentNullException.ThrowIfNull(pool);
         bool zeroCopy = name.StartsWith("zc:", StringComparison.Ordinal);
-        string spec = name[(name.IndexOf(':') + 1)..];
+        string[] parts = name[(name.IndexOf(':') + 1)..].Split('?', 2);
+        string spec = parts[0];
+        (uint ring, uint mode) = Options(name, parts.Length == 2 ? parts[1] : "");
         int at = spec.LastIndexOf('@');
         string ifName = at > 0 ? spec[..at] : "";
         if (at <= 0 || !int.TryParse(spec[(at + 1)..], out int queue) || queue < 0 || ifName.Length > 15)
@@ -98,12 +99,12 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
         try
         {
             (nint start, ulong length) = pool.DeviceRegion;
-            var umemConfig = new XskUmemConfig { FillSize = RingSize, CompletionSize = RingSize, FrameSize = ChunkSize, FrameHeadroom = 0, Flags = Xdp.XDP_UMEM_UNALIGNED_CHUNK_FLAG };
+            var umemConfig = new XskUmemConfig { FillSize = ring, CompletionSize = ring, FrameSize = ChunkSize, FrameHeadroom = 0, Flags = Xdp.XDP_UMEM_UNALIGNED_CHUNK_FLAG };
             int rc = Xdp.UmemCreate(out umem, (void*)start, length, &rings[0], &rings[1], umemConfig);
             if (rc != 0) throw new ErrnoException($"registering the pool as the UMEM of '{name}'", -rc);
             var socketConfig = new XskSocketConfig
             {
-                RxSize = RingSize, TxSize = RingSize,
+                RxSize = ring, TxSize = ring, XdpFlags = mode,
                 BindFlags = (ushort)(Xdp.XDP_USE_NEED_WAKEUP | (zeroCopy ? Xdp.XDP_ZEROCOPY : 0)),
             };
             rc = Xdp.SocketCreate(out socket, ifName, (uint)queue, umem, &rings[2], &rings[3], socketConfig);
@@ -136,6 +137,22 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
             NativeMemory.Free(rings);
             throw;
         }
+    }
+
+    // ?ring=N (descriptors in each ring, a power of two; 2048) and ?mode=native|skb (where the XDP
+    // program runs: the driver, or the generic path every interface has; libxdp picks by default).
+    private static (uint Ring, uint Mode) Options(string name, string query)
+    {
+        uint ring = 2048, mode = Xdp.XDP_MODE_UNSPEC;
+        foreach (string option in query.Split('&', StringSplitOptions.RemoveEmptyEntries))
+        {
+            string[] kv = option.Split('=', 2);
+            if (kv is ["ring", var r] && uint.TryParse(r, out uint n) && n >= 64 && n <= 1 << 16 && (n & (n - 1)) == 0) ring = n;
+            else if (kv is ["mode", "skb"]) mode = Xdp.XDP_FLAGS_SKB_MODE;
+            else if (kv is ["mode", "native"]) mode = Xdp.XDP_FLAGS_DRV_MODE;
+            else throw new ArgumentException($"'{name}': options are ring=<power of two, 64 to 65536> and mode=native|skb; not '{option}'", nameof(name));
+        }
+        return (ring, mode);
     }
 
     // A program on the interface that libxdp cannot share: one a process that died left there. Taken off.
@@ -200,7 +217,7 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
     private void Refill()
     {
         ref XskRing fill = ref Fill;
-        uint room = FreeEntries(ref fill, RingSize);
+        uint room = FreeEntries(ref fill, fill.Size);
         while (room > 0)
         {
             int n = _pool.GetBurst(_refill.AsSpan(0, (int)Math.Min(room, (uint)_refill.Length)));
@@ -298,7 +315,7 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
     private void Complete()
     {
         ref XskRing c = ref Completion;
-        uint n = Available(ref c, RingSize);
+        uint n = Available(ref c, c.Size);
         if (n == 0) return;
         var addresses = (ulong*)c.Ring;
         for (uint i = 0; i < n; i++)
