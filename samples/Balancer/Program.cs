@@ -45,8 +45,13 @@ foreach (string r in cl.Strings('r'))
         cl.Fail($"-r takes <queue>:<device> with a queue from 0 to {apps.Sum() - 1}, for example -r 0:eth1; not '{r}'");
     egress.Add((q, parts[1]));
 }
-string? vlans = cl.String('x') is { } x ? string.Join(" or ", x.Split(',').Select(v => ushort.TryParse(v, out ushort id) && id < 4096 ? $"vlan {id}" : null!)) : null;
-if (vlans is not null && vlans.Split(" or ").Contains("")) cl.Fail("-x takes VLAN ids from 0 to 4095, comma separated");
+string? vlans = null;   // -x 10,20 is the filter "vlan 10 or vlan 20"
+if (cl.String('x') is { } x)
+{
+    string[] ids = x.Split(',');
+    if (!ids.All(v => ushort.TryParse(v, out ushort id) && id < 4096)) cl.Fail("-x takes VLAN ids from 0 to 4095, comma separated");
+    vlans = string.Join(" or ", ids.Select(v => $"vlan {ushort.Parse(v)}"));
+}
 BpfFilter? LoadFilter()
 {
     string? file = cl.String('f');

@@ -375,12 +375,7 @@ public sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink
     }
 
     /// <summary>Waits up to <paramref name="timeoutMs"/> for a block to be ready (for callers that would rather sleep than spin).</summary>
-    public bool WaitReadable(int timeoutMs)
-    {
-        if (_packetsLeft != 0) return true;
-        var fd = new PollFd { Fd = _socket.Fd, Events = Libc.POLLIN };
-        return Libc.Poll(&fd, 1, timeoutMs) > 0;
-    }
+    public bool WaitReadable(int timeoutMs) => _packetsLeft != 0 || Device.Poll(_socket.Fd, timeoutMs);
 
     public void Dispose()
     {

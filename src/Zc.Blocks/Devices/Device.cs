@@ -41,6 +41,13 @@ public static class Device
         throw new ArgumentException($"'{name}' cannot send: packets go out through interfaces (eth0, af_packet:eth0, xdp:eth0@0)", nameof(name));
     }
 
+    /// <summary>Waits up to <paramref name="timeoutMs"/> for a socket to have something to read.</summary>
+    internal static unsafe bool Poll(int fd, int timeoutMs)
+    {
+        var poll = new Native.PollFd { Fd = fd, Events = Native.Libc.POLLIN };
+        return Native.Libc.Poll(&poll, 1, timeoutMs) > 0;
+    }
+
     private static bool IsInterface(string name)
         => name.StartsWith("af_packet:", StringComparison.Ordinal) || (!name.Contains(':') && !name.Contains('.') && Native.Libc.IfNameToIndex(name.Split('?')[0]) != 0);
 

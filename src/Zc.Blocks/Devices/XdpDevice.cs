@@ -43,6 +43,7 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
     private readonly PacketHandle[] _refill = new PacketHandle[64];
     private ulong _received, _bytes, _sent, _sendFailed, _errors;
     private int _txQueued;
+    private uint _owed;   // buffers the fill ring is owed: its size less what the kernel holds
 
     public string Name { get; }
 
@@ -126,7 +127,7 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
                     -rc == Libc.EPERM ? "AF_XDP needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF)" : -rc == Libc.EBUSY ? "another socket or XDP program holds this queue" : null);
             }
             XdpOptionsZeroCopy(Xdp.SocketFd(socket), out bool inPlace);
-            var device = new XdpDevice(name, ifName, queue, pool, deviceIndex, rings, umem, socket, inPlace);
+            var device = new XdpDevice(name, ifName, queue, pool, deviceIndex, rings, umem, socket, inPlace) { _owed = ring };
             device.Refill();
             return device;
         }
@@ -213,14 +214,16 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
 
     private static bool NeedsWakeup(ref XskRing r) => (Volatile.Read(ref *r.Flags) & Xdp.XDP_RING_NEED_WAKEUP) != 0;
 
-    // Gives the kernel free buffers to receive into, as many as the fill ring has room for.
+    // Gives the kernel the free buffers it is owed. Every packet it hands back used one fill entry,
+    // so the ring always has room for what is owed, and the kernel's index need not be read. What
+    // an empty pool could not give stays owed for the next call.
     private void Refill()
     {
         ref XskRing fill = ref Fill;
-        uint room = FreeEntries(ref fill, fill.Size);
-        while (room > 0)
+        uint given = 0;
+        while (_owed > 0)
         {
-            int n = _pool.GetBurst(_refill.AsSpan(0, (int)Math.Min(room, (uint)_refill.Length)));
+            int n = _pool.GetBurst(_refill.AsSpan(0, (int)Math.Min(_owed, (uint)_refill.Length)));
             if (n == 0) break;
             var addresses = (ulong*)fill.Ring;
             for (int i = 0; i < n; i++)
@@ -229,9 +232,11 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
                 _lent[_refill[i].Index - _first] = _refill[i];
             }
             fill.CachedProducer += (uint)n;
-            Volatile.Write(ref *fill.Producer, fill.CachedProducer);
-            room -= (uint)n;
+            _owed -= (uint)n;
+            given += (uint)n;
         }
+        if (given == 0) return;
+        Volatile.Write(ref *fill.Producer, fill.CachedProducer);
         if (NeedsWakeup(ref fill)) Libc.RecvFrom(_fd, null, 0, Libc.MSG_DONTWAIT, null, null);
     }
 
@@ -266,19 +271,21 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
             }
             rx.CachedConsumer += n;
             Volatile.Write(ref *rx.Consumer, rx.CachedConsumer);
+            _owed += n;
             Volatile.Write(ref _received, _received + (ulong)got);
             Volatile.Write(ref _bytes, _bytes + bytes);
         }
-        Refill();
+        if (_owed != 0) Refill();
         return got;
     }
 
     /// <summary>Copies the packet into a buffer of the pool and queues that on the transmit ring.</summary>
     public bool TrySend(in PacketHandle packet)
     {
-        Complete();
         ref XskRing tx = ref Tx;
-        if (FreeEntries(ref tx, 1) == 0 || packet.Length > ChunkSize - XdpPacketHeadroom || !_pool.TryGet(out PacketHandle copy))
+        PacketHandle copy = default;
+        if (FreeEntries(ref tx, 1) == 0 || packet.Length > ChunkSize - XdpPacketHeadroom
+            || !_pool.TryGet(out copy) && (Complete() == 0 || !_pool.TryGet(out copy)))   // sent buffers come back only when the pool runs short
         {
             Volatile.Write(ref _sendFailed, _sendFailed + 1);
             return false;
@@ -311,12 +318,12 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
         }
     }
 
-    // Buffers the kernel has sent go back to the pool.
-    private void Complete()
+    // Buffers the kernel has sent go back to the pool; returns how many.
+    private uint Complete()
     {
         ref XskRing c = ref Completion;
         uint n = Available(ref c, c.Size);
-        if (n == 0) return;
+        if (n == 0) return 0;
         var addresses = (ulong*)c.Ring;
         for (uint i = 0; i < n; i++)
         {
@@ -330,15 +337,11 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
         }
         c.CachedConsumer += n;
         Volatile.Write(ref *c.Consumer, c.CachedConsumer);
+        return n;
     }
 
     /// <summary>Waits up to <paramref name="timeoutMs"/> for a packet (for callers that would rather sleep than spin).</summary>
-    public bool WaitReadable(int timeoutMs)
-    {
-        if (Available(ref Rx, 1) != 0) return true;
-        var fd = new PollFd { Fd = _fd, Events = Libc.POLLIN };
-        return Libc.Poll(&fd, 1, timeoutMs) > 0;
-    }
+    public bool WaitReadable(int timeoutMs) => Available(ref Rx, 1) != 0 || Device.Poll(_fd, timeoutMs);
 
     public DeviceStats Stats
     {

@@ -16,11 +16,13 @@ public sealed unsafe class BpfFilter
 {
     private static readonly Lock CompileLock = new();
     private readonly BpfInstruction[] _program;
+    private readonly BpfInstruction* _instructions;   // _program's first element: the array is pinned for its life
 
     private BpfFilter(string expression, BpfInstruction[] program)
     {
         Expression = expression;
         _program = program;
+        _instructions = (BpfInstruction*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(program));
     }
 
     /// <summary>The expression as given.</summary>
@@ -80,7 +82,7 @@ public sealed unsafe class BpfFilter
     public bool Matches(ReadOnlySpan<byte> frame, int wireLength = 0)
     {
         fixed (byte* p = frame)
-            return Pcap.Filter((BpfInstruction*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_program)), p,
+            return Pcap.Filter(_instructions, p,
                 (uint)Math.Max(wireLength, frame.Length), (uint)frame.Length) != 0;
     }
 
