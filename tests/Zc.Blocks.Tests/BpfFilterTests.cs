@@ -33,7 +33,7 @@ public class BpfFilterTests
     public void InUserSpace_KeepsExactlyWhatTcpdumpKeeps_OverTheCorpus()
     {
         Corpus.SkipIfMissing();
-        if (!File.Exists("/usr/bin/tcpdump") && !File.Exists("/usr/sbin/tcpdump")) Assert.Skip("tcpdump is not installed (.ci/run installs it)");
+        TestSetup.RequireTool("tcpdump");
         string[] expressions = ["tcp port 80 or udp port 53", "vlan or mpls", "ip6 and not icmp6", "greater 500 and ip[8] < 64"];
         int files = 0, kept = 0;
         foreach (string file in Corpus.Files().Where((_, i) => i % 4 == 0))

@@ -56,16 +56,11 @@ public sealed class CaptureWriterTests : IDisposable
     [InlineData("tshark", "out.pcapng")]
     public void WrittenCapture_IsReadByTheRealTools(string tool, string name)
     {
-        if (!File.Exists($"/usr/bin/{tool}") && !File.Exists($"/usr/sbin/{tool}")) Assert.Skip($"{tool} is not installed (.ci/run installs it)");
+        TestSetup.RequireTool(tool);
         string path = Write(name, 500);
         string[] args = tool == "tcpdump" ? ["-nn", "-r", path, "udp and dst port 80"] : ["-r", path, "-T", "fields", "-e", "frame.len", "-Y", "udp.dstport == 80"];
-        var info = new ProcessStartInfo(tool) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string a in args) info.ArgumentList.Add(a);
-        using Process p = Process.Start(info)!;
-        string stdout = p.StandardOutput.ReadToEnd();
-        string stderr = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        Assert.True(p.ExitCode == 0, $"{tool} failed: {stderr}");
+        (int code, string stdout, string stderr) = Tools.Run(tool, args);
+        Assert.True(code == 0, $"{tool} failed: {stderr}");
         string[] lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         // Every other generated packet goes to port 80 (the flows' two directions alternate).
         Assert.Equal(250, lines.Length);

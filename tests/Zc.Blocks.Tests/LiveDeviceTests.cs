@@ -25,11 +25,6 @@ public class LiveDeviceTests
         return packets;
     }
 
-    private static void RequireTool(string tool)
-    {
-        if (!File.Exists($"/usr/bin/{tool}") && !File.Exists($"/usr/sbin/{tool}")) Assert.Skip($"{tool} is not installed (.ci/run installs it)");
-    }
-
     // Receives until `expected` packets came or nothing came for a while (a second by default).
     internal static List<byte[]> Drain(IPacketSource device, BufferPool pool, int expected, int quietMs = 1000)
     {
@@ -58,7 +53,7 @@ public class LiveDeviceTests
     public void AfPacket_CapturesReplayedCorpusCaptures_ByteForByte_InOrder_WithTheirVlanTags()
     {
         Corpus.SkipIfMissing();
-        RequireTool("tcpreplay");
+        TestSetup.RequireTool("tcpreplay");
         using Veth veth = Veth.Create();
         using ZcCluster cluster = TestClusters.Create(buffers: 2048, bufferSize: 2048);
         BufferPool pool = cluster.CreatePool(2048);
@@ -87,7 +82,7 @@ public class LiveDeviceTests
     public void Xdp_CapturesReplayedCorpusCaptures_IntoPoolBuffers_ByteForByte_AndGivesThemAllBack()
     {
         Corpus.SkipIfMissing();
-        RequireTool("tcpreplay");
+        TestSetup.RequireTool("tcpreplay");
         using Veth veth = Veth.Create(mtu: 1500);
         using ZcCluster cluster = TestClusters.Create(buffers: 4096, bufferSize: 1792);
         BufferPool pool = cluster.CreatePool(4096);
@@ -117,7 +112,7 @@ public class LiveDeviceTests
     public void Xdp_AProgramLeftByAKilledProcess_DoesNotStopTheNextOne()
     {
         Corpus.SkipIfMissing();
-        RequireTool("tcpreplay");
+        TestSetup.RequireTool("tcpreplay");
         using Veth veth = Veth.Create(mtu: 1500);
         uint id = (uint)(3_200_000 + Environment.ProcessId % 100_000);
         using (ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", id, "-i", $"xdp:{Veth.B}@0"], netns: veth.Namespace))
@@ -146,7 +141,7 @@ public class LiveDeviceTests
     public void Receiving_AllocatesNothingPerPacket(string name)
     {
         Corpus.SkipIfMissing();
-        RequireTool("tcpreplay");
+        TestSetup.RequireTool("tcpreplay");
         using Veth veth = Veth.Create(mtu: 1500);
         using ZcCluster cluster = TestClusters.Create(buffers: 4096, bufferSize: 1792);
         BufferPool pool = cluster.CreatePool(4096);
@@ -202,7 +197,7 @@ public class LiveDeviceTests
     public void Sending_TcpdumpOnTheFarEndSeesTheSameBytes(string device)
     {
         Corpus.SkipIfMissing();
-        RequireTool("tcpdump");
+        TestSetup.RequireTool("tcpdump");
         using Veth veth = Veth.Create(mtu: 1500);
         using ZcCluster cluster = TestClusters.Create(buffers: 4096, bufferSize: 2048);
         BufferPool pool = cluster.CreatePool(4096);
@@ -245,8 +240,8 @@ public class LiveDeviceTests
     public void AfPacket_KernelFilter_KeepsExactlyWhatTcpdumpKeeps(string expression)
     {
         Corpus.SkipIfMissing();
-        RequireTool("tcpreplay");
-        RequireTool("tcpdump");
+        TestSetup.RequireTool("tcpreplay");
+        TestSetup.RequireTool("tcpdump");
         BpfFilter filter = BpfFilter.Compile(expression);
         using Veth veth = Veth.Create();
         using ZcCluster cluster = TestClusters.Create(buffers: 2048, bufferSize: 2048);
@@ -270,12 +265,8 @@ public class LiveDeviceTests
         string kept = Path.Combine(Path.GetTempPath(), $"zcflow-kept-{Environment.ProcessId}-{Guid.NewGuid():N}.pcap");
         try
         {
-            var info = new ProcessStartInfo("tcpdump") { RedirectStandardError = true, RedirectStandardOutput = true };
-            foreach (string a in (string[])["-r", file, "-w", kept, expression]) info.ArgumentList.Add(a);
-            using Process p = Process.Start(info)!;
-            string err = p.StandardError.ReadToEnd();
-            p.WaitForExit();
-            Assert.True(p.ExitCode == 0, $"tcpdump -r {file} '{expression}': {err}");
+            (int code, _, string err) = Tools.Run("tcpdump", "-r", file, "-w", kept, expression);
+            Assert.True(code == 0, $"tcpdump -r {file} '{expression}': {err}");
             return Packets(kept);
         }
         finally
@@ -288,8 +279,8 @@ public class LiveDeviceTests
     public void BalancerProcess_OnALiveInterface_KeepsWhatItsFilterFileKeeps_AndSendsAQueueOutOfAnotherInterface()
     {
         Corpus.SkipIfMissing();
-        RequireTool("tcpreplay");
-        RequireTool("tcpdump");
+        TestSetup.RequireTool("tcpreplay");
+        TestSetup.RequireTool("tcpdump");
         using Veth veth = Veth.Create(pairs: 2);
         const string Expression = "udp or tcp";
         string[] files = [.. new[] { "afs.pcap", "mptcp-v0.pcap", "vrrp.pcap" }.Select(f => Path.Combine(Corpus.Directory!, f))];
@@ -318,7 +309,7 @@ public class LiveDeviceTests
             Assert.True(drained + sent.Count == expected, $"{drained} consumed + {sent.Count} sent, expected {expected}: {balancer.Output}");
             Assert.True(drained > 0 && sent.Count > 0, $"{drained} consumed, {sent.Count} sent");
             // each conversation went one way only
-            var sentFlows = sent.Select(FlowKey).ToHashSet();
+            var sentFlows = sent.Select(p => Conversation.Key(p)).ToHashSet();
             Assert.Empty(File.ReadAllLines(prefix + "keys").Intersect(sentFlows));
         }
         finally
@@ -331,7 +322,7 @@ public class LiveDeviceTests
     public void SendSample_SendsACaptureLooped_AtItsRate_WithTheDestinationMacRewritten()
     {
         Corpus.SkipIfMissing();
-        RequireTool("tcpdump");
+        TestSetup.RequireTool("tcpdump");
         using Veth veth = Veth.Create();
         const int Count = 1000, Rate = 2000;
         string file = Path.Combine(Corpus.Directory!, "afs.pcap");
@@ -360,14 +351,6 @@ public class LiveDeviceTests
         {
             File.Delete(output);
         }
-    }
-
-    // The drain verb's conversation key: the outer addresses and ports, lower end first.
-    private static string FlowKey(byte[] frame)
-    {
-        Parsing.PacketParser.Parse(frame, out Parsing.PacketInfo info);
-        var f = info.Outer;
-        return f.Source < f.Destination ? $"{f.Source}:{f.SourcePort}-{f.Destination}:{f.DestinationPort}" : $"{f.Destination}:{f.DestinationPort}-{f.Source}:{f.SourcePort}";
     }
 
     private static void WaitListening(Process tcpdump)

@@ -28,7 +28,7 @@ internal sealed class Veth : IDisposable
     public static Veth Create(int mtu = 9000, int pairs = 1)
     {
         if (Environment.UserName != "root") Unavailable("network namespaces and veth pairs need root");
-        if (!File.Exists("/usr/sbin/ip") && !File.Exists("/sbin/ip") && !File.Exists("/usr/bin/ip")) Unavailable("iproute2's ip is not installed (.ci/run installs it)");
+        if (!Tools.Installed("ip")) Unavailable("iproute2's ip is not installed (.ci/run installs it)");
         RemoveLeftovers();
         string ns = $"{Prefix}{Environment.ProcessId}-{Interlocked.Increment(ref _counter)}";
         (int code, string output) = Tool("ip", "netns", "add", ns);
@@ -108,12 +108,7 @@ internal sealed class Veth : IDisposable
 
     private static (int Code, string Output) Tool(string program, params string[] args)
     {
-        var info = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string a in args) info.ArgumentList.Add(a);
-        using Process p = Process.Start(info)!;
-        Task<string> err = p.StandardError.ReadToEndAsync();
-        string output = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        return (p.ExitCode, output + err.Result);
+        (int code, string output, string error) = Tools.Run(program, args);
+        return (code, output + error);
     }
 }

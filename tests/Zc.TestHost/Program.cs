@@ -162,12 +162,7 @@ static int Drain(uint cluster, int queueId, string keysFile, CancellationToken c
             while (!cancel.IsCancellationRequested)
             {
                 int n = attached.Queue.ReceiveBurst(burst, QueueWait.Passive, cancel);
-                for (int k = 0; k < n; k++)
-                {
-                    ZcFlow.Parsing.PacketParser.Parse(burst[k].Data, out ZcFlow.Parsing.PacketInfo info);
-                    var f = info.Outer;
-                    seen.Add(f.Source < f.Destination ? $"{f.Source}:{f.SourcePort}-{f.Destination}:{f.DestinationPort}" : $"{f.Destination}:{f.DestinationPort}-{f.Source}:{f.SourcePort}");
-                }
+                for (int k = 0; k < n; k++) seen.Add(ZcFlow.Tests.Conversation.Key(burst[k].Data));
                 attached.Queue.ReleaseBurst(burst.AsSpan(0, n));
                 packets += n;
             }
