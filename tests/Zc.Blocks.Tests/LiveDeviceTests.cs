@@ -175,6 +175,47 @@ public class LiveDeviceTests
         });
     }
 
+    [Theory]
+    [InlineData("af_packet:" + Veth.B + "?latency=20")]
+    [InlineData("xdp:" + Veth.B + "@0?latency=20")]
+    public void WaitingWithALatency_TakesPacketsInBatches_AndLosesNone(string name)
+    {
+        Corpus.SkipIfMissing();
+        TestSetup.RequireTool("tcpreplay");
+        using Veth veth = Veth.Create(mtu: 1500);
+        using ZcCluster cluster = TestClusters.Create(buffers: 4096, bufferSize: 1792);
+        BufferPool pool = cluster.CreatePool(4096);
+        string file = Path.Combine(Corpus.Directory!, "afs.pcap");
+        List<byte[]> once = Packets(file);
+        List<byte[]> expected = [.. once, .. once];
+        veth.Run(() =>
+        {
+            using IPacketSource device = Device.OpenSource(name, pool, 0);
+            Func<int, bool> wait = device is AfPacketDevice a ? a.WaitReadable : ((XdpDevice)device).WaitReadable;
+            var got = new List<byte[]>();
+            var burst = new PacketHandle[64];
+            int wakes = 0;
+            // 10,000 packets a second: a wake-up a packet unless the device lets them gather
+            using Process replay = veth.Start("tcpreplay", "-q", "-p", "10000", "-l", "2", "-i", Veth.A, file);
+            long deadline = Environment.TickCount64 + 10_000;
+            while (got.Count < expected.Count && Environment.TickCount64 < deadline)
+            {
+                int n = device.ReceiveBurst(burst);
+                if (n == 0)
+                {
+                    if (wait(100)) wakes++;
+                    continue;
+                }
+                foreach (PacketHandle p in burst.AsSpan(0, n)) got.Add(p.Data.ToArray());
+                pool.ReleaseBurst(burst.AsSpan(0, n));
+            }
+            replay.WaitForExit();
+            AssertSame(expected, got, name);
+            Assert.Equal(0UL, device.Stats.DroppedKernel);
+            Assert.True(wakes * 20 <= got.Count, $"{got.Count} packets took {wakes} wake-ups: fewer than 20 a wake-up");
+        });
+    }
+
     [Fact]
     public void ZeroCopyOnADriverWithout_SaysSo()
     {
@@ -187,6 +228,26 @@ public class LiveDeviceTests
             Assert.Contains("zero copy", e.Message);
             Assert.Contains($"xdp:{Veth.B}@0", e.Message);
             Assert.Throws<ArgumentException>(() => Device.OpenSource($"xdp:{Veth.B}@7", pool, 0));
+        });
+        Assert.Equal(256, pool.Available);
+    }
+
+    [Theory]
+    [InlineData("af_packet:" + Veth.B + "?latency=0", "BlockTimeoutMs (latency=) is 1 to 1000")]
+    [InlineData("af_packet:" + Veth.B + "?latency=soon", "latency=MS")]
+    [InlineData("af_packet:" + Veth.B + "?speed=1", "unknown option 'speed'")]
+    [InlineData("xdp:" + Veth.B + "@0?ring=1000", "not 'ring=1000'")]
+    [InlineData("xdp:" + Veth.B + "@0?latency=-1", "not 'latency=-1'")]
+    [InlineData("xdp:" + Veth.B + "@0?mode=fast", "not 'mode=fast'")]
+    public void BadDeviceOptions_AreClearErrors_AndLeaveNothingBehind(string name, string said)
+    {
+        using Veth veth = Veth.Create(mtu: 1500);
+        using ZcCluster cluster = TestClusters.Create(buffers: 256, bufferSize: 1792);
+        BufferPool pool = cluster.CreatePool(256);
+        veth.Run(() =>
+        {
+            Assert.Contains(said, Assert.Throws<ArgumentException>(() => Device.OpenSource(name, pool, 0)).Message);
+            Assert.DoesNotContain("xdp", veth.Exec("ip", "link", "show", Veth.B));
         });
         Assert.Equal(256, pool.Available);
     }

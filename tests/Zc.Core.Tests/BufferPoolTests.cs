@@ -1,4 +1,5 @@
 using ZcFlow.Buffers;
+using ZcFlow.Memory;
 
 namespace ZcFlow.Tests;
 
@@ -21,6 +22,35 @@ public class BufferPoolTests
         Assert.Equal(0, pool.Available);
         Assert.False(pool.TryGet(out PacketHandle none));
         Assert.False(none.IsValid);
+    }
+
+    [Theory]
+    [InlineData(128)]
+    [InlineData(1536)]
+    [InlineData(1792)]
+    [InlineData(2048)]
+    [InlineData(9000)]
+    public void DataOffsets_LeadBackToTheirOwnBuffer_AndNoOtherOffsetDoes(int bufferSize)
+    {
+        using ZcCluster cluster = TestClusters.Create(buffers: 600, bufferSize: bufferSize);
+        BufferPool first = cluster.CreatePool(100);
+        BufferPool pool = cluster.CreatePool(500);
+        ulong stride = (ulong)ArenaLayout.BufferStride(bufferSize);
+        var handles = new PacketHandle[500];
+        Assert.Equal(500, pool.GetBurst(handles));
+        foreach (PacketHandle p in handles)
+        {
+            ulong offset = pool.DataOffset(p);
+            Assert.True(pool.TryAtDataOffset(offset, out PacketHandle back));
+            Assert.Equal(p.Index, back.Index);
+            Assert.False(first.TryAtDataOffset(offset, out _));   // another pool's buffer
+            foreach (long step in new long[] { -1, 1, -64, 64, (long)stride / 2 })
+                Assert.False(pool.TryAtDataOffset((ulong)((long)offset + step), out _));
+        }
+        (_, ulong length) = pool.DeviceRegion;
+        const ulong firstData = ArenaLayout.PageSize + ArenaLayout.BufferHeaderSize;
+        foreach (ulong offset in new ulong[] { 0, firstData - 1, length, firstData + 600 * stride, 1UL << 32, (1UL << 32) + firstData, ulong.MaxValue })
+            Assert.False(pool.TryAtDataOffset(offset, out _));
     }
 
     [Fact]

@@ -34,12 +34,16 @@ public sealed record AfPacketOptions
     /// <summary>Bytes of each transmit slot, its 48-byte header included: the longest frame sent is this less 48.</summary>
     public int TxSlotSize { get; init; } = 2048;
 
-    /// <summary>How long a partly filled block may wait before the kernel hands it over, so a quiet link still delivers.</summary>
+    /// <summary>
+    /// How long a partly filled block may wait before the kernel hands it over, so a quiet link
+    /// still delivers (<c>latency=MS</c>): longer means larger batches and fewer wake-ups of a reader
+    /// that waits in <see cref="AfPacketDevice.WaitReadable"/>.
+    /// </summary>
     public int BlockTimeoutMs { get; init; } = 1;
 }
 
 /// <summary>
-/// An interface through an AF_PACKET socket, <c>eth0</c> or <c>af_packet:eth0[?snaplen=N&amp;blocks=N&amp;promisc=0&amp;outgoing=0]</c>:
+/// An interface through an AF_PACKET socket, <c>eth0</c> or <c>af_packet:eth0[?snaplen=N&amp;blocks=N&amp;latency=MS&amp;promisc=0&amp;outgoing=0]</c>:
 /// PF_RING's "1-copy" mode for drivers that know nothing of us. Receiving reads a TPACKET_V3
 /// ring the kernel fills in blocks, mapped into this process, and copies each packet once into
 /// a pool buffer with its kernel timestamp (a VLAN tag the kernel took off is put back, as
@@ -117,6 +121,7 @@ public sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink
         if (o.TxSlots < 0 || o.TxSlotSize < 128 || o.TxSlotSize % 16 != 0 || o.TxSlotSize > 65536)
             throw new ArgumentException("TxSlots is 0 or more; TxSlotSize a multiple of 16 from 128 to 65536", nameof(options));
         if (o.SnapLength < 1) throw new ArgumentException("SnapLength is at least 1", nameof(options));
+        if (o.BlockTimeoutMs is < 1 or > 1000) throw new ArgumentException("BlockTimeoutMs (latency=) is 1 to 1000", nameof(options));
 
         int fd = Libc.Socket(Libc.AF_PACKET, Libc.SOCK_RAW | Libc.SOCK_CLOEXEC, 0);   // no protocol: nothing arrives before bind
         if (fd < 0) throw ErrnoException.FromLastError($"socket(AF_PACKET) for '{ifName}'", "AF_PACKET needs CAP_NET_RAW (run as root or grant the capability)");
@@ -201,16 +206,17 @@ public sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink
         {
             string[] kv = option.Split('=', 2);
             if (kv.Length != 2 || !int.TryParse(kv[1], NumberStyles.None, CultureInfo.InvariantCulture, out int v))
-                throw new ArgumentException($"'{name}': options are snaplen=N, blocks=N, blocksize=N, txslots=N, promisc=0|1, outgoing=0|1; not '{option}'", nameof(name));
+                throw new ArgumentException($"'{name}': options are snaplen=N, blocks=N, blocksize=N, latency=MS, txslots=N, promisc=0|1, outgoing=0|1; not '{option}'", nameof(name));
             o = kv[0] switch
             {
                 "snaplen" => o with { SnapLength = v },
                 "blocks" => o with { BlockCount = v },
                 "blocksize" => o with { BlockSize = v },
+                "latency" => o with { BlockTimeoutMs = v },
                 "txslots" => o with { TxSlots = v },
                 "promisc" => o with { Promiscuous = v != 0 },
                 "outgoing" => o with { CaptureOutgoing = v != 0 },
-                _ => throw new ArgumentException($"'{name}': unknown option '{kv[0]}' (snaplen, blocks, blocksize, txslots, promisc, outgoing)", nameof(name)),
+                _ => throw new ArgumentException($"'{name}': unknown option '{kv[0]}' (snaplen, blocks, blocksize, latency, txslots, promisc, outgoing)", nameof(name)),
             };
         }
         return o;

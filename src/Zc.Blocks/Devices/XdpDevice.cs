@@ -6,7 +6,7 @@ using ZcFlow.Native;
 namespace ZcFlow.Devices;
 
 /// <summary>
-/// One receive queue of an interface through an AF_XDP socket, <c>xdp:eth0@0[?ring=N&amp;mode=native|skb]</c>, or
+/// One receive queue of an interface through an AF_XDP socket, <c>xdp:eth0@0[?ring=N&amp;mode=native|skb&amp;latency=MS]</c>, or
 /// <c>zc:eth0@0</c> which insists on zero copy. The cluster's buffers are registered as the
 /// socket's UMEM, so the kernel (or, in zero-copy mode, the NIC) writes each packet straight into
 /// a pool buffer: receiving moves only descriptors. The fill ring is kept stocked with free
@@ -36,7 +36,7 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
     private readonly BufferPool _pool;
     private readonly uint _deviceIndex;
     private readonly XskRing* _rings;   // fill, completion, rx, tx: native memory libxdp keeps pointers to
-    private readonly PacketHandle[] _lent;   // buffers the kernel holds, by buffer index less the pool's first
+    private readonly bool[] _lent;   // which buffers the kernel holds, by buffer index less the pool's first
     private readonly uint _first;
     private nint _umem, _socket;
     private readonly int _fd;
@@ -44,6 +44,8 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
     private ulong _received, _bytes, _sent, _sendFailed, _errors;
     private int _txQueued;
     private uint _owed;   // buffers the fill ring is owed: its size less what the kernel holds
+    private int _latencyMs;   // how long WaitReadable lets packets gather once the first has come
+    private bool _flowing;   // the last wait found packets: the next one sleeps before it polls
 
     public string Name { get; }
 
@@ -72,7 +74,7 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
         _fd = Xdp.SocketFd(socket);
         IsZeroCopy = zeroCopy;
         _first = pool.FirstBuffer;
-        _lent = new PacketHandle[pool.Capacity];
+        _lent = new bool[pool.Capacity];
     }
 
     /// <summary>Opens <c>xdp:&lt;if&gt;@&lt;queue&gt;</c> or <c>zc:&lt;if&gt;@&lt;queue&gt;</c> over <paramref name="pool"/>.</summary>
@@ -83,7 +85,7 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
         bool zeroCopy = name.StartsWith("zc:", StringComparison.Ordinal);
         string[] parts = name[(name.IndexOf(':') + 1)..].Split('?', 2);
         string spec = parts[0];
-        (uint ring, uint mode) = Options(name, parts.Length == 2 ? parts[1] : "");
+        (uint ring, uint mode, int latency) = Options(name, parts.Length == 2 ? parts[1] : "");
         int at = spec.LastIndexOf('@');
         string ifName = at > 0 ? spec[..at] : "";
         if (at <= 0 || !int.TryParse(spec[(at + 1)..], out int queue) || queue < 0 || ifName.Length > 15)
@@ -127,7 +129,7 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
                     -rc == Libc.EPERM ? "AF_XDP needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF)" : -rc == Libc.EBUSY ? "another socket or XDP program holds this queue" : null);
             }
             XdpOptionsZeroCopy(Xdp.SocketFd(socket), out bool inPlace);
-            var device = new XdpDevice(name, ifName, queue, pool, deviceIndex, rings, umem, socket, inPlace) { _owed = ring };
+            var device = new XdpDevice(name, ifName, queue, pool, deviceIndex, rings, umem, socket, inPlace) { _owed = ring, _latencyMs = latency };
             device.Refill();
             return device;
         }
@@ -140,20 +142,23 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
         }
     }
 
-    // ?ring=N (descriptors in each ring, a power of two; 2048) and ?mode=native|skb (where the XDP
-    // program runs: the driver, or the generic path every interface has; libxdp picks by default).
-    private static (uint Ring, uint Mode) Options(string name, string query)
+    // ?ring=N (descriptors in each ring, a power of two; 2048), ?mode=native|skb (where the XDP
+    // program runs: the driver, or the generic path every interface has; libxdp picks by default)
+    // and ?latency=MS (see WaitReadable; 0).
+    private static (uint Ring, uint Mode, int Latency) Options(string name, string query)
     {
         uint ring = 2048, mode = Xdp.XDP_MODE_UNSPEC;
+        int latency = 0;
         foreach (string option in query.Split('&', StringSplitOptions.RemoveEmptyEntries))
         {
             string[] kv = option.Split('=', 2);
             if (kv is ["ring", var r] && uint.TryParse(r, out uint n) && n >= 64 && n <= 1 << 16 && (n & (n - 1)) == 0) ring = n;
             else if (kv is ["mode", "skb"]) mode = Xdp.XDP_FLAGS_SKB_MODE;
             else if (kv is ["mode", "native"]) mode = Xdp.XDP_FLAGS_DRV_MODE;
-            else throw new ArgumentException($"'{name}': options are ring=<power of two, 64 to 65536> and mode=native|skb; not '{option}'", nameof(name));
+            else if (kv is ["latency", var l] && int.TryParse(l, out int ms) && ms is >= 0 and <= 1000) latency = ms;
+            else throw new ArgumentException($"'{name}': options are ring=<power of two, 64 to 65536>, mode=native|skb and latency=<0 to 1000 ms>; not '{option}'", nameof(name));
         }
-        return (ring, mode);
+        return (ring, mode, latency);
     }
 
     // A program on the interface that libxdp cannot share: one a process that died left there. Taken off.
@@ -229,7 +234,7 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
             for (int i = 0; i < n; i++)
             {
                 addresses[(fill.CachedProducer + (uint)i) & fill.Mask] = _pool.DataOffset(_refill[i]) - XdpPacketHeadroom;
-                _lent[_refill[i].Index - _first] = _refill[i];
+                _lent[_refill[i].Index - _first] = true;
             }
             fill.CachedProducer += (uint)n;
             _owed -= (uint)n;
@@ -255,12 +260,12 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
             {
                 XdpDesc d = descs[(rx.CachedConsumer + i) & rx.Mask];
                 ulong offset = (d.Address & AddressMask) + (d.Address >> Xdp.XSK_UNALIGNED_BUF_OFFSET_SHIFT);
-                if (!_pool.TryAtDataOffset(offset, out PacketHandle p) || !_lent[p.Index - _first].IsValid)
+                if (!_pool.TryAtDataOffset(offset, out PacketHandle p) || !_lent[p.Index - _first])
                 {
                     _errors++;
                     continue;
                 }
-                _lent[p.Index - _first] = default;
+                _lent[p.Index - _first] = false;
                 p.Length = (int)Math.Min(d.Length, (uint)p.Capacity);
                 p.TimestampNs = now;
                 p.DeviceIndex = _deviceIndex;
@@ -293,7 +298,7 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
         packet.Data.CopyTo(copy.Buffer);
         var descs = (XdpDesc*)tx.Ring;
         descs[tx.CachedProducer & tx.Mask] = new XdpDesc { Address = _pool.DataOffset(copy), Length = (uint)packet.Length };
-        _lent[copy.Index - _first] = copy;
+        _lent[copy.Index - _first] = true;
         tx.CachedProducer++;
         _txQueued++;
         Volatile.Write(ref _sent, _sent + 1);
@@ -328,9 +333,9 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
         for (uint i = 0; i < n; i++)
         {
             ulong a = addresses[(c.CachedConsumer + i) & c.Mask];
-            if (_pool.TryAtDataOffset((a & AddressMask) + (a >> Xdp.XSK_UNALIGNED_BUF_OFFSET_SHIFT), out PacketHandle p) && _lent[p.Index - _first].IsValid)
+            if (_pool.TryAtDataOffset((a & AddressMask) + (a >> Xdp.XSK_UNALIGNED_BUF_OFFSET_SHIFT), out PacketHandle p) && _lent[p.Index - _first])
             {
-                _lent[p.Index - _first] = default;
+                _lent[p.Index - _first] = false;
                 _pool.Release(p);
             }
             else _errors++;
@@ -340,8 +345,27 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
         return n;
     }
 
-    /// <summary>Waits up to <paramref name="timeoutMs"/> for a packet (for callers that would rather sleep than spin).</summary>
-    public bool WaitReadable(int timeoutMs) => Available(ref Rx, 1) != 0 || Device.Poll(_fd, timeoutMs);
+    /// <summary>
+    /// Waits up to <paramref name="timeoutMs"/> for a packet (for callers that would rather sleep than
+    /// spin). With <c>latency=MS</c>, packets are let gather for MS once the first has come, so that
+    /// they are taken in one batch rather than a wake-up each, as the kernel's block timeout does for
+    /// AF_PACKET; while packets keep coming the wait is that sleep alone, without a poll. The ring
+    /// must hold what arrives in that time: what the kernel could not put in it is counted in
+    /// <see cref="DeviceStats.DroppedKernel"/>.
+    /// </summary>
+    public bool WaitReadable(int timeoutMs)
+    {
+        if (Available(ref Rx, 1) != 0) return true;
+        if (_latencyMs == 0) return Device.Poll(_fd, timeoutMs);
+        if (_flowing)
+        {
+            Thread.Sleep(Math.Min(_latencyMs, timeoutMs));
+            if (Available(ref Rx, 1) != 0) return true;
+        }
+        _flowing = Device.Poll(_fd, timeoutMs);
+        if (_flowing) Thread.Sleep(_latencyMs);
+        return _flowing;
+    }
 
     public DeviceStats Stats
     {
@@ -364,9 +388,9 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
         NativeMemory.Free(_rings);
         for (int i = 0; i < _lent.Length; i++)
         {
-            if (!_lent[i].IsValid) continue;
-            _pool.Release(_lent[i]);
-            _lent[i] = default;
+            if (!_lent[i] || !_pool.TryAt(_first + (uint)i, out PacketHandle p)) continue;
+            _pool.Release(p);
+            _lent[i] = false;
         }
     }
 

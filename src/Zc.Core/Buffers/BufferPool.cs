@@ -60,7 +60,15 @@ public sealed class BufferPool
     /// <summary>The buffer of this pool whose data starts at <paramref name="offset"/> in <see cref="DeviceRegion"/>; false for any other offset.</summary>
     public bool TryAtDataOffset(ulong offset, out PacketHandle packet)
     {
-        if (_buffers.TryIndexAt(offset, out uint index) && index - _first < (uint)_free.Length)
+        if (_buffers.TryIndexAt(offset, out uint index)) return TryAt(index, out packet);
+        packet = default;
+        return false;
+    }
+
+    /// <summary>The buffer of this pool with index <paramref name="index"/> (<see cref="PacketHandle.Index"/>); false if it is not one of the pool's.</summary>
+    public bool TryAt(uint index, out PacketHandle packet)
+    {
+        if (index - _first < (uint)_free.Length)
         {
             packet = _buffers.At(index);
             return true;
