@@ -19,4 +19,10 @@ foreach (ClusterInfo c in clusters)
         Console.WriteLine($"  zc:{c.Id}@{q.Id}  {q.Role.ToString().ToLowerInvariant()}  {q.Capacity} slots  {consumer}  sent {q.Stats.Sent:N0}  received {q.Stats.Received:N0}  " +
                           $"queued {q.Stats.Queued:N0}  dropped {q.Stats.Dropped:N0}  errors {q.Stats.Errors:N0}");
     }
+    foreach (DeviceInfo d in c.Devices)
+    {
+        var s = d.Stats;
+        Console.WriteLine($"  {d.Name}  received {s.Received:N0} ({s.Bytes:N0} B)  no buffer {s.DroppedNoBuffer:N0}  dropped by the kernel {s.DroppedKernel:N0}" +
+                          (s.Sent + s.SendFailed != 0 ? $"  sent {s.Sent:N0}  not sent {s.SendFailed:N0}" : ""));
+    }
 }

@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using ZcFlow.Buffers;
+using ZcFlow.Devices;
 using ZcFlow.Ipc;
 using ZcFlow.Memory;
 using ZcFlow.Native;
@@ -189,6 +190,43 @@ public sealed unsafe class ZcCluster : IDisposable
         _queues.Add(queue);
         return queue;
     }
+
+    /// <summary>
+    /// Lists a device in the arena under <paramref name="name"/> (cut to 56 bytes), so that the
+    /// cluster listing (<see cref="ClusterDirectory.List"/>) shows its counters once
+    /// <see cref="PublishDeviceStats"/> has written them. Returns the device's entry id.
+    /// </summary>
+    public int AddDevice(string name)
+    {
+        ThrowIfDisposed();
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        ref ArenaHeader h = ref Header;
+        if (h.DeviceCount >= ArenaLayout.MaxDevices)
+            throw new InvalidOperationException($"cluster {Id} already lists the maximum of {ArenaLayout.MaxDevices} devices");
+        int id = (int)h.DeviceCount;
+        ref DeviceEntry e = ref Device(id);
+        int length = System.Text.Encoding.UTF8.GetBytes(name.AsSpan(0, Math.Min(name.Length, DeviceEntry.MaxName)), new Span<byte>(Unsafe.AsPointer(ref e.Name[0]), DeviceEntry.MaxName));
+        e.NameLength = (uint)length;
+        Volatile.Write(ref e.State, DeviceEntry.Ready);
+        Volatile.Write(ref h.DeviceCount, (uint)id + 1);
+        return id;
+    }
+
+    /// <summary>Writes device <paramref name="device"/>'s counters where the listing reads them (from any one thread at a time).</summary>
+    public void PublishDeviceStats(int device, DeviceStats stats)
+    {
+        ThrowIfDisposed();
+        if ((uint)device >= Header.DeviceCount) throw new ArgumentOutOfRangeException(nameof(device), device, $"cluster {Id} lists {Header.DeviceCount} devices");
+        ref DeviceEntry e = ref Device(device);
+        Volatile.Write(ref e.Received, stats.Received);
+        Volatile.Write(ref e.Bytes, stats.Bytes);
+        Volatile.Write(ref e.DroppedNoBuffer, stats.DroppedNoBuffer);
+        Volatile.Write(ref e.DroppedKernel, stats.DroppedKernel);
+        Volatile.Write(ref e.Sent, stats.Sent);
+        Volatile.Write(ref e.SendFailed, stats.SendFailed);
+    }
+
+    private ref DeviceEntry Device(int id) => ref _arena.At<DeviceEntry>(ArenaLayout.DeviceDirectoryOffset + (ulong)id * ArenaLayout.DeviceEntrySize);
 
     private void ThrowIfDisposed()
     {

@@ -123,6 +123,18 @@ public class BalancerTests(ITestOutputHelper output)
             Thread.Sleep(20);
         }
         var stats = ZcFlow.Ipc.ClusterDirectory.List().Single(c => c.Id == cluster).Queues;
+        // The listing shows the input device too, with the counters the owner writes every second.
+        string input = $"gen:64?flows=5000&count={Count}";
+        while (ZcFlow.Ipc.ClusterDirectory.List().Single(c => c.Id == cluster).Devices.SingleOrDefault(d => d.Name == input)?.Stats.Received != Count)
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromMinutes(2), "the listing never showed the input's count");
+            Thread.Sleep(20);
+        }
+        using (ChildProcess zstat = ChildProcess.Run("ZStat", []))
+        {
+            Assert.Equal(0, zstat.WaitForExit());
+            Assert.Contains($"  {input}  received {Count:N0} ", zstat.Output);
+        }
         balancer.Terminate();
         Assert.Equal(0, balancer.WaitForExit());
         long a = long.Parse(first.WaitFor("ok").Split(' ')[1]), b = long.Parse(second.WaitFor("ok").Split(' ')[1]);

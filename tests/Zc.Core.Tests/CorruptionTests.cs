@@ -36,6 +36,21 @@ public sealed unsafe class CorruptionTests : IDisposable
     }
 
     [Fact]
+    public void AListingOfAnArenaWithHostileDeviceEntries_StaysInsideTheDirectory()
+    {
+        int id = _cluster.AddDevice("eth0");
+        using Arena arena = Arena.Open(_cluster.ArenaPath);
+        ref ArenaHeader h = ref arena.At<ArenaHeader>(0);
+        ref DeviceEntry e = ref arena.At<DeviceEntry>(ArenaLayout.DeviceDirectoryOffset + (ulong)id * ArenaLayout.DeviceEntrySize);
+        e.NameLength = uint.MaxValue;
+        h.DeviceCount = uint.MaxValue;
+        ZcFlow.Ipc.ClusterInfo info = Assert.Single(ZcFlow.Ipc.ClusterDirectory.List(), c => c.Id == _cluster.Id);
+        Assert.Null(info.Problem);
+        ZcFlow.Ipc.DeviceInfo d = Assert.Single(info.Devices);   // the other entries were never made ready
+        Assert.Equal("eth0".PadRight(DeviceEntry.MaxName, '\0'), d.Name);   // no further than the name's room
+    }
+
+    [Fact]
     public void Receive_OfASlotNamingABufferOutsideTheCluster_SkipsItAndCountsAnError()
     {
         SendFresh(4);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using ZcFlow.Buffers;
+using ZcFlow.Devices;
 using ZcFlow.Ipc;
 using ZcFlow.Queues;
 
@@ -305,5 +306,22 @@ public class IpcTests(ITestOutputHelper output)
         QueueInfo q = Assert.Single(info.Queues);
         Assert.Equal(Environment.ProcessId, q.ConsumerPid);
         Assert.Equal(1UL, q.Stats.Sent);
+    }
+
+    [Fact]
+    public void List_ShowsTheDevicesByName_WithTheCountersLastPublished()
+    {
+        using ZcCluster cluster = Owner(buffers: 64);
+        int eth = cluster.AddDevice("af_packet:eth1?latency=10");
+        int longName = cluster.AddDevice("pcap:/" + new string('x', 100) + ".pcap");
+        cluster.PublishDeviceStats(eth, new DeviceStats(Received: 1000, Bytes: 64_000, DroppedNoBuffer: 3, DroppedKernel: 7, Sent: 5, SendFailed: 1));
+        ClusterInfo info = Assert.Single(ClusterDirectory.List(), c => c.Id == cluster.Id);
+        Assert.Equal(2, info.Devices.Count);
+        Assert.Equal(new DeviceInfo(eth, "af_packet:eth1?latency=10", new DeviceStats(1000, 64_000, 3, 7, 5, 1)), info.Devices[0]);
+        Assert.Equal(("pcap:/" + new string('x', 100))[..56], info.Devices[longName].Name);   // cut to fit
+        Assert.Equal(default, info.Devices[longName].Stats);
+        Assert.Throws<ArgumentOutOfRangeException>(() => cluster.PublishDeviceStats(2, default));
+        for (int i = 2; i < ZcFlow.Memory.ArenaLayout.MaxDevices; i++) cluster.AddDevice($"gen:{i}");
+        Assert.Contains("maximum of 64 devices", Assert.Throws<InvalidOperationException>(() => cluster.AddDevice("one too many")).Message);
     }
 }

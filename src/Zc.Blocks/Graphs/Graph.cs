@@ -7,12 +7,15 @@ namespace ZcFlow.Graphs;
 
 /// <summary>
 /// A running graph: its cluster, the balancers with their devices and queues, and the pinned
-/// workers that run them. Disposing stops the workers (rethrowing what one threw), closes the
-/// devices and removes the cluster.
+/// workers that run them. Every second the devices' counters are written into the cluster's
+/// arena, where the cluster listing (samples/ZStat) shows them. Disposing stops the workers
+/// (rethrowing what one threw), closes the devices and removes the cluster.
 /// </summary>
 public sealed class Graph : IDisposable
 {
     private readonly List<ZcWorker> _workers;
+    private readonly (int Id, Func<DeviceStats> Stats)[] _devices;
+    private readonly Timer _publish;
     private int _disposed;
 
     internal Graph(ZcCluster cluster, IReadOnlyList<IBalancer> balancers, List<ZcWorker> workers)
@@ -20,6 +23,9 @@ public sealed class Graph : IDisposable
         Cluster = cluster;
         Balancers = balancers;
         _workers = workers;
+        _devices = [.. balancers.SelectMany(b => b.Inputs.Select(d => (cluster.AddDevice(d.Name), (Func<DeviceStats>)(() => d.Stats)))
+            .Concat(b.Egress.OfType<IPacketSink>().Select(d => (cluster.AddDevice(d.Name), (Func<DeviceStats>)(() => d.Stats)))))];
+        _publish = new Timer(_ => PublishDeviceStats(), null, TimeSpan.Zero, TimeSpan.FromSeconds(1));
     }
 
     public ZcCluster Cluster { get; }
@@ -39,6 +45,10 @@ public sealed class Graph : IDisposable
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        using (var published = new ManualResetEvent(false))
+        {
+            if (_publish.Dispose(published)) published.WaitOne();   // no publishing once the devices close
+        }
         try
         {
             foreach (ZcWorker w in _workers) w.Dispose();
@@ -47,6 +57,18 @@ public sealed class Graph : IDisposable
         {
             foreach (IBalancer b in Balancers) CloseDevices(b);
             Cluster.Dispose();
+        }
+    }
+
+    private void PublishDeviceStats()
+    {
+        try
+        {
+            foreach ((int id, Func<DeviceStats> stats) in _devices) Cluster.PublishDeviceStats(id, stats());
+        }
+        catch (ObjectDisposedException)
+        {
+            // the cluster or a device was closed under the graph by its user: nothing left to show
         }
     }
 

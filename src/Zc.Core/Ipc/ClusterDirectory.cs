@@ -36,7 +36,7 @@ public static unsafe class ClusterDirectory
                 }
                 catch (Exception e) when (e is ErrnoException or InvalidDataException)
                 {
-                    found.Add(new ClusterInfo(id, path, 0, false, 0, false, 0, 0, [], e.Message));
+                    found.Add(new ClusterInfo(id, path, 0, false, 0, false, 0, 0, [], [], e.Message));
                 }
             }
         }
@@ -55,8 +55,21 @@ public static unsafe class ClusterDirectory
                 new Queues.QueueStats(Volatile.Read(ref ring->Tail), Volatile.Read(ref ring->Head), Volatile.Read(ref ring->Dropped),
                     Volatile.Read(ref ring->ProducerErrors) + Volatile.Read(ref ring->ConsumerErrors))));
         }
+        var devices = new List<DeviceInfo>();
+        uint deviceCount = Math.Min(Volatile.Read(ref h.DeviceCount), ArenaLayout.MaxDevices);
+        for (int d = 0; d < (int)deviceCount; d++)
+        {
+            ref DeviceEntry e = ref arena.At<DeviceEntry>(ArenaLayout.DeviceDirectoryOffset + (ulong)d * ArenaLayout.DeviceEntrySize);
+            if (Volatile.Read(ref e.State) != DeviceEntry.Ready) continue;
+            fixed (byte* name = e.Name)
+            {
+                devices.Add(new DeviceInfo(d, System.Text.Encoding.UTF8.GetString(name, (int)Math.Min(e.NameLength, DeviceEntry.MaxName)),
+                    new Devices.DeviceStats(Volatile.Read(ref e.Received), Volatile.Read(ref e.Bytes), Volatile.Read(ref e.DroppedNoBuffer),
+                        Volatile.Read(ref e.DroppedKernel), Volatile.Read(ref e.Sent), Volatile.Read(ref e.SendFailed))));
+            }
+        }
         return new ClusterInfo(id, arena.Path, h.OwnerPid, Processes.IsAlive(h.OwnerPid) && h.State == ArenaHeader.Running,
-            h.Generation, (h.Flags & ArenaHeader.FlagHugePages) != 0, (int)h.BufferCount, (int)h.BufferCapacity, queues, null);
+            h.Generation, (h.Flags & ArenaHeader.FlagHugePages) != 0, (int)h.BufferCount, (int)h.BufferCapacity, queues, devices, null);
     }
 
     /// <summary>Removes the arena of cluster <paramref name="id"/> left by a dead owner; a live owner is an error naming its pid.</summary>

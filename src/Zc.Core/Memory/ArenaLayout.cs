@@ -9,7 +9,8 @@ namespace ZcFlow.Memory;
 /// <code>
 /// [0, 4 KiB)          ArenaHeader
 /// [4 KiB, 8 KiB)      pool directory:  MaxPools  x PoolEntry  (64 B)
-/// [8 KiB, 24 KiB)     queue directory: MaxQueues x QueueEntry (64 B)
+/// [8 KiB, 12 KiB)     queue directory: MaxQueues x QueueEntry (64 B)
+/// [12 KiB, 20 KiB)    device directory: MaxDevices x DeviceEntry (128 B), names and counters for the listing
 /// [64 KiB, ...)       buffers: BufferCount x BufferStride, each a 64-byte BufferHeader then data
 /// [..., TotalSize)    queue area: two rings per queue (forward, recycle), each RingControl then slots
 /// </code>
@@ -17,7 +18,7 @@ namespace ZcFlow.Memory;
 public static class ArenaLayout
 {
     public const ulong Magic = 0x3130_574F_4C46_435A; // "ZCFLOW01" read as little-endian bytes
-    public const uint Version = 1;
+    public const uint Version = 2;
 
     public const int HeaderSize = 4096;
     public const int MaxPools = 64;
@@ -26,6 +27,9 @@ public static class ArenaLayout
     public const int EntrySize = 64;
     public const ulong PoolDirectoryOffset = HeaderSize;
     public const ulong QueueDirectoryOffset = PoolDirectoryOffset + MaxPools * EntrySize;
+    public const int MaxDevices = 64;
+    public const int DeviceEntrySize = 128;
+    public const ulong DeviceDirectoryOffset = QueueDirectoryOffset + MaxQueues * EntrySize;
     public const ulong BuffersOffset = 64 * 1024;
 
     /// <summary>Padding unit: two cache lines, which covers the adjacent-line prefetcher.</summary>
@@ -76,6 +80,8 @@ public struct ArenaHeader
     [FieldOffset(108)] public uint Flags;
     /// <summary><see cref="Running"/> while the owner serves the cluster, <see cref="Closed"/> once it has shut it down.</summary>
     [FieldOffset(112)] public uint State;
+    /// <summary>Entries in the device directory.</summary>
+    [FieldOffset(116)] public uint DeviceCount;
 
     public const uint FlagHugePages = 1;
     public const uint Running = 1;
@@ -109,6 +115,28 @@ public struct QueueEntry
     /// owner sets it back to 0, after it has taken back what that consumer held.
     /// </summary>
     [FieldOffset(32)] public int ConsumerPid;
+
+    public const uint Ready = 1;
+}
+
+/// <summary>
+/// A device's entry in the directory: its name (UTF-8, cut to fit) and its counters, which the
+/// owner writes from time to time so that the listing can show them. Names say what the counters are.
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = ArenaLayout.DeviceEntrySize)]
+public unsafe struct DeviceEntry
+{
+    public const int MaxName = 56;
+
+    [FieldOffset(0)] public uint State;
+    [FieldOffset(4)] public uint NameLength;
+    [FieldOffset(8)] public fixed byte Name[MaxName];
+    [FieldOffset(64)] public ulong Received;
+    [FieldOffset(72)] public ulong Bytes;
+    [FieldOffset(80)] public ulong DroppedNoBuffer;
+    [FieldOffset(88)] public ulong DroppedKernel;
+    [FieldOffset(96)] public ulong Sent;
+    [FieldOffset(104)] public ulong SendFailed;
 
     public const uint Ready = 1;
 }
