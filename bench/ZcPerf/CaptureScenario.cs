@@ -30,8 +30,14 @@ internal static partial class CaptureScenario
 
     public static void Run(PerfOptions options)
     {
+        // trafgen -P 1 pins its one sending process to CPU 0 itself, whatever taskset said: capture elsewhere
         int[] cores = CpuAffinity.AllowedCores();
-        int sender = cores[0], capturer = cores[^1];
+        int sender = 0, capturer = cores.LastOrDefault(c => c != 0, -1);
+        if (capturer < 0)
+        {
+            Console.Error.WriteLine("capture: needs a core other than CPU 0 to capture on, where trafgen does not send from");
+            return;
+        }
         var report = new Report(options);
         string config = Path.Combine(Path.GetTempPath(), $"zcflow-trafgen-{Environment.ProcessId}.cfg");
         // broadcast Ethernet frame, 64 bytes with the CRC the veth does not carry: 60 on the wire here

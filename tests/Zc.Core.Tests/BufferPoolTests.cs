@@ -81,6 +81,24 @@ public class BufferPoolTests
     }
 
     [Fact]
+    public void SetReceived_SetsEveryFieldADeviceKnows_AndClearsWhatALastUseLeft()
+    {
+        using ZcCluster cluster = TestClusters.Create(buffers: 4, bufferSize: 128);
+        BufferPool pool = cluster.CreatePool(4);
+        Assert.True(pool.TryGet(out PacketHandle p));
+        p.Length = 9;
+        p.Hash = 0xdeadbeef;
+        p.Flags = 7;
+        p.WireLength = 5000;
+        p.SetReceived(100, 1514, 1_764_000_000_123_456_789, 3);
+        Assert.Equal((100, 1514, 1_764_000_000_123_456_789L, 3u, 0u, 0u), (p.Length, p.WireLength, p.TimestampNs, p.DeviceIndex, p.Hash, p.Flags));
+        p.SetReceived(60, 60, -1, uint.MaxValue);
+        Assert.Equal((60, 60, -1L, uint.MaxValue, 0u, 0u), (p.Length, p.WireLength, p.TimestampNs, p.DeviceIndex, p.Hash, p.Flags));
+        Assert.Throws<ArgumentOutOfRangeException>(() => p.SetReceived(129, 129, 0, 0));
+        Assert.Equal(60, p.Length);
+    }
+
+    [Fact]
     public void PacketHandle_WritesBytesAndMetadataInPlace()
     {
         using ZcCluster cluster = TestClusters.Create(buffers: 4, bufferSize: 128);

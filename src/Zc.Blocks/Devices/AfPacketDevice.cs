@@ -240,12 +240,7 @@ public sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink
                 Advance(h);
                 continue;
             }
-            p.Length = length;
-            p.WireLength = (int)h->Length + ((h->Status & Libc.TP_STATUS_VLAN_VALID) != 0 ? 4 : 0);
-            p.TimestampNs = h->Seconds * 1_000_000_000L + h->Nanoseconds;
-            p.DeviceIndex = _deviceIndex;
-            p.Hash = 0;
-            p.Flags = 0;
+            p.SetReceived(length, (int)h->Length + ((h->Status & Libc.TP_STATUS_VLAN_VALID) != 0 ? 4 : 0), h->Seconds * 1_000_000_000L + h->Nanoseconds, _deviceIndex);
             packets[n++] = p;
             bytes += (ulong)length;
             Advance(h);

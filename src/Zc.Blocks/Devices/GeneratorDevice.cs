@@ -98,9 +98,7 @@ public sealed class GeneratorDevice : IPacketSource
             Span<byte> frame = p.Buffer[.._size];
             _frames.AsSpan((int)(seq % _templates) * _size, _size).CopyTo(frame);
             BinaryPrimitives.WriteInt64BigEndian(frame[SequenceOffset..], seq);
-            p.Length = _size;
-            p.TimestampNs = now;
-            p.DeviceIndex = _deviceIndex;
+            p.SetReceived(_size, _size, now, _deviceIndex);
         }
         return n;
     }

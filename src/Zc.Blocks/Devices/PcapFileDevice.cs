@@ -87,10 +87,7 @@ public sealed class PcapFileDevice : IPacketSource
             PacketHandle p = packets[got++];
             int length = Math.Min(data.Length, p.Capacity);
             data[..length].CopyTo(p.Buffer);
-            p.Length = length;
-            p.WireLength = _file.WireLength;
-            p.TimestampNs = timestamp;
-            p.DeviceIndex = _index;
+            p.SetReceived(length, _file.WireLength, timestamp, _index);
             bytes += (ulong)length;
         }
         _pool.ReleaseBurst(packets[got..n]);

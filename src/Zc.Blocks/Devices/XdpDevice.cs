@@ -266,13 +266,10 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
                     continue;
                 }
                 _lent[p.Index - _first] = false;
-                p.Length = (int)Math.Min(d.Length, (uint)p.Capacity);
-                p.TimestampNs = now;
-                p.DeviceIndex = _deviceIndex;
-                p.Hash = 0;
-                p.Flags = 0;
+                int length = (int)Math.Min(d.Length, (uint)p.Capacity);
+                p.SetReceived(length, length, now, _deviceIndex);
                 packets[got++] = p;
-                bytes += (uint)p.Length;
+                bytes += (uint)length;
             }
             rx.CachedConsumer += n;
             Volatile.Write(ref *rx.Consumer, rx.CachedConsumer);
