@@ -93,12 +93,6 @@ internal static partial class CaptureScenario
         {
             CpuAffinity.PinCurrentThread(capturer);
             using IPacketSource source = Device.OpenSource(device, pool, 0);
-            Func<int, bool> wait = source switch
-            {
-                AfPacketDevice a => a.WaitReadable,
-                XdpDevice x => x.WaitReadable,
-                _ => throw new InvalidOperationException(device),
-            };
             var burst = new PacketHandle[64];
             (long, double) Capture(long offered)
             {
@@ -111,7 +105,7 @@ internal static partial class CaptureScenario
                     int n = source.ReceiveBurst(burst);
                     if (n == 0)
                     {
-                        wait(20);
+                        source.WaitReadable(20);
                         continue;
                     }
                     quiet.Restart();

@@ -191,7 +191,6 @@ public class LiveDeviceTests
         veth.Run(() =>
         {
             using IPacketSource device = Device.OpenSource(name, pool, 0);
-            Func<int, bool> wait = device is AfPacketDevice a ? a.WaitReadable : ((XdpDevice)device).WaitReadable;
             var got = new List<byte[]>();
             var burst = new PacketHandle[64];
             int wakes = 0;
@@ -203,7 +202,7 @@ public class LiveDeviceTests
                 int n = device.ReceiveBurst(burst);
                 if (n == 0)
                 {
-                    if (wait(100)) wakes++;
+                    if (device.WaitReadable(100)) wakes++;
                     continue;
                 }
                 foreach (PacketHandle p in burst.AsSpan(0, n)) got.Add(p.Data.ToArray());

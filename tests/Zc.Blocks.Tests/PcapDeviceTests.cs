@@ -48,6 +48,17 @@ public sealed class PcapDeviceTests : IDisposable
     }
 
     [Fact]
+    public void WaitingOnAFile_SaysTrueWhileItHasMore_AndFalseOnceExhausted()
+    {
+        using IPacketSource device = Device.OpenSource(_path + "?pace", _pool, 0);
+        Assert.True(device.WaitReadable(100));
+        Assert.Equal(10, ReadAll(device));
+        var clock = Stopwatch.StartNew();
+        Assert.False(device.WaitReadable(100));
+        Assert.True(clock.ElapsedMilliseconds < 100, "an exhausted source has nothing to wait for");
+    }
+
+    [Fact]
     public void Looped_StartsOverAtTheEnd()
     {
         using IPacketSource device = Device.OpenSource("pcap:" + _path + "?loop", _pool, 0);

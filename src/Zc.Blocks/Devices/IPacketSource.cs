@@ -19,4 +19,16 @@ public interface IPacketSource : IDisposable
 
     /// <summary>Packets delivered, and packets lost because the pool had no buffer.</summary>
     DeviceStats Stats { get; }
+
+    /// <summary>
+    /// Waits up to <paramref name="timeoutMs"/> for packets, for a caller that would rather sleep than
+    /// spin when <see cref="ReceiveBurst"/> found none; false when none came. Sockets wait in the
+    /// kernel; a source with nothing to wait on (a file, a generator, a queue) sleeps up to 1 ms.
+    /// </summary>
+    bool WaitReadable(int timeoutMs)
+    {
+        if (IsExhausted) return false;
+        Thread.Sleep(Math.Clamp(timeoutMs, 0, 1));
+        return true;
+    }
 }

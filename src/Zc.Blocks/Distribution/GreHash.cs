@@ -13,6 +13,6 @@ public struct GreHash : IDistribution
         PacketParser.Parse(packet.Data, out PacketInfo info);
         uint h = info.Tunnel == TunnelKind.Gre && info.Inner.IpVersion != 0 ? FlowHash.FiveTuple(info.Inner)
             : info.Outer.IpVersion != 0 ? FlowHash.Addresses(info.Outer) : FlowHash.Macs(info);
-        return 1UL << (int)(h % (uint)queues);
+        return FlowHash.Queue(h, queues);
     }
 }

@@ -15,6 +15,6 @@ public struct GtpHash : IDistribution
         if (info.Tunnel is TunnelKind.GtpU or TunnelKind.GtpC && info.Inner.IpVersion != 0) h = FlowHash.FiveTuple(info.Inner);
         else if (info.Tunnel is TunnelKind.GtpU or TunnelKind.GtpC) h = FlowHash.Mix(info.TunnelId != 0 ? info.TunnelId : info.TunnelSequence);
         else h = info.Outer.IpVersion != 0 ? FlowHash.Addresses(info.Outer) : FlowHash.Macs(info);
-        return 1UL << (int)(h % (uint)queues);
+        return FlowHash.Queue(h, queues);
     }
 }

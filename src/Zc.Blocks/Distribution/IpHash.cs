@@ -12,6 +12,6 @@ public struct IpHash : IDistribution
     {
         PacketParser.Parse(packet.Data, out PacketInfo info);
         uint h = info.Outer.IpVersion != 0 ? FlowHash.Addresses(info.Outer) : FlowHash.Macs(info);
-        return 1UL << (int)(h % (uint)queues);
+        return FlowHash.Queue(h, queues);
     }
 }

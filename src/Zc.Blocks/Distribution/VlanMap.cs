@@ -32,6 +32,6 @@ public struct VlanMap : IDistribution
         int q = info.VlanCount == 0 ? -1 : _queueOfVlan is null ? info.VlanId % queues : _queueOfVlan[info.VlanId];
         if (q >= 0 && q < queues) return 1UL << q;
         uint h = info.Outer.IpVersion != 0 ? FlowHash.Addresses(info.Outer) : FlowHash.Macs(info);
-        return 1UL << (int)(h % (uint)queues);
+        return FlowHash.Queue(h, queues);
     }
 }
