@@ -69,7 +69,7 @@ Graph graph;
 try
 {
     var builder = GraphBuilder.Cluster(clusterId)
-        .Options(new ClusterOptions { BufferCount = (int)cl.Number('b', 32768, 64, 1 << 26), HugePagesMount = cl.String('u'), MaxQueues = 64 });
+        .Options(new ClusterOptions { BufferCount = (int)cl.Number('b', 32768, 64, 1 << 26), RequireHugePages = cl.Has('u'), MaxQueues = 64 });
     foreach (string[] devices in inputs) builder.Input(devices);
     foreach ((int q, string device) in egress) builder.Egress(q, device);
     graph = builder
@@ -108,7 +108,7 @@ using (graph)
     foreach (IBalancer b in graph.Balancers)
         Console.WriteLine($"cluster {clusterId}: {string.Join(", ", b.Inputs.Select(i => i.Name))} -> mode {mode} -> " +
                           $"zc:{clusterId}@{string.Join(",", b.Outputs.Select(q => q.Id))}");
-    Console.WriteLine($"arena {graph.Cluster.ArenaPath}{(graph.Cluster.OnHugePages ? " on hugepages" : "")}");
+    Console.WriteLine($"serving on {graph.Cluster.SocketPath}{(graph.Cluster.OnHugePages ? ", buffers on hugepages" : "")}");
     var clock = Stopwatch.StartNew();
     ulong lastRecv = 0, lastFwd = 0;
     double last = 0;

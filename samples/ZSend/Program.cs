@@ -27,7 +27,7 @@ using ZcCluster cluster = ZcCluster.Create(clusterId, new ClusterOptions { Buffe
 BufferPool pool = cluster.CreatePool(buffers);
 var qs = new ZcQueue[queues];
 for (int i = 0; i < queues; i++) pool.ReclaimFrom(qs[i] = cluster.CreateQueue(Math.Min(slots, buffers)));
-Console.WriteLine($"cluster {clusterId}: {queues} queues at {cluster.ArenaPath}{(cluster.OnHugePages ? " (hugepages)" : "")}");
+Console.WriteLine($"cluster {clusterId}: {queues} queues at {cluster.SocketPath}{(cluster.OnHugePages ? " (hugepages)" : "")}");
 
 var burst = new PacketHandle[32];
 long seq = 0;

@@ -13,20 +13,22 @@ public sealed class ClusterOptions
     public int MaxQueues { get; init; } = 32;
 
     /// <summary>
-    /// A hugetlbfs mount to put the arena on. Null: use the first 2 MiB mount with enough free
-    /// pages, else <c>/dev/shm</c> with a warning. Given: it must work, or creation fails.
+    /// True: the buffers must be on 2 MiB hugepages, or creation fails saying how to reserve them.
+    /// False (the default): hugepages when the kernel's pool has enough free, else normal shared
+    /// pages with a one-line warning. Hugepages come from the pool (<c>/proc/sys/vm/nr_hugepages</c>)
+    /// directly: no hugetlbfs mount is needed.
     /// </summary>
-    public string? HugePagesMount { get; init; }
+    public bool RequireHugePages { get; init; }
 
-    /// <summary>False puts the arena in <c>/dev/shm</c> even when hugepages are there.</summary>
+    /// <summary>False uses normal shared pages even when hugepages are free.</summary>
     public bool UseHugePages { get; init; } = true;
 
     /// <summary>Lock the arena in RAM with <c>mlock</c> (unneeded on hugepages, which never swap).</summary>
     public bool LockMemory { get; init; }
 
     /// <summary>
-    /// A group id whose members may attach: the arena is then 0660 and that group's; otherwise
-    /// it is 0600, for its owner alone.
+    /// A group id whose members may attach: the cluster's socket is then 0660 and that group's;
+    /// otherwise it is 0600, for its owner's user alone.
     /// </summary>
     public int? GroupId { get; init; }
 

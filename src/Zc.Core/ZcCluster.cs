@@ -10,31 +10,46 @@ using ZcFlow.Queues;
 namespace ZcFlow;
 
 /// <summary>
-/// A numeric id and one shared arena holding all of a cluster's buffers and queues,
-/// PF_RING ZC's cluster. The process that creates it owns it: it carves pools and queues
-/// out of the arena, and disposing the cluster unmaps the arena and removes its file.
-/// Stop every worker that touches the cluster before disposing it.
+/// A numeric id and the shared memory holding all of a cluster's buffers and queues, PF_RING
+/// ZC's cluster. The process that creates it owns it: it carves pools and queues out of it,
+/// and serves it on a unix socket (<c>/dev/shm/zcflow-&lt;id&gt;.sock</c>) through which other
+/// processes attach to its queues and are handed just the memory they need.
 ///
-/// Creating and carving are not thread-safe; do them before the packets flow.
+/// The memory has no name a process could open: when the owner and every consumer are gone,
+/// however they ended, so is the memory. Disposing the cluster closes the socket (attached
+/// consumers are told at once) and unmaps. Stop every worker that touches the cluster before
+/// disposing it. Creating and carving are not thread-safe; do them before the packets flow.
 /// </summary>
 public sealed unsafe class ZcCluster : IDisposable
 {
     private readonly Arena _arena;
     private readonly BufferRegion _buffers;
-    private readonly List<ZcQueue> _queues = [];
+    private readonly ClusterLock _lock;
+    private readonly ClusterServer _server;
     private readonly ulong[] _holders; // which queues hold each buffer: this process's record, never shared
+    private readonly uint _recycleCapacity;
+    private readonly int _maxQueues;
+    private ZcQueue[] _queues = [];
+    private uint _buffersAssigned, _poolCount, _deviceCount; // the owner's own record; the header's copies are for others to read
     private int _disposed;
 
-    private ZcCluster(uint id, Arena arena)
+    private ZcCluster(uint id, Arena arena, ClusterLock clusterLock, uint stride, uint count, uint capacity, uint recycle, int maxQueues, ulong generation, ClusterOptions options)
     {
         Id = id;
         _arena = arena;
-        ref ArenaHeader h = ref Header;
-        _buffers = new BufferRegion(arena.Base + h.BuffersOffset, h.BufferStride, h.BufferCount, h.BufferCapacity);
-        _holders = new ulong[h.BufferCount];
+        _lock = clusterLock;
+        _buffers = new BufferRegion(arena.Base + ArenaLayout.BuffersOffset, stride, count, capacity);
+        _holders = new ulong[count];
+        _recycleCapacity = recycle;
+        _maxQueues = maxQueues;
+        Generation = generation;
+        _server = new ClusterServer(this, clusterLock, options.GroupId);
     }
 
     public uint Id { get; }
+
+    /// <summary>Random per creation: what consumers compare to tell a restarted owner from the one they attached to.</summary>
+    public ulong Generation { get; }
 
     /// <summary>Bytes of packet a buffer holds.</summary>
     public int BufferSize => (int)_buffers.Capacity;
@@ -43,28 +58,32 @@ public sealed unsafe class ZcCluster : IDisposable
     public int BufferCount => (int)_buffers.Count;
 
     /// <summary>Buffers not yet given to a pool.</summary>
-    public int UnassignedBuffers => (int)(Header.BufferCount - Header.BuffersAssigned);
+    public int UnassignedBuffers => (int)(_buffers.Count - _buffersAssigned);
 
-    /// <summary>True when the arena is on 2 MiB hugepages.</summary>
+    /// <summary>True when the memory is 2 MiB hugepages.</summary>
     public bool OnHugePages => _arena.OnHugePages;
 
-    /// <summary>The arena's file, which other processes map to attach.</summary>
-    public string ArenaPath => _arena.Path;
+    /// <summary>The socket other processes attach through.</summary>
+    public string SocketPath => _lock.SocketPath;
 
-    /// <summary>Bytes the arena maps.</summary>
+    /// <summary>Bytes of the cluster memory (header, directories, buffers).</summary>
     public ulong ArenaSize => _arena.Size;
 
     /// <summary>The queues created so far, by id.</summary>
-    public IReadOnlyList<ZcQueue> Queues => _queues;
+    public IReadOnlyList<ZcQueue> Queues => Volatile.Read(ref _queues);
+
+    internal Arena Memory => _arena;
 
     private ref ArenaHeader Header => ref _arena.At<ArenaHeader>(0);
 
-    /// <summary>The arena file's name for a cluster id, in whichever directory holds it.</summary>
+    /// <summary>The name of cluster <paramref name="id"/>'s socket and lock files, and the label of its memory.</summary>
     public static string FileName(uint id) => $"zcflow-{id}";
 
     /// <summary>
-    /// Creates cluster <paramref name="id"/>. A cluster of that id whose owner is still alive is an
-    /// error naming that owner's pid; one left behind by a dead owner is replaced.
+    /// Creates cluster <paramref name="id"/>. A cluster of that id whose owner is alive is an error
+    /// naming that owner's pid; what a dead owner left is replaced. Two processes creating the same
+    /// id at once cannot both succeed: the id is taken by a lock the kernel drops when its holder dies,
+    /// and the socket appears only once the memory is complete.
     /// </summary>
     public static ZcCluster Create(uint id, ClusterOptions? options = null)
     {
@@ -77,81 +96,82 @@ public sealed unsafe class ZcCluster : IDisposable
         ArgumentOutOfRangeException.ThrowIfGreaterThan(options.MaxQueues, ArenaLayout.MaxQueues, nameof(options.MaxQueues));
 
         uint stride = (uint)ArenaLayout.BufferStride(options.BufferSize);
-        uint recycle = BitOperations.RoundUpToPowerOf2((uint)Math.Max(options.BufferCount, 2));
-        ulong buffersBytes = ArenaLayout.AlignUp((ulong)stride * (ulong)options.BufferCount, ArenaLayout.PageSize);
-        ulong queueArea = (ulong)options.MaxQueues * 2 * ArenaLayout.RingSize(recycle);
-        ulong total = ArenaLayout.BuffersOffset + buffersBytes + queueArea;
+        uint count = (uint)options.BufferCount;
+        uint recycle = BitOperations.RoundUpToPowerOf2(Math.Max(count, 2));
+        ulong total = ArenaLayout.ClusterSize(stride, count);
 
-        ClusterDirectory.RemoveStale(id);
-        Arena arena = OpenArena(id, total, options);
+        ClusterLock clusterLock = ClusterLock.Acquire(id);
+        Arena? arena = null;
         try
         {
+            arena = CreateMemory(id, total, options);
             if (options.LockMemory) arena.Lock();
+            ulong generation = (ulong)Random.Shared.NextInt64() | 1;
             ref ArenaHeader h = ref arena.At<ArenaHeader>(0);
+            h.Magic = ArenaLayout.Magic;
             h.Version = ArenaLayout.Version;
             h.HeaderSize = ArenaLayout.HeaderSize;
             h.ClusterId = id;
-            h.OwnerPid = Environment.ProcessId;
-            h.Generation = (ulong)Random.Shared.NextInt64() | 1;
+            h.Generation = generation;
             h.StartTimeUnixNs = (DateTime.UtcNow - DateTime.UnixEpoch).Ticks * 100;
             h.TotalSize = arena.Size;
             h.BuffersOffset = ArenaLayout.BuffersOffset;
             h.BufferStride = stride;
             h.BufferCapacity = (uint)options.BufferSize;
-            h.BufferCount = (uint)options.BufferCount;
-            h.QueueAreaOffset = ArenaLayout.BuffersOffset + buffersBytes;
-            h.QueueAreaSize = queueArea;
+            h.BufferCount = count;
             h.RecycleCapacity = recycle;
             h.Flags = arena.OnHugePages ? ArenaHeader.FlagHugePages : 0;
-            h.State = ArenaHeader.Running;
-            // The magic goes last: an attacher that sees it sees a complete header.
-            Volatile.Write(ref h.Magic, ArenaLayout.Magic);
-            return new ZcCluster(id, arena);
+            return new ZcCluster(id, arena, clusterLock, stride, count, (uint)options.BufferSize, recycle, options.MaxQueues, generation, options);
         }
         catch
         {
-            arena.Dispose();
+            arena?.Dispose();
+            clusterLock.Dispose();
             throw;
         }
     }
 
-    private static Arena OpenArena(uint id, ulong size, ClusterOptions options)
+    private static Arena CreateMemory(uint id, ulong size, ClusterOptions options)
     {
-        uint mode = options.GroupId is null ? 0x180u /* 0600 */ : 0x1B0u /* 0660 */;
-        int group = options.GroupId ?? -1;
         long pages = (long)(ArenaLayout.AlignUp(size, ArenaLayout.HugePageSize) / ArenaLayout.HugePageSize);
-        if (options.HugePagesMount is { } mount)
+        if (options.RequireHugePages) return Arena.Create(FileName(id), size, hugePages: true);
+        if (options.UseHugePages && HugePages.FreePages >= pages)
         {
-            if (!HugePages.Mounts().Contains(mount.TrimEnd('/')))
-                throw new InvalidOperationException($"{mount} is not a hugetlbfs mount with 2 MiB pages: {HugePages.EnableHint}");
-            return Arena.CreateNew(Path.Combine(mount, FileName(id)), size, hugePages: true, mode, group);
+            try
+            {
+                return Arena.Create(FileName(id), size, hugePages: true);
+            }
+            catch (ErrnoException)
+            {
+                // taken meanwhile by another process: fall through to normal pages, with the warning
+            }
         }
-        if (options.UseHugePages && HugePages.FindMountWithFreePages(pages) is { } found)
-            return Arena.CreateNew(Path.Combine(found, FileName(id)), size, hugePages: true, mode, group);
         if (options.UseHugePages)
             (options.Warn ?? Console.Error.WriteLine)(
-                $"zcflow: cluster {id}: no hugetlbfs mount with {pages} free 2 MiB pages, using {Arena.ShmDirectory} with normal pages; to enable hugepages, {HugePages.EnableHint}");
-        return Arena.CreateNew(Path.Combine(Arena.ShmDirectory, FileName(id)), size, hugePages: false, mode, group);
+                $"zcflow: cluster {id}: fewer than {pages} free 2 MiB hugepages, using normal shared pages; to enable hugepages, {HugePages.EnableHint}");
+        return Arena.Create(FileName(id), size, hugePages: false);
     }
 
     /// <summary>Gives <paramref name="buffers"/> of the cluster's unassigned buffers to a new pool.</summary>
     public BufferPool CreatePool(int buffers)
     {
         ThrowIfDisposed();
-        ref ArenaHeader h = ref Header;
-        if (buffers < 1 || (uint)buffers > h.BufferCount - h.BuffersAssigned)
-            throw new ArgumentOutOfRangeException(nameof(buffers), buffers,
-                $"cluster {Id} has {h.BufferCount - h.BuffersAssigned} of {h.BufferCount} buffers left to give to a pool");
-        if (h.PoolCount >= ArenaLayout.MaxPools)
+        uint left = _buffers.Count - _buffersAssigned;
+        if (buffers < 1 || (uint)buffers > left)
+            throw new ArgumentOutOfRangeException(nameof(buffers), buffers, $"cluster {Id} has {left} of {_buffers.Count} buffers left to give to a pool");
+        if (_poolCount >= ArenaLayout.MaxPools)
             throw new InvalidOperationException($"cluster {Id} already has the maximum of {ArenaLayout.MaxPools} pools");
-        int id = (int)h.PoolCount;
+        int id = (int)_poolCount;
         ref PoolEntry e = ref _arena.At<PoolEntry>(ArenaLayout.PoolDirectoryOffset + (ulong)id * ArenaLayout.EntrySize);
-        e.FirstBuffer = h.BuffersAssigned;
+        e.FirstBuffer = _buffersAssigned;
         e.Count = (uint)buffers;
+        e.Free = (uint)buffers;
         Volatile.Write(ref e.State, PoolEntry.Ready);
-        var pool = new BufferPool(id, _buffers, h.BuffersAssigned, (uint)buffers, _holders);
-        h.BuffersAssigned += (uint)buffers;
-        Volatile.Write(ref h.PoolCount, h.PoolCount + 1);
+        var pool = new BufferPool(id, _buffers, _buffersAssigned, (uint)buffers, _holders, (PoolEntry*)Unsafe.AsPointer(ref e));
+        _buffersAssigned += (uint)buffers;
+        _poolCount++;
+        Volatile.Write(ref Header.BuffersAssigned, _buffersAssigned);
+        Volatile.Write(ref Header.PoolCount, _poolCount);
         return pool;
     }
 
@@ -159,40 +179,35 @@ public sealed unsafe class ZcCluster : IDisposable
     /// Creates a queue of at least <paramref name="slots"/> packets (rounded up to a power of two,
     /// at most the cluster's buffer count rounded up). Its id is the next free one, from 0.
     /// An <see cref="QueueRole.Ingress"/> queue carries packets from an application into the cluster.
+    /// The queue's rings are memory of their own, which only the consumer that attaches to it is given.
     /// </summary>
     public ZcQueue CreateQueue(int slots, QueueRole role = QueueRole.Egress)
     {
         ThrowIfDisposed();
-        ref ArenaHeader h = ref Header;
-        if (slots < 1 || (uint)slots > h.RecycleCapacity)
-            throw new ArgumentOutOfRangeException(nameof(slots), slots, $"a queue of cluster {Id} holds 1 to {h.RecycleCapacity} packets");
-        if (_queues.Count >= (int)((h.QueueAreaSize) / (2 * ArenaLayout.RingSize(h.RecycleCapacity))))
-            throw new InvalidOperationException($"cluster {Id} already has its maximum of {_queues.Count} queues (ClusterOptions.MaxQueues)");
+        if (slots < 1 || (uint)slots > _recycleCapacity)
+            throw new ArgumentOutOfRangeException(nameof(slots), slots, $"a queue of cluster {Id} holds 1 to {_recycleCapacity} packets");
+        ZcQueue[] queues = _queues;
+        if (queues.Length >= _maxQueues)
+            throw new InvalidOperationException($"cluster {Id} already has its maximum of {queues.Length} queues (ClusterOptions.MaxQueues)");
         uint capacity = BitOperations.RoundUpToPowerOf2((uint)Math.Max(slots, 2));
-        int id = _queues.Count;
-        ulong forward = h.QueueAreaOffset + h.QueueAreaUsed;
-        ulong recycle = forward + ArenaLayout.RingSize(capacity);
-        h.QueueAreaUsed += ArenaLayout.RingSize(capacity) + ArenaLayout.RingSize(h.RecycleCapacity);
-
-        ref QueueEntry e = ref _arena.At<QueueEntry>(ArenaLayout.QueueDirectoryOffset + (ulong)id * ArenaLayout.EntrySize);
+        int id = queues.Length;
+        Arena memory = Arena.Create($"{FileName(Id)}@{id}", ArenaLayout.QueueSize(capacity, _recycleCapacity), hugePages: false);
+        ref QueueEntry e = ref _arena.At<QueueEntry>(ArenaLayout.QueueDirectoryOffset + (ulong)id * ArenaLayout.QueueEntrySize);
         e.Capacity = capacity;
         e.Role = (uint)role;
-        e.RecycleCapacity = h.RecycleCapacity;
-        e.ForwardOffset = forward;
-        e.RecycleOffset = recycle;
-        Volatile.Write(ref e.State, QueueEntry.Ready);
-        Volatile.Write(ref h.QueueCount, (uint)id + 1);
-
         var queue = new ZcQueue(id, role,
-            new SpscRing((RingControl*)(_arena.Base + forward), capacity, wakeable: true),
-            new SpscRing((RingControl*)(_arena.Base + recycle), h.RecycleCapacity, wakeable: false),
-            _buffers, (QueueEntry*)Unsafe.AsPointer(ref e), _holders, owner: null);
-        _queues.Add(queue);
+            new SpscRing((RingControl*)memory.Base, capacity, wakeable: true),
+            new SpscRing((RingControl*)(memory.Base + ArenaLayout.RingSize(capacity)), _recycleCapacity, wakeable: false),
+            _buffers, _holders, owner: null, memory, (QueueEntry*)Unsafe.AsPointer(ref e));
+        queue.Publish();
+        Volatile.Write(ref e.State, QueueEntry.Ready);
+        Volatile.Write(ref _queues, [.. queues, queue]);
+        Volatile.Write(ref Header.QueueCount, (uint)id + 1);
         return queue;
     }
 
     /// <summary>
-    /// Lists a device in the arena under <paramref name="name"/> (cut to 56 bytes), so that the
+    /// Lists a device in the cluster under <paramref name="name"/> (cut to 56 bytes), so that the
     /// cluster listing (<see cref="ClusterDirectory.List"/>) shows its counters once
     /// <see cref="PublishDeviceStats"/> has written them. Returns the device's entry id.
     /// </summary>
@@ -200,15 +215,15 @@ public sealed unsafe class ZcCluster : IDisposable
     {
         ThrowIfDisposed();
         ArgumentException.ThrowIfNullOrEmpty(name);
-        ref ArenaHeader h = ref Header;
-        if (h.DeviceCount >= ArenaLayout.MaxDevices)
+        if (_deviceCount >= ArenaLayout.MaxDevices)
             throw new InvalidOperationException($"cluster {Id} already lists the maximum of {ArenaLayout.MaxDevices} devices");
-        int id = (int)h.DeviceCount;
+        int id = (int)_deviceCount;
         ref DeviceEntry e = ref Device(id);
         int length = System.Text.Encoding.UTF8.GetBytes(name.AsSpan(0, Math.Min(name.Length, DeviceEntry.MaxName)), new Span<byte>(Unsafe.AsPointer(ref e.Name[0]), DeviceEntry.MaxName));
         e.NameLength = (uint)length;
         Volatile.Write(ref e.State, DeviceEntry.Ready);
-        Volatile.Write(ref h.DeviceCount, (uint)id + 1);
+        _deviceCount++;
+        Volatile.Write(ref Header.DeviceCount, _deviceCount);
         return id;
     }
 
@@ -216,7 +231,7 @@ public sealed unsafe class ZcCluster : IDisposable
     public void PublishDeviceStats(int device, DeviceStats stats)
     {
         ThrowIfDisposed();
-        if ((uint)device >= Header.DeviceCount) throw new ArgumentOutOfRangeException(nameof(device), device, $"cluster {Id} lists {Header.DeviceCount} devices");
+        if ((uint)device >= _deviceCount) throw new ArgumentOutOfRangeException(nameof(device), device, $"cluster {Id} lists {_deviceCount} devices");
         ref DeviceEntry e = ref Device(device);
         Volatile.Write(ref e.Received, stats.Received);
         Volatile.Write(ref e.Bytes, stats.Bytes);
@@ -233,11 +248,16 @@ public sealed unsafe class ZcCluster : IDisposable
         if (Volatile.Read(ref _disposed) != 0) ThrowHelper.Disposed($"cluster {Id}");
     }
 
-    /// <summary>Marks the cluster closed for attached consumers, unmaps the arena and removes its file. Idempotent.</summary>
+    /// <summary>
+    /// Tells attached consumers the cluster is closed, closes its socket, unmaps the memory and
+    /// frees the id. The memory itself goes when the last consumer lets go of it. Idempotent.
+    /// </summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        Volatile.Write(ref Header.State, ArenaHeader.Closed);
+        _server.Dispose();
+        foreach (ZcQueue q in _queues) q.Memory?.Dispose();
         _arena.Dispose();
+        _lock.Dispose();
     }
 }

@@ -31,6 +31,10 @@ public sealed class ErrnoException : Exception
         Libc.EEXIST => "EEXIST",
         Libc.EINVAL => "EINVAL",
         Libc.ETIMEDOUT => "ETIMEDOUT",
+        Libc.EBADF => "EBADF",
+        Libc.EBUSY => "EBUSY",
+        Libc.EADDRINUSE => "EADDRINUSE",
+        Libc.ECONNREFUSED => "ECONNREFUSED",
         _ => $"errno {errno}",
     };
 }

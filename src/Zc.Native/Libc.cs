@@ -3,9 +3,12 @@ using System.Runtime.InteropServices;
 namespace ZcFlow.Native;
 
 /// <summary>
-/// The libc calls ZcFlow makes, and nothing else: shared memory, mappings, CPU affinity
-/// and futexes. Every call sets the last P/Invoke error; <see cref="ErrnoException"/>
-/// turns a failure into an exception carrying errno and its text.
+/// The libc calls ZcFlow makes, and nothing else: shared memory (memfd, seals), mappings,
+/// unix sockets that carry file descriptors, locks, CPU affinity and futexes. Every call sets
+/// the last P/Invoke error; <see cref="ErrnoException"/> turns a failure into an exception
+/// carrying errno and its text. Constants are the values of x86-64 and arm64, which agree on
+/// all of them; the one that does not (the futex syscall number) is chosen per architecture,
+/// and any other architecture is refused when this class is first used.
 /// </summary>
 public static unsafe partial class Libc
 {
@@ -22,6 +25,7 @@ public static unsafe partial class Libc
     public const int PROT_READ = 0x1;
     public const int PROT_WRITE = 0x2;
     public const int MAP_SHARED = 0x01;
+    public const int MAP_FIXED = 0x10;
     public const int MAP_POPULATE = 0x08000;
     public const int MADV_HUGEPAGE = 14;
     public const int MADV_DONTDUMP = 16;
@@ -31,8 +35,43 @@ public static unsafe partial class Libc
     public const int FUTEX_WAIT = 0;
     public const int FUTEX_WAKE = 1;
 
-    // asm/unistd_64.h
-    private const long SYS_futex = 202;
+    // asm/unistd.h: the one number here that differs between the architectures we run on
+    private static readonly long SYS_futex = RuntimeInformation.ProcessArchitecture switch
+    {
+        Architecture.X64 => 202,
+        Architecture.Arm64 => 98,
+        var other => throw new PlatformNotSupportedException($"ZcFlow runs on x86-64 and arm64 Linux, not {other}"),
+    };
+
+    // linux/memfd.h
+    public const uint MFD_CLOEXEC = 0x1;
+    public const uint MFD_ALLOW_SEALING = 0x2;
+    public const uint MFD_HUGETLB = 0x4;
+    public const uint MFD_HUGE_2MB = 21u << 26;
+
+    // fcntl.h: file seals
+    public const int F_ADD_SEALS = 1033;
+    public const int F_GET_SEALS = 1034;
+    public const int F_SEAL_SEAL = 0x1;
+    public const int F_SEAL_SHRINK = 0x2;
+    public const int F_SEAL_GROW = 0x4;
+
+    // sys/file.h
+    public const int LOCK_EX = 2;
+    public const int LOCK_NB = 4;
+
+    // sys/socket.h, linux/un.h
+    public const int AF_UNIX = 1;
+    public const int SOCK_SEQPACKET = 5;
+    public const int SOCK_NONBLOCK = 0x800;
+    public const int SCM_RIGHTS = 1;
+    public const int SO_PEERCRED = 17;
+    public const int MSG_NOSIGNAL = 0x4000;
+    public const int MSG_CMSG_CLOEXEC = 0x40000000;
+
+    // poll.h (POLLIN is with the packet socket calls)
+    public const short POLLERR = 0x8;
+    public const short POLLHUP = 0x10;
 
     // errno.h
     public const int EPERM = 1;
@@ -45,9 +84,49 @@ public static unsafe partial class Libc
     public const int EEXIST = 17;
     public const int EINVAL = 22;
     public const int ETIMEDOUT = 110;
+    public const int EBADF = 9;
+    public const int EADDRINUSE = 98;
+    public const int ECONNREFUSED = 111;
+    public const int EWOULDBLOCK = EAGAIN;
 
     [LibraryImport(Lib, EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     public static partial int Open(string path, int flags, uint mode);
+
+    [LibraryImport(Lib, EntryPoint = "memfd_create", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    public static partial int MemfdCreate(string name, uint flags);
+
+    /// <summary><c>fcntl(fd, cmd, arg)</c> with an integer argument (seals).</summary>
+    [LibraryImport(Lib, EntryPoint = "fcntl", SetLastError = true)]
+    public static partial int Fcntl(int fd, int cmd, int arg);
+
+    [LibraryImport(Lib, EntryPoint = "flock", SetLastError = true)]
+    public static partial int Flock(int fd, int operation);
+
+    public const int SHUT_RDWR = 2;
+
+    [LibraryImport(Lib, EntryPoint = "shutdown", SetLastError = true)]
+    public static partial int Shutdown(int fd, int how);
+
+    [LibraryImport(Lib, EntryPoint = "listen", SetLastError = true)]
+    public static partial int Listen(int fd, int backlog);
+
+    [LibraryImport(Lib, EntryPoint = "accept4", SetLastError = true)]
+    public static partial int Accept4(int fd, nint address, nint length, int flags);
+
+    [LibraryImport(Lib, EntryPoint = "connect", SetLastError = true)]
+    public static partial int Connect(int fd, SockaddrUn* address, int length);
+
+    [LibraryImport(Lib, EntryPoint = "sendmsg", SetLastError = true)]
+    public static partial nint SendMsg(int fd, MsgHdr* message, int flags);
+
+    [LibraryImport(Lib, EntryPoint = "recvmsg", SetLastError = true)]
+    public static partial nint RecvMsg(int fd, MsgHdr* message, int flags);
+
+    [LibraryImport(Lib, EntryPoint = "chown", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    public static partial int Chown(string path, int owner, int group);
+
+    [LibraryImport(Lib, EntryPoint = "chmod", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    public static partial int Chmod(string path, uint mode);
 
     [LibraryImport(Lib, EntryPoint = "close", SetLastError = true)]
     public static partial int Close(int fd);
@@ -106,8 +185,8 @@ public static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "kill", SetLastError = true)]
     public static partial int Kill(int pid, int signal);
 
-    // glibc's syscall() is variadic; on x86-64 it only moves registers, so a fixed
-    // six-long signature is the documented way to reach it from P/Invoke.
+    // glibc's syscall() is variadic; on x86-64 and arm64 Linux variadic integer arguments travel
+    // in the same registers as fixed ones, so a fixed six-long signature reaches it from P/Invoke.
     [LibraryImport(Lib, EntryPoint = "syscall", SetLastError = true)]
     private static partial long Syscall(long number, nint a1, long a2, long a3, nint a4, long a5, long a6);
 

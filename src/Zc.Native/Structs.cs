@@ -29,15 +29,63 @@ public struct CpuSet
     public const int Capacity = 1024;
 }
 
-/* asm-generic/stat.h as seen through glibc on x86-64: struct stat (144 bytes) */
+/*
+ * struct stat as glibc fills it: 144 bytes on x86-64 (asm/stat.h), 128 on arm64 (asm-generic/stat.h).
+ * The two agree on the fields declared here (dev, inode, size); they differ on mode, nlink and the
+ * ids, which ZcFlow does not read. Sized for the larger.
+ */
 [StructLayout(LayoutKind.Explicit, Size = 144)]
 public struct Stat
 {
     [FieldOffset(0)] public ulong Dev;
     [FieldOffset(8)] public ulong Ino;
-    [FieldOffset(16)] public ulong Nlink;
-    [FieldOffset(24)] public uint Mode;
-    [FieldOffset(28)] public uint Uid;
-    [FieldOffset(32)] public uint Gid;
     [FieldOffset(48)] public long Size;
+}
+
+/* linux/un.h: struct sockaddr_un */
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct SockaddrUn
+{
+    public const int PathCapacity = 108;
+    public ushort Family;
+    public fixed byte Path[PathCapacity];
+}
+
+/* bits/socket.h: struct msghdr (LP64) */
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct MsgHdr
+{
+    public void* Name;
+    public int NameLength;
+    public IoVec* Iov;
+    public nuint IovLength;
+    public void* Control;
+    public nuint ControlLength;
+    public int Flags;
+}
+
+/* bits/types/struct_iovec.h: struct iovec */
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct IoVec
+{
+    public void* Base;
+    public nuint Length;
+}
+
+/* bits/socket.h: struct cmsghdr (LP64), followed by its data at offset 16 */
+[StructLayout(LayoutKind.Sequential)]
+public struct CmsgHdr
+{
+    public nuint Length;
+    public int Level;
+    public int Type;
+}
+
+/* bits/socket.h: struct ucred, what SO_PEERCRED returns (pid as seen from the caller's PID namespace) */
+[StructLayout(LayoutKind.Sequential)]
+public struct UCred
+{
+    public int Pid;
+    public uint Uid;
+    public uint Gid;
 }

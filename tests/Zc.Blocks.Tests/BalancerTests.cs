@@ -105,7 +105,7 @@ public class BalancerTests(ITestOutputHelper output)
     public void BalancerProcess_WithTwoConsumerProcesses_DeliversEveryPacketOnce_EachConversationToOneConsumer()
     {
         const long Count = 2_000_000;
-        uint cluster = (uint)(3_000_000 + Environment.ProcessId % 100_000);
+        uint cluster = TestClusters.NextId();
         string keys = Path.Combine(Path.GetTempPath(), $"zcflow-keys-{Environment.ProcessId}-");
         using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", cluster, "-n", 2, "-m", 8, "-i", $"gen:64?flows=5000&count={Count}", "-L", "-W", 1]);
         using ChildProcess first = ChildProcess.Start("drain", [cluster, 0, keys + "0"]);

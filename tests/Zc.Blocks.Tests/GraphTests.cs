@@ -15,7 +15,7 @@ public class GraphTests
         const int Generated = 10_000, Total = Generated + 1000;
         try
         {
-            using Graph graph = GraphBuilder.Cluster((uint)(4_000_000 + Environment.ProcessId % 100_000))
+            using Graph graph = GraphBuilder.Cluster(TestClusters.NextId())
                 .Options(new ClusterOptions { BufferCount = 8192, UseHugePages = false, Warn = _ => { } })
                 .Input($"gen:64?flows=4096&count={Generated}", "pcap:" + pcap)
                 .Applications(2, 1)
@@ -48,7 +48,7 @@ public class GraphTests
     [Fact]
     public void AGraphWithoutInput_OrWithABadDevice_SaysWhy_AndLeavesNoCluster()
     {
-        uint id = (uint)(4_100_000 + Environment.ProcessId % 100_000);
+        uint id = TestClusters.NextId();
         Assert.Throws<InvalidOperationException>(() => GraphBuilder.Cluster(id).Balance(0));
         var e = Assert.Throws<ArgumentException>(() => GraphBuilder.Cluster(id).Options(new ClusterOptions { BufferCount = 256, UseHugePages = false, Warn = _ => { } })
             .Input("gen:64", "nosuch0").Balance(1));

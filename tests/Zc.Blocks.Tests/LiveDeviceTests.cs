@@ -114,7 +114,7 @@ public class LiveDeviceTests
         Corpus.SkipIfMissing();
         TestSetup.RequireTool("tcpreplay");
         using Veth veth = Veth.Create(mtu: 1500);
-        uint id = (uint)(3_200_000 + Environment.ProcessId % 100_000);
+        uint id = TestClusters.NextId();
         using (ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", id, "-i", $"xdp:{Veth.B}@0"], netns: veth.Namespace))
         {
             balancer.WaitFor("arena");

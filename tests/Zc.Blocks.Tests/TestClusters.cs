@@ -4,8 +4,14 @@ internal static class TestClusters
 {
     private static int _next;
 
+    /// <summary>
+    /// An id no other test can be using: this assembly's range is [2e9, 3e9) (Zc.Core.Tests has [1e9, 2e9)),
+    /// a thousand ids per test process, so neither two assemblies nor two runs side by side collide.
+    /// </summary>
+    public static uint NextId() => (uint)(2_000_000_000 + Environment.ProcessId % 1_000_000 * 1000 + Interlocked.Increment(ref _next) % 1000);
+
     public static ZcCluster Create(int buffers = 1024, int bufferSize = 2048, int maxQueues = 8)
-        => ZcCluster.Create((uint)(2_000_000 + Environment.ProcessId % 100_000 * 100 + Interlocked.Increment(ref _next)), new ClusterOptions
+        => ZcCluster.Create(NextId(), new ClusterOptions
         {
             BufferCount = buffers, BufferSize = bufferSize, MaxQueues = maxQueues, UseHugePages = false, Warn = _ => { },
         });

@@ -12,10 +12,12 @@ internal sealed class ChildProcess : IDisposable
     private readonly Process _process;
     private readonly BlockingCollection<string> _lines = [];
     private readonly List<string> _all = [];
+    private readonly string? _copy;   // binaries copied where another user can read them
 
-    private ChildProcess(Process process)
+    private ChildProcess(Process process, string? copy = null)
     {
         _process = process;
+        _copy = copy;
         _process.OutputDataReceived += (_, e) =>
         {
             if (e.Data is null) { _lines.CompleteAdding(); return; }
@@ -35,19 +37,30 @@ internal sealed class ChildProcess : IDisposable
 
     /// <summary>
     /// Starts the program <paramref name="program"/> (an assembly built beside the tests) with <paramref name="args"/>;
-    /// with <paramref name="netns"/>, inside that network namespace.
+    /// with <paramref name="netns"/>, inside that network namespace; with <paramref name="newPidNamespace"/>, in a PID
+    /// namespace of its own (<c>unshare --pid --fork</c>), where it cannot see this process's pids.
     /// </summary>
-    public static ChildProcess Run(string program, object[] args, int? asUser = null, string? netns = null)
+    public static ChildProcess Run(string program, object[] args, int? asUser = null, string? netns = null, bool newPidNamespace = false)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, program + ".dll");
+        string? copy = null;
         var info = new ProcessStartInfo { RedirectStandardOutput = true, RedirectStandardInput = true, UseShellExecute = false };
         if (netns is not null)
         {
             info.FileName = "ip";
             foreach (string a in new[] { "netns", "exec", netns, "dotnet" }) info.ArgumentList.Add(a);
         }
+        else if (newPidNamespace)
+        {
+            info.FileName = "unshare";
+            foreach (string a in new[] { "--pid", "--fork", "--kill-child", "dotnet" }) info.ArgumentList.Add(a);
+        }
         else if (asUser is int uid)
         {
+            // The build may sit in a directory only root can enter (a clone in /root): the other user runs a copy.
+            copy = Path.Combine(Path.GetTempPath(), $"zcflow-as-{uid}-{Guid.NewGuid():N}");
+            CopyReadable(AppContext.BaseDirectory, copy);
+            dll = Path.Combine(copy, program + ".dll");
             info.FileName = "setpriv";
             foreach (string a in new[] { $"--reuid={uid}", $"--regid={uid}", "--clear-groups", "dotnet" }) info.ArgumentList.Add(a);
             info.Environment["DOTNET_CLI_HOME"] = Path.GetTempPath();
@@ -58,18 +71,44 @@ internal sealed class ChildProcess : IDisposable
         }
         info.ArgumentList.Add(dll);
         foreach (object a in args) info.ArgumentList.Add(Convert.ToString(a, System.Globalization.CultureInfo.InvariantCulture)!);
-        return new ChildProcess(Process.Start(info)!);
+        return new ChildProcess(Process.Start(info)!, copy);
+    }
+
+    private static void CopyReadable(string from, string to)
+    {
+        const UnixFileMode Dir = (UnixFileMode)0x1ED;  // 0755
+        const UnixFileMode File = (UnixFileMode)0x1A4; // 0644
+        Directory.CreateDirectory(to);
+        System.IO.File.SetUnixFileMode(to, Dir);
+        foreach (string d in Directory.EnumerateDirectories(from, "*", SearchOption.AllDirectories))
+        {
+            string target = Path.Combine(to, Path.GetRelativePath(from, d));
+            Directory.CreateDirectory(target);
+            System.IO.File.SetUnixFileMode(target, Dir);
+        }
+        foreach (string f in Directory.EnumerateFiles(from, "*", SearchOption.AllDirectories))
+        {
+            string target = Path.Combine(to, Path.GetRelativePath(from, f));
+            System.IO.File.Copy(f, target, overwrite: true);
+            System.IO.File.SetUnixFileMode(target, File);
+        }
     }
 
     /// <summary>The next line that starts with <paramref name="prefix"/>; a line starting "error" or the end of output fails the test.</summary>
-    public string WaitFor(string prefix, int seconds = 60)
+    public string WaitFor(string prefix, int seconds = 60) => WaitFor([prefix], seconds);
+
+    /// <summary>The next line that starts with any of <paramref name="prefixes"/>.</summary>
+    public string WaitFor(string prefix, string orPrefix, int seconds = 60) => WaitFor([prefix, orPrefix], seconds);
+
+    private string WaitFor(string[] prefixes, int seconds)
     {
+        string prefix = string.Join("' or '", prefixes);
         using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(seconds));
         try
         {
             foreach (string line in _lines.GetConsumingEnumerable(cancel.Token))
             {
-                if (line.StartsWith(prefix, StringComparison.Ordinal)) return line;
+                if (prefixes.Any(p => line.StartsWith(p, StringComparison.Ordinal))) return line;
                 if (line.StartsWith("error", StringComparison.Ordinal)) Assert.Fail($"child {Pid}: {line}");
             }
         }
@@ -110,5 +149,6 @@ internal sealed class ChildProcess : IDisposable
     {
         if (!_process.HasExited) Kill();
         _process.Dispose();
+        if (_copy is not null) Directory.Delete(_copy, recursive: true);
     }
 }

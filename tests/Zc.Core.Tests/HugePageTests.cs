@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using ZcFlow.Buffers;
 using ZcFlow.Memory;
 
@@ -5,23 +6,22 @@ namespace ZcFlow.Tests;
 
 public class HugePageTests
 {
-    private static ClusterOptions Small(string? mount = null) => new()
+    private static ClusterOptions Small(bool require = true) => new()
     {
-        BufferCount = 1024, BufferSize = 256, MaxQueues = 2, HugePagesMount = mount,
+        BufferCount = 1024, BufferSize = 256, MaxQueues = 2, RequireHugePages = require,
         Warn = w => Assert.Fail($"unexpected warning: {w}"),
     };
 
     [Fact]
-    public void Create_OnAHugetlbfsMount_PutsTheArenaOnHugePages_AndGivesThemBackOnDispose()
+    public void Create_WithFreeHugePages_PutsTheBuffersOnThem_AndGivesThemBackOnDispose()
     {
         using HostHugePages? host = HostHugePages.TryCreate(pages: 8, out string reason);
         if (host is null) Assert.Skip(reason);
 
         long free = HugePages.FreePages;
-        using (ZcCluster cluster = ZcCluster.Create(TestClusters.NextId(), Small(host.Mount)))
+        using (ZcCluster cluster = ZcCluster.Create(TestClusters.NextId(), Small()))
         {
             Assert.True(cluster.OnHugePages);
-            Assert.StartsWith(host.Mount + "/", cluster.ArenaPath);
             Assert.Equal(0UL, cluster.ArenaSize % ArenaLayout.HugePageSize);
             Assert.Equal(free - (long)(cluster.ArenaSize / ArenaLayout.HugePageSize), HugePages.FreePages);
 
@@ -38,19 +38,48 @@ public class HugePageTests
     }
 
     [Fact]
-    public void Create_WithoutAMountNamed_FindsTheHugetlbfsMountItself()
+    public void Create_WithoutRequiring_TakesHugePagesWhenThePoolHasThem()
     {
         using HostHugePages? host = HostHugePages.TryCreate(pages: 8, out string reason);
         if (host is null) Assert.Skip(reason);
 
-        using ZcCluster cluster = ZcCluster.Create(TestClusters.NextId(), Small());
+        using ZcCluster cluster = ZcCluster.Create(TestClusters.NextId(), Small(require: false));
         Assert.True(cluster.OnHugePages);
     }
 
     [Fact]
-    public void Create_OnADirectoryThatIsNotHugetlbfs_SaysHowToMakeOne()
+    public void Create_RequiringMoreHugePagesThanAreFree_SaysHowToReserveThem()
     {
-        var e = Assert.Throws<InvalidOperationException>(() => ZcCluster.Create(TestClusters.NextId(), Small("/tmp")));
-        Assert.Contains("mount -t hugetlbfs", e.Message);
+        long pages = HugePages.FreePages + 2;
+        int buffers = (int)Math.Min(1 << 30, pages * (long)ArenaLayout.HugePageSize / ArenaLayout.BufferStride(256));
+        var e = Assert.ThrowsAny<Exception>(() => ZcCluster.Create(TestClusters.NextId(), new ClusterOptions { BufferCount = buffers, BufferSize = 256, RequireHugePages = true }));
+        Assert.Contains("nr_hugepages", e.Message);
+    }
+
+    [Fact]
+    public void OwnerKilled_ItsHugePagesComeBack_OnceItsLastConsumerHasGoneToo()
+    {
+        using HostHugePages? host = HostHugePages.TryCreate(pages: 8, out string reason);
+        if (host is null) Assert.Skip(reason);
+
+        long free = HugePages.FreePages;
+        uint id = TestClusters.NextId();
+        using ChildProcess owner = ChildProcess.Start("own", [id, 1, "huge"]);
+        owner.WaitFor("ready");
+        Assert.True(HugePages.FreePages < free);
+        using ChildProcess consumer = ChildProcess.Start("peek", [id, 0]);
+        consumer.WaitFor("attached");
+
+        owner.Kill();
+        // The consumer still maps the memory: it stays for as long as the consumer does.
+        Assert.True(HugePages.FreePages < free);
+        consumer.Kill();
+        var clock = Stopwatch.StartNew();
+        while (HugePages.FreePages != free)
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"{free - HugePages.FreePages} hugepages still taken after both processes died");
+            Thread.Sleep(10);
+        }
+        Assert.DoesNotContain(Directory.GetFiles("/dev/shm", ZcCluster.FileName(id) + "*"), f => new FileInfo(f).Length > 0);
     }
 }

@@ -25,11 +25,7 @@ public class IpcTests(ITestOutputHelper output)
         }
     }
 
-    private static void Stamp(PacketHandle p, long seq)
-    {
-        BitConverter.TryWriteBytes(p.Buffer, seq);
-        p.Length = 64;
-    }
+    private static void Stamp(PacketHandle p, long seq) => Payload.Stamp(p, seq);
 
     [Fact]
     public void ThreeConsumerProcesses_50_000_000_SequencedPackets_EachGetsExactlyItsOwnOnceInOrder()
@@ -300,12 +296,18 @@ public class IpcTests(ITestOutputHelper output)
         Assert.True(pool.TryGet(out PacketHandle p));
         Assert.True(queue.TrySend(p));
         using AttachedQueue consumer = AttachedQueue.Attach(cluster.Id, 0);
-        ClusterInfo info = Assert.Single(ClusterDirectory.List(), c => c.Id == cluster.Id);
+        // The owner's socket thread copies the counters into the directory every tenth of a second.
+        ClusterInfo info = null!;
+        WaitUntil(() => (info = Assert.Single(ClusterDirectory.List(), c => c.Id == cluster.Id)).Queues.Single().ConsumerPid != 0, "the consumer in the listing", seconds: 5);
         Assert.True(info.Live);
         Assert.Equal(Environment.ProcessId, info.OwnerPid);
         QueueInfo q = Assert.Single(info.Queues);
         Assert.Equal(Environment.ProcessId, q.ConsumerPid);
         Assert.Equal(1UL, q.Stats.Sent);
+        Assert.Equal(1, q.Held);
+        Assert.Equal(16, q.Quota);
+        Assert.False(q.Stuck);
+        Assert.Equal(new PoolInfo(0, 0, 64, 64), Assert.Single(info.Pools));
     }
 
     [Fact]

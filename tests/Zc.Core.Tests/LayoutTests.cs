@@ -12,17 +12,19 @@ public class LayoutTests
         { typeof(ArenaHeader), nameof(ArenaHeader.Magic), 0 },
         { typeof(ArenaHeader), nameof(ArenaHeader.Version), 8 },
         { typeof(ArenaHeader), nameof(ArenaHeader.ClusterId), 16 },
-        { typeof(ArenaHeader), nameof(ArenaHeader.OwnerPid), 20 },
         { typeof(ArenaHeader), nameof(ArenaHeader.Generation), 24 },
         { typeof(ArenaHeader), nameof(ArenaHeader.BuffersOffset), 48 },
         { typeof(ArenaHeader), nameof(ArenaHeader.BufferCount), 64 },
-        { typeof(ArenaHeader), nameof(ArenaHeader.QueueAreaOffset), 80 },
+        { typeof(ArenaHeader), nameof(ArenaHeader.QueueCount), 76 },
         { typeof(ArenaHeader), nameof(ArenaHeader.RecycleCapacity), 104 },
-        { typeof(ArenaHeader), nameof(ArenaHeader.State), 112 },
+        { typeof(ArenaHeader), nameof(ArenaHeader.DeviceCount), 116 },
         { typeof(PoolEntry), nameof(PoolEntry.FirstBuffer), 4 },
-        { typeof(QueueEntry), nameof(QueueEntry.ForwardOffset), 16 },
-        { typeof(QueueEntry), nameof(QueueEntry.RecycleOffset), 24 },
-        { typeof(QueueEntry), nameof(QueueEntry.ConsumerPid), 32 },
+        { typeof(PoolEntry), nameof(PoolEntry.Free), 12 },
+        { typeof(QueueEntry), nameof(QueueEntry.ConsumerPid), 12 },
+        { typeof(QueueEntry), nameof(QueueEntry.Sent), 16 },
+        { typeof(QueueEntry), nameof(QueueEntry.Errors), 40 },
+        { typeof(QueueEntry), nameof(QueueEntry.Held), 48 },
+        { typeof(QueueEntry), nameof(QueueEntry.Flags), 56 },
         { typeof(RingControl), nameof(RingControl.Head), 0 },
         { typeof(RingControl), nameof(RingControl.ConsumerErrors), 8 },
         { typeof(RingControl), nameof(RingControl.Tail), 128 },
@@ -47,7 +49,7 @@ public class LayoutTests
     {
         Assert.Equal(4096, Unsafe.SizeOf<ArenaHeader>());
         Assert.Equal(64, Unsafe.SizeOf<PoolEntry>());
-        Assert.Equal(64, Unsafe.SizeOf<QueueEntry>());
+        Assert.Equal(128, Unsafe.SizeOf<QueueEntry>());
         Assert.Equal(384, Unsafe.SizeOf<RingControl>());
         Assert.Equal(64, Unsafe.SizeOf<BufferHeader>());
     }
@@ -66,8 +68,24 @@ public class LayoutTests
     [Fact]
     public void Directories_FitBeforeTheBuffers()
     {
-        Assert.True(ArenaLayout.QueueDirectoryOffset + ArenaLayout.MaxQueues * ArenaLayout.EntrySize <= ArenaLayout.BuffersOffset);
+        Assert.True(ArenaLayout.QueueDirectoryOffset + ArenaLayout.MaxQueues * ArenaLayout.QueueEntrySize <= ArenaLayout.DeviceDirectoryOffset);
+        Assert.True(ArenaLayout.DeviceDirectoryOffset + ArenaLayout.MaxDevices * ArenaLayout.DeviceEntrySize <= ArenaLayout.BuffersOffset);
         Assert.Equal(0UL, ArenaLayout.BuffersOffset % ArenaLayout.PageSize);
+    }
+
+    /// <summary>The structs the kernel fills: their layout must be the one of the architecture this runs on.</summary>
+    [Fact]
+    public void NativeStructs_HaveTheLayoutOfThisArchitecture()
+    {
+        Assert.True(RuntimeInformation.ProcessArchitecture is Architecture.X64 or Architecture.Arm64, $"unsupported architecture {RuntimeInformation.ProcessArchitecture}");
+        Assert.Equal(56, Unsafe.SizeOf<ZcFlow.Native.MsgHdr>());
+        Assert.Equal(16, Unsafe.SizeOf<ZcFlow.Native.CmsgHdr>());
+        Assert.Equal(16, Unsafe.SizeOf<ZcFlow.Native.IoVec>());
+        Assert.Equal(12, Unsafe.SizeOf<ZcFlow.Native.UCred>());
+        Assert.Equal(110, Unsafe.SizeOf<ZcFlow.Native.SockaddrUn>());
+        Assert.Equal(8, Unsafe.SizeOf<ZcFlow.Native.PollFd>());
+        Assert.Equal(48, (int)Marshal.OffsetOf<ZcFlow.Native.Stat>(nameof(ZcFlow.Native.Stat.Size)));
+        Assert.Equal(40, (int)Marshal.OffsetOf<ZcFlow.Native.MsgHdr>(nameof(ZcFlow.Native.MsgHdr.ControlLength)));
     }
 
     [Theory]

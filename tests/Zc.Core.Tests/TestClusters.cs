@@ -5,7 +5,11 @@ internal static class TestClusters
 {
     private static int _next;
 
-    public static uint NextId() => (uint)(1_000_000 + Environment.ProcessId % 100_000 * 100 + Interlocked.Increment(ref _next));
+    /// <summary>
+    /// An id no other test can be using: this assembly's range is [1e9, 2e9) (Zc.Blocks.Tests has [2e9, 3e9)),
+    /// a thousand ids per test process, so neither two assemblies nor two runs side by side collide.
+    /// </summary>
+    public static uint NextId() => (uint)(1_000_000_000 + Environment.ProcessId % 1_000_000 * 1000 + Interlocked.Increment(ref _next) % 1000);
 
     public static ZcCluster Create(int buffers = 1024, int bufferSize = 256, int maxQueues = 8, bool hugePages = false)
         => ZcCluster.Create(NextId(), new ClusterOptions

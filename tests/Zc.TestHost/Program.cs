@@ -7,7 +7,15 @@ using ZcFlow;
 // The second process of the multi-process tests: one job per verb, results on stdout, exit 0 when
 // all was as expected. Every verb that attaches prints "attached" once it holds its queue.
 //   consume <cluster> <queue> <count> <first> <step>   receive count packets whose sequence numbers
-//                                                      are first, first+step, ... and release them
+//                                                      are first, first+step, ... (and whose other bytes
+//                                                      are the pattern Payload.Stamp writes) and release them
+//   spin <cluster> <queue>                             attach (waiting for the queue to be free), receive and
+//                                                      release until killed
+//   vandal <cluster> <queue> <seed> <rounds>           all a hostile consumer can try: resize the memory it was
+//                                                      given, write random bytes over its queue's rings, then
+//                                                      write into a packet (which must fault and kill it)
+//   peek <cluster> <queue>                             attach, print "attached <own pid> owner <owner pid>",
+//                                                      receive and release until stdin closes
 //   hold <cluster> <queue> <n>                         receive n packets, keep them, wait to be killed
 //   garbage <cluster> <queue> <seed> <rounds>          write random bytes over its queue's rings
 //   watch <cluster> <queue>                            receive until the cluster goes; print how
@@ -18,7 +26,9 @@ using ZcFlow;
 //   drain <cluster> <queue> <keys file>               attach (waiting up to 30 s for the cluster), receive
 //                                                      until the cluster goes; write each conversation seen
 //                                                      to the file and print "ok <packets>"
-//   own <cluster> <queues>                             create the cluster, print "ready", keep it until stdin closes
+//   own <cluster> <queues> [race|huge]                 create the cluster, print "ready", keep it until stdin closes;
+//                                                      with race, print "refused" if another process owns the id;
+//                                                      with huge, on hugepages
 string verb = args[0];
 uint cluster = args.Length > 1 ? uint.Parse(args[1]) : 0;
 int queueId = args.Length > 2 ? int.Parse(args[2]) : 0;
@@ -29,7 +39,16 @@ try
     switch (verb)
     {
         case "own":
-            using (ZcCluster owned = ZcCluster.Create(cluster, new ClusterOptions { BufferCount = 1024, BufferSize = 128, MaxQueues = 4, UseHugePages = false, Warn = _ => { } }))
+            ZcCluster owned;
+            bool huge = args.Length > 3 && args[3] == "huge";
+            try { owned = ZcCluster.Create(cluster, new ClusterOptions { BufferCount = 1024, BufferSize = 128, MaxQueues = 4, UseHugePages = huge, RequireHugePages = huge, Warn = _ => { } }); }
+            catch (InvalidOperationException e) when (args.Length > 3 && args[3] == "race")
+            {
+                Console.WriteLine($"refused {e.Message}");
+                Console.In.ReadToEnd();
+                return 0;
+            }
+            using (owned)
             {
                 for (int q = 0; q < queueId; q++) owned.CreateQueue(64);
                 Console.WriteLine($"ready {Environment.ProcessId}");
@@ -43,7 +62,7 @@ try
 
     if (verb == "drain") return Drain(cluster, queueId, args[3], timeout.Token);
 
-    using AttachedQueue attached = AttachedQueue.Attach(cluster, queueId);
+    using AttachedQueue attached = AttachedQueue.Attach(cluster, queueId, verb == "spin" ? TimeSpan.FromSeconds(30) : null);
     ZcQueue queue = attached.Queue;
     Console.WriteLine("attached");
     var burst = new PacketHandle[32];
@@ -61,6 +80,7 @@ try
                 {
                     long seq = BitConverter.ToInt64(burst[k].Data);
                     if (seq != expected) { Console.WriteLine($"error: packet {got}: expected sequence {expected}, got {seq}"); return 1; }
+                    if (!ZcFlow.Tests.Payload.IsIntact(burst[k].Data)) { Console.WriteLine($"error: packet {got} (sequence {seq}) was changed"); return 1; }
                     expected += step;
                     got++;
                 }
@@ -116,6 +136,26 @@ try
             Console.WriteLine($"sent {count}");
             return 0;
         }
+        case "spin":
+            while (true)
+            {
+                int n = queue.ReceiveBurst(burst, QueueWait.Passive, timeout.Token);
+                queue.ReleaseBurst(burst.AsSpan(0, n));
+            }
+        case "peek":
+        {
+            Console.WriteLine($"attached {Environment.ProcessId} owner {attached.OwnerPid}");
+            var stdin = Task.Run(() => Console.In.ReadToEnd());
+            while (!stdin.IsCompleted)
+            {
+                int n = queue.ReceiveBurst(burst, QueueWait.Passive, timeout.Token);
+                queue.ReleaseBurst(burst.AsSpan(0, n));
+                if (n == 0) Thread.Sleep(10);
+            }
+            return 0;
+        }
+        case "vandal":
+            return Vandal(attached, int.Parse(args[3]), int.Parse(args[4]));
         case "watch":
             try
             {
@@ -139,6 +179,46 @@ try
 catch (Exception e)
 {
     Console.WriteLine($"error: {e.GetType().Name}: {e.Message}");
+    return 1;
+}
+
+// A consumer that tries everything it can against the owner and the other consumers. Each step
+// prints what happened; the last one, a write into a packet, must kill this process.
+static unsafe int Vandal(AttachedQueue attached, int seed, int rounds)
+{
+    ZcQueue queue = attached.Queue;
+    // Every descriptor this process holds of the cluster's memory: none may be resized.
+    int refused = 0, tried = 0;
+    foreach (string fd in Directory.GetFiles("/proc/self/fd"))
+    {
+        string target;
+        try { target = new FileInfo(fd).LinkTarget ?? ""; } catch (IOException) { continue; }
+        if (!target.StartsWith("/memfd:zcflow-", StringComparison.Ordinal)) continue;
+        int n = int.Parse(Path.GetFileName(fd));
+        tried += 2;
+        if (ZcFlow.Native.Libc.Ftruncate(n, 4096) != 0) refused++;
+        if (ZcFlow.Native.Libc.Ftruncate(n, 1L << 40) != 0) refused++;
+    }
+    Console.WriteLine($"truncate refused {refused} of {tried}");
+    var random = new Random(seed);
+    var burst = new PacketHandle[32];
+    RingControl* forward = queue.ForwardRing.Control, recycle = queue.RecycleRing.Control;
+    for (int r = 0; r < rounds; r++)
+    {
+        // Take some packets, then scribble over every byte of the memory it may write: both rings, whole.
+        int got = queue.ReceiveBurst(burst);
+        if (r % 3 == 0) queue.ReleaseBurst(burst.AsSpan(0, got));
+        random.NextBytes(new Span<byte>(forward, ArenaLayout.RingControlSize + 4 * queue.Capacity));
+        random.NextBytes(new Span<byte>(recycle, ArenaLayout.RingControlSize + 4 * queue.RecycleRing.Capacity));
+        recycle->Tail = r % 2 == 0 ? (ulong)random.NextInt64() : recycle->Head + (ulong)random.Next(queue.RecycleRing.Capacity + 1);
+        Thread.Sleep(1);
+    }
+    Console.WriteLine("scribbled");
+    // The packets are mapped read-only: this write faults, here and nowhere else.
+    PacketHandle victim = queue.Buffers.At(0);
+    Console.WriteLine("writing into a packet");
+    victim.Buffer[0] = 0xEE;
+    Console.WriteLine("error: wrote into a packet");
     return 1;
 }
 

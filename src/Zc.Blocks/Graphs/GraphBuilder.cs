@@ -95,7 +95,7 @@ public sealed class GraphBuilder
         ZcCluster cluster = ZcCluster.Create(_id, new ClusterOptions
         {
             BufferSize = xdp ? Math.Max(_options.BufferSize, XdpDevice.MinBufferSize) : _options.BufferSize, BufferCount = _options.BufferCount, MaxQueues = Math.Max(_options.MaxQueues, queues * _inputs.Count),
-            HugePagesMount = _options.HugePagesMount, UseHugePages = _options.UseHugePages, LockMemory = _options.LockMemory,
+            RequireHugePages = _options.RequireHugePages, UseHugePages = _options.UseHugePages, LockMemory = _options.LockMemory,
             GroupId = _options.GroupId, Warn = _options.Warn,
         });
         var balancers = new List<IBalancer>();

@@ -1,5 +1,6 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
-using ZcFlow.Ipc;
+using ZcFlow.Memory;
 using ZcFlow.Queues;
 
 namespace ZcFlow.Buffers;
@@ -17,19 +18,21 @@ namespace ZcFlow.Buffers;
 /// queue does: an index that is forged, out of range or returned twice is counted in
 /// <see cref="Errors"/> and never used, whatever a consumer writes into shared memory.
 /// </summary>
-public sealed class BufferPool
+public sealed unsafe class BufferPool
 {
     private readonly BufferRegion _buffers;
     private readonly uint _first;
     private readonly uint[] _free;
     private readonly bool[] _out;      // handed out and not yet back, by local index
     private readonly ulong[] _holders; // the cluster's record: queues holding each buffer, by cluster index
+    private readonly PoolEntry* _entry;  // the directory's view of the pool, for the listing
     private ZcQueue[] _returns = [];
     private int _top;
     private ulong _errors;
 
-    internal BufferPool(int id, BufferRegion buffers, uint first, uint count, ulong[] holders)
+    internal BufferPool(int id, BufferRegion buffers, uint first, uint count, ulong[] holders, PoolEntry* entry = null)
     {
+        _entry = entry;
         Id = id;
         _buffers = buffers;
         _first = first;
@@ -97,6 +100,7 @@ public sealed class BufferPool
     {
         ArgumentNullException.ThrowIfNull(queue);
         if (Array.IndexOf(_returns, queue) < 0) _returns = [.. _returns, queue];
+        queue.ReturnsTo = this;
     }
 
     /// <summary>Takes a buffer, length 0. False when none is free even after reclaiming.</summary>
@@ -163,11 +167,11 @@ public sealed class BufferPool
         return _top - before;
     }
 
-    private void Drain(ZcQueue queue)
+    internal void Drain(ZcQueue queue)
     {
         SpscRing ring = queue.RecycleRing;
         ulong bit = queue.Bit;
-        int n = ring.Available(int.MaxValue);
+        int n = ring.Available(int.MaxValue), returned = 0;
         for (int i = 0; i < n; i++)
         {
             uint index = ring.Get(i);
@@ -175,6 +179,7 @@ public sealed class BufferPool
             // Ours, and held by this queue: anything else is forged or returned twice.
             if (local < (uint)_out.Length && (_holders[index] & bit) != 0)
             {
+                returned++;
                 if ((_holders[index] &= ~bit) == 0) Free(index, local);
             }
             else
@@ -183,7 +188,11 @@ public sealed class BufferPool
                 ring.CountConsumerError();
             }
         }
-        if (n != 0) ring.Consume(n);
+        if (n != 0)
+        {
+            ring.Consume(n);
+            queue.BuffersReturned(returned);
+        }
     }
 
     /// <summary>
@@ -214,19 +223,23 @@ public sealed class BufferPool
     }
 
     /// <summary>
-    /// Looks at the consumer processes of the queues this pool reclaims from. For each queue
-    /// whose consumer died or detached, takes back every buffer of this pool that queue held
-    /// (received and not released, or still queued), empties the queue and makes it free for
-    /// a new consumer. Returns the buffers taken back. Call it from the owning thread every
-    /// so often (a tenth of a second is plenty): it costs one <c>kill(pid, 0)</c> per attached queue.
+    /// Looks after the consumers of the queues this pool reclaims from. For each queue whose
+    /// consumer process has gone (its connection to the cluster's socket closed: the kernel says
+    /// so, whatever the process wrote anywhere), takes back every buffer of this pool that queue
+    /// held (received and not released, or still queued), gives the queue fresh memory, empties it
+    /// and makes it free for a new consumer. Also notes which consumers are stuck and publishes
+    /// the pool's free count for the listing. Returns the buffers taken back. Call it from the
+    /// owning thread every so often (a tenth of a second is plenty); it makes no system call
+    /// unless a consumer has gone.
     /// </summary>
     public int CheckConsumers()
     {
         int before = _top;
+        long now = Stopwatch.GetTimestamp();
         foreach (ZcQueue queue in _returns)
         {
-            int pid = queue.ConsumerPid;
-            if (pid == 0 || (pid > 0 && Processes.IsAlive(pid))) continue;
+            queue.Maintain(now);
+            if (Volatile.Read(ref queue.ConsumerState) != ZcQueue.Leaving) continue;
             if (queue.Role == QueueRole.Egress) Drain(queue);
             queue.DiscardQueuedForGoneConsumer();
             ulong bit = queue.Bit;
@@ -235,8 +248,10 @@ public sealed class BufferPool
                 uint index = _first + local;
                 if ((_holders[index] & bit) != 0 && (_holders[index] &= ~bit) == 0) Free(index, local);
             }
-            Interlocked.CompareExchange(ref queue.ConsumerPidRef, 0, pid);
+            Volatile.Write(ref queue.AttachedPid, 0);
+            Volatile.Write(ref queue.ConsumerState, ZcQueue.Free);
         }
+        if (_entry is not null) Volatile.Write(ref _entry->Free, (uint)_top);
         return _top - before;
     }
 }

@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Runtime.CompilerServices;
 using ZcFlow.Buffers;
 using ZcFlow.Memory;
+using ZcFlow.Native;
 using ZcFlow.Queues;
 
 namespace ZcFlow.Ipc;
@@ -10,27 +10,31 @@ namespace ZcFlow.Ipc;
 /// <summary>
 /// A queue of a cluster owned by another process, attached by name the PF_RING way:
 /// <c>zc:99@0</c> is queue 0 of cluster 99. <see cref="Queue"/> is the very same
-/// <see cref="ZcQueue"/> the owner's threads use, over the same shared arena: packets are read
-/// in place, released buffers go back to the owner on the queue's recycle ring.
+/// <see cref="ZcQueue"/> the owner's threads use: packets are read in place, released buffers go
+/// back to the owner on the queue's recycle ring.
 ///
-/// One consumer process per queue. When the owner goes away, a receive that finds the queue
-/// empty throws <see cref="ClusterGoneException"/> within a tenth of a second. Disposing
-/// detaches: the owner takes back what this consumer still held and the queue is free for
-/// the next one.
+/// Attaching connects to the cluster's socket; the owner hands over the cluster's memory
+/// read-only (packets, header, directories: a stray write into a packet faults in this process
+/// alone) and this queue's rings read-write, and nothing of any other queue. The connection is
+/// how each side knows the other lives: when this process ends, however it ends, the owner
+/// takes back what it held and the queue is free for the next consumer; when the owner ends, a
+/// receive that finds the queue empty throws <see cref="ClusterGoneException"/> within a tenth
+/// of a second. Disposing detaches.
 /// </summary>
 public sealed unsafe class AttachedQueue : IDisposable
 {
-    private readonly Arena _arena;
-    private readonly QueueEntry* _entry;
-    private readonly int _pid = Environment.ProcessId;
+    private readonly Arena _cluster;
+    private readonly Arena _rings;
+    private readonly OwnerWatch _watch;
     private int _disposed;
 
-    private AttachedQueue(Arena arena, uint clusterId, ZcQueue queue, QueueEntry* entry, int ownerPid, ulong generation)
+    private AttachedQueue(uint clusterId, ZcQueue queue, Arena cluster, Arena rings, OwnerWatch watch, int ownerPid, ulong generation)
     {
-        _arena = arena;
         ClusterId = clusterId;
         Queue = queue;
-        _entry = entry;
+        _cluster = cluster;
+        _rings = rings;
+        _watch = watch;
         OwnerPid = ownerPid;
         Generation = generation;
     }
@@ -40,6 +44,7 @@ public sealed unsafe class AttachedQueue : IDisposable
     /// <summary>The queue: receive, release, stats.</summary>
     public ZcQueue Queue { get; }
 
+    /// <summary>The owner's pid, as this process's PID namespace sees it (0 when the owner is outside it).</summary>
     public int OwnerPid { get; }
 
     public ulong Generation { get; }
@@ -56,71 +61,118 @@ public sealed unsafe class AttachedQueue : IDisposable
                && int.TryParse(name.AsSpan(at + 1), NumberStyles.None, CultureInfo.InvariantCulture, out queueId);
     }
 
-    /// <summary>Attaches to <paramref name="name"/>, <c>zc:&lt;cluster&gt;@&lt;queue&gt;</c>; see <see cref="Attach(uint, int, TimeSpan?)"/>.</summary>
-    public static AttachedQueue Attach(string name, TimeSpan? wait = null)
+    /// <summary>Attaches to <paramref name="name"/>, <c>zc:&lt;cluster&gt;@&lt;queue&gt;</c>; see <see cref="Attach(uint, int, TimeSpan?, bool)"/>.</summary>
+    public static AttachedQueue Attach(string name, TimeSpan? wait = null, bool waitForOwner = false)
     {
         if (!TryParse(name, out uint cluster, out int queue))
             throw new ArgumentException($"'{name}' is not a queue name: write zc:<cluster>@<queue>, for example zc:99@0", nameof(name));
-        return Attach(cluster, queue, wait);
+        return Attach(cluster, queue, wait, waitForOwner);
     }
 
     /// <summary>
-    /// Maps cluster <paramref name="clusterId"/>, checks its layout and claims queue
-    /// <paramref name="queueId"/> as its consumer. If the queue's last consumer left or died and
-    /// the owner has not yet taken back what it held, waits up to <paramref name="wait"/>
-    /// (default 2 s) for it.
+    /// Attaches to queue <paramref name="queueId"/> of cluster <paramref name="clusterId"/> as its
+    /// consumer. If the queue's last consumer has gone and the owner has not yet taken back what it
+    /// held, waits up to <paramref name="wait"/> (default 2 s) for it. With
+    /// <paramref name="waitForOwner"/>, a cluster that is not served (not yet, or no longer) is
+    /// waited for too, for as long (<see cref="Timeout.InfiniteTimeSpan"/>: until it comes); without,
+    /// it is an error at once.
     /// </summary>
-    public static AttachedQueue Attach(uint clusterId, int queueId, TimeSpan? wait = null)
+    public static AttachedQueue Attach(uint clusterId, int queueId, TimeSpan? wait = null, bool waitForOwner = false)
     {
-        string path = ClusterDirectory.Find(clusterId)
-            ?? throw new InvalidOperationException($"there is no cluster {clusterId} on this host (looked in {string.Join(", ", ClusterDirectory.CandidatePaths(clusterId))}): is its owner running?");
-        Arena arena = Arena.Open(path);
+        TimeSpan limit = wait ?? TimeSpan.FromSeconds(2);
+        var clock = Stopwatch.StartNew();
+        bool TimeLeft() => limit == Timeout.InfiniteTimeSpan || clock.Elapsed < limit;
+        string path = ClusterLock.SocketPathOf(clusterId);
+        while (true)
+        {
+            SafeFileDescriptor? socket = ClusterSocket.Connect(path, out int errno);
+            if (socket is null)
+            {
+                if (errno == Libc.EACCES)
+                    throw new ErrnoException($"attaching to cluster {clusterId} ({path})", errno,
+                        "the cluster was created owner-only: run as its owner's user, or have it created with a group you belong to (ClusterOptions.GroupId, the Balancer's group option)");
+                if (waitForOwner && TimeLeft()) { Thread.Sleep(20); continue; }
+                throw new InvalidOperationException($"there is no cluster {clusterId} on this host (nobody serves {path}): is its owner running?");
+            }
+            AttachedQueue? attached = TryAttach(socket, clusterId, queueId, out AttachReply refusal);
+            if (attached is not null) return attached;
+            if (refusal.Status == AttachReply.Draining && TimeLeft()) { Thread.Sleep(10); continue; }
+            throw refusal.Status switch
+            {
+                AttachReply.NoQueue => new ArgumentOutOfRangeException(nameof(queueId), queueId, refusal.Text),
+                AttachReply.Draining => new TimeoutException(refusal.Text),
+                _ => new InvalidOperationException(refusal.Text),
+            };
+        }
+    }
+
+    // Asks for the queue on a connected socket (taking it); null with the owner's refusal when it says no.
+    private static AttachedQueue? TryAttach(SafeFileDescriptor socket, uint clusterId, int queueId, out AttachReply reply)
+    {
+        var fds = new List<SafeFileDescriptor>();
+        Arena? cluster = null, rings = null;
         try
         {
-            ref ArenaHeader h = ref ClusterDirectory.Check(arena, clusterId);
-            int owner = h.OwnerPid;
-            if (h.State != ArenaHeader.Running || !Processes.IsAlive(owner))
-                throw new ClusterGoneException(clusterId, false, $"cluster {clusterId} is not served: its owner (pid {owner}) is gone");
-            ref QueueEntry e = ref ClusterDirectory.CheckQueue(arena, clusterId, queueId);
-            QueueEntry* entry = (QueueEntry*)Unsafe.AsPointer(ref e);
-            Claim(entry, clusterId, queueId, owner, wait ?? TimeSpan.FromSeconds(2));
+            var request = new AttachRequest { Magic = AttachRequest.CurrentMagic, Version = ArenaLayout.Version, Kind = AttachRequest.Attach, Queue = queueId };
+            if (!ClusterSocket.Send(socket, request, []) || ClusterSocket.Receive(socket, out reply, fds, 5000) <= 0)
+                throw new ClusterGoneException(clusterId, false, $"cluster {clusterId}'s owner did not answer");
+            if (reply.Magic != AttachReply.CurrentMagic || reply.Version != ArenaLayout.Version || reply.ClusterId != clusterId)
+                throw new InvalidDataException($"cluster {clusterId}'s owner speaks another layout version ({reply.Version}; this build speaks {ArenaLayout.Version})");
+            if (reply.Status != AttachReply.Ok)
+            {
+                socket.Dispose();
+                return null;
+            }
+            CheckLayout(reply, clusterId, fds.Count);
+            var role = (QueueRole)reply.Role;
+            bool huge = (reply.Flags & ArenaHeader.FlagHugePages) != 0;
+            cluster = Arena.Map(fds[0], reply.ClusterSize, writable: role == QueueRole.Ingress, huge, $"cluster {clusterId}");
+            rings = Arena.Map(fds[1], reply.QueueSize, writable: true, hugePages: false, $"queue {queueId} of cluster {clusterId}");
+            fds.Clear();
+            ref ArenaHeader h = ref cluster.At<ArenaHeader>(0);
+            if (h.Magic != ArenaLayout.Magic || h.ClusterId != clusterId || h.Generation != reply.Generation)
+                throw new InvalidDataException($"cluster {clusterId}'s memory does not carry the header its owner described");
 
-            var buffers = new BufferRegion(arena.Base + h.BuffersOffset, h.BufferStride, h.BufferCount, h.BufferCapacity);
-            var queue = new ZcQueue(queueId, (QueueRole)e.Role,
-                new SpscRing((RingControl*)(arena.Base + e.ForwardOffset), e.Capacity, wakeable: true),
-                new SpscRing((RingControl*)(arena.Base + e.RecycleOffset), e.RecycleCapacity, wakeable: false),
-                buffers, entry, holders: null, new OwnerWatch((ArenaHeader*)arena.Base, path, clusterId));
-            return new AttachedQueue(arena, clusterId, queue, entry, owner, h.Generation);
+            int ownerPid = ClusterSocket.Credentials(socket).Pid;
+            var buffers = new BufferRegion(cluster.Base + ArenaLayout.BuffersOffset, reply.BufferStride, reply.BufferCount, reply.BufferCapacity);
+            var watch = new OwnerWatch(socket, clusterId, ownerPid);
+            var queue = new ZcQueue(queueId, role,
+                new SpscRing((RingControl*)rings.Base, reply.Capacity, wakeable: true),
+                new SpscRing((RingControl*)(rings.Base + ArenaLayout.RingSize(reply.Capacity)), reply.RecycleCapacity, wakeable: false),
+                buffers, holders: null, watch);
+            return new AttachedQueue(clusterId, queue, cluster, rings, watch, ownerPid, reply.Generation);
         }
         catch
         {
-            arena.Dispose();
+            foreach (SafeFileDescriptor f in fds) f.Dispose();
+            rings?.Dispose();
+            cluster?.Dispose();
+            socket.Dispose();
             throw;
         }
     }
 
-    private static void Claim(QueueEntry* entry, uint clusterId, int queueId, int owner, TimeSpan wait)
+    // What the owner says must describe memory this process can use safely: checked before any of it becomes an offset.
+    private static void CheckLayout(in AttachReply r, uint clusterId, int fds)
     {
-        int me = Environment.ProcessId;
-        var clock = Stopwatch.StartNew();
-        while (true)
-        {
-            int holder = Interlocked.CompareExchange(ref entry->ConsumerPid, me, 0);
-            if (holder == 0) return;
-            if (holder > 0 && Processes.IsAlive(holder))
-                throw new InvalidOperationException($"queue {queueId} of cluster {clusterId} already has a consumer, process {holder}");
-            if (clock.Elapsed >= wait)
-                throw new TimeoutException(
-                    $"queue {queueId} of cluster {clusterId} still holds what its last consumer (pid {Math.Abs(holder)}) left; its owner (pid {owner}) takes that back when it next checks its consumers");
-            Thread.Sleep(10);
-        }
+        string where = $"cluster {clusterId}";
+        if (fds != 2) throw new InvalidDataException($"{where}'s owner handed over {fds} descriptors, not 2");
+        if (r.BufferCapacity is < 64 or > 1 << 20 || r.BufferStride != ArenaLayout.BufferStride((int)r.BufferCapacity) || r.BufferCount is 0 or > 1 << 30)
+            throw new InvalidDataException($"{where} has an impossible buffer size or count");
+        if (r.ClusterSize < ArenaLayout.ClusterSize(r.BufferStride, r.BufferCount))
+            throw new InvalidDataException($"{where}'s memory is too small for its buffers");
+        if (r.Role > (uint)QueueRole.Ingress || r.Capacity < 2 || !System.Numerics.BitOperations.IsPow2(r.Capacity)
+            || !System.Numerics.BitOperations.IsPow2(r.RecycleCapacity) || r.RecycleCapacity < r.BufferCount || r.Capacity > r.RecycleCapacity
+            || r.QueueSize < ArenaLayout.QueueSize(r.Capacity, r.RecycleCapacity))
+            throw new InvalidDataException($"{where} describes a queue of impossible size");
     }
 
     /// <summary>Detaches: the owner takes back what was not released and the queue is free for another consumer. Idempotent.</summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        Interlocked.CompareExchange(ref _entry->ConsumerPid, -_pid, _pid);
-        _arena.Dispose();
+        _watch.Dispose();
+        _rings.Dispose();
+        _cluster.Dispose();
     }
 }

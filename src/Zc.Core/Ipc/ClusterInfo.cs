@@ -3,13 +3,31 @@ using ZcFlow.Queues;
 
 namespace ZcFlow.Ipc;
 
-/// <summary>What the host's listing says of one cluster. <see cref="Problem"/> is set when its arena could not be read.</summary>
+/// <summary>What the host's listing says of one cluster. <see cref="Problem"/> is set when it could not be read, or its owner is gone.</summary>
 public sealed record ClusterInfo(
     uint Id, string Path, int OwnerPid, bool Live, ulong Generation, bool OnHugePages,
-    int BufferCount, int BufferSize, IReadOnlyList<QueueInfo> Queues, IReadOnlyList<DeviceInfo> Devices, string? Problem);
+    int BufferCount, int BufferSize, IReadOnlyList<QueueInfo> Queues, IReadOnlyList<DeviceInfo> Devices, string? Problem)
+{
+    /// <summary>The pools and how many of their buffers were free when their thread last looked after its consumers.</summary>
+    public IReadOnlyList<PoolInfo> Pools { get; init; } = [];
+}
 
-/// <summary>One queue of a listed cluster: its direction, the application process at its other end (0 when none) and its counters.</summary>
-public sealed record QueueInfo(int Id, QueueRole Role, int Capacity, int ConsumerPid, QueueStats Stats);
+/// <summary>
+/// One queue of a listed cluster, as its owner keeps it: its direction, the process at its other
+/// end (0 when none), its counters, the buffers it holds and may hold, and whether its consumer is
+/// stuck (has held the queue full or its whole quota and released nothing for a second).
+/// </summary>
+public sealed record QueueInfo(int Id, QueueRole Role, int Capacity, int ConsumerPid, QueueStats Stats)
+{
+    public int Held { get; init; }
+
+    public int Quota { get; init; }
+
+    public bool Stuck { get; init; }
+}
+
+/// <summary>One pool of a listed cluster: its buffers and how many were free.</summary>
+public sealed record PoolInfo(int Id, int FirstBuffer, int Count, int Free);
 
 /// <summary>One device of a listed cluster, by the name it was opened with, and its counters as the owner last wrote them.</summary>
 public sealed record DeviceInfo(int Id, string Name, DeviceStats Stats);

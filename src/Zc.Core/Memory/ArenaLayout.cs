@@ -3,33 +3,38 @@ using System.Runtime.InteropServices;
 namespace ZcFlow.Memory;
 
 /// <summary>
-/// The layout of a cluster arena, the one place its constants live. Everything in the arena
-/// is named by offsets from its start, never by pointers, because every process maps it at
-/// a different address.
+/// The layout of a cluster's shared memory, the one place its constants live. Everything in it is
+/// named by offsets, never by pointers, because every process maps it at a different address.
+///
+/// A cluster is several pieces of memory, so that each process can be given just what it needs:
 /// <code>
-/// [0, 4 KiB)          ArenaHeader
-/// [4 KiB, 8 KiB)      pool directory:  MaxPools  x PoolEntry  (64 B)
-/// [8 KiB, 12 KiB)     queue directory: MaxQueues x QueueEntry (64 B)
-/// [12 KiB, 20 KiB)    device directory: MaxDevices x DeviceEntry (128 B), names and counters for the listing
-/// [64 KiB, ...)       buffers: BufferCount x BufferStride, each a 64-byte BufferHeader then data
-/// [..., TotalSize)    queue area: two rings per queue (forward, recycle), each RingControl then slots
+/// cluster memory (consumers map it read-only; the owner alone writes it)
+///   [0, 4 KiB)          ArenaHeader
+///   [4 KiB, 8 KiB)      pool directory:   MaxPools   x PoolEntry   (64 B)
+///   [8 KiB, 16 KiB)     queue directory:  MaxQueues  x QueueEntry  (128 B), each queue's counters as the owner keeps them
+///   [16 KiB, 24 KiB)    device directory: MaxDevices x DeviceEntry (128 B), names and counters for the listing
+///   [64 KiB, ...)       buffers: BufferCount x BufferStride, each a 64-byte BufferHeader then data
+/// queue memory, one piece per queue (its consumer maps it read-write; nobody else gets it)
+///   [0, ...)            forward ring: RingControl then Capacity slots
+///   [..., QueueSize)    recycle ring: RingControl then RecycleCapacity slots
 /// </code>
 /// </summary>
 public static class ArenaLayout
 {
     public const ulong Magic = 0x3130_574F_4C46_435A; // "ZCFLOW01" read as little-endian bytes
-    public const uint Version = 2;
+    public const uint Version = 3;
 
     public const int HeaderSize = 4096;
     public const int MaxPools = 64;
     /// <summary>A buffer's holders are a 64-bit mask of queues, so a cluster has at most 64 queues.</summary>
     public const int MaxQueues = 64;
     public const int EntrySize = 64;
+    public const int QueueEntrySize = 128;
     public const ulong PoolDirectoryOffset = HeaderSize;
     public const ulong QueueDirectoryOffset = PoolDirectoryOffset + MaxPools * EntrySize;
     public const int MaxDevices = 64;
     public const int DeviceEntrySize = 128;
-    public const ulong DeviceDirectoryOffset = QueueDirectoryOffset + MaxQueues * EntrySize;
+    public const ulong DeviceDirectoryOffset = QueueDirectoryOffset + MaxQueues * QueueEntrySize;
     public const ulong BuffersOffset = 64 * 1024;
 
     /// <summary>Padding unit: two cache lines, which covers the adjacent-line prefetcher.</summary>
@@ -49,9 +54,15 @@ public static class ArenaLayout
 
     /// <summary>Bytes of one ring (control block and slots) of <paramref name="capacity"/> 32-bit slots.</summary>
     public static ulong RingSize(uint capacity) => AlignUp(RingControlSize + 4UL * capacity, CacheLinePair);
+
+    /// <summary>Bytes of a queue's memory: its forward ring, then its recycle ring, in whole pages.</summary>
+    public static ulong QueueSize(uint capacity, uint recycleCapacity) => AlignUp(RingSize(capacity) + RingSize(recycleCapacity), PageSize);
+
+    /// <summary>Bytes of the cluster memory for <paramref name="count"/> buffers of <paramref name="stride"/> bytes.</summary>
+    public static ulong ClusterSize(uint stride, uint count) => BuffersOffset + AlignUp((ulong)stride * count, PageSize);
 }
 
-/// <summary>The first 4 KiB of an arena. Written by the owner; read and checked by anyone who attaches.</summary>
+/// <summary>The first 4 KiB of the cluster memory. Written by the owner before anyone can map it; read and checked by the listing.</summary>
 [StructLayout(LayoutKind.Explicit, Size = ArenaLayout.HeaderSize)]
 public struct ArenaHeader
 {
@@ -59,7 +70,6 @@ public struct ArenaHeader
     [FieldOffset(8)] public uint Version;
     [FieldOffset(12)] public uint HeaderSize;
     [FieldOffset(16)] public uint ClusterId;
-    [FieldOffset(20)] public int OwnerPid;
     /// <summary>Random per creation: a consumer that sees it change knows the owner restarted.</summary>
     [FieldOffset(24)] public ulong Generation;
     [FieldOffset(32)] public long StartTimeUnixNs;
@@ -72,51 +82,55 @@ public struct ArenaHeader
     [FieldOffset(68)] public uint BuffersAssigned;
     [FieldOffset(72)] public uint PoolCount;
     [FieldOffset(76)] public uint QueueCount;
-    [FieldOffset(80)] public ulong QueueAreaOffset;
-    [FieldOffset(88)] public ulong QueueAreaSize;
-    [FieldOffset(96)] public ulong QueueAreaUsed;
     /// <summary>Slots of every recycle ring: a power of two no smaller than BufferCount, so a recycle ring is never full.</summary>
     [FieldOffset(104)] public uint RecycleCapacity;
     [FieldOffset(108)] public uint Flags;
-    /// <summary><see cref="Running"/> while the owner serves the cluster, <see cref="Closed"/> once it has shut it down.</summary>
-    [FieldOffset(112)] public uint State;
     /// <summary>Entries in the device directory.</summary>
     [FieldOffset(116)] public uint DeviceCount;
 
     public const uint FlagHugePages = 1;
-    public const uint Running = 1;
-    public const uint Closed = 2;
 }
 
-/// <summary>A pool's entry in the directory: the buffers [FirstBuffer, FirstBuffer + Count).</summary>
+/// <summary>A pool's entry in the directory: the buffers [FirstBuffer, FirstBuffer + Count), and how many are free.</summary>
 [StructLayout(LayoutKind.Explicit, Size = ArenaLayout.EntrySize)]
 public struct PoolEntry
 {
     [FieldOffset(0)] public uint State;
     [FieldOffset(4)] public uint FirstBuffer;
     [FieldOffset(8)] public uint Count;
+    /// <summary>Buffers in the pool's free list when its thread last looked after its consumers.</summary>
+    [FieldOffset(12)] public uint Free;
 
     public const uint Ready = 1;
 }
 
-/// <summary>A queue's entry in the directory: where its two rings are and what it is for.</summary>
-[StructLayout(LayoutKind.Explicit, Size = ArenaLayout.EntrySize)]
+/// <summary>
+/// A queue's entry in the directory: what it is and its counters, as the owner keeps them in its
+/// own memory and copies them here every tenth of a second for the listing. Nobody but the owner
+/// can write it, so what it says of a queue is what the owner saw, whatever that queue's consumer did.
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = ArenaLayout.QueueEntrySize)]
 public struct QueueEntry
 {
     [FieldOffset(0)] public uint State;
     [FieldOffset(4)] public uint Role;
     [FieldOffset(8)] public uint Capacity;
-    [FieldOffset(12)] public uint RecycleCapacity;
-    [FieldOffset(16)] public ulong ForwardOffset;
-    [FieldOffset(24)] public ulong RecycleOffset;
-    /// <summary>
-    /// The consumer attached from another process: 0 when none. A consumer claims it with a
-    /// compare-and-swap from 0 to its pid and, leaving, swaps its pid for its negation; only the
-    /// owner sets it back to 0, after it has taken back what that consumer held.
-    /// </summary>
-    [FieldOffset(32)] public int ConsumerPid;
+    /// <summary>The attached consumer's process id as the owner sees it (from its socket), 0 when none.</summary>
+    [FieldOffset(12)] public int ConsumerPid;
+    [FieldOffset(16)] public ulong Sent;
+    [FieldOffset(24)] public ulong Received;
+    [FieldOffset(32)] public ulong Dropped;
+    [FieldOffset(40)] public ulong Errors;
+    /// <summary>Buffers the queue holds: queued, or received and not yet released.</summary>
+    [FieldOffset(48)] public uint Held;
+    /// <summary>The most it may hold at once.</summary>
+    [FieldOffset(52)] public uint Quota;
+    [FieldOffset(56)] public uint Flags;
 
     public const uint Ready = 1;
+    public const uint FlagAttached = 1;
+    /// <summary>Its consumer holds its whole quota and has released nothing for a second.</summary>
+    public const uint FlagStuck = 2;
 }
 
 /// <summary>

@@ -21,6 +21,8 @@ namespace ZcFlow.Queues;
 ///
 /// Nothing read from the other side is trusted: an index that goes backwards or claims more
 /// than the ring holds is counted as an error and treated as "nothing there", never used.
+/// Each side keeps its own counters (drops, errors) in its private record and copies them into
+/// the shared control block only for the other side to see; it never reads them back from there.
 /// </summary>
 internal sealed unsafe class SpscRing
 {
@@ -38,9 +40,12 @@ internal sealed unsafe class SpscRing
         [FieldOffset(128)] public ulong Tail;          // next slot the producer writes
         [FieldOffset(136)] public ulong PublishedTail; // last Tail made visible
         [FieldOffset(144)] public ulong HeadCache;     // producer's copy of Head
+        [FieldOffset(152)] public ulong Dropped;       // values the producer could not place
+        [FieldOffset(160)] public ulong ProducerErrors;
 
         [FieldOffset(256)] public ulong Head;          // next slot the consumer reads
         [FieldOffset(264)] public ulong TailCache;     // consumer's copy of Tail
+        [FieldOffset(272)] public ulong ConsumerErrors;
     }
 
     /// <param name="control">The ring's control block; its slots follow it.</param>
@@ -124,10 +129,40 @@ internal sealed unsafe class SpscRing
     }
 
     /// <summary>Counts a value that failed a check on the producer side.</summary>
-    public void CountProducerError() => Volatile.Write(ref _ctl->ProducerErrors, _ctl->ProducerErrors + 1);
+    public void CountProducerError()
+    {
+        Volatile.Write(ref _c.ProducerErrors, _c.ProducerErrors + 1);
+        Volatile.Write(ref _ctl->ProducerErrors, _c.ProducerErrors);
+    }
 
     /// <summary>Counts values the producer could not place because the ring was full.</summary>
-    public void CountDropped(int n) => Volatile.Write(ref _ctl->Dropped, _ctl->Dropped + (ulong)n);
+    public void CountDropped(int n)
+    {
+        Volatile.Write(ref _c.Dropped, _c.Dropped + (ulong)n);
+        Volatile.Write(ref _ctl->Dropped, _c.Dropped);
+    }
+
+    /// <summary>Values the producer side of this process published (its private record).</summary>
+    public ulong Published => Volatile.Read(ref _c.PublishedTail);
+
+    /// <summary>Drops counted by the producer side of this process.</summary>
+    public ulong Dropped => Volatile.Read(ref _c.Dropped);
+
+    /// <summary>Errors counted by this process, on either side.</summary>
+    public ulong Errors => Volatile.Read(ref _c.ProducerErrors) + Volatile.Read(ref _c.ConsumerErrors);
+
+    /// <summary>
+    /// The producer's view of how far the consumer has read: the shared Head read once and kept only
+    /// if it lies between the last value seen and what was published. Any thread.
+    /// </summary>
+    public ulong ObservedHead
+    {
+        get
+        {
+            ulong head = Volatile.Read(ref _ctl->Head), low = Volatile.Read(ref _c.HeadCache), high = Volatile.Read(ref _c.PublishedTail);
+            return head >= low && head <= high ? head : low;
+        }
+    }
 
     /// <summary>Slots the producer sees free without asking the consumer.</summary>
     public bool LooksFull => _c.Tail - _c.HeadCache >= _capacity && ClaimSlow(1) == 0;
@@ -174,7 +209,17 @@ internal sealed unsafe class SpscRing
     }
 
     /// <summary>Counts a value that failed a check on the consumer side.</summary>
-    public void CountConsumerError() => Volatile.Write(ref _ctl->ConsumerErrors, _ctl->ConsumerErrors + 1);
+    public void CountConsumerError()
+    {
+        Volatile.Write(ref _c.ConsumerErrors, _c.ConsumerErrors + 1);
+        Volatile.Write(ref _ctl->ConsumerErrors, _c.ConsumerErrors);
+    }
+
+    /// <summary>Values the consumer side of this process has taken (its private record).</summary>
+    public ulong Consumed => Volatile.Read(ref _c.Head);
+
+    /// <summary>The consumer's view of what was published: its last checked copy of Tail.</summary>
+    public ulong ObservedTail => Volatile.Read(ref _c.TailCache);
 
     /// <summary>
     /// Sleeps until the producer publishes, <paramref name="timeoutMs"/> passes, or a spurious
@@ -214,6 +259,6 @@ internal sealed unsafe class SpscRing
         Volatile.Write(ref _ctl->Tail, head);
     }
 
-    /// <summary>Values published and not yet consumed, as any thread sees them.</summary>
-    public ulong Count => Volatile.Read(ref _ctl->Tail) - Volatile.Read(ref _ctl->Head);
+    /// <summary>Values published and not yet consumed, as the producer's record and the consumer's (checked) Head say. Producer's process.</summary>
+    public ulong Count => Published - ObservedHead;
 }

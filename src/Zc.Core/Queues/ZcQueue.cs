@@ -29,20 +29,37 @@ public sealed unsafe class ZcQueue
     private readonly BufferRegion _buffers;
     private readonly ulong[]? _holders; // the owner's record of which queues hold each buffer; null on a consumer's view
     private readonly ulong _bit;
-    private readonly QueueEntry* _entry;
     private readonly OwnerWatch? _owner; // a consumer's watch on the owner; null in the owner's process
+    private readonly Arena? _memory;     // the owner's: the rings' memory, handed to the consumer that attaches
+    private readonly QueueEntry* _entry; // the owner's: this queue's entry in the directory, which only it writes
+    private int _held;                   // owner: buffers this queue holds (holder bit set)
+    private int _quota;
 
-    internal ZcQueue(int id, QueueRole role, SpscRing ring, SpscRing recycle, BufferRegion buffers, QueueEntry* entry, ulong[]? holders, OwnerWatch? owner)
+    // The owner's record of the consumer process at the other end, kept by the cluster's socket thread.
+    internal const int Free = 0, Attached = 1, Leaving = 2;
+    internal int ConsumerState;
+    internal int AttachedPid;
+    private bool _hadConsumer;
+    private ulong _lastHead;
+    private int _lastHeld;
+    private long _lastProgress;
+    private bool _stuck;
+
+    internal ZcQueue(int id, QueueRole role, SpscRing ring, SpscRing recycle, BufferRegion buffers, ulong[]? holders, OwnerWatch? owner,
+        Arena? memory = null, QueueEntry* entry = null)
     {
         Id = id;
         Role = role;
         _ring = ring;
         _recycle = recycle;
         _buffers = buffers;
-        _entry = entry;
         _holders = holders;
         _bit = 1UL << id;
         _owner = owner;
+        _memory = memory;
+        _entry = entry;
+        _quota = 2 * ring.Capacity;
+        _lastProgress = System.Diagnostics.Stopwatch.GetTimestamp();
     }
 
     /// <summary>The queue's number in its cluster: the <c>0</c> of <c>zc:99@0</c>.</summary>
@@ -54,29 +71,69 @@ public sealed unsafe class ZcQueue
     /// <summary>How many packets it holds when full.</summary>
     public int Capacity => _ring.Capacity;
 
-    /// <summary>The counters, readable from any thread.</summary>
-    public QueueStats Stats
-    {
-        get
-        {
-            var c = _ring.Control;
-            return new QueueStats(
-                Volatile.Read(ref c->Tail), Volatile.Read(ref c->Head), Volatile.Read(ref c->Dropped),
-                Volatile.Read(ref c->ProducerErrors) + Volatile.Read(ref c->ConsumerErrors)
-                    + Volatile.Read(ref _recycle.Control->Dropped) + Volatile.Read(ref _recycle.Control->ProducerErrors)
-                    + Volatile.Read(ref _recycle.Control->ConsumerErrors));
-        }
-    }
+    // This process writes the forward ring when it owns an egress queue or feeds an ingress one.
+    private bool SendsForward => (_holders is not null) == (Role == QueueRole.Egress);
 
-    /// <summary>No published packet is waiting, as any thread sees it.</summary>
-    public bool IsEmpty => _ring.Count == 0;
+    /// <summary>
+    /// The counters as this process keeps them, readable from any thread: nothing here is read
+    /// back from shared memory that the other end could have written, except the other end's
+    /// progress, which is checked (a consumer's view shows its producer's drops as the producer said).
+    /// </summary>
+    public QueueStats Stats => SendsForward
+        ? new QueueStats(_ring.Published, _ring.ObservedHead, _ring.Dropped, _ring.Errors + _recycle.Errors)
+        : new QueueStats(_ring.ObservedTail, _ring.Consumed, Volatile.Read(ref _ring.Control->Dropped), _ring.Errors + _recycle.Errors);
+
+    /// <summary>No published packet is waiting, as this process last saw it.</summary>
+    public bool IsEmpty => SendsForward ? _ring.Count == 0 : _ring.Available(1) == 0;
 
     /// <summary>The producer cannot send now. Producer side only.</summary>
-    public bool IsFull => _ring.LooksFull;
+    public bool IsFull => _ring.LooksFull || (_holders is not null && Role == QueueRole.Egress && _held >= _quota);
 
     /// <summary>The producer can send <paramref name="packets"/> now without a drop. Producer side only.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool HasRoom(int packets) => _ring.Claim(packets) == packets;
+    public bool HasRoom(int packets) => Room(packets) == packets;
+
+    /// <summary>How many of <paramref name="want"/> packets the producer can send now: free slots, within the quota. Producer side only.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int Room(int want)
+    {
+        if (_holders is not null && Role == QueueRole.Egress && _quota - _held < want) want = Math.Min(want, QuotaLeftSlow());
+        return want <= 0 ? 0 : _ring.Claim(want);
+    }
+
+    // Near the quota: what the consumer released may not have been taken back yet; take it now.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private int QuotaLeftSlow()
+    {
+        ReturnsTo?.Drain(this);
+        return _quota - _held;
+    }
+
+    /// <summary>The pool this queue's consumer returns buffers to (<see cref="BufferPool.ReclaimFrom"/>).</summary>
+    internal BufferPool? ReturnsTo;
+
+    /// <summary>
+    /// Owner of an egress queue: the most buffers the queue may hold at once, queued or received
+    /// and not yet released (default: twice its slots). A consumer that hoards reaches it, and the
+    /// queue then drops, so the rest of the pool stays for the other queues (zbalance_ipc's <c>-b</c>).
+    /// </summary>
+    public int Quota
+    {
+        get => _quota;
+        set => _quota = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(Quota), value, "a queue's quota is at least one buffer");
+    }
+
+    /// <summary>Owner: buffers the queue holds now (queued, or received and not yet released).</summary>
+    public int Held => Volatile.Read(ref _held);
+
+    /// <summary>
+    /// Owner: its consumer has had the queue full (or its whole quota) and taken or released nothing
+    /// for a second. A lossless balancer stops waiting for such a queue: it drops, and counts it.
+    /// </summary>
+    public bool IsStuck => _stuck;
+
+    /// <summary>Owner: the consumer process attached through the cluster's socket has gone, and what it held is not yet taken back.</summary>
+    public bool ConsumerGone => Volatile.Read(ref ConsumerState) == Leaving;
 
     internal SpscRing ForwardRing => _ring;
 
@@ -86,10 +143,42 @@ public sealed unsafe class ZcQueue
 
     internal ulong Bit => _bit;
 
-    /// <summary>The pid of the consumer process attached to it, 0 when none; negative while one that left awaits the owner.</summary>
-    public int ConsumerPid => Volatile.Read(ref _entry->ConsumerPid);
+    internal Arena? Memory => _memory;
 
-    internal ref int ConsumerPidRef => ref _entry->ConsumerPid;
+    /// <summary>The pid of the consumer process attached to it as the owner's socket saw it, 0 when none. Owner's process.</summary>
+    public int ConsumerPid => Volatile.Read(ref ConsumerState) == Attached ? Volatile.Read(ref AttachedPid) : 0;
+
+    internal void BuffersReturned(int n) => _held -= n;
+
+    /// <summary>
+    /// The owner's pool thread, every tenth of a second: notes whether the consumer made progress
+    /// and whether it is stuck, and records the free count of the directory's view.
+    /// </summary>
+    internal void Maintain(long now)
+    {
+        ulong head = Role == QueueRole.Egress ? _ring.ObservedHead : _recycle.ObservedHead;
+        if (head != _lastHead || _held < _lastHeld) _lastProgress = now;
+        if (head != 0 || ConsumerState != Free) _hadConsumer = true;
+        _lastHead = head;
+        _lastHeld = _held;
+        bool blocked = Role == QueueRole.Egress && (_held >= _quota || _ring.LooksFull);
+        _stuck = blocked && _hadConsumer && now - _lastProgress > System.Diagnostics.Stopwatch.Frequency;
+    }
+
+    /// <summary>The owner's socket thread: copies this queue's counters into its directory entry for the listing.</summary>
+    internal void Publish()
+    {
+        if (_entry is null) return;
+        QueueStats s = Stats;
+        Volatile.Write(ref _entry->Sent, s.Sent);
+        Volatile.Write(ref _entry->Received, s.Received);
+        Volatile.Write(ref _entry->Dropped, s.Dropped);
+        Volatile.Write(ref _entry->Errors, s.Errors);
+        Volatile.Write(ref _entry->Held, (uint)Math.Max(0, Held));
+        Volatile.Write(ref _entry->Quota, (uint)_quota);
+        Volatile.Write(ref _entry->ConsumerPid, ConsumerPid);
+        Volatile.Write(ref _entry->Flags, (ConsumerPid != 0 ? QueueEntry.FlagAttached : 0) | (_stuck ? QueueEntry.FlagStuck : 0));
+    }
 
     // ---- producer side ----
 
@@ -102,14 +191,18 @@ public sealed unsafe class ZcQueue
     public bool TrySend(in PacketHandle packet, bool flush = true)
     {
         ulong[]? holders = Role == QueueRole.Egress ? _holders ?? ThrowNotOwner() : null;
-        if (_ring.Claim(1) == 0)
+        if ((holders is not null ? Room(1) : _ring.Claim(1)) == 0)
         {
             _ring.CountDropped(1);
             return false;
         }
         uint index = packet.Index;
         _ring.Put(0, index);
-        if (holders is not null) holders[index] |= _bit;
+        if (holders is not null)
+        {
+            holders[index] |= _bit;
+            _held++;
+        }
         _ring.Advance(1);
         if (flush) _ring.Flush();
         return true;
@@ -153,10 +246,10 @@ public sealed unsafe class ZcQueue
     /// </summary>
     internal bool WaitForRoom(QueueWait wait, CancellationToken cancel)
     {
-        if (_ring.Claim(1) != 0) return true;
+        if (Room(1) != 0) return true;
         _ring.Flush();
         var backoff = new SpinWait();
-        while (_ring.Claim(1) == 0)
+        while (Room(1) == 0)
         {
             if (cancel.IsCancellationRequested) return false;
             if (wait == QueueWait.Active) Thread.SpinWait(16);
@@ -168,19 +261,22 @@ public sealed unsafe class ZcQueue
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int SendSome(ReadOnlySpan<PacketHandle> packets)
     {
-        int n = _ring.Claim(packets.Length);
+        int n;
         if (Role == QueueRole.Egress)
         {
             ulong[] holders = _holders ?? ThrowNotOwner();
+            n = Room(packets.Length);
             for (int i = 0; i < n; i++)
             {
                 uint index = packets[i].Index;
                 _ring.Put(i, index);
                 holders[index] |= _bit;
             }
+            _held += n;
         }
         else
         {
+            n = _ring.Claim(packets.Length);
             for (int i = 0; i < n; i++) _ring.Put(i, packets[i].Index);
         }
         _ring.Advance(n);
@@ -234,12 +330,17 @@ public sealed unsafe class ZcQueue
     internal int SparesOut;
 
     /// <summary>
-    /// The owner, acting for a consumer that is gone: drops every published packet not yet
-    /// received, so that the next consumer starts on an empty queue. The caller takes the
+    /// The owner, acting for a consumer that is gone: puts fresh memory under the rings (whoever
+    /// kept a mapping of the old now writes where nobody reads), drops every published packet not
+    /// yet received, so that the next consumer starts on an empty queue. The caller takes the
     /// buffers back (their holder bit for this queue is still set).
     /// </summary>
     internal void DiscardQueuedForGoneConsumer()
     {
+        _memory?.Renew();
+        _held = 0;
+        _lastProgress = System.Diagnostics.Stopwatch.GetTimestamp();
+        _stuck = false;
         if (Role == QueueRole.Egress)
         {
             _ring.Flush();

@@ -1,0 +1,65 @@
+using System.Runtime.InteropServices;
+
+namespace ZcFlow.Ipc;
+
+/// <summary>What a process asks of a cluster's owner over its socket: a queue to consume, or a look at the counters.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct AttachRequest
+{
+    public const uint CurrentMagic = 0x5143_5A41; // "AZCQ"
+    public const uint Attach = 1, Monitor = 2;
+
+    public uint Magic;
+    public uint Version;
+    public uint Kind;
+    public int Queue;
+}
+
+/// <summary>
+/// The owner's answer: the layout the handed memory has, or why there is none. With an
+/// accepted attach come two descriptors: the cluster memory (read-only for an egress queue's
+/// consumer) and the queue's own memory; with a monitor request, the cluster memory alone.
+/// The owner later sends <see cref="Closing"/> once, when it shuts the cluster down.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct AttachReply
+{
+    public const uint CurrentMagic = 0x5243_5A41; // "AZCR"
+    public const uint ClosingMagic = 0x4343_5A41; // "AZCC"
+    public const int Ok = 0, NoQueue = 1, Busy = 2, Draining = 3, BadRequest = 4;
+    public const int MessageCapacity = 240;
+
+    public uint Magic;
+    public uint Version;
+    public int Status;
+    public uint ClusterId;
+    public ulong Generation;
+    public ulong ClusterSize;
+    public uint BufferStride;
+    public uint BufferCapacity;
+    public uint BufferCount;
+    public uint Flags;
+    public uint Role;
+    public uint Capacity;
+    public uint RecycleCapacity;
+    public int QueueCount;
+    public ulong QueueSize;
+    public int MessageLength;
+    public fixed byte Message[MessageCapacity];
+
+    public static AttachReply Closing => new() { Magic = ClosingMagic };
+
+    public string Text
+    {
+        get
+        {
+            fixed (byte* m = Message) return System.Text.Encoding.UTF8.GetString(m, Math.Clamp(MessageLength, 0, MessageCapacity));
+        }
+        set
+        {
+            byte[] bytes = System.Text.Encoding.UTF8.GetBytes(value);
+            MessageLength = Math.Min(bytes.Length, MessageCapacity);
+            fixed (byte* m = Message) bytes.AsSpan(0, MessageLength).CopyTo(new Span<byte>(m, MessageCapacity));
+        }
+    }
+}

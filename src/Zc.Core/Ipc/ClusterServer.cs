@@ -1,0 +1,195 @@
+using System.Diagnostics;
+using ZcFlow.Memory;
+using ZcFlow.Native;
+using ZcFlow.Queues;
+
+namespace ZcFlow.Ipc;
+
+/// <summary>
+/// The owner's side of the cluster's socket: one thread that hands consumers the memory they
+/// need and notices, through the kernel, when one goes. An attach request names a queue; if the
+/// queue is free, the consumer gets a read-only descriptor of the cluster memory (read-write for
+/// an ingress queue, whose application fills buffers) and a read-write one of that queue's rings,
+/// and nothing of any other queue. The connection stays open for as long as the consumer is
+/// attached: when it closes, however the consumer ended, the queue is marked
+/// <see cref="ZcQueue.Leaving"/> and the pool's thread takes back what it held
+/// (<see cref="Buffers.BufferPool.CheckConsumers"/>). Nothing a consumer writes into shared memory
+/// can declare it, or another consumer, gone.
+///
+/// The same thread copies each queue's counters into the directory every tenth of a second.
+/// </summary>
+internal sealed class ClusterServer : IDisposable
+{
+    private const int TickMs = 100;
+
+    private readonly ZcCluster _cluster;
+    private readonly SafeFileDescriptor _listen;
+    private readonly Thread _thread;
+    private readonly List<Client> _clients = [];
+    private volatile bool _stop;
+    private int _disposed;
+
+    private sealed class Client(SafeFileDescriptor fd, int pid, long deadline)
+    {
+        public SafeFileDescriptor Fd { get; } = fd;
+        public int Pid { get; } = pid;
+        public long Deadline { get; } = deadline;   // to send its request by
+        public ZcQueue? Queue { get; set; }
+    }
+
+    public ClusterServer(ZcCluster cluster, ClusterLock clusterLock, int? group)
+    {
+        _cluster = cluster;
+        _listen = ClusterSocket.Listen(clusterLock.SocketPath, group);
+        _thread = new Thread(Run) { Name = $"zcflow cluster {cluster.Id}", IsBackground = true };
+        _thread.Start();
+    }
+
+    private unsafe void Run()
+    {
+        long nextPublish = 0;
+        var polls = new PollFd[1 + 64];
+        while (!_stop)
+        {
+            int n = 1 + _clients.Count;
+            if (polls.Length < n) polls = new PollFd[n * 2];
+            polls[0] = new PollFd { Fd = _listen.Fd, Events = Libc.POLLIN };
+            for (int i = 0; i < _clients.Count; i++) polls[1 + i] = new PollFd { Fd = _clients[i].Fd.Fd, Events = Libc.POLLIN };
+            int ready;
+            fixed (PollFd* p = polls) ready = Libc.Poll(p, (nuint)n, TickMs);
+            if (_stop) break;
+            long now = Stopwatch.GetTimestamp();
+            if (ready > 0)
+            {
+                for (int i = _clients.Count - 1; i >= 0; i--)
+                    if (polls[1 + i].Revents != 0) Serve(_clients[i]);
+                if (polls[0].Revents != 0) Accept(now);
+            }
+            // A connection that never asks for anything is closed after a second.
+            for (int i = _clients.Count - 1; i >= 0; i--)
+                if (_clients[i].Queue is null && now > _clients[i].Deadline) Drop(_clients[i]);
+            if (now >= nextPublish)
+            {
+                nextPublish = now + Stopwatch.Frequency * TickMs / 1000;
+                foreach (ZcQueue q in _cluster.Queues) q.Publish();
+            }
+        }
+    }
+
+    private void Accept(long now)
+    {
+        while (true)
+        {
+            int raw = Libc.Accept4(_listen.Fd, 0, 0, Libc.SOCK_CLOEXEC | Libc.SOCK_NONBLOCK);
+            if (raw < 0) return;
+            var fd = new SafeFileDescriptor(raw);
+            _clients.Add(new Client(fd, ClusterSocket.Credentials(fd).Pid, now + Stopwatch.Frequency));
+        }
+    }
+
+    // A message or a hang-up from a client: its request if it has none yet; otherwise, the end of it.
+    private void Serve(Client client)
+    {
+        var fds = new List<SafeFileDescriptor>();
+        int n = ClusterSocket.Receive(client.Fd, out AttachRequest request, fds, 0);
+        foreach (SafeFileDescriptor f in fds) f.Dispose(); // nobody sends the owner descriptors
+        if (client.Queue is not null)
+        {
+            if (n <= 0) Drop(client);   // hung up: the consumer is gone; anything else it sends is ignored
+            return;
+        }
+        if (n <= 0) { Drop(client); return; }
+        Answer(client, request, n);
+        if (client.Queue is null) Drop(client);
+    }
+
+    private void Answer(Client client, in AttachRequest request, int length)
+    {
+        AttachReply reply = Describe();
+        if (length != System.Runtime.CompilerServices.Unsafe.SizeOf<AttachRequest>() || request.Magic != AttachRequest.CurrentMagic || request.Version != ArenaLayout.Version)
+        {
+            reply.Status = AttachReply.BadRequest;
+            reply.Text = $"cluster {_cluster.Id} speaks layout version {ArenaLayout.Version}; the request was not of that version";
+            ClusterSocket.Send(client.Fd, reply, []);
+            return;
+        }
+        Memory.Arena memory = _cluster.Memory;
+        if (request.Kind == AttachRequest.Monitor)
+        {
+            using SafeFileDescriptor readOnly = memory.OpenReadOnly();
+            ClusterSocket.Send(client.Fd, reply, [readOnly.Fd]);
+            return;
+        }
+        IReadOnlyList<ZcQueue> queues = _cluster.Queues;
+        if (request.Kind != AttachRequest.Attach || (uint)request.Queue >= (uint)queues.Count)
+        {
+            reply.Status = AttachReply.NoQueue;
+            reply.Text = $"cluster {_cluster.Id} has {queues.Count} queues, numbered from 0";
+            ClusterSocket.Send(client.Fd, reply, []);
+            return;
+        }
+        ZcQueue queue = queues[request.Queue];
+        int state = Interlocked.CompareExchange(ref queue.ConsumerState, ZcQueue.Attached, ZcQueue.Free);
+        if (state != ZcQueue.Free)
+        {
+            reply.Status = state == ZcQueue.Attached ? AttachReply.Busy : AttachReply.Draining;
+            reply.Text = state == ZcQueue.Attached
+                ? $"queue {queue.Id} of cluster {_cluster.Id} already has a consumer, process {queue.AttachedPid}"
+                : $"queue {queue.Id} of cluster {_cluster.Id} still holds what its last consumer left; its owner takes that back when it next checks its consumers";
+            ClusterSocket.Send(client.Fd, reply, []);
+            return;
+        }
+        Volatile.Write(ref queue.AttachedPid, client.Pid);
+        reply.Role = (uint)queue.Role;
+        reply.Capacity = (uint)queue.Capacity;
+        reply.RecycleCapacity = (uint)queue.RecycleRing.Capacity;
+        reply.QueueSize = queue.Memory!.Size;
+        bool sent;
+        if (queue.Role == QueueRole.Ingress)
+        {
+            sent = ClusterSocket.Send(client.Fd, reply, [memory.Descriptor.Fd, queue.Memory.Descriptor.Fd]);
+        }
+        else
+        {
+            using SafeFileDescriptor readOnly = memory.OpenReadOnly();
+            sent = ClusterSocket.Send(client.Fd, reply, [readOnly.Fd, queue.Memory.Descriptor.Fd]);
+        }
+        client.Queue = queue;
+        if (!sent) Drop(client);
+    }
+
+    private AttachReply Describe()
+    {
+        var reply = new AttachReply
+        {
+            Magic = AttachReply.CurrentMagic, Version = ArenaLayout.Version, ClusterId = _cluster.Id, Generation = _cluster.Generation,
+            ClusterSize = _cluster.ArenaSize, BufferStride = (uint)ArenaLayout.BufferStride(_cluster.BufferSize),
+            BufferCapacity = (uint)_cluster.BufferSize, BufferCount = (uint)_cluster.BufferCount,
+            Flags = _cluster.OnHugePages ? ArenaHeader.FlagHugePages : 0, QueueCount = _cluster.Queues.Count,
+        };
+        return reply;
+    }
+
+    private void Drop(Client client)
+    {
+        _clients.Remove(client);
+        if (client.Queue is { } q) Volatile.Write(ref q.ConsumerState, ZcQueue.Leaving);
+        client.Fd.Dispose();
+    }
+
+    /// <summary>Tells every attached consumer the cluster is closing, then closes its connection and the socket. Idempotent.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _stop = true;
+        Libc.Shutdown(_listen.Fd, Libc.SHUT_RDWR);   // wakes the thread's poll at once (the listening socket hangs up)
+        _thread.Join();
+        foreach (Client c in _clients)
+        {
+            if (c.Queue is not null) ClusterSocket.Send(c.Fd, AttachReply.Closing, []);
+            c.Fd.Dispose();
+        }
+        _clients.Clear();
+        _listen.Dispose();
+    }
+}
