@@ -46,7 +46,7 @@ public sealed class AdapterTests : IDisposable
     public async Task ReadAllAsync_YieldsEveryPacketInOrder_AndReleasesEach()
     {
         long expected = 0;
-        await foreach (PacketHandle p in _queue.ReadAllAsync(TestContext.Current.CancellationToken))
+        await foreach (PacketHandle p in _queue.ReadAllAsync(TestDeadline.Token))
         {
             Assert.Equal(expected++, Sequence(p));
             if (expected == Count) break;
@@ -61,9 +61,9 @@ public sealed class AdapterTests : IDisposable
         using var stop = new CancellationTokenSource();
         var reader = _queue.ToChannelReader(Sequence, cancel: stop.Token);
         for (long expected = 0; expected < Count; expected++)
-            Assert.Equal(expected, await reader.ReadAsync(TestContext.Current.CancellationToken));
+            Assert.Equal(expected, await reader.ReadAsync(TestDeadline.Token));
         stop.Cancel();
-        await reader.Completion.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+        await reader.Completion.WaitAsync(TimeSpan.FromSeconds(10), TestDeadline.Token);
     }
 
     [Fact]
@@ -73,9 +73,9 @@ public sealed class AdapterTests : IDisposable
         long sum = 0, seen = 0;
         var sink = new ActionBlock<long>(s => { sum += s; seen++; });
         _queue.ToSourceBlock(Sequence, cancel: stop.Token).LinkTo(sink, new DataflowLinkOptions { PropagateCompletion = true });
-        while (Interlocked.Read(ref seen) < Count) await Task.Delay(5, TestContext.Current.CancellationToken);
+        while (Interlocked.Read(ref seen) < Count) await Task.Delay(5, TestDeadline.Token);
         stop.Cancel();
-        await sink.Completion.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+        await sink.Completion.WaitAsync(TimeSpan.FromSeconds(10), TestDeadline.Token);
         Assert.Equal((long)Count * (Count - 1) / 2, sum);
     }
 }

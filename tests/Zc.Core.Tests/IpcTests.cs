@@ -55,7 +55,7 @@ public class IpcTests(ITestOutputHelper output)
                 bursts[q][filled[q]++] = p;
                 if (filled[q] == 32 || seq >= Total - Consumers)
                 {
-                    Assert.Equal(filled[q], queues[q].SendBurst(bursts[q].AsSpan(0, filled[q]), QueueWait.Passive, TestContext.Current.CancellationToken));
+                    Assert.Equal(filled[q], queues[q].SendBurst(bursts[q].AsSpan(0, filled[q]), QueueWait.Passive, TestDeadline.Token));
                     filled[q] = 0;
                 }
             }
@@ -99,7 +99,7 @@ public class IpcTests(ITestOutputHelper output)
             PacketHandle b;
             while (!pool.TryGet(out b)) Thread.Yield();
             Stamp(b, seq++);
-            Assert.Equal(1, survivor.SendBurst([b], QueueWait.Passive, TestContext.Current.CancellationToken));
+            Assert.Equal(1, survivor.SendBurst([b], QueueWait.Passive, TestDeadline.Token));
         }
         other.WaitFor("ok 2000");
         Assert.Equal(64UL + 40, doomed.Stats.Sent);
@@ -129,7 +129,7 @@ public class IpcTests(ITestOutputHelper output)
         var gone = Assert.Throws<ClusterGoneException>(() =>
         {
             while (clock.Elapsed < TimeSpan.FromSeconds(10))
-                attached.Queue.ReceiveBurst(new PacketHandle[8], QueueWait.Passive, TestContext.Current.CancellationToken);
+                attached.Queue.ReceiveBurst(new PacketHandle[8], QueueWait.Passive, TestDeadline.Token);
         });
         output.WriteLine($"{clock.ElapsedMilliseconds} ms: {gone.Message}");
         Assert.False(gone.Restarted);
@@ -152,7 +152,7 @@ public class IpcTests(ITestOutputHelper output)
         using ChildProcess second = ChildProcess.Start("own", [id, 1]);
         second.WaitFor("ready");
         var gone = Assert.Throws<ClusterGoneException>(() =>
-            attached.Queue.ReceiveBurst(new PacketHandle[8], QueueWait.Passive, TestContext.Current.CancellationToken));
+            attached.Queue.ReceiveBurst(new PacketHandle[8], QueueWait.Passive, TestDeadline.Token));
         output.WriteLine(gone.Message);
         Assert.True(gone.Restarted, gone.Message);
         using AttachedQueue again = AttachedQueue.Attach(id, 0);
@@ -198,7 +198,7 @@ public class IpcTests(ITestOutputHelper output)
             }
             int n = pool.GetBurst(burst.AsSpan(0, (int)Math.Min(16, HonestPackets - seq)));
             for (int k = 0; k < n; k++) Stamp(burst[k], seq++);
-            Assert.Equal(n, honest.SendBurst(burst.AsSpan(0, n), QueueWait.Passive, TestContext.Current.CancellationToken));
+            Assert.Equal(n, honest.SendBurst(burst.AsSpan(0, n), QueueWait.Passive, TestDeadline.Token));
             if (n == 0) { pool.CheckConsumers(); Thread.Yield(); }
         }
         good.WaitFor($"ok {HonestPackets}");
@@ -218,7 +218,7 @@ public class IpcTests(ITestOutputHelper output)
             PacketHandle p;
             while (!pool.TryGet(out p)) Thread.Yield();
             Stamp(p, i);
-            Assert.Equal(1, hostile.SendBurst([p], QueueWait.Passive, TestContext.Current.CancellationToken));
+            Assert.Equal(1, hostile.SendBurst([p], QueueWait.Passive, TestDeadline.Token));
         }
         next.WaitFor("ok 100");
     }

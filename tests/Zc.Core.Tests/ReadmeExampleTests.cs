@@ -27,7 +27,7 @@ public class ReadmeExampleTests
         }, new WorkerOptions { Core = core }))
         {
             if (pool.TryGet(out PacketHandle p)) { "hello"u8.CopyTo(p.Buffer); p.Length = 5; queue.TrySend(p); }
-            Assert.True(arrived.Wait(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken));
+            Assert.True(arrived.Wait(TimeSpan.FromSeconds(10), TestDeadline.Token));
         }
         Assert.Equal("hello", seen);
         pool.Reclaim();

@@ -19,7 +19,7 @@ public class StressTests(ITestOutputHelper output)
         BufferPool pool = cluster.CreatePool(8192);
         ZcQueue queue = cluster.CreateQueue(4096);
         pool.ReclaimFrom(queue);
-        CancellationToken cancel = TestContext.Current.CancellationToken;
+        CancellationToken cancel = TestDeadline.Token;
 
         string? failure = null;
         long received = 0;
@@ -82,7 +82,7 @@ public class StressTests(ITestOutputHelper output)
         var queues = new ZcQueue[Consumers];
         for (int i = 0; i < Consumers; i++) pool.ReclaimFrom(queues[i] = cluster.CreateQueue(2048));
         var multi = new MultiQueue(queues);
-        CancellationToken cancel = TestContext.Current.CancellationToken;
+        CancellationToken cancel = TestDeadline.Token;
 
         var failures = new string?[Consumers];
         var counts = new long[Consumers];

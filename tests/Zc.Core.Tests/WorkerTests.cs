@@ -11,7 +11,7 @@ public class WorkerTests
         int seen = -1;
         using var ran = new ManualResetEventSlim();
         using (ZcWorker.Start("pinned", () => { seen = CpuAffinity.CurrentCore; ran.Set(); return 0; }, new WorkerOptions { Core = core }))
-            ran.Wait(TestContext.Current.CancellationToken);
+            ran.Wait(TestDeadline.Token);
         Assert.Equal(core, seen);
     }
 

@@ -32,7 +32,7 @@ public sealed class ZcQueueTests : IDisposable
         Assert.True(_queue.IsEmpty);
         Assert.False(_queue.TryReceive(out _));
         Assert.Equal(0, _queue.ReceiveBurst(new PacketHandle[8]));
-        Assert.Equal(0, _queue.ReceiveBurst(new PacketHandle[8], QueueWait.None, TestContext.Current.CancellationToken));
+        Assert.Equal(0, _queue.ReceiveBurst(new PacketHandle[8], QueueWait.None, TestDeadline.Token));
     }
 
     [Fact]
@@ -134,10 +134,10 @@ public sealed class ZcQueueTests : IDisposable
         var consumer = new Thread(() =>
         {
             ready.Set();
-            _queue.Receive(out received, QueueWait.Passive, TestContext.Current.CancellationToken);
+            _queue.Receive(out received, QueueWait.Passive, TestDeadline.Token);
         });
         consumer.Start();
-        ready.Wait(TestContext.Current.CancellationToken);
+        ready.Wait(TestDeadline.Token);
         Assert.True(_queue.TrySend(Packet(42)));
         Assert.True(consumer.Join(TimeSpan.FromSeconds(10)));
         Assert.Equal(42, received.Data[0]);
@@ -161,10 +161,10 @@ public sealed class ZcQueueTests : IDisposable
         int sent = 0;
         var producer = new Thread(() => { sending.Set(); sent = _queue.SendBurst(more, QueueWait.Passive); });
         producer.Start();
-        sending.Wait(TestContext.Current.CancellationToken);
+        sending.Wait(TestDeadline.Token);
         var got = new PacketHandle[19];
         int n = 0;
-        while (n < 19) n += _queue.ReceiveBurst(got.AsSpan(n), QueueWait.Passive, TestContext.Current.CancellationToken);
+        while (n < 19) n += _queue.ReceiveBurst(got.AsSpan(n), QueueWait.Passive, TestDeadline.Token);
         Assert.True(producer.Join(TimeSpan.FromSeconds(10)));
         Assert.Equal(3, sent);
         for (byte i = 0; i < 19; i++) Assert.Equal(i, got[i].Data[0]);

@@ -26,6 +26,9 @@ using ZcFlow;
 //   drain <cluster> <queue> <keys file>               attach (waiting up to 30 s for the cluster), receive
 //                                                      until the cluster goes; write each conversation seen
 //                                                      to the file and print "ok <packets>"
+//   flows <cluster> <queue> <flows>                    attach (waiting up to 30 s), receive the Balancer's gen:
+//                                                      frames until the cluster goes, checking that each flow's
+//                                                      packets come exactly once and in order; print "ok <packets>"
 //   own <cluster> <queues> [race|huge]                 create the cluster, print "ready", keep it until stdin closes;
 //                                                      with race, print "refused" if another process owns the id;
 //                                                      with huge, on hugepages
@@ -61,6 +64,7 @@ try
     }
 
     if (verb == "drain") return Drain(cluster, queueId, args[3], timeout.Token);
+    if (verb == "flows") return Flows(cluster, queueId, int.Parse(args[3]), timeout.Token);
 
     using AttachedQueue attached = AttachedQueue.Attach(cluster, queueId, verb == "spin" ? TimeSpan.FromSeconds(30) : null);
     ZcQueue queue = attached.Queue;
@@ -148,9 +152,9 @@ try
             var stdin = Task.Run(() => Console.In.ReadToEnd());
             while (!stdin.IsCompleted)
             {
-                int n = queue.ReceiveBurst(burst, QueueWait.Passive, timeout.Token);
+                int n = queue.ReceiveBurst(burst);
                 queue.ReleaseBurst(burst.AsSpan(0, n));
-                if (n == 0) Thread.Sleep(10);
+                if (n == 0) Thread.Sleep(1);
             }
             return 0;
         }
@@ -220,6 +224,45 @@ static unsafe int Vandal(AttachedQueue attached, int seed, int rounds)
     victim.Buffer[0] = 0xEE;
     Console.WriteLine("error: wrote into a packet");
     return 1;
+}
+
+// Receives the frames of a gen:<size>?flows=<flows> device until the owner goes. The generator sends
+// its templates in turn (flow f's two directions are templates 2f and 2f+1 of 2*flows) with a global
+// sequence number, so the k-th packet of flow f must carry (k/2)*2*flows + 2f + k%2: any loss,
+// repeat or reordering within a flow, or a flow split between two queues, breaks that.
+static int Flows(uint cluster, int queueId, int flows, CancellationToken cancel)
+{
+    using AttachedQueue attached = AttachedQueue.Attach(cluster, queueId, TimeSpan.FromSeconds(30), waitForOwner: true);
+    Console.WriteLine("attached");
+    long templates = 2L * flows;
+    var seen = new long[flows];
+    var burst = new PacketHandle[32];
+    long packets = 0;
+    try
+    {
+        while (!cancel.IsCancellationRequested)
+        {
+            int n = attached.Queue.ReceiveBurst(burst, QueueWait.Passive, cancel);
+            for (int k = 0; k < n; k++)
+            {
+                long seq = System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(burst[k].Data[ZcFlow.Devices.GeneratorDevice.SequenceOffset..]);
+                int flow = (int)(seq % templates / 2);
+                long i = seen[flow]++, expected = i / 2 * templates + 2 * flow + i % 2;
+                if (seq != expected)
+                {
+                    Console.WriteLine($"error: flow {flow}: packet {i} carries sequence {seq}, expected {expected}");
+                    return 1;
+                }
+            }
+            attached.Queue.ReleaseBurst(burst.AsSpan(0, n));
+            packets += n;
+        }
+    }
+    catch (ClusterGoneException)
+    {
+    }
+    Console.WriteLine($"ok {packets} in {seen.Count(c => c > 0)} flows");
+    return 0;
 }
 
 // Receives everything until the owner goes, noting each conversation (both directions as one).

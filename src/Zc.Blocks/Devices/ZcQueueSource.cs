@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using ZcFlow.Buffers;
 using ZcFlow.Ipc;
 
@@ -7,23 +8,35 @@ namespace ZcFlow.Devices;
 /// A queue of another process's cluster, <c>zc:&lt;cluster&gt;@&lt;queue&gt;</c>, as a packet source.
 /// Its buffers belong to that cluster, so each packet is copied once into a buffer of this
 /// source's pool (with its metadata) and the original released at once.
+///
+/// When that cluster's owner goes, the source delivers nothing and tries every tenth of a second
+/// to attach again, so it goes on by itself once an owner of the same cluster id is back (a
+/// restarted Balancer). <see cref="Reattached"/> counts how often that happened.
 /// </summary>
 public sealed class ZcQueueSource : IPacketSource
 {
-    private readonly AttachedQueue _attached;
+    private static readonly long RetryPeriod = Stopwatch.Frequency / 10;
+
+    private readonly uint _clusterId;
+    private readonly int _queueId;
     private readonly BufferPool _pool;
     private readonly uint _index;
     private readonly PacketHandle[] _remote = new PacketHandle[32];
-    private ulong _received, _bytes;
+    private AttachedQueue? _attached;
+    private long _nextAttempt;
+    private ulong _received, _bytes, _reattached;
 
     private ZcQueueSource(string name, AttachedQueue attached, BufferPool pool, uint index)
     {
         Name = name;
         _attached = attached;
+        _clusterId = attached.ClusterId;
+        _queueId = attached.Queue.Id;
         _pool = pool;
         _index = index;
     }
 
+    /// <summary>Attaches to <paramref name="name"/>; a cluster that is not there is an error now (later, it is waited for).</summary>
     public static ZcQueueSource Open(string name, BufferPool pool, uint index) => new(name, AttachedQueue.Attach(name), pool, index);
 
     public string Name { get; }
@@ -32,11 +45,28 @@ public sealed class ZcQueueSource : IPacketSource
 
     public DeviceStats Stats => new(Volatile.Read(ref _received), Volatile.Read(ref _bytes), 0);
 
-    /// <summary>Copies up to a burst; throws <see cref="ClusterGoneException"/> when the other cluster is gone.</summary>
+    /// <summary>How many times the source attached again after the other cluster's owner went.</summary>
+    public ulong Reattached => Volatile.Read(ref _reattached);
+
+    /// <summary>Copies up to a burst; 0 while the other cluster is gone and not back.</summary>
     public int ReceiveBurst(Span<PacketHandle> packets)
     {
+        AttachedQueue? attached = _attached ?? TryAttach();
+        if (attached is null) return 0;
         int n = _pool.GetBurst(packets[..Math.Min(packets.Length, _remote.Length)]);
-        int got = n == 0 ? 0 : _attached.Queue.ReceiveBurst(_remote.AsSpan(0, n));
+        int got;
+        try
+        {
+            got = n == 0 ? 0 : attached.Queue.ReceiveBurst(_remote.AsSpan(0, n));
+        }
+        catch (ClusterGoneException)
+        {
+            _pool.ReleaseBurst(packets[..n]);
+            attached.Dispose();
+            _attached = null;
+            _nextAttempt = Stopwatch.GetTimestamp() + RetryPeriod;
+            return 0;
+        }
         ulong bytes = 0;
         for (int i = 0; i < got; i++)
         {
@@ -51,7 +81,7 @@ public sealed class ZcQueueSource : IPacketSource
             to.DeviceIndex = _index;
             bytes += (ulong)length;
         }
-        _attached.Queue.ReleaseBurst(_remote.AsSpan(0, got));
+        attached.Queue.ReleaseBurst(_remote.AsSpan(0, got));
         _pool.ReleaseBurst(packets[got..n]);
         if (got != 0)
         {
@@ -61,5 +91,22 @@ public sealed class ZcQueueSource : IPacketSource
         return got;
     }
 
-    public void Dispose() => _attached.Dispose();
+    private AttachedQueue? TryAttach()
+    {
+        long now = Stopwatch.GetTimestamp();
+        if (now < _nextAttempt) return null;
+        _nextAttempt = now + RetryPeriod;
+        try
+        {
+            _attached = AttachedQueue.Attach(_clusterId, _queueId, TimeSpan.Zero);
+            Volatile.Write(ref _reattached, _reattached + 1);
+            return _attached;
+        }
+        catch (Exception e) when (e is InvalidOperationException or TimeoutException or ClusterGoneException or ArgumentOutOfRangeException or InvalidDataException)
+        {
+            return null;
+        }
+    }
+
+    public void Dispose() => _attached?.Dispose();
 }

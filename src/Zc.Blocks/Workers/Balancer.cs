@@ -18,9 +18,12 @@ namespace ZcFlow.Workers;
 /// also takes back what dead consumer processes held.
 ///
 /// Like zbalance_ipc it never waits for a consumer: a full queue drops (counted in its stats).
-/// Built <c>lossless</c>, it instead leaves its inputs unread while any queue lacks room for a
-/// whole burst from each of them, so files and generators lose nothing (a live device then
-/// drops in its own ring, where the kernel counts it); a consumer that stops stops it too.
+/// Built <c>lossless</c>, it instead reads from each input no more packets than every queue has
+/// room for (down to one at a time, whatever the queues' size), so files and generators lose
+/// nothing (a live device then drops in its own ring, where the kernel counts it). It does not
+/// wait for a queue whose consumer process has gone, or whose consumer is stuck (has left the
+/// queue full and released nothing for a second, <see cref="ZcQueue.IsWaitedFor"/>): that queue
+/// drops, and counts it, while the others go on.
 ///
 /// An output can be a device instead of a queue (<see cref="SetEgress"/>): what goes there is
 /// copied into its transmit ring. Filters in tcpdump's syntax can guard the input (a packet that
@@ -100,11 +103,12 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
     {
         int moved = 0;
         ulong filtered = 0;
-        if (_lossless && !AllHaveRoom()) return MaintainAndFlush(0);
         BpfFilter? filter = Volatile.Read(ref _filter);
         foreach (IPacketSource input in _inputs)
         {
-            int n = input.ReceiveBurst(_burst);
+            int want = _lossless ? Room() : Burst;
+            if (want == 0) break;
+            int n = input.ReceiveBurst(_burst.AsSpan(0, want));
             for (int i = 0; i < n; i++)
             {
                 if (filter is not null && !filter.Matches(_burst[i]))
@@ -124,12 +128,17 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
         return MaintainAndFlush(moved);
     }
 
-    private bool AllHaveRoom()
+    // Lossless: how many packets (up to a burst) every queue worth waiting for can still take. A packet
+    // takes at most one slot of each queue, whatever the distribution does with it.
+    private int Room()
     {
-        int burst = Burst * _inputs.Length;
-        foreach (ZcQueue q in _outputs)
-            if (!q.HasRoom(burst)) return false;
-        return true;
+        int room = Burst;
+        for (int q = 0; q < _outputs.Length && room != 0; q++)
+        {
+            ZcQueue queue = _outputs[q];
+            if ((_egressOutputs & 1UL << q) == 0 && queue.IsWaitedFor) room = queue.Room(room);
+        }
+        return room;
     }
 
     private int MaintainAndFlush(int moved)

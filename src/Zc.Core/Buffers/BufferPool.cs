@@ -227,8 +227,8 @@ public sealed unsafe class BufferPool
     /// consumer process has gone (its connection to the cluster's socket closed: the kernel says
     /// so, whatever the process wrote anywhere), takes back every buffer of this pool that queue
     /// held (received and not released, or still queued), gives the queue fresh memory, empties it
-    /// and makes it free for a new consumer. Also notes which consumers are stuck and publishes
-    /// the pool's free count for the listing. Returns the buffers taken back. Call it from the
+    /// and makes it free for a new consumer. Also takes back what was released, notes which
+    /// consumers are stuck and publishes the pool's free count for the listing. Returns the buffers taken back. Call it from the
     /// owning thread every so often (a tenth of a second is plenty); it makes no system call
     /// unless a consumer has gone.
     /// </summary>
@@ -236,6 +236,7 @@ public sealed unsafe class BufferPool
     {
         int before = _top;
         long now = Stopwatch.GetTimestamp();
+        Reclaim();   // so that what was released shows, in the quotas and the free count, even while nothing is sent
         foreach (ZcQueue queue in _returns)
         {
             queue.Maintain(now);

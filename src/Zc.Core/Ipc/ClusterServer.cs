@@ -140,6 +140,7 @@ internal sealed class ClusterServer : IDisposable
             return;
         }
         Volatile.Write(ref queue.AttachedPid, client.Pid);
+        queue.HadRemoteConsumer = true;
         reply.Role = (uint)queue.Role;
         reply.Capacity = (uint)queue.Capacity;
         reply.RecycleCapacity = (uint)queue.RecycleRing.Capacity;

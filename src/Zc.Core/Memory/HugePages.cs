@@ -4,7 +4,7 @@ namespace ZcFlow.Memory;
 public static class HugePages
 {
     public const string EnableHint =
-        "reserve pages with 'echo 512 > /proc/sys/vm/nr_hugepages' and mount hugetlbfs with 'mkdir -p /dev/hugepages && mount -t hugetlbfs nodev /dev/hugepages'";
+        "reserve pages with 'echo 512 > /proc/sys/vm/nr_hugepages' (ClusterOptions.RequireHugePages then insists on them)";
 
     private const string PoolDir = "/sys/kernel/mm/hugepages/hugepages-2048kB";
 

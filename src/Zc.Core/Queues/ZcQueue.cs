@@ -132,6 +132,22 @@ public sealed unsafe class ZcQueue
     /// </summary>
     public bool IsStuck => _stuck;
 
+    /// <summary>
+    /// Owner: whether a sender that must not lose packets should wait for room in this queue. Not when
+    /// the consumer process attached through the socket has gone (nor while the queue waits for the next
+    /// one), nor when its consumer is stuck (<see cref="IsStuck"/>); a queue consumed in this process,
+    /// or not yet consumed at all, is waited for until it is stuck.
+    /// </summary>
+    public bool IsWaitedFor => Volatile.Read(ref ConsumerState) switch
+    {
+        Attached => !_stuck,
+        Free => !HadRemoteConsumer && !_stuck,
+        _ => false,
+    };
+
+    /// <summary>Set by the socket thread when a consumer process attaches: from then on the queue has a consumer only while one is attached.</summary>
+    internal bool HadRemoteConsumer;
+
     /// <summary>Owner: the consumer process attached through the cluster's socket has gone, and what it held is not yet taken back.</summary>
     public bool ConsumerGone => Volatile.Read(ref ConsumerState) == Leaving;
 

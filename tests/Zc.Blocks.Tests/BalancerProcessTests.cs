@@ -1,0 +1,138 @@
+using System.Diagnostics;
+using ZcFlow.Ipc;
+
+namespace ZcFlow.Tests;
+
+/// <summary>
+/// The Balancer sample as users run it, a process of its own, with consumer processes attached
+/// and killed around it: what arrives is checked packet by packet, what the owner holds through
+/// the host's listing.
+/// </summary>
+public class BalancerProcessTests(ITestOutputHelper output)
+{
+    private static ClusterInfo Listing(uint cluster) => ClusterDirectory.List().Single(c => c.Id == cluster);
+
+    private static ClusterInfo WaitForListing(uint cluster, Func<ClusterInfo, bool> condition, string what, int seconds = 120)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            ClusterInfo? info = ClusterDirectory.List().SingleOrDefault(c => c.Id == cluster);
+            if (info is { Problem: null } && condition(info)) return info;
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(seconds), $"timed out waiting for {what}; the listing says {info}: " +
+                $"queues {string.Join("; ", info?.Queues ?? [])}, pools {string.Join("; ", info?.Pools ?? [])}, devices {string.Join("; ", info?.Devices ?? [])}");
+            Thread.Sleep(50);
+        }
+    }
+
+    [Fact]
+    public void OneHundredMillionPackets_ThroughTheBalancerProcess_ToThreeConsumerProcesses_ArriveExactlyOnce_InOrderPerFlow()
+    {
+        const long Count = 100_000_000;
+        const int Flows = 4096;
+        uint cluster = TestClusters.NextId();
+        string input = $"gen:64?flows={Flows}&count={Count}";
+        using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", cluster, "-n", 3, "-m", 8, "-i", input, "-L", "-W", 2]);
+        var consumers = Enumerable.Range(0, 3).Select(q => ChildProcess.Start("flows", [cluster, q, Flows])).ToArray();
+        try
+        {
+            foreach (ChildProcess c in consumers) c.WaitFor("attached");
+            var clock = Stopwatch.StartNew();
+            ClusterInfo done = WaitForListing(cluster,
+                i => i.Devices.SingleOrDefault(d => d.Name == input)?.Stats.Received == Count && i.Queues.All(q => q.Stats.Received == q.Stats.Sent),
+                "every packet generated and received", seconds: 600);
+            double seconds = clock.Elapsed.TotalSeconds;
+            balancer.Terminate();
+            Assert.Equal(0, balancer.WaitForExit());
+            long[] got = consumers.Select(c => long.Parse(c.WaitFor("ok").Split(' ')[1])).ToArray();
+            output.WriteLine($"{Count:N0} packets in {seconds:F1} s ({Count / seconds / 1e6:F1} Mpps): consumers got {string.Join(" + ", got)}; queues {string.Join("; ", done.Queues.Select(q => q.Stats))}");
+            Assert.Equal(Count, got.Sum());
+            Assert.All(done.Queues, q => Assert.Equal(0UL, q.Stats.Dropped + q.Stats.Errors));
+        }
+        finally
+        {
+            foreach (ChildProcess c in consumers) c.Dispose();
+        }
+    }
+
+    [Fact]
+    public void Chaos_200ConsumersKilledAtRandom_NoBufferLeaks_TheHonestConsumerGetsEveryPacketRoutedToIt()
+    {
+        const int Kills = 200;
+        const long Count = 3_000_000;
+        uint cluster = TestClusters.NextId();
+        string input = $"gen:64?flows=1024&rate=100000&count={Count}";
+        string keys = Path.Combine(Path.GetTempPath(), $"zcflow-chaos-{Environment.ProcessId}-{cluster}");
+        using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", cluster, "-n", 3, "-m", 0, "-q", 1024, "-i", input, "-L", "-W", 1]);
+        using ChildProcess honest = ChildProcess.Start("drain", [cluster, 2, keys + "-2"]);
+        honest.WaitFor("attached");
+
+        // Two queues, each a stream of consumers killed with SIGKILL at a random moment after they attached.
+        var random = new Random(20261125);
+        int[][] delays = [.. Enumerable.Range(0, 2).Select(_ => Enumerable.Range(0, Kills / 2).Select(_ => random.Next(0, 300)).ToArray())];
+        output.WriteLine("seed 20261125");
+        Parallel.For(0, 2, q =>
+        {
+            foreach (int delay in delays[q])
+            {
+                using ChildProcess victim = ChildProcess.Start("spin", [cluster, q]);
+                victim.WaitFor("attached");
+                Thread.Sleep(delay);
+                victim.Kill();
+            }
+        });
+
+        // Then honest consumers empty the two queues, and everything comes to rest.
+        using ChildProcess drain0 = ChildProcess.Start("drain", [cluster, 0, keys + "-0"]);
+        using ChildProcess drain1 = ChildProcess.Start("drain", [cluster, 1, keys + "-1"]);
+        drain0.WaitFor("attached");
+        drain1.WaitFor("attached");
+        ClusterInfo rest = WaitForListing(cluster,
+            i => i.Devices.SingleOrDefault(d => d.Name == input)?.Stats.Received == Count && i.Queues.All(q => q.Stats.Received == q.Stats.Sent && q.Held == 0)
+                 && i.Pools.All(p => p.Free == p.Count),
+            "every buffer back in the pool", seconds: 180);
+        PoolInfo pool = Assert.Single(rest.Pools);
+        QueueInfo honestQueue = rest.Queues[2];
+        output.WriteLine($"after {Kills} kills: pool {pool.Free} of {pool.Count} free; queues {string.Join("; ", rest.Queues.Select(q => q.Stats))}");
+        Assert.Equal(pool.Count, pool.Free);
+        Assert.Equal(0UL, honestQueue.Stats.Dropped + honestQueue.Stats.Errors);
+
+        balancer.Terminate();
+        Assert.Equal(0, balancer.WaitForExit());
+        long received = long.Parse(honest.WaitFor("ok").Split(' ')[1]);
+        Assert.Equal((long)honestQueue.Stats.Sent, received);
+        Assert.Equal(Count / 3, received);   // round robin: every third packet, all of them
+        foreach (string f in Directory.GetFiles(Path.GetTempPath(), Path.GetFileName(keys) + "*")) File.Delete(f);
+    }
+
+    [Fact]
+    public void OwnerKilled_ZCountSaysSoWithinASecond_AndAttachesToTheNextOwnerByItself()
+    {
+        uint cluster = TestClusters.NextId();
+        object[] balancerArgs = ["-c", cluster, "-n", 1, "-i", "gen:64?flows=16&rate=20000"];
+        using ChildProcess first = ChildProcess.Run("Balancer", balancerArgs);
+        WaitForListing(cluster, _ => true, "the first owner", seconds: 30);
+        using ChildProcess zcount = ChildProcess.Run("ZCount", ["-c", cluster, "-i", 0]);
+        zcount.WaitFor("attached to");
+        zcount.WaitFor(" ");   // a stats line
+
+        first.Kill();
+        var clock = Stopwatch.StartNew();
+        string gone = zcount.WaitFor("owner gone", seconds: 10);
+        TimeSpan noticed = clock.Elapsed;
+        output.WriteLine($"{noticed.TotalMilliseconds:F0} ms: {gone}");
+        Assert.True(noticed < TimeSpan.FromSeconds(1), $"ZCount took {noticed} to notice");
+
+        using ChildProcess second = ChildProcess.Run("Balancer", balancerArgs);
+        clock.Restart();
+        zcount.WaitFor("attached to", seconds: 30);
+        output.WriteLine($"attached again {clock.ElapsedMilliseconds} ms after the second owner started");
+        WaitForListing(cluster, i => i.Queues[0].ConsumerPid == zcount.Pid && i.Queues[0].Stats.Received > 1000, "packets to the reattached ZCount", seconds: 30);
+
+        zcount.Terminate();
+        Assert.Equal(0, zcount.WaitForExit());
+        Assert.Contains("total ", zcount.Output);
+        second.Terminate();
+        Assert.Equal(0, second.WaitForExit());
+    }
+}

@@ -1,0 +1,175 @@
+using System.Diagnostics;
+using ZcFlow.Buffers;
+using ZcFlow.Ipc;
+using ZcFlow.Queues;
+
+namespace ZcFlow.Tests;
+
+/// <summary>
+/// What a consumer process can and cannot do to the owner and to the other consumers: each test
+/// runs real consumer processes beside an owner in this process and checks every packet the
+/// honest ones receive (sequence and bytes).
+/// </summary>
+public class IsolationTests(ITestOutputHelper output)
+{
+    private static ZcCluster Owner(int buffers) => ZcCluster.Create(TestClusters.NextId(), new ClusterOptions
+    {
+        BufferCount = buffers, BufferSize = 128, MaxQueues = 4, UseHugePages = false, Warn = _ => { },
+    });
+
+    private static void WaitUntil(Func<bool> condition, string what, int seconds = 30)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(seconds), $"timed out waiting for {what}");
+            Thread.Sleep(1);
+        }
+    }
+
+    private static PacketHandle Take(BufferPool pool, int seconds = 30)
+    {
+        var clock = Stopwatch.StartNew();
+        PacketHandle p;
+        while (!pool.TryGet(out p))
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(seconds), $"the pool stayed empty for {seconds} s: {pool.Available} of {pool.Capacity} free");
+            Thread.Yield();
+        }
+        return p;
+    }
+
+    [Fact]
+    public void HostileConsumer_ThatResizesScribblesAndWritesIntoPackets_HurtsOnlyItself()
+    {
+        const long HonestPackets = 300_000;
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        using ZcCluster cluster = Owner(buffers: 4096);
+        BufferPool pool = cluster.CreatePool(4096);
+        ZcQueue hostile = cluster.CreateQueue(256), honest = cluster.CreateQueue(256);
+        pool.ReclaimFrom(hostile);
+        pool.ReclaimFrom(honest);
+        using ChildProcess vandal = ChildProcess.Start("vandal", [cluster.Id, 0, 20261125, 400]);
+        using ChildProcess good = ChildProcess.Start("consume", [cluster.Id, 1, HonestPackets, 0, 1]);
+        vandal.WaitFor("attached");
+        good.WaitFor("attached");
+
+        var burst = new PacketHandle[16];
+        long seq = 0;
+        while (seq < HonestPackets)
+        {
+            // Keep the hostile queue busy too: whatever it does, sends there only fail and count.
+            PacketHandle h = Take(pool);
+            Payload.Stamp(h, -1);
+            if (!hostile.TrySend(h)) pool.Release(h);
+            int n = pool.GetBurst(burst.AsSpan(0, (int)Math.Min(16, HonestPackets - seq)));
+            for (int k = 0; k < n; k++) Payload.Stamp(burst[k], seq++);
+            Assert.Equal(n, honest.SendBurst(burst.AsSpan(0, n), QueueWait.Passive, timeout.Token));
+            if (seq % 4096 == 0 || n == 0) pool.CheckConsumers();
+        }
+        good.WaitFor($"ok {HonestPackets}");
+        string truncate = vandal.WaitFor("truncate refused", seconds: 120);
+        vandal.WaitFor("writing into a packet", seconds: 120);
+        int status = vandal.WaitForExit();
+        output.WriteLine($"vandal: {truncate}; exit status {status}; {vandal.Output}");
+        Assert.Matches(@"^truncate refused (\d+) of \1$", truncate);
+        Assert.DoesNotContain("wrote into a packet", vandal.Output);
+        Assert.NotEqual(0, status);   // the write into a read-only packet killed it
+
+        WaitUntil(() => { pool.CheckConsumers(); pool.Reclaim(); return pool.Available == pool.Capacity; }, "every buffer back after the vandal died");
+        output.WriteLine($"owner counted {hostile.Stats.Errors} errors on the hostile queue, the pool refused {pool.Errors} returned indices; the honest queue: {honest.Stats}");
+        Assert.True(hostile.Stats.Errors + pool.Errors > 0);
+        Assert.Equal(0UL, honest.Stats.Errors);
+        Assert.Equal(0UL, honest.Stats.Dropped);
+
+        // The queue the vandal wrecked works again for an honest consumer, on fresh memory.
+        using ChildProcess next = ChildProcess.Start("consume", [cluster.Id, 0, 100, 0, 1]);
+        next.WaitFor("attached");
+        for (int i = 0; i < 100; i++)
+        {
+            PacketHandle p = Take(pool);
+            Payload.Stamp(p, i);
+            Assert.Equal(1, hostile.SendBurst([p], QueueWait.Passive, timeout.Token));
+        }
+        next.WaitFor("ok 100");
+    }
+
+    [Fact]
+    public void ConsumerThatNeverReleases_HoldsOnlyItsQuota_TheOtherQueueLosesNothing()
+    {
+        const long Packets = 300_000;
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        using ZcCluster cluster = Owner(buffers: 2048);
+        BufferPool pool = cluster.CreatePool(2048);
+        ZcQueue hoard = cluster.CreateQueue(256), honest = cluster.CreateQueue(256);
+        pool.ReclaimFrom(hoard);
+        pool.ReclaimFrom(honest);
+        Assert.Equal(512, hoard.Quota);   // twice its slots, unless the owner says otherwise
+        using ChildProcess hoarder = ChildProcess.Start("hold", [cluster.Id, 0, 1_000_000]);
+        using ChildProcess good = ChildProcess.Start("consume", [cluster.Id, 1, Packets, 0, 1]);
+        hoarder.WaitFor("attached");
+        good.WaitFor("attached");
+
+        long seq = 0;
+        while (seq < Packets)
+        {
+            PacketHandle h = Take(pool);   // would starve without the quota: the hoarder would have the whole pool
+            Payload.Stamp(h, -1);
+            if (!hoard.TrySend(h)) pool.Release(h);
+            PacketHandle p = Take(pool);
+            Payload.Stamp(p, seq++);
+            Assert.Equal(1, honest.SendBurst([p], QueueWait.Passive, timeout.Token));
+            if (seq % 4096 == 0) pool.CheckConsumers();
+        }
+        good.WaitFor($"ok {Packets}");
+        output.WriteLine($"hoarder holds {hoard.Held} of its quota of {hoard.Quota}; its queue dropped {hoard.Stats.Dropped}; the honest queue {honest.Stats}");
+        Assert.Equal(hoard.Quota, hoard.Held);
+        Assert.True(hoard.Stats.Dropped > 0);
+        Assert.Equal(0UL, honest.Stats.Dropped + honest.Stats.Errors);
+
+        // A second without a release while it holds its whole quota: the owner flags it stuck.
+        WaitUntil(() => { pool.CheckConsumers(); return hoard.IsStuck; }, "the hoarder flagged stuck", seconds: 5);
+        Assert.False(hoard.IsWaitedFor);   // a lossless sender stops waiting for it
+        QueueInfo listed = null!;
+        WaitUntil(() => (listed = ClusterDirectory.List().Single(c => c.Id == cluster.Id).Queues[0]).Stuck, "the listing to show it stuck", seconds: 5);
+        Assert.Equal(512, listed.Held);
+
+        hoarder.Kill();
+        WaitUntil(() => { pool.CheckConsumers(); pool.Reclaim(); return pool.Available == pool.Capacity; }, "the hoard back in the pool");
+        Assert.Equal(0, hoard.Held);
+    }
+
+    [Fact]
+    public void ConsumerInAnotherPidNamespace_IsSeenAliveWhileItIs_AndItsQueueIsFreedWhenItGoes()
+    {
+        if (Environment.UserName != "root") Assert.Skip("a PID namespace of its own (unshare --pid) needs root");
+        using ZcCluster cluster = Owner(buffers: 256);
+        BufferPool pool = cluster.CreatePool(256);
+        ZcQueue queue = cluster.CreateQueue(64);
+        pool.ReclaimFrom(queue);
+        using ChildProcess inside = ChildProcess.Run("Zc.TestHost", ["peek", cluster.Id, 0], newPidNamespace: true);
+        string[] said = inside.WaitFor("attached ").Split(' ');   // "attached <its pid> owner <owner pid>", as it sees them
+        int innerPid = int.Parse(said[1]), ownerAsSeen = int.Parse(said[3]);
+        int outerPid = queue.ConsumerPid;
+        output.WriteLine($"the consumer is pid {innerPid} in its namespace and {outerPid} in the owner's; it sees the owner as pid {ownerAsSeen}");
+        Assert.NotEqual(0, outerPid);
+        Assert.NotEqual(innerPid, outerPid);
+        Assert.Equal(0, ownerAsSeen);   // the owner is outside its namespace
+        string nspid = File.ReadLines($"/proc/{outerPid}/status").Single(l => l.StartsWith("NSpid:", StringComparison.Ordinal));
+        Assert.EndsWith($"\t{innerPid}", nspid);
+
+        // Alive: packets flow to it and come back, and nothing takes its queue from it.
+        for (int i = 0; i < 1000; i++)
+        {
+            PacketHandle p = Take(pool);
+            Payload.Stamp(p, i);
+            while (!queue.TrySend(p)) { pool.CheckConsumers(); Thread.Yield(); }
+        }
+        WaitUntil(() => { pool.CheckConsumers(); pool.Reclaim(); return pool.Available == pool.Capacity; }, "its releases");
+        Assert.Equal(outerPid, queue.ConsumerPid);
+
+        Assert.Equal(0, inside.CloseAndWait());
+        WaitUntil(() => { pool.CheckConsumers(); return queue.ConsumerPid == 0 && !queue.ConsumerGone; }, "its queue freed", seconds: 5);
+        using AttachedQueue next = AttachedQueue.Attach(cluster.Id, 0);
+    }
+}
