@@ -13,7 +13,7 @@ using ZcFlow.Workers;
 // applications, which attach to zc:<cluster>@<queue> (ZCount -c <cluster> -i <queue>).
 var cl = new CommandLine(args, flags: "apL", withValue: "icnmgqbWuPlrfx",
     "usage: Balancer -c <cluster> [-i <devices>]... [-n <queues>[,<queues>...]] [-m <mode>] [-g <cores>] [-q <slots>] [-b <buffers>]\n" +
-    "                [-r <queue>:<device>]... [-f <BPF file>] [-x <vlans>] [-a] [-p] [-W <sec>] [-u <hugetlbfs mount>] [-P <pid file>] [-l <log file>] [-L]\n" +
+    "                [-r <queue>:<device>]... [-f <BPF file>] [-x <vlans>] [-a] [-p] [-W <sec>] [-u <hugepages mount>] [-P <pid file>] [-l <log file>] [-L]\n" +
     "  -i  devices aggregated into one balancer, comma separated; repeat -i for another balancer with queues of its own\n" +
     "      (default gen:64?flows=4096);\n" +
     "      gen:<size>[?flows=N&rate=PPS&count=N], pcap:<file>[?loop&pace], <file>.pcap, <file>.pcapng,\n" +
@@ -25,7 +25,7 @@ var cl = new CommandLine(args, flags: "apL", withValue: "icnmgqbWuPlrfx",
     $"  -m  hash mode: {BalancerMode.Help} (default 0)\n" +
     "  -g  cores for the balancer threads, comma separated    -q  slots per queue (4096)    -b  buffers (32768)\n" +
     "  -a  active wait    -p  print stats every second    -W  wait before processing, for consumers to attach\n" +
-    "  -u  hugetlbfs mount    -P  pid file    -l  log file for the stats    -L  lossless: never drop at a full queue");
+    "  -u  require hugepages (a mount point given is not needed)    -P  pid file    -l  log file for the stats    -L  lossless: never drop at a full queue");
 uint clusterId = (uint)cl.Required('c', 0, uint.MaxValue);
 string[][] inputs = cl.Strings('i') is { Count: > 0 } given
     ? [.. given.Select(i => i.Split(',', StringSplitOptions.RemoveEmptyEntries))]

@@ -100,6 +100,7 @@ public sealed unsafe class ZcCluster : IDisposable
         uint recycle = BitOperations.RoundUpToPowerOf2(Math.Max(count, 2));
         ulong total = ArenaLayout.ClusterSize(stride, count);
 
+        ClusterLock.RemoveStale();   // what owners that were killed left: a 0-byte socket and lock file each
         ClusterLock clusterLock = ClusterLock.Acquire(id);
         Arena? arena = null;
         try

@@ -117,11 +117,10 @@ public class LiveDeviceTests
         uint id = TestClusters.NextId();
         using (ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", id, "-i", $"xdp:{Veth.B}@0"], netns: veth.Namespace))
         {
-            balancer.WaitFor("arena");
+            balancer.WaitFor("serving on");
             Assert.Contains("xdp", veth.Exec("ip", "link", "show", Veth.B));
             balancer.Kill();
         }
-        File.Delete($"/dev/shm/zcflow-{id}");
         Assert.Contains("xdp", veth.Exec("ip", "link", "show", Veth.B));   // left behind
         using ZcCluster cluster = TestClusters.Create(buffers: 1024, bufferSize: 1792);
         BufferPool pool = cluster.CreatePool(1024);
@@ -347,7 +346,7 @@ public class LiveDeviceTests
         int expected = files.Sum(f => TcpdumpKeeps(f, Expression).Count);
         string prefix = Path.Combine(Path.GetTempPath(), $"zcflow-live-{Environment.ProcessId}-");
         File.WriteAllText(prefix + "filter", $"# what the analysis wants\n{Expression}\n");
-        uint cluster = (uint)(3_100_000 + Environment.ProcessId % 100_000);
+        uint cluster = TestClusters.NextId();
         try
         {
             // queue 0 to a consumer process, queue 1 out of zcc, where tcpdump listens on its peer
@@ -355,7 +354,7 @@ public class LiveDeviceTests
                 ["-c", cluster, "-i", Veth.B, "-n", 2, "-m", 8, "-f", prefix + "filter", "-r", $"1:{Veth.C}", "-W", 1], netns: veth.Namespace);
             using ChildProcess drain = ChildProcess.Start("drain", [cluster, 0, prefix + "keys"]);
             drain.WaitFor("attached");
-            balancer.WaitFor("arena");
+            balancer.WaitFor("serving on");
             using Process tcpdump = veth.Start("tcpdump", "-i", Veth.D, "-U", "-n", "-s", "0", "-w", prefix + "out.pcap");
             WaitListening(tcpdump);
             foreach (string file in files) veth.Exec("tcpreplay", "-q", "-t", "-i", Veth.A, file);

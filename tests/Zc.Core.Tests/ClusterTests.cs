@@ -85,6 +85,21 @@ public class ClusterTests
     }
 
     [Fact]
+    public void OwnerKilled_LeavesOnlyEmptyFiles_WhichTheNextClusterCreatedOnTheHostClears()
+    {
+        uint id = TestClusters.NextId();
+        using (ChildProcess owner = ChildProcess.Start("own", [id, 1]))
+        {
+            owner.WaitFor("ready");
+            owner.Kill();
+        }
+        string[] left = Directory.GetFiles("/dev/shm", ZcCluster.FileName(id) + ".*");
+        Assert.All(left, f => Assert.Equal(0, new FileInfo(f).Length));   // the memory itself went with the process
+        using ZcCluster other = TestClusters.Create();
+        Assert.Empty(Directory.GetFiles("/dev/shm", ZcCluster.FileName(id) + ".*"));
+    }
+
+    [Fact]
     public void TwoProcessesCreatingOneIdAtOnce_OneOwnsIt_TheOtherIsTold()
     {
         for (int round = 0; round < 20; round++)

@@ -17,16 +17,6 @@ public class IsolationTests(ITestOutputHelper output)
         BufferCount = buffers, BufferSize = 128, MaxQueues = 4, UseHugePages = false, Warn = _ => { },
     });
 
-    private static void WaitUntil(Func<bool> condition, string what, int seconds = 30)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(seconds), $"timed out waiting for {what}");
-            Thread.Sleep(1);
-        }
-    }
-
     private static PacketHandle Take(BufferPool pool, int seconds = 30)
     {
         var clock = Stopwatch.StartNew();
@@ -76,7 +66,7 @@ public class IsolationTests(ITestOutputHelper output)
         Assert.DoesNotContain("wrote into a packet", vandal.Output);
         Assert.NotEqual(0, status);   // the write into a read-only packet killed it
 
-        WaitUntil(() => { pool.CheckConsumers(); pool.Reclaim(); return pool.Available == pool.Capacity; }, "every buffer back after the vandal died");
+        Wait.Until(() => { pool.CheckConsumers(); pool.Reclaim(); return pool.Available == pool.Capacity; }, "every buffer back after the vandal died");
         output.WriteLine($"owner counted {hostile.Stats.Errors} errors on the hostile queue, the pool refused {pool.Errors} returned indices; the honest queue: {honest.Stats}");
         Assert.True(hostile.Stats.Errors + pool.Errors > 0);
         Assert.Equal(0UL, honest.Stats.Errors);
@@ -128,14 +118,14 @@ public class IsolationTests(ITestOutputHelper output)
         Assert.Equal(0UL, honest.Stats.Dropped + honest.Stats.Errors);
 
         // A second without a release while it holds its whole quota: the owner flags it stuck.
-        WaitUntil(() => { pool.CheckConsumers(); return hoard.IsStuck; }, "the hoarder flagged stuck", seconds: 5);
+        Wait.Until(() => { pool.CheckConsumers(); return hoard.IsStuck; }, "the hoarder flagged stuck", seconds: 5);
         Assert.False(hoard.IsWaitedFor);   // a lossless sender stops waiting for it
         QueueInfo listed = null!;
-        WaitUntil(() => (listed = ClusterDirectory.List().Single(c => c.Id == cluster.Id).Queues[0]).Stuck, "the listing to show it stuck", seconds: 5);
+        Wait.Until(() => (listed = ClusterDirectory.List().Single(c => c.Id == cluster.Id).Queues[0]).Stuck, "the listing to show it stuck", seconds: 5);
         Assert.Equal(512, listed.Held);
 
         hoarder.Kill();
-        WaitUntil(() => { pool.CheckConsumers(); pool.Reclaim(); return pool.Available == pool.Capacity; }, "the hoard back in the pool");
+        Wait.Until(() => { pool.CheckConsumers(); pool.Reclaim(); return pool.Available == pool.Capacity; }, "the hoard back in the pool");
         Assert.Equal(0, hoard.Held);
     }
 
@@ -165,11 +155,11 @@ public class IsolationTests(ITestOutputHelper output)
             Payload.Stamp(p, i);
             while (!queue.TrySend(p)) { pool.CheckConsumers(); Thread.Yield(); }
         }
-        WaitUntil(() => { pool.CheckConsumers(); pool.Reclaim(); return pool.Available == pool.Capacity; }, "its releases");
+        Wait.Until(() => { pool.CheckConsumers(); pool.Reclaim(); return pool.Available == pool.Capacity; }, "its releases");
         Assert.Equal(outerPid, queue.ConsumerPid);
 
         Assert.Equal(0, inside.CloseAndWait());
-        WaitUntil(() => { pool.CheckConsumers(); return queue.ConsumerPid == 0 && !queue.ConsumerGone; }, "its queue freed", seconds: 5);
+        Wait.Until(() => { pool.CheckConsumers(); return queue.ConsumerPid == 0 && !queue.ConsumerGone; }, "its queue freed", seconds: 5);
         using AttachedQueue next = AttachedQueue.Attach(cluster.Id, 0);
     }
 }

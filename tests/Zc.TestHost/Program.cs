@@ -17,7 +17,6 @@ using ZcFlow;
 //   peek <cluster> <queue>                             attach, print "attached <own pid> owner <owner pid>",
 //                                                      receive and release until stdin closes
 //   hold <cluster> <queue> <n>                         receive n packets, keep them, wait to be killed
-//   garbage <cluster> <queue> <seed> <rounds>          write random bytes over its queue's rings
 //   watch <cluster> <queue>                            receive until the cluster goes; print how
 //   inject <cluster> <queue> <count> <forgeFrom> <forgeTo>  fill count spares with sequence numbers and
 //                                                      send them; every 1000th, first send a buffer
@@ -99,24 +98,6 @@ try
             while (got < want) got += queue.ReceiveBurst(burst.AsSpan(0, Math.Min(32, want - got)), QueueWait.Passive, timeout.Token);
             Console.WriteLine($"holding {got}");
             Thread.Sleep(Timeout.Infinite);
-            return 0;
-        }
-        case "garbage":
-        {
-            var random = new Random(int.Parse(args[3]));
-            int rounds = int.Parse(args[4]);
-            unsafe
-            {
-                RingControl* forward = queue.ForwardRing.Control, recycle = queue.RecycleRing.Control;
-                for (int r = 0; r < rounds; r++)
-                {
-                    random.NextBytes(new Span<byte>(forward, ArenaLayout.RingControlSize + 4 * queue.Capacity));
-                    random.NextBytes(new Span<byte>((uint*)(recycle + 1), 4 * queue.RecycleRing.Capacity));
-                    recycle->Tail = r % 2 == 0 ? (ulong)random.NextInt64() : recycle->Head + (ulong)random.Next(queue.RecycleRing.Capacity + 1);
-                    Thread.Sleep(1);
-                }
-            }
-            Console.WriteLine("done");
             return 0;
         }
         case "inject":
