@@ -101,6 +101,65 @@ public class BalancerTests(ITestOutputHelper output)
         Assert.Equal(pool.Capacity, pool.Available);
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(8)]
+    [InlineData(4096)]
+    public void LosslessBalancer_WithQueuesOfAnySize_AndTwoInputs_LosesNothing(int slots)
+    {
+        const int Count = 20_000;
+        using ZcCluster cluster = TestClusters.Create(buffers: 1024, bufferSize: 128);
+        BufferPool pool = cluster.CreatePool(1024);
+        ZcQueue queue = cluster.CreateQueue(slots);
+        IPacketSource a = Device.OpenSource($"gen:64?flows=10&count={Count}", pool, 0), b = Device.OpenSource($"gen:64?flows=10&count={Count}", pool, 1);
+        var balancer = new Balancer<RoundRobin>(pool, [a, b], [queue], new RoundRobin(), lossless: true);
+        long received = 0;
+        var burst = new PacketHandle[32];
+        using (var worker = ZcWorker.Start("balancer", balancer.DoWork))
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (received < 2 * Count)
+            {
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"{received} of {2 * Count} after 30 s with {slots}-slot queues: {worker.Fault}");
+                int n = queue.ReceiveBurst(burst);
+                queue.ReleaseBurst(burst.AsSpan(0, n));
+                received += n;
+            }
+        }
+        Assert.Equal(2 * Count, received);
+        Assert.Equal(0UL, queue.Stats.Dropped);
+    }
+
+    [Fact]
+    public void LosslessBalancer_DoesNotWaitForAStuckConsumer_ItsQueueDrops_TheOtherGetsEverything()
+    {
+        const int Count = 200_000;
+        using ZcCluster cluster = TestClusters.Create(buffers: 2048, bufferSize: 128);
+        BufferPool pool = cluster.CreatePool(2048);
+        ZcQueue stuck = cluster.CreateQueue(256), live = cluster.CreateQueue(256);
+        IPacketSource gen = Device.OpenSource($"gen:64?flows=64&count={Count}", pool, 0);
+        var balancer = new Balancer<RoundRobin>(pool, [gen], [stuck, live], new RoundRobin(), lossless: true);
+        long received = 0, taken = 0;
+        var burst = new PacketHandle[32];
+        using (var worker = ZcWorker.Start("balancer", balancer.DoWork))
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (received < Count / 2)
+            {
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), $"{received} of {Count / 2} after 60 s: the balancer waited for the stuck queue ({worker.Fault})");
+                if (taken < 100) taken += stuck.ReceiveBurst(burst.AsSpan(0, 4));   // takes a few, then never again (and never releases)
+                int n = live.ReceiveBurst(burst);
+                live.ReleaseBurst(burst.AsSpan(0, n));
+                received += n;
+            }
+            output.WriteLine($"the live queue got {received} in {clock.Elapsed.TotalSeconds:F1} s; the stuck one dropped {stuck.Stats.Dropped}, flagged stuck: {stuck.IsStuck}");
+        }
+        Assert.Equal(Count / 2, received);
+        Assert.Equal(0UL, live.Stats.Dropped);
+        Assert.True(stuck.IsStuck);
+        Assert.True(stuck.Stats.Dropped > 0);
+    }
+
     [Fact]
     public void BalancerProcess_WithTwoConsumerProcesses_DeliversEveryPacketOnce_EachConversationToOneConsumer()
     {

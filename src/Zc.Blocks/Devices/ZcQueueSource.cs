@@ -71,8 +71,9 @@ public sealed class ZcQueueSource : IPacketSource
         for (int i = 0; i < got; i++)
         {
             PacketHandle from = _remote[i], to = packets[i];
-            int length = Math.Min(from.Length, to.Capacity);
-            from.Data[..length].CopyTo(to.Buffer);
+            ReadOnlySpan<byte> data = from.Data;   // its length read once: the other process may change it meanwhile
+            int length = Math.Min(data.Length, to.Capacity);
+            data[..length].CopyTo(to.Buffer);
             to.Length = length;
             to.WireLength = from.WireLength;
             to.TimestampNs = from.TimestampNs;

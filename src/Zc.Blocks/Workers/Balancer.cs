@@ -128,17 +128,21 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
         return MaintainAndFlush(moved);
     }
 
-    // Lossless: how many packets (up to a burst) every queue worth waiting for can still take. A packet
-    // takes at most one slot of each queue, whatever the distribution does with it.
+    // Lossless: how many packets every queue worth waiting for can still take (a packet takes at most one
+    // slot of each queue, whatever the distribution does with it). Less than a whole burst counts as none,
+    // unless a queue can never have a whole burst free (fewer slots or a smaller quota): small bursts cost
+    // a publication each, so the balancer waits for room to batch, as it does when the queues are large.
     private int Room()
     {
-        int room = Burst;
+        int room = Burst, need = Burst;
         for (int q = 0; q < _outputs.Length && room != 0; q++)
         {
             ZcQueue queue = _outputs[q];
-            if ((_egressOutputs & 1UL << q) == 0 && queue.IsWaitedFor) room = queue.Room(room);
+            if ((_egressOutputs & 1UL << q) != 0 || !queue.IsWaitedFor) continue;
+            room = queue.Room(room);
+            need = Math.Min(need, Math.Min(queue.Capacity, queue.Quota));
         }
-        return room;
+        return room >= need ? room : 0;
     }
 
     private int MaintainAndFlush(int moved)

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using ZcFlow.Buffers;
 using ZcFlow.Ipc;
 using ZcFlow.Memory;
@@ -32,8 +33,19 @@ public sealed unsafe class ZcQueue
     private readonly OwnerWatch? _owner; // a consumer's watch on the owner; null in the owner's process
     private readonly Arena? _memory;     // the owner's: the rings' memory, handed to the consumer that attaches
     private readonly QueueEntry* _entry; // the owner's: this queue's entry in the directory, which only it writes
-    private int _held;                   // owner: buffers this queue holds (holder bit set)
-    private int _quota;
+    private HeldCount _q;                  // owner: buffers held, and the most it may hold
+
+    /// <summary>
+    /// The owner's count of the buffers this queue may still take, written on every send: alone on its pair of
+    /// cache lines, so that a consumer thread of the same process, which reads this object's other
+    /// fields on every receive, never has them invalidated by it.
+    /// </summary>
+    [StructLayout(LayoutKind.Explicit, Size = 2 * ArenaLayout.CacheLinePair)]
+    private struct HeldCount
+    {
+        [FieldOffset(ArenaLayout.CacheLinePair)] public int Left;        // Limit - buffers held: one field to test and count down per send
+        [FieldOffset(ArenaLayout.CacheLinePair + 4)] public int Limit;
+    }
 
     // The owner's record of the consumer process at the other end, kept by the cluster's socket thread.
     internal const int Free = 0, Attached = 1, Leaving = 2;
@@ -58,7 +70,7 @@ public sealed unsafe class ZcQueue
         _owner = owner;
         _memory = memory;
         _entry = entry;
-        _quota = 2 * ring.Capacity;
+        _q.Limit = _q.Left = 2 * ring.Capacity;
         _lastProgress = System.Diagnostics.Stopwatch.GetTimestamp();
     }
 
@@ -87,7 +99,7 @@ public sealed unsafe class ZcQueue
     public bool IsEmpty => SendsForward ? _ring.Count == 0 : _ring.Available(1) == 0;
 
     /// <summary>The producer cannot send now. Producer side only.</summary>
-    public bool IsFull => _ring.LooksFull || (_holders is not null && Role == QueueRole.Egress && _held >= _quota);
+    public bool IsFull => _ring.LooksFull || (_holders is not null && Role == QueueRole.Egress && _q.Left <= 0);
 
     /// <summary>The producer can send <paramref name="packets"/> now without a drop. Producer side only.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -97,7 +109,7 @@ public sealed unsafe class ZcQueue
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public int Room(int want)
     {
-        if (_holders is not null && Role == QueueRole.Egress && _quota - _held < want) want = Math.Min(want, QuotaLeftSlow());
+        if (_holders is not null && Role == QueueRole.Egress && _q.Left < want) want = Math.Min(want, QuotaLeftSlow());
         return want <= 0 ? 0 : _ring.Claim(want);
     }
 
@@ -106,7 +118,7 @@ public sealed unsafe class ZcQueue
     private int QuotaLeftSlow()
     {
         ReturnsTo?.Drain(this);
-        return _quota - _held;
+        return _q.Left;
     }
 
     /// <summary>The pool this queue's consumer returns buffers to (<see cref="BufferPool.ReclaimFrom"/>).</summary>
@@ -119,12 +131,17 @@ public sealed unsafe class ZcQueue
     /// </summary>
     public int Quota
     {
-        get => _quota;
-        set => _quota = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(Quota), value, "a queue's quota is at least one buffer");
+        get => _q.Limit;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1, nameof(Quota));
+            _q.Left += value - _q.Limit;
+            _q.Limit = value;
+        }
     }
 
     /// <summary>Owner: buffers the queue holds now (queued, or received and not yet released).</summary>
-    public int Held => Volatile.Read(ref _held);
+    public int Held => _q.Limit - Volatile.Read(ref _q.Left);
 
     /// <summary>
     /// Owner: its consumer has had the queue full (or its whole quota) and taken or released nothing
@@ -164,7 +181,7 @@ public sealed unsafe class ZcQueue
     /// <summary>The pid of the consumer process attached to it as the owner's socket saw it, 0 when none. Owner's process.</summary>
     public int ConsumerPid => Volatile.Read(ref ConsumerState) == Attached ? Volatile.Read(ref AttachedPid) : 0;
 
-    internal void BuffersReturned(int n) => _held -= n;
+    internal void BuffersReturned(int n) => _q.Left += n;
 
     /// <summary>
     /// The owner's pool thread, every tenth of a second: notes whether the consumer made progress
@@ -173,11 +190,11 @@ public sealed unsafe class ZcQueue
     internal void Maintain(long now)
     {
         ulong head = Role == QueueRole.Egress ? _ring.ObservedHead : _recycle.ObservedHead;
-        if (head != _lastHead || _held < _lastHeld) _lastProgress = now;
+        if (head != _lastHead || Held < _lastHeld) _lastProgress = now;
         if (head != 0 || ConsumerState != Free) _hadConsumer = true;
         _lastHead = head;
-        _lastHeld = _held;
-        bool blocked = Role == QueueRole.Egress && (_held >= _quota || _ring.LooksFull);
+        _lastHeld = Held;
+        bool blocked = Role == QueueRole.Egress && (_q.Left <= 0 || _ring.LooksFull);
         _stuck = blocked && _hadConsumer && now - _lastProgress > System.Diagnostics.Stopwatch.Frequency;
     }
 
@@ -191,7 +208,7 @@ public sealed unsafe class ZcQueue
         Volatile.Write(ref _entry->Dropped, s.Dropped);
         Volatile.Write(ref _entry->Errors, s.Errors);
         Volatile.Write(ref _entry->Held, (uint)Math.Max(0, Held));
-        Volatile.Write(ref _entry->Quota, (uint)_quota);
+        Volatile.Write(ref _entry->Quota, (uint)_q.Limit);
         Volatile.Write(ref _entry->ConsumerPid, ConsumerPid);
         Volatile.Write(ref _entry->Flags, (ConsumerPid != 0 ? QueueEntry.FlagAttached : 0) | (_stuck ? QueueEntry.FlagStuck : 0));
     }
@@ -217,7 +234,7 @@ public sealed unsafe class ZcQueue
         if (holders is not null)
         {
             holders[index] |= _bit;
-            _held++;
+            _q.Left--;
         }
         _ring.Advance(1);
         if (flush) _ring.Flush();
@@ -288,7 +305,7 @@ public sealed unsafe class ZcQueue
                 _ring.Put(i, index);
                 holders[index] |= _bit;
             }
-            _held += n;
+            _q.Left -= n;
         }
         else
         {
@@ -354,7 +371,7 @@ public sealed unsafe class ZcQueue
     internal void DiscardQueuedForGoneConsumer()
     {
         _memory?.Renew();
-        _held = 0;
+        _q.Left = _q.Limit;
         _lastProgress = System.Diagnostics.Stopwatch.GetTimestamp();
         _stuck = false;
         if (Role == QueueRole.Egress)
