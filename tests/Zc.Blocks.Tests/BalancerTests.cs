@@ -104,7 +104,7 @@ public class BalancerTests(ITestOutputHelper output)
     [Theory]
     [InlineData(1)]
     [InlineData(8)]
-    [InlineData(4096)]
+    [InlineData(1024)]
     public void LosslessBalancer_WithQueuesOfAnySize_AndTwoInputs_LosesNothing(int slots)
     {
         const int Count = 20_000;
@@ -146,7 +146,7 @@ public class BalancerTests(ITestOutputHelper output)
             var clock = System.Diagnostics.Stopwatch.StartNew();
             while (received < Count / 2)
             {
-                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), $"{received} of {Count / 2} after 60 s: the balancer waited for the stuck queue ({worker.Fault})");
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"{received} of {Count / 2} after 20 s: the balancer waited for the stuck queue ({worker.Fault}): stuck {stuck.IsStuck}, held {stuck.Held}, waited for {stuck.IsWaitedFor}, full {stuck.IsFull}, {stuck.Stats}");
                 if (taken < 100) taken += stuck.ReceiveBurst(burst.AsSpan(0, 4));   // takes a few, then never again (and never releases)
                 int n = live.ReceiveBurst(burst);
                 live.ReleaseBurst(burst.AsSpan(0, n));

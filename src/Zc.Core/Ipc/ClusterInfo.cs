@@ -15,7 +15,7 @@ public sealed record ClusterInfo(
 /// <summary>
 /// One queue of a listed cluster, as its owner keeps it: its direction, the process at its other
 /// end (0 when none), its counters, the buffers it holds and may hold, and whether its consumer is
-/// stuck (has held the queue full or its whole quota and released nothing for a second).
+/// stuck (has left its queue without room for a burst and taken or released nothing for a second).
 /// </summary>
 public sealed record QueueInfo(int Id, QueueRole Role, int Capacity, int ConsumerPid, QueueStats Stats)
 {

@@ -129,7 +129,7 @@ public struct QueueEntry
 
     public const uint Ready = 1;
     public const uint FlagAttached = 1;
-    /// <summary>Its consumer holds its whole quota and has released nothing for a second.</summary>
+    /// <summary>Its consumer has left the queue without room for a burst and taken or released nothing for a second.</summary>
     public const uint FlagStuck = 2;
 }
 

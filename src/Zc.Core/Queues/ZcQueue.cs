@@ -144,8 +144,9 @@ public sealed unsafe class ZcQueue
     public int Held => _q.Limit - Volatile.Read(ref _q.Left);
 
     /// <summary>
-    /// Owner: its consumer has had the queue full (or its whole quota) and taken or released nothing
-    /// for a second. A lossless balancer stops waiting for such a queue: it drops, and counts it.
+    /// Owner: its consumer has left the queue without room for a burst of 32 (in slots or in quota) and
+    /// taken or released nothing for a second. A lossless balancer stops waiting for such a queue: it
+    /// drops, and counts it. Cleared as soon as the consumer makes progress again.
     /// </summary>
     public bool IsStuck => _stuck;
 
@@ -187,6 +188,8 @@ public sealed unsafe class ZcQueue
     /// The owner's pool thread, every tenth of a second: notes whether the consumer made progress
     /// and whether it is stuck, and records the free count of the directory's view.
     /// </summary>
+    private const int StuckBurst = 32;
+
     internal void Maintain(long now)
     {
         ulong head = Role == QueueRole.Egress ? _ring.ObservedHead : _recycle.ObservedHead;
@@ -194,7 +197,9 @@ public sealed unsafe class ZcQueue
         if (head != 0 || ConsumerState != Free) _hadConsumer = true;
         _lastHead = head;
         _lastHeld = Held;
-        bool blocked = Role == QueueRole.Egress && (_q.Left <= 0 || _ring.LooksFull);
+        // Blocked: less room than a burst (or than the queue can ever have), in slots or in quota.
+        int burst = Math.Min(StuckBurst, Math.Min(_ring.Capacity, _q.Limit));
+        bool blocked = Role == QueueRole.Egress && (_q.Left < burst || _ring.Claim(burst) < burst);
         _stuck = blocked && _hadConsumer && now - _lastProgress > System.Diagnostics.Stopwatch.Frequency;
     }
 
