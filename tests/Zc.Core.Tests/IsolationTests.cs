@@ -66,7 +66,8 @@ public class IsolationTests(ITestOutputHelper output)
         Assert.DoesNotContain("wrote into a packet", vandal.Output);
         Assert.NotEqual(0, status);   // the write into a read-only packet killed it
 
-        Wait.Until(() => { pool.CheckConsumers(); pool.Reclaim(); return pool.Available == pool.Capacity; }, "every buffer back after the vandal died");
+        Wait.Until(() => { pool.CheckConsumers(); pool.Reclaim(); return pool.Available == pool.Capacity; },
+            $"every buffer back after the vandal died (free {pool.Available} of {pool.Capacity}; hostile queue: consumer {hostile.ConsumerPid}, gone {hostile.ConsumerGone}, holds {hostile.Held}; honest queue: consumer {honest.ConsumerPid}, holds {honest.Held})");
         output.WriteLine($"owner counted {hostile.Stats.Errors} errors on the hostile queue, the pool refused {pool.Errors} returned indices; the honest queue: {honest.Stats}");
         Assert.True(hostile.Stats.Errors + pool.Errors > 0);
         Assert.Equal(0UL, honest.Stats.Errors);
