@@ -11,9 +11,13 @@ using ZcFlow.Workers;
 
 // zbalance_ipc: spread the traffic of one or more devices over the queues of one or more
 // applications, which attach to zc:<cluster>@<queue> (ZCount -c <cluster> -i <queue>).
-var cl = new CommandLine(args, flags: "apL", withValue: "icnmgqbWuPlrfx",
-    "usage: Balancer -c <cluster> [-i <devices>]... [-n <queues>[,<queues>...]] [-m <mode>] [-g <cores>] [-q <slots>] [-b <buffers>]\n" +
+// Options as zbalance_ipc takes them: on the command line (getopt: -c99 and -ap work), or one a line in a
+// configuration file named as the only argument, or /etc/cluster/cluster.conf when there is none.
+var cl = new CommandLine(CommandLine.ArgumentsOrConfigFile(args, "/etc/cluster/cluster.conf"), flags: "apLwT", withValue: "icnmgqbWuPlrfxQCO",
+    "usage: Balancer [-c <cluster>] [-i <devices>]... [-n <queues>[,<queues>...]] [-m <mode>] [-g <core>[:<core>...]] [-q <slots>] [-b <buffers>]\n" +
     "                [-r <queue>:<device>]... [-f <BPF file>] [-x <vlans>] [-a] [-p] [-W <sec>] [-u <hugepages mount>] [-P <pid file>] [-l <log file>] [-L]\n" +
+    "       Balancer <configuration file>       (one option a line: -c=99 or -c 99; # starts a comment)\n" +
+    "       Balancer                            (the options of /etc/cluster/cluster.conf)\n" +
     "  -i  devices aggregated into one balancer, comma separated; repeat -i for another balancer with queues of its own\n" +
     "      (default gen:64?flows=4096);\n" +
     "      gen:<size>[?flows=N&rate=PPS&count=N], pcap:<file>[?loop&pace], <file>.pcap, <file>.pcapng,\n" +
@@ -21,12 +25,16 @@ var cl = new CommandLine(args, flags: "apL", withValue: "icnmgqbWuPlrfx",
     "  -r  send what goes to queue <queue> out of <device> instead (an interface), e.g. -r 1:eth1\n" +
     "  -f  only packets that pass this filter (tcpdump syntax, read from the file; kill -USR1 reloads it)\n" +
     "  -x  only packets of these VLANs, comma separated (with -f: packets that pass both)\n" +
-    "  -c  cluster id     -n  queues per application, comma separated (default 1)\n" +
+    "  -c  cluster id (default 103)     -n  queues per application, comma separated (default 1)\n" +
     $"  -m  hash mode: {BalancerMode.Help} (default 0)\n" +
-    "  -g  cores for the balancer threads, comma separated    -q  slots per queue (4096)    -b  buffers (32768)\n" +
+    "  -g  cores for the balancer threads, one per -i, colon separated    -q  slots per queue (8192)    -b  buffers (32768)\n" +
     "  -a  active wait    -p  print stats every second    -W  wait before processing, for consumers to attach\n" +
-    "  -u  require hugepages (a mount point given is not needed)    -P  pid file    -l  log file for the stats    -L  lossless: never drop at a full queue");
-uint clusterId = (uint)cl.Required('c', 0, uint.MaxValue);
+    "  -u  require hugepages (a mount point given is not needed)    -P  pid file, written once running, removed at exit\n" +
+    "  -l  log file for the stats    -L  lossless: never drop at a full queue whose consumer keeps up");
+if (cl.Has('w')) cl.Fail("-w (hardware aggregation of the -i devices) needs a NIC and driver that aggregate in hardware, which ZcFlow does not drive; list the devices in -i and they are aggregated in software");
+if (cl.Has('Q')) cl.Fail("-Q (consumers in KVM guests, through QEMU monitor sockets) is not supported: ZcFlow shares memory with processes on this host only");
+if (cl.Has('T') || cl.Has('C') || cl.Has('O')) cl.Fail("-T, -C and -O (the PF_RING FT flow table and its nDPI configuration) are not supported yet");
+uint clusterId = (uint)cl.Number('c', 103, 0, uint.MaxValue);
 string[][] inputs = cl.Strings('i') is { Count: > 0 } given
     ? [.. given.Select(i => i.Split(',', StringSplitOptions.RemoveEmptyEntries))]
     : [["gen:64?flows=4096"]];
@@ -34,8 +42,8 @@ if (inputs.Any(i => i.Length == 0)) cl.Fail("-i takes device names, comma separa
 int[] apps = (cl.String('n') ?? "1").Split(',').Select(s => int.TryParse(s, out int n) && n > 0 ? n : 0).ToArray();
 if (apps.Contains(0) || apps.Sum() > 64) cl.Fail("-n takes queue counts, at least 1 each and 64 in all, for example -n 2,1");
 int mode = (int)cl.Number('m', 0, 0, 8);
-int[] cores = (cl.String('g') ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(s => int.TryParse(s, out int c) ? c : -1).ToArray();
-if (cores.Contains(-1)) cl.Fail("-g takes core numbers, comma separated");
+int[] cores = (cl.String('g') ?? "").Split([':', ','], StringSplitOptions.RemoveEmptyEntries).Select(s => int.TryParse(s, out int c) ? c : -1).ToArray();
+if (cores.Contains(-1)) cl.Fail("-g takes core numbers, one per -i, colon separated (for example -g 1:2)");
 var egress = new List<(int Queue, string Device)>();
 foreach (string r in cl.Strings('r'))
 {
@@ -61,7 +69,7 @@ BpfFilter? LoadFilter()
     return expression is null ? null : BpfFilter.Compile(expression);
 }
 string? log = cl.String('l');
-if (cl.String('P') is { } pidFile) File.WriteAllText(pidFile, Environment.ProcessId + "\n");
+string? pidFile = cl.String('P');
 CancellationToken stop = CommandLine.StopSignal();
 TextWriter stats = log is null ? Console.Out : new StreamWriter(log, append: true) { AutoFlush = true };
 
@@ -75,7 +83,7 @@ try
     graph = builder
         .Filter(LoadFilter())
         .Applications(apps)
-        .QueueSlots((int)cl.Number('q', 4096, 2, 1 << 20))
+        .QueueSlots((int)cl.Number('q', 8192, 2, 1 << 20))
         .ActiveWait(cl.Has('a'))
         .Lossless(cl.Has('L'))
         .DelayStart(TimeSpan.FromSeconds(cl.Number('W', 0, 0, 3600)))
@@ -105,6 +113,8 @@ using var reload = PosixSignalRegistration.Create((PosixSignal)10, c =>
 
 using (graph)
 {
+    // Written once the cluster serves (a supervisor that sees it may attach consumers), removed at a clean exit.
+    if (pidFile is not null) File.WriteAllText(pidFile, Environment.ProcessId + "\n");
     foreach (IBalancer b in graph.Balancers)
         Console.WriteLine($"cluster {clusterId}: {string.Join(", ", b.Inputs.Select(i => i.Name))} -> mode {mode} -> " +
                           $"zc:{clusterId}@{string.Join(",", b.Outputs.Select(q => q.Id))}");
@@ -152,5 +162,6 @@ using (graph)
         (lastRecv, lastFwd, last) = (recv, fwd, now);
         if (graph.InputsExhausted && cl.Has('p')) stats.WriteLine("(all inputs are exhausted)");
     }
+    if (pidFile is not null) File.Delete(pidFile);
 }
 return 0;

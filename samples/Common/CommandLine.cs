@@ -4,8 +4,9 @@ using System.Runtime.InteropServices;
 namespace ZcFlow.Samples;
 
 /// <summary>
-/// PF_RING-style single-letter options (<c>-c 99 -i 0 -a</c>) and the shutdown signal, shared by
-/// the samples. Unknown options and bad values end the program with the usage text.
+/// PF_RING-style single-letter options, parsed as getopt(3) does: <c>-c 99</c> or <c>-c99</c>,
+/// flags bundled (<c>-ap</c>, <c>-apc99</c>), <c>--</c> ending the options; and the shutdown signal,
+/// shared by the samples. Unknown options and bad values end the program with the usage text.
 /// </summary>
 internal sealed class CommandLine
 {
@@ -19,17 +20,71 @@ internal sealed class CommandLine
         {
             string a = args[i];
             if (a is "-h" or "--help") Fail(null);
-            if (a.Length != 2 || a[0] != '-') Fail($"unexpected argument '{a}'");
-            char c = a[1];
-            if (flags.Contains(c)) _given.TryAdd(c, []);
-            else if (withValue.Contains(c))
+            if (a == "--")
             {
-                if (i + 1 >= args.Length) Fail($"-{c} needs a value");
-                if (!_given.TryGetValue(c, out List<string>? values)) _given[c] = values = [];
-                values.Add(args[++i]);
+                if (i + 1 < args.Length) Fail($"unexpected argument '{args[i + 1]}'");
+                break;
             }
-            else Fail($"unknown option -{c}");
+            if (a.Length < 2 || a[0] != '-') Fail($"unexpected argument '{a}'");
+            for (int j = 1; j < a.Length; j++)
+            {
+                char c = a[j];
+                if (flags.Contains(c))
+                {
+                    _given.TryAdd(c, []);
+                    continue;
+                }
+                if (!withValue.Contains(c)) Fail($"unknown option -{c}");
+                // The rest of the word is the value (-c99); or else the next word (-c 99).
+                string value = j + 1 < a.Length ? a[(j + 1)..] : i + 1 < args.Length ? args[++i] : Fail<string>($"-{c} needs a value");
+                if (!_given.TryGetValue(c, out List<string>? values)) _given[c] = values = [];
+                values.Add(value);
+                break;
+            }
         }
+    }
+
+    /// <summary>
+    /// The arguments of a program that, like zbalance_ipc, also reads them from a file: with one
+    /// argument that is not an option, the options are that file's; with none, <paramref name="defaultFile"/>'s.
+    /// One option a line, <c>-x=value</c> or <c>-x value</c> (the first <c>=</c> or blank ends the option;
+    /// double quotes around the value are dropped); blank lines and lines starting with <c>#</c> are skipped.
+    /// </summary>
+    public static string[] ArgumentsOrConfigFile(string[] args, string defaultFile)
+    {
+        string? file = args.Length switch
+        {
+            0 => defaultFile,
+            1 when !args[0].StartsWith('-') => args[0],
+            _ => null,
+        };
+        if (file is null) return args;
+        if (!File.Exists(file))
+        {
+            Console.Error.WriteLine(args.Length == 0
+                ? $"error: no options given, and no configuration file {file} to read them from (see -h)"
+                : $"error: cannot read the configuration file {file}");
+            Environment.Exit(2);
+        }
+        return ParseConfig(File.ReadAllLines(file));
+    }
+
+    /// <summary>The arguments a configuration file's lines stand for.</summary>
+    public static string[] ParseConfig(IEnumerable<string> lines)
+    {
+        var args = new List<string>();
+        foreach (string raw in lines)
+        {
+            string line = raw.Trim();
+            if (line.Length == 0 || line[0] == '#') continue;
+            int split = line.IndexOfAny(['=', ' ', '\t']);
+            string option = split < 0 ? line : line[..split];
+            string value = split < 0 ? "" : line[(split + 1)..].Trim();
+            if (value.Length >= 2 && value[0] == '"' && value[^1] == '"') value = value[1..^1];
+            if (option.Length > 0) args.Add(option);
+            if (value.Length > 0) args.Add(value);
+        }
+        return [.. args];
     }
 
     public bool Has(char c) => _given.ContainsKey(c);
@@ -60,6 +115,13 @@ internal sealed class CommandLine
         if (why is not null) Console.Error.WriteLine($"error: {why}");
         Console.Error.WriteLine(_usage);
         Environment.Exit(why is null ? 0 : 2);
+    }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private T Fail<T>(string why)
+    {
+        Fail(why);
+        return default!;
     }
 
     /// <summary>A token cancelled by Ctrl-C or SIGTERM, so that the program can stop and print its totals.</summary>

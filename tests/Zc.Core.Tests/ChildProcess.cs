@@ -12,6 +12,7 @@ internal sealed class ChildProcess : IDisposable
     private readonly Process _process;
     private readonly BlockingCollection<string> _lines = [];
     private readonly List<string> _all = [];
+    private readonly System.Text.StringBuilder _errors = new();
     private readonly string? _copy;   // binaries copied where another user can read them
 
     private ChildProcess(Process process, string? copy = null)
@@ -24,7 +25,19 @@ internal sealed class ChildProcess : IDisposable
             lock (_all) _all.Add(e.Data);
             _lines.Add(e.Data);
         };
+        _process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            lock (_errors) _errors.AppendLine(e.Data);
+        };
         _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    /// <summary>What it wrote to standard error so far.</summary>
+    public string Errors
+    {
+        get { lock (_errors) return _errors.ToString(); }
     }
 
     public int Pid => _process.Id;
@@ -44,7 +57,7 @@ internal sealed class ChildProcess : IDisposable
     {
         string dll = Path.Combine(AppContext.BaseDirectory, program + ".dll");
         string? copy = null;
-        var info = new ProcessStartInfo { RedirectStandardOutput = true, RedirectStandardInput = true, UseShellExecute = false };
+        var info = new ProcessStartInfo { RedirectStandardOutput = true, RedirectStandardInput = true, RedirectStandardError = true, UseShellExecute = false };
         if (netns is not null)
         {
             info.FileName = "ip";
@@ -115,7 +128,7 @@ internal sealed class ChildProcess : IDisposable
         catch (OperationCanceledException)
         {
         }
-        Assert.Fail($"child {Pid} printed no line starting '{prefix}' within {seconds} s; it printed: {Output}");
+        Assert.Fail($"child {Pid} printed no line starting '{prefix}' within {seconds} s; it printed: {Output}; and on standard error: {Errors}");
         return "";
     }
 

@@ -1,0 +1,92 @@
+using ZcFlow.Ipc;
+
+namespace ZcFlow.Tests;
+
+/// <summary>The Balancer sample takes what zbalance_ipc takes: getopt syntax, configuration files, and clear words for what it lacks.</summary>
+public class BalancerOptionTests
+{
+    private static ClusterInfo WaitForCluster(uint id, ChildProcess balancer)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            ClusterInfo? info = ClusterDirectory.List().SingleOrDefault(c => c.Id == id);
+            if (info is { Problem: null }) return info;
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"cluster {id} never came: {balancer.Output}");
+            Thread.Sleep(50);
+        }
+    }
+
+    [Fact]
+    public void AConfigurationFile_AsTheOnlyArgument_IsReadAsZbalanceIpcReadsIt()
+    {
+        uint id = TestClusters.NextId();
+        string conf = Path.Combine(Path.GetTempPath(), $"zcflow-{id}.conf");
+        File.WriteAllLines(conf,
+        [
+            "# zbalance_ipc options, one a line",
+            $"-c={id}",
+            "-n 2,1",
+            "-m=1",
+            "",
+            "-i=\"gen:64?flows=64&rate=1000\"",
+            "-q 512",
+            "-p",
+        ]);
+        try
+        {
+            using ChildProcess balancer = ChildProcess.Run("Balancer", [conf]);
+            ClusterInfo info = WaitForCluster(id, balancer);
+            Assert.Equal(3, info.Queues.Count);
+            Assert.All(info.Queues, q => Assert.Equal(512, q.Capacity));
+            Assert.Equal("gen:64?flows=64&rate=1000", Assert.Single(info.Devices).Name);
+            balancer.WaitFor("Absolute Stats");   // -p
+            balancer.Terminate();
+            Assert.Equal(0, balancer.WaitForExit());
+        }
+        finally
+        {
+            File.Delete(conf);
+        }
+    }
+
+    [Fact]
+    public void GetoptSyntax_AttachedValuesAndBundledFlags_Work_AndThePidFileLivesAsLongAsTheCluster()
+    {
+        uint id = TestClusters.NextId();
+        string pid = Path.Combine(Path.GetTempPath(), $"zcflow-{id}.pid");
+        using ChildProcess balancer = ChildProcess.Run("Balancer", [$"-c{id}", "-n2", "-m8", "-q256", "-apL", "-igen:64?flows=16&rate=1000", "-P", pid]);
+        balancer.WaitFor("serving on");
+        ClusterInfo info = WaitForCluster(id, balancer);
+        Assert.Equal(2, info.Queues.Count);
+        Assert.All(info.Queues, q => Assert.Equal(256, q.Capacity));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (!File.Exists(pid))
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), "no pid file");
+            Thread.Sleep(20);
+        }
+        Assert.Equal(balancer.Pid.ToString(), File.ReadAllText(pid).Trim());
+        balancer.Terminate();
+        Assert.Equal(0, balancer.WaitForExit());
+        Assert.False(File.Exists(pid));   // removed at a clean exit
+    }
+
+    [Theory]
+    [InlineData("-w", "hardware aggregation")]
+    [InlineData("-Q /tmp/qemu.sock", "KVM")]
+    [InlineData("-T", "flow table")]
+    [InlineData("-g 1;2", "colon separated")]
+    [InlineData("-k", "unknown option -k")]
+    public void WhatItDoesNotDo_IsRefusedSayingWhy(string options, string why)
+    {
+        using ChildProcess balancer = ChildProcess.Run("Balancer", [.. options.Split(' '), "-c", TestClusters.NextId()]);
+        Assert.Equal(2, balancer.WaitForExit());
+        Assert.Contains(why, balancer.Errors);
+    }
+
+    [Fact]
+    public void ConfigurationLines_BecomeTheArgumentsGetoptSees()
+        => Assert.Equal(["-c", "10", "-i", "eth1,eth2", "-a", "-f", "/etc/filter with blanks.bpf", "-n", "2"],
+            ZcFlow.Samples.CommandLine.ParseConfig(["-c=10", "  -i eth1,eth2 ", "# -m 4", "-a", "-f=\"/etc/filter with blanks.bpf\"", "", "-n\t2"]));
+}
