@@ -119,16 +119,30 @@ using (graph)
         Console.WriteLine($"cluster {clusterId}: {string.Join(", ", b.Inputs.Select(i => i.Name))} -> mode {mode} -> " +
                           $"zc:{clusterId}@{string.Join(",", b.Outputs.Select(q => q.Id))}");
     Console.WriteLine($"serving on {graph.Cluster.SocketPath}{(graph.Cluster.OnHugePages ? ", buffers on hugepages" : "")}");
+    // zbalance_ipc's counters, every second, as "Key: value" lines in a file of their own: PF_RING's
+    // /proc/net/pf_ring/stats/<cluster>, but /proc is the kernel's, so /run/zcflow/stats/<cluster>.
+    const string StatsDirectory = "/run/zcflow/stats";
+    string statsFile = Path.Combine(StatsDirectory, clusterId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    try { Directory.CreateDirectory(StatsDirectory); }
+    catch (Exception e) when (e is IOException or UnauthorizedAccessException) { Console.Error.WriteLine($"warning: no stats file: {e.Message}"); }
     var clock = Stopwatch.StartNew();
     ulong lastRecv = 0, lastFwd = 0;
     double last = 0;
     while (!stop.IsCancellationRequested && graph.IsRunning)
     {
         stop.WaitHandle.WaitOne(TimeSpan.FromSeconds(1));
-        if (!cl.Has('p')) continue;
+        Report(console: cl.Has('p'));
+    }
+    Report(console: true);   // the final stats, on Ctrl-C or SIGTERM as on any other end
+    File.Delete(statsFile);
+
+    void Report(bool console)
+    {
         double now = clock.Elapsed.TotalSeconds, dt = now - last;
-        ulong recv = 0, noBuffer = 0, kernel = 0, filtered = 0, fwd = 0, dropped = 0;
-        stats.WriteLine("=========================");
+        ulong recv = 0, noBuffer = 0, kernel = 0, filtered = 0, fwd = 0, dropped = 0, processed = 0, ifPackets = 0;
+        var file = new System.Text.StringBuilder();
+        var queueLines = new System.Text.StringBuilder();
+        if (console) stats.WriteLine("=========================");
         foreach (IBalancer b in graph.Balancers)
         {
             recv += b.Received;
@@ -136,9 +150,10 @@ using (graph)
             foreach (IPacketSource d in b.Inputs)
             {
                 DeviceStats s = d.Stats;
+                ifPackets += s.Received;
                 noBuffer += s.DroppedNoBuffer;
                 kernel += s.DroppedKernel;
-                if (s.DroppedKernel != 0 || d is AfPacketDevice) stats.WriteLine($"{d.Name}: {s.Received:N0} pkts received, {s.DroppedKernel:N0} dropped by the kernel");
+                if (console && (s.DroppedKernel != 0 || d is AfPacketDevice)) stats.WriteLine($"{d.Name}: {s.Received:N0} pkts received, {s.DroppedKernel:N0} dropped by the kernel");
             }
             for (int i = 0; i < b.Outputs.Count; i++)
             {
@@ -147,20 +162,42 @@ using (graph)
                     DeviceStats s = sink.Stats;
                     fwd += s.Sent;
                     dropped += s.SendFailed;
-                    stats.WriteLine($"Q {b.Outputs[i].Id,2}: {s.Sent,15:N0} pkts sent out of {sink.Name} {s.SendFailed,12:N0} dropped");
+                    queueLines.Append($"{sink.Name}-TXPackets: {s.Sent}\n{sink.Name}-TXDropped: {s.SendFailed}\n");
+                    if (console) stats.WriteLine($"Q {b.Outputs[i].Id,2}: {s.Sent,15:N0} pkts sent out of {sink.Name} {s.SendFailed,12:N0} dropped");
                     continue;
                 }
                 ZcQueue q = b.Outputs[i];
                 QueueStats qs = q.Stats;
                 fwd += qs.Sent;
                 dropped += qs.Dropped;
-                stats.WriteLine($"Q {q.Id,2}: {qs.Sent,15:N0} pkts forwarded {qs.Dropped,12:N0} dropped{(q.ConsumerPid > 0 ? $"  (consumer pid {q.ConsumerPid})" : "")}");
+                processed += qs.Received;
+                queueLines.Append($"Q{q.Id}Packets:    {qs.Received}\nQ{q.Id}Dropped:    {qs.Dropped}\n");
+                if (console) stats.WriteLine($"Q {q.Id,2}: {qs.Sent,15:N0} pkts forwarded {qs.Dropped,12:N0} dropped{(q.ConsumerPid > 0 ? $"  (consumer pid {q.ConsumerPid})" : "")}");
             }
         }
-        stats.WriteLine($"Absolute Stats: Recv {recv:N0} pkts (no buffer {noBuffer:N0}, kernel drops {kernel:N0}, filtered {filtered:N0}) - Forwarded {fwd:N0} pkts (dropped {dropped:N0})");
-        stats.WriteLine($"Actual Stats:   Recv {(recv - lastRecv) / dt / 1e6:F2} Mpps - Forwarded {(fwd - lastFwd) / dt / 1e6:F2} Mpps");
+        if (console)
+        {
+            stats.WriteLine($"Absolute Stats: Recv {recv:N0} pkts (no buffer {noBuffer:N0}, kernel drops {kernel:N0}, filtered {filtered:N0}) - Forwarded {fwd:N0} pkts (dropped {dropped:N0})");
+            if (dt > 0) stats.WriteLine($"Actual Stats:   Recv {(recv - lastRecv) / dt / 1e6:F2} Mpps - Forwarded {(fwd - lastFwd) / dt / 1e6:F2} Mpps");
+            if (graph.InputsExhausted) stats.WriteLine("(all inputs are exhausted)");
+        }
         (lastRecv, lastFwd, last) = (recv, fwd, now);
-        if (graph.InputsExhausted && cl.Has('p')) stats.WriteLine("(all inputs are exhausted)");
+
+        TimeSpan up = clock.Elapsed;
+        file.Append($"ClusterId:    {clusterId}\nTotQueues:    {graph.Queues.Count}\nApplications: {apps.Length}\n");
+        for (int a = 0; a < apps.Length; a++) file.Append($"App{a}Queues:   {apps[a]}\n");
+        file.Append($"Duration:     {up.Days}:{up.Hours:00}:{up.Minutes:00}:{up.Seconds:00}:{up.Milliseconds:000}\n");
+        file.Append($"Packets:      {recv}\nForwarded:    {fwd}\nProcessed:    {processed}\n");
+        if (cl.Has('p')) file.Append($"IFPackets:    {ifPackets}\nIFDropped:    {kernel + noBuffer}\n").Append(queueLines);
+        try
+        {
+            File.WriteAllText(statsFile + ".tmp", file.ToString());
+            File.Move(statsFile + ".tmp", statsFile, overwrite: true);   // readers never see half a file
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // no stats directory (not root): the console and the cluster listing still have the counters
+        }
     }
     if (pidFile is not null) File.Delete(pidFile);
 }

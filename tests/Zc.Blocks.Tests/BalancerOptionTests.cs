@@ -5,13 +5,14 @@ namespace ZcFlow.Tests;
 /// <summary>The Balancer sample takes what zbalance_ipc takes: getopt syntax, configuration files, and clear words for what it lacks.</summary>
 public class BalancerOptionTests
 {
+    // The cluster as the listing shows it once the Balancer has listed its input device (its last step before it runs).
     private static ClusterInfo WaitForCluster(uint id, ChildProcess balancer)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
         while (true)
         {
             ClusterInfo? info = ClusterDirectory.List().SingleOrDefault(c => c.Id == id);
-            if (info is { Problem: null }) return info;
+            if (info is { Problem: null, Devices.Count: > 0 }) return info;
             Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"cluster {id} never came: {balancer.Output}");
             Thread.Sleep(50);
         }
@@ -70,6 +71,40 @@ public class BalancerOptionTests
         balancer.Terminate();
         Assert.Equal(0, balancer.WaitForExit());
         Assert.False(File.Exists(pid));   // removed at a clean exit
+    }
+
+    [Fact]
+    public void StatsFile_HasZbalanceIpcsKeys_EverySecond_AndTheFinalStatsComeOnSigterm()
+    {
+        if (Environment.UserName != "root") Assert.Skip("the stats file goes under /run, which needs root");
+        uint id = TestClusters.NextId();
+        string file = $"/run/zcflow/stats/{id}";
+        using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", id, "-n", "2,1", "-m", 1, "-q", 256, "-i", "gen:64?flows=64&count=5000", "-p"]);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        Dictionary<string, string> keys = [];
+        while (!(keys.TryGetValue("Packets", out string? packets) && packets == "5000"))
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"the stats file says {string.Join(", ", keys)}; the Balancer printed {balancer.Output}");
+            Thread.Sleep(100);
+            if (File.Exists(file))
+                keys = File.ReadAllLines(file).Select(l => l.Split(':', 2)).Where(kv => kv.Length == 2).ToDictionary(kv => kv[0], kv => kv[1].Trim());
+        }
+        Assert.Equal(id.ToString(), keys["ClusterId"]);
+        Assert.Equal("3", keys["TotQueues"]);
+        Assert.Equal("2", keys["Applications"]);
+        Assert.Equal("2", keys["App0Queues"]);
+        Assert.Equal("1", keys["App1Queues"]);
+        Assert.Matches(@"^\d+:\d\d:\d\d:\d\d:\d\d\d$", keys["Duration"]);
+        Assert.Equal("5000", keys["IFPackets"]);
+        Assert.Equal("0", keys["IFDropped"]);
+        // -m 1 with two applications: every packet to one queue of each; with no consumer, what did not fit is dropped
+        Assert.Equal(2 * 5000, Enumerable.Range(0, 3).Sum(q => long.Parse(keys[$"Q{q}Dropped"])) + long.Parse(keys["Forwarded"]));
+        Assert.True(keys.ContainsKey("Q2Packets"));
+
+        balancer.Terminate();
+        Assert.Equal(0, balancer.WaitForExit());
+        Assert.Contains("Absolute Stats: Recv 5,000 pkts", balancer.Output);
+        Assert.False(File.Exists(file));   // removed at exit
     }
 
     [Theory]
