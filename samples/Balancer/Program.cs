@@ -27,7 +27,8 @@ var cl = new CommandLine(CommandLine.ArgumentsOrConfigFile(args, "/etc/cluster/c
     "  -x  only packets of these VLANs, comma separated (with -f: packets that pass both)\n" +
     "  -c  cluster id (default 103)     -n  queues per application, comma separated (default 1)\n" +
     $"  -m  hash mode: {BalancerMode.Help} (default 0)\n" +
-    "  -g  cores for the balancer threads, one per -i, colon separated    -q  slots per queue (8192)    -b  buffers (32768)\n" +
+    "  -g  cores for the balancer threads, one per -i, colon separated    -q  slots per queue (8192)\n" +
+    "  -b  buffers each consumer may hold beyond its queue's slots (16); the cluster is sized from it\n" +
     "  -a  active wait    -p  print stats every second    -W  wait before processing, for consumers to attach\n" +
     "  -u  require hugepages (a mount point given is not needed)    -P  pid file, written once running, removed at exit\n" +
     "  -l  log file for the stats    -L  lossless: never drop at a full queue whose consumer keeps up");
@@ -77,7 +78,8 @@ Graph graph;
 try
 {
     var builder = GraphBuilder.Cluster(clusterId)
-        .Options(new ClusterOptions { BufferCount = (int)cl.Number('b', 32768, 64, 1 << 26), RequireHugePages = cl.Has('u'), MaxQueues = 64 });
+        .Options(new ClusterOptions { RequireHugePages = cl.Has('u'), MaxQueues = 64 })
+        .ConsumerBuffers((int)cl.Number('b', 16, 0, 1 << 24));
     foreach (string[] devices in inputs) builder.Input(devices);
     foreach ((int q, string device) in egress) builder.Egress(q, device);
     graph = builder

@@ -107,6 +107,30 @@ public class BalancerOptionTests
         Assert.False(File.Exists(file));   // removed at exit
     }
 
+    [Fact]
+    public void DashB_IsWhatEachConsumerMayHoldBeyondItsQueue_AndAHoarderGetsNoMore()
+    {
+        uint id = TestClusters.NextId();
+        using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", id, "-n", 2, "-m", 0, "-q", 64, "-b", 8, "-i", "gen:64?flows=16&rate=20000"]);
+        WaitForCluster(id, balancer);
+        using ChildProcess hoarder = ChildProcess.Start("hold", [id, 0, 1_000_000]);
+        hoarder.WaitFor("attached");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        QueueInfo q;
+        do
+        {
+            q = ClusterDirectory.List().Single(c => c.Id == id).Queues[0];
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"the hoarder's queue: {q}, holds {q.Held} of {q.Quota}");
+            Thread.Sleep(50);
+        }
+        while (!(q.Held == 72 && q.Stats.Dropped > 0));
+        Assert.Equal(64 + 8, q.Quota);
+        PoolInfo pool = Assert.Single(ClusterDirectory.List().Single(c => c.Id == id).Pools);
+        Assert.Equal(2 * (64 + 8) + ZcFlow.Graphs.GraphBuilder.BuffersPerDevice, pool.Count);   // sized as zbalance_ipc sizes it
+        balancer.Terminate();
+        Assert.Equal(0, balancer.WaitForExit());
+    }
+
     [Theory]
     [InlineData("-w", "hardware aggregation")]
     [InlineData("-Q /tmp/qemu.sock", "KVM")]

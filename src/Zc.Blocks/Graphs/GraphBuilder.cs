@@ -28,6 +28,7 @@ public sealed class GraphBuilder
     private bool _lossless;
     private bool _activeWait;
     private TimeSpan _delay;
+    private int? _consumerBuffers;
     private BpfFilter? _filter;
     private readonly List<(int Output, string Device)> _egress = [];
 
@@ -51,6 +52,23 @@ public sealed class GraphBuilder
 
     /// <summary>Slots of each queue.</summary>
     public GraphBuilder QueueSlots(int slots) { _slots = slots; return this; }
+
+    /// <summary>
+    /// zbalance_ipc's <c>-b</c>: each queue's consumer may hold <paramref name="buffers"/> buffers beyond the
+    /// queue's slots (received and not yet released), and no more (<see cref="ZcQueue.Quota"/> = slots + buffers).
+    /// The cluster is then sized to match, as zbalance_ipc sizes it: every queue's quota, and 4096 buffers for
+    /// each input device, whatever <see cref="ClusterOptions.BufferCount"/> says; so no consumer, however it
+    /// hoards, can take a buffer another queue or a device needs.
+    /// </summary>
+    public GraphBuilder ConsumerBuffers(int buffers)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(buffers);
+        _consumerBuffers = buffers;
+        return this;
+    }
+
+    /// <summary>Buffers set aside for each input device, when the cluster is sized from the quotas.</summary>
+    public const int BuffersPerDevice = 4096;
 
     /// <summary>Never drop at a full queue: leave the inputs unread until there is room (see <see cref="Balancer{T}"/>).</summary>
     public GraphBuilder Lossless(bool lossless = true) { _lossless = lossless; return this; }
@@ -92,9 +110,13 @@ public sealed class GraphBuilder
         int queues = _applications.Sum();
         // AF_XDP devices receive into the buffers themselves, which must then hold the longest frame the kernel writes.
         bool xdp = _inputs.Any(i => i.Any(XdpDevice.IsName)) || _egress.Any(e => XdpDevice.IsName(e.Device));
+        int slots = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Max(_slots, 2));
+        // With a quota per consumer, each balancer's pool holds every quota and its devices' share; else the count is split evenly.
+        int PoolSize(string[] names) => queues * (slots + _consumerBuffers!.Value) + names.Length * BuffersPerDevice;
+        int bufferCount = _consumerBuffers is null ? _options.BufferCount : _inputs.Sum(PoolSize);
         ZcCluster cluster = ZcCluster.Create(_id, new ClusterOptions
         {
-            BufferSize = xdp ? Math.Max(_options.BufferSize, XdpDevice.MinBufferSize) : _options.BufferSize, BufferCount = _options.BufferCount, MaxQueues = Math.Max(_options.MaxQueues, queues * _inputs.Count),
+            BufferSize = xdp ? Math.Max(_options.BufferSize, XdpDevice.MinBufferSize) : _options.BufferSize, BufferCount = bufferCount, MaxQueues = Math.Max(_options.MaxQueues, queues * _inputs.Count),
             RequireHugePages = _options.RequireHugePages, UseHugePages = _options.UseHugePages, LockMemory = _options.LockMemory,
             GroupId = _options.GroupId, Warn = _options.Warn,
         });
@@ -102,13 +124,17 @@ public sealed class GraphBuilder
         var workers = new List<ZcWorker>();
         try
         {
-            int perBalancer = cluster.BufferCount / _inputs.Count;
             uint device = 0;
             foreach (string[] names in _inputs)
             {
+                int perBalancer = _consumerBuffers is null ? cluster.BufferCount / _inputs.Count : PoolSize(names);
                 BufferPool pool = cluster.CreatePool(perBalancer);
                 var outputs = new ZcQueue[queues];
-                for (int q = 0; q < queues; q++) outputs[q] = cluster.CreateQueue(Math.Min(_slots, perBalancer));
+                for (int q = 0; q < queues; q++)
+                {
+                    outputs[q] = cluster.CreateQueue(Math.Min(_slots, perBalancer));
+                    if (_consumerBuffers is int extra) outputs[q].Quota = outputs[q].Capacity + extra;
+                }
                 var inputs = new List<IPacketSource>();
                 try
                 {
