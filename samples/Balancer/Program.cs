@@ -23,7 +23,8 @@ var cl = new CommandLine(CommandLine.ArgumentsOrConfigFile(args, "/etc/cluster/c
     "      gen:<size>[?flows=N&rate=PPS&count=N], pcap:<file>[?loop&pace], <file>.pcap, <file>.pcapng,\n" +
     "      eth0 or af_packet:eth0[?snaplen=N&blocks=N&promisc=0&outgoing=0], zc:<cluster>@<queue>\n" +
     "  -r  send what goes to queue <queue> out of <device> instead (an interface), e.g. -r 1:eth1\n" +
-    "  -f  only packets that pass this filter (tcpdump syntax, read from the file; kill -USR1 reloads it)\n" +
+    "  -f  only packets that pass this filter (tcpdump syntax, read from the file; kill -USR1 reloads it); repeatable;\n" +
+    "      <file>@<queue>[,<queue>...] filters only what goes to those queues\n" +
     "  -x  only packets of these VLANs, comma separated (with -f: packets that pass both)\n" +
     "  -c  cluster id (default 103)     -n  queues per application, comma separated (default 1)\n" +
     $"  -m  hash mode: {BalancerMode.Help} (default 0)\n" +
@@ -61,13 +62,34 @@ if (cl.String('x') is { } x)
     if (!ids.All(v => ushort.TryParse(v, out ushort id) && id < 4096)) cl.Fail("-x takes VLAN ids from 0 to 4095, comma separated");
     vlans = string.Join(" or ", ids.Select(v => $"vlan {ushort.Parse(v)}"));
 }
-BpfFilter? LoadFilter()
+// -f <file> filters what the balancers take in; -f <file>@<q>[,<q>...] what goes to those queues (repeat -f for more;
+// several files for one place must all pass). Every file is read again on SIGUSR1.
+var filterFiles = new List<(string File, int[]? Queues)>();
+foreach (string f in cl.Strings('f'))
 {
-    string? file = cl.String('f');
-    string? expression = (file is null ? null : BpfFilter.Load(file).Expression) is { Length: > 0 } e
-        ? vlans is null ? e : $"({e}) and ({vlans})"
-        : vlans;
-    return expression is null ? null : BpfFilter.Compile(expression);
+    int at = f.LastIndexOf('@');
+    int[]? queues = at < 0 ? null : f[(at + 1)..].Split(',').Select(q => int.TryParse(q, out int n) && n >= 0 && n < apps.Sum() * inputs.Length ? n : -1).ToArray();
+    if (queues is not null && (queues.Length == 0 || queues.Contains(-1)))
+        cl.Fail($"-f takes <file> or <file>@<queue>[,<queue>...] with queues from 0 to {apps.Sum() * inputs.Length - 1}; not '{f}'");
+    filterFiles.Add((at < 0 ? f : f[..at], queues));
+}
+(BpfFilter? Input, Dictionary<int, BpfFilter> Outputs) LoadFilters()
+{
+    string? And(IEnumerable<string?> parts) => parts.Where(p => !string.IsNullOrEmpty(p)).Select(p => $"({p})").ToArray() is { Length: > 0 } all ? string.Join(" and ", all) : null;
+    var expressions = filterFiles.Select(f => (f.Queues, Expression: BpfFilter.Load(f.File).Expression)).ToArray();
+    string? input = And(expressions.Where(e => e.Queues is null).Select(e => e.Expression).Append(vlans));
+    var outputs = new Dictionary<int, BpfFilter>();
+    foreach (int q in expressions.Where(e => e.Queues is not null).SelectMany(e => e.Queues!).Distinct())
+        if (And(expressions.Where(e => e.Queues?.Contains(q) == true).Select(e => e.Expression)) is { } e) outputs[q] = BpfFilter.Compile(e);
+    return (input is null ? null : BpfFilter.Compile(input), outputs);
+}
+void ApplyFilters(Graph g, (BpfFilter? Input, Dictionary<int, BpfFilter> Outputs) filters)
+{
+    foreach (IBalancer b in g.Balancers)
+    {
+        b.Filter = filters.Input;
+        for (int i = 0; i < b.Outputs.Count; i++) b.SetOutputFilter(i, filters.Outputs.GetValueOrDefault(b.Outputs[i].Id));
+    }
 }
 string? log = cl.String('l');
 string? pidFile = cl.String('P');
@@ -82,8 +104,10 @@ try
         .ConsumerBuffers((int)cl.Number('b', 16, 0, 1 << 24));
     foreach (string[] devices in inputs) builder.Input(devices);
     foreach ((int q, string device) in egress) builder.Egress(q, device);
+    var filters = LoadFilters();
+    foreach ((int q, BpfFilter f) in filters.Outputs) builder.OutputFilter(q, f);
     graph = builder
-        .Filter(LoadFilter())
+        .Filter(filters.Input)
         .Applications(apps)
         .QueueSlots((int)cl.Number('q', 8192, 2, 1 << 20))
         .ActiveWait(cl.Has('a'))
@@ -97,15 +121,16 @@ catch (Exception e) when (e is ArgumentException or InvalidOperationException or
     return 1;
 }
 
-// kill -USR1 reloads the -f file; a file that no longer compiles keeps the filter in force.
+// kill -USR1 reloads the -f files; if one no longer compiles, every filter stays as it was.
 using var reload = PosixSignalRegistration.Create((PosixSignal)10, c =>
 {
     c.Cancel = true;
     try
     {
-        BpfFilter? filter = LoadFilter();
-        foreach (IBalancer b in graph.Balancers) b.Filter = filter;
-        Console.Error.WriteLine($"filter reloaded: {filter?.Expression ?? "(none)"}");
+        var reloaded = LoadFilters();
+        ApplyFilters(graph, reloaded);
+        Console.Error.WriteLine($"filters reloaded: input {reloaded.Input?.Expression ?? "(none)"}" +
+                                string.Concat(reloaded.Outputs.OrderBy(o => o.Key).Select(o => $", queue {o.Key} {o.Value.Expression}")));
     }
     catch (Exception e) when (e is ArgumentException or IOException)
     {

@@ -131,6 +131,49 @@ public class BalancerOptionTests
         Assert.Equal(0, balancer.WaitForExit());
     }
 
+    [Fact]
+    public void FilterFileAtQueues_FiltersOnlyThoseQueues_AndSigusr1ReloadsIt()
+    {
+        uint id = TestClusters.NextId();
+        string filter = Path.Combine(Path.GetTempPath(), $"zcflow-{id}.bpf");
+        File.WriteAllText(filter, "# the generator's requests only\nudp dst port 80\n");
+        try
+        {
+            // Fan-out (-m 2): every packet to both queues, but queue 1 only what its filter keeps: half, one direction of each flow.
+            using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", id, "-n", 2, "-m", 2, "-i", "gen:64?flows=16&rate=4000", "-f", $"{filter}@1"]);
+            WaitForCluster(id, balancer);
+            (ulong All, ulong Kept) Sent()
+            {
+                var queues = ClusterDirectory.List().Single(c => c.Id == id).Queues;
+                return (queues[0].Stats.Sent + queues[0].Stats.Dropped, queues[1].Stats.Sent + queues[1].Stats.Dropped);
+            }
+            Thread.Sleep(1500);
+            (ulong all, ulong kept) = Sent();
+            Assert.True(all > 1000, $"only {all} packets");
+            Assert.InRange((double)kept, all / 2.0 - 50, all / 2.0 + 50);
+
+            File.WriteAllText(filter, "udp\n");   // now everything
+            ZcFlow.Native.Libc.Kill(balancer.Pid, 10 /* SIGUSR1 */);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (!balancer.Errors.Contains("filters reloaded"))
+            {
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"no reload: {balancer.Errors}");
+                Thread.Sleep(20);
+            }
+            Thread.Sleep(300);
+            (ulong all1, ulong kept1) = Sent();
+            Thread.Sleep(1500);
+            (ulong all2, ulong kept2) = Sent();
+            Assert.InRange((long)(kept2 - kept1), (long)(all2 - all1) - 50, (long)(all2 - all1) + 50);
+            balancer.Terminate();
+            Assert.Equal(0, balancer.WaitForExit());
+        }
+        finally
+        {
+            File.Delete(filter);
+        }
+    }
+
     [Theory]
     [InlineData("-w", "hardware aggregation")]
     [InlineData("-Q /tmp/qemu.sock", "KVM")]

@@ -30,6 +30,7 @@ public sealed class GraphBuilder
     private TimeSpan _delay;
     private int? _consumerBuffers;
     private BpfFilter? _filter;
+    private readonly Dictionary<int, BpfFilter> _outputFilters = [];
     private readonly List<(int Output, string Device)> _egress = [];
 
     private GraphBuilder(uint id) => _id = id;
@@ -81,6 +82,14 @@ public sealed class GraphBuilder
 
     /// <summary>Only packets that pass <paramref name="filter"/> are balanced (zbalance_ipc's <c>-f</c>); see <see cref="IBalancer.Filter"/> to swap it later.</summary>
     public GraphBuilder Filter(BpfFilter? filter) { _filter = filter; return this; }
+
+    /// <summary>Only packets that pass <paramref name="filter"/> go to queue <paramref name="queueId"/> (zbalance_ipc's <c>-f file@queue</c>).</summary>
+    public GraphBuilder OutputFilter(int queueId, BpfFilter filter)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(queueId);
+        _outputFilters[queueId] = filter ?? throw new ArgumentNullException(nameof(filter));
+        return this;
+    }
 
     /// <summary>
     /// What goes to output <paramref name="output"/> (a queue id within each balancer) is sent out of
@@ -148,6 +157,8 @@ public sealed class GraphBuilder
                 IBalancer balancer = make(pool, [.. inputs], outputs);
                 balancers.Add(balancer);
                 balancer.Filter = _filter;
+                for (int q = 0; q < queues; q++)
+                    if (_outputFilters.TryGetValue(outputs[q].Id, out BpfFilter? outputFilter)) balancer.SetOutputFilter(q, outputFilter);
                 foreach ((int output, string sink) in _egress)
                 {
                     if (output >= queues) throw new ArgumentOutOfRangeException(nameof(output), output, $"egress to output {output}, but a balancer has {queues} (0 to {queues - 1})");
