@@ -13,7 +13,7 @@ using ZcFlow.Workers;
 // applications, which attach to zc:<cluster>@<queue> (ZCount -c <cluster> -i <queue>).
 // Options as zbalance_ipc takes them: on the command line (getopt: -c99 and -ap work), or one a line in a
 // configuration file named as the only argument, or /etc/cluster/cluster.conf when there is none.
-var cl = new CommandLine(CommandLine.ArgumentsOrConfigFile(args, "/etc/cluster/cluster.conf"), flags: "apLwT", withValue: "icnmgqbWuPlrfxQCO",
+var cl = new CommandLine(CommandLine.ArgumentsOrConfigFile(args, "/etc/cluster/cluster.conf"), flags: "apLwTX", withValue: "icnmgqbWuPlrfxQCO",
     "usage: Balancer [-c <cluster>] [-i <devices>]... [-n <queues>[,<queues>...]] [-m <mode>] [-g <core>[:<core>...]] [-q <slots>] [-b <buffers>]\n" +
     "                [-r <queue>:<device>]... [-f <BPF file>] [-x <vlans>] [-a] [-p] [-W <sec>] [-u <hugepages mount>] [-P <pid file>] [-l <log file>] [-L]\n" +
     "       Balancer <configuration file>       (one option a line: -c=99 or -c 99; # starts a comment)\n" +
@@ -26,6 +26,7 @@ var cl = new CommandLine(CommandLine.ArgumentsOrConfigFile(args, "/etc/cluster/c
     "  -f  only packets that pass this filter (tcpdump syntax, read from the file; kill -USR1 reloads it); repeatable;\n" +
     "      <file>@<queue>[,<queue>...] filters only what goes to those queues\n" +
     "  -x  only packets of these VLANs, comma separated (with -f: packets that pass both)\n" +
+    "  -X  capture what interfaces send too (by default only what they receive)\n" +
     "  -c  cluster id (default 103)     -n  queues per application, comma separated (default 1)\n" +
     $"  -m  hash mode: {BalancerMode.Help} (default 0)\n" +
     "  -g  cores for the balancer threads, one per -i, colon separated    -q  slots per queue (8192)\n" +
@@ -41,6 +42,11 @@ string[][] inputs = cl.Strings('i') is { Count: > 0 } given
     ? [.. given.Select(i => i.Split(',', StringSplitOptions.RemoveEmptyEntries))]
     : [["gen:64?flows=4096"]];
 if (inputs.Any(i => i.Length == 0)) cl.Fail("-i takes device names, comma separated");
+// As zbalance_ipc, an interface is captured in the receive direction only, unless -X (or the name says otherwise).
+string Direction(string name) => Device.IsAfPacketName(name) && !name.Contains("outgoing=")
+    ? name + (name.Contains('?') ? "&" : "?") + (cl.Has('X') ? "outgoing=1" : "outgoing=0")
+    : name;
+inputs = [.. inputs.Select(i => i.Select(Direction).ToArray())];
 int[] apps = (cl.String('n') ?? "1").Split(',').Select(s => int.TryParse(s, out int n) && n > 0 ? n : 0).ToArray();
 if (apps.Contains(0) || apps.Sum() > 64) cl.Fail("-n takes queue counts, at least 1 each and 64 in all, for example -n 2,1");
 int mode = (int)cl.Number('m', 0, 0, 8);

@@ -21,7 +21,7 @@ public static class Device
         if (name.StartsWith("gen:", StringComparison.Ordinal)) return GeneratorDevice.Open(name, pool, index);
         if (XdpDevice.IsName(name)) return XdpDevice.Open(name, pool, index);
         if (name.StartsWith("zc:", StringComparison.Ordinal)) return ZcQueueSource.Open(name, pool, index);
-        if (IsInterface(name)) return AfPacketDevice.Open(name, pool, index);
+        if (IsAfPacketName(name)) return AfPacketDevice.Open(name, pool, index);
         if (name.StartsWith("pcap:", StringComparison.Ordinal) || name.Split('?')[0] is var file && (file.EndsWith(".pcap", StringComparison.Ordinal) || file.EndsWith(".pcapng", StringComparison.Ordinal)))
             return PcapFileDevice.Open(name, pool, index);
         throw Unknown(name);
@@ -35,7 +35,7 @@ public static class Device
     public static IPacketSink OpenSink(string name, BufferPool? pool = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
-        if (IsInterface(name)) return AfPacketDevice.Open(name, pool: null);
+        if (IsAfPacketName(name)) return AfPacketDevice.Open(name, pool: null);
         if (XdpDevice.IsName(name))
             return XdpDevice.Open(name, pool ?? throw new ArgumentException($"'{name}': an AF_XDP device sends from a pool's buffers, and none was given", nameof(pool)));
         throw new ArgumentException($"'{name}' cannot send: packets go out through interfaces (eth0, af_packet:eth0, xdp:eth0@0)", nameof(name));
@@ -48,7 +48,8 @@ public static class Device
         return Native.Libc.Poll(&poll, 1, timeoutMs) > 0;
     }
 
-    private static bool IsInterface(string name)
+    /// <summary>True when <paramref name="name"/> opens an AF_PACKET device: <c>af_packet:eth0</c>, or an interface of this network namespace.</summary>
+    public static bool IsAfPacketName(string name)
         => name.StartsWith("af_packet:", StringComparison.Ordinal) || (!name.Contains(':') && !name.Contains('.') && Native.Libc.IfNameToIndex(name.Split('?')[0]) != 0);
 
     private static ArgumentException Unknown(string name) => new(
