@@ -67,8 +67,8 @@ public class HugePageTests
         using ChildProcess owner = ChildProcess.Start("own", [id, 1, "huge"]);
         owner.WaitFor("ready");
         Assert.True(HugePages.FreePages < free);
-        using ChildProcess consumer = ChildProcess.Start("peek", [id, 0]);
-        consumer.WaitFor("attached");
+        using ChildProcess consumer = ChildProcess.Start("hold", [id, 0, 0]);   // attaches, then sleeps: it never looks at its owner
+        consumer.WaitFor("holding 0");
 
         owner.Kill();
         // The consumer still maps the memory: it stays for as long as the consumer does.
