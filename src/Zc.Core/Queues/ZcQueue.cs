@@ -229,7 +229,8 @@ public sealed unsafe class ZcQueue
     public bool TrySend(in PacketHandle packet, bool flush = true)
     {
         ulong[]? holders = Role == QueueRole.Egress ? _holders ?? ThrowNotOwner() : null;
-        if ((holders is not null ? Room(1) : _ring.Claim(1)) == 0)
+        // A free slot, and (an egress queue) a buffer left in its quota: one compare on the common path.
+        if (_ring.Claim(1) == 0 || (holders is not null && _q.Left <= 0 && QuotaLeftSlow() <= 0))
         {
             _ring.CountDropped(1);
             return false;
