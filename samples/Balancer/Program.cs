@@ -25,7 +25,7 @@ var cl = new CommandLine(CommandLine.ArgumentsOrConfigFile(args, "/etc/cluster/c
     "  -r  send what goes to queue <queue> out of <device> instead (an interface), e.g. -r 1:eth1\n" +
     "  -f  only packets that pass this filter (tcpdump syntax, read from the file; kill -USR1 reloads it); repeatable;\n" +
     "      <file>@<queue>[,<queue>...] filters only what goes to those queues\n" +
-    "  -x  only packets of these VLANs, comma separated (with -f: packets that pass both)\n" +
+    "  -x  only packets with one of these VLAN ids in a tag (any of a stack), comma separated; apart from -f\n" +
     "  -X  capture what interfaces send too (by default only what they receive)\n" +
     "  -c  cluster id (default 103)     -n  queues per application, comma separated (default 1)\n" +
     $"  -m  hash mode: {BalancerMode.Help} (default 0)\n" +
@@ -61,12 +61,12 @@ foreach (string r in cl.Strings('r'))
         cl.Fail($"-r takes <queue>:<device> with a queue from 0 to {apps.Sum() - 1}, for example -r 0:eth1; not '{r}'");
     egress.Add((q, parts[1]));
 }
-string? vlans = null;   // -x 10,20 is the filter "vlan 10 or vlan 20"
+// -x 10,20: only frames with VLAN 10 or 20 in one of their tags, checked apart from -f.
+VlanAllowList? vlans = null;
 if (cl.String('x') is { } x)
 {
-    string[] ids = x.Split(',');
-    if (!ids.All(v => ushort.TryParse(v, out ushort id) && id < 4096)) cl.Fail("-x takes VLAN ids from 0 to 4095, comma separated");
-    vlans = string.Join(" or ", ids.Select(v => $"vlan {ushort.Parse(v)}"));
+    try { vlans = VlanAllowList.Parse(x); }
+    catch (ArgumentException) { cl.Fail("-x takes VLAN ids from 0 to 4095, comma separated"); }
 }
 // -f <file> filters what the balancers take in; -f <file>@<q>[,<q>...] what goes to those queues (repeat -f for more;
 // several files for one place must all pass). Every file is read again on SIGUSR1.
@@ -83,7 +83,7 @@ foreach (string f in cl.Strings('f'))
 {
     string? And(IEnumerable<string?> parts) => parts.Where(p => !string.IsNullOrEmpty(p)).Select(p => $"({p})").ToArray() is { Length: > 0 } all ? string.Join(" and ", all) : null;
     var expressions = filterFiles.Select(f => (f.Queues, Expression: BpfFilter.Load(f.File).Expression)).ToArray();
-    string? input = And(expressions.Where(e => e.Queues is null).Select(e => e.Expression).Append(vlans));
+    string? input = And(expressions.Where(e => e.Queues is null).Select(e => e.Expression));
     var outputs = new Dictionary<int, BpfFilter>();
     foreach (int q in expressions.Where(e => e.Queues is not null).SelectMany(e => e.Queues!).Distinct())
         if (And(expressions.Where(e => e.Queues?.Contains(q) == true).Select(e => e.Expression)) is { } e) outputs[q] = BpfFilter.Compile(e);
@@ -114,6 +114,7 @@ try
     foreach ((int q, BpfFilter f) in filters.Outputs) builder.OutputFilter(q, f);
     graph = builder
         .Filter(filters.Input)
+        .Vlans(vlans)
         .Applications(apps)
         .QueueSlots((int)cl.Number('q', 8192, 2, 1 << 20))
         .ActiveWait(cl.Has('a'))

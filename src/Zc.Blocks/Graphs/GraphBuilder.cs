@@ -30,6 +30,7 @@ public sealed class GraphBuilder
     private TimeSpan _delay;
     private int? _consumerBuffers;
     private BpfFilter? _filter;
+    private VlanAllowList? _vlans;
     private readonly Dictionary<int, BpfFilter> _outputFilters = [];
     private readonly List<(int Output, string Device)> _egress = [];
 
@@ -82,6 +83,9 @@ public sealed class GraphBuilder
 
     /// <summary>Only packets that pass <paramref name="filter"/> are balanced (zbalance_ipc's <c>-f</c>); see <see cref="IBalancer.Filter"/> to swap it later.</summary>
     public GraphBuilder Filter(BpfFilter? filter) { _filter = filter; return this; }
+
+    /// <summary>Only packets with one of these VLAN ids in a tag are balanced (zbalance_ipc's <c>-x</c>), apart from <see cref="Filter"/>.</summary>
+    public GraphBuilder Vlans(VlanAllowList? vlans) { _vlans = vlans; return this; }
 
     /// <summary>Only packets that pass <paramref name="filter"/> go to queue <paramref name="queueId"/> (zbalance_ipc's <c>-f file@queue</c>).</summary>
     public GraphBuilder OutputFilter(int queueId, BpfFilter filter)
@@ -157,6 +161,7 @@ public sealed class GraphBuilder
                 IBalancer balancer = make(pool, [.. inputs], outputs);
                 balancers.Add(balancer);
                 balancer.Filter = _filter;
+                balancer.Vlans = _vlans;
                 for (int q = 0; q < queues; q++)
                     if (_outputFilters.TryGetValue(outputs[q].Id, out BpfFilter? outputFilter)) balancer.SetOutputFilter(q, outputFilter);
                 foreach ((int output, string sink) in _egress)

@@ -45,6 +45,7 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
     private readonly IPacketSink?[] _egress;
     private ulong _filteredOutputs, _egressOutputs;
     private BpfFilter? _filter;
+    private VlanAllowList? _vlans;
     private TDistribution _distribution;
     private long _nextCheck;
     private ulong _received, _filtered;
@@ -81,6 +82,8 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
 
     public BpfFilter? Filter { get => Volatile.Read(ref _filter); set => Volatile.Write(ref _filter, value); }
 
+    public VlanAllowList? Vlans { get => Volatile.Read(ref _vlans); set => Volatile.Write(ref _vlans, value); }
+
     public IReadOnlyList<IPacketSink?> Egress => _egress;
 
     public void SetOutputFilter(int output, BpfFilter? filter)
@@ -104,6 +107,7 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
         int moved = 0;
         ulong filtered = 0;
         BpfFilter? filter = Volatile.Read(ref _filter);
+        VlanAllowList? vlans = Volatile.Read(ref _vlans);
         foreach (IPacketSource input in _inputs)
         {
             int want = _lossless ? Room() : Burst;
@@ -111,7 +115,7 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
             int n = input.ReceiveBurst(_burst.AsSpan(0, want));
             for (int i = 0; i < n; i++)
             {
-                if (filter is not null && !filter.Matches(_burst[i]))
+                if ((vlans is not null && !vlans.Matches(_burst[i])) || (filter is not null && !filter.Matches(_burst[i])))
                 {
                     _pool.Release(_burst[i]);
                     filtered++;

@@ -25,6 +25,12 @@ public interface IBalancer
     /// </summary>
     Filters.BpfFilter? Filter { get; set; }
 
+    /// <summary>
+    /// VLAN ids an input packet must carry in one of its tags (zbalance_ipc's <c>-x</c>), or null for
+    /// any; checked apart from <see cref="Filter"/>. May be swapped while the balancer runs.
+    /// </summary>
+    Filters.VlanAllowList? Vlans { get; set; }
+
     /// <summary>A filter for one output: packets the distribution sends there go only if they pass. Before the balancer runs.</summary>
     void SetOutputFilter(int output, Filters.BpfFilter? filter);
 
