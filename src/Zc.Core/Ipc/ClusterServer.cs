@@ -62,7 +62,19 @@ internal sealed class ClusterServer : IDisposable
             if (ready > 0)
             {
                 for (int i = _clients.Count - 1; i >= 0; i--)
-                    if (polls[1 + i].Revents != 0) Serve(_clients[i]);
+                {
+                    if (polls[1 + i].Revents == 0) continue;
+                    try
+                    {
+                        Serve(_clients[i]);
+                    }
+                    catch (ErrnoException)
+                    {
+                        // a descriptor could not be made for this client (out of descriptors, no /proc): it is
+                        // refused by the hang-up, and the cluster goes on serving the others
+                        if (_clients[i].Queue is null) Drop(_clients[i]);
+                    }
+                }
                 if (polls[0].Revents != 0) Accept(now);
             }
             // A connection that never asks for anything is closed after a second.
@@ -116,8 +128,8 @@ internal sealed class ClusterServer : IDisposable
         Memory.Arena memory = _cluster.Memory;
         if (request.Kind == AttachRequest.Monitor)
         {
-            using SafeFileDescriptor readOnly = memory.OpenReadOnly();
-            ClusterSocket.Send(client.Fd, reply, [readOnly.Fd]);
+            using SafeFileDescriptor view = memory.OpenReadOnly();
+            ClusterSocket.Send(client.Fd, reply, [view.Fd]);
             return;
         }
         IReadOnlyList<ZcQueue> queues = _cluster.Queues;
@@ -129,6 +141,8 @@ internal sealed class ClusterServer : IDisposable
             return;
         }
         ZcQueue queue = queues[request.Queue];
+        // Made before the queue is claimed, so that a failure here leaves the queue free.
+        using SafeFileDescriptor? readOnly = queue.Role == QueueRole.Ingress ? null : memory.OpenReadOnly();
         int state = Interlocked.CompareExchange(ref queue.ConsumerState, ZcQueue.Attached, ZcQueue.Free);
         if (state != ZcQueue.Free)
         {
@@ -145,17 +159,8 @@ internal sealed class ClusterServer : IDisposable
         reply.Capacity = (uint)queue.Capacity;
         reply.RecycleCapacity = (uint)queue.RecycleRing.Capacity;
         reply.QueueSize = queue.Memory!.Size;
-        bool sent;
-        if (queue.Role == QueueRole.Ingress)
-        {
-            sent = ClusterSocket.Send(client.Fd, reply, [memory.Descriptor.Fd, queue.Memory.Descriptor.Fd]);
-        }
-        else
-        {
-            using SafeFileDescriptor readOnly = memory.OpenReadOnly();
-            sent = ClusterSocket.Send(client.Fd, reply, [readOnly.Fd, queue.Memory.Descriptor.Fd]);
-        }
         client.Queue = queue;
+        bool sent = ClusterSocket.Send(client.Fd, reply, [(readOnly ?? memory.Descriptor).Fd, queue.Memory.Descriptor.Fd]);
         if (!sent) Drop(client);
     }
 
