@@ -190,7 +190,7 @@ public sealed unsafe class ZcCluster : IDisposable
         ZcQueue[] queues = _queues;
         if (queues.Length >= _maxQueues)
             throw new InvalidOperationException($"cluster {Id} already has its maximum of {queues.Length} queues (ClusterOptions.MaxQueues)");
-        uint capacity = BitOperations.RoundUpToPowerOf2((uint)Math.Max(slots, 2));
+        uint capacity = (uint)QueueCapacity(slots);
         int id = queues.Length;
         Arena memory = Arena.Create($"{FileName(Id)}@{id}", ArenaLayout.QueueSize(capacity, _recycleCapacity), hugePages: false);
         ref QueueEntry e = ref _arena.At<QueueEntry>(ArenaLayout.QueueDirectoryOffset + (ulong)id * ArenaLayout.QueueEntrySize);
@@ -206,6 +206,9 @@ public sealed unsafe class ZcCluster : IDisposable
         Volatile.Write(ref Header.QueueCount, (uint)id + 1);
         return queue;
     }
+
+    /// <summary>The capacity a queue asked for <paramref name="slots"/> gets: a power of two, at least 2.</summary>
+    public static int QueueCapacity(int slots) => (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(slots, 2));
 
     /// <summary>
     /// Lists a device in the cluster under <paramref name="name"/> (cut to 56 bytes), so that the

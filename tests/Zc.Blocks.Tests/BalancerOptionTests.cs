@@ -5,19 +5,6 @@ namespace ZcFlow.Tests;
 /// <summary>The Balancer sample takes what zbalance_ipc takes: getopt syntax, configuration files, and clear words for what it lacks.</summary>
 public class BalancerOptionTests
 {
-    // The cluster as the listing shows it once the Balancer has listed its input device (its last step before it runs).
-    private static ClusterInfo WaitForCluster(uint id, ChildProcess balancer)
-    {
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        while (true)
-        {
-            ClusterInfo? info = ClusterDirectory.List().SingleOrDefault(c => c.Id == id);
-            if (info is { Problem: null, Devices.Count: > 0 }) return info;
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"cluster {id} never came: {balancer.Output}");
-            Thread.Sleep(50);
-        }
-    }
-
     [Fact]
     public void AConfigurationFile_AsTheOnlyArgument_IsReadAsZbalanceIpcReadsIt()
     {
@@ -37,7 +24,7 @@ public class BalancerOptionTests
         try
         {
             using ChildProcess balancer = ChildProcess.Run("Balancer", [conf]);
-            ClusterInfo info = WaitForCluster(id, balancer);
+            ClusterInfo info = Listing.WaitForRunning(id, balancer);
             Assert.Equal(3, info.Queues.Count);
             Assert.All(info.Queues, q => Assert.Equal(512, q.Capacity));
             Assert.Equal("gen:64?flows=64&rate=1000", Assert.Single(info.Devices).Name);
@@ -58,7 +45,7 @@ public class BalancerOptionTests
         string pid = Path.Combine(Path.GetTempPath(), $"zcflow-{id}.pid");
         using ChildProcess balancer = ChildProcess.Run("Balancer", [$"-c{id}", "-n2", "-m8", "-q256", "-apL", "-igen:64?flows=16&rate=1000", "-P", pid]);
         balancer.WaitFor("serving on");
-        ClusterInfo info = WaitForCluster(id, balancer);
+        ClusterInfo info = Listing.WaitForRunning(id, balancer);
         Assert.Equal(2, info.Queues.Count);
         Assert.All(info.Queues, q => Assert.Equal(256, q.Capacity));
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -112,7 +99,7 @@ public class BalancerOptionTests
     {
         uint id = TestClusters.NextId();
         using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", id, "-n", 2, "-m", 0, "-q", 64, "-b", 8, "-i", "gen:64?flows=16&rate=20000"]);
-        WaitForCluster(id, balancer);
+        Listing.WaitForRunning(id, balancer);
         using ChildProcess hoarder = ChildProcess.Start("hold", [id, 0, 1_000_000]);
         hoarder.WaitFor("attached");
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -141,7 +128,7 @@ public class BalancerOptionTests
         {
             // Fan-out (-m 2): every packet to both queues, but queue 1 only what its filter keeps: half, one direction of each flow.
             using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", id, "-n", 2, "-m", 2, "-i", "gen:64?flows=16&rate=4000", "-f", $"{filter}@1"]);
-            WaitForCluster(id, balancer);
+            Listing.WaitForRunning(id, balancer);
             (ulong All, ulong Kept) Sent()
             {
                 var queues = ClusterDirectory.List().Single(c => c.Id == id).Queues;

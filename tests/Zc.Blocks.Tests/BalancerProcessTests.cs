@@ -10,21 +10,6 @@ namespace ZcFlow.Tests;
 /// </summary>
 public class BalancerProcessTests(ITestOutputHelper output)
 {
-    private static ClusterInfo Listing(uint cluster) => ClusterDirectory.List().Single(c => c.Id == cluster);
-
-    private static ClusterInfo WaitForListing(uint cluster, Func<ClusterInfo, bool> condition, string what, int seconds = 120)
-    {
-        var clock = Stopwatch.StartNew();
-        while (true)
-        {
-            ClusterInfo? info = ClusterDirectory.List().SingleOrDefault(c => c.Id == cluster);
-            if (info is { Problem: null } && condition(info)) return info;
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(seconds), $"timed out waiting for {what}; the listing says {info}: " +
-                $"queues {string.Join("; ", info?.Queues ?? [])}, pools {string.Join("; ", info?.Pools ?? [])}, devices {string.Join("; ", info?.Devices ?? [])}");
-            Thread.Sleep(50);
-        }
-    }
-
     [Fact]
     public void OneHundredMillionPackets_ThroughTheBalancerProcess_ToThreeConsumerProcesses_ArriveExactlyOnce_InOrderPerFlow()
     {
@@ -38,7 +23,7 @@ public class BalancerProcessTests(ITestOutputHelper output)
         {
             foreach (ChildProcess c in consumers) c.WaitFor("attached");
             var clock = Stopwatch.StartNew();
-            ClusterInfo done = WaitForListing(cluster,
+            ClusterInfo done = Listing.WaitFor(cluster,
                 i => i.Devices.SingleOrDefault(d => d.Name == input)?.Stats.Received == Count && i.Queues.All(q => q.Stats.Received == q.Stats.Sent),
                 "every packet generated and received", seconds: 600);
             double seconds = clock.Elapsed.TotalSeconds;
@@ -87,7 +72,7 @@ public class BalancerProcessTests(ITestOutputHelper output)
         using ChildProcess drain1 = ChildProcess.Start("drain", [cluster, 1, keys + "-1"]);
         drain0.WaitFor("attached");
         drain1.WaitFor("attached");
-        ClusterInfo rest = WaitForListing(cluster,
+        ClusterInfo rest = Listing.WaitFor(cluster,
             i => i.Devices.SingleOrDefault(d => d.Name == input)?.Stats.Received == Count && i.Queues.All(q => q.Stats.Received == q.Stats.Sent && q.Held == 0)
                  && i.Pools.All(p => p.Free == p.Count),
             "every buffer back in the pool", seconds: 180);
@@ -111,7 +96,7 @@ public class BalancerProcessTests(ITestOutputHelper output)
         uint cluster = TestClusters.NextId();
         object[] balancerArgs = ["-c", cluster, "-n", 1, "-i", "gen:64?flows=16&rate=20000"];
         using ChildProcess first = ChildProcess.Run("Balancer", balancerArgs);
-        WaitForListing(cluster, _ => true, "the first owner", seconds: 30);
+        Listing.WaitFor(cluster, _ => true, "the first owner", seconds: 30);
         using ChildProcess zcount = ChildProcess.Run("ZCount", ["-c", cluster, "-i", 0]);
         zcount.WaitFor("attached to");
         zcount.WaitFor(" ");   // a stats line
@@ -127,7 +112,7 @@ public class BalancerProcessTests(ITestOutputHelper output)
         clock.Restart();
         zcount.WaitFor("attached to", seconds: 30);
         output.WriteLine($"attached again {clock.ElapsedMilliseconds} ms after the second owner started");
-        WaitForListing(cluster, i => i.Queues[0].ConsumerPid == zcount.Pid && i.Queues[0].Stats.Received > 1000, "packets to the reattached ZCount", seconds: 30);
+        Listing.WaitFor(cluster, i => i.Queues[0].ConsumerPid == zcount.Pid && i.Queues[0].Stats.Received > 1000, "packets to the reattached ZCount", seconds: 30);
 
         zcount.Terminate();
         Assert.Equal(0, zcount.WaitForExit());

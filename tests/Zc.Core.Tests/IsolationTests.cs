@@ -12,10 +12,19 @@ namespace ZcFlow.Tests;
 /// </summary>
 public class IsolationTests(ITestOutputHelper output)
 {
-    private static ZcCluster Owner(int buffers) => ZcCluster.Create(TestClusters.NextId(), new ClusterOptions
+    // An owner with one pool of every buffer and two queues of 256 slots whose buffers come back to it.
+    private static (ZcCluster Cluster, BufferPool Pool, ZcQueue First, ZcQueue Second) Owner(int buffers)
     {
-        BufferCount = buffers, BufferSize = 128, MaxQueues = 4, UseHugePages = false, Warn = _ => { },
-    });
+        ZcCluster cluster = ZcCluster.Create(TestClusters.NextId(), new ClusterOptions
+        {
+            BufferCount = buffers, BufferSize = 128, MaxQueues = 4, UseHugePages = false, Warn = _ => { },
+        });
+        BufferPool pool = cluster.CreatePool(buffers);
+        ZcQueue first = cluster.CreateQueue(256), second = cluster.CreateQueue(256);
+        pool.ReclaimFrom(first);
+        pool.ReclaimFrom(second);
+        return (cluster, pool, first, second);
+    }
 
     private static PacketHandle Take(BufferPool pool, int seconds = 30)
     {
@@ -34,11 +43,8 @@ public class IsolationTests(ITestOutputHelper output)
     {
         const long HonestPackets = 300_000;
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        using ZcCluster cluster = Owner(buffers: 4096);
-        BufferPool pool = cluster.CreatePool(4096);
-        ZcQueue hostile = cluster.CreateQueue(256), honest = cluster.CreateQueue(256);
-        pool.ReclaimFrom(hostile);
-        pool.ReclaimFrom(honest);
+        (ZcCluster cluster, BufferPool pool, ZcQueue hostile, ZcQueue honest) = Owner(buffers: 4096);
+        using ZcCluster owned = cluster;
         using ChildProcess vandal = ChildProcess.Start("vandal", [cluster.Id, 0, 20261125, 400]);
         using ChildProcess good = ChildProcess.Start("consume", [cluster.Id, 1, HonestPackets, 0, 1]);
         vandal.WaitFor("attached");
@@ -90,11 +96,8 @@ public class IsolationTests(ITestOutputHelper output)
     {
         const long Packets = 300_000;
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        using ZcCluster cluster = Owner(buffers: 2048);
-        BufferPool pool = cluster.CreatePool(2048);
-        ZcQueue hoard = cluster.CreateQueue(256), honest = cluster.CreateQueue(256);
-        pool.ReclaimFrom(hoard);
-        pool.ReclaimFrom(honest);
+        (ZcCluster cluster, BufferPool pool, ZcQueue hoard, ZcQueue honest) = Owner(buffers: 2048);
+        using ZcCluster owned = cluster;
         Assert.Equal(512, hoard.Quota);   // twice its slots, unless the owner says otherwise
         using ChildProcess hoarder = ChildProcess.Start("hold", [cluster.Id, 0, 1_000_000]);
         using ChildProcess good = ChildProcess.Start("consume", [cluster.Id, 1, Packets, 0, 1]);
@@ -134,10 +137,8 @@ public class IsolationTests(ITestOutputHelper output)
     public void ConsumerInAnotherPidNamespace_IsSeenAliveWhileItIs_AndItsQueueIsFreedWhenItGoes()
     {
         if (Environment.UserName != "root") Assert.Skip("a PID namespace of its own (unshare --pid) needs root");
-        using ZcCluster cluster = Owner(buffers: 256);
-        BufferPool pool = cluster.CreatePool(256);
-        ZcQueue queue = cluster.CreateQueue(64);
-        pool.ReclaimFrom(queue);
+        (ZcCluster cluster, BufferPool pool, ZcQueue queue, _) = Owner(buffers: 512);
+        using ZcCluster owned = cluster;
         using ChildProcess inside = ChildProcess.Run("Zc.TestHost", ["peek", cluster.Id, 0], newPidNamespace: true);
         string[] said = inside.WaitFor("attached ").Split(' ');   // "attached <its pid> owner <owner pid>", as it sees them
         int innerPid = int.Parse(said[1]), ownerAsSeen = int.Parse(said[3]);

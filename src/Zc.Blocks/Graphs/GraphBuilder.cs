@@ -123,7 +123,7 @@ public sealed class GraphBuilder
         int queues = _applications.Sum();
         // AF_XDP devices receive into the buffers themselves, which must then hold the longest frame the kernel writes.
         bool xdp = _inputs.Any(i => i.Any(XdpDevice.IsName)) || _egress.Any(e => XdpDevice.IsName(e.Device));
-        int slots = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Max(_slots, 2));
+        int slots = ZcCluster.QueueCapacity(_slots);
         // With a quota per consumer, each balancer's pool holds every quota and its devices' share; else the count is split evenly.
         int PoolSize(string[] names) => queues * (slots + _consumerBuffers!.Value) + names.Length * BuffersPerDevice;
         int bufferCount = _consumerBuffers is null ? _options.BufferCount : _inputs.Sum(PoolSize);

@@ -144,7 +144,7 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
             ZcQueue queue = _outputs[q];
             if ((_egressOutputs & 1UL << q) != 0 || !queue.IsWaitedFor) continue;
             room = queue.Room(room);
-            need = Math.Min(need, Math.Min(queue.Capacity, queue.Quota));
+            need = Math.Min(need, queue.BurstLimit(Burst));
         }
         return room >= need ? room : 0;
     }

@@ -113,11 +113,7 @@ public sealed unsafe class AttachedQueue : IDisposable
         Arena? cluster = null, rings = null;
         try
         {
-            var request = new AttachRequest { Magic = AttachRequest.CurrentMagic, Version = ArenaLayout.Version, Kind = AttachRequest.Attach, Queue = queueId };
-            if (!ClusterSocket.Send(socket, request, []) || ClusterSocket.Receive(socket, out reply, fds, 5000) <= 0)
-                throw new ClusterGoneException(clusterId, false, $"cluster {clusterId}'s owner did not answer");
-            if (reply.Magic != AttachReply.CurrentMagic || reply.Version != ArenaLayout.Version || reply.ClusterId != clusterId)
-                throw new InvalidDataException($"cluster {clusterId}'s owner speaks another layout version ({reply.Version}; this build speaks {ArenaLayout.Version})");
+            reply = ClusterSocket.Ask(socket, clusterId, AttachRequest.Attach, queueId, fds, 5000);
             if (reply.Status != AttachReply.Ok)
             {
                 socket.Dispose();

@@ -41,16 +41,17 @@ public static unsafe class ClusterDirectory
             ?? throw new ErrnoException($"connecting to cluster {id} ({path})", errno, errno == Libc.EACCES ? "it was created for another user or group" : "its owner is gone");
         int ownerPid = ClusterSocket.Credentials(socket).Pid;
         var fds = new List<SafeFileDescriptor>();
-        var request = new AttachRequest { Magic = AttachRequest.CurrentMagic, Version = ArenaLayout.Version, Kind = AttachRequest.Monitor };
-        if (!ClusterSocket.Send(socket, request, []) || ClusterSocket.Receive(socket, out AttachReply reply, fds, 2000) <= 0)
+        AttachReply reply;
+        try
         {
-            foreach (SafeFileDescriptor f in fds) f.Dispose();
-            throw new ClusterGoneException(id, false, $"cluster {id}'s owner (pid {ownerPid}) did not answer");
+            reply = ClusterSocket.Ask(socket, id, AttachRequest.Monitor, 0, fds, 2000);
+            if (fds.Count != 1 || reply.ClusterSize < ArenaLayout.BuffersOffset)
+                throw new InvalidDataException($"cluster {id}'s owner handed over {fds.Count} descriptors of {reply.ClusterSize} bytes, not a view of its memory");
         }
-        if (reply.Magic != AttachReply.CurrentMagic || reply.Version != ArenaLayout.Version || fds.Count != 1 || reply.ClusterSize < ArenaLayout.BuffersOffset)
+        catch
         {
             foreach (SafeFileDescriptor f in fds) f.Dispose();
-            throw new InvalidDataException($"cluster {id} speaks layout version {reply.Version}; this build reads version {ArenaLayout.Version}");
+            throw;
         }
         bool huge = (reply.Flags & ArenaHeader.FlagHugePages) != 0;
         using Arena arena = Arena.Map(fds[0], reply.ClusterSize, writable: false, huge, $"cluster {id}");

@@ -65,6 +65,22 @@ internal static unsafe class ClusterSocket
         return Libc.GetSockOpt(fd.Fd, Libc.SOL_SOCKET, Libc.SO_PEERCRED, &cred, ref length) == 0 ? cred : default;
     }
 
+    /// <summary>
+    /// Asks cluster <paramref name="clusterId"/>'s owner, connected on <paramref name="socket"/>, for a queue
+    /// (<see cref="AttachRequest.Attach"/>) or a look at the counters (<see cref="AttachRequest.Monitor"/>), and
+    /// returns its answer, the descriptors that came with it in <paramref name="fds"/> (the caller disposes them).
+    /// An owner that does not answer is gone; one that answers in another layout version is refused.
+    /// </summary>
+    public static AttachReply Ask(SafeFileDescriptor socket, uint clusterId, uint kind, int queue, List<SafeFileDescriptor> fds, int timeoutMs)
+    {
+        var request = new AttachRequest { Magic = AttachRequest.CurrentMagic, Version = Memory.ArenaLayout.Version, Kind = kind, Queue = queue };
+        if (!Send(socket, request, []) || Receive(socket, out AttachReply reply, fds, timeoutMs) <= 0)
+            throw new ClusterGoneException(clusterId, false, $"cluster {clusterId}'s owner (pid {Credentials(socket).Pid}) did not answer");
+        if (reply.Magic != AttachReply.CurrentMagic || reply.Version != Memory.ArenaLayout.Version || reply.ClusterId != clusterId)
+            throw new InvalidDataException($"cluster {clusterId}'s owner speaks layout version {reply.Version}; this build speaks version {Memory.ArenaLayout.Version}");
+        return reply;
+    }
+
     /// <summary>Sends one message with <paramref name="fds"/> attached; false when the peer is gone.</summary>
     public static bool Send<T>(SafeFileDescriptor socket, in T message, ReadOnlySpan<int> fds) where T : unmanaged
     {

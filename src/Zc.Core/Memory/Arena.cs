@@ -57,16 +57,10 @@ public sealed unsafe class Arena : IDisposable
     {
         ulong pageSize = hugePages ? ArenaLayout.HugePageSize : ArenaLayout.PageSize;
         size = ArenaLayout.AlignUp(size, pageSize);
-        uint flags = Libc.MFD_CLOEXEC | Libc.MFD_ALLOW_SEALING | (hugePages ? Libc.MFD_HUGETLB | Libc.MFD_HUGE_2MB : 0);
-        int raw = Libc.MemfdCreate(name, flags);
-        if (raw < 0) throw ErrnoException.FromLastError($"memfd_create of {name}{(hugePages ? " on 2 MiB hugepages" : "")}", hugePages ? HugePages.EnableHint : null);
-        var fd = new SafeFileDescriptor(raw);
+        SafeFileDescriptor fd = NewSealedMemory(name, size, hugePages);
         try
         {
-            if (Libc.Ftruncate(raw, (long)size) != 0)
-                throw ErrnoException.FromLastError($"sizing {name} to {size} bytes", hugePages ? HugePages.EnableHint : "free memory for /dev/shm");
-            if (Libc.Fcntl(raw, Libc.F_ADD_SEALS, Seals) != 0) throw ErrnoException.FromLastError($"sealing {name}");
-            SafeMapping mapping = Map(raw, name, size, writable: true, hugePages);
+            SafeMapping mapping = Map(fd.Fd, name, size, writable: true, hugePages);
             return new Arena(fd, mapping, name, size, hugePages, writable: true);
         }
         catch
@@ -74,6 +68,28 @@ public sealed unsafe class Arena : IDisposable
             fd.Dispose();
             throw;
         }
+    }
+
+    // A memfd of `size` bytes, sealed against resizing and further seals.
+    private static SafeFileDescriptor NewSealedMemory(string name, ulong size, bool hugePages)
+    {
+        uint flags = Libc.MFD_CLOEXEC | Libc.MFD_ALLOW_SEALING | (hugePages ? Libc.MFD_HUGETLB | Libc.MFD_HUGE_2MB : 0);
+        int raw = Libc.MemfdCreate(name, flags);
+        if (raw < 0) throw ErrnoException.FromLastError($"memfd_create of {name}{(hugePages ? " on 2 MiB hugepages" : "")}", hugePages ? HugePages.EnableHint : null);
+        var fd = new SafeFileDescriptor(raw);
+        if (Libc.Ftruncate(raw, (long)size) != 0)
+        {
+            var e = ErrnoException.FromLastError($"sizing {name} to {size} bytes", hugePages ? HugePages.EnableHint : "free memory for /dev/shm");
+            fd.Dispose();
+            throw e;
+        }
+        if (Libc.Fcntl(raw, Libc.F_ADD_SEALS, Seals) != 0)
+        {
+            var e = ErrnoException.FromLastError($"sealing {name}");
+            fd.Dispose();
+            throw e;
+        }
+        return fd;
     }
 
     /// <summary>
@@ -131,16 +147,11 @@ public sealed unsafe class Arena : IDisposable
     public void Renew()
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        uint flags = Libc.MFD_CLOEXEC | Libc.MFD_ALLOW_SEALING | (OnHugePages ? Libc.MFD_HUGETLB | Libc.MFD_HUGE_2MB : 0);
-        int raw = Libc.MemfdCreate(_name, flags);
-        if (raw < 0) throw ErrnoException.FromLastError($"memfd_create of {_name}");
-        var fd = new SafeFileDescriptor(raw);
+        SafeFileDescriptor fd = NewSealedMemory(_name, Size, OnHugePages);
         try
         {
-            if (Libc.Ftruncate(raw, (long)Size) != 0) throw ErrnoException.FromLastError($"sizing {_name}");
-            if (Libc.Fcntl(raw, Libc.F_ADD_SEALS, Seals) != 0) throw ErrnoException.FromLastError($"sealing {_name}");
             // MAP_FIXED replaces the old mapping in one step: every pointer into it stays valid.
-            SafeMapping replaced = Map(raw, _name, Size, Writable, OnHugePages, (nint)Base);
+            SafeMapping replaced = Map(fd.Fd, _name, Size, Writable, OnHugePages, (nint)Base);
             replaced.SetHandleAsInvalid(); // the same range as _mapping, which unmaps it
         }
         catch

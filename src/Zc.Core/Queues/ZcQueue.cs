@@ -51,7 +51,6 @@ public sealed unsafe class ZcQueue
     internal const int Free = 0, Attached = 1, Leaving = 2;
     internal int ConsumerState;
     internal int AttachedPid;
-    private bool _hadConsumer;
     private ulong _lastHead;
     private int _lastHeld;
     private long _lastProgress;
@@ -185,22 +184,28 @@ public sealed unsafe class ZcQueue
     internal void BuffersReturned(int n) => _q.Left += n;
 
     /// <summary>
-    /// The owner's pool thread, every tenth of a second: notes whether the consumer made progress
-    /// and whether it is stuck, and records the free count of the directory's view.
+    /// Owner: the most of a burst of <paramref name="burst"/> packets this queue can ever have room for,
+    /// its slots and its quota considered; less room than this is a queue waiting for its consumer.
     /// </summary>
+    public int BurstLimit(int burst) => Math.Min(burst, Math.Min(_ring.Capacity, _q.Limit));
+
     private const int StuckBurst = 32;
 
+    /// <summary>
+    /// The owner's pool thread, every tenth of a second: notes whether the consumer made progress,
+    /// and whether it is stuck (has left less room than a burst and taken or released nothing for a second).
+    /// </summary>
     internal void Maintain(long now)
     {
         ulong head = Role == QueueRole.Egress ? _ring.ObservedHead : _recycle.ObservedHead;
-        if (head != _lastHead || Held < _lastHeld) _lastProgress = now;
-        if (head != 0 || ConsumerState != Free) _hadConsumer = true;
+        int held = Held;
+        if (head != _lastHead || held < _lastHeld) _lastProgress = now;
         _lastHead = head;
-        _lastHeld = Held;
-        // Blocked: less room than a burst (or than the queue can ever have), in slots or in quota.
-        int burst = Math.Min(StuckBurst, Math.Min(_ring.Capacity, _q.Limit));
+        _lastHeld = held;
+        int burst = BurstLimit(StuckBurst);
         bool blocked = Role == QueueRole.Egress && (_q.Left < burst || _ring.Claim(burst) < burst);
-        _stuck = blocked && _hadConsumer && now - _lastProgress > System.Diagnostics.Stopwatch.Frequency;
+        bool hadConsumer = head != 0 || HadRemoteConsumer;   // a queue nobody ever read waits for its first consumer
+        _stuck = blocked && hadConsumer && now - _lastProgress > System.Diagnostics.Stopwatch.Frequency;
     }
 
     /// <summary>The owner's socket thread: copies this queue's counters into its directory entry for the listing.</summary>
@@ -208,14 +213,15 @@ public sealed unsafe class ZcQueue
     {
         if (_entry is null) return;
         QueueStats s = Stats;
+        int pid = ConsumerPid;
         Volatile.Write(ref _entry->Sent, s.Sent);
         Volatile.Write(ref _entry->Received, s.Received);
         Volatile.Write(ref _entry->Dropped, s.Dropped);
         Volatile.Write(ref _entry->Errors, s.Errors);
         Volatile.Write(ref _entry->Held, (uint)Math.Max(0, Held));
         Volatile.Write(ref _entry->Quota, (uint)_q.Limit);
-        Volatile.Write(ref _entry->ConsumerPid, ConsumerPid);
-        Volatile.Write(ref _entry->Flags, (ConsumerPid != 0 ? QueueEntry.FlagAttached : 0) | (_stuck ? QueueEntry.FlagStuck : 0));
+        Volatile.Write(ref _entry->ConsumerPid, pid);
+        Volatile.Write(ref _entry->Flags, (pid != 0 ? QueueEntry.FlagAttached : 0) | (_stuck ? QueueEntry.FlagStuck : 0));
     }
 
     // ---- producer side ----
