@@ -149,7 +149,7 @@ public static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "unlink", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     public static partial int Unlink(string path);
 
-    public const int CLOCK_THREAD_CPUTIME_ID = 3;
+    public const int CLOCK_REALTIME = 0, CLOCK_THREAD_CPUTIME_ID = 3;
 
     [LibraryImport(Lib, EntryPoint = "clock_gettime", SetLastError = true)]
     public static partial int ClockGetTime(int clock, out Timespec time);

@@ -88,10 +88,15 @@ public sealed class DistributionTests : IDisposable
     public void InterfaceIndexAndVlanMap_PickTheQueueTheySay()
     {
         Assert.Equal(1UL << 2, new InterfaceIndex().Route(Packet(Udp(1, 2, 3, 4), device: 6), 4));
-        var map = new VlanMap(new Dictionary<int, int> { [10] = 3, [20] = 0 });
-        Assert.Equal(1UL << 3, map.Route(Packet(Udp(1, 2, 3, 4, vlan: 10)), 4));
-        Assert.Equal(1UL << 0, map.Route(Packet(Udp(1, 2, 3, 4, vlan: 20)), 4));
-        Assert.Equal(new IpHash().Route(Packet(Udp(1, 2, 3, 4)), 4), map.Route(Packet(Udp(1, 2, 3, 4, vlan: 30)), 4));
+        var map = new VlanMap([10, 20]);
+        Assert.Equal(3, map.Queues);
+        Assert.Equal(1UL << 0, map.Route(Packet(Udp(1, 2, 3, 4, vlan: 10)), 3));   // 802.1Q is not the mapped EtherType
+        PacketHandle tagged = Packet(Frames.Ethernet(0x8585).Vlan(20, 0x0800).Ipv4(1, 2, 17, 8).Udp(3, 4, 0).ToArray());
+        Assert.Equal(1UL << 2, map.Route(tagged, 3));
+        Assert.Equal(0x8100, System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(tagged.Data[12..]));
+        Assert.Equal(0UL, map.Route(Packet(Frames.Ethernet(0x8585).Vlan(30, 0x0800).ToArray()), 3));
+        Assert.Equal(0UL, map.Route(Packet(Frames.Ethernet(0x8585).Add(0, 10).ToArray()), 3));   // cut short under the EtherType
+        Assert.Throws<ArgumentException>(() => new VlanMap([10, 10]));
     }
 
     [Fact]

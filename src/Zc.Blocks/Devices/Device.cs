@@ -29,16 +29,17 @@ public static class Device
 
     /// <summary>
     /// Opens <paramref name="name"/> as a device to send through: an interface (<c>eth0</c>,
-    /// <c>af_packet:eth0</c>), or an AF_XDP socket (<c>xdp:eth0@0</c>), which copies what it sends
-    /// into buffers of <paramref name="pool"/>.
+    /// <c>af_packet:eth0</c>), an AF_XDP socket (<c>xdp:eth0@0</c>), which copies what it sends
+    /// into buffers of <paramref name="pool"/>, or another process's ingress queue (<c>zc:99@0</c>).
     /// </summary>
     public static IPacketSink OpenSink(string name, BufferPool? pool = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         if (IsAfPacketName(name)) return AfPacketDevice.Open(name, pool: null);
+        if (Ipc.AttachedQueue.TryParse(name, out _, out _)) return IngressSink.Open(name);
         if (XdpDevice.IsName(name))
             return XdpDevice.Open(name, pool ?? throw new ArgumentException($"'{name}': an AF_XDP device sends from a pool's buffers, and none was given", nameof(pool)));
-        throw new ArgumentException($"'{name}' cannot send: packets go out through interfaces (eth0, af_packet:eth0, xdp:eth0@0)", nameof(name));
+        throw new ArgumentException($"'{name}' cannot send: packets go out through interfaces (eth0, af_packet:eth0, xdp:eth0@0) and into ingress queues (zc:<cluster>@<queue>)", nameof(name));
     }
 
     /// <summary>Waits up to <paramref name="timeoutMs"/> for a socket to have something to read.</summary>

@@ -37,7 +37,16 @@ public sealed class ZcQueueSource : IPacketSource
     }
 
     /// <summary>Attaches to <paramref name="name"/>; a cluster that is not there is an error now (later, it is waited for).</summary>
-    public static ZcQueueSource Open(string name, BufferPool pool, uint index) => new(name, AttachedQueue.Attach(name), pool, index);
+    public static ZcQueueSource Open(string name, BufferPool pool, uint index)
+    {
+        AttachedQueue attached = AttachedQueue.Attach(name);
+        if (attached.Queue.Role == Queues.QueueRole.Ingress)
+        {
+            attached.Dispose();
+            throw new ArgumentException($"'{name}' is an ingress queue: applications send into it (Send -i {name}), and its cluster's owner receives", nameof(name));
+        }
+        return new(name, attached, pool, index);
+    }
 
     public string Name { get; }
 

@@ -10,8 +10,13 @@ public static class BalancerMode
 {
     /// <summary>What each mode does, for usage texts.</summary>
     public const string Help =
-        "0 round-robin, 1 IP hash, 2 fan-out to every queue, 3 fan-out to the first application's queue and round-robin over the rest, " +
-        "4 GTP (inner flow, else tunnel id, else outer IP), 5 GRE (inner, else outer), 6 input interface, 7 VLAN id, 8 symmetric 5-tuple";
+        "0 round-robin, 1 IP hash, 2 fan-out to every queue, 3 fan-out to the first queue and round-robin over the rest, " +
+        "4 GTP (GTP-C by sequence number, GTP-U by inner IPs and ports, else outer IPs and ports), " +
+        "5 GRE (inner IPs, else outer IPs and ports), 6 input device i to queue i, " +
+        "7 VLAN id under EtherType -Y to the queue -M names (other EtherTypes to queue 0), 8 symmetric 5-tuple";
+
+    /// <summary>Modes that spread over the queues of several applications (<c>-n 2,3</c>); the others feed one.</summary>
+    public static bool AllowsApplications(int mode) => mode is 0 or 1 or 4 or 5 or 6 or 8;
 
     /// <summary>
     /// A balancer for <paramref name="mode"/> from <paramref name="inputs"/> to <paramref name="outputs"/>,
@@ -19,10 +24,15 @@ public static class BalancerMode
     /// Balancing modes pick one queue per application; modes 2 and 3 fan out over all the queues.
     /// </summary>
     public static IBalancer Create(int mode, BufferPool pool, IReadOnlyList<IPacketSource> inputs, IReadOnlyList<ZcQueue> outputs,
-        int[] queuesPerApplication, bool lossless = false)
+        int[] queuesPerApplication, bool lossless = false, BalancerModeOptions? options = null)
     {
+        options ??= new BalancerModeOptions();
         if (queuesPerApplication.Sum() != outputs.Count)
             throw new ArgumentException($"the applications have {queuesPerApplication.Sum()} queues, but {outputs.Count} were given", nameof(queuesPerApplication));
+        if (queuesPerApplication.Length > 1 && !AllowsApplications(mode))
+            throw new ArgumentException($"mode {mode} feeds one application: several (-n {string.Join(',', queuesPerApplication)}) need mode 0, 1, 4, 5, 6 or 8", nameof(queuesPerApplication));
+        if (options.GtpControl is { } control && (mode != 4 || (uint)control.Queue >= (uint)outputs.Count))
+            throw new ArgumentException(mode != 4 ? "a GTP-C queue (-G) is for mode 4" : $"the GTP-C queue (-G) is {control.Queue}, but the queues are 0 to {outputs.Count - 1}", nameof(options));
         IBalancer Each<T>(T d) where T : struct, IDistribution
             => new Balancer<PerApplication<T>>(pool, inputs, outputs, new PerApplication<T>(queuesPerApplication, d), lossless);
         IBalancer All<T>(T d) where T : struct, IDistribution
@@ -33,12 +43,44 @@ public static class BalancerMode
             1 => Each(new IpHash()),
             2 => All(new FanOutAll()),
             3 => All(new FanOutFirstRoundRobinRest()),
+            4 when options.GtpControl is { } gtpc => new Balancer<PerApplication<GtpHash>>(pool, inputs, outputs,
+                new PerApplication<GtpHash>(queuesPerApplication, GtpPerApplication(queuesPerApplication, gtpc)), lossless),
             4 => Each(new GtpHash()),
             5 => Each(new GreHash()),
             6 => Each(new InterfaceIndex()),
-            7 => Each(default(VlanMap)),
+            7 => All(VlanBalancer(options, outputs.Count)),
             8 => Each(new FiveTupleHash()),
             _ => throw new ArgumentOutOfRangeException(nameof(mode), mode, $"hash modes are 0 to 8: {Help}"),
         };
     }
+
+    // -G q:v: the application that owns queue q sends GTP-C v there alone; the others balance it as any GTP-C.
+    private static GtpHash[] GtpPerApplication(int[] queuesPerApplication, (int Queue, int Version) control)
+    {
+        var inner = new GtpHash[queuesPerApplication.Length];
+        for (int a = 0, first = 0; a < inner.Length; first += queuesPerApplication[a++])
+            if (control.Queue >= first && control.Queue < first + queuesPerApplication[a]) inner[a] = new GtpHash(control.Queue - first, control.Version);
+        return inner;
+    }
+
+    private static VlanMap VlanBalancer(BalancerModeOptions options, int queues)
+    {
+        var map = new VlanMap(options.VlanQueues, options.VlanEtherType);
+        if (map.Queues != queues)
+            throw new ArgumentException($"mode 7 has queue 0 and one queue for each VLAN id (-M): {map.Queues} queues, but {queues} were given", nameof(options));
+        return map;
+    }
+}
+
+/// <summary>What some <see cref="BalancerMode"/> modes need beyond their number.</summary>
+public sealed record BalancerModeOptions
+{
+    /// <summary>Mode 7 (<c>-M</c>): the VLAN id of queue 1, 2, and so on.</summary>
+    public IReadOnlyList<int> VlanQueues { get; init; } = [];
+
+    /// <summary>Mode 7 (<c>-Y</c>): the EtherType of the frames whose VLAN tag picks the queue.</summary>
+    public ushort VlanEtherType { get; init; } = VlanMap.DefaultEtherType;
+
+    /// <summary>Mode 4 (<c>-G queue:version</c>): GTP-C of this version goes to this queue (an index among all the queues), which takes nothing else.</summary>
+    public (int Queue, int Version)? GtpControl { get; init; }
 }

@@ -4,15 +4,15 @@ using ZcFlow.Parsing;
 
 namespace ZcFlow.Distribution;
 
-/// <summary><c>-m 5</c>: GRE: by the inner IP flow, else by the outer addresses.</summary>
+/// <summary><c>-m 5</c>, as zbalance_ipc: GRE by the inner IP addresses, anything else by the outer IPs and ports.</summary>
 public struct GreHash : IDistribution
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public readonly ulong Route(in PacketHandle packet, int queues)
     {
         PacketParser.Parse(packet.Data, out PacketInfo info);
-        uint h = info.Tunnel == TunnelKind.Gre && info.Inner.IpVersion != 0 ? FlowHash.FiveTuple(info.Inner)
-            : info.Outer.IpVersion != 0 ? FlowHash.Addresses(info.Outer) : FlowHash.Macs(info);
+        uint h = info.Tunnel == TunnelKind.Gre && info.Inner.IpVersion != 0 ? FlowHash.Addresses(info.Inner)
+            : info.Outer.IpVersion != 0 ? FlowHash.FiveTuple(info.Outer) : FlowHash.Macs(info);
         return FlowHash.Queue(h, queues);
     }
 }

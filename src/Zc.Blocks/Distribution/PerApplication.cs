@@ -15,12 +15,19 @@ public struct PerApplication<TInner> : IDistribution where TInner : struct, IDis
     private readonly TInner[] _inner;
 
     public PerApplication(int[] queuesPerApplication, TInner inner)
+        : this(queuesPerApplication, [.. queuesPerApplication.Select(_ => inner)])
+    {
+    }
+
+    /// <summary>Each application with a distribution of its own (<paramref name="inner"/>, one per application).</summary>
+    public PerApplication(int[] queuesPerApplication, TInner[] inner)
     {
         if (queuesPerApplication.Length == 0 || queuesPerApplication.Any(c => c < 1) || queuesPerApplication.Sum() > 64)
             throw new ArgumentException("each application has at least one queue, and there are at most 64 in all", nameof(queuesPerApplication));
+        if (inner.Length != queuesPerApplication.Length)
+            throw new ArgumentException($"{queuesPerApplication.Length} applications, but {inner.Length} distributions", nameof(inner));
         _counts = [.. queuesPerApplication];
-        _inner = new TInner[_counts.Length];
-        Array.Fill(_inner, inner);
+        _inner = [.. inner];
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

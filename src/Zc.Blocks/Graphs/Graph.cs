@@ -16,10 +16,12 @@ public sealed class Graph : IDisposable
     private readonly List<ZcWorker> _workers;
     private readonly (int Id, Func<DeviceStats> Stats)[] _devices;
     private readonly Timer _publish;
+    private readonly TimePulse? _clock;
     private int _disposed;
 
-    internal Graph(ZcCluster cluster, IReadOnlyList<IBalancer> balancers, List<ZcWorker> workers)
+    internal Graph(ZcCluster cluster, IReadOnlyList<IBalancer> balancers, List<ZcWorker> workers, TimePulse? clock)
     {
+        _clock = clock;
         Cluster = cluster;
         Balancers = balancers;
         _workers = workers;
@@ -32,7 +34,7 @@ public sealed class Graph : IDisposable
 
     public IReadOnlyList<IBalancer> Balancers { get; }
 
-    /// <summary>Every output queue, in id order: consumers attach to <c>zc:&lt;cluster&gt;@&lt;id&gt;</c>.</summary>
+    /// <summary>Every queue, in id order: consumers attach to <c>zc:&lt;cluster&gt;@&lt;id&gt;</c> (and applications send into ingress queues).</summary>
     public IReadOnlyList<ZcQueue> Queues => Cluster.Queues;
 
     /// <summary>True while every worker runs (false once one stopped on an exception).</summary>
@@ -55,6 +57,7 @@ public sealed class Graph : IDisposable
         }
         finally
         {
+            _clock?.Dispose();
             foreach (IBalancer b in Balancers) CloseDevices(b);
             Cluster.Dispose();
         }

@@ -31,6 +31,8 @@ public sealed class GraphBuilder
     private int? _consumerBuffers;
     private BpfFilter? _filter;
     private VlanAllowList? _vlans;
+    private IpRules? _rules;
+    private (int? Core, long ResolutionNs)? _timePulse;
     private readonly Dictionary<int, BpfFilter> _outputFilters = [];
     private readonly List<(int Output, string Device)> _egress = [];
 
@@ -41,7 +43,11 @@ public sealed class GraphBuilder
     /// <summary>Buffer size and count, hugepages and the rest (the buffer count is shared by the balancers).</summary>
     public GraphBuilder Options(ClusterOptions options) { _options = options; return this; }
 
-    /// <summary>Devices aggregated into one balancer; call again for another balancer.</summary>
+    /// <summary>
+    /// Devices aggregated into one balancer; call again for another balancer. <c>Q</c> (zbalance_ipc's
+    /// <c>-i Q</c>) is an ingress queue that another process sends into (<c>Send -i zc:&lt;cluster&gt;@&lt;queue&gt;</c>):
+    /// as in zbalance_ipc, a balancer's ingress queues take the first queue ids, then come its output queues.
+    /// </summary>
     public GraphBuilder Input(params string[] devices)
     {
         if (devices.Length == 0) throw new ArgumentException("an input needs at least one device", nameof(devices));
@@ -87,11 +93,25 @@ public sealed class GraphBuilder
     /// <summary>Only packets with one of these VLAN ids in a tag are balanced (zbalance_ipc's <c>-x</c>), apart from <see cref="Filter"/>.</summary>
     public GraphBuilder Vlans(VlanAllowList? vlans) { _vlans = vlans; return this; }
 
-    /// <summary>Only packets that pass <paramref name="filter"/> go to queue <paramref name="queueId"/> (zbalance_ipc's <c>-f file@queue</c>).</summary>
-    public GraphBuilder OutputFilter(int queueId, BpfFilter filter)
+    /// <summary>
+    /// Only packets that pass <paramref name="filter"/> go to output <paramref name="output"/> of each balancer
+    /// (zbalance_ipc's <c>-f file@output</c>; with one balancer and no ingress queue, the output is the queue id).
+    /// </summary>
+    public GraphBuilder OutputFilter(int output, BpfFilter filter)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(queueId);
-        _outputFilters[queueId] = filter ?? throw new ArgumentNullException(nameof(filter));
+        ArgumentOutOfRangeException.ThrowIfNegative(output);
+        _outputFilters[output] = filter ?? throw new ArgumentNullException(nameof(filter));
+        return this;
+    }
+
+    /// <summary>Pass or drop by IP address (zbalance_ipc's <c>-Z</c>); see <see cref="IBalancer.Rules"/> to swap them later.</summary>
+    public GraphBuilder Rules(IpRules? rules) { _rules = rules; return this; }
+
+    /// <summary>Stamps every packet with the time it is taken in, from a <see cref="Workers.TimePulse"/> thread on <paramref name="core"/> (<c>-S core -R ns</c>).</summary>
+    public GraphBuilder TimePulse(int? core, long resolutionNs = 0)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(resolutionNs);
+        _timePulse = (core, resolutionNs);
         return this;
     }
 
@@ -112,8 +132,21 @@ public sealed class GraphBuilder
         => Build((pool, inputs, outputs) => new Balancer<PerApplication<T>>(pool, inputs, outputs, new PerApplication<T>(_applications, distribution), _lossless), cores);
 
     /// <summary>Builds and runs the graph with a zbalance_ipc <c>-m</c> mode (<see cref="BalancerMode"/>).</summary>
-    public Graph Balance(int mode, params int[] cores)
-        => Build((pool, inputs, outputs) => BalancerMode.Create(mode, pool, inputs, outputs, _applications, _lossless), cores);
+    public Graph Balance(int mode, params int[] cores) => Balance(mode, new BalancerModeOptions(), cores);
+
+    /// <summary>Builds and runs the graph with a zbalance_ipc <c>-m</c> mode and what it needs (<c>-M</c>, <c>-Y</c>, <c>-G</c>).</summary>
+    public Graph Balance(int mode, BalancerModeOptions options, params int[] cores)
+    {
+        // The input device's index picks the queue: with several balancers the indexes would run on from one to the next.
+        if (mode == 6 && _inputs.Count > 1) throw new ArgumentException("mode 6 (input device i to queue i) takes one balancer: aggregate the devices into one input (-i eth0,eth1)", nameof(mode));
+        return Build((pool, inputs, outputs) => BalancerMode.Create(mode, pool, inputs, outputs, _applications, _lossless, options), cores);
+    }
+
+    /// <summary>The name of an ingress queue among a balancer's devices.</summary>
+    public const string IngressQueue = "Q";
+
+    /// <summary>Spares an ingress queue's application may hold beyond the queue's slots, as zbalance_ipc sizes them.</summary>
+    private const int IngressSpares = 256;
 
     private Graph Build(Func<BufferPool, IPacketSource[], ZcQueue[], IBalancer> make, int[] cores)
     {
@@ -125,23 +158,28 @@ public sealed class GraphBuilder
         bool xdp = _inputs.Any(i => i.Any(XdpDevice.IsName)) || _egress.Any(e => XdpDevice.IsName(e.Device));
         int slots = ZcCluster.QueueCapacity(_slots);
         // With a quota per consumer, each balancer's pool holds every quota and its devices' share; else the count is split evenly.
-        int PoolSize(string[] names) => queues * (slots + _consumerBuffers!.Value) + names.Length * BuffersPerDevice;
+        int PoolSize(string[] names) => queues * (slots + _consumerBuffers!.Value)
+            + names.Sum(n => n == IngressQueue ? slots + IngressSpares : BuffersPerDevice);
         int bufferCount = _consumerBuffers is null ? _options.BufferCount : _inputs.Sum(PoolSize);
         ZcCluster cluster = ZcCluster.Create(_id, new ClusterOptions
         {
-            BufferSize = xdp ? Math.Max(_options.BufferSize, XdpDevice.MinBufferSize) : _options.BufferSize, BufferCount = bufferCount, MaxQueues = Math.Max(_options.MaxQueues, queues * _inputs.Count),
+            BufferSize = xdp ? Math.Max(_options.BufferSize, XdpDevice.MinBufferSize) : _options.BufferSize, BufferCount = bufferCount, MaxQueues = Math.Max(_options.MaxQueues, _inputs.Sum(i => queues + i.Count(n => n == IngressQueue))),
             RequireHugePages = _options.RequireHugePages, UseHugePages = _options.UseHugePages, LockMemory = _options.LockMemory,
             GroupId = _options.GroupId, Warn = _options.Warn,
         });
         var balancers = new List<IBalancer>();
         var workers = new List<ZcWorker>();
+        TimePulse? clock = null;
         try
         {
+            if (_timePulse is { } pulse) clock = new TimePulse(pulse.Core, pulse.ResolutionNs);
             uint device = 0;
             foreach (string[] names in _inputs)
             {
                 int perBalancer = _consumerBuffers is null ? cluster.BufferCount / _inputs.Count : PoolSize(names);
                 BufferPool pool = cluster.CreatePool(perBalancer);
+                // As zbalance_ipc numbers them: this balancer's ingress queues, then its outputs.
+                var ingress = names.Select(n => n == IngressQueue ? cluster.CreateQueue(_slots, QueueRole.Ingress) : null).ToArray();
                 var outputs = new ZcQueue[queues];
                 for (int q = 0; q < queues; q++)
                 {
@@ -151,7 +189,8 @@ public sealed class GraphBuilder
                 var inputs = new List<IPacketSource>();
                 try
                 {
-                    foreach (string name in names) inputs.Add(Device.OpenSource(name, pool, device++));
+                    for (int i = 0; i < names.Length; i++, device++)
+                        inputs.Add(ingress[i] is { } q ? new IngressQueueSource(q, pool, device, $"zc:{_id}@{q.Id}") : Device.OpenSource(names[i], pool, device));
                 }
                 catch
                 {
@@ -162,8 +201,13 @@ public sealed class GraphBuilder
                 balancers.Add(balancer);
                 balancer.Filter = _filter;
                 balancer.Vlans = _vlans;
-                for (int q = 0; q < queues; q++)
-                    if (_outputFilters.TryGetValue(outputs[q].Id, out BpfFilter? outputFilter)) balancer.SetOutputFilter(q, outputFilter);
+                balancer.Rules = _rules;
+                balancer.Clock = clock;
+                foreach ((int output, BpfFilter outputFilter) in _outputFilters)
+                {
+                    if (output >= queues) throw new ArgumentOutOfRangeException(nameof(output), output, $"a filter for output {output}, but a balancer has {queues} (0 to {queues - 1})");
+                    balancer.SetOutputFilter(output, outputFilter);
+                }
                 foreach ((int output, string sink) in _egress)
                 {
                     if (output >= queues) throw new ArgumentOutOfRangeException(nameof(output), output, $"egress to output {output}, but a balancer has {queues} (0 to {queues - 1})");
@@ -176,11 +220,12 @@ public sealed class GraphBuilder
                 int? core = cores.Length == 0 ? null : cores[cores.Length == 1 ? 0 : b];
                 workers.Add(ZcWorker.Start($"balancer {b}", balancers[b].DoWork, new WorkerOptions { Core = core, ActiveWait = _activeWait }));
             }
-            return new Graph(cluster, balancers, workers);
+            return new Graph(cluster, balancers, workers, clock);
         }
         catch
         {
             foreach (ZcWorker w in workers) w.Dispose();
+            clock?.Dispose();
             foreach (IBalancer b in balancers) Graph.CloseDevices(b);
             cluster.Dispose();
             throw;

@@ -13,6 +13,8 @@ public struct PacketInfo
     public uint TunnelId;
     /// <summary>GTP sequence number when present.</summary>
     public uint TunnelSequence;
+    /// <summary>The GTP version (1 or 2; GTP-U is always 1), 0 for other tunnels.</summary>
+    public byte TunnelVersion;
     /// <summary>The first (outer) and second 802.1Q/802.1ad VLAN ids, 0 when absent.</summary>
     public ushort VlanId;
     public ushort InnerVlanId;

@@ -215,6 +215,7 @@ public static class PacketParser
         byte flags = f[p];
         if (flags >> 5 != 1 || (flags & 0x10) == 0) { Stop(ref info, ParseStop.Unsupported, p); return; }
         info.Tunnel = TunnelKind.GtpU;
+        info.TunnelVersion = 1;
         info.TunnelId = U32(f, p + 4);
         int header = 8;
         if ((flags & 0x07) != 0)
@@ -246,6 +247,7 @@ public static class PacketParser
         byte flags = f[p];
         int version = flags >> 5;
         info.Tunnel = TunnelKind.GtpC;
+        info.TunnelVersion = (byte)version;
         if (version == 1)
         {
             info.TunnelId = U32(f, p + 4);

@@ -46,6 +46,8 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
     private ulong _filteredOutputs, _egressOutputs;
     private BpfFilter? _filter;
     private VlanAllowList? _vlans;
+    private IpRules? _rules;
+    private TimePulse? _clock;
     private TDistribution _distribution;
     private long _nextCheck;
     private ulong _received, _filtered;
@@ -86,6 +88,10 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
 
     public IReadOnlyList<IPacketSink?> Egress => _egress;
 
+    public IpRules? Rules { get => Volatile.Read(ref _rules); set => Volatile.Write(ref _rules, value); }
+
+    public TimePulse? Clock { get => _clock; set => _clock = value; }
+
     public void SetOutputFilter(int output, BpfFilter? filter)
     {
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)output, (uint)_outputs.Length, nameof(output));
@@ -108,14 +114,21 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
         ulong filtered = 0;
         BpfFilter? filter = Volatile.Read(ref _filter);
         VlanAllowList? vlans = Volatile.Read(ref _vlans);
+        IpRules? rules = Volatile.Read(ref _rules);
         foreach (IPacketSource input in _inputs)
         {
             int want = _lossless ? Room() : Burst;
             if (want == 0) break;
             int n = input.ReceiveBurst(_burst.AsSpan(0, want));
+            if (_clock is { } clock && n != 0)
+            {
+                long now = clock.NowNs;
+                for (int i = 0; i < n; i++) _burst[i].TimestampNs = now;
+            }
             for (int i = 0; i < n; i++)
             {
-                if ((vlans is not null && !vlans.Matches(_burst[i])) || (filter is not null && !filter.Matches(_burst[i])))
+                if ((vlans is not null && !vlans.Matches(_burst[i])) || (rules is not null && !rules.Passes(_burst[i]))
+                    || (filter is not null && !filter.Matches(_burst[i])))
                 {
                     _pool.Release(_burst[i]);
                     filtered++;

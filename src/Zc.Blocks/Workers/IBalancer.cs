@@ -31,6 +31,15 @@ public interface IBalancer
     /// </summary>
     Filters.VlanAllowList? Vlans { get; set; }
 
+    /// <summary>
+    /// Rules by source and destination IP address (zbalance_ipc's <c>-Z</c>, set through ZeroMQ), or null
+    /// for none; checked apart from <see cref="Filter"/>. May be swapped while the balancer runs.
+    /// </summary>
+    Filters.IpRules? Rules { get; set; }
+
+    /// <summary>When set, every packet is stamped with its time as it is taken in (<c>-S</c>). Before the balancer runs.</summary>
+    TimePulse? Clock { get; set; }
+
     /// <summary>A filter for one output: packets the distribution sends there go only if they pass. Before the balancer runs.</summary>
     void SetOutputFilter(int output, Filters.BpfFilter? filter);
 

@@ -1,0 +1,76 @@
+using ZcFlow.Buffers;
+using ZcFlow.Ipc;
+using ZcFlow.Queues;
+
+namespace ZcFlow.Devices;
+
+/// <summary>
+/// <c>zc:&lt;cluster&gt;@&lt;queue&gt;</c> as a device to send through, when that queue is an ingress queue
+/// of another process's cluster (a Balancer's <c>-i Q</c>, as PF_RING's <c>zsend -i zc:99@0</c>). Each
+/// packet is copied into a spare buffer the cluster's owner stocked the queue with, and sent.
+/// </summary>
+public sealed class IngressSink : IPacketSink
+{
+    private readonly AttachedQueue _attached;
+    private readonly PacketHandle[] _spares = new PacketHandle[32];
+    private int _next, _count;
+    private ulong _sent, _failed;
+
+    private IngressSink(string name, AttachedQueue attached)
+    {
+        Name = name;
+        _attached = attached;
+    }
+
+    /// <summary>Attaches to the ingress queue <paramref name="name"/>; an egress queue, or no such cluster, is an error.</summary>
+    public static IngressSink Open(string name)
+    {
+        AttachedQueue attached = AttachedQueue.Attach(name);
+        if (attached.Queue.Role != QueueRole.Ingress)
+        {
+            attached.Dispose();
+            throw new ArgumentException($"'{name}' is a queue consumers receive from; packets go into a cluster through its ingress queues (a Balancer's -i Q)", nameof(name));
+        }
+        return new IngressSink(name, attached);
+    }
+
+    public string Name { get; }
+
+    public DeviceStats Stats => new(0, 0, 0, Sent: Volatile.Read(ref _sent), SendFailed: Volatile.Read(ref _failed));
+
+    public bool TrySend(in PacketHandle packet)
+    {
+        ZcQueue queue = _attached.Queue;
+        if (_next == _count)
+        {
+            _count = queue.TakeSpares(_spares);
+            _next = 0;
+        }
+        ReadOnlySpan<byte> data = packet.Data;
+        if (_next == _count || data.Length > _spares[_next].Capacity)
+        {
+            Volatile.Write(ref _failed, _failed + 1);
+            return false;
+        }
+        PacketHandle spare = _spares[_next];
+        data.CopyTo(spare.Buffer);
+        spare.SetReceived(data.Length, packet.WireLength, packet.TimestampNs, 0);
+        if (!queue.TrySend(spare, flush: false))
+        {
+            Volatile.Write(ref _failed, _failed + 1);
+            return false;
+        }
+        _next++;
+        Volatile.Write(ref _sent, _sent + 1);
+        return true;
+    }
+
+    public void Flush(bool wait = false)
+    {
+        _attached.Queue.Flush();
+        // Waiting means: until the owner has stocked spares again, so that the next send can go.
+        if (wait && _next == _count) Thread.Sleep(1);
+    }
+
+    public void Dispose() => _attached.Dispose();
+}
