@@ -13,15 +13,19 @@ using ZcFlow.Workers;
 // applications, which attach to zc:<cluster>@<queue> (ZCount -c <cluster> -i <queue>).
 // Options as zbalance_ipc takes them: on the command line (getopt: -c99 and -ap work), or one a line in a
 // configuration file named as the only argument, or /etc/cluster/cluster.conf when there is none.
-var cl = new CommandLine(CommandLine.ArgumentsOrConfigFile(args, "/etc/cluster/cluster.conf"), flags: "apLwTX", withValue: "icnmgqbWuPlrfxQCO",
+string[] arguments = CommandLine.ArgumentsOrConfigFile(args, "/etc/cluster/cluster.conf");
+var cl = new CommandLine(arguments, flags: "adJLpvwTXzZ", withValue: "bcCDfGgilmMnNOPQqrRSuWxYAE",
     "usage: Balancer [-c <cluster>] [-i <devices>]... [-n <queues>[,<queues>...]] [-m <mode>] [-g <core>[:<core>...]] [-q <slots>] [-b <buffers>]\n" +
-    "                [-r <queue>:<device>]... [-f <BPF file>] [-x <vlans>] [-a] [-p] [-W <sec>] [-u <hugepages mount>] [-P <pid file>] [-l <log file>] [-L]\n" +
+    "                [-r <queue>:<device>]... [-f <BPF file>[@<queue>,...]]... [-x <vlans>] [-M <vlan>]... [-Y <ethertype>] [-G <queue>:<version>]\n" +
+    "                [-S <core> [-R <ns>]] [-Z [-E <endpoint>] [-A 0|1]] [-a] [-p] [-v] [-z] [-J] [-W <sec>] [-u <mount>] [-X] [-L]\n" +
+    "                [-d] [-D <user>] [-P <pid file>] [-l <log file>]\n" +
     "       Balancer <configuration file>       (one option a line: -c=99 or -c 99; # starts a comment)\n" +
     "       Balancer                            (the options of /etc/cluster/cluster.conf)\n" +
     "  -i  devices aggregated into one balancer, comma separated; repeat -i for another balancer with queues of its own\n" +
     "      (default gen:64?flows=4096);\n" +
     "      gen:<size>[?flows=N&rate=PPS&count=N], pcap:<file>[?loop&pace], <file>.pcap, <file>.pcapng,\n" +
-    "      eth0 or af_packet:eth0[?snaplen=N&blocks=N&promisc=0&outgoing=0], zc:<cluster>@<queue>\n" +
+    "      eth0 or af_packet:eth0[?snaplen=N&blocks=N&promisc=0&outgoing=0], zc:<cluster>@<queue>,\n" +
+    "      Q: an ingress queue that another process sends into (Send -i zc:<cluster>@<queue>)\n" +
     "  -r  send what goes to queue <queue> out of <device> instead (an interface), e.g. -r 1:eth1\n" +
     "  -f  only packets that pass this filter (tcpdump syntax, read from the file; kill -USR1 reloads it); repeatable;\n" +
     "      <file>@<queue>[,<queue>...] filters only what goes to those queues\n" +
@@ -29,14 +33,42 @@ var cl = new CommandLine(CommandLine.ArgumentsOrConfigFile(args, "/etc/cluster/c
     "  -X  capture what interfaces send too (by default only what they receive)\n" +
     "  -c  cluster id (default 103)     -n  queues per application, comma separated (default 1)\n" +
     $"  -m  hash mode: {BalancerMode.Help} (default 0)\n" +
+    "  -M  -m 7: the VLAN id of queue 1, then 2, ... (one per -M)     -Y  -m 7: the EtherType (default 34181, 0x8585)\n" +
+    "  -G  -m 4: GTP-C of this version (1 or 2) to this queue, which gets nothing else, e.g. -G 0:2\n" +
     "  -g  cores for the balancer threads, one per -i, colon separated    -q  slots per queue (8192)\n" +
     "  -b  buffers each consumer may hold beyond its queue's slots (16); the cluster is sized from it\n" +
-    "  -a  active wait    -p  print stats every second    -W  wait before processing, for consumers to attach\n" +
-    "  -u  require hugepages (a mount point given is not needed)    -P  pid file, written once running, removed at exit\n" +
-    "  -l  log file for the stats    -L  lossless: never drop at a full queue whose consumer keeps up");
+    "  -S  stamp packets from a time-pulse thread on this core     -R  its resolution in ns (default 100)\n" +
+    "  -Z  pass or drop by IP address, rules set through ZeroMQ (PF_RING's zmq client format)\n" +
+    $"  -E  the ZeroMQ endpoint for -Z (default {RulesServer.DefaultEndpoint})    -A  what no rule names: 0 dropped, 1 passed (default)\n" +
+    "  -a  active wait    -p  per-device and per-queue stats (console and stats file)    -v  console stats every second\n" +
+    "  -z  stats only in the stats file    -J  debug output    -W  wait before processing, for consumers to attach\n" +
+    "  -u  require hugepages (a mount point given is not needed)    -L  lossless: never drop at a full queue whose consumer keeps up\n" +
+    "  -d  run in the background    -D  become this user once set up    -P  pid file, written once running, removed at exit\n" +
+    "  -l  log file: all output goes there");
 if (cl.Has('w')) cl.Fail("-w (hardware aggregation of the -i devices) needs a NIC and driver that aggregate in hardware, which ZcFlow does not drive; list the devices in -i and they are aggregated in software");
 if (cl.Has('Q')) cl.Fail("-Q (consumers in KVM guests, through QEMU monitor sockets) is not supported: ZcFlow shares memory with processes on this host only");
 if (cl.Has('T') || cl.Has('C') || cl.Has('O')) cl.Fail("-T, -C and -O (the PF_RING FT flow table and its nDPI configuration) are not supported yet");
+if (cl.Has('N')) cl.Fail("-N (a producer for n2disk's multithreaded capture) is not supported: n2disk reads PF_RING's queues, not ZcFlow's");
+if ((cl.Has('E') || cl.Has('A')) && !cl.Has('Z')) cl.Fail("-E and -A set up the rules of -Z; give -Z too");
+// -l: everything this program writes goes to the file, from here on (appended: a restarted daemon keeps its history).
+if (cl.String('l') is { } logFile)
+{
+    try
+    {
+        var log = new StreamWriter(logFile, append: true) { AutoFlush = true };
+        Console.SetOut(log);
+        Console.SetError(log);
+    }
+    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+    {
+        cl.Fail($"-l {logFile}: {e.Message}");
+    }
+}
+(uint Uid, uint Gid)? user = null;
+if (cl.String('D') is { } userName && (user = ZcFlow.Native.Libc.LookUpUser(userName)) is null) cl.Fail($"-D {userName}: no such user");
+// -d: the same program again in the background; this one relays its output until it is ready, then exits.
+if (cl.Has('d') && !Daemon.IsBackground) return Daemon.RunInBackground(arguments);
+bool debug = cl.Has('J');
 uint clusterId = (uint)cl.Number('c', 103, 0, uint.MaxValue);
 string[][] inputs = cl.Strings('i') is { Count: > 0 } given
     ? [.. given.Select(i => i.Split(',', StringSplitOptions.RemoveEmptyEntries))]
@@ -47,18 +79,62 @@ string Direction(string name) => Device.IsAfPacketName(name) && !name.Contains("
     ? name + (name.Contains('?') ? "&" : "?") + (cl.Has('X') ? "outgoing=1" : "outgoing=0")
     : name;
 inputs = [.. inputs.Select(i => i.Select(Direction).ToArray())];
-int[] apps = (cl.String('n') ?? "1").Split(',').Select(s => int.TryParse(s, out int n) && n > 0 ? n : 0).ToArray();
-if (apps.Contains(0) || apps.Sum() > 64) cl.Fail("-n takes queue counts, at least 1 each and 64 in all, for example -n 2,1");
 int mode = (int)cl.Number('m', 0, 0, 8);
+// -m 7: queue 0 for other EtherTypes and one queue per -M VLAN id; -n is not needed (and is ignored, as zbalance_ipc ignores it).
+int[] vlanQueues = [.. cl.Strings('M').Select(v => int.TryParse(v, out int id) && id is >= 0 and <= 4095 ? id : -1)];
+if (vlanQueues.Contains(-1)) cl.Fail("-M takes one VLAN id (0 to 4095) each: -M 10 -M 20");
+if (vlanQueues.Length > 0 && mode != 7) cl.Fail("-M maps VLAN ids to queues for -m 7");
+if (vlanQueues.Distinct().Count() != vlanQueues.Length) cl.Fail("-M names a VLAN id twice");
+ushort etherType = VlanMap.DefaultEtherType;
+if (cl.String('Y') is { } y)
+{
+    // zbalance_ipc reads a decimal number; 0x8585 is taken as well.
+    bool hex = y.StartsWith("0x", StringComparison.OrdinalIgnoreCase);
+    if (!ushort.TryParse(hex ? y[2..] : y, hex ? System.Globalization.NumberStyles.HexNumber : System.Globalization.NumberStyles.None, null, out etherType))
+        cl.Fail($"-Y takes an EtherType, 34181 or 0x8585, not '{y}'");
+    if (mode != 7) cl.Fail("-Y is the EtherType of -m 7");
+}
+int[] apps;
+if (mode == 7)
+{
+    if (vlanQueues.Length is 0 or > 63) cl.Fail("-m 7 needs the VLAN ids of its queues: -M <vlan> for queue 1, another -M for queue 2, up to 63");
+    apps = [vlanQueues.Length + 1];
+}
+else
+{
+    apps = (cl.String('n') ?? "1").Split(',').Select(s => int.TryParse(s, out int n) && n > 0 ? n : 0).ToArray();
+    if (apps.Contains(0)) cl.Fail("-n takes queue counts, at least 1 each, for example -n 2,1");
+    if (apps.Length > 32) cl.Fail($"-n names {apps.Length} applications; zbalance_ipc takes up to 32");
+    if (apps.Length > 1 && !BalancerMode.AllowsApplications(mode))
+        cl.Fail($"several applications (-n {string.Join(',', apps)}) are balanced with -m 0, 1, 4, 5, 6 or 8; -m {mode} feeds one");
+    if (apps.Sum() > 64) cl.Fail($"-n asks for {apps.Sum()} queues; a balancer feeds up to 64 (zbalance_ipc allows 128 with -m 2 and with -m 1 over several applications)");
+}
+int queueCount = apps.Sum();
+if (mode == 6 && inputs.Length > 1) cl.Fail("-m 6 (input device i to queue i) takes one -i: aggregate the devices in it (-i eth0,eth1)");
+(int Queue, int Version)? gtpControl = null;
+if (cl.String('G') is { } g)
+{
+    string[] parts = g.Split(':');
+    int q = parts.Length == 2 && int.TryParse(parts[0], out int n) && n >= 0 && n < queueCount ? n : -1;
+    int v = parts.Length == 2 && int.TryParse(parts[1], out int n2) && n2 is 1 or 2 ? n2 : -1;
+    if (q < 0 || v < 0) cl.Fail($"-G takes <queue>:<version>, a queue from 0 to {queueCount - 1} and GTP-C version 1 or 2, for example -G 0:2; not '{g}'");
+    if (mode != 4) cl.Fail("-G sends GTP-C to a queue of its own with -m 4");
+    gtpControl = (q, v);
+}
 int[] cores = (cl.String('g') ?? "").Split([':', ','], StringSplitOptions.RemoveEmptyEntries).Select(s => int.TryParse(s, out int c) ? c : -1).ToArray();
 if (cores.Contains(-1)) cl.Fail("-g takes core numbers, one per -i, colon separated (for example -g 1:2)");
+int? pulseCore = null;
+if (cl.Has('S')) pulseCore = (int)cl.Number('S', 0, 0, 1023);
+long pulseResolution = cl.Number('R', 0, 0, 1_000_000_000);
+if (cl.Has('R') && !cl.Has('S')) cl.Fail("-R is the resolution of the time pulse: give -S <core> too");
 var egress = new List<(int Queue, string Device)>();
 foreach (string r in cl.Strings('r'))
 {
     string[] parts = r.Split(':', 2);
     int q = parts.Length == 2 && int.TryParse(parts[0], out int n) ? n : -1;
-    if (q < 0 || q >= apps.Sum() || parts[1].Length == 0)
-        cl.Fail($"-r takes <queue>:<device> with a queue from 0 to {apps.Sum() - 1}, for example -r 0:eth1; not '{r}'");
+    if (q < 0 || q >= queueCount || parts[1].Length == 0)
+        cl.Fail($"-r takes <queue>:<device> with a queue from 0 to {queueCount - 1}, for example -r 0:eth1; not '{r}'");
+    if (inputs.Length > 1) cl.Fail("-r takes one -i, as zbalance_ipc: with several balancers, each would send out of the device");
     egress.Add((q, parts[1]));
 }
 // -x 10,20: only frames with VLAN 10 or 20 in one of their tags, checked apart from -f.
@@ -68,15 +144,15 @@ if (cl.String('x') is { } x)
     try { vlans = VlanAllowList.Parse(x); }
     catch (ArgumentException) { cl.Fail("-x takes VLAN ids from 0 to 4095, comma separated"); }
 }
-// -f <file> filters what the balancers take in; -f <file>@<q>[,<q>...] what goes to those queues (repeat -f for more;
-// several files for one place must all pass). Every file is read again on SIGUSR1.
+// -f <file> filters what the balancers take in; -f <file>@<q>[,<q>...] what goes to those outputs of each balancer
+// (repeat -f for more; several files for one place must all pass). Every file is read again on SIGUSR1.
 var filterFiles = new List<(string File, int[]? Queues)>();
 foreach (string f in cl.Strings('f'))
 {
     int at = f.LastIndexOf('@');
-    int[]? queues = at < 0 ? null : f[(at + 1)..].Split(',').Select(q => int.TryParse(q, out int n) && n >= 0 && n < apps.Sum() * inputs.Length ? n : -1).ToArray();
+    int[]? queues = at < 0 ? null : f[(at + 1)..].Split(',').Select(q => int.TryParse(q, out int n) && n >= 0 && n < queueCount ? n : -1).ToArray();
     if (queues is not null && (queues.Length == 0 || queues.Contains(-1)))
-        cl.Fail($"-f takes <file> or <file>@<queue>[,<queue>...] with queues from 0 to {apps.Sum() * inputs.Length - 1}; not '{f}'");
+        cl.Fail($"-f takes <file> or <file>@<queue>[,<queue>...] with queues from 0 to {queueCount - 1}; not '{f}'");
     filterFiles.Add((at < 0 ? f : f[..at], queues));
 }
 (BpfFilter? Input, Dictionary<int, BpfFilter> Outputs) LoadFilters()
@@ -94,15 +170,17 @@ void ApplyFilters(Graph g, (BpfFilter? Input, Dictionary<int, BpfFilter> Outputs
     foreach (IBalancer b in g.Balancers)
     {
         b.Filter = filters.Input;
-        for (int i = 0; i < b.Outputs.Count; i++) b.SetOutputFilter(i, filters.Outputs.GetValueOrDefault(b.Outputs[i].Id));
+        for (int i = 0; i < b.Outputs.Count; i++) b.SetOutputFilter(i, filters.Outputs.GetValueOrDefault(i));
     }
 }
-string? log = cl.String('l');
 string? pidFile = cl.String('P');
 CancellationToken stop = CommandLine.StopSignal();
-TextWriter stats = log is null ? Console.Out : new StreamWriter(log, append: true) { AutoFlush = true };
+// The console stats, as zbalance_ipc prints them with -v (and, here, with -p); never in the background or with -z.
+bool consoleStats = (cl.Has('v') || cl.Has('p')) && !cl.Has('d') && !cl.Has('z');
+bool finalStats = !cl.Has('z') && (!cl.Has('d') || cl.Has('l'));
 
 Graph graph;
+RulesServer? rules = null;
 try
 {
     var builder = GraphBuilder.Cluster(clusterId)
@@ -112,6 +190,7 @@ try
     foreach ((int q, string device) in egress) builder.Egress(q, device);
     var filters = LoadFilters();
     foreach ((int q, BpfFilter f) in filters.Outputs) builder.OutputFilter(q, f);
+    if (pulseCore is int pc) builder.TimePulse(pc, pulseResolution);
     graph = builder
         .Filter(filters.Input)
         .Vlans(vlans)
@@ -120,7 +199,21 @@ try
         .ActiveWait(cl.Has('a'))
         .Lossless(cl.Has('L'))
         .DelayStart(TimeSpan.FromSeconds(cl.Number('W', 0, 0, 3600)))
-        .Balance(mode, cores);
+        .Balance(mode, new BalancerModeOptions { VlanQueues = vlanQueues, VlanEtherType = etherType, GtpControl = gtpControl }, cores);
+    if (cl.Has('Z'))
+    {
+        Graph running = graph;
+        try
+        {
+            rules = new RulesServer(cl.String('E') ?? RulesServer.DefaultEndpoint, cl.Number('A', 1, 0, 1) == 1,
+                set => { foreach (IBalancer b in running.Balancers) b.Rules = set; });
+        }
+        catch
+        {
+            graph.Dispose();
+            throw;
+        }
+    }
 }
 catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or InvalidDataException or ZcFlow.Native.ErrnoException)
 {
@@ -137,38 +230,88 @@ using var reload = PosixSignalRegistration.Create((PosixSignal)10, c =>
         var reloaded = LoadFilters();
         ApplyFilters(graph, reloaded);
         Console.Error.WriteLine($"filters reloaded: input {reloaded.Input?.Expression ?? "(none)"}" +
-                                string.Concat(reloaded.Outputs.OrderBy(o => o.Key).Select(o => $", queue {o.Key} {o.Value.Expression}")));
+                                string.Concat(reloaded.Outputs.OrderBy(o => o.Key).Select(o => $", output {o.Key} {o.Value.Expression}")));
     }
     catch (Exception e) when (e is ArgumentException or IOException)
     {
         Console.Error.WriteLine($"filter not reloaded: {e.Message}");
     }
 });
+// kill -HUP prints the -Z rules in force, as zbalance_ipc does.
+using var printRules = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
+{
+    c.Cancel = true;
+    if (rules is null) return;
+    Console.WriteLine($"rules in force (otherwise {(cl.Number('A', 1, 0, 1) == 1 ? "PASS" : "DROP")}):");
+    foreach (string line in rules.Describe()) Console.WriteLine("  " + line);
+});
 
 using (graph)
+using (rules)
 {
     // Written once the cluster serves (a supervisor that sees it may attach consumers), removed at a clean exit.
     if (pidFile is not null) File.WriteAllText(pidFile, Environment.ProcessId + "\n");
     foreach (IBalancer b in graph.Balancers)
+    {
         Console.WriteLine($"cluster {clusterId}: {string.Join(", ", b.Inputs.Select(i => i.Name))} -> mode {mode} -> " +
                           $"zc:{clusterId}@{string.Join(",", b.Outputs.Select(q => q.Id))}");
+        foreach (IngressQueueSource q in b.Inputs.OfType<IngressQueueSource>())
+            Console.WriteLine($"  send into {q.Name} with: Send -i {q.Name}");
+    }
     Console.WriteLine($"serving on {graph.Cluster.SocketPath}{(graph.Cluster.OnHugePages ? ", buffers on hugepages" : "")}");
+    if (rules is not null) Console.WriteLine($"rules through ZeroMQ at {cl.String('E') ?? RulesServer.DefaultEndpoint}; what no rule names is {(cl.Number('A', 1, 0, 1) == 1 ? "passed" : "dropped")}");
+    if (debug)
+        foreach (ZcQueue q in graph.Queues)
+            Console.WriteLine($"debug: queue {q.Id}: {q.Role}, {q.Capacity} slots, a consumer may hold {q.Quota}");
     // zbalance_ipc's counters, every second, as "Key: value" lines in a file of their own: PF_RING's
-    // /proc/net/pf_ring/stats/<cluster>, but /proc is the kernel's, so /run/zcflow/stats/<cluster>.
+    // /proc/net/pf_ring/stats/<cluster>, but /proc is the kernel's, so /run/zcflow/stats/<cluster>. The
+    // directory is shared as /tmp is (sticky, anyone may write): a Balancer that is not root, or no
+    // longer root after -D, still writes and removes its own file, and no other user can touch it.
     const string StatsDirectory = "/run/zcflow/stats";
     string statsFile = Path.Combine(StatsDirectory, clusterId.ToString(System.Globalization.CultureInfo.InvariantCulture));
-    try { Directory.CreateDirectory(StatsDirectory); }
+    try
+    {
+        const UnixFileMode Shared = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupWrite |
+            UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute | UnixFileMode.StickyBit;
+        Directory.CreateDirectory(StatsDirectory, Shared);
+        if (ZcFlow.Native.Libc.GetEuid() == 0) File.SetUnixFileMode(StatsDirectory, Shared);
+    }
     catch (Exception e) when (e is IOException or UnauthorizedAccessException) { Console.Error.WriteLine($"warning: no stats file: {e.Message}"); }
     var clock = Stopwatch.StartNew();
     ulong lastRecv = 0, lastFwd = 0;
     double last = 0;
+    var consumers = new int[graph.Queues.Count];
+    Report(console: false);
+    if (user is { } ids)
+    {
+        try
+        {
+            Daemon.DropPrivileges(cl.String('D')!, ids, [.. new[] { pidFile, statsFile, cl.String('l') }.OfType<string>()], graph.Cluster);
+            Console.WriteLine($"user changed to {cl.String('D')}");
+        }
+        catch (ZcFlow.Native.ErrnoException e)
+        {
+            Console.Error.WriteLine($"error: -D {cl.String('D')}: {e.Message}");
+            Remove(pidFile);
+            Remove(statsFile);
+            return 1;
+        }
+    }
+    if (Daemon.IsBackground) Daemon.Detach();   // ready: the foreground process exits now
     while (!stop.IsCancellationRequested && graph.IsRunning)
     {
         stop.WaitHandle.WaitOne(TimeSpan.FromSeconds(1));
-        Report(console: cl.Has('p'));
+        Report(console: consoleStats);
+        if (debug)
+            foreach (ZcQueue q in graph.Queues)
+                if (q.ConsumerPid != consumers[q.Id])
+                {
+                    Console.WriteLine($"debug: queue {q.Id}: {(q.ConsumerPid == 0 ? $"process {consumers[q.Id]} left" : $"process {q.ConsumerPid} attached")}");
+                    consumers[q.Id] = q.ConsumerPid;
+                }
     }
-    Report(console: true);   // the final stats, on Ctrl-C or SIGTERM as on any other end
-    File.Delete(statsFile);
+    Report(console: finalStats);   // the final stats, on Ctrl-C or SIGTERM as on any other end
+    Remove(statsFile);
 
     void Report(bool console)
     {
@@ -176,7 +319,7 @@ using (graph)
         ulong recv = 0, noBuffer = 0, kernel = 0, filtered = 0, fwd = 0, dropped = 0, processed = 0, ifPackets = 0;
         var file = new System.Text.StringBuilder();
         var queueLines = new System.Text.StringBuilder();
-        if (console) stats.WriteLine("=========================");
+        if (console) Console.WriteLine("=========================");
         foreach (IBalancer b in graph.Balancers)
         {
             recv += b.Received;
@@ -187,7 +330,7 @@ using (graph)
                 ifPackets += s.Received;
                 noBuffer += s.DroppedNoBuffer;
                 kernel += s.DroppedKernel;
-                if (console && (s.DroppedKernel != 0 || d is AfPacketDevice)) stats.WriteLine($"{d.Name}: {s.Received:N0} pkts received, {s.DroppedKernel:N0} dropped by the kernel");
+                if (console && (s.DroppedKernel != 0 || d is AfPacketDevice)) Console.WriteLine($"{d.Name}: {s.Received:N0} pkts received, {s.DroppedKernel:N0} dropped by the kernel");
             }
             for (int i = 0; i < b.Outputs.Count; i++)
             {
@@ -197,7 +340,7 @@ using (graph)
                     fwd += s.Sent;
                     dropped += s.SendFailed;
                     queueLines.Append($"{sink.Name}-TXPackets: {s.Sent}\n{sink.Name}-TXDropped: {s.SendFailed}\n");
-                    if (console) stats.WriteLine($"Q {b.Outputs[i].Id,2}: {s.Sent,15:N0} pkts sent out of {sink.Name} {s.SendFailed,12:N0} dropped");
+                    if (console) Console.WriteLine($"Q {b.Outputs[i].Id,2}: {s.Sent,15:N0} pkts sent out of {sink.Name} {s.SendFailed,12:N0} dropped");
                     continue;
                 }
                 ZcQueue q = b.Outputs[i];
@@ -206,33 +349,49 @@ using (graph)
                 dropped += qs.Dropped;
                 processed += qs.Received;
                 queueLines.Append($"Q{q.Id}Packets:    {qs.Received}\nQ{q.Id}Dropped:    {qs.Dropped}\n");
-                if (console) stats.WriteLine($"Q {q.Id,2}: {qs.Sent,15:N0} pkts forwarded {qs.Dropped,12:N0} dropped{(q.ConsumerPid > 0 ? $"  (consumer pid {q.ConsumerPid})" : "")}");
+                if (console) Console.WriteLine($"Q {q.Id,2}: {qs.Sent,15:N0} pkts forwarded {qs.Dropped,12:N0} dropped{(q.ConsumerPid > 0 ? $"  (consumer pid {q.ConsumerPid})" : "")}");
             }
         }
         if (console)
         {
-            stats.WriteLine($"Absolute Stats: Recv {recv:N0} pkts (no buffer {noBuffer:N0}, kernel drops {kernel:N0}, filtered {filtered:N0}) - Forwarded {fwd:N0} pkts (dropped {dropped:N0})");
-            if (dt > 0) stats.WriteLine($"Actual Stats:   Recv {(recv - lastRecv) / dt / 1e6:F2} Mpps - Forwarded {(fwd - lastFwd) / dt / 1e6:F2} Mpps");
-            if (graph.InputsExhausted) stats.WriteLine("(all inputs are exhausted)");
+            Console.WriteLine($"Absolute Stats: Recv {recv:N0} pkts (no buffer {noBuffer:N0}, kernel drops {kernel:N0}, filtered {filtered:N0}) - Forwarded {fwd:N0} pkts (dropped {dropped:N0})");
+            if (dt > 0) Console.WriteLine($"Actual Stats:   Recv {(recv - lastRecv) / dt / 1e6:F2} Mpps - Forwarded {(fwd - lastFwd) / dt / 1e6:F2} Mpps");
+            if (graph.InputsExhausted) Console.WriteLine("(all inputs are exhausted)");
         }
         (lastRecv, lastFwd, last) = (recv, fwd, now);
 
         TimeSpan up = clock.Elapsed;
-        file.Append($"ClusterId:    {clusterId}\nTotQueues:    {graph.Queues.Count}\nApplications: {apps.Length}\n");
+        file.Append($"ClusterId:    {clusterId}\nTotQueues:    {graph.Balancers.Sum(b => b.Outputs.Count)}\nApplications: {apps.Length}\n");
         for (int a = 0; a < apps.Length; a++) file.Append($"App{a}Queues:   {apps[a]}\n");
         file.Append($"Duration:     {up.Days}:{up.Hours:00}:{up.Minutes:00}:{up.Seconds:00}:{up.Milliseconds:000}\n");
         file.Append($"Packets:      {recv}\nForwarded:    {fwd}\nProcessed:    {processed}\n");
         if (cl.Has('p')) file.Append($"IFPackets:    {ifPackets}\nIFDropped:    {kernel + noBuffer}\n").Append(queueLines);
         try
         {
-            File.WriteAllText(statsFile + ".tmp", file.ToString());
-            File.Move(statsFile + ".tmp", statsFile, overwrite: true);   // readers never see half a file
+            // A new file (never one that is there: in a shared directory it could be anybody's link), then renamed
+            // over the old: readers never see half a file.
+            string temporary = $"{statsFile}.{Environment.ProcessId}";
+            File.Delete(temporary);
+            using (var w = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write)) w.Write(System.Text.Encoding.ASCII.GetBytes(file.ToString()));
+            File.Move(temporary, statsFile, overwrite: true);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             // no stats directory (not root): the console and the cluster listing still have the counters
         }
     }
-    if (pidFile is not null) File.Delete(pidFile);
+    Remove(pidFile);
 }
 return 0;
+
+static void Remove(string? file)
+{
+    try
+    {
+        if (file is not null) File.Delete(file);
+    }
+    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+    {
+        Console.Error.WriteLine($"warning: {file} stays: {e.Message}");
+    }
+}

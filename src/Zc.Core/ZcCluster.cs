@@ -66,6 +66,17 @@ public sealed unsafe class ZcCluster : IDisposable
     /// <summary>The socket other processes attach through.</summary>
     public string SocketPath => _lock.SocketPath;
 
+    /// <summary>
+    /// Gives the cluster's files (its socket and lock file) to another user, before this process takes that
+    /// user's identity (a daemon dropping its privileges): that user may then remove them when the cluster goes.
+    /// </summary>
+    public void GiveFilesTo(uint uid, uint gid)
+    {
+        ThrowIfDisposed();
+        foreach (string path in (string[])[SocketPath, ClusterLock.LockPathOf(Id)])
+            if (Libc.Chown(path, (int)uid, (int)gid) != 0) throw ErrnoException.FromLastError($"chown {path}");
+    }
+
     /// <summary>Bytes of the cluster memory (header, directories, buffers).</summary>
     public ulong ArenaSize => _arena.Size;
 

@@ -198,4 +198,38 @@ public static unsafe partial class Libc
     /// <summary>Wakes up to <paramref name="count"/> threads (of any process) sleeping on <paramref name="word"/>.</summary>
     public static int FutexWake(uint* word, int count)
         => (int)Syscall(SYS_futex, (nint)word, FUTEX_WAKE, count, 0, 0, 0);
+
+    // ---- daemons: a session of their own, standard streams elsewhere, an unprivileged user ----
+
+    [LibraryImport(Lib, EntryPoint = "setsid", SetLastError = true)]
+    public static partial int SetSid();
+
+    [LibraryImport(Lib, EntryPoint = "dup2", SetLastError = true)]
+    public static partial int Dup2(int oldFd, int newFd);
+
+    /// <summary>glibc's wrappers change the credentials of every thread of the process, as POSIX says.</summary>
+    [LibraryImport(Lib, EntryPoint = "setuid", SetLastError = true)]
+    public static partial int SetUid(uint uid);
+
+    [LibraryImport(Lib, EntryPoint = "setgid", SetLastError = true)]
+    public static partial int SetGid(uint gid);
+
+    [LibraryImport(Lib, EntryPoint = "initgroups", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    public static partial int InitGroups(string user, uint gid);
+
+    [LibraryImport(Lib, EntryPoint = "geteuid")]
+    public static partial uint GetEuid();
+
+    [LibraryImport(Lib, EntryPoint = "getpwnam", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial nint GetPwNam(string name);
+
+    /// <summary>The user id and group id of <paramref name="user"/>, or null when there is no such user.</summary>
+    public static unsafe (uint Uid, uint Gid)? LookUpUser(string user)
+    {
+        // struct passwd: pw_name, pw_passwd (pointers), then pw_uid and pw_gid (32 bits each).
+        nint pw = GetPwNam(user);
+        if (pw == 0) return null;
+        uint* ids = (uint*)((byte*)pw + 2 * sizeof(nint));
+        return (ids[0], ids[1]);
+    }
 }

@@ -1,0 +1,231 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using ZcFlow.Buffers;
+using ZcFlow.Ipc;
+
+namespace ZcFlow.Tests;
+
+/// <summary>
+/// The Balancer as a service, as zbalance_ipc runs: in the background as another user, fed through an
+/// ingress queue, stamping packets from its time pulse, and taking rules from a ZeroMQ client that is not ours.
+/// </summary>
+public class BalancerServiceTests(ITestOutputHelper output)
+{
+    // 20 frames 10.0.0.1 -> 10.0.0.9 and 20 frames 10.0.0.2 -> 10.0.0.8, alternating, each stamped at 1 s past the epoch.
+    private static string WriteCapture(uint id)
+    {
+        string pcap = Path.Combine(Path.GetTempPath(), $"zcflow-ingress-{id}.pcap");
+        using var writer = new Devices.CaptureWriter(pcap);
+        for (int i = 0; i < 40; i++)
+            writer.Write(i % 2 == 0 ? Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000009, 17, 8).Udp(1000, 53, 0).ToArray()
+                                    : Frames.Ethernet(0x0800).Ipv4(0x0A000002, 0x0A000008, 17, 8).Udp(1000, 53, 0).ToArray(), 1_000_000_000);
+        return pcap;
+    }
+
+    /// <summary>Sends the capture's 40 frames into the ingress queue zc:id@0 with the Send sample; returns what queue 1's consumer got.</summary>
+    private static List<(uint Source, long TimestampNs)> SendThrough(uint id, string pcap, AttachedQueue consumer, int expected)
+    {
+        using (ChildProcess send = ChildProcess.Run("Send", ["-i", $"zc:{id}@0", "-f", pcap, "-n", 40]))
+            Assert.Equal(0, send.WaitForExit());
+        var got = new List<(uint, long)>();
+        var burst = new PacketHandle[32];
+        var clock = Stopwatch.StartNew();
+        TimeSpan? settled = null;   // once the expected count is in, a little longer: nothing more may come
+        while (settled is null || clock.Elapsed < settled)
+        {
+            int n = consumer.Queue.ReceiveBurst(burst);
+            foreach (PacketHandle p in burst.AsSpan(0, n)) got.Add((System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(p.Data[26..]), p.TimestampNs));
+            consumer.Queue.ReleaseBurst(burst.AsSpan(0, n));
+            if (n == 0) Thread.Sleep(5);
+            if (got.Count >= expected) settled ??= clock.Elapsed + TimeSpan.FromMilliseconds(300);
+            else Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"the consumer got {got.Count} of {expected}");
+        }
+        return got;
+    }
+
+    [Fact]
+    public void IngressQueue_TakesWhatSendInjects_AndTheTimePulseStampsIt()
+    {
+        uint id = TestClusters.NextId();
+        string pcap = WriteCapture(id);
+        try
+        {
+            using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", id, "-i", "Q", "-n", 1, "-S", ZcFlow.Workers.CpuAffinity.AllowedCores()[0], "-R", 1000]);
+            ClusterInfo info = Listing.WaitForRunning(id, balancer);
+            Assert.Equal(2, info.Queues.Count);   // as zbalance_ipc numbers them: the ingress queue 0, then the output 1
+            balancer.WaitFor("  send into zc:");
+            using AttachedQueue consumer = AttachedQueue.Attach(id, 1);
+            List<(uint Source, long TimestampNs)> got = SendThrough(id, pcap, consumer, 40);
+            Assert.Equal(40, got.Count);
+            Assert.Equal(20, got.Count(g => g.Source == 0x0A000001));
+            long now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1_000_000;
+            Assert.All(got, g => Assert.InRange(g.TimestampNs, now - 60_000_000_000, now + 1_000_000_000));   // the pulse's time, not the capture's
+            balancer.Terminate();
+            Assert.Equal(0, balancer.WaitForExit());
+            Assert.Contains("Recv 40 pkts", balancer.Output);
+        }
+        finally
+        {
+            File.Delete(pcap);
+        }
+    }
+
+    [Fact]
+    public void ZeroMqRules_FromPfRingsClientFormat_PassAndDropByAddress()
+    {
+        uint id = TestClusters.NextId();
+        string pcap = WriteCapture(id);
+        int port;
+        using (var probe = new TcpListener(IPAddress.Loopback, 0))
+        {
+            probe.Start();
+            port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        }
+        string endpoint = $"tcp://127.0.0.1:{port}";
+        try
+        {
+            using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", id, "-i", "Q", "-n", 1, "-Z", "-E", endpoint, "-A", 1]);
+            Listing.WaitForRunning(id, balancer);
+            balancer.WaitFor("rules through ZeroMQ");
+            using AttachedQueue consumer = AttachedQueue.Attach(id, 1);
+
+            // Drop what comes from 10.0.0.1 (a source rule, for ever); the rest passes by default.
+            Assert.Equal("OK", Client(endpoint, "src:drop:10.0.0.1:0"));
+            List<(uint Source, long _)> got = SendThrough(id, pcap, consumer, 20);
+            Assert.Equal(20, got.Count);
+            Assert.All(got, g => Assert.Equal(0x0A000002u, g.Source));
+
+            // A message under another key is refused, and changes nothing.
+            Assert.Equal("DECODING ERROR", Client(endpoint, "--key=wrong", "src:accept:10.0.0.1:0"));
+
+            // The source rule now accepts 10.0.0.1; a destination rule drops what goes to 10.0.0.8 (that is, from 10.0.0.2).
+            Assert.Equal("OK", Client(endpoint, "src:accept:10.0.0.1:0", "dst:drop:10.0.0.8:0"));
+            got = SendThrough(id, pcap, consumer, 20);
+            Assert.Equal(20, got.Count);
+            Assert.All(got, g => Assert.Equal(0x0A000001u, g.Source));
+
+            // Removing a rule (both sides of 10.0.0.8) lets its traffic through again; a rule with a lifetime of one second ends by itself.
+            Assert.Equal("OK", Client(endpoint, "both:drop:10.0.0.8:0:remove", "src:drop:10.0.0.1:1", "dst:drop:10.0.0.7:0"));
+            Thread.Sleep(2500);
+            got = SendThrough(id, pcap, consumer, 40);
+            Assert.Equal(40, got.Count);
+
+            ZcFlow.Native.Libc.Kill(balancer.Pid, 1 /* SIGHUP: print the rules */);
+            balancer.WaitFor("  dst IPv4 10.0.0.7 DROP [lifetime forever]");
+            Assert.DoesNotContain("10.0.0.1", balancer.Output[balancer.Output.LastIndexOf("rules in force")..]);
+            balancer.Terminate();
+            Assert.Equal(0, balancer.WaitForExit());
+            output.WriteLine(balancer.Output);
+        }
+        finally
+        {
+            File.Delete(pcap);
+        }
+    }
+
+    [Fact]
+    public void DaemonMode_AsAnotherUser_LogsToItsFile_AndLeavesNothingBehind()
+    {
+        if (ZcFlow.Native.Libc.GetEuid() != 0) Assert.Skip("-D needs root");
+        uint nobody = ZcFlow.Native.Libc.LookUpUser("nobody")!.Value.Uid;
+        uint id = TestClusters.NextId();
+        string log = Path.Combine(Path.GetTempPath(), $"zcflow-{id}.log"), pid = Path.Combine(Path.GetTempPath(), $"zcflow-{id}.pid");
+        string stats = $"/run/zcflow/stats/{id}";
+        try
+        {
+            using (ChildProcess start = ChildProcess.Run("Balancer", ["-c", id, "-i", "gen:64?rate=1000", "-n", 2, "-d", "-D", "nobody", "-l", log, "-P", pid, "-p", "-J"]))
+                Assert.Equal(0, start.WaitForExit());   // the foreground process ends once the daemon is set up
+            int daemon = int.Parse(File.ReadAllText(pid).Trim());
+            try
+            {
+                string[] status = File.ReadAllLines($"/proc/{daemon}/status");
+                Assert.StartsWith($"Uid:\t{nobody}\t{nobody}", status.Single(l => l.StartsWith("Uid:")));
+                string[] stat = File.ReadAllText($"/proc/{daemon}/stat").Split(')')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                Assert.Equal(daemon.ToString(), stat[3]);   // the leader of a session of its own: no terminal
+                Listing.WaitFor(id, c => c.Live, "the daemon's cluster");
+                // The stats file is written every second by the daemon, now nobody.
+                Wait.Until(() => File.Exists(stats) && File.ReadAllText(stats).Contains("Packets:") && !File.ReadAllText(stats).Contains("Packets:      0\n"), "the stats file", seconds: 10);
+                using (AttachedQueue consumer = AttachedQueue.Attach(id, 0))
+                    Wait.Until(() => File.ReadAllText(log).Contains("debug: queue 0: process"), "-J's line on the consumer", seconds: 10);
+            }
+            finally
+            {
+                ZcFlow.Native.Libc.Kill(daemon, 15);
+                Wait.Until(() => !Directory.Exists($"/proc/{daemon}"), "the daemon's end", seconds: 20);
+            }
+            string text = File.ReadAllText(log);
+            output.WriteLine(text);
+            Assert.Contains("user changed to nobody", text);
+            Assert.Contains("Absolute Stats:", text);   // the final stats, in the log
+            Assert.False(File.Exists(pid));
+            Assert.False(File.Exists(stats));
+            Assert.Empty(Directory.GetFiles("/dev/shm", $"zcflow-{id}.*"));   // the socket and the lock file
+        }
+        finally
+        {
+            File.Delete(log);
+            File.Delete(pid);
+        }
+    }
+
+    [Fact]
+    public void DaemonMode_ASetUpError_ReachesTheTerminal_WithTheExitCode()
+    {
+        using ChildProcess start = ChildProcess.Run("Balancer", ["-c", TestClusters.NextId(), "-i", "nosuch0", "-d"]);
+        Assert.Equal(1, start.WaitForExit());
+        Assert.Contains("unknown device 'nosuch0'", start.Errors);
+    }
+
+    [Theory]
+    [InlineData("-v", true)]
+    [InlineData("-p", true)]
+    [InlineData("-v -z", false)]
+    public void ConsoleStats_ComeWithDashV_AndNeverWithDashZ(string options, bool printed)
+    {
+        uint id = TestClusters.NextId();
+        using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", id, "-i", "gen:64?rate=1000", .. options.Split(' ')]);
+        Listing.WaitForRunning(id, balancer);
+        Thread.Sleep(2500);
+        balancer.Terminate();
+        Assert.Equal(0, balancer.WaitForExit());
+        Assert.Equal(printed, balancer.Output.Contains("Absolute Stats:"));
+    }
+
+    // A client written with pyzmq from the message format alone (PF_RING's userland/examples_zc/zmq): rules as side:action:ip:lifetime[:remove].
+    private const string ClientScript = """
+        import socket, struct, sys, zmq
+        KEY = b"kasjfha 98748213^%@^&%#!^&532165^%#@^&tehshj^@&*#@^"
+        endpoint, args = sys.argv[1], sys.argv[2:]
+        if args and args[0].startswith("--key="):
+            KEY, args = args[0][6:].encode(), args[1:]
+        body = b""
+        for rule in args:
+            side, action, ip, lifetime, *rest = rule.split(":")
+            flags = 1 | (2 if side == "src" else 0) | (4 if side == "both" else 0) | (8 if action == "accept" else 0) | (16 if rest == ["remove"] else 0)
+            body += struct.pack("<BxH", flags, int(lifetime)) + socket.inet_aton(ip) + bytes(12)
+        message = struct.pack("<HHI", 1, len(args), 0x01032017) + body
+        message = bytes(b ^ KEY[i % len(KEY)] for i, b in enumerate(message))
+        s = zmq.Context().socket(zmq.REQ)
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect(endpoint)
+        s.send(message)
+        if s.poll(10000) == 0:
+            sys.exit("no reply")
+        print(s.recv().decode())
+        """;
+
+    private static string Client(string endpoint, params string[] rules)
+    {
+        string script = Path.Combine(Path.GetTempPath(), $"zcflow-zmq-client-{Environment.ProcessId}.py");
+        File.WriteAllText(script, ClientScript.Replace("\n        ", "\n"));
+        var start = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string a in (string[])[script, endpoint, .. rules]) start.ArgumentList.Add(a);
+        using Process client = Process.Start(start)!;
+        string reply = client.StandardOutput.ReadToEnd().Trim();
+        string errors = client.StandardError.ReadToEnd();
+        Assert.True(client.WaitForExit(30_000), "the ZeroMQ client did not finish");
+        Assert.True(client.ExitCode == 0, $"the ZeroMQ client failed: {errors}");
+        return reply;
+    }
+}
