@@ -298,6 +298,7 @@ using (rules)
         }
     }
     if (Daemon.IsBackground) Daemon.Detach();   // ready: the foreground process exits now
+    if (cores.Length > 0) ZcFlow.Workers.CpuAffinity.PinCurrentThread(cores[0]);   // as zbalance_ipc, the main thread joins the first balancer's core
     while (!stop.IsCancellationRequested && graph.IsRunning)
     {
         stop.WaitHandle.WaitOne(TimeSpan.FromSeconds(1));

@@ -167,11 +167,43 @@ public class BalancerOptionTests
     [InlineData("-T", "flow table")]
     [InlineData("-g 1;2", "colon separated")]
     [InlineData("-k", "unknown option -k")]
+    [InlineData("-N 2", "n2disk")]
+    [InlineData("-M 10", "-M maps VLAN ids to queues for -m 7")]
+    [InlineData("-m 7", "-m 7 needs the VLAN ids of its queues")]
+    [InlineData("-m 7 -M 10 -M 10", "-M names a VLAN id twice")]
+    [InlineData("-m 4 -n 2 -G 2:1", "-G takes <queue>:<version>, a queue from 0 to 1")]
+    [InlineData("-m 4 -n 2 -G 0:3", "GTP-C version 1 or 2")]
+    [InlineData("-m 1 -n 2 -G 0:1", "-G sends GTP-C to a queue of its own with -m 4")]
+    [InlineData("-m 2 -n 1,1", "-m 2 feeds one")]
+    [InlineData("-n 1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1", "up to 32")]
+    [InlineData("-m 2 -n 100", "a balancer feeds up to 64")]
+    [InlineData("-m 6 -i gen:64 -i gen:64", "-m 6 (input device i to queue i) takes one -i")]
+    [InlineData("-R 1000", "give -S <core> too")]
+    [InlineData("-E tcp://127.0.0.1:1", "give -Z too")]
+    [InlineData("-D nosuchuser", "no such user")]
     public void WhatItDoesNotDo_IsRefusedSayingWhy(string options, string why)
     {
         using ChildProcess balancer = ChildProcess.Run("Balancer", [.. options.Split(' '), "-c", TestClusters.NextId()]);
         Assert.Equal(2, balancer.WaitForExit());
         Assert.Contains(why, balancer.Errors);
+    }
+
+    [Fact]
+    public void DashM7_HasQueueZeroAndOneQueuePerVlan_AndDashG_TakesOneOfThem()
+    {
+        uint id = TestClusters.NextId();
+        using (ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", id, "-m", 7, "-M", 10, "-M", 20, "-Y", 34181, "-i", "gen:64?rate=1000"]))
+        {
+            Assert.Equal(3, Listing.WaitForRunning(id, balancer).Queues.Count);
+            balancer.Terminate();
+            Assert.Equal(0, balancer.WaitForExit());
+        }
+        using (ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", id, "-m", 4, "-n", "2,1", "-G", "2:1", "-i", "gen:64?rate=1000"]))
+        {
+            Assert.Equal(3, Listing.WaitForRunning(id, balancer).Queues.Count);
+            balancer.Terminate();
+            Assert.Equal(0, balancer.WaitForExit());
+        }
     }
 
     [Fact]
