@@ -83,6 +83,7 @@ public sealed unsafe class AttachedQueue : IDisposable
         var clock = Stopwatch.StartNew();
         bool TimeLeft() => limit == Timeout.InfiniteTimeSpan || clock.Elapsed < limit;
         string path = ClusterLock.SocketPathOf(clusterId);
+        TimeSpan? noQueueSince = null;
         while (true)
         {
             SafeFileDescriptor? socket = ClusterSocket.Connect(path, out int errno);
@@ -97,6 +98,13 @@ public sealed unsafe class AttachedQueue : IDisposable
             AttachedQueue? attached = TryAttach(socket, clusterId, queueId, out AttachReply refusal);
             if (attached is not null) return attached;
             if (refusal.Status == AttachReply.Draining && TimeLeft()) { Thread.Sleep(10); continue; }
+            // An owner that has just come may not have made its queues yet: while waiting for one, that is waited for
+            // too, a little (an id it never makes is still an error, two seconds later).
+            if (refusal.Status == AttachReply.NoQueue && waitForOwner && (noQueueSince ??= clock.Elapsed) > clock.Elapsed - TimeSpan.FromSeconds(2))
+            {
+                Thread.Sleep(20);
+                continue;
+            }
             throw refusal.Status switch
             {
                 AttachReply.NoQueue => new ArgumentOutOfRangeException(nameof(queueId), queueId, refusal.Text),

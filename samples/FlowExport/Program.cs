@@ -1,0 +1,92 @@
+using System.Diagnostics;
+using System.Net;
+using ZcFlow;
+using ZcFlow.Buffers;
+using ZcFlow.Devices;
+using ZcFlow.Flows;
+using ZcFlow.Ipc;
+using ZcFlow.Samples;
+
+// A flow exporter in the manner of softflowd and nProbe: packets from any ZcFlow device (a queue of a
+// Balancer, a capture file, an interface) into a FlowTable, ended flows out as IPFIX or NetFlow v9 over UDP.
+// Several behind one Balancer export to one collector, each with its own observation domain.
+var cl = new CommandLine(args, flags: "bpT", withValue: "invtmo",
+    "usage: FlowExport -i <device> -n <collector:port> [-v 9|10] [-t <idle>[,<active>]] [-b] [-m <flows>] [-o <domain>] [-T] [-p]\n" +
+    "  -i  where the packets come from: zc:<cluster>@<queue>, a capture file (pcap:<file>, *.pcap, *.pcapng), eth0, gen:64\n" +
+    "  -n  the collector, host:port (IPv6 as [::1]:port)\n" +
+    "  -v  9 for NetFlow v9, 10 for IPFIX (10)      -b  IPFIX biflows (RFC 5103): one record for both directions\n" +
+    "  -t  idle and active timeouts in seconds (15,1800); TCP RST or FINs both ways end a flow a second later\n" +
+    "  -m  the most flows held at once (1048576)    -o  observation domain / source id (default: the queue of zc:<c>@<q>, else 0)\n" +
+    "  -T  flows of the innermost IP packets under GTP-U, GRE and VXLAN    -p  stats every second");
+string input = cl.String('i') ?? "";
+if (input.Length == 0) cl.Fail("-i <device> is required");
+string target = cl.String('n') ?? "";
+if (!IPEndPoint.TryParse(target, out IPEndPoint? collector) || collector.Port == 0)
+    cl.Fail($"-n takes the collector as host:port, for example 127.0.0.1:2055, not '{target}'");
+int version = (int)cl.Number('v', 10, 9, 10);
+if (cl.Has('b') && version != 10) cl.Fail("-b (biflows) is IPFIX's: give -v 10");
+string[] timeouts = (cl.String('t') ?? "15,1800").Split(',');
+long[] seconds = [.. timeouts.Select(t => long.TryParse(t, out long s) && s > 0 ? s : -1)];
+if (seconds.Length > 2 || seconds.Contains(-1)) cl.Fail("-t takes the idle timeout and the active one in seconds, for example -t 15,1800");
+uint domain = (uint)cl.Number('o', AttachedQueue.TryParse(input, out _, out int queue) ? queue : 0, 0, uint.MaxValue);
+CancellationToken stop = CommandLine.StopSignal();
+
+ZcCluster? cluster = null;
+IPacketSource source;
+BufferPool pool;
+FlowEncoder encoder = FlowEncoder.Udp(new FlowEncoderOptions { Version = version, ObservationDomain = domain, Biflow = cl.Has('b') }, collector!);
+var table = new FlowTable<FlowEncoder>((int)cl.Number('m', 1 << 20, 1, 1 << 28), encoder)
+{
+    IdleTimeoutNs = seconds[0] * 1_000_000_000,
+    ActiveTimeoutNs = (seconds.Length > 1 ? seconds[1] : 1800) * 1_000_000_000,
+    Tunnels = cl.Has('T'),
+};
+try
+{
+    cluster = ZcCluster.Create(0x5F000000 + (uint)Environment.ProcessId % 0x1000000, new ClusterOptions { BufferCount = 4096, Warn = _ => { } });
+    pool = cluster.CreatePool(4096);
+    source = Device.OpenSource(input, pool, 0);
+    if (source is PcapFileDevice file) table.Link = file.LinkType;
+}
+catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or ZcFlow.Native.ErrnoException)
+{
+    Console.Error.WriteLine($"error: {e.Message}");
+    cluster?.Dispose();
+    return 1;
+}
+// A capture file runs on its own packets' time; live input also on the wall clock, so that flows end while it is quiet.
+bool replay = input.StartsWith("pcap:", StringComparison.Ordinal) || input.Split('?')[0] is var f && (f.EndsWith(".pcap", StringComparison.Ordinal) || f.EndsWith(".pcapng", StringComparison.Ordinal));
+Console.WriteLine($"{input} -> {(version == 9 ? "NetFlow v9" : "IPFIX")} to {collector}, observation domain {domain}");
+
+var burst = new PacketHandle[32];
+var clock = Stopwatch.StartNew();
+TimeSpan nextTick = TimeSpan.FromSeconds(1), nextExpiry = TimeSpan.Zero;
+while (!stop.IsCancellationRequested)
+{
+    int n = source.ReceiveBurst(burst);
+    for (int i = 0; i < n; i++) table.Add(burst[i]);
+    pool.ReleaseBurst(burst.AsSpan(0, n));
+    if (n == 0)
+    {
+        if (source.IsExhausted) break;
+        source.WaitReadable(10);
+    }
+    TimeSpan now = clock.Elapsed;
+    if (now < nextExpiry) continue;
+    nextExpiry = now + TimeSpan.FromMilliseconds(100);
+    table.Expire(replay ? 0 : Math.Max(table.ClockNs, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1_000_000));
+    if (now < nextTick) continue;
+    nextTick = now + TimeSpan.FromSeconds(1);
+    if (!replay) encoder.Flush();   // live: no record waits more than a second for its packet to fill
+    if (cl.Has('p')) Report();
+}
+table.ExpireAll();
+encoder.Flush();
+Report();
+source.Dispose();
+cluster.Dispose();
+return 0;
+
+void Report() => Console.WriteLine(
+    $"packets {table.Packets:N0} in flows, {table.Ignored:N0} not IP; flows {table.Count:N0} active, {table.Created:N0} seen, {table.Exported:N0} ended, " +
+    $"{table.Evicted:N0} evicted; records {encoder.RecordsSent:N0} sent, {encoder.RecordsDropped:N0} dropped; input {source.Stats.Received:N0} received");

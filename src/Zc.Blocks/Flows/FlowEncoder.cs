@@ -1,0 +1,275 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+
+namespace ZcFlow.Flows;
+
+/// <summary>How a <see cref="FlowEncoder"/> writes.</summary>
+public sealed record FlowEncoderOptions
+{
+    /// <summary>9 for NetFlow v9 (RFC 3954), 10 for IPFIX (RFC 7011).</summary>
+    public int Version { get; init; } = 10;
+
+    /// <summary>The observation domain (IPFIX) or source id (NetFlow v9): distinct per exporter behind one collector.</summary>
+    public uint ObservationDomain { get; init; }
+
+    /// <summary>IPFIX only: one record for both directions, with RFC 5103's reverse elements; otherwise a record per direction.</summary>
+    public bool Biflow { get; init; }
+
+    /// <summary>The largest export packet (the UDP payload).</summary>
+    public int MaxPacket { get; init; } = 1400;
+
+    /// <summary>The templates go again after this many export packets…</summary>
+    public int TemplateEveryPackets { get; init; } = 20;
+
+    /// <summary>…or this long after they last went (by the flows' clock), whichever comes first.</summary>
+    public long TemplateEveryNs { get; init; } = 60_000_000_000;
+}
+
+/// <summary>
+/// Writes flows as NetFlow v9 or IPFIX: one template each for IPv4 and IPv6 flows (addresses, ports,
+/// protocol, TCP flags, packets, octets, VLAN, start and end; IPFIX adds the end reason, and with
+/// <see cref="FlowEncoderOptions.Biflow"/> RFC 5103's reverse counters), sent again by packet count and
+/// by time; export packets no larger than <see cref="FlowEncoderOptions.MaxPacket"/>; sequence numbers
+/// as each protocol counts them (v9: export packets, IPFIX: data records). Each packet goes to the
+/// sender given; one that fails loses its records, counted, and nothing waits. Times are the flows'
+/// own (from the packets), so a capture file exports the same bytes at any replay speed.
+/// </summary>
+public sealed class FlowEncoder : IFlowExport
+{
+    private const ushort TemplateV4 = 256, TemplateV6 = 257;
+    private const uint ReversePen = 29305;   // RFC 5103's enterprise number for reverse elements
+    private readonly FlowEncoderOptions _options;
+    private readonly Func<ReadOnlyMemory<byte>, bool> _send;
+    private readonly byte[] _packet;
+    private readonly int _header;
+    private readonly (ushort Id, int Length, bool Reverse)[] _v4, _v6;
+    private readonly int _v4Size, _v6Size;
+    private int _length, _setStart = -1, _setId, _records, _dataRecords, _packetsSinceTemplate = int.MaxValue;
+    private uint _sequence;
+    private long _baseNs, _nowNs, _templateNs;
+    private ulong _recordsSent, _recordsDropped, _packetsSent, _packetsDropped;
+
+    /// <param name="send">Sends one export packet; false when it could not.</param>
+    public FlowEncoder(FlowEncoderOptions options, Func<ReadOnlyMemory<byte>, bool> send)
+    {
+        if (options.Version is not (9 or 10)) throw new ArgumentOutOfRangeException(nameof(options), options.Version, "the version is 9 (NetFlow v9) or 10 (IPFIX)");
+        if (options.Biflow && options.Version != 10) throw new ArgumentException("biflows are IPFIX's (RFC 5103): use version 10", nameof(options));
+        _options = options;
+        _send = send;
+        _header = options.Version == 9 ? 20 : 16;
+        _v4 = [.. Fields(4)];
+        _v6 = [.. Fields(6)];
+        _v4Size = _v4.Sum(f => f.Length);
+        _v6Size = _v6.Sum(f => f.Length);
+        if (options.MaxPacket < _header + 4 + TemplateSetSize() || options.MaxPacket > 65_000)
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxPacket, $"an export packet takes at least the header and the templates ({_header + 4 + TemplateSetSize()} bytes), and at most 65000");
+        _packet = new byte[options.MaxPacket];
+    }
+
+    /// <summary>An encoder that sends each packet over UDP to <paramref name="collector"/>, never waiting.</summary>
+    public static FlowEncoder Udp(FlowEncoderOptions options, IPEndPoint collector)
+    {
+        var socket = new Socket(collector.AddressFamily, SocketType.Dgram, ProtocolType.Udp) { Blocking = false };
+        socket.Connect(collector);
+        return new FlowEncoder(options, packet =>
+        {
+            try
+            {
+                return socket.Send(packet.Span, SocketFlags.None) == packet.Length;
+            }
+            catch (SocketException)
+            {
+                return false;   // a full socket buffer, or the collector's port unreachable (an ICMP error from an earlier packet)
+            }
+        });
+    }
+
+    /// <summary>Flow records in export packets that went.</summary>
+    public ulong RecordsSent => Volatile.Read(ref _recordsSent);
+
+    /// <summary>Flow records in export packets that could not be sent.</summary>
+    public ulong RecordsDropped => Volatile.Read(ref _recordsDropped);
+
+    public ulong PacketsSent => Volatile.Read(ref _packetsSent);
+
+    public ulong PacketsDropped => Volatile.Read(ref _packetsDropped);
+
+    private IEnumerable<(ushort Id, int Length, bool Reverse)> Fields(int ipVersion)
+    {
+        bool v9 = _options.Version == 9;
+        int address = ipVersion == 4 ? 4 : 16;
+        yield return (ipVersion == 4 ? (ushort)8 : (ushort)27, address, false);   // source address
+        yield return (ipVersion == 4 ? (ushort)12 : (ushort)28, address, false);  // destination address
+        yield return (7, 2, false);      // source port
+        yield return (11, 2, false);     // destination port
+        yield return (4, 1, false);      // protocol
+        yield return (6, 1, false);      // TCP flags
+        yield return (2, 8, false);      // packets
+        yield return (1, 8, false);      // octets
+        yield return (58, 2, false);     // VLAN id
+        if (v9)
+        {
+            yield return (22, 4, false); // FIRST_SWITCHED, milliseconds of system uptime
+            yield return (21, 4, false); // LAST_SWITCHED
+            yield break;
+        }
+        yield return (152, 8, false);    // flowStartMilliseconds
+        yield return (153, 8, false);    // flowEndMilliseconds
+        yield return (136, 1, false);    // flowEndReason
+        if (!_options.Biflow) yield break;
+        yield return (6, 1, true);
+        yield return (2, 8, true);
+        yield return (1, 8, true);
+        yield return (152, 8, true);
+        yield return (153, 8, true);
+    }
+
+    private int TemplateSetSize() => 4 + 2 * 4 + (_v4.Length + _v6.Length) * 4 + (_v4.Count(f => f.Reverse) + _v6.Count(f => f.Reverse)) * 4;
+
+    /// <summary>Adds a flow (its two directions as two records, unless biflows); sends the packet when it is full.</summary>
+    public void Export(in FlowRecord flow)
+    {
+        _nowNs = Math.Max(_nowNs, Math.Max(flow.LastNs, flow.ReverseLastNs));
+        if (_baseNs == 0) _baseNs = flow.FirstNs - 86_400_000_000_000;   // v9's uptime: from a day before the first flow
+        if (flow.Packets != 0) Write(flow, reverse: false);
+        if (!_options.Biflow && flow.ReversePackets != 0) Write(flow, reverse: true);
+    }
+
+    /// <summary>Sends what is written so far (call it at the end, and now and then, so records do not wait long).</summary>
+    public void Flush()
+    {
+        if (_records == 0) return;
+        CloseSet();
+        Span<byte> h = _packet;
+        BinaryPrimitives.WriteUInt16BigEndian(h, (ushort)_options.Version);
+        long now = Math.Max(_nowNs, _baseNs);
+        if (_options.Version == 9)
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(h[2..], (ushort)_records);
+            BinaryPrimitives.WriteUInt32BigEndian(h[4..], Uptime(now));
+            BinaryPrimitives.WriteUInt32BigEndian(h[8..], (uint)(now / 1_000_000_000));
+            BinaryPrimitives.WriteUInt32BigEndian(h[12..], _sequence++);
+            BinaryPrimitives.WriteUInt32BigEndian(h[16..], _options.ObservationDomain);
+        }
+        else
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(h[2..], (ushort)_length);
+            BinaryPrimitives.WriteUInt32BigEndian(h[4..], (uint)(now / 1_000_000_000));
+            BinaryPrimitives.WriteUInt32BigEndian(h[8..], _sequence);
+            BinaryPrimitives.WriteUInt32BigEndian(h[12..], _options.ObservationDomain);
+            _sequence += (uint)_dataRecords;
+        }
+        if (_send(_packet.AsMemory(0, _length)))
+        {
+            _packetsSent++;
+            _recordsSent += (ulong)_dataRecords;
+        }
+        else
+        {
+            _packetsDropped++;
+            _recordsDropped += (ulong)_dataRecords;
+        }
+        _length = 0;
+        _records = 0;
+        _dataRecords = 0;
+    }
+
+    private uint Uptime(long ns) => (uint)((ns - _baseNs) / 1_000_000);
+
+    private void Write(in FlowRecord flow, bool reverse)
+    {
+        ushort template = flow.IpVersion == 4 ? TemplateV4 : TemplateV6;
+        int size = flow.IpVersion == 4 ? _v4Size : _v6Size;
+        if (_length == 0) Begin();
+        if (_setId != template && _length + 4 + size + 3 > _packet.Length || _length + size > _packet.Length)
+        {
+            Flush();
+            Begin();
+        }
+        if (_setId != template)
+        {
+            CloseSet();
+            _setStart = _length;
+            _setId = template;
+            _length += 4;
+        }
+        Span<byte> r = _packet.AsSpan(_length, size);
+        int at = 0;
+        foreach ((ushort id, int length, bool isReverse) in flow.IpVersion == 4 ? _v4 : _v6)
+        {
+            bool back = reverse != isReverse;   // which direction this field speaks of
+            Span<byte> v = r.Slice(at, length);
+            switch (id)
+            {
+                case 8 or 27: Address(v, back ? flow.DestinationAddress : flow.SourceAddress); break;
+                case 12 or 28: Address(v, back ? flow.SourceAddress : flow.DestinationAddress); break;
+                case 7: BinaryPrimitives.WriteUInt16BigEndian(v, back ? flow.DestinationPort : flow.SourcePort); break;
+                case 11: BinaryPrimitives.WriteUInt16BigEndian(v, back ? flow.SourcePort : flow.DestinationPort); break;
+                case 4: v[0] = flow.Protocol; break;
+                case 6: v[0] = back ? flow.ReverseTcpFlags : flow.TcpFlags; break;
+                case 2: BinaryPrimitives.WriteUInt64BigEndian(v, back ? flow.ReversePackets : flow.Packets); break;
+                case 1: BinaryPrimitives.WriteUInt64BigEndian(v, back ? flow.ReverseBytes : flow.Bytes); break;
+                case 58: BinaryPrimitives.WriteUInt16BigEndian(v, flow.Vlan); break;
+                case 22: BinaryPrimitives.WriteUInt32BigEndian(v, Uptime(back ? flow.ReverseFirstNs : flow.FirstNs)); break;
+                case 21: BinaryPrimitives.WriteUInt32BigEndian(v, Uptime(back ? flow.ReverseLastNs : flow.LastNs)); break;
+                case 152: BinaryPrimitives.WriteUInt64BigEndian(v, (ulong)((back ? flow.ReverseFirstNs : flow.FirstNs) / 1_000_000)); break;
+                case 153: BinaryPrimitives.WriteUInt64BigEndian(v, (ulong)((back ? flow.ReverseLastNs : flow.LastNs) / 1_000_000)); break;
+                case 136: v[0] = (byte)flow.End; break;
+            }
+            at += length;
+        }
+        _length += size;
+        _records++;
+        _dataRecords++;
+    }
+
+    private static void Address(Span<byte> to, UInt128 address)
+    {
+        if (to.Length == 4) BinaryPrimitives.WriteUInt32BigEndian(to, (uint)address);
+        else BinaryPrimitives.WriteUInt128BigEndian(to, address);
+    }
+
+    // A new packet: its header's room, and the templates when they are due.
+    private void Begin()
+    {
+        _length = _header;
+        _setStart = -1;
+        _setId = 0;
+        if (++_packetsSinceTemplate < _options.TemplateEveryPackets && _nowNs - _templateNs < _options.TemplateEveryNs) return;
+        _packetsSinceTemplate = 0;
+        _templateNs = _nowNs;
+        Span<byte> p = _packet;
+        int start = _length;
+        BinaryPrimitives.WriteUInt16BigEndian(p[start..], (ushort)(_options.Version == 9 ? 0 : 2));
+        _length += 4;
+        foreach ((ushort template, (ushort Id, int Length, bool Reverse)[] fields) in ((ushort, (ushort, int, bool)[])[])[(TemplateV4, _v4), (TemplateV6, _v6)])
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(p[_length..], template);
+            BinaryPrimitives.WriteUInt16BigEndian(p[(_length + 2)..], (ushort)fields.Length);
+            _length += 4;
+            foreach ((ushort id, int length, bool reverse) in fields)
+            {
+                BinaryPrimitives.WriteUInt16BigEndian(p[_length..], reverse ? (ushort)(id | 0x8000) : id);
+                BinaryPrimitives.WriteUInt16BigEndian(p[(_length + 2)..], (ushort)length);
+                _length += 4;
+                if (!reverse) continue;
+                BinaryPrimitives.WriteUInt32BigEndian(p[_length..], ReversePen);
+                _length += 4;
+            }
+            _records++;
+        }
+        BinaryPrimitives.WriteUInt16BigEndian(p[(start + 2)..], (ushort)(_length - start));
+    }
+
+    // Ends the data set being written: padded to four bytes (NetFlow v9 asks for it; IPFIX allows it), its length filled in.
+    private void CloseSet()
+    {
+        if (_setStart < 0) return;
+        while ((_length - _setStart) % 4 != 0) _packet[_length++] = 0;
+        BinaryPrimitives.WriteUInt16BigEndian(_packet.AsSpan(_setStart), (ushort)_setId);
+        BinaryPrimitives.WriteUInt16BigEndian(_packet.AsSpan(_setStart + 2), (ushort)(_length - _setStart));
+        _setStart = -1;
+        _setId = 0;
+    }
+}
