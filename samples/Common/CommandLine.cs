@@ -124,12 +124,15 @@ internal sealed class CommandLine
         return default!;
     }
 
+    private static PosixSignalRegistration? _terminate;
+
     /// <summary>A token cancelled by Ctrl-C or SIGTERM, so that the program can stop and print its totals.</summary>
     public static CancellationToken StopSignal()
     {
         var stop = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
-        PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+        // Kept: a registration the collector finalises is a handler gone, and SIGTERM would kill the program outright.
+        _terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
         return stop.Token;
     }
 }

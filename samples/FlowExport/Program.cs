@@ -10,13 +10,14 @@ using ZcFlow.Samples;
 // A flow exporter in the manner of softflowd and nProbe: packets from any ZcFlow device (a queue of a
 // Balancer, a capture file, an interface) into a FlowTable, ended flows out as IPFIX or NetFlow v9 over UDP.
 // Several behind one Balancer export to one collector, each with its own observation domain.
-var cl = new CommandLine(args, flags: "bpT", withValue: "invtmo",
-    "usage: FlowExport -i <device> -n <collector:port> [-v 9|10] [-t <idle>[,<active>]] [-b] [-m <flows>] [-o <domain>] [-T] [-p]\n" +
+var cl = new CommandLine(args, flags: "bpT", withValue: "invtmol",
+    "usage: FlowExport -i <device> -n <collector:port> [-v 9|10] [-t <idle>[,<active>]] [-b] [-m <flows>] [-o <domain>] [-l <packets/s>] [-T] [-p]\n" +
     "  -i  where the packets come from: zc:<cluster>@<queue>, a capture file (pcap:<file>, *.pcap, *.pcapng), eth0, gen:64\n" +
     "  -n  the collector, host:port (IPv6 as [::1]:port)\n" +
     "  -v  9 for NetFlow v9, 10 for IPFIX (10)      -b  IPFIX biflows (RFC 5103): one record for both directions\n" +
     "  -t  idle and active timeouts in seconds (15,1800); TCP RST or FINs both ways end a flow a second later\n" +
     "  -m  the most flows held at once (1048576)    -o  observation domain / source id (default: the queue of zc:<c>@<q>, else 0)\n" +
+    "  -l  at most this many export packets a second (a collector's socket overflows on a burst); the input waits meanwhile\n" +
     "  -T  flows of the innermost IP packets under GTP-U, GRE and VXLAN    -p  stats every second");
 string input = cl.String('i') ?? "";
 if (input.Length == 0) cl.Fail("-i <device> is required");
@@ -34,7 +35,8 @@ CancellationToken stop = CommandLine.StopSignal();
 ZcCluster? cluster = null;
 IPacketSource source;
 BufferPool pool;
-FlowEncoder encoder = FlowEncoder.Udp(new FlowEncoderOptions { Version = version, ObservationDomain = domain, Biflow = cl.Has('b') }, collector!);
+FlowEncoder encoder = FlowEncoder.Udp(new FlowEncoderOptions { Version = version, ObservationDomain = domain, Biflow = cl.Has('b') }, collector!,
+    packetsPerSecond: cl.Number('l', 0, 0, 10_000_000));
 var table = new FlowTable<FlowEncoder>((int)cl.Number('m', 1 << 20, 1, 1 << 28), encoder)
 {
     IdleTimeoutNs = seconds[0] * 1_000_000_000,

@@ -67,13 +67,24 @@ public sealed class FlowEncoder : IFlowExport
         _packet = new byte[options.MaxPacket];
     }
 
-    /// <summary>An encoder that sends each packet over UDP to <paramref name="collector"/>, never waiting.</summary>
-    public static FlowEncoder Udp(FlowEncoderOptions options, IPEndPoint collector)
+    /// <summary>
+    /// An encoder that sends each packet over UDP to <paramref name="collector"/>, never waiting for the socket;
+    /// with <paramref name="packetsPerSecond"/>, no faster than that (the caller waits between packets when a burst
+    /// of flows ends at once: a collector's socket overflows, unseen by the sender, when packets come faster than it reads).
+    /// </summary>
+    public static FlowEncoder Udp(FlowEncoderOptions options, IPEndPoint collector, long packetsPerSecond = 0)
     {
         var socket = new Socket(collector.AddressFamily, SocketType.Dgram, ProtocolType.Udp) { Blocking = false };
         socket.Connect(collector);
+        long started = System.Diagnostics.Stopwatch.GetTimestamp(), sent = 0;
         return new FlowEncoder(options, packet =>
         {
+            if (packetsPerSecond > 0)
+            {
+                long due = started + sent++ * System.Diagnostics.Stopwatch.Frequency / packetsPerSecond;
+                while (System.Diagnostics.Stopwatch.GetTimestamp() < due) Thread.Sleep(0);
+                if (System.Diagnostics.Stopwatch.GetTimestamp() - due > System.Diagnostics.Stopwatch.Frequency) (started, sent) = (System.Diagnostics.Stopwatch.GetTimestamp(), 1);   // no credit for a quiet second
+            }
             try
             {
                 return socket.Send(packet.Span, SocketFlags.None) == packet.Length;
