@@ -1,7 +1,7 @@
 using ZcFlow.Perf;
 
 // ZcPerf: throughput figures that must stand side by side, measured in one run.
-//   dotnet run -c Release --project bench/ZcPerf -- <queue|ipc|balancer|capture> [--json] [--runs N]
+//   dotnet run -c Release --project bench/ZcPerf -- <queue|ipc|balancer|capture|flows> [--json] [--runs N]
 if (args.FirstOrDefault() == "ipc-consumer") return IpcScenario.ConsumerProcess(args);
 if (args.FirstOrDefault() == "balancer-consumer") return BalancerScenario.ConsumerProcess(args);
 
@@ -11,6 +11,7 @@ var scenarios = new Dictionary<string, Action<PerfOptions>>
     ["ipc"] = IpcScenario.Run,
     ["balancer"] = BalancerScenario.Run,
     ["capture"] = CaptureScenario.Run,
+    ["flows"] = FlowsScenario.Run,
 };
 
 string? name = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal));

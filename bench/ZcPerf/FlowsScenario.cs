@@ -1,0 +1,191 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using ZcFlow.Buffers;
+using ZcFlow.Devices;
+using ZcFlow.Flows;
+using ZcFlow.Native;
+using ZcFlow.Workers;
+
+namespace ZcFlow.Perf;
+
+/// <summary>
+/// Flow export from a capture file, like for like: our FlowTable and IPFIX encoder (reading the file with
+/// the pcap device, one thread pinned), softflowd <c>-r</c> and pmacctd <c>-I</c> reading the same file,
+/// each exporting or printing what it finds. Reported: packets per second of CPU time (user + system,
+/// every process and thread of each; ours is the one thread that does it all), and the ratio to
+/// softflowd's. Two files: many flows (500,000 flows of 4 packets) and few (1,000 flows of 2,000).
+/// Then the memory a table of a million flows takes, filled with a million concurrent flows.
+/// </summary>
+internal static class FlowsScenario
+{
+    public static void Run(PerfOptions options)
+    {
+        var report = new Report(options);
+        int core = CpuAffinity.AllowedCores()[^1];
+        foreach ((string workload, int flows, int packetsPerFlow) in ((string, int, int)[])[("many_flows", 500_000, 4), ("few_flows", 1_000, 2_000)])
+        {
+            string pcap = Path.Combine(Path.GetTempPath(), $"zcflow-perf-{workload}-{Environment.ProcessId}.pcap");
+            try
+            {
+                long packets = Write(pcap, flows, packetsPerFlow);
+                // Interleaved, best of N each: this host's speed swings from minute to minute.
+                var ours = new List<double>();
+                var softflowd = new List<double>();
+                var pmacctd = new List<double>();
+                for (int run = 0; run < options.Runs; run++)
+                {
+                    ours.Add(Ours(pcap, core));
+                    softflowd.Add(Child("softflowd", "-r", pcap, "-n", "127.0.0.1:9", "-v", "10", "-d"));
+                    pmacctd.Add(Child("pmacctd", "-I", pcap, "-P", "print", "-O", "csv", "-o", "/dev/null", "-r", "3600", "-c", "src_host,dst_host,src_port,dst_port,proto"));
+                }
+                double baseline = packets / softflowd.Min();
+                foreach ((string name, List<double> seconds) in ((string, List<double>)[])[("zcflow", ours), ("softflowd", softflowd), ("pmacctd", pmacctd)])
+                    report.Row(new Dictionary<string, object>
+                    {
+                        ["scenario"] = "flows",
+                        ["workload"] = workload,
+                        ["exporter"] = name,
+                        ["packets"] = packets,
+                        ["flows"] = flows,
+                        ["cpu_s"] = Math.Round(seconds.Min(), 3),
+                        ["mpps_per_cpu"] = Math.Round(packets / seconds.Min() / 1e6, 3),
+                        ["ratio_vs_softflowd"] = Math.Round(packets / seconds.Min() / baseline, 2),
+                    });
+            }
+            finally
+            {
+                File.Delete(pcap);
+            }
+        }
+        Memory(report);
+    }
+
+    // flows × packetsPerFlow UDP packets, 64 to 200 bytes, the flows' packets interleaved as on a busy link.
+    private static long Write(string pcap, int flows, int packetsPerFlow)
+    {
+        using var writer = new CaptureWriter(pcap);
+        byte[] frame = new byte[200];
+        long t = 1_700_000_000_000_000_000, written = 0;
+        for (int round = 0; round < packetsPerFlow; round++)
+            for (int f = 0; f < flows; f++, t += 1000)
+            {
+                int length = 64 + (f * 7 + round) % 136;
+                Udp(frame, length, (uint)f, round % 2 == 1);
+                writer.Write(frame.AsSpan(0, length), t);
+                written++;
+            }
+        return written;
+    }
+
+    private static void Udp(Span<byte> frame, int length, uint flow, bool reply)
+    {
+        frame.Clear();
+        BinaryPrimitives.WriteUInt16BigEndian(frame[12..], 0x0800);
+        Span<byte> ip = frame[14..];
+        ip[0] = 0x45;
+        BinaryPrimitives.WriteUInt16BigEndian(ip[2..], (ushort)(length - 14));
+        ip[8] = 64;
+        ip[9] = 17;
+        uint a = 0x0A000000 | flow, b = 0xC0A80001;
+        BinaryPrimitives.WriteUInt32BigEndian(ip[12..], reply ? b : a);
+        BinaryPrimitives.WriteUInt32BigEndian(ip[16..], reply ? a : b);
+        Span<byte> udp = ip[20..];
+        BinaryPrimitives.WriteUInt16BigEndian(udp, reply ? (ushort)53 : (ushort)(1024 + flow % 60_000));
+        BinaryPrimitives.WriteUInt16BigEndian(udp[2..], reply ? (ushort)(1024 + flow % 60_000) : (ushort)53);
+        BinaryPrimitives.WriteUInt16BigEndian(udp[4..], (ushort)(length - 34));
+    }
+
+    // Our CPU seconds: the pcap device, the table and the IPFIX encoder on one pinned thread (export packets go nowhere).
+    private static double Ours(string pcap, int core)
+    {
+        double seconds = 0;
+        var thread = new Thread(() =>
+        {
+            CpuAffinity.PinCurrentThread(core);
+            using ZcCluster cluster = ZcCluster.Create(0x5F800000 + (uint)Environment.ProcessId % 0x100000, new ClusterOptions { BufferCount = 1024, Warn = _ => { } });
+            BufferPool pool = cluster.CreatePool(1024);
+            using IPacketSource source = Device.OpenSource("pcap:" + pcap, pool, 0);
+            var table = new FlowTable<FlowEncoder>(1 << 20, new FlowEncoder(new FlowEncoderOptions(), _ => true));
+            var burst = new PacketHandle[32];
+            double start = ThreadCpu();
+            long n = 0;
+            for (int got; (got = source.ReceiveBurst(burst)) > 0;)
+            {
+                for (int i = 0; i < got; i++) table.Add(burst[i]);
+                pool.ReleaseBurst(burst.AsSpan(0, got));
+                if ((++n & 1023) == 0) table.Expire();
+            }
+            table.ExpireAll();
+            table.Export.Flush();
+            seconds = ThreadCpu() - start;
+        });
+        thread.Start();
+        thread.Join();
+        return seconds;
+    }
+
+    private static double ThreadCpu()
+    {
+        Libc.ClockGetTime(Libc.CLOCK_THREAD_CPUTIME_ID, out Timespec t);
+        return t.Seconds + t.Nanoseconds / 1e9;
+    }
+
+    // A program's CPU seconds, its own children's included: what this process's waited-for children have used, before and after.
+    private static double Child(string program, params string[] args)
+    {
+        double before = ChildrenCpu();
+        using Process p = Process.Start(new ProcessStartInfo(program, args) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        return ChildrenCpu() - before;
+    }
+
+    private static double ChildrenCpu()
+    {
+        // /proc/self/stat, after the command's closing parenthesis: cutime and cstime are the 14th and 15th fields.
+        string[] f = File.ReadAllText("/proc/self/stat").Split(')')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        return (long.Parse(f[13]) + long.Parse(f[14])) / 100.0;
+    }
+
+    private struct Nothing : IFlowExport
+    {
+        public readonly void Export(in FlowRecord flow)
+        {
+        }
+    }
+
+    // A table of a million flows, and a million concurrent flows in it: the managed memory it takes.
+    private static void Memory(Report report)
+    {
+        const int Flows = 1 << 20;
+        using ZcCluster cluster = ZcCluster.Create(0x5F900000 + (uint)Environment.ProcessId % 0x100000, new ClusterOptions { BufferCount = 64, Warn = _ => { } });
+        BufferPool pool = cluster.CreatePool(64);
+        Assert(pool.TryGet(out PacketHandle p));
+        GC.Collect();
+        long before = GC.GetTotalMemory(forceFullCollection: true);
+        var table = new FlowTable<Nothing>(Flows, default) { IdleTimeoutNs = long.MaxValue / 4 };
+        for (uint f = 0; f < Flows; f++)
+        {
+            Udp(p.Buffer, 64, f, reply: false);
+            p.SetReceived(64, 64, 1_700_000_000_000_000_000 + f, 0);
+            table.Add(p);
+        }
+        long after = GC.GetTotalMemory(forceFullCollection: true);
+        Assert(table.Count == Flows && table.Evicted == 0);
+        report.Row(new Dictionary<string, object>
+        {
+            ["scenario"] = "flows",
+            ["workload"] = "memory",
+            ["concurrent_flows"] = table.Count,
+            ["table_mb"] = Math.Round((after - before) / 1e6, 1),
+            ["bytes_per_flow"] = Math.Round((double)(after - before) / Flows, 1),
+        });
+        GC.KeepAlive(table);
+        pool.Release(p);
+    }
+
+    private static void Assert(bool condition)
+    {
+        if (!condition) throw new InvalidOperationException("the flows scenario's own check failed");
+    }
+}
