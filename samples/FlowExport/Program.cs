@@ -66,7 +66,7 @@ TimeSpan nextTick = TimeSpan.FromSeconds(1), nextExpiry = TimeSpan.Zero;
 while (!stop.IsCancellationRequested)
 {
     int n = source.ReceiveBurst(burst);
-    for (int i = 0; i < n; i++) table.Add(burst[i]);
+    table.AddBurst(burst.AsSpan(0, n));
     pool.ReleaseBurst(burst.AsSpan(0, n));
     if (n == 0)
     {

@@ -90,7 +90,8 @@ public sealed class FlowTableTests : IDisposable
         Add(table, Tcp(7, 8, 1, 80, 0x11), 30 * Second);        // FIN one way: still open
         Add(table, Tcp(8, 7, 80, 1, 0x11), 31 * Second);        // FIN the other way
         Add(table, Tcp(7, 8, 1, 80, 0x10), 31 * Second + 1000); // the last ACK, still in it
-        Assert.Equal(1, table.Expire(16 * Second + 1));
+        Assert.Equal(0, table.Expire(16 * Second + 1));   // idle since 16 s: found within a sixteenth of the timeout after
+        Assert.Equal(1, table.Expire(17 * Second));
         Assert.Equal(FlowEnd.Idle, flows[^1].End);
         Assert.Equal(2, table.Expire(32 * Second + 1000));
         Assert.Equal([FlowEnd.EndOfFlow, FlowEnd.EndOfFlow], flows[^2..].Select(f => f.End));
@@ -113,6 +114,37 @@ public sealed class FlowTableTests : IDisposable
         Assert.Equal((UInt128)1, Assert.Single(flows).SourceAddress);
         Assert.Equal(FlowEnd.LackOfResources, flows[0].End);
         Assert.Equal(4, table.Count);
+    }
+
+    [Fact]
+    public void ABurst_CountsAsEachPacketOneByOne()
+    {
+        var one = new List<FlowRecord>();
+        var many = new List<FlowRecord>();
+        var byOne = new FlowTable<Collect>(64, new Collect(one)) { IdleTimeoutNs = Second };
+        var byBurst = new FlowTable<Collect>(64, new Collect(many)) { IdleTimeoutNs = Second };
+        var burst = new PacketHandle[40];   // more than the table's own burst of 32
+        for (int i = 0; i < burst.Length; i++) Assert.True(_pool.TryGet(out burst[i]));
+        var random = new Random(3);
+        for (int round = 0; round < 50; round++)
+        {
+            for (int i = 0; i < burst.Length; i++)
+            {
+                int flow = random.Next(100);
+                byte[] frame = flow % 10 == 0 ? Frames.Ethernet(0x0806).Add(new byte[28]).ToArray() : Udp((uint)flow, 7, (ushort)flow, 53);
+                frame.CopyTo(burst[i].Buffer);
+                burst[i].SetReceived(frame.Length, frame.Length, (round * burst.Length + i) * 10_000_000L, 0);
+                byOne.Add(burst[i]);
+            }
+            byBurst.AddBurst(burst);
+            byOne.Expire();
+            byBurst.Expire();
+        }
+        byOne.ExpireAll();
+        byBurst.ExpireAll();
+        _pool.ReleaseBurst(burst);
+        Assert.Equal((byOne.Packets, byOne.Ignored, byOne.Evicted), (byBurst.Packets, byBurst.Ignored, byBurst.Evicted));
+        Assert.Equal(one.Select(f => (f.SourceAddress, f.Packets, f.Bytes, f.End)), many.Select(f => (f.SourceAddress, f.Packets, f.Bytes, f.End)));
     }
 
     [Fact]

@@ -22,17 +22,9 @@ public enum FlowEnd : byte
 /// </summary>
 public struct FlowRecord
 {
+    // The key first, so that a lookup reads one cache line.
     public UInt128 SourceAddress;
     public UInt128 DestinationAddress;
-    public ulong Packets;
-    public ulong Bytes;
-    public ulong ReversePackets;
-    public ulong ReverseBytes;
-    /// <summary>Times of the first and last packet of each direction, nanoseconds since the Unix epoch (0: none).</summary>
-    public long FirstNs;
-    public long LastNs;
-    public long ReverseFirstNs;
-    public long ReverseLastNs;
     public ushort SourcePort;
     public ushort DestinationPort;
     public ushort Vlan;
@@ -42,4 +34,13 @@ public struct FlowRecord
     public byte TcpFlags;
     public byte ReverseTcpFlags;
     public FlowEnd End;
+    public ulong Packets;
+    public ulong Bytes;
+    /// <summary>Times of the first and last packet of each direction, nanoseconds since the Unix epoch (0: none).</summary>
+    public long FirstNs;
+    public long LastNs;
+    public ulong ReversePackets;
+    public ulong ReverseBytes;
+    public long ReverseFirstNs;
+    public long ReverseLastNs;
 }

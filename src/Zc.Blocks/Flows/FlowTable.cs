@@ -16,33 +16,40 @@ public interface IFlowExport
 /// Flows of IP packets, both directions in one entry, keyed on addresses, ports, protocol and outer VLAN
 /// (with <see cref="Tunnels"/>, on the innermost IP flow of GTP-U, GRE and VXLAN). One worker owns it.
 ///
-/// A fixed number of flows in arrays allocated once: open addressing (linear probing, half full at
-/// most, deletion by backward shift) over flow slots, and the slots on a list in the order of their
-/// last packet, so that the idle ones are found at its head, and the least recently seen one makes
-/// room when the table is full (counted in <see cref="Evicted"/>). Nothing is allocated per packet or
-/// per flow. Time is the packets' own (<see cref="ClockNs"/> is the latest seen), so a capture file
-/// gives the same flows at any replay speed; call <see cref="Expire"/> now and then, and
-/// <see cref="ExpireAll"/> at the end.
+/// A fixed number of flows in arrays allocated once: open addressing over flow slots (linear probing,
+/// half full at most, deletion by backward shift; each index entry holds the flow's hash, so a lookup
+/// reads the index and the flow, nothing else), and a timing wheel: each flow is filed under the tick
+/// (a sixteenth of the idle timeout) of its last packet, moved at most once a tick, so the packet path
+/// rarely touches the lists, and the idle flows are whole ticks found in order. When the table is full,
+/// the least recently seen flow (to within a tick) makes room, counted in <see cref="Evicted"/>.
+/// Nothing is allocated per packet or per flow. Time is the packets' own (<see cref="ClockNs"/> is the
+/// latest seen), so a capture file gives the same flows at any replay speed; call <see cref="Expire"/>
+/// now and then, and <see cref="ExpireAll"/> at the end.
 ///
-/// A flow ends when it has seen no packet for <see cref="IdleTimeoutNs"/>; when a packet comes more
-/// than <see cref="ActiveTimeoutNs"/> after its first (it is exported, and the packet starts it again);
-/// <see cref="ClosedTimeoutNs"/> after a TCP RST or FINs from both sides (the last ACK still counts in it).
+/// A flow ends when it has seen no packet for <see cref="IdleTimeoutNs"/> (found within a tick after);
+/// when a packet comes more than <see cref="ActiveTimeoutNs"/> after its first (it is exported, and the
+/// packet starts it again); <see cref="ClosedTimeoutNs"/> after a TCP RST or FINs from both sides (the
+/// last ACK still counts in it).
 /// </summary>
 public sealed class FlowTable<TExport> where TExport : IFlowExport
 {
     private const int None = -1;
     private const byte Closing = 1, FinForward = 2, FinReverse = 4;
+    private const int TicksPerIdle = 16, Wheel = 32;   // the wheel holds every tick a live flow can be under, and more
 
     private readonly FlowRecord[] _flows;
     private readonly int[] _prev, _next;
+    private readonly long[] _tick;
     private readonly uint[] _hash;
     private readonly byte[] _state;
-    private readonly int[] _index;   // flow slot + 1; 0 is empty
+    private readonly ulong[] _index;   // the flow's hash << 32 | its slot + 1; 0 is empty
     private readonly int _indexMask;
+    private readonly int[] _wheelHead = new int[Wheel], _wheelTail = new int[Wheel];
     private TExport _export;
     private int _free, _count;
-    private int _lruHead = None, _lruTail = None, _closingHead = None, _closingTail = None;
-    private long _clock;
+    private int _closingHead = None, _closingTail = None;
+    private long _clock, _oldestTick = long.MaxValue, _tickNs;
+    private long _idleNs = 15_000_000_000;
     private ulong _packets, _ignored, _created, _exported, _evicted;
 
     /// <param name="capacity">The most flows held at once.</param>
@@ -54,15 +61,30 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
         _flows = new FlowRecord[capacity];
         _prev = new int[capacity];
         _next = new int[capacity];
+        _tick = new long[capacity];
         _hash = new uint[capacity];
         _state = new byte[capacity];
-        _index = new int[(int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)capacity * 2)];
+        _index = new ulong[(int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)capacity * 2)];
         _indexMask = _index.Length - 1;
         for (int i = 0; i < capacity; i++) _next[i] = i + 1 < capacity ? i + 1 : None;
+        Array.Fill(_wheelHead, None);
+        Array.Fill(_wheelTail, None);
+        _tickNs = _idleNs / TicksPerIdle;
         _export = export;
     }
 
-    public long IdleTimeoutNs { get; set; } = 15_000_000_000;
+    /// <summary>How long a flow may go without a packet (15 s). Set it before the first packet.</summary>
+    public long IdleTimeoutNs
+    {
+        get => _idleNs;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, TicksPerIdle);
+            if (_count != 0) throw new InvalidOperationException("the idle timeout is set before the table holds flows");
+            _idleNs = value;
+            _tickNs = value / TicksPerIdle;
+        }
+    }
 
     public long ActiveTimeoutNs { get; set; } = 1_800_000_000_000;
 
@@ -101,8 +123,54 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
     /// <summary>Counts the packet into its flow; false when it has no IP layer (<see cref="Ignored"/>).</summary>
     public bool Add(in PacketHandle packet)
     {
+        PacketParser.Parse(packet.Data, out PacketInfo info, Link);
+        return CountIn(packet, info, Hash(info));
+    }
+
+    /// <summary>
+    /// Counts a burst of packets into their flows, as <see cref="Add"/> does one by one, but parses them all
+    /// first and asks the memory for each one's place in the index before the first lookup, so that the
+    /// lookups of a burst wait for memory together rather than one after the other. Returns how many had an IP layer.
+    /// </summary>
+    public int AddBurst(ReadOnlySpan<PacketHandle> packets)
+    {
+        int added = 0;
+        for (int start = 0; start < packets.Length; start += BurstSize)
+        {
+            ReadOnlySpan<PacketHandle> burst = packets.Slice(start, Math.Min(BurstSize, packets.Length - start));
+            for (int i = 0; i < burst.Length; i++)
+            {
+                PacketParser.Parse(burst[i].Data, out _infos[i], Link);
+                _hashes[i] = Hash(_infos[i]);
+                Prefetch(ref _index[(int)_hashes[i] & _indexMask]);
+            }
+            for (int i = 0; i < burst.Length; i++)
+                if (CountIn(burst[i], _infos[i], _hashes[i])) added++;
+        }
+        return added;
+    }
+
+    private const int BurstSize = 32;
+    private readonly PacketInfo[] _infos = new PacketInfo[BurstSize];
+    private readonly uint[] _hashes = new uint[BurstSize];
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void Prefetch(ref ulong entry)
+    {
+        if (System.Runtime.Intrinsics.X86.Sse.IsSupported) System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref entry));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private uint Hash(in PacketInfo info)
+    {
+        ref readonly FlowKey key = ref Tunnels && info.Inner.IpVersion != 0 ? ref info.Inner : ref info.Outer;
+        return FlowHash.Mix((ulong)FlowHash.FiveTuple(key) << 16 | info.VlanId);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool CountIn(in PacketHandle packet, in PacketInfo info, uint hash)
+    {
         ReadOnlySpan<byte> frame = packet.Data;
-        PacketParser.Parse(frame, out PacketInfo info, Link);
         bool inner = Tunnels && info.Inner.IpVersion != 0;
         ref readonly FlowKey key = ref inner ? ref info.Inner : ref info.Outer;
         if (key.IpVersion == 0)
@@ -115,7 +183,6 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
         int l3 = inner ? info.InnerL3Offset : info.L3Offset, l4 = inner ? info.InnerL4Offset : info.L4Offset;
         uint bytes = IpLength(frame, l3, key.IpVersion, packet.WireLength);
         byte flags = key.Protocol == 6 && key.HasPorts && l4 + 14 <= frame.Length ? frame[l4 + 13] : (byte)0;
-        uint hash = FlowHash.Mix((ulong)FlowHash.FiveTuple(key) << 16 | info.VlanId);
 
         int f = Find(key, info.VlanId, hash, out bool forward);
         if (f != None && _flows[f].FirstNs != 0 && t - _flows[f].FirstNs >= ActiveTimeoutNs)
@@ -152,28 +219,43 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
             if ((flags & 0x04) != 0 || (state & (FinForward | FinReverse)) == (FinForward | FinReverse))
             {
                 state |= Closing;
-                Unlink(f, ref _lruHead, ref _lruTail);
+                Unfile(f);
                 Append(f, ref _closingHead, ref _closingTail);
             }
-            else if (f != _lruTail)
+            else if (t >= (_tick[f] + 1) * _tickNs)   // past its tick (a multiply: a division each packet would cost more)
             {
-                Unlink(f, ref _lruHead, ref _lruTail);
-                Append(f, ref _lruHead, ref _lruTail);
+                // Filed again under the tick of this packet: once a tick at most.
+                Unfile(f);
+                File(f, t / _tickNs);
             }
         }
         return true;
     }
 
-    /// <summary>Ends the flows idle at <paramref name="nowNs"/> (by default the latest packet time), and the closed ones; returns how many.</summary>
+    /// <summary>
+    /// Ends the flows idle at <paramref name="nowNs"/> (by default the latest packet time): every flow of each
+    /// tick that is wholly past the idle timeout; and the closed ones. Returns how many.
+    /// </summary>
     public int Expire(long nowNs = 0)
     {
         if (nowNs == 0) nowNs = _clock;
         int ended = 0;
-        while (_lruHead != None && LastOf(_lruHead) + IdleTimeoutNs <= nowNs)
+        long lastIdleTick = (nowNs - _idleNs) / _tickNs - 1;   // a flow under tick k saw its last packet before (k + 1) ticks
+        if (_oldestTick < lastIdleTick - Wheel)
         {
-            End(_lruHead, FlowEnd.Idle);
-            ended++;
+            // Time leapt (a gap in a capture): every bucket once, rather than every tick between.
+            for (int b = 0; b < Wheel; b++)
+                for (int f = _wheelHead[b], next; f != None; f = next)
+                {
+                    next = _next[f];
+                    if (_tick[f] > lastIdleTick) continue;
+                    End(f, FlowEnd.Idle);
+                    ended++;
+                }
+            _oldestTick = lastIdleTick + 1;
         }
+        for (; _oldestTick <= lastIdleTick && _count != 0; _oldestTick++)
+            ended += EndTick(_oldestTick, FlowEnd.Idle);
         while (_closingHead != None && LastOf(_closingHead) + ClosedTimeoutNs <= nowNs)
         {
             End(_closingHead, FlowEnd.EndOfFlow);
@@ -187,7 +269,28 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
     {
         int ended = _count;
         while (_closingHead != None) End(_closingHead, FlowEnd.EndOfFlow);
-        while (_lruHead != None) End(_lruHead, FlowEnd.Forced);
+        for (int b = 0; b < Wheel; b++)
+            for (int f = _wheelHead[b]; f != None; f = _wheelHead[b])
+            {
+                if (_next[f] != None) Prefetch(ref _index[(int)_hash[_next[f]] & _indexMask]);
+                End(f, FlowEnd.Forced);
+            }
+        _oldestTick = long.MaxValue;
+        return ended;
+    }
+
+    // Ends the flows filed under tick k (its bucket may also hold flows of a tick a whole wheel later: they stay).
+    private int EndTick(long k, FlowEnd reason)
+    {
+        int ended = 0;
+        for (int f = _wheelHead[(int)(k & (Wheel - 1))], next; f != None; f = next)
+        {
+            next = _next[f];
+            if (next != None) Prefetch(ref _index[(int)_hash[next] & _indexMask]);   // the next one's index entry, while this one is written out
+            if (_tick[f] != k) continue;
+            End(f, reason);
+            ended++;
+        }
         return ended;
     }
 
@@ -211,9 +314,10 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
         forward = true;
         for (int i = (int)hash & _indexMask; ; i = (i + 1) & _indexMask)
         {
-            int slot = _index[i] - 1;
-            if (slot < 0) return None;
-            if (_hash[slot] != hash) continue;
+            ulong entry = _index[i];
+            if (entry == 0) return None;
+            if ((uint)(entry >> 32) != hash) continue;
+            int slot = (int)(uint)entry - 1;
             ref FlowRecord r = ref _flows[slot];
             if (r.Protocol != key.Protocol || r.IpVersion != key.IpVersion || r.Vlan != vlan) continue;
             if (r.SourceAddress == key.Source && r.DestinationAddress == key.Destination && r.SourcePort == key.SourcePort && r.DestinationPort == key.DestinationPort)
@@ -231,7 +335,7 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
         if (_free == None)
         {
             _evicted++;
-            End(_closingHead != None ? _closingHead : _lruHead, FlowEnd.LackOfResources);
+            End(_closingHead != None ? _closingHead : Oldest(), FlowEnd.LackOfResources);
         }
         int f = _free;
         _free = _next[f];
@@ -244,8 +348,8 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
         _state[f] = 0;
         int i = (int)hash & _indexMask;
         while (_index[i] != 0) i = (i + 1) & _indexMask;
-        _index[i] = f + 1;
-        Append(f, ref _lruHead, ref _lruTail);
+        _index[i] = (ulong)hash << 32 | (uint)(f + 1);
+        File(f, Math.Max(_clock / _tickNs, _oldestTick == long.MaxValue ? 0 : _oldestTick));
         _count++;
         _created++;
         return f;
@@ -257,13 +361,13 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
         _export.Export(_flows[f]);
         _exported++;
         if ((_state[f] & Closing) != 0) Unlink(f, ref _closingHead, ref _closingTail);
-        else Unlink(f, ref _lruHead, ref _lruTail);
+        else Unfile(f);
         // Out of the index, by backward shift: each entry after it that may move closer to its home slot moves up.
         int i = (int)_hash[f] & _indexMask;
-        while (_index[i] != f + 1) i = (i + 1) & _indexMask;
+        while ((uint)_index[i] != (uint)(f + 1)) i = (i + 1) & _indexMask;
         for (int j = (i + 1) & _indexMask; _index[j] != 0; j = (j + 1) & _indexMask)
         {
-            int home = (int)_hash[_index[j] - 1] & _indexMask;
+            int home = (int)(_index[j] >> 32) & _indexMask;
             // The entry at j may fill the hole at i unless its home lies cyclically in (i, j].
             if (i <= j ? home <= i || home > j : home <= i && home > j)
             {
@@ -275,6 +379,28 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
         _next[f] = _free;
         _free = f;
         _count--;
+    }
+
+    // The least recently seen flow, to within a tick: the first of the oldest tick that has one.
+    private int Oldest()
+    {
+        for (; ; _oldestTick++)
+            for (int f = _wheelHead[(int)(_oldestTick & (Wheel - 1))]; f != None; f = _next[f])
+                if (_tick[f] == _oldestTick) return f;
+    }
+
+    private void File(int f, long tick)
+    {
+        _tick[f] = tick;
+        if (tick < _oldestTick) _oldestTick = tick;
+        int b = (int)(tick & (Wheel - 1));
+        Append(f, ref _wheelHead[b], ref _wheelTail[b]);
+    }
+
+    private void Unfile(int f)
+    {
+        int b = (int)(_tick[f] & (Wheel - 1));
+        Unlink(f, ref _wheelHead[b], ref _wheelTail[b]);
     }
 
     private void Append(int f, ref int head, ref int tail)
