@@ -13,7 +13,7 @@ using ZcFlow.Samples;
 var cl = new CommandLine(args, flags: "bpT", withValue: "invtmol",
     "usage: FlowExport -i <device> -n <collector:port> [-v 9|10] [-t <idle>[,<active>]] [-b] [-m <flows>] [-o <domain>] [-l <packets/s>] [-T] [-p]\n" +
     "  -i  where the packets come from: zc:<cluster>@<queue>, a capture file (pcap:<file>, *.pcap, *.pcapng), eth0, gen:64\n" +
-    "  -n  the collector, host:port (IPv6 as [::1]:port)\n" +
+    "  -n  the collector: host:port for UDP (IPv6 as [::1]:port), tcp://host:port for IPFIX over TCP\n" +
     "  -v  9 for NetFlow v9, 10 for IPFIX (10)      -b  IPFIX biflows (RFC 5103): one record for both directions\n" +
     "  -t  idle and active timeouts in seconds (15,1800); TCP RST or FINs both ways end a flow a second later\n" +
     "  -m  the most flows held at once (1048576)    -o  observation domain / source id (default: the queue of zc:<c>@<q>, else 0)\n" +
@@ -22,10 +22,14 @@ var cl = new CommandLine(args, flags: "bpT", withValue: "invtmol",
 string input = cl.String('i') ?? "";
 if (input.Length == 0) cl.Fail("-i <device> is required");
 string target = cl.String('n') ?? "";
-if (!IPEndPoint.TryParse(target, out IPEndPoint? collector) || collector.Port == 0)
-    cl.Fail($"-n takes the collector as host:port, for example 127.0.0.1:2055, not '{target}'");
+// host:port or udp://host:port for UDP, tcp://host:port for IPFIX over TCP (as nProbe writes them).
+bool tcp = target.StartsWith("tcp://", StringComparison.Ordinal);
+string address = tcp ? target[6..] : target.StartsWith("udp://", StringComparison.Ordinal) ? target[6..] : target;
+if (!IPEndPoint.TryParse(address, out IPEndPoint? collector) || collector.Port == 0)
+    cl.Fail($"-n takes the collector as host:port (UDP) or tcp://host:port (IPFIX over TCP), for example 127.0.0.1:2055, not '{target}'");
 int version = (int)cl.Number('v', 10, 9, 10);
 if (cl.Has('b') && version != 10) cl.Fail("-b (biflows) is IPFIX's: give -v 10");
+if (tcp && version != 10) cl.Fail("over TCP, flows go as IPFIX: give -v 10");
 string[] timeouts = (cl.String('t') ?? "15,1800").Split(',');
 long[] seconds = [.. timeouts.Select(t => long.TryParse(t, out long s) && s > 0 ? s : -1)];
 if (seconds.Length > 2 || seconds.Contains(-1)) cl.Fail("-t takes the idle timeout and the active one in seconds, for example -t 15,1800");
@@ -35,8 +39,9 @@ CancellationToken stop = CommandLine.StopSignal();
 ZcCluster? cluster = null;
 IPacketSource source;
 BufferPool pool;
-FlowEncoder encoder = FlowEncoder.Udp(new FlowEncoderOptions { Version = version, ObservationDomain = domain, Biflow = cl.Has('b') }, collector!,
-    packetsPerSecond: cl.Number('l', 0, 0, 10_000_000));
+var encoderOptions = new FlowEncoderOptions { Version = version, ObservationDomain = domain, Biflow = cl.Has('b') };
+FlowEncoder encoder = tcp ? FlowEncoder.Tcp(encoderOptions, collector!)
+    : FlowEncoder.Udp(encoderOptions, collector!, packetsPerSecond: cl.Number('l', 0, 0, 10_000_000));
 var table = new FlowTable<FlowEncoder>((int)cl.Number('m', 1 << 20, 1, 1 << 28), encoder)
 {
     IdleTimeoutNs = seconds[0] * 1_000_000_000,
@@ -58,7 +63,7 @@ catch (Exception e) when (e is ArgumentException or IOException or InvalidDataEx
 }
 // A capture file runs on its own packets' time; live input also on the wall clock, so that flows end while it is quiet.
 bool replay = input.StartsWith("pcap:", StringComparison.Ordinal) || input.Split('?')[0] is var f && (f.EndsWith(".pcap", StringComparison.Ordinal) || f.EndsWith(".pcapng", StringComparison.Ordinal));
-Console.WriteLine($"{input} -> {(version == 9 ? "NetFlow v9" : "IPFIX")} to {collector}, observation domain {domain}");
+Console.WriteLine($"{input} -> {(version == 9 ? "NetFlow v9" : "IPFIX")} to {collector}{(tcp ? " over TCP" : "")}, observation domain {domain}");
 
 var burst = new PacketHandle[32];
 var clock = Stopwatch.StartNew();

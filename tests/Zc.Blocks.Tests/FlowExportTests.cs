@@ -217,22 +217,8 @@ public class FlowExportTests(ITestOutputHelper output)
             await Task.Delay(300, TestContext.Current.CancellationToken);
             stop.Cancel();
             await reader;
-            int packets = 0;
-            using (var writer = new CaptureWriter(pcap))
-                foreach (byte[] datagram in datagrams)
-                    writer.Write(Frames.Ethernet(0x0800).Ipv4(0x7F000001, 0x7F000001, 17, 8 + datagram.Length).Udp(40000, (ushort)port, datagram.Length).Add(datagram).ToArray(), 1_700_000_000_000_000_000 + packets++);
-            Assert.True(packets > 10, printed);
-            string Tshark(params string[] args)
-            {
-                using var tshark = Process.Start(new ProcessStartInfo("tshark", ["-n", "-r", pcap, "-d", $"udp.port=={port},cflow", .. args]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
-                string text = tshark.StandardOutput.ReadToEnd();
-                tshark.WaitForExit();
-                return text;
-            }
-            Assert.Equal("", Tshark("-Y", "_ws.malformed || _ws.expert.severity >= error || !cflow").Trim());
-            // Every record decoded: one source address per record (a biflow is one record for both directions).
-            int records = Tshark("-T", "fields", "-e", "cflow.srcaddr").Split([',', '\n'], StringSplitOptions.RemoveEmptyEntries).Length;
-            Assert.Equal(biflow ? 5_000 : 10_000, records);
+            Assert.True(datagrams.Count > 10, printed);
+            AssertTsharkDecodes(datagrams, pcap, biflow ? 5_000 : 10_000);
 
             // nfacctd takes them too, and sums the same packets (its print plugin writes them out when it stops).
             if (biflow) return;
@@ -259,6 +245,67 @@ public class FlowExportTests(ITestOutputHelper output)
             File.Delete(generated);
             File.Delete(pcap);
             File.Delete(csv);
+        }
+    }
+
+    // The export messages, as UDP datagrams in a capture: tshark finds nothing malformed or in error, and every record
+    // (one source address each; a biflow is one record for both directions).
+    private static void AssertTsharkDecodes(List<byte[]> messages, string pcap, int expectedRecords)
+    {
+        const ushort Port = 4739;
+        using (var writer = new CaptureWriter(pcap))
+            for (int i = 0; i < messages.Count; i++)
+                writer.Write(Frames.Ethernet(0x0800).Ipv4(0x7F000001, 0x7F000001, 17, 8 + messages[i].Length).Udp(40000, Port, messages[i].Length).Add(messages[i]).ToArray(),
+                    1_700_000_000_000_000_000 + i);
+        string Tshark(params string[] args)
+        {
+            using var tshark = Process.Start(new ProcessStartInfo("tshark", ["-n", "-r", pcap, "-d", $"udp.port=={Port},cflow", .. args]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+            string text = tshark.StandardOutput.ReadToEnd();
+            tshark.WaitForExit();
+            return text;
+        }
+        Assert.Equal("", Tshark("-Y", "_ws.malformed || _ws.expert.severity >= error || !cflow").Trim());
+        Assert.Equal(expectedRecords, Tshark("-T", "fields", "-e", "cflow.srcaddr").Split([',', '\n'], StringSplitOptions.RemoveEmptyEntries).Length);
+    }
+
+    [Fact]
+    public async Task IpfixOverTcp_ReachesTheCollectorAsWholeMessages_TemplatesFirst()
+    {
+        string generated = Generated(5_000);
+        string pcap = Path.Combine(Path.GetTempPath(), $"zcflow-export-tcp-{Environment.ProcessId}.pcap");
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        try
+        {
+            int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+            Task<byte[]> stream = Task.Run(async () =>
+            {
+                using TcpClient client = await listener.AcceptTcpClientAsync(TestContext.Current.CancellationToken);
+                var all = new MemoryStream();
+                await client.GetStream().CopyToAsync(all, TestContext.Current.CancellationToken);   // until the exporter closes
+                return all.ToArray();
+            }, TestContext.Current.CancellationToken);
+            string printed = FlowExport("-i", generated, "-n", $"tcp://127.0.0.1:{port}", "-v", 10);
+            Assert.Contains("0 dropped", printed);
+            byte[] bytes = await stream;
+            // The stream, cut where each message's header says it ends, is whole messages and nothing else.
+            var messages = new List<byte[]>();
+            for (int at = 0; at < bytes.Length;)
+            {
+                Assert.Equal(10, System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(bytes.AsSpan(at)));
+                int length = System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(bytes.AsSpan(at + 2));
+                Assert.InRange(length, 16, bytes.Length - at);
+                messages.Add(bytes[at..(at + length)]);
+                at += length;
+            }
+            Assert.Equal(2, System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(messages[0].AsSpan(16)));   // a template set first
+            AssertTsharkDecodes(messages, pcap, 10_000);
+        }
+        finally
+        {
+            listener.Stop();
+            File.Delete(generated);
+            File.Delete(pcap);
         }
     }
 
@@ -296,16 +343,19 @@ public class FlowExportTests(ITestOutputHelper output)
         }
     }
 
-    [Fact]
-    public void AnUnreachableCollector_LosesRecordsCounted_AndNothingWaits()
+    [Theory]
+    [InlineData("")]
+    [InlineData("tcp://")]
+    public void AnUnreachableCollector_LosesRecordsCounted_AndNothingWaits(string transport)
     {
         string generated = Generated(20_000);
         try
         {
             var clock = Stopwatch.StartNew();
-            string printed = FlowExport("-i", generated, "-n", $"127.0.0.1:{FreeUdpPort()}", "-v", 10);
+            string printed = FlowExport("-i", generated, "-n", $"{transport}127.0.0.1:{FreeUdpPort()}", "-v", 10);
             Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60));
-            // Port unreachable comes back for the first packet; later sends see it and fail. Every record is counted one way or the other.
+            // UDP: port unreachable comes back for the first packet, and later sends see it and fail. TCP: no connection, none made
+            // in the background. Every record is counted one way or the other.
             var m = System.Text.RegularExpressions.Regex.Match(printed, @"records ([\d,]+) sent, ([\d,]+) dropped");
             Assert.True(m.Success, printed);
             long sent = long.Parse(m.Groups[1].Value.Replace(",", "")), dropped = long.Parse(m.Groups[2].Value.Replace(",", ""));

@@ -32,7 +32,7 @@ public sealed record FlowEncoderOptions
 /// <see cref="FlowEncoderOptions.Biflow"/> RFC 5103's reverse counters), sent again by packet count and
 /// by time; export packets no larger than <see cref="FlowEncoderOptions.MaxPacket"/>; sequence numbers
 /// as each protocol counts them (v9: export packets, IPFIX: data records). Each packet goes to the
-/// sender given; one that fails loses its records, counted, and nothing waits. Times are the flows'
+/// sender given (<see cref="Udp"/>, or IPFIX over <see cref="Tcp"/>); one that fails loses its records, counted, and nothing waits. Times are the flows'
 /// own (from the packets), so a capture file exports the same bytes at any replay speed.
 /// </summary>
 public sealed class FlowEncoder : IFlowExport
@@ -45,7 +45,8 @@ public sealed class FlowEncoder : IFlowExport
     private readonly int _header;
     private readonly (ushort Id, int Length, bool Reverse)[] _v4, _v6;
     private readonly int _v4Size, _v6Size;
-    private int _length, _setStart = -1, _setId, _records, _dataRecords, _packetsSinceTemplate = int.MaxValue;
+    private int _length, _setStart = -1, _setId, _records, _dataRecords, _packetsSinceTemplate;
+    private bool _templatesDue = true;
     private uint _sequence;
     private long _baseNs, _nowNs, _templateNs;
     private ulong _recordsSent, _recordsDropped, _packetsSent, _packetsDropped;
@@ -95,6 +96,98 @@ public sealed class FlowEncoder : IFlowExport
             }
         });
     }
+
+    /// <summary>
+    /// An encoder that sends IPFIX messages over TCP to <paramref name="collector"/> (RFC 7011, section 10.4), never
+    /// waiting once started: it connects before it returns (for up to a second), and again in the background, each
+    /// second, after the connection is lost; each new connection gets the templates first. A message goes whole or
+    /// not at all: one that finds no connection, or no room in the socket while the rest of an earlier one still
+    /// waits there, loses its records, counted; so the stream always holds whole messages.
+    /// </summary>
+    public static FlowEncoder Tcp(FlowEncoderOptions options, IPEndPoint collector)
+    {
+        if (options.Version != 10) throw new ArgumentException("over TCP, flows go as IPFIX (version 10): NetFlow v9 is UDP's", nameof(options));
+        Socket? socket = null;
+        byte[] pending = new byte[options.MaxPacket];
+        int pendingStart = 0, pendingEnd = 0;
+        long nextAttempt = 0;
+        FlowEncoder? encoder = null;
+        bool Connect(bool wait)
+        {
+            socket?.Dispose();
+            socket = new Socket(collector.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                if (wait)
+                {
+                    IAsyncResult connecting = socket.BeginConnect(collector, null, null);
+                    if (!connecting.AsyncWaitHandle.WaitOne(TimeSpan.FromSeconds(1))) throw new SocketException((int)SocketError.TimedOut);
+                    socket.EndConnect(connecting);
+                }
+                else
+                {
+                    socket.Blocking = false;
+                    socket.Connect(collector);
+                }
+            }
+            catch (SocketException e) when (!wait && e.SocketErrorCode is SocketError.WouldBlock or SocketError.InProgress)
+            {
+                // connecting: finished (or not) by the time of a later message
+            }
+            catch (SocketException)
+            {
+                socket.Dispose();
+                socket = null;
+                nextAttempt = System.Diagnostics.Stopwatch.GetTimestamp() + System.Diagnostics.Stopwatch.Frequency;
+                return false;
+            }
+            socket.Blocking = false;
+            pendingStart = pendingEnd = 0;
+            encoder?.ResendTemplates();
+            return true;
+        }
+        bool Drain()
+        {
+            while (pendingStart < pendingEnd)
+            {
+                int n = socket!.Send(pending.AsSpan(pendingStart, pendingEnd - pendingStart), SocketFlags.None, out SocketError error);
+                if (error == SocketError.WouldBlock) return false;
+                if (error != SocketError.Success) throw new SocketException((int)error);
+                pendingStart += n;
+            }
+            return true;
+        }
+        Connect(wait: true);
+        encoder = new FlowEncoder(options, message =>
+        {
+            if (socket is null && (System.Diagnostics.Stopwatch.GetTimestamp() < nextAttempt || !Connect(wait: false))) return false;
+            try
+            {
+                if (!socket!.Poll(0, SelectMode.SelectWrite) || !Drain()) return false;
+                int n = socket.Send(message.Span, SocketFlags.None, out SocketError error);
+                if (error == SocketError.WouldBlock) return false;
+                if (error != SocketError.Success) throw new SocketException((int)error);
+                if (n < message.Length)
+                {
+                    // Part of it went: the rest waits, and goes before anything else, so the collector sees it whole.
+                    message.Span[n..].CopyTo(pending);
+                    (pendingStart, pendingEnd) = (0, message.Length - n);
+                }
+                return true;
+            }
+            catch (SocketException)
+            {
+                socket!.Dispose();
+                socket = null;
+                nextAttempt = System.Diagnostics.Stopwatch.GetTimestamp() + System.Diagnostics.Stopwatch.Frequency;
+                return false;
+            }
+        });
+        return encoder;
+    }
+
+    /// <summary>The next export packet starts with the templates (a transport's new connection).</summary>
+    public void ResendTemplates() => _templatesDue = true;
 
     /// <summary>Flow records in export packets that went.</summary>
     public ulong RecordsSent => Volatile.Read(ref _recordsSent);
@@ -247,7 +340,8 @@ public sealed class FlowEncoder : IFlowExport
         _length = _header;
         _setStart = -1;
         _setId = 0;
-        if (++_packetsSinceTemplate < _options.TemplateEveryPackets && _nowNs - _templateNs < _options.TemplateEveryNs) return;
+        if (!_templatesDue && ++_packetsSinceTemplate < _options.TemplateEveryPackets && _nowNs - _templateNs < _options.TemplateEveryNs) return;
+        _templatesDue = false;
         _packetsSinceTemplate = 0;
         _templateNs = _nowNs;
         Span<byte> p = _packet;
