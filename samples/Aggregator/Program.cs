@@ -8,18 +8,26 @@ using ZcFlow.Samples;
 using ZcFlow.Workers;
 
 // Several devices merged into one queue, counted or written to a capture file (pcapng when the
-// name ends in .pcapng, else pcap). Stops after -n packets, when every input is exhausted, or on
+// name ends in .pcapng, else pcap), or to standard output (-o -) for tcpdump -r - or tshark -r -.
+// Stops after -n packets, when every input is exhausted, when the reader of its output goes, or on
 // Ctrl-C/SIGTERM, and always closes the file cleanly.
-var cl = new CommandLine(args, flags: "apt", withValue: "iongcb",
-    "usage: Aggregator -i <device>[,<device>...] [-o <file>] [-n <count>] [-p] [-t] [-g <core>] [-a] [-c <cluster>] [-b <buffers>]\n" +
+var cl = new CommandLine(args, flags: "apt", withValue: "iongcbF",
+    "usage: Aggregator -i <device>[,<device>...] [-o <file>|-] [-F pcap|pcapng] [-n <count>] [-p] [-t] [-g <core>] [-a] [-c <cluster>] [-b <buffers>]\n" +
     "  -i  devices: gen:<size>[?…], pcap:<file>[?loop&pace], <file>.pcap[ng], zc:<cluster>@<queue>\n" +
-    "  -o  write the packets to this capture file          -n  stop after this many packets\n" +
+    "  -o  write the packets to this capture file, or with -o - to standard output, each burst at once (pcap; -F pcapng)\n" +
+    "  -n  stop after this many packets\n" +
     "  -p  print stats every second    -t  merge the inputs in timestamp order\n" +
     "  -g  core for the aggregator thread    -a  active wait    -c  cluster id of its own (default from the pid)    -b  buffers (8192)");
 if (!cl.Has('i')) cl.Fail("-i is required");
 string[] devices = cl.String('i')!.Split(',', StringSplitOptions.RemoveEmptyEntries);
 long limit = cl.Number('n', 0, 0);
 string? output = cl.String('o');
+bool toStdout = output == "-";
+string format = cl.String('F') ?? (output?.EndsWith(".pcapng", StringComparison.OrdinalIgnoreCase) == true ? "pcapng" : "pcap");
+if (format is not ("pcap" or "pcapng")) cl.Fail($"-F takes pcap or pcapng, not '{format}'");
+if (cl.Has('F') && !toStdout) cl.Fail("-F is for -o -: a file's format comes from its name (.pcapng, else pcap)");
+// With the packets on standard output, everything else goes to standard error.
+TextWriter console = toStdout ? Console.Error : Console.Out;
 CancellationToken stop = CommandLine.StopSignal();
 
 using ZcCluster cluster = ZcCluster.Create((uint)cl.Number('c', 0x7A00_0000 + Environment.ProcessId % 1_000_000, 0, uint.MaxValue),
@@ -39,7 +47,10 @@ catch (Exception e) when (e is ArgumentException or InvalidOperationException or
 }
 
 var aggregator = new Aggregator(pool, inputs, queue, mergeByTime: cl.Has('t'));
-using CaptureWriter? writer = output is null ? null : new CaptureWriter(output);
+using CaptureWriter? writer = output is null ? null
+    // fd 1 as a file, not the console stream, which drops what a closed pipe refuses instead of saying so.
+    : toStdout ? new CaptureWriter(new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(1, ownsHandle: false), FileAccess.Write, 1 << 16), format == "pcapng")
+    : new CaptureWriter(output);
 var worker = ZcWorker.Start("aggregator", aggregator.DoWork,
     new WorkerOptions { Core = cl.Has('g') ? (int)cl.Number('g', 0, 0, 1023) : null, ActiveWait = cl.Has('a') });
 
@@ -54,7 +65,17 @@ while (!stop.IsCancellationRequested && (limit == 0 || packets < limit))
     int n = queue.ReceiveBurst(burst.AsSpan(0, (int)Math.Min(burst.Length, limit == 0 ? burst.Length : limit - packets)));
     idle.Idle(n);
     for (int i = 0; i < n; i++) bytes += burst[i].Length;
-    writer?.WriteBurst(burst.AsSpan(0, n));
+    try
+    {
+        writer?.WriteBurst(burst.AsSpan(0, n));
+        if (toStdout && n != 0) writer!.Flush();   // a pipe's reader sees each burst as it comes
+    }
+    catch (IOException) when (toStdout)
+    {
+        queue.ReleaseBurst(burst.AsSpan(0, n));
+        console.WriteLine("the reader of the output has gone: stopping");
+        break;
+    }
     queue.ReleaseBurst(burst.AsSpan(0, n));
     packets += n;
     if (n == 0 && aggregator.Done && queue.IsEmpty) break;
@@ -62,7 +83,7 @@ while (!stop.IsCancellationRequested && (limit == 0 || packets < limit))
     double now = clock.Elapsed.TotalSeconds;
     if (cl.Has('p') && now - lastReport >= 1)
     {
-        Console.WriteLine($"{packets,14:N0} pkts {bytes,16:N0} bytes | {(packets - lastPackets) / (now - lastReport) / 1e6,8:F3} Mpps");
+        console.WriteLine($"{packets,14:N0} pkts {bytes,16:N0} bytes | {(packets - lastPackets) / (now - lastReport) / 1e6,8:F3} Mpps");
         (lastPackets, lastReport) = (packets, now);
     }
 }
@@ -73,6 +94,13 @@ foreach (IPacketSource input in inputs)
     if (input is PcapFileDevice { Problem: { } problem }) Console.Error.WriteLine($"warning: {problem}");
     input.Dispose();
 }
-writer?.Dispose();
-Console.WriteLine($"total {packets:N0} pkts {bytes:N0} bytes{(output is null ? "" : $" written to {output}")}");
+try
+{
+    writer?.Dispose();
+}
+catch (IOException) when (toStdout)
+{
+    // the reader went before the last bytes: nothing to do about them
+}
+console.WriteLine($"total {packets:N0} pkts {bytes:N0} bytes{(output is null ? "" : toStdout ? " written to standard output" : $" written to {output}")}");
 return status;

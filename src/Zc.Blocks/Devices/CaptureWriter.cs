@@ -5,23 +5,33 @@ using ZcFlow.Parsing;
 namespace ZcFlow.Devices;
 
 /// <summary>
-/// Writes packets to a capture file that tcpdump, tshark and Wireshark read: pcapng when the
-/// name ends in <c>.pcapng</c>, else pcap, both with nanosecond timestamps. Buffered: what was
+/// Writes packets to a capture file, or a stream such as standard output, that tcpdump, tshark and
+/// Wireshark read: pcapng when the name ends in <c>.pcapng</c>, else pcap, both with nanosecond timestamps. Buffered: what was
 /// written is on disk after <see cref="Flush"/> or <see cref="Dispose"/>. Writing allocates nothing
 /// per packet. Used by one thread.
 /// </summary>
 public sealed class CaptureWriter : IDisposable
 {
     private const int SnapLength = 262144;
-    private readonly FileStream _file;
+    private readonly Stream _file;
     private readonly bool _pcapng;
     private int _disposed;
 
     public CaptureWriter(string path, LinkType link = LinkType.Ethernet)
+        : this(new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read, 1 << 20), path.EndsWith(".pcapng", StringComparison.OrdinalIgnoreCase), link)
     {
         Path = path;
-        _pcapng = path.EndsWith(".pcapng", StringComparison.OrdinalIgnoreCase);
-        _file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read, 1 << 20);
+    }
+
+    /// <summary>
+    /// Writes to <paramref name="stream"/> (standard output, a pipe), pcapng or pcap; it is closed with the writer.
+    /// Unbuffered here: wrap it in a <see cref="BufferedStream"/> and call <see cref="Flush"/> as often as a reader must see packets.
+    /// </summary>
+    public CaptureWriter(Stream stream, bool pcapng, LinkType link = LinkType.Ethernet)
+    {
+        Path = "-";
+        _pcapng = pcapng;
+        _file = stream;
         Span<byte> h = stackalloc byte[48];
         if (_pcapng)
         {
@@ -113,7 +123,11 @@ public sealed class CaptureWriter : IDisposable
     }
 
     /// <summary>Pushes what is buffered to the file.</summary>
-    public void Flush() => _file.Flush(flushToDisk: false);
+    public void Flush()
+    {
+        if (_file is FileStream file) file.Flush(flushToDisk: false);
+        else _file.Flush();
+    }
 
     /// <summary>Flushes and closes the file. Idempotent.</summary>
     public void Dispose()
