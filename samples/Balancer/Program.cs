@@ -1,3 +1,4 @@
+using OpenTelemetry.Metrics;
 using System.Diagnostics;
 using ZcFlow;
 using ZcFlow.Devices;
@@ -14,6 +15,19 @@ using ZcFlow.Workers;
 // Options as zbalance_ipc takes them: on the command line (getopt: -c99 and -ap work), or one a line in a
 // configuration file named as the only argument, or /etc/cluster/cluster.conf when there is none.
 string[] arguments = CommandLine.ArgumentsOrConfigFile(args, "/etc/cluster/cluster.conf");
+// --metrics-port N, ZcFlow's own long option: the counters for Prometheus at http://localhost:N/metrics.
+int? metricsPort = null;
+int metricsAt = Array.IndexOf(arguments, "--metrics-port");
+if (metricsAt >= 0)
+{
+    if (metricsAt + 1 >= arguments.Length || !int.TryParse(arguments[metricsAt + 1], out int port) || port is < 1 or > 65535)
+    {
+        Console.Error.WriteLine("error: --metrics-port takes a TCP port, 1 to 65535");
+        return 2;
+    }
+    metricsPort = port;
+    arguments = [.. arguments[..metricsAt], .. arguments[(metricsAt + 2)..]];
+}
 var cl = new CommandLine(arguments, flags: "adJLpvwTXzZ", withValue: "bcCDfGgilmMnNOPQqrRSuWxYAE",
     "usage: Balancer [-c <cluster>] [-i <devices>]... [-n <queues>[,<queues>...]] [-m <mode>] [-g <core>[:<core>...]] [-q <slots>] [-b <buffers>]\n" +
     "                [-r <queue>:<device>]... [-f <BPF file>[@<queue>,...]]... [-x <vlans>] [-M <vlan>]... [-Y <ethertype>] [-G <queue>:<version>]\n" +
@@ -44,7 +58,8 @@ var cl = new CommandLine(arguments, flags: "adJLpvwTXzZ", withValue: "bcCDfGgilm
     "  -z  stats only in the stats file    -J  debug output    -W  wait before processing, for consumers to attach\n" +
     "  -u  require hugepages (a mount point given is not needed)    -L  lossless: never drop at a full queue whose consumer keeps up\n" +
     "  -d  run in the background    -D  become this user once set up    -P  pid file, written once running, removed at exit\n" +
-    "  -l  log file: all output goes there");
+    "  -l  log file: all output goes there\n" +
+    "  --metrics-port <port>  the counters (meter ZcFlow) for Prometheus at http://localhost:<port>/metrics");
 if (cl.Has('w')) cl.Fail("-w (hardware aggregation of the -i devices) needs a NIC and driver that aggregate in hardware, which ZcFlow does not drive; list the devices in -i and they are aggregated in software");
 if (cl.Has('Q')) cl.Fail("-Q (consumers in KVM guests, through QEMU monitor sockets) is not supported: ZcFlow shares memory with processes on this host only");
 if (cl.Has('T') || cl.Has('C') || cl.Has('O')) cl.Fail("-T, -C and -O (the PF_RING FT flow table and its nDPI configuration) are not supported yet");
@@ -248,6 +263,10 @@ using var printRules = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
 
 using (graph)
 using (rules)
+using (OpenTelemetry.Metrics.MeterProvider? metrics = metricsPort is int mp
+    ? OpenTelemetry.Sdk.CreateMeterProviderBuilder().AddMeter(GraphMetrics.MeterName)
+        .AddPrometheusHttpListener(o => { o.Host = "localhost"; o.Port = mp; o.ScrapeResponseCacheDurationMilliseconds = 0; }).Build()
+    : null)
 {
     // Written once the cluster serves (a supervisor that sees it may attach consumers), removed at a clean exit.
     if (pidFile is not null) File.WriteAllText(pidFile, Environment.ProcessId + "\n");
@@ -259,6 +278,7 @@ using (rules)
             Console.WriteLine($"  send into {q.Name} with: Send -i {q.Name}");
     }
     Console.WriteLine($"serving on {graph.Cluster.SocketPath}{(graph.Cluster.OnHugePages ? ", buffers on hugepages" : "")}");
+    if (metricsPort is not null) Console.WriteLine($"metrics at http://localhost:{metricsPort}/metrics");
     if (rules is not null) Console.WriteLine($"rules through ZeroMQ at {cl.String('E') ?? RulesServer.DefaultEndpoint}; what no rule names is {(cl.Number('A', 1, 0, 1) == 1 ? "passed" : "dropped")}");
     if (debug)
         foreach (ZcQueue q in graph.Queues)

@@ -192,6 +192,50 @@ public class BalancerServiceTests(ITestOutputHelper output)
         Assert.Equal(printed, balancer.Output.Contains("Absolute Stats:"));
     }
 
+    [Fact]
+    public async Task Metrics_ForPrometheus_PassPromtool_AndAreTheQueuesOwnCounters()
+    {
+        uint id = TestClusters.NextId();
+        int port;
+        using (var probe = new TcpListener(IPAddress.Loopback, 0))
+        {
+            probe.Start();
+            port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        }
+        using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", id, "-i", "gen:64?count=5000", "-n", 2, "-m", 1, "-L", "--metrics-port", port]);
+        Listing.WaitFor(id, c => c.Queues.Sum(q => (long)q.Stats.Sent) == 5000, "every packet in the queues");
+        balancer.WaitFor("metrics at");
+        using AttachedQueue consumer = AttachedQueue.Attach(id, 1);
+        ClusterInfo info = Listing.WaitFor(id, c => c.Queues[1].ConsumerPid != 0, "the consumer in the listing");
+        using var http = new HttpClient();
+        string text = await http.GetStringAsync($"http://localhost:{port}/metrics", TestContext.Current.CancellationToken);
+        output.WriteLine(text);
+
+        // promtool, Prometheus's own checker, finds nothing wrong.
+        var check = new ProcessStartInfo("promtool", "check metrics") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
+        using (Process promtool = Process.Start(check)!)
+        {
+            await promtool.StandardInput.WriteAsync(text);
+            promtool.StandardInput.Close();
+            string problems = await promtool.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken) + await promtool.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+            await promtool.WaitForExitAsync(TestContext.Current.CancellationToken);
+            Assert.True(promtool.ExitCode == 0, problems);
+        }
+        long Value(string name, string label)
+        {
+            string line = Assert.Single(text.Split('\n'), l => l.StartsWith(name + "{", StringComparison.Ordinal) && l.Contains(label) && l.Contains($"cluster=\"{id}\""));
+            return long.Parse(line[(line.LastIndexOf(' ') + 1)..]);
+        }
+        for (int q = 0; q < 2; q++)
+            Assert.Equal((long)info.Queues[q].Stats.Sent, Value("zcflow_queue_sent_total", $"queue=\"{q}\""));
+        Assert.Equal(5000, Value("zcflow_balancer_received_total", "balancer=\"0\""));
+        Assert.Equal(5000, Value("zcflow_device_received_total", "device=\"gen:64?count=5000\""));
+        Assert.Equal(0, Value("zcflow_queue_consumer_attached", "queue=\"0\""));
+        Assert.Equal(1, Value("zcflow_queue_consumer_attached", "queue=\"1\""));
+        balancer.Terminate();
+        Assert.Equal(0, balancer.WaitForExit());
+    }
+
     // A client written with pyzmq from the message format alone (PF_RING's userland/examples_zc/zmq): rules as side:action:ip:lifetime[:remove].
     private const string ClientScript = """
         import socket, struct, sys, zmq

@@ -28,7 +28,11 @@ public sealed class Graph : IDisposable
         _devices = [.. balancers.SelectMany(b => b.Inputs.Select(d => (cluster.AddDevice(d.Name), (Func<DeviceStats>)(() => d.Stats)))
             .Concat(b.Egress.OfType<IPacketSink>().Select(d => (cluster.AddDevice(d.Name), (Func<DeviceStats>)(() => d.Stats)))))];
         _publish = new Timer(_ => PublishDeviceStats(), null, TimeSpan.Zero, TimeSpan.FromSeconds(1));
+        Metrics = new GraphMetrics(this);
     }
+
+    /// <summary>The graph's counters as instruments of the meter <c>ZcFlow</c>.</summary>
+    public GraphMetrics Metrics { get; }
 
     public ZcCluster Cluster { get; }
 
@@ -47,6 +51,7 @@ public sealed class Graph : IDisposable
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        Metrics.Dispose();   // no listener reads a device once it closes
         using (var published = new ManualResetEvent(false))
         {
             if (_publish.Dispose(published)) published.WaitOne();   // no publishing once the devices close

@@ -1,0 +1,46 @@
+using System.Diagnostics.Metrics;
+using ZcFlow.Devices;
+using ZcFlow.Queues;
+using ZcFlow.Workers;
+
+namespace ZcFlow.Graphs;
+
+/// <summary>
+/// A running graph's counters as instruments of the meter <c>ZcFlow</c> (<see cref="System.Diagnostics.Metrics"/>),
+/// for <c>dotnet-counters monitor --counters ZcFlow</c>, OpenTelemetry, or a Prometheus endpoint. Every
+/// instrument is observable: it reads, when a listener asks, the counters the graph keeps anyway, so the
+/// packet path pays nothing. Each measurement is tagged with the cluster id, and the queue, device or balancer.
+/// </summary>
+public sealed class GraphMetrics : IDisposable
+{
+    /// <summary>The meter's name, for a listener to subscribe to.</summary>
+    public const string MeterName = "ZcFlow";
+
+    private readonly Meter _meter = new(MeterName);
+
+    internal GraphMetrics(Graph graph)
+    {
+        var cluster = new KeyValuePair<string, object?>("cluster", graph.Cluster.Id);
+        IEnumerable<Measurement<long>> Queues(Func<ZcQueue, long> value)
+            => graph.Balancers.SelectMany(b => b.Outputs.Where((_, i) => b.Egress[i] is null)).Select(q => new Measurement<long>(value(q), cluster, new("queue", q.Id)));
+        IEnumerable<Measurement<long>> Devices(Func<DeviceStats, ulong> value)
+            => graph.Balancers.SelectMany(b => b.Inputs).Select(d => new Measurement<long>((long)value(d.Stats), cluster, new("device", d.Name)));
+        IEnumerable<Measurement<long>> Balancers(Func<IBalancer, ulong> value)
+            => graph.Balancers.Select((b, i) => new Measurement<long>((long)value(b), cluster, new("balancer", i)));
+
+        _meter.CreateObservableCounter("zcflow.queue.sent", () => Queues(q => (long)q.Stats.Sent), "{packet}", "Packets put in the queue");
+        _meter.CreateObservableCounter("zcflow.queue.dropped", () => Queues(q => (long)q.Stats.Dropped), "{packet}", "Packets the queue had no room for");
+        _meter.CreateObservableCounter("zcflow.queue.received", () => Queues(q => (long)q.Stats.Received), "{packet}", "Packets its consumer took");
+        _meter.CreateObservableUpDownCounter("zcflow.queue.held", () => Queues(q => q.Held), "{buffer}", "Buffers the queue and its consumer hold: queued, or received and not yet released");
+        _meter.CreateObservableUpDownCounter("zcflow.queue.consumer_attached", () => Queues(q => q.ConsumerPid != 0 ? 1 : 0), "{consumer}", "1 while a consumer is attached");
+        _meter.CreateObservableCounter("zcflow.device.received", () => Devices(s => s.Received), "{packet}", "Packets the device delivered");
+        _meter.CreateObservableCounter("zcflow.device.received_bytes", () => Devices(s => s.Bytes), "By", "Bytes of those packets");
+        _meter.CreateObservableCounter("zcflow.device.kernel_dropped", () => Devices(s => s.DroppedKernel), "{packet}", "Packets the kernel dropped before the device read them");
+        _meter.CreateObservableCounter("zcflow.device.no_buffer_dropped", () => Devices(s => s.DroppedNoBuffer), "{packet}", "Packets lost for want of a free buffer");
+        _meter.CreateObservableCounter("zcflow.balancer.received", () => Balancers(b => b.Received), "{packet}", "Packets the balancer took from its inputs");
+        _meter.CreateObservableCounter("zcflow.balancer.filtered", () => Balancers(b => b.Filtered), "{packet}", "Packets its filters or distribution sent nowhere");
+    }
+
+    /// <summary>Ends the instruments (the graph does it when it stops).</summary>
+    public void Dispose() => _meter.Dispose();
+}
