@@ -144,6 +144,12 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
                 _hashes[i] = Hash(_infos[i]);
                 Prefetch(ref _index[(int)_hashes[i] & _indexMask]);
             }
+            // Then each one's flow, where its home index entry names it (most often so), while the index lines come in.
+            for (int i = 0; i < burst.Length; i++)
+            {
+                ulong entry = _index[(int)_hashes[i] & _indexMask];
+                if (entry != 0 && (uint)(entry >> 32) == _hashes[i]) Prefetch(ref _flows[(int)(uint)entry - 1]);
+            }
             for (int i = 0; i < burst.Length; i++)
                 if (CountIn(burst[i], _infos[i], _hashes[i])) added++;
         }
@@ -155,9 +161,9 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
     private readonly uint[] _hashes = new uint[BurstSize];
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void Prefetch(ref ulong entry)
+    private static unsafe void Prefetch<T>(ref T line)
     {
-        if (System.Runtime.Intrinsics.X86.Sse.IsSupported) System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref entry));
+        if (System.Runtime.Intrinsics.X86.Sse.IsSupported) System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref line));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
