@@ -141,7 +141,7 @@ internal static partial class CaptureScenario
     private static Process Trafgen(Veth veth, string config, int core, long count)
         => veth.Start("taskset", "-c", $"{core}", "trafgen", "-o", Veth.A, "-i", config, "-n", $"{count}", "-q", "-P", "1");
 
-    private static double ThreadCpuSeconds()
+    internal static double ThreadCpuSeconds()
     {
         Libc.ClockGetTime(Libc.CLOCK_THREAD_CPUTIME_ID, out Timespec t);
         return t.Seconds + t.Nanoseconds / 1e9;

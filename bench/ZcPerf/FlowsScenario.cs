@@ -1,9 +1,8 @@
-using System.Buffers.Binary;
 using System.Diagnostics;
 using ZcFlow.Buffers;
 using ZcFlow.Devices;
 using ZcFlow.Flows;
-using ZcFlow.Native;
+using ZcFlow.Tests;
 using ZcFlow.Workers;
 
 namespace ZcFlow.Perf;
@@ -66,35 +65,24 @@ internal static class FlowsScenario
     private static long Write(string pcap, int flows, int packetsPerFlow)
     {
         using var writer = new CaptureWriter(pcap);
-        byte[] frame = new byte[200];
         long t = 1_700_000_000_000_000_000, written = 0;
         for (int round = 0; round < packetsPerFlow; round++)
             for (int f = 0; f < flows; f++, t += 1000)
             {
-                int length = 64 + (f * 7 + round) % 136;
-                Udp(frame, length, (uint)f, round % 2 == 1);
-                writer.Write(frame.AsSpan(0, length), t);
+                writer.Write(Udp(f, 64 + (f * 7 + round) % 136, reply: round % 2 == 1), t);
                 written++;
             }
         return written;
     }
 
-    private static void Udp(Span<byte> frame, int length, uint flow, bool reply)
+    // Flow f's packet of that length (14 + 20 + 8 bytes of headers): 10.0.x.x port 1024+ to 192.168.0.1 port 53, or back.
+    private static byte[] Udp(int flow, int length, bool reply)
     {
-        frame.Clear();
-        BinaryPrimitives.WriteUInt16BigEndian(frame[12..], 0x0800);
-        Span<byte> ip = frame[14..];
-        ip[0] = 0x45;
-        BinaryPrimitives.WriteUInt16BigEndian(ip[2..], (ushort)(length - 14));
-        ip[8] = 64;
-        ip[9] = 17;
-        uint a = 0x0A000000 | flow, b = 0xC0A80001;
-        BinaryPrimitives.WriteUInt32BigEndian(ip[12..], reply ? b : a);
-        BinaryPrimitives.WriteUInt32BigEndian(ip[16..], reply ? a : b);
-        Span<byte> udp = ip[20..];
-        BinaryPrimitives.WriteUInt16BigEndian(udp, reply ? (ushort)53 : (ushort)(1024 + flow % 60_000));
-        BinaryPrimitives.WriteUInt16BigEndian(udp[2..], reply ? (ushort)(1024 + flow % 60_000) : (ushort)53);
-        BinaryPrimitives.WriteUInt16BigEndian(udp[4..], (ushort)(length - 34));
+        uint a = 0x0A000000 | (uint)flow, b = 0xC0A80001;
+        ushort port = (ushort)(1024 + flow % 60_000);
+        int payload = length - 42;
+        return Frames.Ethernet(0x0800).Ipv4(reply ? b : a, reply ? a : b, 17, 8 + payload)
+            .Udp(reply ? (ushort)53 : port, reply ? port : (ushort)53, payload).Add(new byte[payload]).ToArray();
     }
 
     // Our CPU seconds: the pcap device, the table and the IPFIX encoder on one pinned thread (export packets go nowhere);
@@ -110,7 +98,7 @@ internal static class FlowsScenario
             using IPacketSource source = Device.OpenSource("pcap:" + pcap, pool, 0);
             var table = new FlowTable<FlowEncoder>(1 << 20, new FlowEncoder(new FlowEncoderOptions(), _ => true));
             var burst = new PacketHandle[32];
-            double start = ThreadCpu();
+            double start = CaptureScenario.ThreadCpuSeconds();
             long n = 0;
             for (int got; (got = source.ReceiveBurst(burst)) > 0;)
             {
@@ -120,17 +108,11 @@ internal static class FlowsScenario
             }
             table.ExpireAll();
             table.Export.Flush();
-            seconds = ThreadCpu() - start;
+            seconds = CaptureScenario.ThreadCpuSeconds() - start;
         });
         thread.Start();
         thread.Join();
         return seconds;
-    }
-
-    private static double ThreadCpu()
-    {
-        Libc.ClockGetTime(Libc.CLOCK_THREAD_CPUTIME_ID, out Timespec t);
-        return t.Seconds + t.Nanoseconds / 1e9;
     }
 
     // A program's CPU seconds, its own children's included: what this process's waited-for children have used, before and after.
@@ -167,9 +149,9 @@ internal static class FlowsScenario
         GC.Collect();
         long before = GC.GetTotalMemory(forceFullCollection: true);
         var table = new FlowTable<Nothing>(Flows, default) { IdleTimeoutNs = long.MaxValue / 4 };
-        for (uint f = 0; f < Flows; f++)
+        for (int f = 0; f < Flows; f++)
         {
-            Udp(p.Buffer, 64, f, reply: false);
+            Udp(f, 64, reply: false).CopyTo(p.Buffer);
             p.SetReceived(64, 64, 1_700_000_000_000_000_000 + f, 0);
             table.Add(p);
         }

@@ -62,7 +62,7 @@ catch (Exception e) when (e is ArgumentException or IOException or InvalidDataEx
     return 1;
 }
 // A capture file runs on its own packets' time; live input also on the wall clock, so that flows end while it is quiet.
-bool replay = input.StartsWith("pcap:", StringComparison.Ordinal) || input.Split('?')[0] is var f && (f.EndsWith(".pcap", StringComparison.Ordinal) || f.EndsWith(".pcapng", StringComparison.Ordinal));
+bool replay = source is PcapFileDevice;
 Console.WriteLine($"{input} -> {(version == 9 ? "NetFlow v9" : "IPFIX")} to {collector}{(tcp ? " over TCP" : "")}, observation domain {domain}");
 
 var burst = new PacketHandle[32];

@@ -12,6 +12,13 @@ namespace ZcFlow.Tests;
 /// </summary>
 public class BalancerServiceTests(ITestOutputHelper output)
 {
+    private static int FreeTcpPort()
+    {
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        return ((IPEndPoint)probe.LocalEndpoint).Port;
+    }
+
     // 20 frames 10.0.0.1 -> 10.0.0.9 and 20 frames 10.0.0.2 -> 10.0.0.8, alternating, each stamped at 1 s past the epoch.
     private static string WriteCapture(uint id)
     {
@@ -76,12 +83,7 @@ public class BalancerServiceTests(ITestOutputHelper output)
     {
         uint id = TestClusters.NextId();
         string pcap = WriteCapture(id);
-        int port;
-        using (var probe = new TcpListener(IPAddress.Loopback, 0))
-        {
-            probe.Start();
-            port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        }
+        int port = FreeTcpPort();
         string endpoint = $"tcp://127.0.0.1:{port}";
         try
         {
@@ -196,12 +198,7 @@ public class BalancerServiceTests(ITestOutputHelper output)
     public async Task Metrics_ForPrometheus_PassPromtool_AndAreTheQueuesOwnCounters()
     {
         uint id = TestClusters.NextId();
-        int port;
-        using (var probe = new TcpListener(IPAddress.Loopback, 0))
-        {
-            probe.Start();
-            port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        }
+        int port = FreeTcpPort();
         using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", id, "-i", "gen:64?count=5000", "-n", 2, "-m", 1, "-L", "--metrics-port", port]);
         Listing.WaitFor(id, c => c.Queues.Sum(q => (long)q.Stats.Sent) == 5000, "every packet in the queues");
         balancer.WaitFor("metrics at");

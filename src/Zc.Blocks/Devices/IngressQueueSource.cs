@@ -40,18 +40,14 @@ public sealed class IngressQueueSource : IPacketSource
     public int ReceiveBurst(Span<PacketHandle> packets)
     {
         int n = _queue.ReceiveBurst(packets);
-        if (n == 0)
-        {
-            _pool.Replenish(_queue);   // the application may be waiting for spares
-            return 0;
-        }
+        _pool.Replenish(_queue);   // spares for those that came back full, or for an application waiting for its first
+        if (n == 0) return 0;
         ulong bytes = 0;
         foreach (PacketHandle p in packets[..n])
         {
             p.DeviceIndex = _index;
             bytes += (uint)p.Length;
         }
-        _pool.Replenish(_queue);
         Volatile.Write(ref _received, _received + (ulong)n);
         Volatile.Write(ref _bytes, _bytes + bytes);
         return n;
