@@ -7,13 +7,9 @@ internal static class Corpus
     {
         get
         {
-            for (string? dir = AppContext.BaseDirectory; dir is not null; dir = Path.GetDirectoryName(dir))
-            {
-                if (!File.Exists(Path.Combine(dir, "ZcFlow.sln"))) continue;
-                string corpus = Path.GetFullPath(Path.Combine(dir, "..", "shared", "corpus", "tcpdump-tests"));
-                return System.IO.Directory.Exists(corpus) ? corpus : null;
-            }
-            return null;
+            if (Tools.Repository is not string repository) return null;
+            string corpus = Path.GetFullPath(Path.Combine(repository, "..", "shared", "corpus", "tcpdump-tests"));
+            return System.IO.Directory.Exists(corpus) ? corpus : null;
         }
     }
 

@@ -87,6 +87,15 @@ internal sealed class ChildProcess : IDisposable
         return new ChildProcess(Process.Start(info)!, copy);
     }
 
+    /// <summary>Starts the executable <paramref name="file"/> (a program that is not .NET) with <paramref name="args"/> and, optionally, more environment.</summary>
+    public static ChildProcess Exec(string file, object[] args, IReadOnlyDictionary<string, string>? environment = null)
+    {
+        var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardInput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (object a in args) info.ArgumentList.Add(Convert.ToString(a, System.Globalization.CultureInfo.InvariantCulture)!);
+        foreach ((string key, string value) in environment ?? new Dictionary<string, string>()) info.Environment[key] = value;
+        return new ChildProcess(Process.Start(info)!);
+    }
+
     private static void CopyReadable(string from, string to)
     {
         const UnixFileMode Dir = (UnixFileMode)0x1ED;  // 0755

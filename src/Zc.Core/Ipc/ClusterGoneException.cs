@@ -11,3 +11,6 @@ public sealed class ClusterGoneException(uint clusterId, bool restarted, string 
     /// <summary>True when a new owner has created the cluster again: attaching now works.</summary>
     public bool Restarted { get; } = restarted;
 }
+
+/// <summary>The queue asked for already has a consumer (a queue has one at a time).</summary>
+public sealed class QueueBusyException(string message) : InvalidOperationException(message);

@@ -501,6 +501,17 @@ public sealed unsafe class ZcQueue
         _recycle.Flush();
     }
 
+    /// <summary>
+    /// Gives back received packets named by their buffer indices (<see cref="PacketHandle.Index"/>), as a consumer
+    /// outside .NET names them, with one publication. An index that is not one of the cluster's is counted as an error.
+    /// </summary>
+    public void ReleaseBurst(ReadOnlySpan<uint> buffers)
+    {
+        foreach (uint index in buffers)
+            if (PutBack(index)) _recycle.Advance(1);
+        _recycle.Flush();
+    }
+
     // Writes the index into the next recycle slot (the caller advances). The recycle ring has a
     // slot for every buffer of the cluster and a queue holds a buffer once, so it is full only
     // if something released a buffer twice: that is counted.
