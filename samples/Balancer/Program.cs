@@ -263,10 +263,7 @@ using var printRules = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
 
 using (graph)
 using (rules)
-using (OpenTelemetry.Metrics.MeterProvider? metrics = metricsPort is int mp
-    ? OpenTelemetry.Sdk.CreateMeterProviderBuilder().AddMeter(GraphMetrics.MeterName)
-        .AddPrometheusHttpListener(o => { o.Host = "localhost"; o.Port = mp; o.ScrapeResponseCacheDurationMilliseconds = 0; }).Build()
-    : null)
+using (Prometheus.Serve(metricsPort))
 {
     // Written once the cluster serves (a supervisor that sees it may attach consumers), removed at a clean exit.
     if (pidFile is not null) File.WriteAllText(pidFile, Environment.ProcessId + "\n");
