@@ -18,6 +18,9 @@ public sealed class IngressQueueSource : IPacketSource
     private ulong _received, _bytes;
 
     /// <param name="queue">An ingress queue of the cluster <paramref name="pool"/> belongs to.</param>
+    /// <param name="pool">The pool whose buffers the application fills and which takes back those the balancer drops.</param>
+    /// <param name="index">The device index the packets get.</param>
+    /// <param name="name">The device's name, <c>zc:&lt;cluster&gt;@&lt;queue&gt;</c>.</param>
     public IngressQueueSource(ZcQueue queue, BufferPool pool, uint index, string name)
     {
         if (queue.Role != QueueRole.Ingress) throw new ArgumentException($"queue {queue.Id} is not an ingress queue", nameof(queue));

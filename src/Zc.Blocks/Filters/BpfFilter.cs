@@ -8,7 +8,7 @@ namespace ZcFlow.Filters;
 /// <summary>
 /// A filter in tcpdump's syntax (<c>tcp port 80 and not vlan</c>), compiled once by libpcap's
 /// <c>pcap_compile</c> for Ethernet frames. An AF_PACKET device hands it to the kernel, so that
-/// rejected packets never reach user space; elsewhere <see cref="Matches"/> runs it over the
+/// rejected packets never reach user space; elsewhere <see cref="Matches(in PacketHandle)"/> runs it over the
 /// packet's bytes with libpcap's own interpreter. The instructions live in a pinned managed
 /// array, so a filter swapped out while a worker still runs it is never freed under it.
 /// </summary>

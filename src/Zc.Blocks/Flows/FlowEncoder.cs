@@ -51,6 +51,7 @@ public sealed class FlowEncoder : IFlowExport
     private long _baseNs, _nowNs, _templateNs;
     private ulong _recordsSent, _recordsDropped, _packetsSent, _packetsDropped;
 
+    /// <param name="options">The format, templates and identity of the export.</param>
     /// <param name="send">Sends one export packet; false when it could not.</param>
     public FlowEncoder(FlowEncoderOptions options, Func<ReadOnlyMemory<byte>, bool> send)
     {

@@ -11,7 +11,7 @@ namespace ZcFlow.Workers;
 /// holds each input's packets and always sends the oldest one it holds, so inputs that are each
 /// in time order come out in time order (an input that has nothing at the moment is not waited
 /// for). Lossless: it leaves its inputs unread while the queue lacks room. Run it on a
-/// <see cref="ZcWorker"/>; that thread owns <paramref name="pool"/>.
+/// <see cref="ZcWorker"/>; that thread owns the pool it is given.
 /// </summary>
 public sealed class Aggregator
 {

@@ -1,0 +1,93 @@
+using System.IO.Compression;
+
+namespace ZcFlow.Tests;
+
+/// <summary>
+/// The NuGet packages as a user gets them: packed from the checkout (<c>dotnet pack</c>), restored from a local folder into a
+/// console project of its own outside the repository, which runs the README's graph with a consumer in the same process.
+/// </summary>
+public sealed class PackageTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), $"zcflow-package-{Guid.NewGuid():N}");
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public void ThePackages_RestoreIntoAFreshProject_WhoseFiveLineGraphDeliversEveryPacket()
+    {
+        string feed = Path.Combine(_dir, "feed"), app = Path.Combine(_dir, "app");
+        // A build tree of its own (--artifacts-path), so nothing the running tests loaded is written over.
+        var pack = Tools.Run("dotnet", "pack", Path.Combine(Tools.Repository!, "ZcFlow.sln"), "-c", "Release", "-o", feed,
+            "--artifacts-path", Path.Combine(_dir, "build"), "-nologo");
+        Assert.True(pack.Code == 0, $"dotnet pack failed:\n{pack.Output}\n{pack.Error}");
+        string[] packages = [.. Directory.GetFiles(feed, "*.nupkg").Select(Path.GetFileName).Order()!];
+        string version = Path.GetFileNameWithoutExtension(packages[0])["ZcFlow.".Length..];
+        Assert.Equal(new[] { "ZcFlow", "ZcFlow.Blocks", "ZcFlow.Hosting" }.Select(p => $"{p}.{version}.nupkg"), packages);
+
+        using (ZipArchive core = ZipFile.OpenRead(Path.Combine(feed, $"ZcFlow.{version}.nupkg")))
+        {
+            string[] files = [.. core.Entries.Select(e => e.FullName)];
+            Assert.Contains("README.md", files);
+            Assert.Contains("lib/net10.0/Zc.Core.dll", files);
+            Assert.Contains("lib/net10.0/Zc.Core.xml", files);
+            Assert.Contains("lib/net10.0/Zc.Native.dll", files);   // inside ZcFlow, not a package of its own
+            using var nuspec = new StreamReader(core.GetEntry("ZcFlow.nuspec")!.Open());
+            string text = nuspec.ReadToEnd();
+            Assert.Contains("<license type=\"expression\">MIT</license>", text);
+            Assert.DoesNotContain("<dependency", text);
+        }
+
+        Directory.CreateDirectory(app);
+        File.WriteAllText(Path.Combine(app, "nuget.config"), $"""
+            <?xml version="1.0" encoding="utf-8"?>
+            <configuration>
+              <packageSources>
+                <clear />
+                <add key="local" value="{feed}" />
+              </packageSources>
+            </configuration>
+            """);
+        File.WriteAllText(Path.Combine(app, "app.csproj"), $"""
+            <Project Sdk="Microsoft.NET.Sdk">
+              <PropertyGroup>
+                <OutputType>Exe</OutputType>
+                <TargetFramework>net10.0</TargetFramework>
+                <ImplicitUsings>enable</ImplicitUsings>
+                <Nullable>enable</Nullable>
+              </PropertyGroup>
+              <ItemGroup>
+                <PackageReference Include="ZcFlow.Blocks" Version="{version}" />
+              </ItemGroup>
+            </Project>
+            """);
+        uint cluster = TestClusters.NextId();
+        File.WriteAllText(Path.Combine(app, "Program.cs"), $$"""
+            using ZcFlow.Buffers;
+            using ZcFlow.Distribution;
+            using ZcFlow.Graphs;
+
+            const int Count = 100_000;
+            using Graph graph = GraphBuilder.Cluster({{cluster}})
+                .Input($"gen:64?flows=4096&count={Count}")
+                .Applications(2)
+                .Lossless()
+                .Balance(new FiveTupleHash());
+            // The consumer, in this process: every queue emptied until every packet has come.
+            var burst = new PacketHandle[32];
+            long packets = 0, bytes = 0;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (packets < Count && clock.Elapsed < TimeSpan.FromSeconds(60))
+                foreach (var queue in graph.Queues)
+                {
+                    int n = queue.ReceiveBurst(burst);
+                    for (int i = 0; i < n; i++) bytes += burst[i].Length;
+                    queue.ReleaseBurst(burst.AsSpan(0, n));
+                    packets += n;
+                }
+            Console.WriteLine($"received {packets} packets {bytes} bytes over {graph.Queues.Count(q => q.Stats.Sent > 0)} queues");
+            """);
+        var run = Tools.Run("dotnet", "run", "--project", app, "-c", "Release", "--packages", Path.Combine(_dir, "packages"));
+        Assert.True(run.Code == 0, $"the project that uses the packages failed:\n{run.Output}\n{run.Error}");
+        Assert.Equal("received 100000 packets 6400000 bytes over 2 queues", run.Output.Trim().Split('\n')[^1]);
+    }
+}
