@@ -1,7 +1,7 @@
 using ZcFlow.Perf;
 
 // ZcPerf: throughput figures that must stand side by side, measured in one run.
-//   dotnet run -c Release --project bench/ZcPerf -- <queue|ipc|balancer|capture|flows> [--json] [--runs N]
+//   dotnet run -c Release --project bench/ZcPerf -- <queue|ipc|balancer|capture|flows|consumers> [--json] [--runs N]
 if (args.FirstOrDefault() == "ipc-consumer") return IpcScenario.ConsumerProcess(args);
 if (args.FirstOrDefault() == "balancer-consumer") return BalancerScenario.ConsumerProcess(args);
 
@@ -12,6 +12,7 @@ var scenarios = new Dictionary<string, Action<PerfOptions>>
     ["balancer"] = BalancerScenario.Run,
     ["capture"] = CaptureScenario.Run,
     ["flows"] = FlowsScenario.Run,
+    ["consumers"] = ConsumersScenario.Run,
 };
 
 string? name = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal));

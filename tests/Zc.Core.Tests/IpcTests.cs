@@ -191,7 +191,7 @@ public class IpcTests(ITestOutputHelper output)
         Assert.Contains("has 1 queues", Assert.Throws<ArgumentOutOfRangeException>(() => AttachedQueue.Attach(cluster.Id, 3)).Message);
         using AttachedQueue first = AttachedQueue.Attach(cluster.Id, 0);
         Assert.Equal(Environment.ProcessId, cluster.Queues[0].ConsumerPid);
-        Assert.Contains("already has a consumer", Assert.Throws<InvalidOperationException>(() => AttachedQueue.Attach(cluster.Id, 0)).Message);
+        Assert.Contains("already has a consumer", Assert.Throws<QueueBusyException>(() => AttachedQueue.Attach(cluster.Id, 0)).Message);
     }
 
     [Fact]

@@ -1,0 +1,101 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
+using ZcFlow.Graphs;
+using ZcFlow.Tests;
+using ZcFlow.Workers;
+
+namespace ZcFlow.Perf;
+
+/// <summary>
+/// The C library's consumer against ZCount, on the same queue in the same run: a balancer in this process (<c>gen:</c>
+/// 64-byte frames, one queue, pinned to the first core, dropping what the queue has no room for) and, in turn, ZCount (.NET)
+/// and <c>samples/c/zcount</c> (C over libzcflow.so, built here with NativeAOT and gcc) attached to the queue from the other
+/// core for a few seconds each, interleaved run by run. Both busy-poll (-a: a sleeping consumer's wake-up would be
+/// measured, not its receive path), count packets and bytes and read nothing else; the rate of a consumer is the median of
+/// the per-second rates it prints, the first second left out.
+/// </summary>
+internal static partial class ConsumersScenario
+{
+    private const int Seconds = 5;
+
+    public static void Run(PerfOptions options)
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"zcflow-perf-clib-{Environment.ProcessId}");
+        try
+        {
+            string zcount = BuildC(dir);
+            int[] cores = CpuAffinity.AllowedCores();
+            int consumerCore = cores[^1];
+            uint cluster = 0x5FA00000 + (uint)Environment.ProcessId % 0x100000;
+            using Graph graph = GraphBuilder.Cluster(cluster).Options(new ClusterOptions { Warn = _ => { } })
+                .Input("gen:64?flows=1024").Applications(1).Balance(0, cores[0]);
+            string zcountDll = Path.Combine(AppContext.BaseDirectory, "ZCount.dll");
+            var rates = new Dictionary<string, List<double>> { ["zcount_dotnet"] = [], ["zcount_c"] = [] };
+            for (int run = 0; run < options.Runs; run++)
+            {
+                rates["zcount_dotnet"].AddRange(PerSecond("dotnet", zcountDll, "-c", cluster.ToString(CultureInfo.InvariantCulture), "-i", "0", "-g", consumerCore.ToString(CultureInfo.InvariantCulture), "-a"));
+                rates["zcount_c"].AddRange(PerSecond("taskset", "-c", consumerCore.ToString(CultureInfo.InvariantCulture), zcount, $"zc:{cluster}@0", "-v", "-a"));
+            }
+            var report = new Report(options);
+            double baseline = Median(rates["zcount_dotnet"]);
+            foreach ((string name, List<double> r) in rates)
+                report.Row(new Dictionary<string, object>
+                {
+                    ["scenario"] = "consumers",
+                    ["name"] = name,
+                    ["mpps_median"] = Math.Round(Median(r), 2),
+                    ["mpps_min"] = Math.Round(r.Min(), 2),
+                    ["mpps_max"] = Math.Round(r.Max(), 2),
+                    ["seconds"] = r.Count,
+                    ["ratio_vs_zcount_dotnet"] = Math.Round(Median(r) / baseline, 3),
+                });
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    // libzcflow.so published with NativeAOT into dir, and samples/c/zcount.c compiled against it; the program's path.
+    private static string BuildC(string dir)
+    {
+        string repository = Tools.Repository ?? throw new InvalidOperationException("ZcPerf consumers runs from a checkout");
+        var publish = Tools.Run("dotnet", "publish", Path.Combine(repository, "src", "Zc.CLib"), "-c", "Release", "-r", "linux-x64",
+            "--artifacts-path", Path.Combine(dir, "build"), "-o", dir, "-nologo");
+        if (publish.Code != 0) throw new InvalidOperationException($"dotnet publish src/Zc.CLib failed: {publish.Output}{publish.Error}");
+        string zcount = Path.Combine(dir, "zcount");
+        var gcc = Tools.Run("gcc", "-O2", "-o", zcount, Path.Combine(repository, "samples", "c", "zcount.c"), $"-I{dir}", $"-L{dir}", "-lzcflow", $"-Wl,-rpath,{dir}");
+        if (gcc.Code != 0) throw new InvalidOperationException($"gcc failed: {gcc.Error}");
+        return zcount;
+    }
+
+    // Runs a consumer for Seconds + 1 seconds and returns the rates it printed each second after its first.
+    private static List<double> PerSecond(string program, params string[] args)
+    {
+        var lines = new List<string>();
+        using Process p = Process.Start(new ProcessStartInfo(program, args) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (lines) lines.Add(e.Data); };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        Thread.Sleep(TimeSpan.FromSeconds(Seconds + 1.5));
+        Native.Libc.Kill(p.Id, 15);
+        p.WaitForExit();
+        lock (lines)
+        {
+            var rates = lines.Where(l => !l.StartsWith("total", StringComparison.Ordinal)).Select(l => Rate().Match(l)).Where(m => m.Success)
+                .Select(m => double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).ToList();
+            if (rates.Count < 2) throw new InvalidOperationException($"{program} {string.Join(' ', args)} printed no rates: {string.Join(" | ", lines)}");
+            return rates.Skip(1).ToList();
+        }
+    }
+
+    private static double Median(List<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+
+    [GeneratedRegex(@"([0-9]+\.[0-9]+) Mpps")]
+    private static partial Regex Rate();
+}
