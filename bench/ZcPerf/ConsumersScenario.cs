@@ -38,17 +38,17 @@ internal static partial class ConsumersScenario
                 rates["zcount_c"].AddRange(PerSecond("taskset", "-c", consumerCore.ToString(CultureInfo.InvariantCulture), zcount, $"zc:{cluster}@0", "-v", "-a"));
             }
             var report = new Report(options);
-            double baseline = Median(rates["zcount_dotnet"]);
+            double baseline = LimitScenario.Median(rates["zcount_dotnet"]);
             foreach ((string name, List<double> r) in rates)
                 report.Row(new Dictionary<string, object>
                 {
                     ["scenario"] = "consumers",
                     ["name"] = name,
-                    ["mpps_median"] = Math.Round(Median(r), 2),
+                    ["mpps_median"] = Math.Round(LimitScenario.Median(r), 2),
                     ["mpps_min"] = Math.Round(r.Min(), 2),
                     ["mpps_max"] = Math.Round(r.Max(), 2),
                     ["seconds"] = r.Count,
-                    ["ratio_vs_zcount_dotnet"] = Math.Round(Median(r) / baseline, 3),
+                    ["ratio_vs_zcount_dotnet"] = Math.Round(LimitScenario.Median(r) / baseline, 3),
                 });
         }
         finally
@@ -88,12 +88,6 @@ internal static partial class ConsumersScenario
             if (rates.Count < 2) throw new InvalidOperationException($"{program} {string.Join(' ', args)} printed no rates: {string.Join(" | ", lines)}");
             return rates.Skip(1).ToList();
         }
-    }
-
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
     }
 
     [GeneratedRegex(@"([0-9]+\.[0-9]+) Mpps")]

@@ -1,7 +1,7 @@
 using ZcFlow.Perf;
 
 // ZcPerf: throughput figures that must stand side by side, measured in one run.
-//   dotnet run -c Release --project bench/ZcPerf -- <queue|ipc|balancer|capture|flows|consumers> [--json] [--runs N]
+//   dotnet run -c Release --project bench/ZcPerf -- <queue|limit|ipc|balancer|capture|flows|consumers> [--json] [--runs N]
 if (args.FirstOrDefault() == "ipc-consumer") return IpcScenario.ConsumerProcess(args);
 if (args.FirstOrDefault() == "balancer-consumer") return BalancerScenario.ConsumerProcess(args);
 
@@ -13,6 +13,7 @@ var scenarios = new Dictionary<string, Action<PerfOptions>>
     ["capture"] = CaptureScenario.Run,
     ["flows"] = FlowsScenario.Run,
     ["consumers"] = ConsumersScenario.Run,
+    ["limit"] = LimitScenario.Run,
 };
 
 string? name = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal));
@@ -21,5 +22,7 @@ if (name is null || !scenarios.TryGetValue(name, out Action<PerfOptions>? run))
     Console.Error.WriteLine($"usage: ZcPerf <{string.Join("|", scenarios.Keys)}> [--json] [--runs N]");
     return 2;
 }
-run(PerfOptions.Parse(args));
+PerfOptions options = PerfOptions.Parse(args);
+new Report(options).Row(Machine.Describe(name));
+run(options);
 return 0;

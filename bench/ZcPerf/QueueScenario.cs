@@ -5,70 +5,98 @@ using ZcFlow.Queues;
 namespace ZcFlow.Perf;
 
 /// <summary>
-/// Our SPSC queue, single-item and in bursts of 32, against <see cref="Channel{T}"/> bounded and
-/// unbounded (single reader, single writer), the same handles moving between the same two
-/// pinned cores in the same run. Each row is the best of the runs.
+/// Our SPSC queue, single-item and in bursts of 32, against DPDK's rte_ring (SP/SC, C, built here), a C ring with no
+/// checks at all (the limit of the design), and <see cref="Channel{T}"/> bounded and unbounded (single reader, single
+/// writer): the same two pinned cores, the same item counts, interleaved run by run so that the host's swings touch every
+/// row alike. Each row is the median of the runs, with the slowest and the fastest.
 /// </summary>
 internal static class QueueScenario
 {
     private const int Slots = 4096;
     private const int Burst = 32;
+    private const long SingleItems = 50_000_000, BurstItems = 300_000_000, ChannelItems = 10_000_000;
+    private const int MaxQueues = 64;
 
     public static void Run(PerfOptions options)
     {
         using ZcCluster cluster = ZcCluster.Create((uint)(900_000 + Environment.ProcessId % 100_000), new ClusterOptions
         {
-            BufferCount = Slots, BufferSize = 64, MaxQueues = 2, Warn = _ => { },
+            BufferCount = Slots, BufferSize = 64, MaxQueues = MaxQueues, Warn = _ => { },
         });
         BufferPool pool = cluster.CreatePool(Slots);
         var handles = new PacketHandle[Slots];
         pool.GetBurst(handles);
+        using var peers = new Peers();
+
+        // name, items, how to measure once (seconds and bytes allocated)
+        var rows = new List<(string Name, long Items, Func<PinnedPair.Result> Once)>
+        {
+            ("zc_queue_single", SingleItems, () => Single(Fresh(cluster), handles, SingleItems)),
+            ("zc_queue_burst32", BurstItems, () => Bursts(Fresh(cluster), handles, BurstItems)),
+            ("plain_ring_single", SingleItems, () => Peer(peers, "plain", SingleItems, 1)),
+            ("plain_ring_burst32", BurstItems, () => Peer(peers, "plain", BurstItems, Burst)),
+            ("channel_bounded", ChannelItems, () => Channel(handles, ChannelItems, bounded: true)),
+            ("channel_unbounded", ChannelItems, () => Channel(handles, ChannelItems, bounded: false)),
+        };
+        if (peers.RteRingMissing is null)
+        {
+            rows.Add(("rte_ring_single", SingleItems, () => Peer(peers, "rte_ring", SingleItems, 1)));
+            rows.Add(("rte_ring_burst32", BurstItems, () => Peer(peers, "rte_ring", BurstItems, Burst)));
+        }
+        Single(Fresh(cluster), handles, SingleItems / 10);   // warm-up: the JIT's tiers settle
+        Bursts(Fresh(cluster), handles, BurstItems / 10);
+        var runs = rows.ToDictionary(r => r.Name, _ => new List<PinnedPair.Result>());
+        for (int run = 0; run < options.Runs; run++)
+            foreach (var row in rows)
+            {
+                PinnedPair.Result r = row.Once();
+                runs[row.Name].Add(r);
+                Console.Error.WriteLine($"zcperf: queue run {run + 1}/{options.Runs}: {row.Name} {row.Items / r.Seconds / 1e6:F1} Mops");
+            }
 
         var report = new Report(options);
-        var rows = new List<(string Name, long Items, PinnedPair.Result Result)>
-        {
-            Best("channel_bounded", 10_000_000, options, n => Channel(handles, n, bounded: true)),
-            Best("channel_unbounded", 10_000_000, options, n => Channel(handles, n, bounded: false)),
-            Best("zc_queue_single", 50_000_000, options, n => Single(cluster.CreateQueueOnce(0), handles, n)),
-            Best("zc_queue_burst32", 300_000_000, options, n => Bursts(cluster.CreateQueueOnce(1), handles, n)),
-        };
-        double bounded = Mops(rows[0]), unbounded = Mops(rows[1]);
+        double Median(string name) => Mops(name, runs[name].OrderByDescending(r => r.Seconds).ElementAt(runs[name].Count / 2));
+        double Mops(string name, PinnedPair.Result r) => rows.Single(x => x.Name == name).Items / r.Seconds / 1e6;
         foreach (var row in rows)
         {
+            var results = runs[row.Name];
+            double mops = Median(row.Name);
             var fields = new Dictionary<string, object>
             {
                 ["scenario"] = "queue",
                 ["name"] = row.Name,
-                ["mops"] = Math.Round(Mops(row), 2),
+                ["mops"] = Math.Round(mops, 2),
+                ["mops_min"] = Math.Round(results.Min(r => Mops(row.Name, r)), 2),
+                ["mops_max"] = Math.Round(results.Max(r => Mops(row.Name, r)), 2),
                 ["items"] = row.Items,
-                ["seconds"] = Math.Round(row.Result.Seconds, 4),
-                ["alloc_bytes_per_item"] = Math.Round((double)row.Result.AllocatedBytes / row.Items, 4),
+                ["runs"] = results.Count,
+                ["alloc_bytes_per_item"] = Math.Round((double)results.Max(r => r.AllocatedBytes) / row.Items, 4),
             };
+            string kind = row.Name.EndsWith("single", StringComparison.Ordinal) ? "single" : "burst32";
             if (row.Name.StartsWith("zc_", StringComparison.Ordinal))
             {
-                fields["ratio_vs_channel"] = Math.Round(Mops(row) / bounded, 2);
-                fields["ratio_vs_channel_unbounded"] = Math.Round(Mops(row) / unbounded, 2);
+                fields["ratio_vs_channel"] = Math.Round(mops / Median("channel_bounded"), 2);
+                if (peers.RteRingMissing is null) fields["ratio_vs_rte_ring"] = Math.Round(mops / Median($"rte_ring_{kind}"), 2);
+                else fields["ratio_vs_rte_ring"] = peers.RteRingMissing;
             }
+            if (!row.Name.StartsWith("channel", StringComparison.Ordinal))
+                fields["ratio_vs_plain_ring"] = Math.Round(mops / Median($"plain_ring_{kind}"), 2);
             report.Row(fields);
         }
     }
 
-    private static double Mops((string, long Items, PinnedPair.Result Result) row) => row.Items / row.Result.Seconds / 1e6;
+    // A C peer's run as a result: its own wall time (it allocates nothing of ours).
+    private static PinnedPair.Result Peer(Peers peers, string peer, long items, int burst) => new(items / peers.Mops(peer, items, burst) / 1e6, 0);
 
-    private static (string, long, PinnedPair.Result) Best(string name, long items, PerfOptions options, Func<long, PinnedPair.Result> run)
+    // A queue of its own for each measurement. The consumer here moves indices and gives no buffer back, so the queue's
+    // quota of held buffers (which crash safety keeps, and every send counts down) is set beyond what one run sends.
+    private static ZcQueue Fresh(ZcCluster cluster)
     {
-        run(items / 10); // warm-up: JIT tiers settle
-        PinnedPair.Result best = run(items);
-        for (int i = 1; i < options.Runs; i++)
-        {
-            PinnedPair.Result r = run(items);
-            if (r.Seconds < best.Seconds) best = r;
-        }
-        return (name, items, best);
+        if (cluster.Queues.Count == MaxQueues) throw new InvalidOperationException($"ZcPerf queue makes a queue a run: --runs {MaxQueues / 2 - 1} at most");
+        ZcQueue queue = cluster.CreateQueue(Slots);
+        queue.Quota = int.MaxValue;
+        return queue;
     }
-
-    private static ZcQueue CreateQueueOnce(this ZcCluster cluster, int id)
-        => id < cluster.Queues.Count ? cluster.Queues[id] : cluster.CreateQueue(Slots);
 
     private static PinnedPair.Result Single(ZcQueue queue, PacketHandle[] handles, long items) => PinnedPair.Run(
         () =>
