@@ -114,10 +114,11 @@ internal sealed unsafe class SpscRing
             Volatile.Write(ref _ctl->Tail, tail);
             return;
         }
-        // As above, and a full fence: the read of Waiters below must not be satisfied before
-        // the new Tail is visible. A sleeping consumer does the mirror image (set Waiters,
-        // fence, read Tail), so at least one of the two sees the other's store.
-        Interlocked.Exchange(ref _ctl->Tail, tail);
+        // As above, then a look at Waiters, with no fence between: the publish is a plain store, as cheap as an
+        // unwakeable ring's. The read of Waiters may therefore pass the store of Tail, and miss a consumer that is
+        // going to sleep at that very moment; that consumer pays for it instead (see WaitForData): it sleeps only
+        // briefly at first and looks again, and by then this store is visible.
+        Volatile.Write(ref _ctl->Tail, tail);
         if (Volatile.Read(ref _ctl->Waiters) != 0) Wake();
     }
 
@@ -231,11 +232,23 @@ internal sealed unsafe class SpscRing
         Interlocked.Exchange(ref _ctl->Waiters, 1); // fence: Waiters is set before Tail is read
         if (Volatile.Read(ref _ctl->Tail) == _c.Head)
         {
-            Timespec timeout = Timespec.FromMilliseconds(timeoutMs);
-            Libc.FutexWait(&_ctl->WakeSeq, seq, &timeout);
+            // A producer publishing right now may have read Waiters before this store reached it (it does not fence,
+            // see Flush), and not wake us: so the first sleep is short, then Tail is read again. A store leaves a
+            // core's store buffer within nanoseconds, so by then that publish is seen here, and every later one sees
+            // Waiters set and wakes us; the rest of the wait can be long.
+            Timespec first = new() { Nanoseconds = Math.Min(FirstSleepNs, timeoutMs * 1_000_000L) };
+            Libc.FutexWait(&_ctl->WakeSeq, seq, &first);
+            if (timeoutMs * 1_000_000L > FirstSleepNs && Volatile.Read(ref _ctl->Tail) == _c.Head)
+            {
+                Timespec rest = new() { Seconds = (timeoutMs * 1_000_000L - FirstSleepNs) / 1_000_000_000, Nanoseconds = (timeoutMs * 1_000_000L - FirstSleepNs) % 1_000_000_000 };
+                Libc.FutexWait(&_ctl->WakeSeq, seq, &rest);
+            }
         }
         Volatile.Write(ref _ctl->Waiters, 0);
     }
+
+    /// <summary>The first sleep of <see cref="WaitForData"/>: the longest a publish that raced with it can go unseen.</summary>
+    private const long FirstSleepNs = 200_000;
 
     /// <summary>
     /// The producer, for a consumer that is gone: empties the ring and rewrites both indices
