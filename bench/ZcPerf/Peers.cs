@@ -51,6 +51,9 @@ internal sealed class Peers : IDisposable
     /// <summary>Nanoseconds for one cache line to go to the other core and back.</summary>
     public double RoundTripNs(long roundTrips) => Run("pingpong", roundTrips, 0).GetProperty("ns_per_round_trip").GetDouble();
 
+    /// <summary>One-way latency percentiles (p50_ns, p99_ns, p999_ns, max_ns) of <paramref name="peer"/> (rte_ring, plain), a value every <paramref name="gapNs"/>.</summary>
+    public JsonElement Latency(string peer, long items, int gapNs) => Run($"latency:{peer}", items, gapNs);
+
     private JsonElement Run(string peer, long items, int burst)
     {
         var r = Tools.Run(_program, peer, items.ToString(), burst.ToString(), _cores[0].ToString(), _cores[^1].ToString());

@@ -1,9 +1,10 @@
 using ZcFlow.Perf;
 
 // ZcPerf: throughput figures that must stand side by side, measured in one run.
-//   dotnet run -c Release --project bench/ZcPerf -- <queue|limit|ipc|balancer|capture|flows|consumers> [--json] [--runs N]
+//   dotnet run -c Release --project bench/ZcPerf -- <queue|limit|latency|ipc|balancer|capture|flows|consumers> [--json] [--runs N]
 if (args.FirstOrDefault() == "ipc-consumer") return IpcScenario.ConsumerProcess(args);
 if (args.FirstOrDefault() == "balancer-consumer") return BalancerScenario.ConsumerProcess(args);
+if (args.FirstOrDefault() == "latency-consumer") return LatencyScenario.ConsumerProcess(args);
 
 var scenarios = new Dictionary<string, Action<PerfOptions>>
 {
@@ -14,6 +15,7 @@ var scenarios = new Dictionary<string, Action<PerfOptions>>
     ["flows"] = FlowsScenario.Run,
     ["consumers"] = ConsumersScenario.Run,
     ["limit"] = LimitScenario.Run,
+    ["latency"] = LatencyScenario.Run,
 };
 
 string? name = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal));

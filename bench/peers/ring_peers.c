@@ -6,6 +6,9 @@
  *   ring_peers rte_ring <items> <burst> <producer core> <consumer core>   DPDK's rte_ring, single producer / single consumer
  *   ring_peers plain    <items> <burst> <producer core> <consumer core>   a ring with no checks at all: the limit of the design
  *   ring_peers pingpong <round trips> 0 <core a> <core b>                 one cache line bounced between two cores
+ *   ring_peers latency:rte_ring|latency:plain <items> <gap ns> <core> <core>
+ *       one value every <gap ns>, the sender's CLOCK_MONOTONIC time; the consumer busy-polls and keeps now minus that:
+ *       one-way latency percentiles, in nanoseconds
  *
  * Built by ZcPerf with gcc -O3 -march=native, with -DWITH_RTE_RING and DPDK's flags when dpdk-dev is installed.
  */
@@ -45,6 +48,13 @@ static void pin(int core)
 }
 
 static inline void relax(void) { __builtin_ia32_pause(); }
+
+static inline uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
 
 /* ---- plain: each side keeps a copy of the other's index, reloads it only when it must, publishes its own once a burst ---- */
 
@@ -124,6 +134,67 @@ static void rte_producer(void)
 }
 #endif
 
+/* ---- latency: one value at a time, paced, so every value finds the ring empty: what it costs to cross, not to queue ---- */
+
+static uint64_t gap_ns;
+static uint64_t *latencies;
+static int latency_rte;
+static struct {
+    _Alignas(LINE) uint64_t tail;
+    _Alignas(LINE) uint64_t head;
+    _Alignas(LINE) uint64_t slot[SLOTS];
+} wide;   /* the plain ring with 64-bit slots, for the timestamps */
+
+static void *latency_consumer(void *arg)
+{
+    (void)arg;
+    pin(cores[1]);
+    pthread_barrier_wait(&start);
+    uint64_t head = 0;
+    for (long got = 0; got < items;) {
+        uint64_t sent;
+#ifdef WITH_RTE_RING
+        if (latency_rte) {
+            void *value;
+            if (rte_ring_sc_dequeue(ring, &value) != 0) { relax(); continue; }
+            sent = (uint64_t)(uintptr_t)value;
+        } else
+#endif
+        {
+            if (__atomic_load_n(&wide.tail, __ATOMIC_ACQUIRE) == head) { relax(); continue; }
+            sent = wide.slot[head & (SLOTS - 1)];
+            __atomic_store_n(&wide.head, ++head, __ATOMIC_RELEASE);
+        }
+        latencies[got++] = now_ns() - sent;
+    }
+    return NULL;
+}
+
+static void latency_producer(void)
+{
+    uint64_t tail = 0, next = now_ns();
+    for (long sent = 0; sent < items; sent++) {
+        next += gap_ns;
+        while (now_ns() < next) relax();
+        uint64_t t = now_ns();
+#ifdef WITH_RTE_RING
+        if (latency_rte) {
+            while (rte_ring_sp_enqueue(ring, (void *)(uintptr_t)t) != 0) relax();
+            continue;
+        }
+#endif
+        while (tail - __atomic_load_n(&wide.head, __ATOMIC_ACQUIRE) >= SLOTS) relax();
+        wide.slot[tail & (SLOTS - 1)] = t;
+        __atomic_store_n(&wide.tail, ++tail, __ATOMIC_RELEASE);
+    }
+}
+
+static int by_value(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 /* ---- pingpong: a counter in one cache line, each side waits for its turn and passes it on ---- */
 
 static struct { _Alignas(LINE) volatile uint64_t turn; } line;
@@ -159,13 +230,30 @@ int main(int argc, char **argv)
     burst = (unsigned)atoi(argv[3]);
     cores[0] = atoi(argv[4]);
     cores[1] = atoi(argv[5]);
-    if (items <= 0 || (strcmp(peer, "pingpong") != 0 && (burst < 1 || burst > 64))) {
+    int latency = strncmp(peer, "latency:", 8) == 0;
+    if (items <= 0 || (strcmp(peer, "pingpong") != 0 && !latency && (burst < 1 || burst > 64))) {
         fprintf(stderr, "ring_peers: items must be positive and the burst 1 to 64\n");
         return 2;
     }
     void *(*consumer)(void *) = NULL;
     void (*producer)(void) = NULL;
-    if (strcmp(peer, "plain") == 0) { consumer = plain_consumer; producer = plain_producer; }
+    if (latency) {
+        gap_ns = burst;
+        latencies = malloc(items * sizeof *latencies);
+        consumer = latency_consumer;
+        producer = latency_producer;
+        latency_rte = strcmp(peer + 8, "rte_ring") == 0;
+        if (!latency_rte && strcmp(peer + 8, "plain") != 0) { fprintf(stderr, "ring_peers: no peer '%s'\n", peer); return 2; }
+#ifdef WITH_RTE_RING
+        if (latency_rte) {
+            ring = aligned_alloc(LINE, (rte_ring_get_memsize(SLOTS) + LINE - 1) / LINE * LINE);
+            if (ring == NULL || rte_ring_init(ring, "zcperf", SLOTS, RING_F_SP_ENQ | RING_F_SC_DEQ) != 0) return 1;
+        }
+#else
+        if (latency_rte) { fprintf(stderr, "ring_peers: built without rte_ring\n"); return 2; }
+#endif
+    }
+    else if (strcmp(peer, "plain") == 0) { consumer = plain_consumer; producer = plain_producer; }
     else if (strcmp(peer, "pingpong") == 0) { consumer = pong; producer = ping; }
 #ifdef WITH_RTE_RING
     else if (strcmp(peer, "rte_ring") == 0) {
@@ -192,7 +280,13 @@ int main(int argc, char **argv)
     producer();
     pthread_join(thread, NULL);
     double elapsed = seconds() - t0;
-    if (strcmp(peer, "pingpong") == 0)
+    if (latency) {
+        qsort(latencies, items, sizeof *latencies, by_value);
+        printf("{\"peer\":\"%s\",\"items\":%ld,\"p50_ns\":%llu,\"p99_ns\":%llu,\"p999_ns\":%llu,\"max_ns\":%llu}\n", peer, items,
+               (unsigned long long)latencies[items / 2], (unsigned long long)latencies[items * 99 / 100],
+               (unsigned long long)latencies[items * 999 / 1000], (unsigned long long)latencies[items - 1]);
+    }
+    else if (strcmp(peer, "pingpong") == 0)
         printf("{\"peer\":\"pingpong\",\"round_trips\":%ld,\"seconds\":%.6f,\"ns_per_round_trip\":%.2f}\n", items, elapsed, elapsed * 1e9 / items);
     else
         printf("{\"peer\":\"%s\",\"items\":%ld,\"burst\":%u,\"seconds\":%.6f,\"mops\":%.2f,\"checksum\":%llu}\n",

@@ -472,7 +472,10 @@ public sealed unsafe class ZcQueue
         int spins = 0;
         while (!cancel.IsCancellationRequested)
         {
-            if (wait == QueueWait.Active || ++spins < 64) Thread.SpinWait(32);
+            // Active: look again after one pause, so a packet waits for the poll no longer than that. Passive: spin a
+            // little longer between looks, some 64 times, then sleep until woken.
+            if (wait == QueueWait.Active) Thread.SpinWait(1);
+            else if (++spins < 64) Thread.SpinWait(32);
             else _ring.WaitForData(PassiveSliceMs);
             int n = ReceiveBurst(packets);
             if (n != 0) return n;
