@@ -12,9 +12,13 @@ namespace ZcFlow.Perf;
 /// Capture on a real link: trafgen (one process, pinned to one core) offers 64-byte frames as
 /// fast as it can into one end of a veth pair in a network namespace of its own; on the other end,
 /// on the other core, tcpdump writing to /dev/null, our AF_PACKET device and our AF_XDP device each
-/// capture the same number of offered packets. Reported: packets received, dropped, the offered
-/// rate, and CPU time (user + system) per received packet of the capturing side: the capturing
-/// thread for ours, the tcpdump process for tcpdump, both read from the scheduler's own count.
+/// capture the same number of offered packets, ours once counting only and once also writing every
+/// packet as pcap to /dev/null through <see cref="CaptureWriter"/>, as tcpdump does (the like-for-like
+/// rows). Reported: packets received, dropped, the offered rate, and two CPU costs per received packet:
+/// the capturing side's own (the capturing thread for ours, the tcpdump process, from the scheduler's
+/// count), and everything the capture costs the machine: the busy time of every core (user, system,
+/// interrupts and softirq, from /proc/stat) beyond that of the same offer with nobody capturing,
+/// measured in the same run. Each row is the median of the runs, with the spread.
 /// Our capture loop drains the device, then waits in <c>WaitReadable</c> as tcpdump waits in
 /// poll; each device runs twice, letting packets wait for the reader up to 1 ms and up to 10 ms
 /// (<c>latency=</c>; tcpdump lets them wait up to 1000 ms, its default timeout). Ours run after a
@@ -26,7 +30,9 @@ internal static partial class CaptureScenario
 {
     private const long Offered = 2_000_000;
 
-    private sealed record Result(string Device, long Received, double CpuSeconds, double OfferedSeconds);
+    // MachineSeconds: every core's busy time over a window of WindowSeconds. For the baseline (nobody capturing), the
+    // window is the offer alone, and IdleRate the machine's busy time per second once the offer is over.
+    private sealed record Result(string Device, long Received, double CpuSeconds, double OfferedSeconds, double MachineSeconds, double WindowSeconds, double IdleRate = 0);
 
     public static void Run(PerfOptions options)
     {
@@ -44,29 +50,45 @@ internal static partial class CaptureScenario
         File.WriteAllText(config, "{ fill(0xff, 6), 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, c16(0x0800), fill(0x00, 46) }\n");
         string[] devices =
         [
-            "tcpdump",
+            "nobody", "tcpdump",
             $"af_packet:{Veth.B}?latency=1", $"af_packet:{Veth.B}?latency=10",
             $"xdp:{Veth.B}@0?mode=skb&ring=8192&latency=1", $"xdp:{Veth.B}@0?mode=skb&ring=8192&latency=10",
+            $"af_packet:{Veth.B}?latency=10 +pcap", $"xdp:{Veth.B}@0?mode=skb&ring=8192&latency=10 +pcap",
         ];
         try
         {
-            var results = devices.Select(device => Enumerable.Range(0, options.Runs).Select(_ => Measure(device, config, sender, capturer))
-                .OrderByDescending(r => r.Received).ThenBy(r => r.CpuSeconds / Math.Max(1, r.Received)).First()).ToList();
-            double tcpdumpCost = results[0].CpuSeconds / Math.Max(1, results[0].Received);
-            foreach (Result r in results)
+            // Interleaved: one of each per run, so the host's swings touch every row alike.
+            var runs = devices.ToDictionary(d => d, _ => new List<Result>());
+            for (int run = 0; run < options.Runs; run++)
+                foreach (string device in devices) runs[device].Add(Measure(device, config, sender, capturer));
+            double Median(IEnumerable<double> values) => LimitScenario.Median(values);
+            // What the machine does anyway: the offer with nobody capturing, and the idle rate for the rest of a window.
+            double offer = Median(runs["nobody"].Select(r => r.MachineSeconds)), offerWindow = Median(runs["nobody"].Select(r => r.WindowSeconds));
+            double idleRate = Median(runs["nobody"].Select(r => r.IdleRate));
+            double Baseline(Result r) => offer + idleRate * Math.Max(0, r.WindowSeconds - offerWindow);
+            double Own(Result r) => r.CpuSeconds / Math.Max(1, r.Received) * 1e9;
+            double All(Result r) => Math.Max(0, r.MachineSeconds - Baseline(r)) / Math.Max(1, r.Received) * 1e9;
+            double tcpdumpOwn = Median(runs["tcpdump"].Select(Own)), tcpdumpAll = Median(runs["tcpdump"].Select(All));
+            foreach (string device in devices.Skip(1))
             {
-                double cost = r.CpuSeconds / Math.Max(1, r.Received);
+                List<Result> r = runs[device];
                 report.Row(new Dictionary<string, object>
                 {
                     ["scenario"] = "capture",
-                    ["device"] = r.Device,
+                    ["device"] = device,
                     ["offered"] = Offered,
-                    ["offered_mpps"] = Math.Round(Offered / r.OfferedSeconds / 1e6, 3),
-                    ["received"] = r.Received,
-                    ["dropped"] = Offered - r.Received,
-                    ["cpu_ns_per_packet"] = Math.Round(cost * 1e9, 1),
-                    ["cpu_ratio_vs_tcpdump"] = Math.Round(cost / tcpdumpCost, 3),
-                    ["received_ratio_vs_tcpdump"] = Math.Round((double)r.Received / Math.Max(1, results[0].Received), 3),
+                    ["offered_mpps"] = Math.Round(Median(r.Select(x => Offered / x.OfferedSeconds / 1e6)), 3),
+                    ["received"] = (long)Median(r.Select(x => (double)x.Received)),
+                    ["received_min"] = r.Min(x => x.Received),
+                    ["cpu_ns_per_packet"] = Math.Round(Median(r.Select(Own)), 1),
+                    ["cpu_ns_per_packet_min_max"] = $"{r.Min(Own):F1}-{r.Max(Own):F1}",
+                    ["cpu_ratio_vs_tcpdump"] = Math.Round(Median(r.Select(Own)) / tcpdumpOwn, 3),
+                    ["machine_ns_per_packet"] = Math.Round(Median(r.Select(All)), 1),
+                    ["machine_ns_per_packet_min_max"] = $"{r.Min(All):F1}-{r.Max(All):F1}",
+                    ["machine_ratio_vs_tcpdump"] = Math.Round(Median(r.Select(All)) / tcpdumpAll, 3),
+                    ["machine_offer_baseline_ms"] = Math.Round(offer * 1e3, 0),
+                    ["machine_idle_busy_per_s"] = Math.Round(idleRate, 3),
+                    ["runs"] = r.Count,
                 });
             }
         }
@@ -84,6 +106,9 @@ internal static partial class CaptureScenario
     {
         using Veth veth = Veth.Create(mtu: 1500);
         if (device == "tcpdump") return Tcpdump(veth, config, sender, capturer);
+        if (device == "nobody") return Nobody(veth, config, sender);
+        bool write = device.EndsWith(" +pcap", StringComparison.Ordinal);
+        string name = write ? device[..^" +pcap".Length] : device;
         using ZcCluster cluster = ZcCluster.Create((uint)(600_000 + Environment.ProcessId % 100_000), new ClusterOptions
         {
             BufferCount = 16384, BufferSize = XdpDevice.MinBufferSize, Warn = _ => { },
@@ -92,7 +117,9 @@ internal static partial class CaptureScenario
         return veth.Run(() =>
         {
             CpuAffinity.PinCurrentThread(capturer);
-            using IPacketSource source = Device.OpenSource(device, pool, 0);
+            using IPacketSource source = Device.OpenSource(name, pool, 0);
+            // Like tcpdump -w /dev/null: every packet written as a pcap record, through a file stream.
+            using CaptureWriter? writer = write ? new CaptureWriter(new FileStream("/dev/null", FileMode.Open, FileAccess.Write, FileShare.ReadWrite, 1 << 16), pcapng: false) : null;
             var burst = new PacketHandle[64];
             (long, double) Capture(long offered)
             {
@@ -110,14 +137,16 @@ internal static partial class CaptureScenario
                     }
                     quiet.Restart();
                     received += n;
+                    writer?.WriteBurst(burst.AsSpan(0, n));
                     pool.ReleaseBurst(burst.AsSpan(0, n));
                 }
                 return (received, clock.Elapsed.TotalSeconds - quiet.Elapsed.TotalSeconds);
             }
             Capture(Offered / 10);   // warm-up: the capture loop compiled at its final tier before measuring
-            double start = ThreadCpuSeconds();
+            double start = ThreadCpuSeconds(), machine = MachineBusySeconds();
+            var window = Stopwatch.StartNew();
             (long received, double seconds) = Capture(Offered);
-            return new Result(device, received, ThreadCpuSeconds() - start, seconds);
+            return new Result(device, received, ThreadCpuSeconds() - start, seconds, MachineBusySeconds() - machine, window.Elapsed.TotalSeconds);
         });
     }
 
@@ -126,16 +155,38 @@ internal static partial class CaptureScenario
         using Process tcpdump = veth.Start("taskset", "-c", $"{capturer}", "tcpdump", "-i", Veth.B, "-w", "/dev/null", "-s", "0", "-n", "-B", "16384");
         Task<string> stderr = tcpdump.StandardError.ReadToEndAsync();
         Thread.Sleep(1000);   // tcpdump has bound its socket by then
-        double start = ProcessCpuSeconds(tcpdump.Id);
+        double start = ProcessCpuSeconds(tcpdump.Id), machine = MachineBusySeconds();
+        var window = Stopwatch.StartNew();
         var clock = Stopwatch.StartNew();
         using (Process trafgen = Trafgen(veth, config, sender, Offered)) trafgen.WaitForExit();
         double seconds = clock.Elapsed.TotalSeconds;
         Thread.Sleep(1300);   // tcpdump hands over a partly filled block after its 1 s timeout
         double cpu = ProcessCpuSeconds(tcpdump.Id) - start;
+        double all = MachineBusySeconds() - machine, windowSeconds = window.Elapsed.TotalSeconds;
         Libc.Kill(tcpdump.Id, 2);
         tcpdump.WaitForExit();
         Match captured = Captured().Match(stderr.Result);
-        return new Result("tcpdump", captured.Success ? long.Parse(captured.Groups[1].Value) : 0, cpu, seconds);
+        return new Result("tcpdump", captured.Success ? long.Parse(captured.Groups[1].Value) : 0, cpu, seconds, all, windowSeconds);
+    }
+
+    // The baseline: the same offer with nobody capturing (the machine's busy time over it), then a second of nothing (its idle rate).
+    private static Result Nobody(Veth veth, string config, int sender)
+    {
+        double machine = MachineBusySeconds();
+        var clock = Stopwatch.StartNew();
+        using (Process trafgen = Trafgen(veth, config, sender, Offered)) trafgen.WaitForExit();
+        double seconds = clock.Elapsed.TotalSeconds, offer = MachineBusySeconds() - machine;
+        machine = MachineBusySeconds();
+        var idle = Stopwatch.StartNew();
+        Thread.Sleep(1000);
+        return new Result("nobody", 0, 0, seconds, offer, seconds, (MachineBusySeconds() - machine) / idle.Elapsed.TotalSeconds);
+    }
+
+    // Every core's busy time so far: user, nice, system, irq and softirq of /proc/stat's "cpu" line (in USER_HZ, 100 a second).
+    private static double MachineBusySeconds()
+    {
+        string[] f = File.ReadLines("/proc/stat").First().Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        return new[] { 1, 2, 3, 6, 7 }.Sum(i => long.Parse(f[i])) / 100.0;
     }
 
     private static Process Trafgen(Veth veth, string config, int core, long count)
