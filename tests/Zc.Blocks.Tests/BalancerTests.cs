@@ -34,6 +34,28 @@ public class BalancerTests(ITestOutputHelper output)
         Assert.Equal(there.Outer.SourcePort, back.Outer.DestinationPort);
     }
 
+    [Fact]
+    public void ImixGenerator_SendsSevenSmallFourMediumOneLargeInEveryTwelve_EachAWholeUdpPacket_AndCountsTheirBytes()
+    {
+        using ZcCluster cluster = TestClusters.Create(buffers: 64, bufferSize: 2048);
+        BufferPool pool = cluster.CreatePool(64);
+        using IPacketSource gen = Device.OpenSource("gen:imix?flows=5&count=24", pool, 0);
+        var burst = new PacketHandle[32];
+        Assert.Equal(24, gen.ReceiveBurst(burst));
+        int[] sizes = [.. burst.Take(24).Select(p => p.Length)];
+        Assert.Equal([.. GeneratorDevice.Imix, .. GeneratorDevice.Imix], sizes);
+        Assert.Equal(2 * (7 * 60 + 4 * 590 + 1514), (int)gen.Stats.Bytes);
+        for (int i = 0; i < 24; i++)
+        {
+            Span<byte> frame = burst[i].Data;
+            PacketParser.Parse(frame, out PacketInfo info);
+            Assert.Equal(ParseStop.Complete, info.Stop);
+            Assert.Equal(frame.Length - 14, BinaryPrimitives.ReadUInt16BigEndian(frame[16..]));   // the IP total length
+            Assert.Equal(i, BinaryPrimitives.ReadInt64BigEndian(frame[GeneratorDevice.SequenceOffset..]));
+        }
+        pool.ReleaseBurst(burst.AsSpan(0, 24));
+    }
+
     [Theory]
     [InlineData("gen:64?flows=x")]
     [InlineData("gen:big")]

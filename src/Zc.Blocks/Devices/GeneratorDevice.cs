@@ -7,7 +7,8 @@ namespace ZcFlow.Devices;
 
 /// <summary>
 /// Synthetic traffic, <c>gen:&lt;frame size&gt;[?flows=N&amp;rate=PPS&amp;count=N]</c>: Ethernet/IPv4/UDP
-/// frames of one size over N flows in turn, each flow's two directions alternating (so that a
+/// frames of one size (or <c>gen:imix</c>: the simple IMIX, 7 of 60 bytes, 4 of 590 and 1 of 1514 in every 12, the
+/// 64/594/1518 of the wire less its CRC) over N flows in turn, each flow's two directions alternating (so that a
 /// symmetric hash has something to prove), at a packet rate or as fast as it can, forever or
 /// for a count. Each frame carries a 64-bit sequence number at the start of its UDP payload.
 /// Frames are prebuilt per flow; a packet costs one copy into its buffer and the sequence stamp.
@@ -19,32 +20,51 @@ public sealed class GeneratorDevice : IPacketSource
 
     private readonly BufferPool _pool;
     private readonly uint _deviceIndex;
-    private readonly byte[] _frames;
-    private readonly int _size;
+    private readonly byte[][] _frames;     // per frame size: every flow's two directions
+    private readonly int[] _sizes;         // the frame sizes, one per size class
+    private readonly int[] _pattern;       // the size class of packet seq, by seq % length
     private readonly int _templates;
+    private ulong _bytes;
     private readonly long _rate;
     private readonly long _count;
     private readonly long _start = Stopwatch.GetTimestamp();
     private long _sequence;
     private ulong _noBuffer;
 
+    /// <summary>The simple IMIX, in the order <c>gen:imix</c> sends it: 7 frames of 60 bytes, 4 of 590, 1 of 1514.</summary>
+    public static ReadOnlySpan<int> Imix => [60, 590, 60, 60, 590, 60, 60, 590, 60, 60, 590, 1514];
+
     public GeneratorDevice(string name, BufferPool pool, uint deviceIndex, int frameSize, int flows, long rate, long count)
+        : this(name, pool, deviceIndex, [frameSize], flows, rate, count)
     {
-        if (frameSize < 60 || frameSize > pool.BufferCapacity)
-            throw new ArgumentOutOfRangeException(nameof(frameSize), frameSize, $"a generated frame is 60 to {pool.BufferCapacity} bytes (the buffer size)");
+    }
+
+    /// <summary>A generator whose packet n has size <c>frameSizes[n % frameSizes.Length]</c>.</summary>
+    public GeneratorDevice(string name, BufferPool pool, uint deviceIndex, ReadOnlySpan<int> frameSizes, int flows, long rate, long count)
+    {
+        foreach (int frameSize in frameSizes)
+            if (frameSize < 60 || frameSize > pool.BufferCapacity)
+                throw new ArgumentOutOfRangeException(nameof(frameSizes), frameSize, $"a generated frame is 60 to {pool.BufferCapacity} bytes (the buffer size)");
+        if (frameSizes.IsEmpty) throw new ArgumentException("give at least one frame size", nameof(frameSizes));
         if (flows < 1 || flows > 1 << 20) throw new ArgumentOutOfRangeException(nameof(flows), flows, "flows is 1 to 1048576");
         Name = name;
         _pool = pool;
         _deviceIndex = deviceIndex;
-        _size = frameSize;
         _rate = rate;
         _count = count;
         _templates = flows * 2;
-        _frames = new byte[_templates * frameSize];
-        for (int f = 0; f < flows; f++)
+        _sizes = [.. frameSizes.ToArray().Distinct()];
+        _pattern = [.. frameSizes.ToArray().Select(s => Array.IndexOf(_sizes, s))];
+        _frames = new byte[_sizes.Length][];
+        for (int c = 0; c < _sizes.Length; c++)
         {
-            Build(_frames.AsSpan(2 * f * frameSize, frameSize), f, reverse: false);
-            Build(_frames.AsSpan((2 * f + 1) * frameSize, frameSize), f, reverse: true);
+            int size = _sizes[c];
+            _frames[c] = new byte[_templates * size];
+            for (int f = 0; f < flows; f++)
+            {
+                Build(_frames[c].AsSpan(2 * f * size, size), f, reverse: false);
+                Build(_frames[c].AsSpan((2 * f + 1) * size, size), f, reverse: true);
+            }
         }
     }
 
@@ -53,8 +73,9 @@ public sealed class GeneratorDevice : IPacketSource
     {
         string spec = name["gen:".Length..];
         string[] parts = spec.Split('?', 2);
-        if (!int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out int size))
-            throw new ArgumentException($"'{name}': write gen:<frame size>[?flows=N&rate=PPS&count=N], for example gen:64?flows=4096", nameof(name));
+        int size = 0;
+        if (parts[0] != "imix" && !int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out size))
+            throw new ArgumentException($"'{name}': write gen:<frame size>|imix[?flows=N&rate=PPS&count=N], for example gen:64?flows=4096", nameof(name));
         int flows = 4096;
         long rate = 0, count = 0;
         if (parts.Length == 2)
@@ -73,14 +94,15 @@ public sealed class GeneratorDevice : IPacketSource
                 }
             }
         }
-        return new GeneratorDevice(name, pool, deviceIndex, size, flows, rate, count);
+        return parts[0] == "imix" ? new GeneratorDevice(name, pool, deviceIndex, Imix, flows, rate, count)
+            : new GeneratorDevice(name, pool, deviceIndex, size, flows, rate, count);
     }
 
     public string Name { get; }
 
     public bool IsExhausted => _count > 0 && _sequence >= _count;
 
-    public DeviceStats Stats => new((ulong)_sequence, (ulong)_sequence * (ulong)_size, _noBuffer);
+    public DeviceStats Stats => new((ulong)Volatile.Read(ref _sequence), Volatile.Read(ref _bytes), _noBuffer);
 
     public int ReceiveBurst(Span<PacketHandle> packets)
     {
@@ -91,15 +113,21 @@ public sealed class GeneratorDevice : IPacketSource
         int n = _pool.GetBurst(packets[..(int)want]);
         if (n < want) _noBuffer += (ulong)(want - n);
         long now = (DateTime.UtcNow - DateTime.UnixEpoch).Ticks * 100;
+        ulong bytes = 0;
         for (int i = 0; i < n; i++)
         {
             PacketHandle p = packets[i];
-            long seq = _sequence++;
-            Span<byte> frame = p.Buffer[.._size];
-            _frames.AsSpan((int)(seq % _templates) * _size, _size).CopyTo(frame);
+            long seq = _sequence + i;
+            int c = _pattern.Length == 1 ? 0 : _pattern[seq % _pattern.Length];
+            int size = _sizes[c];
+            Span<byte> frame = p.Buffer[..size];
+            _frames[c].AsSpan((int)(seq % _templates) * size, size).CopyTo(frame);
             BinaryPrimitives.WriteInt64BigEndian(frame[SequenceOffset..], seq);
-            p.SetReceived(_size, _size, now, _deviceIndex);
+            p.SetReceived(size, size, now, _deviceIndex);
+            bytes += (ulong)size;
         }
+        Volatile.Write(ref _bytes, _bytes + bytes);
+        Volatile.Write(ref _sequence, _sequence + n);
         return n;
     }
 
