@@ -11,9 +11,9 @@ namespace ZcFlow.Perf;
 /// The C library's consumer against ZCount, on the same queue in the same run: a balancer in this process (<c>gen:</c>
 /// 64-byte frames, one queue, pinned to the first core, dropping what the queue has no room for) and, in turn, ZCount (.NET)
 /// and <c>samples/c/zcount</c> (C over libzcflow.so, built here with NativeAOT and gcc) attached to the queue from the other
-/// core for a few seconds each, interleaved run by run. Both busy-poll (-a: a sleeping consumer's wake-up would be
-/// measured, not its receive path), count packets and bytes and read nothing else; the rate of a consumer is the median of
-/// the per-second rates it prints, the first second left out.
+/// core for a few seconds each, interleaved run by run: both busy-polling (-a: the receive path alone), then both sleeping
+/// on an empty queue (their default). They count packets and bytes and read nothing else; the rate of a consumer is the
+/// median of the per-second rates it prints, the first second left out.
 /// </summary>
 internal static partial class ConsumersScenario
 {
@@ -31,25 +31,29 @@ internal static partial class ConsumersScenario
             using Graph graph = GraphBuilder.Cluster(cluster).Options(new ClusterOptions { Warn = _ => { } })
                 .Input("gen:64?flows=1024").Applications(1).Balance(0, cores[0]);
             string zcountDll = Path.Combine(AppContext.BaseDirectory, "ZCount.dll");
-            var rates = new Dictionary<string, List<double>> { ["zcount_dotnet"] = [], ["zcount_c"] = [] };
-            for (int run = 0; run < options.Runs; run++)
-            {
-                rates["zcount_dotnet"].AddRange(PerSecond("dotnet", zcountDll, "-c", cluster.ToString(CultureInfo.InvariantCulture), "-i", "0", "-g", consumerCore.ToString(CultureInfo.InvariantCulture), "-a"));
-                rates["zcount_c"].AddRange(PerSecond("taskset", "-c", consumerCore.ToString(CultureInfo.InvariantCulture), zcount, $"zc:{cluster}@0", "-v", "-a"));
-            }
             var report = new Report(options);
-            double baseline = LimitScenario.Median(rates["zcount_dotnet"]);
-            foreach ((string name, List<double> r) in rates)
-                report.Row(new Dictionary<string, object>
+            foreach (string mode in new[] { "active", "passive" })
+            {
+                string[] wait = mode == "active" ? ["-a"] : [];
+                var rates = new Dictionary<string, List<double>> { [$"zcount_dotnet_{mode}"] = [], [$"zcount_c_{mode}"] = [] };
+                for (int run = 0; run < options.Runs; run++)
                 {
-                    ["scenario"] = "consumers",
-                    ["name"] = name,
-                    ["mpps_median"] = Math.Round(LimitScenario.Median(r), 2),
-                    ["mpps_min"] = Math.Round(r.Min(), 2),
-                    ["mpps_max"] = Math.Round(r.Max(), 2),
-                    ["seconds"] = r.Count,
-                    ["ratio_vs_zcount_dotnet"] = Math.Round(LimitScenario.Median(r) / baseline, 3),
-                });
+                    rates[$"zcount_dotnet_{mode}"].AddRange(PerSecond("dotnet", [zcountDll, "-c", cluster.ToString(CultureInfo.InvariantCulture), "-i", "0", "-g", consumerCore.ToString(CultureInfo.InvariantCulture), .. wait]));
+                    rates[$"zcount_c_{mode}"].AddRange(PerSecond("taskset", ["-c", consumerCore.ToString(CultureInfo.InvariantCulture), zcount, $"zc:{cluster}@0", "-v", .. wait]));
+                }
+                double baseline = LimitScenario.Median(rates[$"zcount_dotnet_{mode}"]);
+                foreach ((string name, List<double> r) in rates)
+                    report.Row(new Dictionary<string, object>
+                    {
+                        ["scenario"] = "consumers",
+                        ["name"] = name,
+                        ["mpps_median"] = Math.Round(LimitScenario.Median(r), 2),
+                        ["mpps_min"] = Math.Round(r.Min(), 2),
+                        ["mpps_max"] = Math.Round(r.Max(), 2),
+                        ["seconds"] = r.Count,
+                        ["ratio_vs_zcount_dotnet"] = Math.Round(LimitScenario.Median(r) / baseline, 3),
+                    });
+            }
         }
         finally
         {

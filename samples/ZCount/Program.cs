@@ -38,9 +38,11 @@ while (attached is not null)
     {
         ZcQueue queue = attached.Queue;
         Console.WriteLine($"attached to zc:{clusterId}@{queueId} (owner pid {attached.OwnerPid})");
+        // Without -a an empty queue is slept on, until the owner's next publish wakes it (or the worker is stopped).
+        using var quit = new CancellationTokenSource();
         var worker = ZcWorker.Start("zcount", () =>
         {
-            int n = queue.ReceiveBurst(burst);
+            int n = queue.ReceiveBurst(burst, active ? QueueWait.None : QueueWait.Passive, quit.Token);
             long b = 0;
             for (int i = 0; i < n; i++) b += burst[i].Length;
             queue.ReleaseBurst(burst.AsSpan(0, n));
@@ -58,6 +60,7 @@ while (attached is not null)
             Console.WriteLine($"{p,14:N0} pkts {b,18:N0} bytes | {(p - lastPackets) / dt / 1e6,8:F3} Mpps {(b - lastBytes) * 8 / dt / 1e9,8:F3} Gbps | dropped by owner {queue.Stats.Dropped:N0}");
             (lastPackets, lastBytes, last) = (p, b, now);
         }
+        quit.Cancel();
         try { worker.Stop(); }
         catch (ClusterGoneException e)
         {

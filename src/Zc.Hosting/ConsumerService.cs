@@ -55,7 +55,8 @@ internal sealed class ConsumerService(string queueName, IPacketConsumer consumer
                 logger.LogInformation("consuming {Queue} (owner pid {Owner})", queueName, attached.OwnerPid);
                 var worker = ZcWorker.Start($"consumer {queueName}", () =>
                 {
-                    int n = queue.ReceiveBurst(burst);
+                    // Passive: an empty queue is slept on until the owner's next publish (or the host stops).
+                    int n = queue.ReceiveBurst(burst, options.ActiveWait ? QueueWait.None : QueueWait.Passive, _stop.Token);
                     if (n == 0) return 0;
                     try { consumer.OnPackets(burst.AsSpan(0, n)); }
                     finally { queue.ReleaseBurst(burst.AsSpan(0, n)); }
