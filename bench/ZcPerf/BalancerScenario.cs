@@ -164,12 +164,9 @@ internal static class BalancerScenario
     // The largest capture of the corpus beside the checkout, if it is there.
     private static string? CorpusFile()
     {
-        for (string? dir = AppContext.BaseDirectory; dir is not null; dir = Path.GetDirectoryName(dir))
-        {
-            string corpus = Path.Combine(dir, "..", "shared", "corpus", "tcpdump-tests");
-            if (File.Exists(Path.Combine(dir, "ZcFlow.sln")) && Directory.Exists(corpus))
-                return Directory.GetFiles(corpus, "*.pcap").OrderByDescending(f => new FileInfo(f).Length).First();
-        }
-        return null;
+        string? corpus = Tests.Tools.Repository is string repository ? Path.Combine(repository, "..", "shared", "corpus", "tcpdump-tests") : null;
+        return corpus is not null && Directory.Exists(corpus)
+            ? Directory.GetFiles(corpus, "*.pcap").OrderByDescending(f => new FileInfo(f).Length).First()
+            : null;
     }
 }

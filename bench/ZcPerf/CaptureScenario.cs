@@ -61,14 +61,13 @@ internal static partial class CaptureScenario
             var runs = devices.ToDictionary(d => d, _ => new List<Result>());
             for (int run = 0; run < options.Runs; run++)
                 foreach (string device in devices) runs[device].Add(Measure(device, config, sender, capturer));
-            double Median(IEnumerable<double> values) => LimitScenario.Median(values);
             // What the machine does anyway: the offer with nobody capturing, and the idle rate for the rest of a window.
-            double offer = Median(runs["nobody"].Select(r => r.MachineSeconds)), offerWindow = Median(runs["nobody"].Select(r => r.WindowSeconds));
-            double idleRate = Median(runs["nobody"].Select(r => r.IdleRate));
+            double offer = Report.Median(runs["nobody"].Select(r => r.MachineSeconds)), offerWindow = Report.Median(runs["nobody"].Select(r => r.WindowSeconds));
+            double idleRate = Report.Median(runs["nobody"].Select(r => r.IdleRate));
             double Baseline(Result r) => offer + idleRate * Math.Max(0, r.WindowSeconds - offerWindow);
             double Own(Result r) => r.CpuSeconds / Math.Max(1, r.Received) * 1e9;
             double All(Result r) => Math.Max(0, r.MachineSeconds - Baseline(r)) / Math.Max(1, r.Received) * 1e9;
-            double tcpdumpOwn = Median(runs["tcpdump"].Select(Own)), tcpdumpAll = Median(runs["tcpdump"].Select(All));
+            double tcpdumpOwn = Report.Median(runs["tcpdump"].Select(Own)), tcpdumpAll = Report.Median(runs["tcpdump"].Select(All));
             foreach (string device in devices.Skip(1))
             {
                 List<Result> r = runs[device];
@@ -77,15 +76,15 @@ internal static partial class CaptureScenario
                     ["scenario"] = "capture",
                     ["device"] = device,
                     ["offered"] = Offered,
-                    ["offered_mpps"] = Math.Round(Median(r.Select(x => Offered / x.OfferedSeconds / 1e6)), 3),
-                    ["received"] = (long)Median(r.Select(x => (double)x.Received)),
+                    ["offered_mpps"] = Math.Round(Report.Median(r.Select(x => Offered / x.OfferedSeconds / 1e6)), 3),
+                    ["received"] = (long)Report.Median(r.Select(x => (double)x.Received)),
                     ["received_min"] = r.Min(x => x.Received),
-                    ["cpu_ns_per_packet"] = Math.Round(Median(r.Select(Own)), 1),
+                    ["cpu_ns_per_packet"] = Math.Round(Report.Median(r.Select(Own)), 1),
                     ["cpu_ns_per_packet_min_max"] = $"{r.Min(Own):F1}-{r.Max(Own):F1}",
-                    ["cpu_ratio_vs_tcpdump"] = Math.Round(Median(r.Select(Own)) / tcpdumpOwn, 3),
-                    ["machine_ns_per_packet"] = Math.Round(Median(r.Select(All)), 1),
+                    ["cpu_ratio_vs_tcpdump"] = Math.Round(Report.Median(r.Select(Own)) / tcpdumpOwn, 3),
+                    ["machine_ns_per_packet"] = Math.Round(Report.Median(r.Select(All)), 1),
                     ["machine_ns_per_packet_min_max"] = $"{r.Min(All):F1}-{r.Max(All):F1}",
-                    ["machine_ratio_vs_tcpdump"] = Math.Round(Median(r.Select(All)) / tcpdumpAll, 3),
+                    ["machine_ratio_vs_tcpdump"] = Math.Round(Report.Median(r.Select(All)) / tcpdumpAll, 3),
                     ["machine_offer_baseline_ms"] = Math.Round(offer * 1e3, 0),
                     ["machine_idle_busy_per_s"] = Math.Round(idleRate, 3),
                     ["runs"] = r.Count,

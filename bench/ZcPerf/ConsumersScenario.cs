@@ -24,7 +24,7 @@ internal static partial class ConsumersScenario
         string dir = Path.Combine(Path.GetTempPath(), $"zcflow-perf-clib-{Environment.ProcessId}");
         try
         {
-            string zcount = BuildC(dir);
+            string zcount = Tools.BuildCLibrary(dir);
             int[] cores = CpuAffinity.AllowedCores();
             int consumerCore = cores[^1];
             uint cluster = 0x5FA00000 + (uint)Environment.ProcessId % 0x100000;
@@ -41,17 +41,17 @@ internal static partial class ConsumersScenario
                     rates[$"zcount_dotnet_{mode}"].AddRange(PerSecond("dotnet", [zcountDll, "-c", cluster.ToString(CultureInfo.InvariantCulture), "-i", "0", "-g", consumerCore.ToString(CultureInfo.InvariantCulture), .. wait]));
                     rates[$"zcount_c_{mode}"].AddRange(PerSecond("taskset", ["-c", consumerCore.ToString(CultureInfo.InvariantCulture), zcount, $"zc:{cluster}@0", "-v", .. wait]));
                 }
-                double baseline = LimitScenario.Median(rates[$"zcount_dotnet_{mode}"]);
+                double baseline = Report.Median(rates[$"zcount_dotnet_{mode}"]);
                 foreach ((string name, List<double> r) in rates)
                     report.Row(new Dictionary<string, object>
                     {
                         ["scenario"] = "consumers",
                         ["name"] = name,
-                        ["mpps_median"] = Math.Round(LimitScenario.Median(r), 2),
+                        ["mpps_median"] = Math.Round(Report.Median(r), 2),
                         ["mpps_min"] = Math.Round(r.Min(), 2),
                         ["mpps_max"] = Math.Round(r.Max(), 2),
                         ["seconds"] = r.Count,
-                        ["ratio_vs_zcount_dotnet"] = Math.Round(LimitScenario.Median(r) / baseline, 3),
+                        ["ratio_vs_zcount_dotnet"] = Math.Round(Report.Median(r) / baseline, 3),
                     });
             }
         }
@@ -59,19 +59,6 @@ internal static partial class ConsumersScenario
         {
             if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
         }
-    }
-
-    // libzcflow.so published with NativeAOT into dir, and samples/c/zcount.c compiled against it; the program's path.
-    private static string BuildC(string dir)
-    {
-        string repository = Tools.Repository ?? throw new InvalidOperationException("ZcPerf consumers runs from a checkout");
-        var publish = Tools.Run("dotnet", "publish", Path.Combine(repository, "src", "Zc.CLib"), "-c", "Release", "-r", "linux-x64",
-            "--artifacts-path", Path.Combine(dir, "build"), "-o", dir, "-nologo");
-        if (publish.Code != 0) throw new InvalidOperationException($"dotnet publish src/Zc.CLib failed: {publish.Output}{publish.Error}");
-        string zcount = Path.Combine(dir, "zcount");
-        var gcc = Tools.Run("gcc", "-O2", "-o", zcount, Path.Combine(repository, "samples", "c", "zcount.c"), $"-I{dir}", $"-L{dir}", "-lzcflow", $"-Wl,-rpath,{dir}");
-        if (gcc.Code != 0) throw new InvalidOperationException($"gcc failed: {gcc.Error}");
-        return zcount;
     }
 
     // Runs a consumer for Seconds + 1 seconds and returns the rates it printed each second after its first.

@@ -30,7 +30,7 @@ internal static class LatencyScenario
         var floor = Enumerable.Range(0, options.Runs).Select(_ => peers.RoundTripNs(2_000_000) / 2).ToList();
         report.Row(new Dictionary<string, object>
         {
-            ["scenario"] = "latency", ["name"] = "cache_line_one_way", ["ns"] = Math.Round(LimitScenario.Median(floor), 1),
+            ["scenario"] = "latency", ["name"] = "cache_line_one_way", ["ns"] = Math.Round(Report.Median(floor), 1),
         });
         var rows = new List<(string Name, Func<long[]> Once)>
         {
@@ -43,7 +43,7 @@ internal static class LatencyScenario
         foreach ((string name, Func<long[]> once) in rows)
         {
             long[][] runs = [.. Enumerable.Range(0, options.Runs).Select(_ => once())];
-            report.Row(Percentiles("latency", name, runs.Select(r => Summary(r)).ToList(), LimitScenario.Median(floor)));
+            report.Row(Percentiles("latency", name, runs.Select(r => Summary(r)).ToList(), Report.Median(floor)));
         }
         if (peers.RteRingMissing is not null)
             report.Row(new Dictionary<string, object> { ["scenario"] = "latency", ["name"] = "rte_ring_active", ["missing"] = peers.RteRingMissing });
@@ -51,7 +51,7 @@ internal static class LatencyScenario
         {
             var runs = Enumerable.Range(0, options.Runs).Select(_ => peers.Latency(peer, Samples, GapNs)).Select(j =>
                 (j.GetProperty("p50_ns").GetDouble(), j.GetProperty("p99_ns").GetDouble(), j.GetProperty("p999_ns").GetDouble(), j.GetProperty("max_ns").GetDouble())).ToList();
-            report.Row(Percentiles("latency", $"{peer}_active", runs, LimitScenario.Median(floor)));
+            report.Row(Percentiles("latency", $"{peer}_active", runs, Report.Median(floor)));
         }
     }
 
@@ -65,11 +65,11 @@ internal static class LatencyScenario
     {
         ["scenario"] = scenario,
         ["name"] = name,
-        ["p50_ns"] = Math.Round(LimitScenario.Median(runs.Select(r => r.P50)), 0),
-        ["p99_ns"] = Math.Round(LimitScenario.Median(runs.Select(r => r.P99)), 0),
-        ["p999_ns"] = Math.Round(LimitScenario.Median(runs.Select(r => r.P999)), 0),
-        ["max_ns"] = Math.Round(LimitScenario.Median(runs.Select(r => r.Max)), 0),
-        ["p50_vs_cache_line_one_way"] = Math.Round(LimitScenario.Median(runs.Select(r => r.P50)) / floorNs, 2),
+        ["p50_ns"] = Math.Round(Report.Median(runs.Select(r => r.P50)), 0),
+        ["p99_ns"] = Math.Round(Report.Median(runs.Select(r => r.P99)), 0),
+        ["p999_ns"] = Math.Round(Report.Median(runs.Select(r => r.P999)), 0),
+        ["max_ns"] = Math.Round(Report.Median(runs.Select(r => r.Max)), 0),
+        ["p50_vs_cache_line_one_way"] = Math.Round(Report.Median(runs.Select(r => r.P50)) / floorNs, 2),
         ["samples"] = Samples,
         ["gap_ns"] = GapNs,
         ["runs"] = runs.Count,

@@ -24,26 +24,20 @@ internal static class LimitScenario
         {
             ["scenario"] = "limit",
             ["name"] = "cache_line_round_trip",
-            ["ns"] = Math.Round(Median(trips), 1),
+            ["ns"] = Math.Round(Report.Median(trips), 1),
             ["ns_min"] = Math.Round(trips.Min(), 1),
             ["ns_max"] = Math.Round(trips.Max(), 1),
-            ["one_way_ns"] = Math.Round(Median(trips) / 2, 1),
+            ["one_way_ns"] = Math.Round(Report.Median(trips) / 2, 1),
             ["round_trips"] = RoundTrips,
         });
         report.Row(new Dictionary<string, object>
         {
             ["scenario"] = "limit",
             ["name"] = "plain_ring_burst32",
-            ["mops"] = Math.Round(Median(plain), 2),
+            ["mops"] = Math.Round(Report.Median(plain), 2),
             ["mops_min"] = Math.Round(plain.Min(), 2),
             ["mops_max"] = Math.Round(plain.Max(), 2),
             ["items"] = Items,
         });
-    }
-
-    public static double Median(IEnumerable<double> values)
-    {
-        double[] sorted = [.. values.Order()];
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
     }
 }

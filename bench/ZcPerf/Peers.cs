@@ -48,6 +48,9 @@ internal sealed class Peers : IDisposable
     /// <summary>Mops of <paramref name="peer"/> (rte_ring, plain) moving <paramref name="items"/> in bursts of <paramref name="burst"/>.</summary>
     public double Mops(string peer, long items, int burst) => Run(peer, items, burst).GetProperty("mops").GetDouble();
 
+    /// <summary>The wall time of the same run, in seconds.</summary>
+    public double Seconds(string peer, long items, int burst) => Run(peer, items, burst).GetProperty("seconds").GetDouble();
+
     /// <summary>Nanoseconds for one cache line to go to the other core and back.</summary>
     public double RoundTripNs(long roundTrips) => Run("pingpong", roundTrips, 0).GetProperty("ns_per_round_trip").GetDouble();
 

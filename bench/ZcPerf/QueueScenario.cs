@@ -55,8 +55,8 @@ internal static class QueueScenario
             }
 
         var report = new Report(options);
-        double Median(string name) => Mops(name, runs[name].OrderByDescending(r => r.Seconds).ElementAt(runs[name].Count / 2));
         double Mops(string name, PinnedPair.Result r) => rows.Single(x => x.Name == name).Items / r.Seconds / 1e6;
+        double Median(string name) => Report.Median(runs[name].Select(r => Mops(name, r)));
         foreach (var row in rows)
         {
             var results = runs[row.Name];
@@ -86,7 +86,7 @@ internal static class QueueScenario
     }
 
     // A C peer's run as a result: its own wall time (it allocates nothing of ours).
-    private static PinnedPair.Result Peer(Peers peers, string peer, long items, int burst) => new(items / peers.Mops(peer, items, burst) / 1e6, 0);
+    private static PinnedPair.Result Peer(Peers peers, string peer, long items, int burst) => new(peers.Seconds(peer, items, burst), 0);
 
     // A queue of its own for each measurement. The consumer here moves indices and gives no buffer back, so the queue's
     // quota of held buffers (which crash safety keeps, and every send counts down) is set beyond what one run sends.

@@ -16,6 +16,13 @@ internal sealed class Report(PerfOptions options)
         Console.WriteLine(string.Join("  ", row.Select(kv => $"{kv.Key}={Format(kv.Value)}")));
     }
 
+    /// <summary>The median of the runs' values: what a row reports, beside its slowest and fastest run.</summary>
+    public static double Median(IEnumerable<double> values)
+    {
+        double[] sorted = [.. values.Order()];
+        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+
     private static string Format(object v) => v switch
     {
         double d => d.ToString("0.###", CultureInfo.InvariantCulture),

@@ -10,7 +10,7 @@ namespace ZcFlow.Hosting;
 // A consumer for the host's lifetime: a thread attaches (waiting for the cluster as long as it takes), runs the
 // consumer's worker until the host stops or the owner goes, and then attaches to the owner's successor.
 internal sealed class ConsumerService(string queueName, IPacketConsumer consumer, ZcFlowConsumerOptions options, ILogger logger, IHostApplicationLifetime lifetime)
-    : IHostedService
+    : IHostedService, IDisposable
 {
     private readonly CancellationTokenSource _stop = new();
     private Thread? _thread;
@@ -30,6 +30,8 @@ internal sealed class ConsumerService(string queueName, IPacketConsumer consumer
         logger.LogInformation("final stats: {Queue} consumed {Packets} packets", queueName, Volatile.Read(ref _packets));
         return Task.CompletedTask;
     }
+
+    public void Dispose() => _stop.Dispose();
 
     private void Run()
     {

@@ -10,7 +10,7 @@ public struct Timespec
     public long Seconds;
     public long Nanoseconds;
 
-    public static Timespec FromMilliseconds(int ms) => new() { Seconds = ms / 1000, Nanoseconds = ms % 1000 * 1_000_000L };
+    public static Timespec FromNanoseconds(long ns) => new() { Seconds = ns / 1_000_000_000, Nanoseconds = ns % 1_000_000_000 };
 }
 
 /* sched.h: cpu_set_t (1024 CPUs) */

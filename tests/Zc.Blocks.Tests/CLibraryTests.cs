@@ -15,19 +15,9 @@ public class CLibraryTests(CLibraryTests.Library library) : IClassFixture<CLibra
     {
         public string Directory { get; } = Path.Combine(Path.GetTempPath(), $"zcflow-clib-{Guid.NewGuid():N}");
         public string Samples { get; } = Path.Combine(Tools.Repository!, "samples", "c");
-        public string ZCount => Path.Combine(Directory, "zcount");
+        public string ZCount { get; }
 
-        public Library()
-        {
-            string repository = Tools.Repository ?? throw new InvalidOperationException("the tests were not built inside a checkout");
-            // A build tree of its own (--artifacts-path), so nothing the running tests loaded is written over.
-            var publish = Tools.Run("dotnet", "publish", Path.Combine(repository, "src", "Zc.CLib"), "-c", "Release", "-r", "linux-x64",
-                "--artifacts-path", Path.Combine(Directory, "build"), "-o", Directory, "-nologo");
-            Assert.True(publish.Code == 0, $"dotnet publish src/Zc.CLib failed:\n{publish.Output}\n{publish.Error}");
-            var gcc = Tools.Run("gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", ZCount, Path.Combine(Samples, "zcount.c"),
-                $"-I{Directory}", $"-L{Directory}", "-lzcflow", $"-Wl,-rpath,{Directory}");
-            Assert.True(gcc.Code == 0, $"gcc zcount.c failed:\n{gcc.Output}\n{gcc.Error}");
-        }
+        public Library() => ZCount = Tools.BuildCLibrary(Directory);
 
         internal ChildProcess Python(string script, params object[] args)
             => ChildProcess.Exec("/usr/bin/python3", [script, .. args], new Dictionary<string, string> { ["ZCFLOW_LIB"] = Path.Combine(Directory, "libzcflow.so") });

@@ -18,6 +18,23 @@ internal static class Tools
         }
     }
 
+    /// <summary>
+    /// Publishes libzcflow.so (NativeAOT) into <paramref name="dir"/>, in a build tree of its own (--artifacts-path, so nothing
+    /// a running process loaded is written over), and compiles samples/c/zcount.c against it; returns that program's path.
+    /// </summary>
+    public static string BuildCLibrary(string dir)
+    {
+        string repository = Repository ?? throw new InvalidOperationException("libzcflow is built from a checkout");
+        var publish = Run("dotnet", "publish", Path.Combine(repository, "src", "Zc.CLib"), "-c", "Release", "-r", "linux-x64",
+            "--artifacts-path", Path.Combine(dir, "build"), "-o", dir, "-nologo");
+        if (publish.Code != 0) throw new InvalidOperationException($"dotnet publish src/Zc.CLib failed:\n{publish.Output}\n{publish.Error}");
+        string zcount = Path.Combine(dir, "zcount");
+        var gcc = Run("gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", zcount, Path.Combine(repository, "samples", "c", "zcount.c"),
+            $"-I{dir}", $"-L{dir}", "-lzcflow", $"-Wl,-rpath,{dir}");
+        if (gcc.Code != 0) throw new InvalidOperationException($"gcc zcount.c failed:\n{gcc.Output}\n{gcc.Error}");
+        return zcount;
+    }
+
     /// <summary>Runs <paramref name="program"/> and returns its exit code, standard output and standard error.</summary>
     public static (int Code, string Output, string Error) Run(string program, params string[] args)
     {

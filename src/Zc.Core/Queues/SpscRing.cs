@@ -236,11 +236,12 @@ internal sealed unsafe class SpscRing
             // see Flush), and not wake us: so the first sleep is short, then Tail is read again. A store leaves a
             // core's store buffer within nanoseconds, so by then that publish is seen here, and every later one sees
             // Waiters set and wakes us; the rest of the wait can be long.
-            Timespec first = new() { Nanoseconds = Math.Min(FirstSleepNs, timeoutMs * 1_000_000L) };
+            long timeoutNs = timeoutMs * 1_000_000L;
+            Timespec first = Timespec.FromNanoseconds(Math.Min(FirstSleepNs, timeoutNs));
             Libc.FutexWait(&_ctl->WakeSeq, seq, &first);
-            if (timeoutMs * 1_000_000L > FirstSleepNs && Volatile.Read(ref _ctl->Tail) == _c.Head)
+            if (timeoutNs > FirstSleepNs && Volatile.Read(ref _ctl->Tail) == _c.Head)
             {
-                Timespec rest = new() { Seconds = (timeoutMs * 1_000_000L - FirstSleepNs) / 1_000_000_000, Nanoseconds = (timeoutMs * 1_000_000L - FirstSleepNs) % 1_000_000_000 };
+                Timespec rest = Timespec.FromNanoseconds(timeoutNs - FirstSleepNs);
                 Libc.FutexWait(&_ctl->WakeSeq, seq, &rest);
             }
         }
