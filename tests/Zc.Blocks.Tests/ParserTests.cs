@@ -131,7 +131,46 @@ public class ParserTests
             // Steer some frames into the interesting paths.
             if (i % 2 == 0) { buffer[12] = 0x08; buffer[13] = 0; buffer[14] = 0x45; }
             if (i % 4 == 0) { buffer[23] = 17; buffer[36] = 0x08; buffer[37] = 0x68; }
-            PacketParser.Parse(buffer.AsSpan(0, random.Next(buffer.Length)), out _, (LinkType)(i % 3 == 0 ? 1 : i % 3 == 1 ? 101 : 113));
+            if (i % 8 == 0) buffer[23] = 6;
+            var link = (LinkType)(i % 3 == 0 ? 1 : i % 3 == 1 ? 101 : 113);
+            ReadOnlySpan<byte> frame = buffer.AsSpan(0, random.Next(buffer.Length));
+            PacketParser.Parse(frame, out PacketInfo info, link);
+            PacketParser.ParseLayers(frame, out PacketInfo general, link);
+            Assert.Equal(general, info);
         }
+    }
+
+    [Fact]
+    public void PlainTcpAndUdp_TakeTheFastPath_AndFindWhatTheGeneralPathFinds_AtEveryLengthAndEdge()
+    {
+        byte[][] frames =
+        [
+            Frames.Ethernet(0x0800).Ipv4(A, B, 6, 20).Tcp(1234, 80).ToArray(),
+            Frames.Ethernet(0x0800).Ipv4(A, B, 17, 8 + 30).Udp(5353, 53, 30).Add(new byte[30]).ToArray(),
+            Frames.Ethernet(0x0800).Ipv4(A, B, 17, 8).Udp(40000, 2152, 0).ToArray(),     // GTP-U's port: the general path
+            Frames.Ethernet(0x0800).Ipv4(A, B, 17, 8).Udp(2123, 40000, 0).ToArray(),     // GTP-C's
+            Frames.Ethernet(0x0800).Ipv4(A, B, 17, 8).Udp(40000, 4789, 0).ToArray(),     // VXLAN's
+            Frames.Ethernet(0x0800).Ipv4(A, B, 6, 20).Tcp(1234, 80).Add(new byte[18]).ToArray(),   // Ethernet padding past the IP length
+        ];
+        foreach (byte[] whole in frames)
+            for (int length = 0; length <= whole.Length; length++)
+            {
+                byte[] f = whole[..length];
+                PacketParser.Parse(f, out PacketInfo info);
+                PacketParser.ParseLayers(f, out PacketInfo general, LinkType.Ethernet);
+                Assert.Equal(general, info);
+                // And with an IP length that leaves the transport header out, or a fragment's offset.
+                if (length < 34) continue;
+                f[16] = 0; f[17] = 24;
+                PacketParser.Parse(f, out info);
+                PacketParser.ParseLayers(f, out general, LinkType.Ethernet);
+                Assert.Equal(general, info);
+                f[16] = whole[16]; f[17] = whole[17]; f[20] = 0x20;
+                PacketParser.Parse(f, out info);
+                PacketParser.ParseLayers(f, out general, LinkType.Ethernet);
+                Assert.Equal(general, info);
+            }
+        PacketParser.Parse(frames[0], out PacketInfo tcp);
+        Assert.Equal((ParseStop.Complete, (ushort)34, (ushort)1234, (ushort)80), (tcp.Stop, tcp.L4Offset, tcp.Outer.SourcePort, tcp.Outer.DestinationPort));
     }
 }

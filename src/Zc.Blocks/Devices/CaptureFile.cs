@@ -24,7 +24,7 @@ public sealed unsafe class CaptureFile : IDisposable
     private readonly long _first;           // offset of the first record
     private readonly List<(LinkType Link, bool Binary, int Exponent)> _interfaces = [];
     private bool _swapped;                  // the file's byte order is not the host's
-    private long _ticksPerSecond;           // pcap: 1e6 or 1e9
+    private long _nsPerTick;                // pcap: 1000 (microsecond timestamps) or 1 (nanosecond)
     private long _offset;
     private long _previous;                 // where the record last returned started
     private int _disposed;
@@ -50,12 +50,12 @@ public sealed unsafe class CaptureFile : IDisposable
             }
             else
             {
-                (_swapped, _ticksPerSecond) = magic switch
+                (_swapped, _nsPerTick) = magic switch
                 {
-                    0xA1B2C3D4 => (false, 1_000_000L),
-                    0xD4C3B2A1 => (true, 1_000_000L),
-                    0xA1B23C4D => (false, 1_000_000_000L),
-                    0x4D3CB2A1 => (true, 1_000_000_000L),
+                    0xA1B2C3D4 => (false, 1000L),
+                    0xD4C3B2A1 => (true, 1000L),
+                    0xA1B23C4D => (false, 1L),
+                    0x4D3CB2A1 => (true, 1L),
                     _ => throw new InvalidDataException($"{path} is neither a pcap nor a pcapng file (magic 0x{magic:x8})"),
                 };
                 LinkType = (LinkType)(U32(20) & 0xFFFF);
@@ -128,7 +128,7 @@ public sealed unsafe class CaptureFile : IDisposable
         data = Span(_offset + 16, (int)Kept(captured));
         WireLength = (int)Math.Clamp(U32(_offset + 12), captured, MaxRecord);
         _previous = _offset;
-        timestampNs = seconds * 1_000_000_000L + fraction * (1_000_000_000L / _ticksPerSecond);
+        timestampNs = seconds * 1_000_000_000L + fraction * _nsPerTick;
         _offset += 16 + captured;
         return true;
     }
