@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using ZcFlow.Buffers;
 using ZcFlow.Queues;
@@ -98,42 +99,55 @@ internal static class QueueScenario
         return queue;
     }
 
-    private static PinnedPair.Result Single(ZcQueue queue, PacketHandle[] handles, long items) => PinnedPair.Run(
-        () =>
-        {
-            for (long i = 0; i < items; i++)
-                while (!queue.TrySend(handles[i & (Slots - 1)])) Thread.SpinWait(1);
-        },
-        () =>
-        {
-            long got = 0, sum = 0;
-            while (got < items)
-            {
-                if (queue.TryReceive(out PacketHandle p)) { sum += p.Index; got++; }
-                else Thread.SpinWait(1);
-            }
-            GC.KeepAlive(sum);
-        });
+    // Each side's loop is a method compiled at once with full optimisation (AggressiveOptimization), as the C peers are
+    // compiled with -O3: a loop in a method called once otherwise runs as the JIT's on-stack-replacement variant, which
+    // keeps its locals on the stack. A worker calling DoWork turn after turn gets the JIT's full tier anyway.
+    private static PinnedPair.Result Single(ZcQueue queue, PacketHandle[] handles, long items)
+        => PinnedPair.Run(() => SendSingles(queue, handles, items), () => ReceiveSingles(queue, items));
 
-    private static PinnedPair.Result Bursts(ZcQueue queue, PacketHandle[] handles, long items) => PinnedPair.Run(
-        () =>
+    private static PinnedPair.Result Bursts(ZcQueue queue, PacketHandle[] handles, long items)
+        => PinnedPair.Run(() => SendBursts(queue, handles, items), () => Receive(queue, items));
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void SendSingles(ZcQueue queue, PacketHandle[] handles, long items)
+    {
+        for (long i = 0; i < items; i++)
+            while (!queue.TrySend(handles[i & (Slots - 1)])) Thread.SpinWait(1);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ReceiveSingles(ZcQueue queue, long items)
+    {
+        long got = 0, sum = 0;
+        while (got < items)
         {
-            for (long i = 0; i < items; i += Burst)
-                queue.SendBurst(handles.AsSpan((int)(i & (Slots - 1)), Burst), QueueWait.Active);
-        },
-        () =>
+            if (queue.TryReceive(out PacketHandle p)) { sum += p.Index; got++; }
+            else Thread.SpinWait(1);
+        }
+        GC.KeepAlive(sum);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void SendBursts(ZcQueue queue, PacketHandle[] handles, long items)
+    {
+        for (long i = 0; i < items; i += Burst)
+            queue.SendBurst(handles.AsSpan((int)(i & (Slots - 1)), Burst), QueueWait.Active);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Receive(ZcQueue queue, long items)
+    {
+        var burst = new PacketHandle[Burst];
+        long got = 0, sum = 0;
+        while (got < items)
         {
-            var burst = new PacketHandle[Burst];
-            long got = 0, sum = 0;
-            while (got < items)
-            {
-                int n = queue.ReceiveBurst(burst);
-                if (n == 0) { Thread.SpinWait(1); continue; }
-                for (int k = 0; k < n; k++) sum += burst[k].Index;
-                got += n;
-            }
-            GC.KeepAlive(sum);
-        });
+            int n = queue.ReceiveBurst(burst);
+            if (n == 0) { Thread.SpinWait(1); continue; }
+            for (int k = 0; k < n; k++) sum += burst[k].Index;
+            got += n;
+        }
+        GC.KeepAlive(sum);
+    }
 
     private static PinnedPair.Result Channel(PacketHandle[] handles, long items, bool bounded)
     {

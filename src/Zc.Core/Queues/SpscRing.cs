@@ -92,6 +92,20 @@ internal sealed unsafe class SpscRing
         return (int)Math.Min(_capacity - (_c.Tail - head), (ulong)want);
     }
 
+    /// <summary>
+    /// The slots and where each side stands, for a burst loop that keeps them in registers (the JIT cannot, through
+    /// <see cref="Put"/> and <see cref="Get"/>: a store through a pointer might change them): slot <c>(position + k) &amp; Mask</c>.
+    /// </summary>
+    public uint* Slots => _slots;
+
+    public ulong Mask => _mask;
+
+    /// <summary>Where the producer writes next (<see cref="Put"/>'s slot 0).</summary>
+    public ulong ProducerPosition => _c.Tail;
+
+    /// <summary>Where the consumer reads next (<see cref="Get"/>'s slot 0).</summary>
+    public ulong ConsumerPosition => _c.Head;
+
     /// <summary>Writes the <paramref name="k"/>-th claimed slot.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Put(int k, uint value) => _slots[(_c.Tail + (ulong)k) & _mask] = value;

@@ -311,11 +311,13 @@ public sealed unsafe class ZcQueue
         {
             ulong[] holders = _holders ?? ThrowNotOwner();
             n = Room(packets.Length);
+            uint* slots = _ring.Slots;
+            ulong mask = _ring.Mask, at = _ring.ProducerPosition, bit = _bit;
             for (int i = 0; i < n; i++)
             {
                 uint index = packets[i].Index;
-                _ring.Put(i, index);
-                holders[index] |= _bit;
+                slots[(at + (ulong)i) & mask] = index;
+                holders[index] |= bit;
             }
             _q.Left -= n;
         }
@@ -406,6 +408,7 @@ public sealed unsafe class ZcQueue
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Flush() => _ring.Flush();
 
+
     // ---- consumer side ----
 
     /// <summary>Takes the next packet if there is one; returns false at once when the queue is empty.</summary>
@@ -437,11 +440,28 @@ public sealed unsafe class ZcQueue
     {
         int n = _ring.Available(packets.Length);
         int got = 0;
-        for (int i = 0; i < n; i++)
+        if (Role == QueueRole.Egress || _holders is null)
         {
-            uint index = _ring.Get(i);
-            if (Accept(index)) packets[got++] = _buffers.At(index);
-            else _ring.CountConsumerError();
+            // Each index is checked against the cluster's buffers, and nothing else is to be done: the loop keeps the
+            // slots and the buffers' bounds in registers.
+            uint* slots = _ring.Slots;
+            ulong mask = _ring.Mask, at = _ring.ConsumerPosition;
+            BufferRegion buffers = _buffers;
+            for (int i = 0; i < n; i++)
+            {
+                uint index = slots[(at + (ulong)i) & mask];
+                if (buffers.Contains(index)) packets[got++] = buffers.At(index);
+                else _ring.CountConsumerError();
+            }
+        }
+        else
+        {
+            for (int i = 0; i < n; i++)
+            {
+                uint index = _ring.Get(i);
+                if (Accept(index)) packets[got++] = _buffers.At(index);
+                else _ring.CountConsumerError();
+            }
         }
         if (n != 0) _ring.Consume(n);
         else _owner?.Check();
