@@ -131,6 +131,38 @@ public sealed class GraphBuilder
     public Graph Balance<T>(T distribution, params int[] cores) where T : struct, IDistribution
         => Build((pool, inputs, outputs) => new Balancer<PerApplication<T>>(pool, inputs, outputs, new PerApplication<T>(_applications, distribution), _lossless), cores);
 
+    /// <summary>
+    /// Builds and runs the graph for two applications (<c>Applications(4, 2)</c>), each with a distribution of its own:
+    /// both get every packet, the first spread over its queues by <paramref name="first"/>, the second over its own by
+    /// <paramref name="second"/> (<see cref="Applications{TFirst, TRest}"/>).
+    /// </summary>
+    public Graph Balance<TFirst, TSecond>(TFirst first, TSecond second, params int[] cores)
+        where TFirst : struct, IDistribution where TSecond : struct, IDistribution
+    {
+        RequireApplications(2);
+        var distribution = new Applications<TFirst, TSecond>(first, _applications[0], second);
+        return Build((pool, inputs, outputs) => new Balancer<Applications<TFirst, TSecond>>(pool, inputs, outputs, distribution, _lossless), cores);
+    }
+
+    /// <summary>As the two-application form, for three applications (<c>Applications(4, 2, 1)</c>): nProbe, Suricata and Zeek on one link.</summary>
+    public Graph Balance<TFirst, TSecond, TThird>(TFirst first, TSecond second, TThird third, params int[] cores)
+        where TFirst : struct, IDistribution where TSecond : struct, IDistribution where TThird : struct, IDistribution
+    {
+        RequireApplications(3);
+        var distribution = new Applications<TFirst, Applications<TSecond, TThird>>(first, _applications[0],
+            new Applications<TSecond, TThird>(second, _applications[1], third));
+        return Build((pool, inputs, outputs) => new Balancer<Applications<TFirst, Applications<TSecond, TThird>>>(pool, inputs, outputs, distribution, _lossless), cores);
+    }
+
+    private void RequireApplications(int distributions)
+    {
+        if (_applications.Length != distributions)
+            throw new ArgumentException($"{distributions} distributions, one per application, but the graph has {_applications.Length} application{(_applications.Length == 1 ? "" : "s")}: "
+                + $"give each its queues first, as in Applications({string.Join(", ", Enumerable.Range(0, distributions).Select(a => a == 0 ? 4 : 2))})");
+        if (_applications.Any(q => q < 1) || _applications.Sum() > 64)
+            throw new ArgumentException("each application has at least one queue, and there are at most 64 in all");
+    }
+
     /// <summary>Builds and runs the graph with a zbalance_ipc <c>-m</c> mode (<see cref="BalancerMode"/>).</summary>
     public Graph Balance(int mode, params int[] cores) => Balance(mode, new BalancerModeOptions(), cores);
 
