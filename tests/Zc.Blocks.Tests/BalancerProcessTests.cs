@@ -91,6 +91,45 @@ public class BalancerProcessTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void ZCountWithAFilterAndTouch_CountsOnlyTheMatchingPackets_AndReleasesTheRest()
+    {
+        // zcount_ipc's -f, and -t: 300 DNS packets among 200 TCP ones, all queued before ZCount attaches.
+        string pcap = Path.Combine(Path.GetTempPath(), $"zcflow-zcount-{Environment.ProcessId}.pcap");
+        long dnsBytes = 0;
+        using (var writer = new Devices.CaptureWriter(pcap))
+            for (int i = 0; i < 500; i++)
+            {
+                byte[] frame = i % 5 < 3
+                    ? Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 8 + i % 50).Udp(5000, 53, i % 50).Add(new byte[i % 50]).ToArray()
+                    : Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 6, 20).Tcp(5000, 80).ToArray();
+                if (i % 5 < 3) dnsBytes += frame.Length;
+                writer.Write(frame, i);
+            }
+        try
+        {
+            uint cluster = TestClusters.NextId();
+            using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", cluster, "-n", 1, "-i", "pcap:" + pcap]);
+            ClusterInfo info = Listing.WaitFor(cluster, i => i.Queues[0].Stats.Sent == 500, "the capture queued", seconds: 30);
+            using ChildProcess zcount = ChildProcess.Run("ZCount", ["-c", cluster, "-i", 0, "-f", "udp port 53", "-t"]);
+            Listing.WaitFor(cluster, i => i.Queues[0].Stats.Received == 500 && i.Queues[0].Held == 0, "every packet received and released", seconds: 30);
+            zcount.Terminate();
+            Assert.Equal(0, zcount.WaitForExit());
+            Assert.Contains($"total 300 pkts {dnsBytes:N0} bytes", zcount.Output);
+            Assert.Contains("200 filtered out, bytes summed to", zcount.Output);
+            balancer.Terminate();
+            Assert.Equal(0, balancer.WaitForExit());
+
+            using ChildProcess bad = ChildProcess.Run("ZCount", ["-c", cluster, "-i", 0, "-f", "udp prot 53"]);
+            Assert.Equal(1, bad.WaitForExit());
+            Assert.Contains("error: -f: filter 'udp prot 53'", bad.Errors);
+        }
+        finally
+        {
+            File.Delete(pcap);
+        }
+    }
+
+    [Fact]
     public void OwnerKilled_ZCountSaysSoWithinASecond_AndAttachesToTheNextOwnerByItself()
     {
         uint cluster = TestClusters.NextId();
