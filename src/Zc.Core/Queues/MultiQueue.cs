@@ -58,7 +58,7 @@ public sealed class MultiQueue
     {
         if (wait != QueueWait.None)
             for (ulong m = mask & _all; m != 0; m &= m - 1)
-                if (!_queues[BitOperations.TrailingZeroCount(m)].WaitForRoom(wait, cancel)) break;
+                if (!_queues[BitOperations.TrailingZeroCount(m)].WaitForRoom(1, wait, cancel)) break;
         return Send(packet, mask, flush);
     }
 

@@ -279,25 +279,30 @@ public sealed unsafe class ZcQueue
         {
             sent += SendSome(packets[sent..]);
             _ring.Flush();
-            if (sent == packets.Length || !WaitForRoom(wait, cancel)) break;
+            if (sent == packets.Length || !WaitForRoom(packets.Length - sent, wait, cancel)) break;
         }
         if (sent < packets.Length) _ring.CountDropped(packets.Length - sent);
         return sent;
     }
 
     /// <summary>
-    /// Waits, as <paramref name="wait"/> says, until at least one slot is free; false if cancelled first.
-    /// Publishes what was sent without a flush before waiting: the consumer cannot make room otherwise.
+    /// Waits, as <paramref name="wait"/> says, until <paramref name="want"/> slots are free (the whole queue at most) and
+    /// the quota allows at least one more packet; false if cancelled first. Publishes what was sent without a flush before
+    /// waiting: the consumer cannot make room otherwise. Waiting for the slots of a whole burst, not the first free one,
+    /// keeps a full queue's sends whole: taken slot by slot, every packet would cost a publication, and the queue would
+    /// run at the speed of the cores passing its index. Slots come free as the consumer receives; the quota only as it
+    /// releases, which it may do only when more packets come, so that part is not waited for in bulk.
     /// </summary>
-    internal bool WaitForRoom(QueueWait wait, CancellationToken cancel)
+    internal bool WaitForRoom(int want, QueueWait wait, CancellationToken cancel)
     {
-        if (Room(1) != 0) return true;
+        want = Math.Clamp(want, 1, _ring.Capacity);
+        if (_ring.Claim(want) == want && Room(1) != 0) return true;
         _ring.Flush();
         var backoff = new SpinWait();
-        while (Room(1) == 0)
+        while (_ring.Claim(want) < want || Room(1) == 0)
         {
             if (cancel.IsCancellationRequested) return false;
-            if (wait == QueueWait.Active) Thread.SpinWait(16);
+            if (wait == QueueWait.Active) Thread.SpinWait(1);
             else backoff.SpinOnce(sleep1Threshold: 40);
         }
         return true;
