@@ -11,12 +11,13 @@ using ZcFlow.Workers;
 // name ends in .pcapng, else pcap), or to standard output (-o -) for tcpdump -r - or tshark -r -.
 // Stops after -n packets, when every input is exhausted, when the reader of its output goes, or on
 // Ctrl-C/SIGTERM, and always closes the file cleanly.
-var cl = new CommandLine(args, flags: "apt", withValue: "iongcbF",
-    "usage: Aggregator -i <device>[,<device>...] [-o <file>|-] [-F pcap|pcapng] [-n <count>] [-p] [-t] [-g <core>] [-a] [-c <cluster>] [-b <buffers>]\n" +
+var cl = new CommandLine(args, flags: "apt", withValue: "iongcbFw",
+    "usage: Aggregator -i <device>[,<device>...] [-o <file>|-] [-F pcap|pcapng] [-n <count>] [-p] [-t [-w <us>]] [-g <core>] [-a] [-c <cluster>] [-b <buffers>]\n" +
     "  -i  devices: gen:<size>[?…], pcap:<file>[?loop&pace], <file>.pcap[ng], zc:<cluster>@<queue>\n" +
     "  -o  write the packets to this capture file, or with -o - to standard output, each burst at once (pcap; -F pcapng)\n" +
     "  -n  stop after this many packets\n" +
-    "  -p  print stats every second    -t  merge the inputs in timestamp order\n" +
+    "  -p  print stats every second    -t  merge the inputs in timestamp order (zfifo)\n" +
+    "  -w  with -t: how long an input that has nothing may hold the others back, in microseconds (1000): it may bring an older packet\n" +
     "  -g  core for the aggregator thread    -a  active wait    -c  cluster id of its own (default from the pid)    -b  buffers (8192)");
 if (!cl.Has('i')) cl.Fail("-i is required");
 string[] devices = cl.String('i')!.Split(',', StringSplitOptions.RemoveEmptyEntries);
@@ -46,7 +47,9 @@ catch (Exception e) when (e is ArgumentException or InvalidOperationException or
     return 1;
 }
 
-var aggregator = new Aggregator(pool, inputs, queue, mergeByTime: cl.Has('t'));
+if (cl.Has('w') && !cl.Has('t')) cl.Fail("-w is for -t, the merge in timestamp order");
+var aggregator = new Aggregator(pool, inputs, queue, mergeByTime: cl.Has('t'),
+    idleWait: cl.Has('t') ? TimeSpan.FromMicroseconds(cl.Number('w', 1000, 0, 60_000_000)) : TimeSpan.Zero);
 using CaptureWriter? writer = output is null ? null
     // fd 1 as a file, not the console stream, which drops what a closed pipe refuses instead of saying so.
     : toStdout ? new CaptureWriter(new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(1, ownsHandle: false), FileAccess.Write, 1 << 16), format == "pcapng")

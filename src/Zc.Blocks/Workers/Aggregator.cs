@@ -9,9 +9,11 @@ namespace ZcFlow.Workers;
 /// PF_RING's pipeline/aggregator: several devices into one queue. Each turn takes a burst from
 /// every input and sends it on, flushing at the end of the turn. With <c>mergeByTime</c> it
 /// holds each input's packets and always sends the oldest one it holds, so inputs that are each
-/// in time order come out in time order (an input that has nothing at the moment is not waited
-/// for). Lossless: it leaves its inputs unread while the queue lacks room. Run it on a
-/// <see cref="ZcWorker"/>; that thread owns the pool it is given.
+/// in time order come out in time order (zfifo). An input that has nothing at the moment may yet
+/// bring an older packet than those held: the merge waits for it up to <c>idleWait</c>, then goes on
+/// without it until it brings one (by default it does not wait, which suits files: one that has
+/// nothing left is exhausted, not idle). Lossless: it leaves its inputs unread while the queue lacks
+/// room. Run it on a <see cref="ZcWorker"/>; that thread owns the pool it is given.
 /// </summary>
 public sealed class Aggregator
 {
@@ -25,11 +27,15 @@ public sealed class Aggregator
     private readonly int[] _next, _count;
     private readonly PacketHandle[] _burst = new PacketHandle[Burst];
     private readonly long _checkPeriod = Stopwatch.Frequency / 10;
-    private long _nextCheck;
+    private readonly long _idleWait;   // Stopwatch ticks
+    private long _nextCheck, _idleSince;
     private ulong _forwarded;
 
-    public Aggregator(BufferPool pool, IReadOnlyList<IPacketSource> inputs, ZcQueue output, bool mergeByTime = false)
+    public Aggregator(BufferPool pool, IReadOnlyList<IPacketSource> inputs, ZcQueue output, bool mergeByTime = false, TimeSpan idleWait = default)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(idleWait, TimeSpan.Zero);
+        if (idleWait > TimeSpan.Zero && !mergeByTime) throw new ArgumentException("idleWait is for a merge in time order (mergeByTime)", nameof(idleWait));
+        _idleWait = (long)(idleWait.TotalSeconds * Stopwatch.Frequency);
         if (inputs.Count == 0) throw new ArgumentException("an aggregator needs at least one input", nameof(inputs));
         _pool = pool;
         _inputs = [.. inputs];
@@ -88,15 +94,30 @@ public sealed class Aggregator
         while (_output.HasRoom(1))
         {
             int oldest = -1;
+            bool idle = false;
             for (int i = 0; i < _inputs.Length; i++)
+            {
                 if (_count[i] != 0 && (oldest < 0 || _held[i][_next[i]].TimestampNs < _held[oldest][_next[oldest]].TimestampNs))
                     oldest = i;
+                else if (_count[i] == 0 && _idleWait != 0 && !_inputs[i].IsExhausted)
+                    idle = true;
+            }
             if (oldest < 0) break;
+            if (!idle) _idleSince = 0;
+            else if (!WaitedEnough()) break;   // the idle input may bring an older packet: look again next turn
             _output.TrySend(_held[oldest][_next[oldest]++], flush: false);
             moved++;
             // An input that ran dry must be looked at again before anything newer goes out.
             if (--_count[oldest] == 0) break;
         }
         return moved;
+    }
+
+    // Whether an input has been idle for idleWait: from then on the merge goes on without it, until it brings a packet.
+    private bool WaitedEnough()
+    {
+        long now = Stopwatch.GetTimestamp();
+        if (_idleSince == 0) _idleSince = now;
+        return now - _idleSince >= _idleWait;
     }
 }
