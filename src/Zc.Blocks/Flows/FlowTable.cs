@@ -18,10 +18,12 @@ public interface IFlowExport
 ///
 /// A fixed number of flows in arrays allocated once: open addressing over flow slots (linear probing,
 /// half full at most, deletion by backward shift; each index entry holds the flow's hash, so a lookup
-/// reads the index and the flow, nothing else), and a timing wheel: each flow is filed under the tick
-/// (a sixteenth of the idle timeout) of its last packet, moved at most once a tick, so the packet path
-/// rarely touches the lists, and the idle flows are whole ticks found in order. When the table is full,
-/// the least recently seen flow (to within a tick) makes room, counted in <see cref="Evicted"/>.
+/// reads the index and the flow, nothing else), and a timing wheel: each flow is filed under a tick
+/// (a sixteenth of the idle timeout), first that of its first packet. The packet path never moves it:
+/// when its tick comes due, a flow that has seen packets since is filed again under the tick of its last
+/// one, and the others have been idle for the timeout. So a packet touches its index entry and its flow
+/// and nothing else, and the idle flows are whole ticks found in order. When the table is full, the least
+/// recently seen flow (to within a tick) makes room, counted in <see cref="Evicted"/>.
 /// Nothing is allocated per packet or per flow. Time is the packets' own (<see cref="ClockNs"/> is the
 /// latest seen), so a capture file gives the same flows at any replay speed; call <see cref="Expire"/>
 /// now and then, and <see cref="ExpireAll"/> at the end.
@@ -148,7 +150,14 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
             for (int i = 0; i < burst.Length; i++)
             {
                 ulong entry = _index[(int)_hashes[i] & _indexMask];
-                if (entry != 0 && (uint)(entry >> 32) == _hashes[i]) Prefetch(ref _flows[(int)(uint)entry - 1]);
+                if (entry != 0 && (uint)(entry >> 32) == _hashes[i])
+                {
+                    // Every line of the flow the packet writes: it spans two or three.
+                    ref byte record = ref Unsafe.As<FlowRecord, byte>(ref _flows[(int)(uint)entry - 1]);
+                    Prefetch(ref record);
+                    Prefetch(ref Unsafe.Add(ref record, 64));
+                    Prefetch(ref Unsafe.Add(ref record, Unsafe.SizeOf<FlowRecord>() - 1));
+                }
             }
             for (int i = 0; i < burst.Length; i++)
                 if (CountIn(burst[i], _infos[i], _hashes[i])) added++;
@@ -217,24 +226,35 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
             r.ReverseTcpFlags |= flags;
         }
         _packets++;
+        // TCP: RST ends the flow, and so do FINs from both sides; a little later, so the last ACK still counts in it.
+        if ((flags & 0x05) != 0) EndingFlags(f, flags, forward);
+        return true;
+    }
+
+    private void EndingFlags(int f, byte flags, bool forward)
+    {
         ref byte state = ref _state[f];
-        if ((state & Closing) == 0)
+        if ((state & Closing) != 0) return;
+        if ((flags & 0x01) != 0) state |= forward ? FinForward : FinReverse;
+        if ((flags & 0x04) != 0 || (state & (FinForward | FinReverse)) == (FinForward | FinReverse))
         {
-            // TCP: RST ends the flow, and so do FINs from both sides; a little later, so the last ACK still counts in it.
-            if ((flags & 0x01) != 0) state |= forward ? FinForward : FinReverse;
-            if ((flags & 0x04) != 0 || (state & (FinForward | FinReverse)) == (FinForward | FinReverse))
-            {
-                state |= Closing;
-                Unfile(f);
-                Append(f, ref _closingHead, ref _closingTail);
-            }
-            else if (t >= (_tick[f] + 1) * _tickNs)   // past its tick (a multiply: a division each packet would cost more)
-            {
-                // Filed again under the tick of this packet: once a tick at most.
-                Unfile(f);
-                File(f, t / _tickNs);
-            }
+            state |= Closing;
+            Unfile(f);
+            Append(f, ref _closingHead, ref _closingTail);
         }
+    }
+
+    // The tick of the flow's last packet (it is filed under that one or an earlier one).
+    private long LastTick(int f) => LastOf(f) / _tickNs;
+
+    // A flow found under a due tick k that has seen packets since: filed again under the tick of its last one. False
+    // when it has not (it is idle as of k).
+    private bool Refiled(int f, long k)
+    {
+        long last = LastTick(f);
+        if (last <= k) return false;
+        Unfile(f);
+        File(f, last);
         return true;
     }
 
@@ -254,7 +274,7 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
                 for (int f = _wheelHead[b], next; f != None; f = next)
                 {
                     next = _next[f];
-                    if (_tick[f] > lastIdleTick) continue;
+                    if (_tick[f] > lastIdleTick || Refiled(f, lastIdleTick)) continue;
                     End(f, FlowEnd.Idle);
                     ended++;
                 }
@@ -292,8 +312,8 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
         for (int f = _wheelHead[(int)(k & (Wheel - 1))], next; f != None; f = next)
         {
             next = _next[f];
-            if (next != None) Prefetch(ref _index[(int)_hash[next] & _indexMask]);   // the next one's index entry, while this one is written out
-            if (_tick[f] != k) continue;
+            if (next != None) Prefetch(ref _flows[next]);   // the next one's times, while this one is looked at
+            if (_tick[f] != k || Refiled(f, k)) continue;
             End(f, reason);
             ended++;
         }
@@ -387,12 +407,16 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
         _count--;
     }
 
-    // The least recently seen flow, to within a tick: the first of the oldest tick that has one.
+    // The least recently seen flow, to within a tick: the first of the oldest tick that has one (flows filed under it
+    // that have seen packets since are filed again on the way).
     private int Oldest()
     {
         for (; ; _oldestTick++)
-            for (int f = _wheelHead[(int)(_oldestTick & (Wheel - 1))]; f != None; f = _next[f])
-                if (_tick[f] == _oldestTick) return f;
+            for (int f = _wheelHead[(int)(_oldestTick & (Wheel - 1))], next; f != None; f = next)
+            {
+                next = _next[f];
+                if (_tick[f] == _oldestTick && !Refiled(f, _oldestTick)) return f;
+            }
     }
 
     private void File(int f, long tick)
