@@ -412,6 +412,45 @@ public class LiveDeviceTests
         }
     }
 
+    [Fact]
+    public void ZBounce_BridgesTwoInterfaces_BothWays_EveryFrameByteForByte_InOrder_NeverHearingItself()
+    {
+        TestSetup.RequireTool("tcpdump");
+        using Veth veth = Veth.Create(pairs: 2);
+        const int Count = 400;
+        string prefix = Path.Combine(Path.GetTempPath(), $"zcflow-bounce-{Environment.ProcessId}-");
+        string frames = prefix + "frames.pcap";
+        using (var writer = new CaptureWriter(frames))
+            for (int i = 0; i < Count; i++)
+                writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 8 + 4 + i % 100).Udp((ushort)(1000 + i), 53, 4 + i % 100).U32((uint)i).Add(new byte[i % 100]).ToArray(), i);
+        List<byte[]> sent = Packets(frames);
+        try
+        {
+            // zca -> zcb, bounced out of zcc -> zcd; and back: zcd -> zcc, bounced out of zcb -> zca.
+            using ChildProcess bounce = ChildProcess.Run("ZBounce", ["-i", Veth.B, "-o", Veth.C, "-b"], netns: veth.Namespace);
+            bounce.WaitFor("bouncing");
+            foreach ((string from, string to, string name) in new[] { (Veth.A, Veth.D, "forth"), (Veth.D, Veth.A, "back") })
+            {
+                string captured = prefix + name + ".pcap";
+                using Process tcpdump = veth.Start("tcpdump", "-i", to, "-U", "-n", "-s", "0", "-Q", "in", "-w", captured);
+                WaitListening(tcpdump);
+                using (ChildProcess send = ChildProcess.Run("Send", ["-i", from, "-f", frames, "-n", Count, "-p", 4000], netns: veth.Namespace))
+                    Assert.Equal(0, send.WaitForExit());
+                Thread.Sleep(500);
+                Native.Libc.Kill(tcpdump.Id, 15);
+                tcpdump.WaitForExit();
+                AssertSame(sent, Packets(captured), $"bounced {name}");
+            }
+            bounce.Terminate();
+            Assert.Equal(0, bounce.WaitForExit());
+            Assert.Contains($"total {Count:N0} pkts {Veth.B} -> {Veth.C}, {Count:N0} pkts {Veth.C} -> {Veth.B}", bounce.Output);
+        }
+        finally
+        {
+            foreach (string f in Directory.GetFiles(Path.GetTempPath(), Path.GetFileName(prefix) + "*")) File.Delete(f);
+        }
+    }
+
     private static void WaitListening(Process tcpdump)
     {
         // tcpdump says "listening on <if>" once its socket is bound
