@@ -130,6 +130,50 @@ public class BalancerProcessTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void ZBounceIpc_TakesAQueueOfOneClusterIntoAnotherClustersIngressQueue_EveryPacketInOrder()
+    {
+        // zbounce_ipc: cluster 1's queue 0 -> ZBounce -> cluster 2's ingress queue 0 -> its Balancer -> queue 1, read here.
+        const int Count = 3000;
+        string pcap = Path.Combine(Path.GetTempPath(), $"zcflow-bounce-ipc-{Environment.ProcessId}.pcap");
+        using (var writer = new Devices.CaptureWriter(pcap))
+            for (int i = 0; i < Count; i++)
+                writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 12).Udp(1000, 53, 4).U32((uint)i).ToArray(), i);
+        try
+        {
+            uint from = TestClusters.NextId(), to = TestClusters.NextId();
+            using ChildProcess second = ChildProcess.Run("Balancer", ["-c", to, "-i", "Q", "-n", 1]);
+            Listing.WaitForRunning(to, second);
+            using AttachedQueue consumer = AttachedQueue.Attach(to, 1);
+            using ChildProcess first = ChildProcess.Run("Balancer", ["-c", from, "-i", "pcap:" + pcap, "-n", 1, "-L", "-W", 2]);
+            Listing.WaitForRunning(from, first);
+            using ChildProcess bounce = ChildProcess.Run("ZBounce", ["-i", $"zc:{from}@0", "-o", $"zc:{to}@0"]);
+            bounce.WaitFor("bouncing");
+            var got = new List<uint>();
+            var burst = new Buffers.PacketHandle[32];
+            var clock = Stopwatch.StartNew();
+            while (got.Count < Count && clock.Elapsed < TimeSpan.FromSeconds(60))
+            {
+                int n = consumer.Queue.ReceiveBurst(burst);
+                if (n == 0) Thread.Sleep(1);
+                foreach (Buffers.PacketHandle p in burst.AsSpan(0, n)) got.Add(System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(p.Data[42..]));
+                consumer.Queue.ReleaseBurst(burst.AsSpan(0, n));
+            }
+            Assert.Equal(Enumerable.Range(0, Count).Select(i => (uint)i), got);
+            bounce.Terminate();
+            Assert.Equal(0, bounce.WaitForExit());
+            Assert.Contains($"total {Count:N0} pkts zc:{from}@0 -> zc:{to}@0", bounce.Output);
+            first.Terminate();
+            second.Terminate();
+            Assert.Equal(0, first.WaitForExit());
+            Assert.Equal(0, second.WaitForExit());
+        }
+        finally
+        {
+            File.Delete(pcap);
+        }
+    }
+
+    [Fact]
     public void OwnerKilled_ZCountSaysSoWithinASecond_AndAttachesToTheNextOwnerByItself()
     {
         uint cluster = TestClusters.NextId();
