@@ -7,17 +7,21 @@ using ZcFlow.Workers;
 // zbounce: what comes in on -i goes out of -o, and with -b what comes in on -o goes out of -i too: a bridge of two
 // interfaces on one pinned thread, or from a queue of one cluster into another's ingress queue (zbounce_ipc:
 // -i zc:99@0 -o zc:77@0). An interface is read without what is sent out of it, so a bridge never hears itself.
+// With -d it is zdelay: each packet goes out the given time after it came in (the kernel's receive time on an
+// interface), to tens of microseconds with -a.
 // A full transmit ring is waited for; the totals are printed on Ctrl-C/SIGTERM.
-var cl = new CommandLine(args, flags: "bpa", withValue: "iogc",
-    "usage: ZBounce -i <device> -o <device> [-b] [-g <core>] [-a] [-p] [-c <cluster>]\n" +
+var cl = new CommandLine(args, flags: "bpa", withValue: "iogcd",
+    "usage: ZBounce -i <device> -o <device> [-b] [-d <us>] [-g <core>] [-a] [-p] [-c <cluster>]\n" +
     "  -i  where packets come in: eth0, af_packet:eth0, xdp:eth0@0, zc:<cluster>@<queue>\n" +
     "  -o  where they go out: eth1, af_packet:eth1, xdp:eth1@0, zc:<cluster>@<ingress queue>\n" +
     "  -b  both ways: also from -o to -i (two interfaces)\n" +
+    "  -d  hold each packet this many microseconds after it came in (zdelay; up to 4096 packets a way held)\n" +
     "  -g  pin the forwarding thread to this core    -a  active wait    -p  stats every second\n" +
     "  -c  cluster id of its own (default from the pid)");
 if (!cl.Has('i') || !cl.Has('o')) cl.Fail("-i and -o are required");
 string input = cl.String('i')!, output = cl.String('o')!;
 bool both = cl.Has('b');
+long delayNs = cl.Number('d', 0, 0, 60_000_000) * 1000;
 uint clusterId = (uint)cl.Number('c', 0x5B00_0000 + Environment.ProcessId % 0x100_0000, 0, uint.MaxValue);
 CancellationToken stop = CommandLine.StopSignal();
 
@@ -48,19 +52,38 @@ catch (Exception e) when (e is ArgumentException or IOException or InvalidDataEx
 
 var burst = new PacketHandle[32];
 var forwarded = new long[ways.Count];
+var held = ways.Select(_ => new Delayed(4096)).ToArray();
 var worker = ZcWorker.Start("zbounce", () =>
 {
     int moved = 0;
     for (int w = 0; w < ways.Count; w++)
     {
         (IPacketSource from, IPacketSink to, _) = ways[w];
-        int n = from.ReceiveBurst(burst);
-        for (int i = 0; i < n; i++)
-            while (!to.TrySend(burst[i])) to.Flush(wait: true);   // a full ring: wait for the device rather than drop
-        pool.ReleaseBurst(burst.AsSpan(0, n));
+        int n;
+        if (delayNs == 0)
+        {
+            n = from.ReceiveBurst(burst);
+            for (int i = 0; i < n; i++) Send(to, burst[i]);
+            pool.ReleaseBurst(burst.AsSpan(0, n));
+        }
+        else
+        {
+            // In: held with the time each is due. Out: every one that is due, in the order they came.
+            Delayed fifo = held[w];
+            n = fifo.Room >= burst.Length ? from.ReceiveBurst(burst) : 0;
+            long now = RealtimeNs();
+            for (int i = 0; i < n; i++) fifo.Add(burst[i], Arrived(burst[i].TimestampNs, now) + delayNs);
+            n = 0;
+            for (now = RealtimeNs(); fifo.Count != 0 && fifo.Due <= now; n++)
+            {
+                PacketHandle p = fifo.Take();
+                Send(to, p);
+                pool.Release(p);
+            }
+        }
         if (n != 0) to.Flush();
         Volatile.Write(ref forwarded[w], forwarded[w] + n);
-        moved += n;
+        moved += n + (delayNs != 0 ? held[w].Count : 0);   // a packet held is work pending: no sleeping on it
     }
     return moved;
 }, new WorkerOptions { Core = cl.Has('g') ? (int)cl.Number('g', 0, 0, 1023) : null, ActiveWait = cl.Has('a') });
@@ -80,10 +103,54 @@ foreach (IDisposable d in opened) d.Dispose();
 cluster.Dispose();
 return status;
 
+static void Send(IPacketSink to, in PacketHandle packet)
+{
+    while (!to.TrySend(packet)) to.Flush(wait: true);   // a full ring: wait for the device rather than drop
+}
+
+// When a packet came in: the kernel's receive time where the device stamps it (an interface), if it is of the last
+// second; else now (a queue's packets carry whatever time their source gave them).
+static long Arrived(long stampNs, long nowNs) => stampNs <= nowNs && nowNs - stampNs < 1_000_000_000 ? stampNs : nowNs;
+
+static long RealtimeNs()
+{
+    ZcFlow.Native.Libc.ClockGetTime(ZcFlow.Native.Libc.CLOCK_REALTIME, out ZcFlow.Native.Timespec t);
+    return t.Seconds * 1_000_000_000 + t.Nanoseconds;
+}
+
 // An interface is opened without the packets sent out of it (PACKET_IGNORE_OUTGOING): a bridge both ways would
 // otherwise take its own sends for new packets.
 static string WithoutOwnSends(string name)
 {
     bool afPacket = !name.Contains(':') || name.StartsWith("af_packet:", StringComparison.Ordinal);
     return !afPacket ? name : name + (name.Contains('?') ? "&" : "?") + "outgoing=0";
+}
+
+// Packets held for -d, in the order they came, each with the time it is due out.
+internal sealed class Delayed(int capacity)
+{
+    private readonly PacketHandle[] _packets = new PacketHandle[capacity];
+    private readonly long[] _due = new long[capacity];
+    private int _head;
+
+    public int Count { get; private set; }
+
+    public int Room => _packets.Length - Count;
+
+    public long Due => _due[_head];
+
+    public void Add(in PacketHandle packet, long dueNs)
+    {
+        int at = (_head + Count++) % _packets.Length;
+        _packets[at] = packet;
+        _due[at] = dueNs;
+    }
+
+    public PacketHandle Take()
+    {
+        PacketHandle p = _packets[_head];
+        _head = (_head + 1) % _packets.Length;
+        Count--;
+        return p;
+    }
 }

@@ -9,7 +9,7 @@ namespace ZcFlow.Tests;
 /// Devices on real links: a veth pair in a network namespace of the test's own, traffic from
 /// tcpreplay and tcpdump on the far end, corpus captures as the packets.
 /// </summary>
-public class LiveDeviceTests
+public class LiveDeviceTests(ITestOutputHelper output)
 {
     // Ethernet captures whose every record is whole and fits a 1514-byte frame; some are VLAN tagged (also 802.1ad).
     private static readonly string[] Replayed =
@@ -444,6 +444,58 @@ public class LiveDeviceTests
             bounce.Terminate();
             Assert.Equal(0, bounce.WaitForExit());
             Assert.Contains($"total {Count:N0} pkts {Veth.B} -> {Veth.C}, {Count:N0} pkts {Veth.C} -> {Veth.B}", bounce.Output);
+        }
+        finally
+        {
+            foreach (string f in Directory.GetFiles(Path.GetTempPath(), Path.GetFileName(prefix) + "*")) File.Delete(f);
+        }
+    }
+
+    [Fact]
+    public void ZBounceWithADelay_SendsEachFrameOnItsDelayAfterItCameIn_NeverSooner()
+    {
+        TestSetup.RequireTool("tcpdump");
+        using Veth veth = Veth.Create(pairs: 2);
+        const int Count = 200, DelayUs = 20_000;
+        string prefix = Path.Combine(Path.GetTempPath(), $"zcflow-delay-{Environment.ProcessId}-");
+        string frames = prefix + "frames.pcap";
+        using (var writer = new CaptureWriter(frames))
+            for (int i = 0; i < Count; i++)
+                writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 12).Udp(1000, 53, 4).U32((uint)i).ToArray(), i);
+        try
+        {
+            using ChildProcess delay = ChildProcess.Run("ZBounce", ["-i", Veth.B + "?latency=1", "-o", Veth.C, "-d", DelayUs, "-a"], netns: veth.Namespace);
+            delay.WaitFor("bouncing");
+            // The times each frame left zca and reached zcd, on the one clock of the namespace's kernel.
+            using Process sent = veth.Start("tcpdump", "-i", Veth.A, "-U", "-n", "-Q", "out", "--time-stamp-precision=nano", "-w", prefix + "sent.pcap");
+            WaitListening(sent);
+            using Process got = veth.Start("tcpdump", "-i", Veth.D, "-U", "-n", "-Q", "in", "--time-stamp-precision=nano", "-w", prefix + "got.pcap");
+            WaitListening(got);
+            using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", frames, "-n", Count, "-p", 1000], netns: veth.Namespace))
+                Assert.Equal(0, send.WaitForExit());
+            Thread.Sleep(500);
+            foreach (Process tcpdump in new[] { sent, got })
+            {
+                Native.Libc.Kill(tcpdump.Id, 15);
+                tcpdump.WaitForExit();
+            }
+            List<(byte[] Frame, long Ns)> Timed(string file)
+            {
+                var list = new List<(byte[], long)>();
+                using CaptureFile capture = CaptureFile.Open(file);
+                while (capture.TryNext(out ReadOnlySpan<byte> data, out long ns, out _)) list.Add((data.ToArray(), ns));
+                return list;
+            }
+            var left = Timed(prefix + "sent.pcap");
+            var came = Timed(prefix + "got.pcap");
+            AssertSame(left.Select(x => x.Frame).ToList(), came.Select(x => x.Frame).ToList(), "delayed");
+            double[] delays = [.. left.Zip(came, (l, c) => (c.Ns - l.Ns) / 1e3).Order()];
+            double median = delays[delays.Length / 2];
+            output.WriteLine($"delays for {DelayUs} us asked: min {delays[0]:F0} us, median {median:F0}, p99 {delays[delays.Length * 99 / 100]:F0}, max {delays[^1]:F0}");
+            Assert.True(delays[0] >= DelayUs, $"a frame came {delays[0]:F0} us after it left: sooner than {DelayUs} us");
+            Assert.True(median < DelayUs + 1000, $"the median delay is {median:F0} us for {DelayUs} us asked (min {delays[0]:F0}, max {delays[^1]:F0})");
+            delay.Terminate();
+            Assert.Equal(0, delay.WaitForExit());
         }
         finally
         {
