@@ -7,39 +7,43 @@ using ZcFlow.Workers;
 // zbounce: what comes in on -i goes out of -o, and with -b what comes in on -o goes out of -i too: a bridge of two
 // interfaces on one pinned thread, or from a queue of one cluster into another's ingress queue (zbounce_ipc:
 // -i zc:99@0 -o zc:77@0). An interface is read without what is sent out of it, so a bridge never hears itself.
+// With lists, -i eth1,eth2 -o eth3,eth4, it is zreplicator: the inputs read in turn, every packet out of every output.
 // With -d it is zdelay: each packet goes out the given time after it came in (the kernel's receive time on an
 // interface), to tens of microseconds with -a.
 // A full transmit ring is waited for; the totals are printed on Ctrl-C/SIGTERM.
 var cl = new CommandLine(args, flags: "bpa", withValue: "iogcd",
     "usage: ZBounce -i <device> -o <device> [-b] [-d <us>] [-g <core>] [-a] [-p] [-c <cluster>]\n" +
-    "  -i  where packets come in: eth0, af_packet:eth0, xdp:eth0@0, zc:<cluster>@<queue>\n" +
-    "  -o  where they go out: eth1, af_packet:eth1, xdp:eth1@0, zc:<cluster>@<ingress queue>\n" +
-    "  -b  both ways: also from -o to -i (two interfaces)\n" +
+    "  -i  where packets come in: eth0, af_packet:eth0, xdp:eth0@0, zc:<cluster>@<queue>; a list is read in turn\n" +
+    "  -o  where they go out: eth1, af_packet:eth1, xdp:eth1@0, zc:<cluster>@<ingress queue>; a list gets every packet each\n" +
+    "  -b  both ways: also from -o to -i (one device each)\n" +
     "  -d  hold each packet this many microseconds after it came in (zdelay; up to 4096 packets a way held)\n" +
     "  -g  pin the forwarding thread to this core    -a  active wait    -p  stats every second\n" +
     "  -c  cluster id of its own (default from the pid)");
 if (!cl.Has('i') || !cl.Has('o')) cl.Fail("-i and -o are required");
-string input = cl.String('i')!, output = cl.String('o')!;
+string[] input = cl.String('i')!.Split(',', StringSplitOptions.RemoveEmptyEntries), output = cl.String('o')!.Split(',', StringSplitOptions.RemoveEmptyEntries);
 bool both = cl.Has('b');
+if (both && (input.Length != 1 || output.Length != 1)) cl.Fail("-b bridges one device with one other: -i and -o name one each");
+if (input.Length == 0 || output.Length == 0) cl.Fail("-i and -o name at least one device each");
 long delayNs = cl.Number('d', 0, 0, 60_000_000) * 1000;
 uint clusterId = (uint)cl.Number('c', 0x5B00_0000 + Environment.ProcessId % 0x100_0000, 0, uint.MaxValue);
 CancellationToken stop = CommandLine.StopSignal();
 
 ZcCluster? cluster = null;
 var opened = new List<IDisposable>();
-var ways = new List<(IPacketSource From, IPacketSink To, string Name)>();
+var ways = new List<(IPacketSource[] From, IPacketSink[] To, string Name)>();
 BufferPool pool;
 try
 {
     cluster = ZcCluster.Create(clusterId, new ClusterOptions { BufferCount = 8192, BufferSize = ClusterOptions.BufferSizeForMtu(9000), Warn = _ => { } });
     pool = cluster.CreatePool(8192);
-    foreach ((string from, string to) in both ? [(input, output), (output, input)] : new[] { (input, output) })
+    uint index = 0;
+    foreach ((string[] from, string[] to) in both ? [(input, output), (output, input)] : new[] { (input, output) })
     {
-        IPacketSource source = Device.OpenSource(WithoutOwnSends(from), pool, (uint)ways.Count);
-        opened.Add(source);
-        IPacketSink sink = Device.OpenSink(to, pool);
-        opened.Add(sink);
-        ways.Add((source, sink, $"{from} -> {to}"));
+        var sources = new IPacketSource[from.Length];
+        var sinks = new IPacketSink[to.Length];
+        for (int i = 0; i < from.Length; i++) opened.Add(sources[i] = Device.OpenSource(WithoutOwnSends(from[i]), pool, index++));
+        for (int i = 0; i < to.Length; i++) opened.Add(sinks[i] = Device.OpenSink(to[i], pool));
+        ways.Add((sources, sinks, $"{string.Join(',', from)} -> {string.Join(',', to)}"));
     }
 }
 catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or InvalidOperationException or TimeoutException or ZcFlow.Native.ErrnoException)
@@ -58,30 +62,37 @@ var worker = ZcWorker.Start("zbounce", () =>
     int moved = 0;
     for (int w = 0; w < ways.Count; w++)
     {
-        (IPacketSource from, IPacketSink to, _) = ways[w];
-        int n;
+        (IPacketSource[] sources, IPacketSink[] sinks, _) = ways[w];
+        int n = 0;
         if (delayNs == 0)
         {
-            n = from.ReceiveBurst(burst);
-            for (int i = 0; i < n; i++) Send(to, burst[i]);
-            pool.ReleaseBurst(burst.AsSpan(0, n));
+            foreach (IPacketSource from in sources)
+            {
+                int got = from.ReceiveBurst(burst);
+                for (int i = 0; i < got; i++) Send(sinks, burst[i]);
+                pool.ReleaseBurst(burst.AsSpan(0, got));
+                n += got;
+            }
         }
         else
         {
             // In: held with the time each is due. Out: every one that is due, in the order they came.
             Delayed fifo = held[w];
-            n = fifo.Room >= burst.Length ? from.ReceiveBurst(burst) : 0;
-            long now = RealtimeNs();
-            for (int i = 0; i < n; i++) fifo.Add(burst[i], Arrived(burst[i].TimestampNs, now) + delayNs);
-            n = 0;
-            for (now = RealtimeNs(); fifo.Count != 0 && fifo.Due <= now; n++)
+            foreach (IPacketSource from in sources)
+            {
+                int got = fifo.Room >= burst.Length ? from.ReceiveBurst(burst) : 0;
+                long now = RealtimeNs();
+                for (int i = 0; i < got; i++) fifo.Add(burst[i], Arrived(burst[i].TimestampNs, now) + delayNs);
+            }
+            for (long now = RealtimeNs(); fifo.Count != 0 && fifo.Due <= now; n++)
             {
                 PacketHandle p = fifo.Take();
-                Send(to, p);
+                Send(sinks, p);
                 pool.Release(p);
             }
         }
-        if (n != 0) to.Flush();
+        if (n != 0)
+            foreach (IPacketSink to in sinks) to.Flush();
         Volatile.Write(ref forwarded[w], forwarded[w] + n);
         moved += n + (delayNs != 0 ? held[w].Count : 0);   // a packet held is work pending: no sleeping on it
     }
@@ -103,9 +114,11 @@ foreach (IDisposable d in opened) d.Dispose();
 cluster.Dispose();
 return status;
 
-static void Send(IPacketSink to, in PacketHandle packet)
+// A copy out of each device (a full ring is waited for rather than dropped).
+static void Send(IPacketSink[] sinks, in PacketHandle packet)
 {
-    while (!to.TrySend(packet)) to.Flush(wait: true);   // a full ring: wait for the device rather than drop
+    foreach (IPacketSink to in sinks)
+        while (!to.TrySend(packet)) to.Flush(wait: true);
 }
 
 // When a packet came in: the kernel's receive time where the device stamps it (an interface), if it is of the last

@@ -452,6 +452,55 @@ public class LiveDeviceTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void ZBounceWithLists_ReplicatesEveryFrameOfEveryInput_OutOfEveryOutput_InOrder()
+    {
+        // zreplicator: -i zca,zcb -o zcc,zcd. Frames sent out of zcb come in on zca and the other way; what goes out of
+        // zcc comes in on zcd and the other way: each capture there holds both inputs' frames, each input's in order.
+        TestSetup.RequireTool("tcpdump");
+        using Veth veth = Veth.Create(pairs: 2);
+        const int Count = 300;
+        string prefix = Path.Combine(Path.GetTempPath(), $"zcflow-replicate-{Environment.ProcessId}-");
+        foreach (int port in new[] { 1000, 2000 })
+            using (var writer = new CaptureWriter($"{prefix}{port}.pcap"))
+                for (int i = 0; i < Count; i++)
+                    writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 12).Udp((ushort)port, 53, 4).U32((uint)i).ToArray(), i);
+        try
+        {
+            using ChildProcess replicate = ChildProcess.Run("ZBounce", ["-i", $"{Veth.A},{Veth.B}", "-o", $"{Veth.C},{Veth.D}"], netns: veth.Namespace);
+            replicate.WaitFor("bouncing");
+            Process[] tcpdumps = [.. new[] { Veth.C, Veth.D }.Select(i => veth.Start("tcpdump", "-i", i, "-U", "-n", "-Q", "in", "-w", $"{prefix}{i}.pcap"))];
+            foreach (Process t in tcpdumps) WaitListening(t);
+            using (ChildProcess one = ChildProcess.Run("Send", ["-i", Veth.B, "-f", prefix + "1000.pcap", "-n", Count, "-p", 3000], netns: veth.Namespace))
+            using (ChildProcess two = ChildProcess.Run("Send", ["-i", Veth.A, "-f", prefix + "2000.pcap", "-n", Count, "-p", 3000], netns: veth.Namespace))
+            {
+                Assert.Equal(0, one.WaitForExit());
+                Assert.Equal(0, two.WaitForExit());
+            }
+            Thread.Sleep(500);
+            foreach (Process t in tcpdumps)
+            {
+                Native.Libc.Kill(t.Id, 15);
+                t.WaitForExit();
+                t.Dispose();
+            }
+            foreach (string output in new[] { Veth.C, Veth.D })
+            {
+                List<byte[]> got = Packets($"{prefix}{output}.pcap");
+                Assert.True(got.Count == 2 * Count, $"{got.Count} frames came out towards {output}, expected {2 * Count}");
+                foreach (int port in new[] { 1000, 2000 })
+                    AssertSame(Packets($"{prefix}{port}.pcap"), got.Where(f => (f[34] << 8 | f[35]) == port).ToList(), $"the frames of port {port} towards {output}");
+            }
+            replicate.Terminate();
+            Assert.Equal(0, replicate.WaitForExit());
+            Assert.Contains($"total {2 * Count:N0} pkts {Veth.A},{Veth.B} -> {Veth.C},{Veth.D}", replicate.Output);
+        }
+        finally
+        {
+            foreach (string f in Directory.GetFiles(Path.GetTempPath(), Path.GetFileName(prefix) + "*")) File.Delete(f);
+        }
+    }
+
+    [Fact]
     public void ZBounceWithADelay_SendsEachFrameOnItsDelayAfterItCameIn_NeverSooner()
     {
         TestSetup.RequireTool("tcpdump");
