@@ -1,5 +1,7 @@
 using System.Diagnostics;
+using ZcFlow;
 using ZcFlow.Buffers;
+using ZcFlow.Devices;
 using ZcFlow.Filters;
 using ZcFlow.Ipc;
 using ZcFlow.Queues;
@@ -8,17 +10,22 @@ using ZcFlow.Workers;
 
 // zcount_ipc: attach to queue -i of cluster -c, count packets and bytes (those that pass -f's filter),
 // print rates each second and the totals on Ctrl-C. When the cluster's owner goes, it says so and, unless -E, waits for a
-// new owner of the same cluster id and attaches again by itself.
+// new owner of the same cluster id and attaches again by itself. zcount: -i names a device instead (eth1, xdp:eth1@0,
+// a capture file), read into a cluster of its own.
 var cl = new CommandLine(args, flags: "aEt", withValue: "cigf",
     "usage: ZCount -c <cluster> -i <queue> [-g <core>] [-a] [-E] [-f <bpf>] [-t]\n" +
-    "  -c  cluster id           -i  queue id (the 0 of zc:99@0)\n" +
+    "       ZCount -i <device> [-c <cluster>] [-g <core>] [-a] [-f <bpf>] [-t]\n" +
+    "  -c  cluster id           -i  queue id (the 0 of zc:99@0), or a device: eth1, xdp:eth1@0, pcap:trace.pcap\n" +
     "  -g  pin the receiving thread to this core\n" +
     "  -a  active wait (busy-poll) instead of sleeping when idle\n" +
     "  -E  exit when the owner goes, instead of attaching again to its successor\n" +
     "  -f  count only the packets that match this filter (tcpdump's syntax); the others are received and released\n" +
     "  -t  touch every byte of every packet (as an application that reads them would)");
-uint clusterId = (uint)cl.Required('c', 0, uint.MaxValue);
-int queueId = (int)cl.Required('i', 0, 63);
+if (!cl.Has('i')) cl.Fail("-i is required");
+string input = cl.String('i')!;
+bool onDevice = !input.All(char.IsAsciiDigit);
+int queueId = onDevice ? -1 : (int)cl.Number('i', 0, 0, 63);
+uint clusterId = onDevice ? (uint)cl.Number('c', 0x5C00_0000 + Environment.ProcessId % 0x100_0000, 0, uint.MaxValue) : (uint)cl.Required('c', 0, uint.MaxValue);
 int? core = cl.Has('g') ? (int)cl.Number('g', 0, 0, 1023) : null;
 bool active = cl.Has('a'), reattach = !cl.Has('E'), touch = cl.Has('t');
 BpfFilter? filter = null;
@@ -32,6 +39,80 @@ if (cl.String('f') is string expression)
     }
 }
 CancellationToken stop = CommandLine.StopSignal();
+var burst = new PacketHandle[32];
+long packets = 0, bytes = 0, filtered = 0;
+ulong checksum = 0;
+var clock = Stopwatch.StartNew();
+int status = 0;
+
+// The packets of a burst counted (those that pass the filter), and touched with -t.
+int Count(ReadOnlySpan<PacketHandle> received)
+{
+    long b = 0, matched = 0;
+    foreach (ref readonly PacketHandle p in received)
+    {
+        if (filter is not null && !filter.Matches(p)) continue;
+        matched++;
+        b += p.Length;
+        if (touch) checksum += Touch(p.Data);
+    }
+    Volatile.Write(ref packets, packets + matched);
+    Volatile.Write(ref bytes, bytes + b);
+    if (matched != received.Length) Volatile.Write(ref filtered, filtered + received.Length - matched);
+    return received.Length;
+}
+
+// Every second, the rates; returns when stopped, when the worker ends, or when the input is done.
+void Report(ZcWorker worker, Func<string> dropped, Func<bool>? done = null)
+{
+    long lastPackets = Volatile.Read(ref packets), lastBytes = Volatile.Read(ref bytes);
+    double last = clock.Elapsed.TotalSeconds;
+    while (!stop.IsCancellationRequested && !worker.Join(TimeSpan.FromSeconds(1)))
+    {
+        if (done?.Invoke() == true) break;
+        double now = clock.Elapsed.TotalSeconds, dt = now - last;
+        long p = Volatile.Read(ref packets), b = Volatile.Read(ref bytes);
+        Console.WriteLine($"{p,14:N0} pkts {b,18:N0} bytes | {(p - lastPackets) / dt / 1e6,8:F3} Mpps {(b - lastBytes) * 8 / dt / 1e9,8:F3} Gbps | {dropped()}");
+        (lastPackets, lastBytes, last) = (p, b, now);
+    }
+}
+
+if (onDevice)
+{
+    ZcCluster? own = null;
+    IPacketSource? device = null;
+    try
+    {
+        own = ZcCluster.Create(clusterId, new ClusterOptions { BufferCount = 8192, BufferSize = ClusterOptions.BufferSizeForMtu(9000), Warn = _ => { } });
+        BufferPool pool = own.CreatePool(8192);
+        device = Device.OpenSource(input, pool, 0);
+        Console.WriteLine($"counting {device.Name}");
+        var worker = ZcWorker.Start("zcount", () =>
+        {
+            int n = device.ReceiveBurst(burst);
+            Count(burst.AsSpan(0, n));
+            pool.ReleaseBurst(burst.AsSpan(0, n));
+            return n;
+        }, new WorkerOptions { Core = core, ActiveWait = active });
+        long seen = -1;
+        // A finite input (a capture file) is done once exhausted and counted to the end.
+        Report(worker, () => $"dropped by the device {device.Stats.DroppedKernel + device.Stats.DroppedNoBuffer:N0}",
+            () => device.IsExhausted && seen == (seen = Volatile.Read(ref packets) + Volatile.Read(ref filtered)));
+        try { worker.Stop(); }
+        catch (Exception e) { Console.Error.WriteLine($"error: {e.Message}"); status = 1; }
+    }
+    catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or InvalidOperationException or ZcFlow.Native.ErrnoException)
+    {
+        Console.Error.WriteLine($"error: {e.Message}");
+        status = 1;
+    }
+    finally
+    {
+        device?.Dispose();
+        own?.Dispose();
+    }
+    return Total();
+}
 
 AttachedQueue? attached;
 try { attached = AttachedQueue.Attach(clusterId, queueId); }
@@ -40,11 +121,6 @@ catch (Exception e) when (e is InvalidOperationException or ArgumentException or
     Console.Error.WriteLine($"error: {e.Message}");
     return 1;
 }
-var burst = new PacketHandle[32];
-long packets = 0, bytes = 0, filtered = 0;
-ulong checksum = 0;
-var clock = Stopwatch.StartNew();
-int status = 0;
 while (attached is not null)
 {
     bool gone = false;
@@ -57,30 +133,11 @@ while (attached is not null)
         var worker = ZcWorker.Start("zcount", () =>
         {
             int n = queue.ReceiveBurst(burst, active ? QueueWait.None : QueueWait.Passive, quit.Token);
-            long b = 0, matched = 0;
-            for (int i = 0; i < n; i++)
-            {
-                if (filter is not null && !filter.Matches(burst[i])) continue;
-                matched++;
-                b += burst[i].Length;
-                if (touch) checksum += Touch(burst[i].Data);
-            }
+            Count(burst.AsSpan(0, n));
             queue.ReleaseBurst(burst.AsSpan(0, n));
-            Volatile.Write(ref packets, packets + matched);
-            Volatile.Write(ref bytes, bytes + b);
-            if (matched != n) Volatile.Write(ref filtered, filtered + n - matched);
             return n;
         }, new WorkerOptions { Core = core, ActiveWait = active });
-
-        long lastPackets = Volatile.Read(ref packets), lastBytes = Volatile.Read(ref bytes);
-        double last = clock.Elapsed.TotalSeconds;
-        while (!stop.IsCancellationRequested && !worker.Join(TimeSpan.FromSeconds(1)))
-        {
-            double now = clock.Elapsed.TotalSeconds, dt = now - last;
-            long p = Volatile.Read(ref packets), b = Volatile.Read(ref bytes);
-            Console.WriteLine($"{p,14:N0} pkts {b,18:N0} bytes | {(p - lastPackets) / dt / 1e6,8:F3} Mpps {(b - lastBytes) * 8 / dt / 1e9,8:F3} Gbps | dropped by owner {queue.Stats.Dropped:N0}");
-            (lastPackets, lastBytes, last) = (p, b, now);
-        }
+        Report(worker, () => $"dropped by owner {queue.Stats.Dropped:N0}");
         quit.Cancel();
         try { worker.Stop(); }
         catch (ClusterGoneException e)
@@ -99,10 +156,15 @@ while (attached is not null)
         catch (Exception e) when (e is InvalidOperationException or TimeoutException or ClusterGoneException) { }
     }
 }
-double seconds = clock.Elapsed.TotalSeconds;
-Console.WriteLine($"total {packets:N0} pkts {bytes:N0} bytes in {seconds:F1} s ({packets / seconds / 1e6:F3} Mpps)"
-    + (filter is null ? "" : $", {filtered:N0} filtered out") + (touch ? $", bytes summed to {checksum:x}" : ""));
-return status;
+return Total();
+
+int Total()
+{
+    double seconds = clock.Elapsed.TotalSeconds;
+    Console.WriteLine($"total {packets:N0} pkts {bytes:N0} bytes in {seconds:F1} s ({packets / seconds / 1e6:F3} Mpps)"
+        + (filter is null ? "" : $", {filtered:N0} filtered out") + (touch ? $", bytes summed to {checksum:x}" : ""));
+    return status;
+}
 
 // Every byte read, as a sum (vectorised): what -t costs is what reading the packets costs.
 static ulong Touch(ReadOnlySpan<byte> data)

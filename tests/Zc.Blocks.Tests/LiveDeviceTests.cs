@@ -501,6 +501,38 @@ public class LiveDeviceTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void ZCountOnADevice_CountsWhatItsFilterKeeps_AndStopsAtTheEndOfAFile()
+    {
+        // zcount: -i a device of its own, with -f and -t.
+        TestSetup.RequireTool("tcpdump");
+        using Veth veth = Veth.Create();
+        string frames = Path.Combine(Path.GetTempPath(), $"zcflow-zcount-dev-{Environment.ProcessId}.pcap");
+        using (var writer = new CaptureWriter(frames))
+            for (int i = 0; i < 300; i++)
+                writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 12).Udp(1000, (ushort)(i % 3 == 0 ? 80 : 53), 4).U32((uint)i).ToArray(), i);
+        try
+        {
+            using ChildProcess zcount = ChildProcess.Run("ZCount", ["-i", Veth.B, "-f", "udp dst port 53", "-t"], netns: veth.Namespace);
+            zcount.WaitFor("counting");
+            using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", frames, "-n", 300, "-p", 3000], netns: veth.Namespace))
+                Assert.Equal(0, send.WaitForExit());
+            Thread.Sleep(500);
+            zcount.Terminate();
+            Assert.Equal(0, zcount.WaitForExit());
+            Assert.Contains("total 200 pkts 9,200 bytes", zcount.Output);
+            Assert.Contains("100 filtered out, bytes summed to", zcount.Output);
+
+            using ChildProcess file = ChildProcess.Run("ZCount", ["-i", "pcap:" + frames]);
+            Assert.Equal(0, file.WaitForExit(30));
+            Assert.Contains("total 300 pkts 13,800 bytes", file.Output);
+        }
+        finally
+        {
+            File.Delete(frames);
+        }
+    }
+
+    [Fact]
     public void ZBounceWithADelay_SendsEachFrameOnItsDelayAfterItCameIn_NeverSooner()
     {
         TestSetup.RequireTool("tcpdump");
