@@ -7,9 +7,10 @@ using ZcFlow.Samples;
 using ZcFlow.Workers;
 
 // pfsend: send a capture file (looped) or generated frames out of an interface, as fast as it
-// goes or at a packet or bit rate, optionally with another destination MAC address.
-var cl = new CommandLine(args, flags: "a", withValue: "ifnlbprmgc",
-    "usage: Send -i <device> [-f <capture file>] [-n <packets>] [-l <bytes>] [-b <flows>] [-p <pps> | -r <Gbit/s>] [-m <MAC>] [-g <core>] [-a]\n" +
+// goes or at a packet or bit rate, optionally with another destination MAC address. zsend's -S appends
+// each packet's send time as zsend does; -P paces from a time-pulse thread instead of reading the clock.
+var cl = new CommandLine(args, flags: "a", withValue: "ifnlbprmgcSP",
+    "usage: Send -i <device> [-f <capture file>] [-n <packets>] [-l <bytes>] [-b <flows>] [-p <pps> | -r <Gbit/s>] [-m <MAC>] [-g <core>] [-a] [-S <core>] [-P <core>]\n" +
     "  -i  device to send out of (eth0, af_packet:eth0)\n" +
     "  -f  capture file to send, from its start again at its end (default: generated UDP frames)\n" +
     "  -n  stop after this many packets (default: until Ctrl-C)\n" +
@@ -17,7 +18,10 @@ var cl = new CommandLine(args, flags: "a", withValue: "ifnlbprmgc",
     "  -p  packets per second              -r  Gbit/s, counting 24 bytes of preamble, gap and CRC per frame\n" +
     "  -m  destination MAC to write into every frame, aa:bb:cc:dd:ee:ff\n" +
     "  -g  pin the sending thread to this core    -a  active wait\n" +
-    "  -c  cluster id for the send buffers (default: one of this process's own)");
+    "  -c  cluster id for the send buffers (default: one of this process's own)\n" +
+    "  -S  append the send time to every packet, as zsend does (seconds and nanoseconds, big-endian, then 0xC3),\n" +
+    "      from a time-pulse thread on this core\n" +
+    "  -P  pace from a time-pulse thread on this core (zsend -P)");
 string output = cl.String('i') ?? "";
 if (output.Length == 0) cl.Fail("-i <device> is required");
 long count = cl.Number('n', 0);
@@ -38,6 +42,10 @@ if (cl.String('m') is { } m)
 int? core = cl.Has('g') ? (int)cl.Number('g', 0, 0, 1023) : null;
 string input = cl.String('f') is { } file ? $"pcap:{file}?loop" : $"gen:{length}?flows={cl.Number('b', 4096, 1, 1 << 20)}";
 uint clusterId = (uint)cl.Number('c', 0x5E000000 + Environment.ProcessId % 0x1000000, 0, uint.MaxValue);
+bool stamp = cl.Has('S');
+if (stamp && cl.Has('P') && cl.Number('S', 0, 0, 1023) != cl.Number('P', 0, 0, 1023)) cl.Fail("-S and -P share one time-pulse thread: give them the same core");
+int? pulseCore = cl.Has('S') ? (int)cl.Number('S', 0, 0, 1023) : cl.Has('P') ? (int)cl.Number('P', 0, 0, 1023) : null;
+using TimePulse? pulse = pulseCore is int pc ? new TimePulse(pc) : null;
 CancellationToken stop = CommandLine.StopSignal();
 
 ZcCluster? cluster = null;
@@ -61,12 +69,12 @@ catch (Exception e) when (e is ArgumentException or IOException or InvalidDataEx
 
 var burst = new PacketHandle[32];
 long sent = 0, bits = 0;
-long started = Stopwatch.GetTimestamp();
+long started = Stopwatch.GetTimestamp(), startedNs = pulse?.NowNs ?? 0;
 bool done = false;
 // The budget: what the rate allows by now, less what went; at most a burst ahead.
 long Allowed()
 {
-    double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+    double seconds = pulse is not null ? (pulse.NowNs - startedNs) / 1e9 : Stopwatch.GetElapsedTime(started).TotalSeconds;
     if (pps > 0) return (long)(seconds * pps) - sent;
     if (gbps > 0) return (long)((seconds * gbps * 1e9 - bits) / ((length + 24) * 8)) + 1;
     return burst.Length;
@@ -82,6 +90,7 @@ var worker = ZcWorker.Start("send", () =>
     {
         PacketHandle p = burst[i];
         if (mac is not null && p.Length >= 6) mac.CopyTo(p.Data);
+        if (stamp && p.Length + 9 <= p.Capacity) AppendTime(p, pulse!.NowNs);
         while (!sink.TrySend(p)) sink.Flush(wait: true);   // a full ring: wait for the kernel rather than drop
         bits += (p.Length + 24) * 8L;
         went++;
@@ -114,3 +123,13 @@ sink.Dispose();
 source.Dispose();
 cluster.Dispose();
 return 0;
+
+// zsend's stamp after the frame: seconds and nanoseconds, each 32 bits big-endian, then 0xC3.
+static void AppendTime(PacketHandle p, long ns)
+{
+    Span<byte> tail = p.Buffer.Slice(p.Length, 9);
+    System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(tail, (uint)(ns / 1_000_000_000));
+    System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(tail[4..], (uint)(ns % 1_000_000_000));
+    tail[8] = 0xC3;
+    p.Length += 9;
+}

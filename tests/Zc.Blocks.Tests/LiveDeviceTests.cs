@@ -533,6 +533,51 @@ public class LiveDeviceTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void SendWithTimestamps_AppendsEachFramesSendTime_AsZsendDoes()
+    {
+        // zsend -S: seconds and nanoseconds (big-endian) and 0xC3 after each frame, paced by the same pulse (-P).
+        TestSetup.RequireTool("tcpdump");
+        using Veth veth = Veth.Create();
+        const int Count = 100;
+        string prefix = Path.Combine(Path.GetTempPath(), $"zcflow-stamp-{Environment.ProcessId}-");
+        using (var writer = new CaptureWriter(prefix + "frames.pcap"))
+            for (int i = 0; i < Count; i++)
+                writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 12).Udp(1000, 53, 4).U32((uint)i).ToArray(), i);
+        List<byte[]> frames = Packets(prefix + "frames.pcap");
+        try
+        {
+            using Process tcpdump = veth.Start("tcpdump", "-i", Veth.B, "-U", "-n", "-s", "0", "-c", $"{Count}", "-w", prefix + "got.pcap");
+            WaitListening(tcpdump);
+            int core = ZcFlow.Workers.CpuAffinity.AllowedCores()[0];
+            long before = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1_000_000;
+            using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", prefix + "frames.pcap", "-n", Count, "-p", 2000, "-S", core, "-P", core], netns: veth.Namespace))
+                Assert.Equal(0, send.WaitForExit());
+            long after = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1_000_000 + 1_000_000;
+            Assert.True(tcpdump.WaitForExit(10_000), "tcpdump did not see every frame");
+            List<byte[]> got = Packets(prefix + "got.pcap");
+            Assert.Equal(Count, got.Count);
+            long last = 0;
+            for (int i = 0; i < Count; i++)
+            {
+                Assert.Equal(frames[i].Length + 9, got[i].Length);
+                Assert.True(frames[i].AsSpan().SequenceEqual(got[i].AsSpan(0, frames[i].Length)), $"frame {i} changed");
+                ReadOnlySpan<byte> tail = got[i].AsSpan(frames[i].Length);
+                long ns = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(tail) * 1_000_000_000L + System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(tail[4..]);
+                Assert.Equal(0xC3, tail[8]);
+                Assert.InRange(ns, Math.Max(before, last), after);
+                last = ns;
+            }
+            // 100 frames at 2000 a second, paced by the pulse: the stamps span about 50 ms.
+            Assert.InRange(last - (System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(got[0].AsSpan(frames[0].Length)) * 1_000_000_000L
+                + System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(got[0].AsSpan(frames[0].Length + 4))), 40_000_000, 1_000_000_000);
+        }
+        finally
+        {
+            foreach (string f in Directory.GetFiles(Path.GetTempPath(), Path.GetFileName(prefix) + "*")) File.Delete(f);
+        }
+    }
+
+    [Fact]
     public void ZBounceWithADelay_SendsEachFrameOnItsDelayAfterItCameIn_NeverSooner()
     {
         TestSetup.RequireTool("tcpdump");
