@@ -437,8 +437,7 @@ public class LiveDeviceTests(ITestOutputHelper output)
                 using (ChildProcess send = ChildProcess.Run("Send", ["-i", from, "-f", frames, "-n", Count, "-p", 4000], netns: veth.Namespace))
                     Assert.Equal(0, send.WaitForExit());
                 Thread.Sleep(500);
-                Native.Libc.Kill(tcpdump.Id, 15);
-                tcpdump.WaitForExit();
+                Stop(tcpdump);
                 AssertSame(sent, Packets(captured), $"bounced {name}");
             }
             bounce.Terminate();
@@ -460,10 +459,7 @@ public class LiveDeviceTests(ITestOutputHelper output)
         using Veth veth = Veth.Create(pairs: 2);
         const int Count = 300;
         string prefix = Path.Combine(Path.GetTempPath(), $"zcflow-replicate-{Environment.ProcessId}-");
-        foreach (int port in new[] { 1000, 2000 })
-            using (var writer = new CaptureWriter($"{prefix}{port}.pcap"))
-                for (int i = 0; i < Count; i++)
-                    writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 12).Udp((ushort)port, 53, 4).U32((uint)i).ToArray(), i);
+        foreach (int port in new[] { 1000, 2000 }) Numbered($"{prefix}{port}.pcap", Count, _ => ((ushort)port, 53));
         try
         {
             using ChildProcess replicate = ChildProcess.Run("ZBounce", ["-i", $"{Veth.A},{Veth.B}", "-o", $"{Veth.C},{Veth.D}"], netns: veth.Namespace);
@@ -479,8 +475,7 @@ public class LiveDeviceTests(ITestOutputHelper output)
             Thread.Sleep(500);
             foreach (Process t in tcpdumps)
             {
-                Native.Libc.Kill(t.Id, 15);
-                t.WaitForExit();
+                Stop(t);
                 t.Dispose();
             }
             foreach (string output in new[] { Veth.C, Veth.D })
@@ -506,10 +501,7 @@ public class LiveDeviceTests(ITestOutputHelper output)
         // zcount: -i a device of its own, with -f and -t.
         TestSetup.RequireTool("tcpdump");
         using Veth veth = Veth.Create();
-        string frames = Path.Combine(Path.GetTempPath(), $"zcflow-zcount-dev-{Environment.ProcessId}.pcap");
-        using (var writer = new CaptureWriter(frames))
-            for (int i = 0; i < 300; i++)
-                writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 12).Udp(1000, (ushort)(i % 3 == 0 ? 80 : 53), 4).U32((uint)i).ToArray(), i);
+        string frames = Numbered(Path.Combine(Path.GetTempPath(), $"zcflow-zcount-dev-{Environment.ProcessId}.pcap"), 300, i => (1000, (ushort)(i % 3 == 0 ? 80 : 53)));
         try
         {
             using ChildProcess zcount = ChildProcess.Run("ZCount", ["-i", Veth.B, "-f", "udp dst port 53", "-t"], netns: veth.Namespace);
@@ -540,10 +532,7 @@ public class LiveDeviceTests(ITestOutputHelper output)
         using Veth veth = Veth.Create();
         const int Count = 100;
         string prefix = Path.Combine(Path.GetTempPath(), $"zcflow-stamp-{Environment.ProcessId}-");
-        using (var writer = new CaptureWriter(prefix + "frames.pcap"))
-            for (int i = 0; i < Count; i++)
-                writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 12).Udp(1000, 53, 4).U32((uint)i).ToArray(), i);
-        List<byte[]> frames = Packets(prefix + "frames.pcap");
+        List<byte[]> frames = Packets(Numbered(prefix + "frames.pcap", Count, _ => (1000, 53)));
         try
         {
             using Process tcpdump = veth.Start("tcpdump", "-i", Veth.B, "-U", "-n", "-s", "0", "-c", $"{Count}", "-w", prefix + "got.pcap");
@@ -584,10 +573,7 @@ public class LiveDeviceTests(ITestOutputHelper output)
         using Veth veth = Veth.Create(pairs: 2);
         const int Count = 200, DelayUs = 20_000;
         string prefix = Path.Combine(Path.GetTempPath(), $"zcflow-delay-{Environment.ProcessId}-");
-        string frames = prefix + "frames.pcap";
-        using (var writer = new CaptureWriter(frames))
-            for (int i = 0; i < Count; i++)
-                writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 12).Udp(1000, 53, 4).U32((uint)i).ToArray(), i);
+        string frames = Numbered(prefix + "frames.pcap", Count, _ => (1000, 53));
         try
         {
             using ChildProcess delay = ChildProcess.Run("ZBounce", ["-i", Veth.B + "?latency=1", "-o", Veth.C, "-d", DelayUs, "-a"], netns: veth.Namespace);
@@ -600,11 +586,8 @@ public class LiveDeviceTests(ITestOutputHelper output)
             using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", frames, "-n", Count, "-p", 1000], netns: veth.Namespace))
                 Assert.Equal(0, send.WaitForExit());
             Thread.Sleep(500);
-            foreach (Process tcpdump in new[] { sent, got })
-            {
-                Native.Libc.Kill(tcpdump.Id, 15);
-                tcpdump.WaitForExit();
-            }
+            Stop(sent);
+            Stop(got);
             List<(byte[] Frame, long Ns)> Timed(string file)
             {
                 var list = new List<(byte[], long)>();
@@ -627,6 +610,24 @@ public class LiveDeviceTests(ITestOutputHelper output)
         {
             foreach (string f in Directory.GetFiles(Path.GetTempPath(), Path.GetFileName(prefix) + "*")) File.Delete(f);
         }
+    }
+
+    // A capture of `count` UDP frames from 10.0.0.1 to 10.0.0.2, each numbered in its 4-byte payload, with the ports given for it.
+    private static string Numbered(string path, int count, Func<int, (ushort Source, ushort Destination)> ports)
+    {
+        using var writer = new CaptureWriter(path);
+        for (int i = 0; i < count; i++)
+        {
+            (ushort source, ushort destination) = ports(i);
+            writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 12).Udp(source, destination, 4).U32((uint)i).ToArray(), i);
+        }
+        return path;
+    }
+
+    private static void Stop(Process tcpdump)
+    {
+        Native.Libc.Kill(tcpdump.Id, 15);
+        tcpdump.WaitForExit();
     }
 
     private static void WaitListening(Process tcpdump)
