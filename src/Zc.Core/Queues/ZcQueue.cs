@@ -413,7 +413,6 @@ public sealed unsafe class ZcQueue
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Flush() => _ring.Flush();
 
-
     // ---- consumer side ----
 
     /// <summary>Takes the next packet if there is one; returns false at once when the queue is empty.</summary>
