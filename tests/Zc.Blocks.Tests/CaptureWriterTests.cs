@@ -68,6 +68,38 @@ public sealed class CaptureWriterTests : IDisposable
         else Assert.All(lines, l => Assert.Contains(".80: UDP, length 56", l));
     }
 
+    [Theory]
+    [InlineData("sizes.pcap")]
+    [InlineData("sizes.pcapng")]
+    public void FramesOfEverySizeAndWireLength_ReadBackAsWritten_ThroughTheBuffer_AndPastIt(string name)
+    {
+        // Every length from 1 to 70 (pcapng's padding), frames that fill the writer's 64 KiB buffer unevenly, and
+        // frames larger than it; each with a wire length of its own (a snapshot cut), and enough to drain many times.
+        string path = Path.Combine(_dir, name);
+        var frames = new List<(byte[] Frame, int Wire)>();
+        var random = new Random(5);
+        for (int i = 0; i < 3000; i++)
+        {
+            int length = i < 70 ? i + 1 : i % 500 == 0 ? 70_000 + i : random.Next(60, 9000);
+            var frame = new byte[length];
+            random.NextBytes(frame);
+            frames.Add((frame, length + i % 3));
+        }
+        using (var writer = new CaptureWriter(path))
+            for (int i = 0; i < frames.Count; i++) writer.Write(frames[i].Frame, 1_700_000_000_000_000_000 + i, frames[i].Wire);
+        using CaptureFile file = CaptureFile.Open(path);
+        int at = 0;
+        while (file.TryNext(out ReadOnlySpan<byte> data, out long ts, out _))
+        {
+            Assert.True(data.SequenceEqual(frames[at].Frame), $"frame {at} differs");
+            Assert.Equal(frames[at].Wire, file.WireLength);
+            Assert.Equal(1_700_000_000_000_000_000 + at, ts);
+            at++;
+        }
+        Assert.Null(file.Problem);
+        Assert.Equal(frames.Count, at);
+    }
+
     [Fact]
     public void DamagedCopiesOfCorpusFiles_EndCleanly()
     {

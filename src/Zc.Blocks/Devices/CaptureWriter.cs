@@ -6,19 +6,22 @@ namespace ZcFlow.Devices;
 
 /// <summary>
 /// Writes packets to a capture file, or a stream such as standard output, that tcpdump, tshark and
-/// Wireshark read: pcapng when the name ends in <c>.pcapng</c>, else pcap, both with nanosecond timestamps. Buffered: what was
-/// written is on disk after <see cref="Flush"/> or <see cref="Dispose"/>. Writing allocates nothing
-/// per packet. Used by one thread.
+/// Wireshark read: pcapng when the name ends in <c>.pcapng</c>, else pcap, both with nanosecond timestamps. Buffered: each
+/// record is composed in a buffer of the writer's own (its header, and the frame copied once), which goes to the file
+/// or stream in one write when full; what was written is there after <see cref="Flush"/> or <see cref="Dispose"/>.
+/// Writing allocates nothing per packet. Used by one thread.
 /// </summary>
 public sealed class CaptureWriter : IDisposable
 {
     private const int SnapLength = 262144;
     private readonly Stream _file;
     private readonly bool _pcapng;
+    private readonly byte[] _buffer = new byte[1 << 16];
+    private int _used;   // bytes of _buffer not yet handed to _file
     private int _disposed;
 
     public CaptureWriter(string path, LinkType link = LinkType.Ethernet)
-        : this(new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read, 1 << 20), path.EndsWith(".pcapng", StringComparison.OrdinalIgnoreCase), link)
+        : this(new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read, bufferSize: 1), path.EndsWith(".pcapng", StringComparison.OrdinalIgnoreCase), link)
     {
         Path = path;
     }
@@ -84,55 +87,95 @@ public sealed class CaptureWriter : IDisposable
     /// <summary>Appends a burst.</summary>
     public void WriteBurst(ReadOnlySpan<PacketHandle> packets)
     {
-        foreach (ref readonly PacketHandle p in packets) Write(p.Data, p.TimestampNs);
+        foreach (ref readonly PacketHandle p in packets) Write(p.Data, p.TimestampNs, p.WireLength);
     }
 
     /// <summary>Appends one frame with a timestamp in nanoseconds since the epoch.</summary>
     public void Write(ReadOnlySpan<byte> frame, long timestampNs, int wireLength = 0)
     {
         uint original = (uint)Math.Max(wireLength, frame.Length);
-        Span<byte> h = stackalloc byte[28];
+        int padded = _pcapng ? (frame.Length + 3) & ~3 : frame.Length;
+        int header = _pcapng ? 28 : 16, total = header + padded + (_pcapng ? 4 : 0);
+        if (_used + total > _buffer.Length) Drain();
+        if (total > _buffer.Length)
+        {
+            // A record larger than the buffer (a frame of tens of kilobytes): its header from the buffer, its frame straight out.
+            Header(_buffer, frame.Length, original, timestampNs, total);
+            _file.Write(_buffer, 0, header);
+            _file.Write(frame);
+            if (_pcapng)
+            {
+                Span<byte> tail = stackalloc byte[8];
+                tail.Clear();
+                BinaryPrimitives.WriteUInt32LittleEndian(tail[(padded - frame.Length)..], (uint)total);
+                _file.Write(tail[..(padded - frame.Length + 4)]);
+            }
+        }
+        else
+        {
+            Span<byte> record = _buffer.AsSpan(_used, total);
+            Header(record, frame.Length, original, timestampNs, total);
+            frame.CopyTo(record[header..]);
+            if (_pcapng)
+            {
+                record[(header + frame.Length)..(header + padded)].Clear();
+                BinaryPrimitives.WriteUInt32LittleEndian(record[(total - 4)..], (uint)total);
+            }
+            _used += total;
+        }
+        Packets++;
+    }
+
+    // A record's header: pcapng's enhanced packet block (interface 0, nanoseconds), or pcap's record header.
+    private void Header(Span<byte> h, int captured, uint original, long timestampNs, int total)
+    {
         if (_pcapng)
         {
-            int padded = (frame.Length + 3) & ~3;
-            int total = 32 + padded;
             BinaryPrimitives.WriteUInt32LittleEndian(h, 6);
             BinaryPrimitives.WriteUInt32LittleEndian(h[4..], (uint)total);
             BinaryPrimitives.WriteUInt32LittleEndian(h[8..], 0);
             BinaryPrimitives.WriteUInt32LittleEndian(h[12..], (uint)((ulong)timestampNs >> 32));
             BinaryPrimitives.WriteUInt32LittleEndian(h[16..], (uint)timestampNs);
-            BinaryPrimitives.WriteUInt32LittleEndian(h[20..], (uint)frame.Length);
+            BinaryPrimitives.WriteUInt32LittleEndian(h[20..], (uint)captured);
             BinaryPrimitives.WriteUInt32LittleEndian(h[24..], original);
-            _file.Write(h);
-            _file.Write(frame);
-            Span<byte> tail = stackalloc byte[8];
-            tail.Clear();
-            BinaryPrimitives.WriteUInt32LittleEndian(tail[(padded - frame.Length)..], (uint)total);
-            _file.Write(tail[..(padded - frame.Length + 4)]);
         }
         else
         {
-            BinaryPrimitives.WriteUInt32LittleEndian(h, (uint)(timestampNs / 1_000_000_000));
-            BinaryPrimitives.WriteUInt32LittleEndian(h[4..], (uint)(timestampNs % 1_000_000_000));
-            BinaryPrimitives.WriteUInt32LittleEndian(h[8..], (uint)frame.Length);
+            (long seconds, long nanoseconds) = Math.DivRem(timestampNs, 1_000_000_000);
+            BinaryPrimitives.WriteUInt32LittleEndian(h, (uint)seconds);
+            BinaryPrimitives.WriteUInt32LittleEndian(h[4..], (uint)nanoseconds);
+            BinaryPrimitives.WriteUInt32LittleEndian(h[8..], (uint)captured);
             BinaryPrimitives.WriteUInt32LittleEndian(h[12..], original);
-            _file.Write(h[..16]);
-            _file.Write(frame);
         }
-        Packets++;
     }
 
-    /// <summary>Pushes what is buffered to the file.</summary>
+    // Hands what the buffer holds to the file or stream.
+    private void Drain()
+    {
+        if (_used == 0) return;
+        int used = _used;
+        _used = 0;   // gone, or lost with the stream's error
+        _file.Write(_buffer, 0, used);
+    }
+
+    /// <summary>Hands every record written to the file or stream, and the stream's own buffer to the system.</summary>
     public void Flush()
     {
+        Drain();
         if (_file is FileStream file) file.Flush(flushToDisk: false);
         else _file.Flush();
     }
 
-    /// <summary>Flushes and closes the file. Idempotent.</summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        _file.Dispose();
+        try
+        {
+            Drain();
+        }
+        finally
+        {
+            _file.Dispose();
+        }
     }
 }
