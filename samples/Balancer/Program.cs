@@ -90,10 +90,7 @@ string[][] inputs = cl.Strings('i') is { Count: > 0 } given
     : [["gen:64?flows=4096"]];
 if (inputs.Any(i => i.Length == 0)) cl.Fail("-i takes device names, comma separated");
 // As zbalance_ipc, an interface is captured in the receive direction only, unless -X (or the name says otherwise).
-string Direction(string name) => Device.IsAfPacketName(name) && !name.Contains("outgoing=")
-    ? name + (name.Contains('?') ? "&" : "?") + (cl.Has('X') ? "outgoing=1" : "outgoing=0")
-    : name;
-inputs = [.. inputs.Select(i => i.Select(Direction).ToArray())];
+inputs = [.. inputs.Select(i => i.Select(name => Device.WithOutgoing(name, cl.Has('X'))).ToArray())];
 int mode = (int)cl.Number('m', 0, 0, 8);
 // -m 7: queue 0 for other EtherTypes and one queue per -M VLAN id; -n is not needed (and is ignored, as zbalance_ipc ignores it).
 int[] vlanQueues = [.. cl.Strings('M').Select(v => int.TryParse(v, out int id) && id is >= 0 and <= 4095 ? id : -1)];

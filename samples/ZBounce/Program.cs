@@ -41,7 +41,7 @@ try
     {
         var sources = new IPacketSource[from.Length];
         var sinks = new IPacketSink[to.Length];
-        for (int i = 0; i < from.Length; i++) opened.Add(sources[i] = Device.OpenSource(WithoutOwnSends(from[i]), pool, index++));
+        for (int i = 0; i < from.Length; i++) opened.Add(sources[i] = Device.OpenSource(Device.WithOutgoing(from[i], outgoing: false), pool, index++));
         for (int i = 0; i < to.Length; i++) opened.Add(sinks[i] = Device.OpenSink(to[i], pool));
         ways.Add((sources, sinks, $"{string.Join(',', from)} -> {string.Join(',', to)}"));
     }
@@ -81,10 +81,10 @@ var worker = ZcWorker.Start("zbounce", () =>
             foreach (IPacketSource from in sources)
             {
                 int got = fifo.Room >= burst.Length ? from.ReceiveBurst(burst) : 0;
-                long now = RealtimeNs();
+                long now = TimePulse.WallClockNs();
                 for (int i = 0; i < got; i++) fifo.Add(burst[i], Arrived(burst[i].TimestampNs, now) + delayNs);
             }
-            for (long now = RealtimeNs(); fifo.Count != 0 && fifo.Due <= now; n++)
+            for (long now = TimePulse.WallClockNs(); fifo.Count != 0 && fifo.Due <= now; n++)
             {
                 PacketHandle p = fifo.Take();
                 Send(sinks, p);
@@ -124,20 +124,6 @@ static void Send(IPacketSink[] sinks, in PacketHandle packet)
 // When a packet came in: the kernel's receive time where the device stamps it (an interface), if it is of the last
 // second; else now (a queue's packets carry whatever time their source gave them).
 static long Arrived(long stampNs, long nowNs) => stampNs <= nowNs && nowNs - stampNs < 1_000_000_000 ? stampNs : nowNs;
-
-static long RealtimeNs()
-{
-    ZcFlow.Native.Libc.ClockGetTime(ZcFlow.Native.Libc.CLOCK_REALTIME, out ZcFlow.Native.Timespec t);
-    return t.Seconds * 1_000_000_000 + t.Nanoseconds;
-}
-
-// An interface is opened without the packets sent out of it (PACKET_IGNORE_OUTGOING): a bridge both ways would
-// otherwise take its own sends for new packets.
-static string WithoutOwnSends(string name)
-{
-    bool afPacket = !name.Contains(':') || name.StartsWith("af_packet:", StringComparison.Ordinal);
-    return !afPacket ? name : name + (name.Contains('?') ? "&" : "?") + "outgoing=0";
-}
 
 // Packets held for -d, in the order they came, each with the time it is due out.
 internal sealed class Delayed(int capacity)

@@ -94,10 +94,16 @@ if (onDevice)
             pool.ReleaseBurst(burst.AsSpan(0, n));
             return n;
         }, new WorkerOptions { Core = core, ActiveWait = active });
-        long seen = -1;
-        // A finite input (a capture file) is done once exhausted and counted to the end.
-        Report(worker, () => $"dropped by the device {device.Stats.DroppedKernel + device.Stats.DroppedNoBuffer:N0}",
-            () => device.IsExhausted && seen == (seen = Volatile.Read(ref packets) + Volatile.Read(ref filtered)));
+        // A finite input (a capture file) is done once it is exhausted and the count stood still for a second after.
+        long counted = -1;
+        bool Finished()
+        {
+            long now = Volatile.Read(ref packets) + Volatile.Read(ref filtered);
+            bool still = now == counted;
+            counted = now;
+            return device.IsExhausted && still;
+        }
+        Report(worker, () => $"dropped by the device {device.Stats.DroppedKernel + device.Stats.DroppedNoBuffer:N0}", Finished);
         try { worker.Stop(); }
         catch (Exception e) { Console.Error.WriteLine($"error: {e.Message}"); status = 1; }
     }

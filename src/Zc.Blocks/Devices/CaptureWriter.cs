@@ -97,33 +97,33 @@ public sealed class CaptureWriter : IDisposable
         int padded = _pcapng ? (frame.Length + 3) & ~3 : frame.Length;
         int header = _pcapng ? 28 : 16, total = header + padded + (_pcapng ? 4 : 0);
         if (_used + total > _buffer.Length) Drain();
+        int tail = total - header - frame.Length;   // pcapng: the padding and the block's closing length
         if (total > _buffer.Length)
         {
-            // A record larger than the buffer (a frame of tens of kilobytes): its header from the buffer, its frame straight out.
+            // A record larger than the buffer (a frame of tens of kilobytes): its header and tail from the buffer, its frame straight out.
             Header(_buffer, frame.Length, original, timestampNs, total);
             _file.Write(_buffer, 0, header);
             _file.Write(frame);
-            if (_pcapng)
-            {
-                Span<byte> tail = stackalloc byte[8];
-                tail.Clear();
-                BinaryPrimitives.WriteUInt32LittleEndian(tail[(padded - frame.Length)..], (uint)total);
-                _file.Write(tail[..(padded - frame.Length + 4)]);
-            }
+            Tail(_buffer.AsSpan(0, tail), total);
+            if (tail != 0) _file.Write(_buffer, 0, tail);
         }
         else
         {
             Span<byte> record = _buffer.AsSpan(_used, total);
             Header(record, frame.Length, original, timestampNs, total);
             frame.CopyTo(record[header..]);
-            if (_pcapng)
-            {
-                record[(header + frame.Length)..(header + padded)].Clear();
-                BinaryPrimitives.WriteUInt32LittleEndian(record[(total - 4)..], (uint)total);
-            }
+            Tail(record[(header + frame.Length)..], total);
             _used += total;
         }
         Packets++;
+    }
+
+    // pcapng: zeros to pad the frame to 4 bytes, then the block's length again (pcap has no tail: the span is empty).
+    private static void Tail(Span<byte> tail, int total)
+    {
+        if (tail.IsEmpty) return;
+        tail[..^4].Clear();
+        BinaryPrimitives.WriteUInt32LittleEndian(tail[^4..], (uint)total);
     }
 
     // A record's header: pcapng's enhanced packet block (interface 0, nanoseconds), or pcap's record header.

@@ -49,6 +49,15 @@ public static class Device
         return Native.Libc.Poll(&poll, 1, timeoutMs) > 0;
     }
 
+    /// <summary>
+    /// <paramref name="name"/>, and for an AF_PACKET device whose name does not say itself, whether it also takes in what is
+    /// sent out of its interface (<c>outgoing=0|1</c>): zbalance_ipc captures the receive direction only, and a bridge must
+    /// not hear its own sends. Other devices' names come back as they are.
+    /// </summary>
+    public static string WithOutgoing(string name, bool outgoing) => IsAfPacketName(name) && !name.Contains("outgoing=", StringComparison.Ordinal)
+        ? name + (name.Contains('?') ? "&" : "?") + (outgoing ? "outgoing=1" : "outgoing=0")
+        : name;
+
     /// <summary>True when <paramref name="name"/> opens an AF_PACKET device: <c>af_packet:eth0</c>, or an interface of this network namespace.</summary>
     public static bool IsAfPacketName(string name)
         => name.StartsWith("af_packet:", StringComparison.Ordinal) || (!name.Contains(':') && !name.Contains('.') && Native.Libc.IfNameToIndex(name.Split('?')[0]) != 0);

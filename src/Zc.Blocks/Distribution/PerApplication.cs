@@ -22,8 +22,7 @@ public struct PerApplication<TInner> : IDistribution where TInner : struct, IDis
     /// <summary>Each application with a distribution of its own (<paramref name="inner"/>, one per application).</summary>
     public PerApplication(int[] queuesPerApplication, TInner[] inner)
     {
-        if (queuesPerApplication.Length == 0 || queuesPerApplication.Any(c => c < 1) || queuesPerApplication.Sum() > 64)
-            throw new ArgumentException("each application has at least one queue, and there are at most 64 in all", nameof(queuesPerApplication));
+        ApplicationQueues.Check(queuesPerApplication, nameof(queuesPerApplication));
         if (inner.Length != queuesPerApplication.Length)
             throw new ArgumentException($"{queuesPerApplication.Length} applications, but {inner.Length} distributions", nameof(inner));
         _counts = [.. queuesPerApplication];
@@ -42,5 +41,17 @@ public struct PerApplication<TInner> : IDistribution where TInner : struct, IDis
             first += _counts[a];
         }
         return mask;
+    }
+}
+
+/// <summary>What every way of giving applications their queues checks.</summary>
+internal static class ApplicationQueues
+{
+    /// <summary>At least one application, each with at least one queue, and at most 64 queues in all.</summary>
+    public static void Check(int[] queuesPerApplication, string parameter)
+    {
+        ArgumentNullException.ThrowIfNull(queuesPerApplication, parameter);
+        if (queuesPerApplication.Length == 0 || queuesPerApplication.Any(c => c < 1) || queuesPerApplication.Sum() > 64)
+            throw new ArgumentException("each application has at least one queue, and there are at most 64 in all", parameter);
     }
 }

@@ -56,7 +56,12 @@ public sealed class GraphBuilder
     }
 
     /// <summary>Queues per application (zbalance_ipc's <c>-n 2,1</c>); one application with one queue by default.</summary>
-    public GraphBuilder Applications(params int[] queuesPerApplication) { _applications = queuesPerApplication; return this; }
+    public GraphBuilder Applications(params int[] queuesPerApplication)
+    {
+        ApplicationQueues.Check(queuesPerApplication, nameof(queuesPerApplication));
+        _applications = [.. queuesPerApplication];
+        return this;
+    }
 
     /// <summary>Slots of each queue.</summary>
     public GraphBuilder QueueSlots(int slots) { _slots = slots; return this; }
@@ -159,8 +164,6 @@ public sealed class GraphBuilder
         if (_applications.Length != distributions)
             throw new ArgumentException($"{distributions} distributions, one per application, but the graph has {_applications.Length} application{(_applications.Length == 1 ? "" : "s")}: "
                 + $"give each its queues first, as in Applications({string.Join(", ", Enumerable.Range(0, distributions).Select(a => a == 0 ? 4 : 2))})");
-        if (_applications.Any(q => q < 1) || _applications.Sum() > 64)
-            throw new ArgumentException("each application has at least one queue, and there are at most 64 in all");
     }
 
     /// <summary>Builds and runs the graph with a zbalance_ipc <c>-m</c> mode (<see cref="BalancerMode"/>).</summary>

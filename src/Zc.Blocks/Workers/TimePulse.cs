@@ -25,7 +25,7 @@ public sealed class TimePulse : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(resolutionNs);
         _core = core;
         _resolutionNs = Math.Max(resolutionNs, MinStepNs);
-        _now = Read();
+        _now = WallClockNs();
         _thread = new Thread(Run) { IsBackground = true, Name = "time pulse" };
         _thread.Start();
     }
@@ -33,7 +33,8 @@ public sealed class TimePulse : IDisposable
     /// <summary>The last published time, in nanoseconds since the Unix epoch.</summary>
     public long NowNs => Volatile.Read(ref _now);
 
-    private static long Read()
+    /// <summary>The wall clock (CLOCK_REALTIME) read now, in nanoseconds since the Unix epoch: the time a pulse publishes.</summary>
+    public static long WallClockNs()
     {
         Libc.ClockGetTime(Libc.CLOCK_REALTIME, out Timespec t);
         return t.Seconds * 1_000_000_000 + t.Nanoseconds;
@@ -45,7 +46,7 @@ public sealed class TimePulse : IDisposable
         long published = _now;
         while (!_stop)
         {
-            long ns = Read();
+            long ns = WallClockNs();
             if (ns - published >= _resolutionNs)
             {
                 Volatile.Write(ref _now, ns);

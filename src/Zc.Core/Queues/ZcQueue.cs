@@ -444,28 +444,17 @@ public sealed unsafe class ZcQueue
     {
         int n = _ring.Available(packets.Length);
         int got = 0;
-        if (Role == QueueRole.Egress || _holders is null)
+        // The slots and the buffers' bounds in locals, which the JIT keeps in registers; every index is checked against the
+        // cluster's buffers, and the owner of an ingress queue also checks that it names a spare it gave out (Accept).
+        uint* slots = _ring.Slots;
+        ulong mask = _ring.Mask, at = _ring.ConsumerPosition;
+        BufferRegion buffers = _buffers;
+        bool spares = Role == QueueRole.Ingress && _holders is not null;
+        for (int i = 0; i < n; i++)
         {
-            // Each index is checked against the cluster's buffers, and nothing else is to be done: the loop keeps the
-            // slots and the buffers' bounds in registers.
-            uint* slots = _ring.Slots;
-            ulong mask = _ring.Mask, at = _ring.ConsumerPosition;
-            BufferRegion buffers = _buffers;
-            for (int i = 0; i < n; i++)
-            {
-                uint index = slots[(at + (ulong)i) & mask];
-                if (buffers.Contains(index)) packets[got++] = buffers.At(index);
-                else _ring.CountConsumerError();
-            }
-        }
-        else
-        {
-            for (int i = 0; i < n; i++)
-            {
-                uint index = _ring.Get(i);
-                if (Accept(index)) packets[got++] = _buffers.At(index);
-                else _ring.CountConsumerError();
-            }
+            uint index = slots[(at + (ulong)i) & mask];
+            if (spares ? Accept(index) : buffers.Contains(index)) packets[got++] = buffers.At(index);
+            else _ring.CountConsumerError();
         }
         if (n != 0) _ring.Consume(n);
         else _owner?.Check();
