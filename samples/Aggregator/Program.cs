@@ -5,6 +5,8 @@ using ZcFlow.Devices;
 using ZcFlow.Ipc;
 using ZcFlow.Queues;
 using ZcFlow.Samples;
+using ZcFlow.Graphs;
+using ZcFlow.Stages;
 using ZcFlow.Workers;
 
 // Several devices merged into one queue, counted or written to a capture file (pcapng when the
@@ -31,32 +33,30 @@ if (cl.Has('F') && !toStdout) cl.Fail("-F is for -o -: a file's format comes fro
 TextWriter console = toStdout ? Console.Error : Console.Out;
 CancellationToken stop = CommandLine.StopSignal();
 
-using ZcCluster cluster = ZcCluster.Create((uint)cl.Number('c', 0x7A00_0000 + Environment.ProcessId % 1_000_000, 0, uint.MaxValue),
-    new ClusterOptions { BufferCount = (int)cl.Number('b', 8192, 64, 1 << 26), MaxQueues = 1, BufferSize = 9216, Warn = w => Console.Error.WriteLine(w) });
-BufferPool pool = cluster.CreatePool(cluster.BufferCount);
-ZcQueue queue = cluster.CreateQueue(Math.Min(4096, cluster.BufferCount / 2));
-var inputs = new List<IPacketSource>();
+if (cl.Has('w') && !cl.Has('t')) cl.Fail("-w is for -t, the merge in timestamp order");
+// The devices, merged (in time order with -t) by one stage on its own worker into one queue, read here.
+Graph graph;
+int queueId;
 try
 {
-    for (int i = 0; i < devices.Length; i++) inputs.Add(Device.OpenSource(devices[i], pool, (uint)i));
+    Topology topology = Topology.Cluster((uint)cl.Number('c', 0x7A00_0000 + Environment.ProcessId % 1_000_000, 0, uint.MaxValue))
+        .Options(new ClusterOptions { BufferCount = (int)cl.Number('b', 8192, 64, 1 << 26), MaxQueues = 1, BufferSize = 9216, Warn = w => Console.Error.WriteLine(w) })
+        .QueueSlots(4096).ActiveWait(cl.Has('a'));
+    PacketStream input = topology.From(devices);
+    if (cl.Has('t')) input = input.InTimeOrder(TimeSpan.FromMicroseconds(cl.Number('w', 1000, 0, 60_000_000)));
+    queueId = input.Stage(new PassAll(), cl.Has('g') ? (int)cl.Number('g', 0, 0, 1023) : null, "aggregator").ToQueue();
+    graph = topology.Run();
 }
 catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or InvalidDataException or TimeoutException or ClusterGoneException or ZcFlow.Native.ErrnoException)
 {
     Console.Error.WriteLine($"error: {e.Message}");
-    foreach (IPacketSource opened in inputs) opened.Dispose();
     return 1;
 }
-
-if (cl.Has('w') && !cl.Has('t')) cl.Fail("-w is for -t, the merge in timestamp order");
-var aggregator = new Aggregator(pool, inputs, queue, mergeByTime: cl.Has('t'),
-    idleWait: cl.Has('t') ? TimeSpan.FromMicroseconds(cl.Number('w', 1000, 0, 60_000_000)) : TimeSpan.Zero);
+ZcQueue queue = graph.Queues[queueId];
 using CaptureWriter? writer = output is null ? null
     // fd 1 as a file, not the console stream, which drops what a closed pipe refuses instead of saying so.
     : toStdout ? new CaptureWriter(new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(1, ownsHandle: false), FileAccess.Write, 1 << 16), format == "pcapng")
     : new CaptureWriter(output);
-var worker = ZcWorker.Start("aggregator", aggregator.DoWork,
-    new WorkerOptions { Core = cl.Has('g') ? (int)cl.Number('g', 0, 0, 1023) : null, ActiveWait = cl.Has('a') });
-
 var burst = new PacketHandle[32];
 long packets = 0, bytes = 0, lastPackets = 0;
 var clock = Stopwatch.StartNew();
@@ -81,8 +81,8 @@ while (!stop.IsCancellationRequested && (limit == 0 || packets < limit))
     }
     queue.ReleaseBurst(burst.AsSpan(0, n));
     packets += n;
-    if (n == 0 && aggregator.Done && queue.IsEmpty) break;
-    if (n == 0 && !worker.IsRunning) break;
+    if (n == 0 && graph.InputsExhausted && queue.IsEmpty) break;
+    if (n == 0 && !graph.IsRunning) break;
     double now = clock.Elapsed.TotalSeconds;
     if (cl.Has('p') && now - lastReport >= 1)
     {
@@ -90,13 +90,10 @@ while (!stop.IsCancellationRequested && (limit == 0 || packets < limit))
         (lastPackets, lastReport) = (packets, now);
     }
 }
-try { worker.Stop(); }
+foreach (IPacketSource device in graph.Pipes[0].Inputs)
+    if (device is PcapFileDevice { Problem: { } problem }) Console.Error.WriteLine($"warning: {problem}");
+try { graph.Dispose(); }
 catch (Exception e) { Console.Error.WriteLine($"error: {e.Message}"); status = 1; }
-foreach (IPacketSource input in inputs)
-{
-    if (input is PcapFileDevice { Problem: { } problem }) Console.Error.WriteLine($"warning: {problem}");
-    input.Dispose();
-}
 try
 {
     writer?.Dispose();

@@ -118,7 +118,7 @@ internal sealed class CommandLine
     }
 
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
-    private T Fail<T>(string why)
+    public T Fail<T>(string why)
     {
         Fail(why);
         return default!;

@@ -188,6 +188,26 @@ public sealed unsafe class ZcCluster : IDisposable
     }
 
     /// <summary>
+    /// Makes a relay (<see cref="BufferPool.IsRelay"/>): a pool with no buffers of its own, for a stage on a thread of its
+    /// own that receives from <paramref name="inputs"/> (queues of this cluster, each fed by another thread of this process)
+    /// and sends into queues it reclaims from (<see cref="BufferPool.ReclaimFrom"/>). Each input's quota is raised to the
+    /// cluster's buffer count: what the stages after it hold counts against it, and the pool it comes from bounds that.
+    /// </summary>
+    public BufferPool CreateRelay(IReadOnlyList<ZcQueue> inputs)
+    {
+        ThrowIfDisposed();
+        ArgumentNullException.ThrowIfNull(inputs);
+        if (inputs.Count is 0 or > 256) throw new ArgumentOutOfRangeException(nameof(inputs), inputs.Count, "a relay receives from 1 to 256 queues");
+        foreach (ZcQueue q in inputs)
+        {
+            if (Array.IndexOf(_queues, q) < 0) throw new ArgumentException($"queue {q.Id} is not one of cluster {Id}'s", nameof(inputs));
+            if (q.Role != QueueRole.Egress) throw new ArgumentException($"queue {q.Id} is an ingress queue: the owner receives from it as from a device", nameof(inputs));
+            q.Quota = Math.Max(q.Quota, BufferCount);
+        }
+        return new BufferPool(_buffers, _holders, [.. inputs]);
+    }
+
+    /// <summary>
     /// Creates a queue of at least <paramref name="slots"/> packets (rounded up to a power of two,
     /// at most the cluster's buffer count rounded up). Its id is the next free one, from 0.
     /// An <see cref="QueueRole.Ingress"/> queue carries packets from an application into the cluster.

@@ -1,6 +1,7 @@
 using ZcFlow.Buffers;
 using ZcFlow.Devices;
 using ZcFlow.Queues;
+using ZcFlow.Stages;
 using ZcFlow.Workers;
 
 namespace ZcFlow.Tests;
@@ -27,7 +28,9 @@ public class AggregatorMergeTests
             File.Delete(a);
             File.Delete(b);
         }
-        Assert.Throws<ArgumentException>(() => new Aggregator(null!, [null!], null!, mergeByTime: false, idleWait: TimeSpan.FromSeconds(1)));
+        using ZcCluster cluster = TestClusters.Create(buffers: 64);
+        Assert.Contains("idleWait is for a merge in time order", Assert.Throws<ArgumentException>(
+            () => new Pipe<PassAll>(cluster.CreatePool(64), [null!], cluster.CreateQueue(8), mergeByTime: false, idleWait: TimeSpan.FromSeconds(1))).Message);
     }
 
     private static string Write(string name, long[] milliseconds)
@@ -46,7 +49,7 @@ public class AggregatorMergeTests
         BufferPool pool = cluster.CreatePool(256);
         ZcQueue queue = cluster.CreateQueue(64);
         IPacketSource[] inputs = [Device.OpenSource($"pcap:{paced}?pace", pool, 0), Device.OpenSource("pcap:" + file, pool, 1)];
-        var aggregator = new Aggregator(pool, inputs, queue, mergeByTime: true, idleWait);
+        var aggregator = new Pipe<PassAll>(pool, inputs, queue, mergeByTime: true, idleWait: idleWait);
         var times = new List<long>();
         var burst = new PacketHandle[32];
         using (ZcWorker worker = ZcWorker.Start("fifo", aggregator.DoWork))

@@ -6,8 +6,8 @@ using ZcFlow.Workers;
 namespace ZcFlow.Graphs;
 
 /// <summary>
-/// A running graph: its cluster, the balancers with their devices and queues, and the pinned
-/// workers that run them. Every second the devices' counters are written into the cluster's
+/// A running graph: its cluster, the balancers and pipes with their devices and queues, and the pinned
+/// workers that run them (<see cref="Topology"/>, <see cref="GraphBuilder"/>). Every second the devices' counters are written into the cluster's
 /// arena, where the cluster listing (samples/ZStat) shows them. Disposing stops the workers
 /// (rethrowing what one threw), closes the devices and removes the cluster.
 /// </summary>
@@ -19,14 +19,17 @@ public sealed class Graph : IDisposable
     private readonly TimePulse? _clock;
     private int _disposed;
 
-    internal Graph(ZcCluster cluster, IReadOnlyList<IBalancer> balancers, List<ZcWorker> workers, TimePulse? clock)
+    internal Graph(ZcCluster cluster, IReadOnlyList<IBalancer> balancers, IReadOnlyList<IPipe> pipes, List<ZcWorker> workers, TimePulse? clock)
     {
         _clock = clock;
         Cluster = cluster;
         Balancers = balancers;
+        Pipes = pipes;
         _workers = workers;
-        _devices = [.. balancers.SelectMany(b => b.Inputs.Select(d => (cluster.AddDevice(d.Name), (Func<DeviceStats>)(() => d.Stats)))
-            .Concat(b.Egress.OfType<IPacketSink>().Select(d => (cluster.AddDevice(d.Name), (Func<DeviceStats>)(() => d.Stats)))))];
+        IEnumerable<IPacketSource> inputs = balancers.SelectMany(b => b.Inputs).Concat(pipes.SelectMany(p => p.Inputs)).Where(d => d is not StreamSource);
+        IEnumerable<IPacketSink> sinks = balancers.SelectMany(b => b.Egress.OfType<IPacketSink>()).Concat(pipes.Select(p => p.Sink).OfType<IPacketSink>());
+        _devices = [.. inputs.Select(d => (cluster.AddDevice(d.Name), (Func<DeviceStats>)(() => d.Stats)))
+            .Concat(sinks.Select(d => (cluster.AddDevice(d.Name), (Func<DeviceStats>)(() => d.Stats))))];
         _publish = new Timer(_ => PublishDeviceStats(), null, TimeSpan.Zero, TimeSpan.FromSeconds(1));
         Metrics = new GraphMetrics(this);
     }
@@ -38,14 +41,17 @@ public sealed class Graph : IDisposable
 
     public IReadOnlyList<IBalancer> Balancers { get; }
 
+    /// <summary>The pipes: stages, filters, delays and collectors, each on a worker of its own.</summary>
+    public IReadOnlyList<IPipe> Pipes { get; }
+
     /// <summary>Every queue, in id order: consumers attach to <c>zc:&lt;cluster&gt;@&lt;id&gt;</c> (and applications send into ingress queues).</summary>
     public IReadOnlyList<ZcQueue> Queues => Cluster.Queues;
 
     /// <summary>True while every worker runs (false once one stopped on an exception).</summary>
     public bool IsRunning => _workers.All(w => w.IsRunning);
 
-    /// <summary>True when every input is a finite source that has given everything.</summary>
-    public bool InputsExhausted => Balancers.All(b => b.InputsExhausted);
+    /// <summary>True when every input is a finite source that has given everything, and every stage has passed it on.</summary>
+    public bool InputsExhausted => Balancers.All(b => b.InputsExhausted) && Pipes.All(p => p.Finished);
 
     /// <summary>Stops the workers, closes the devices, removes the cluster. Rethrows what a worker threw. Idempotent.</summary>
     public void Dispose()
@@ -63,7 +69,16 @@ public sealed class Graph : IDisposable
         finally
         {
             _clock?.Dispose();
-            foreach (IBalancer b in Balancers) CloseDevices(b);
+            foreach (IBalancer b in Balancers)
+            {
+                foreach (IPacketSource input in b.Inputs) input.Dispose();
+                foreach (IPacketSink? sink in b.Egress) sink?.Dispose();
+            }
+            foreach (IPipe p in Pipes)
+            {
+                foreach (IPacketSource input in p.Inputs) input.Dispose();
+                p.Sink?.Dispose();
+            }
             Cluster.Dispose();
         }
     }
@@ -78,11 +93,5 @@ public sealed class Graph : IDisposable
         {
             // the cluster or a device was closed under the graph by its user: nothing left to show
         }
-    }
-
-    internal static void CloseDevices(IBalancer balancer)
-    {
-        foreach (IPacketSource input in balancer.Inputs) input.Dispose();
-        foreach (IPacketSink? sink in balancer.Egress) sink?.Dispose();
     }
 }

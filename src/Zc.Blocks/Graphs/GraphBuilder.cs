@@ -189,81 +189,46 @@ public sealed class GraphBuilder
         if (cores.Length > 1 && cores.Length != _inputs.Count)
             throw new ArgumentException($"give one core for every balancer ({_inputs.Count}), or one for all", nameof(cores));
         int queues = _applications.Sum();
-        // AF_XDP devices receive into the buffers themselves, which must then hold the longest frame the kernel writes.
-        bool xdp = _inputs.Any(i => i.Any(XdpDevice.IsName)) || _egress.Any(e => XdpDevice.IsName(e.Device));
         int slots = ZcCluster.QueueCapacity(_slots);
         // With a quota per consumer, each balancer's pool holds every quota and its devices' share; else the count is split evenly.
-        int PoolSize(string[] names) => queues * (slots + _consumerBuffers!.Value)
-            + names.Sum(n => n == IngressQueue ? slots + IngressSpares : BuffersPerDevice);
-        int bufferCount = _consumerBuffers is null ? _options.BufferCount : _inputs.Sum(PoolSize);
-        ZcCluster cluster = ZcCluster.Create(_id, new ClusterOptions
-        {
-            BufferSize = xdp ? Math.Max(_options.BufferSize, XdpDevice.MinBufferSize) : _options.BufferSize, BufferCount = bufferCount, MaxQueues = Math.Max(_options.MaxQueues, _inputs.Sum(i => queues + i.Count(n => n == IngressQueue))),
-            RequireHugePages = _options.RequireHugePages, UseHugePages = _options.UseHugePages, LockMemory = _options.LockMemory,
-            GroupId = _options.GroupId, Warn = _options.Warn,
-        });
-        var balancers = new List<IBalancer>();
-        var workers = new List<ZcWorker>();
-        TimePulse? clock = null;
+        int? PoolSize(string[] names) => _consumerBuffers is not int extra ? null
+            : queues * (slots + extra) + names.Sum(n => n == IngressQueue ? slots + IngressSpares : BuffersPerDevice);
+        Topology topology = Topology.Cluster(_id).Options(_options).QueueSlots(_slots).ActiveWait(_activeWait).Lossless(_lossless).DelayStart(_delay);
         try
         {
-            if (_timePulse is { } pulse) clock = new TimePulse(pulse.Core, pulse.ResolutionNs);
-            uint device = 0;
-            foreach (string[] names in _inputs)
+            if (_timePulse is { } pulse) topology.Clock = new TimePulse(pulse.Core, pulse.ResolutionNs);
+            for (int b = 0; b < _inputs.Count; b++)
             {
-                int perBalancer = _consumerBuffers is null ? cluster.BufferCount / _inputs.Count : PoolSize(names);
-                BufferPool pool = cluster.CreatePool(perBalancer);
                 // As zbalance_ipc numbers them: this balancer's ingress queues, then its outputs.
-                var ingress = names.Select(n => n == IngressQueue ? cluster.CreateQueue(_slots, QueueRole.Ingress) : null).ToArray();
-                var outputs = new ZcQueue[queues];
-                for (int q = 0; q < queues; q++)
-                {
-                    outputs[q] = cluster.CreateQueue(Math.Min(_slots, perBalancer));
-                    if (_consumerBuffers is int extra) outputs[q].Quota = outputs[q].Capacity + extra;
-                }
-                var inputs = new List<IPacketSource>();
-                try
-                {
-                    for (int i = 0; i < names.Length; i++, device++)
-                        inputs.Add(ingress[i] is { } q ? new IngressQueueSource(q, pool, device, $"zc:{_id}@{q.Id}") : Device.OpenSource(names[i], pool, device));
-                }
-                catch
-                {
-                    foreach (IPacketSource opened in inputs) opened.Dispose();
-                    throw;
-                }
-                IBalancer balancer = make(pool, [.. inputs], outputs);
-                balancers.Add(balancer);
-                balancer.Filter = _filter;
-                balancer.Vlans = _vlans;
-                balancer.Rules = _rules;
-                balancer.Clock = clock;
-                foreach ((int output, BpfFilter outputFilter) in _outputFilters)
-                {
-                    if (output >= queues) throw new ArgumentOutOfRangeException(nameof(output), output, $"a filter for output {output}, but a balancer has {queues} (0 to {queues - 1})");
-                    balancer.SetOutputFilter(output, outputFilter);
-                }
-                foreach ((int output, string sink) in _egress)
-                {
-                    if (output >= queues) throw new ArgumentOutOfRangeException(nameof(output), output, $"egress to output {output}, but a balancer has {queues} (0 to {queues - 1})");
-                    balancer.SetEgress(output, Device.OpenSink(sink, pool));
-                }
+                topology.From(_inputs[b]).Balance((pool, inputs, outputs, _) => make(pool, inputs, outputs), queues,
+                    cores.Length == 0 ? null : cores[cores.Length == 1 ? 0 : b], $"balancer {b}", Configure, PoolSize(_inputs[b])).ToQueues();
             }
-            if (_delay > TimeSpan.Zero) Thread.Sleep(_delay);
-            for (int b = 0; b < balancers.Count; b++)
-            {
-                int? core = cores.Length == 0 ? null : cores[cores.Length == 1 ? 0 : b];
-                workers.Add(ZcWorker.Start($"balancer {b}", balancers[b].DoWork, new WorkerOptions { Core = core, ActiveWait = _activeWait }));
-            }
-            return new Graph(cluster, balancers, workers, clock);
+            return topology.Run();
         }
         catch
         {
-            foreach (ZcWorker w in workers) w.Dispose();
-            clock?.Dispose();
-            foreach (IBalancer b in balancers) Graph.CloseDevices(b);
-            cluster.Dispose();
+            topology.Clock?.Dispose();
             throw;
+        }
+
+        void Configure(IBalancer balancer, BufferPool pool)
+        {
+            if (_consumerBuffers is int extra)
+                foreach (ZcQueue q in balancer.Outputs) q.Quota = q.Capacity + extra;
+            balancer.Filter = _filter;
+            balancer.Vlans = _vlans;
+            balancer.Rules = _rules;
+            balancer.Clock = topology.Clock;
+            foreach ((int output, BpfFilter outputFilter) in _outputFilters)
+            {
+                if (output >= queues) throw new ArgumentOutOfRangeException(nameof(output), output, $"a filter for output {output}, but a balancer has {queues} (0 to {queues - 1})");
+                balancer.SetOutputFilter(output, outputFilter);
+            }
+            foreach ((int output, string sink) in _egress)
+            {
+                if (output >= queues) throw new ArgumentOutOfRangeException(nameof(output), output, $"egress to output {output}, but a balancer has {queues} (0 to {queues - 1})");
+                balancer.SetEgress(output, Device.OpenSink(sink, pool));
+            }
         }
     }
 }

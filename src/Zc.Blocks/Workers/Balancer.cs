@@ -51,6 +51,7 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
     private TDistribution _distribution;
     private long _nextCheck;
     private ulong _received, _filtered;
+    private bool _finished;
 
     public Balancer(BufferPool pool, IReadOnlyList<IPacketSource> inputs, IReadOnlyList<ZcQueue> outputs, TDistribution distribution, bool lossless = false)
     {
@@ -77,6 +78,9 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
 
     /// <summary>True when every input is a finite source that has given everything.</summary>
     public bool InputsExhausted => _inputs.All(i => i.IsExhausted);
+
+    /// <summary>True once every input is exhausted and all that was taken from them has been sent on (a balancer holds nothing between turns).</summary>
+    public bool Finished => Volatile.Read(ref _finished);
 
     public IReadOnlyList<IPacketSource> Inputs => _inputs;
 
@@ -167,6 +171,7 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
         foreach (ZcQueue q in _outputs) q.Flush();
         if (_egressOutputs != 0)
             foreach (IPacketSink? sink in _egress) sink?.Flush();
+        if (!_finished && Exhausted()) Volatile.Write(ref _finished, true);
         long now = Stopwatch.GetTimestamp();
         if (now >= _nextCheck)
         {
@@ -174,6 +179,13 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
             _pool.CheckConsumers();
         }
         return moved;
+    }
+
+    private bool Exhausted()
+    {
+        foreach (IPacketSource input in _inputs)
+            if (!input.IsExhausted) return false;
+        return true;
     }
 
     // Sends the packet where the distribution says (bits past the last queue count for nothing);

@@ -15,6 +15,9 @@ public interface IBalancer
 
     bool InputsExhausted { get; }
 
+    /// <summary>True once every input is exhausted and all that was taken from them has been sent on.</summary>
+    bool Finished { get; }
+
     IReadOnlyList<IPacketSource> Inputs { get; }
 
     IReadOnlyList<ZcQueue> Outputs { get; }

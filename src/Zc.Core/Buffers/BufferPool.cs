@@ -17,6 +17,13 @@ namespace ZcFlow.Buffers;
 /// buffer comes back from a queue only if that queue holds it, and is free again when no
 /// queue does: an index that is forged, out of range or returned twice is counted in
 /// <see cref="Errors"/> and never used, whatever a consumer writes into shared memory.
+///
+/// A relay (<see cref="ZcCluster.CreateRelay"/>) is a pool with no buffers of its own, for a stage
+/// that receives from queues of this process (<see cref="ReceiveFrom"/>) and sends into others: it
+/// holds what it receives as a pool holds what it hands out, takes back what its own queues'
+/// consumers release with the same checks, and gives each buffer back to the queue it came from
+/// once none of its queues holds it. So stages chain across threads, and every queue's producer
+/// looks after its consumers, gone ones included, with no buffer ever owned by two threads.
 /// </summary>
 public sealed unsafe class BufferPool
 {
@@ -26,6 +33,9 @@ public sealed unsafe class BufferPool
     private readonly bool[] _out;      // handed out and not yet back, by local index
     private readonly ulong[] _holders; // the cluster's record: queues holding each buffer, by cluster index
     private readonly PoolEntry* _entry;  // the directory's view of the pool, for the listing
+    private readonly ZcQueue[]? _inputs; // a relay's: the queues it receives from, to which each buffer goes back
+    private readonly byte[]? _origin;    // a relay's: which of them each buffer came from, by cluster index
+    private ulong _ownBits = ulong.MaxValue;  // the holder bits that keep a buffer out: any queue's; a relay's queues' only
     private ZcQueue[] _returns = [];
     private int _top;
     private ulong _errors;
@@ -44,6 +54,23 @@ public sealed unsafe class BufferPool
         _top = (int)count;
     }
 
+    // A relay: no free buffers, a record of every cluster buffer it may hold.
+    internal BufferPool(BufferRegion buffers, ulong[] holders, ZcQueue[] inputs)
+    {
+        Id = -1;
+        _buffers = buffers;
+        _holders = holders;
+        _free = [];
+        _out = new bool[buffers.Count];
+        _inputs = inputs;
+        _origin = new byte[buffers.Count];
+        _ownBits = 0;
+    }
+
+    /// <summary>True for a relay (<see cref="ZcCluster.CreateRelay"/>), which has no buffers of its own.</summary>
+    public bool IsRelay => _inputs is not null;
+
+    /// <summary>The pool's number in its cluster's directory; -1 for a relay, which is not listed.</summary>
     public int Id { get; }
 
     /// <summary>
@@ -100,6 +127,11 @@ public sealed unsafe class BufferPool
     {
         ArgumentNullException.ThrowIfNull(queue);
         if (Array.IndexOf(_returns, queue) < 0) _returns = [.. _returns, queue];
+        if (_inputs is not null)
+        {
+            if (Array.IndexOf(_inputs, queue) >= 0) throw new ArgumentException($"queue {queue.Id} is one this relay receives from: it cannot also send into it", nameof(queue));
+            _ownBits |= queue.Bit;
+        }
         queue.ReturnsTo = this;
     }
 
@@ -141,8 +173,9 @@ public sealed unsafe class BufferPool
     {
         uint index = packet.Index, local = index - _first;
         if (local >= (uint)_out.Length) ThrowHelper.ForeignBuffer(index);
-        if (!_out[local] || _holders[index] != 0) ThrowHelper.NotOwned(index);
+        if (!_out[local] || (_holders[index] & _ownBits) != 0) ThrowHelper.NotOwned(index);
         Free(index, local);
+        if (_inputs is not null) FlushInputs();
     }
 
     /// <summary>Gives back a burst of buffers on the owning thread.</summary>
@@ -155,7 +188,40 @@ public sealed unsafe class BufferPool
     private void Free(uint index, uint local)
     {
         _out[local] = false;
-        _free[_top++] = index;
+        if (_inputs is null) _free[_top++] = index;
+        else _inputs[_origin![index]].ReleaseUpstream(index);
+    }
+
+    private void FlushInputs()
+    {
+        foreach (ZcQueue input in _inputs!) input.FlushReleases();
+    }
+
+    /// <summary>
+    /// A relay's: receives up to <c>packets.Length</c> packets from its input <paramref name="input"/> (a queue of
+    /// this process, named when the relay was made) and holds them, as a pool holds the buffers it hands out:
+    /// send them on, or <see cref="Release"/> them, and each goes back to that queue once none of the relay's queues holds it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int ReceiveFrom(int input, Span<PacketHandle> packets)
+    {
+        ZcQueue[] inputs = _inputs ?? throw new InvalidOperationException("a pool with buffers of its own hands them out (TryGet, GetBurst): ReceiveFrom is a relay's");
+        int n = inputs[input].ReceiveBurst(packets), got = 0;
+        byte from = (byte)input;
+        for (int i = 0; i < n; i++)
+        {
+            uint index = packets[i].Index;
+            if (_out[index])
+            {
+                // Received while this relay still holds it: a producer sent it twice. Counted, never held twice.
+                _errors++;
+                continue;
+            }
+            _out[index] = true;
+            _origin![index] = from;
+            packets[got++] = packets[i];
+        }
+        return got;
     }
 
     /// <summary>Drains every recycle ring into the free list; returns how many buffers came back.</summary>
@@ -180,7 +246,7 @@ public sealed unsafe class BufferPool
             if (local < (uint)_out.Length && (_holders[index] & bit) != 0)
             {
                 returned++;
-                if ((_holders[index] &= ~bit) == 0) Free(index, local);
+                if (((_holders[index] &= ~bit) & _ownBits) == 0) Free(index, local);
             }
             else
             {
@@ -192,6 +258,7 @@ public sealed unsafe class BufferPool
         {
             ring.Consume(n);
             queue.BuffersReturned(returned);
+            if (_inputs is not null) FlushInputs();
         }
     }
 
@@ -247,12 +314,13 @@ public sealed unsafe class BufferPool
             for (uint local = 0; local < (uint)_out.Length; local++)
             {
                 uint index = _first + local;
-                if ((_holders[index] & bit) != 0 && (_holders[index] &= ~bit) == 0) Free(index, local);
+                if ((_holders[index] & bit) != 0 && ((_holders[index] &= ~bit) & _ownBits) == 0) Free(index, local);
             }
             Volatile.Write(ref queue.AttachedPid, 0);
             Volatile.Write(ref queue.ConsumerState, ZcQueue.Free);
         }
         if (_entry is not null) Volatile.Write(ref _entry->Free, (uint)_top);
+        if (_inputs is not null) FlushInputs();
         return _top - before;
     }
 }

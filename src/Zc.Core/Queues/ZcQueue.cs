@@ -528,6 +528,14 @@ public sealed unsafe class ZcQueue
         _recycle.Flush();
     }
 
+    /// <summary>A relay of this process, the consumer of this queue: gives a buffer back, published with <see cref="FlushReleases"/>.</summary>
+    internal void ReleaseUpstream(uint index)
+    {
+        if (PutBack(index)) _recycle.Advance(1);
+    }
+
+    internal void FlushReleases() => _recycle.Flush();
+
     // Writes the index into the next recycle slot (the caller advances). The recycle ring has a
     // slot for every buffer of the cluster and a queue holds a buffer once, so it is full only
     // if something released a buffer twice: that is counted.

@@ -1,0 +1,257 @@
+using System.Diagnostics;
+using ZcFlow.Buffers;
+using ZcFlow.Devices;
+using ZcFlow.Queues;
+using ZcFlow.Stages;
+
+namespace ZcFlow.Workers;
+
+/// <summary>What a graph needs of a pipe whatever its stage.</summary>
+public interface IPipe
+{
+    /// <summary>One turn; returns the packets it moved (non-zero while it holds packets it waits to send). Owner thread only.</summary>
+    int DoWork();
+
+    IReadOnlyList<IPacketSource> Inputs { get; }
+
+    /// <summary>The queue it sends into, or null when it sends out of a device (<see cref="Sink"/>).</summary>
+    ZcQueue? Output { get; }
+
+    /// <summary>The device it sends out of, or null when it sends into a queue.</summary>
+    IPacketSink? Sink { get; }
+
+    /// <summary>Packets taken from the inputs.</summary>
+    ulong Received { get; }
+
+    /// <summary>Packets sent on.</summary>
+    ulong Forwarded { get; }
+
+    /// <summary>Packets the stage dropped, or that could not go on (a consumer gone or stuck, a frame too large for the device).</summary>
+    ulong Dropped { get; }
+
+    /// <summary>True once every input is exhausted and everything taken from them has been sent on or dropped.</summary>
+    bool Finished { get; }
+}
+
+/// <summary>
+/// PF_RING's pipeline and aggregator in one worker: packets from one or several inputs (devices, or the queues of
+/// other stages), through a stage (<see cref="IStage"/>, a struct: the JIT specialises the loop for it), into one
+/// queue or out of one device.
+///
+/// Inputs are taken in arrival order, a burst at a time from each in turn, or with <c>mergeByTime</c> always the oldest
+/// packet held (zfifo): inputs that are each in time order then come out in time order. An input that has nothing at the
+/// moment may yet bring an older packet than those held: the merge waits for it up to <c>idleWait</c>, then goes on
+/// without it until it brings one (by default it does not wait, which suits files: one that has nothing left is
+/// exhausted, not idle). With a <c>delay</c>, each packet leaves no sooner than that long after its timestamp (zdelay):
+/// the pipe holds a burst and sends each packet when it is due, leaving the rest in its input meanwhile.
+///
+/// It loses nothing on the way: a burst that does not fit waits in the pipe, and its inputs are left unread, until
+/// there is room (a live device then drops in its own ring, where the kernel counts it). It does not wait for a queue
+/// whose consumer process has gone or is stuck (<see cref="ZcQueue.IsWaitedFor"/>): those packets are dropped and
+/// counted. Run it on a <see cref="ZcWorker"/>; that thread owns the pool (or relay, <see cref="ZcCluster.CreateRelay"/>) it is given.
+/// </summary>
+public sealed class Pipe<TStage> : IPipe where TStage : struct, IStage
+{
+    private const int Burst = 32;
+
+    private readonly BufferPool _pool;
+    private readonly IPacketSource[] _inputs;
+    private readonly ZcQueue? _output;
+    private readonly IPacketSink? _sink;
+    private readonly bool _merge;
+    private readonly PacketHandle[][] _held;  // per input, when merging: packets received, not yet taken
+    private readonly int[] _next, _count;
+    private readonly PacketHandle[] _pending = new PacketHandle[Burst];  // through the stage, not yet sent
+    private readonly long _checkPeriod = Stopwatch.Frequency / 10;
+    private readonly long _idleWait;   // Stopwatch ticks
+    private readonly long _delayNs;
+    private TStage _stage;
+    private int _at, _left, _turn;
+    private long _nextCheck, _idleSince;
+    private ulong _received, _forwarded, _dropped;
+    private bool _finished;
+
+    /// <summary>A pipe into a queue (<paramref name="output"/>), which <paramref name="pool"/> then reclaims from.</summary>
+    public Pipe(BufferPool pool, IReadOnlyList<IPacketSource> inputs, ZcQueue output, TStage stage = default,
+        bool mergeByTime = false, TimeSpan idleWait = default, TimeSpan delay = default)
+        : this(pool, inputs, output ?? throw new ArgumentNullException(nameof(output)), null, stage, mergeByTime, idleWait, delay) { }
+
+    /// <summary>A pipe out of a device (<paramref name="sink"/>), which copies each packet: its buffer goes back at once.</summary>
+    public Pipe(BufferPool pool, IReadOnlyList<IPacketSource> inputs, IPacketSink sink, TStage stage = default,
+        bool mergeByTime = false, TimeSpan idleWait = default, TimeSpan delay = default)
+        : this(pool, inputs, null, sink ?? throw new ArgumentNullException(nameof(sink)), stage, mergeByTime, idleWait, delay) { }
+
+    private Pipe(BufferPool pool, IReadOnlyList<IPacketSource> inputs, ZcQueue? output, IPacketSink? sink, TStage stage,
+        bool mergeByTime, TimeSpan idleWait, TimeSpan delay)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        ArgumentOutOfRangeException.ThrowIfLessThan(idleWait, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThan(delay, TimeSpan.Zero);
+        if (idleWait > TimeSpan.Zero && !mergeByTime) throw new ArgumentException("idleWait is for a merge in time order (mergeByTime)", nameof(idleWait));
+        if (inputs.Count == 0) throw new ArgumentException("a pipe needs at least one input", nameof(inputs));
+        _idleWait = (long)(idleWait.TotalSeconds * Stopwatch.Frequency);
+        _delayNs = delay.Ticks * 100;
+        _pool = pool;
+        _inputs = [.. inputs];
+        _output = output;
+        _sink = sink;
+        _stage = stage;
+        _merge = mergeByTime;
+        _held = _inputs.Select(_ => new PacketHandle[Burst]).ToArray();
+        _next = new int[_inputs.Length];
+        _count = new int[_inputs.Length];
+        if (output is not null) pool.ReclaimFrom(output);
+    }
+
+    public IReadOnlyList<IPacketSource> Inputs => _inputs;
+
+    public ZcQueue? Output => _output;
+
+    public IPacketSink? Sink => _sink;
+
+    public ulong Received => Volatile.Read(ref _received);
+
+    public ulong Forwarded => Volatile.Read(ref _forwarded);
+
+    public ulong Dropped => Volatile.Read(ref _dropped);
+
+    public bool Finished => Volatile.Read(ref _finished);
+
+    /// <summary>One turn: a burst through the stage when the last one has gone, then what can be sent of it.</summary>
+    public int DoWork()
+    {
+        int moved = 0;
+        if (_left == 0) moved = Take();
+        if (_left != 0) moved += Send();
+        _output?.Flush();
+        _sink?.Flush();
+        long now = Stopwatch.GetTimestamp();
+        if (now >= _nextCheck)
+        {
+            _nextCheck = now + _checkPeriod;
+            _pool.CheckConsumers();
+        }
+        if (_left == 0 && !_finished && AllTaken()) Volatile.Write(ref _finished, true);
+        // Packets held for their time count as work, so the worker polls for it rather than sleeping past it.
+        return moved != 0 || _left == 0 ? moved : 1;
+    }
+
+    private bool AllTaken()
+    {
+        for (int i = 0; i < _inputs.Length; i++)
+            if (_count[i] != 0 || !_inputs[i].IsExhausted) return false;
+        return true;
+    }
+
+    // A burst from the inputs, through the stage: what it keeps waits in _pending.
+    private int Take()
+    {
+        int n = _merge ? Merge() : Arrival();
+        if (n == 0) return 0;
+        Volatile.Write(ref _received, _received + (ulong)n);
+        int kept = _stage.Process(_pending.AsSpan(0, n));
+        if ((uint)kept > (uint)n) throw new InvalidOperationException($"the stage {typeof(TStage).Name} kept {kept} packets of a burst of {n}");
+        if (kept < n) Drop(_pending.AsSpan(kept, n - kept));
+        (_at, _left) = (0, kept);
+        return n;
+    }
+
+    private int Arrival()
+    {
+        for (int k = 0; k < _inputs.Length; k++)
+        {
+            int i = _turn;
+            _turn = _turn + 1 == _inputs.Length ? 0 : _turn + 1;
+            int n = _inputs[i].ReceiveBurst(_pending);
+            if (n != 0) return n;
+        }
+        return 0;
+    }
+
+    private int Merge()
+    {
+        for (int i = 0; i < _inputs.Length; i++)
+            if (_count[i] == 0)
+            {
+                _next[i] = 0;
+                _count[i] = _inputs[i].ReceiveBurst(_held[i]);
+            }
+        int taken = 0;
+        while (taken < Burst)
+        {
+            int oldest = -1;
+            bool idle = false;
+            for (int i = 0; i < _inputs.Length; i++)
+            {
+                if (_count[i] != 0 && (oldest < 0 || _held[i][_next[i]].TimestampNs < _held[oldest][_next[oldest]].TimestampNs))
+                    oldest = i;
+                else if (_count[i] == 0 && _idleWait != 0 && !_inputs[i].IsExhausted)
+                    idle = true;
+            }
+            if (oldest < 0) break;
+            if (!idle) _idleSince = 0;
+            else if (!WaitedEnough()) break;   // the idle input may bring an older packet: look again next turn
+            _pending[taken++] = _held[oldest][_next[oldest]++];
+            // An input that ran dry must be looked at again before anything newer goes out.
+            if (--_count[oldest] == 0) break;
+        }
+        return taken;
+    }
+
+    // Whether an input has been idle for idleWait: from then on the merge goes on without it, until it brings a packet.
+    private bool WaitedEnough()
+    {
+        long now = Stopwatch.GetTimestamp();
+        if (_idleSince == 0) _idleSince = now;
+        return now - _idleSince >= _idleWait;
+    }
+
+    // Sends what is due and fits; the rest waits for the next turn.
+    private int Send()
+    {
+        Span<PacketHandle> ready = _pending.AsSpan(_at, _left);
+        if (_delayNs != 0) ready = ready[..Due(ready)];
+        int sent = 0, refused = 0;
+        if (_output is { } queue)
+        {
+            sent = queue.SendBurst(ready[..queue.Room(ready.Length)], flush: false);
+            if (sent < ready.Length && !queue.IsWaitedFor)
+            {
+                Drop(ready[sent..]);
+                sent = ready.Length;
+            }
+        }
+        else
+        {
+            IPacketSink sink = _sink!;
+            for (; sent < ready.Length; sent++)
+            {
+                if (sink.TrySend(ready[sent])) continue;
+                sink.Flush(wait: true);
+                // Still refused with the ring empty: the frame does not fit the device. Dropped, and counted.
+                if (!sink.TrySend(ready[sent])) refused++;
+            }
+            _pool.ReleaseBurst(ready);
+            if (refused != 0) Volatile.Write(ref _dropped, _dropped + (ulong)refused);
+        }
+        _at += sent;
+        _left -= sent;
+        if (sent != refused) Volatile.Write(ref _forwarded, _forwarded + (ulong)(sent - refused));
+        return sent;
+    }
+
+    // How many packets, from the first, are due: each no sooner than the delay after its timestamp.
+    private int Due(ReadOnlySpan<PacketHandle> packets)
+    {
+        long now = TimePulse.WallClockNs();
+        int due = 0;
+        while (due < packets.Length && packets[due].TimestampNs + _delayNs <= now) due++;
+        return due;
+    }
+
+    private void Drop(ReadOnlySpan<PacketHandle> packets)
+    {
+        _pool.ReleaseBurst(packets);
+        Volatile.Write(ref _dropped, _dropped + (ulong)packets.Length);
+    }
+}

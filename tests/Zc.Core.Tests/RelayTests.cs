@@ -1,0 +1,133 @@
+using System.Buffers.Binary;
+using ZcFlow.Buffers;
+using ZcFlow.Queues;
+
+namespace ZcFlow.Tests;
+
+/// <summary>A relay: a stage on a thread of its own between queues, handing every buffer back to the queue it came from.</summary>
+public class RelayTests
+{
+    private const int Total = 200_000;
+
+    // Thread A fills numbered packets from its pool into q1; thread B relays: every packet to q3, the even ones also to q2,
+    // multiples of 7 dropped; thread C reads q2 and q3 and releases. Every buffer ends back in A's pool, with no error.
+    [Fact]
+    public void ThreeThreads_DeliverEveryPacketInOrder_AndEveryBufferGoesHome()
+    {
+        using ZcCluster cluster = TestClusters.Create(buffers: 256, maxQueues: 4);
+        BufferPool pool = cluster.CreatePool(256);
+        ZcQueue q1 = cluster.CreateQueue(64), q2 = cluster.CreateQueue(32), q3 = cluster.CreateQueue(32);
+        pool.ReclaimFrom(q1);
+        BufferPool relay = cluster.CreateRelay([q1]);
+        relay.ReclaimFrom(q2);
+        relay.ReclaimFrom(q3);
+        var both = new MultiQueue(q2, q3);
+        CancellationToken cancel = TestContext.Current.CancellationToken;
+
+        var producer = new Thread(() =>
+        {
+            var burst = new PacketHandle[16];
+            for (int sent = 0; sent < Total;)
+            {
+                int n = pool.GetBurst(burst.AsSpan(0, Math.Min(burst.Length, Total - sent)));
+                for (int i = 0; i < n; i++)
+                {
+                    burst[i].Length = 64;
+                    BinaryPrimitives.WriteInt32LittleEndian(burst[i].Buffer, sent + i);
+                }
+                sent += q1.SendBurst(burst.AsSpan(0, n), QueueWait.Passive, cancel);
+            }
+        });
+        int relayed = 0;
+        var stage = new Thread(() =>
+        {
+            var burst = new PacketHandle[16];
+            while (relayed < Total && !cancel.IsCancellationRequested)
+            {
+                int n = relay.ReceiveFrom(0, burst);
+                for (int i = 0; i < n; i++)
+                {
+                    int number = BinaryPrimitives.ReadInt32LittleEndian(burst[i].Data);
+                    if (number % 7 == 0) relay.Release(burst[i]);
+                    else both.Send(burst[i], number % 2 == 0 ? 0b11UL : 0b10UL, QueueWait.Passive, flush: false, cancel);
+                }
+                both.Flush();
+                relayed += n;
+                if (n == 0) relay.Reclaim();
+            }
+        });
+        producer.Start();
+        stage.Start();
+
+        int expected2 = Enumerable.Range(0, Total).Count(i => i % 7 != 0 && i % 2 == 0), expected3 = Enumerable.Range(0, Total).Count(i => i % 7 != 0);
+        int got2 = 0, got3 = 0, last2 = -1, last3 = -1;
+        var received = new PacketHandle[16];
+        while ((got2 < expected2 || got3 < expected3) && !cancel.IsCancellationRequested)
+        {
+            foreach ((ZcQueue q, bool even) in new[] { (q2, true), (q3, false) })
+            {
+                int n = q.ReceiveBurst(received);
+                for (int i = 0; i < n; i++)
+                {
+                    int number = BinaryPrimitives.ReadInt32LittleEndian(received[i].Data);
+                    Assert.True(number % 7 != 0 && (!even || number % 2 == 0), $"packet {number} on queue {q.Id}");
+                    ref int last = ref even ? ref last2 : ref last3;
+                    Assert.True(number > last, $"packet {number} after {last} on queue {q.Id}");
+                    last = number;
+                }
+                q.ReleaseBurst(received.AsSpan(0, n));
+                if (even) got2 += n; else got3 += n;
+            }
+        }
+        producer.Join();
+        stage.Join();
+        Assert.Equal((expected2, expected3), (got2, got3));
+
+        relay.Reclaim();
+        Wait.Until(() => pool.Reclaim() >= 0 && pool.Available == pool.Capacity, "every buffer back in the pool", 5);
+        Assert.Equal(0UL, pool.Errors);
+        Assert.Equal(0UL, relay.Errors);
+        Assert.Equal(0, q1.Held + q2.Held + q3.Held);
+    }
+
+    // A consumer of the relay's queue releases a buffer twice and one it never had: the relay counts both and passes neither on.
+    [Fact]
+    public void ForgedAndDoubleReleases_AreCountedByTheRelay_AndNeverReachThePool()
+    {
+        using ZcCluster cluster = TestClusters.Create(buffers: 64, maxQueues: 2);
+        BufferPool pool = cluster.CreatePool(64);
+        ZcQueue q1 = cluster.CreateQueue(16), q2 = cluster.CreateQueue(16);
+        pool.ReclaimFrom(q1);
+        BufferPool relay = cluster.CreateRelay([q1]);
+        relay.ReclaimFrom(q2);
+
+        var burst = new PacketHandle[4];
+        Assert.Equal(4, pool.GetBurst(burst));
+        Assert.Equal(4, q1.SendBurst(burst));
+        Assert.Equal(4, relay.ReceiveFrom(0, burst));
+        Assert.Equal(4, q2.SendBurst(burst));
+        Assert.Equal(4, q2.ReceiveBurst(burst));
+        q2.ReleaseBurst(burst);
+        q2.Release(burst[0]);                   // twice
+        Assert.True(pool.TryAt(40, out PacketHandle never));
+        q2.Release(never);                      // never sent
+        relay.Reclaim();
+        Assert.Equal(2UL, relay.Errors);
+        Assert.Equal(4, pool.Reclaim());
+        Assert.Equal(0UL, pool.Errors);
+        Assert.Equal(pool.Capacity, pool.Available);
+    }
+
+    [Fact]
+    public void Relay_RefusesToSendIntoItsInput_AndQueuesOfAnotherCluster()
+    {
+        using ZcCluster cluster = TestClusters.Create(buffers: 64, maxQueues: 2);
+        using ZcCluster other = TestClusters.Create(buffers: 64, maxQueues: 1);
+        ZcQueue q1 = cluster.CreateQueue(16);
+        BufferPool relay = cluster.CreateRelay([q1]);
+        Assert.Contains("receives from", Assert.Throws<ArgumentException>(() => relay.ReclaimFrom(q1)).Message);
+        Assert.Contains("not one of cluster", Assert.Throws<ArgumentException>(() => cluster.CreateRelay([other.CreateQueue(8)])).Message);
+        Assert.False(relay.TryGet(out _));
+        Assert.Throws<InvalidOperationException>(() => cluster.CreatePool(8).ReceiveFrom(0, new PacketHandle[1]));
+    }
+}
