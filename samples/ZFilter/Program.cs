@@ -10,7 +10,7 @@ using ZcFlow.Stages;
 // that spreads them over -n queues for consumer processes (zc:<cluster>@0 to @n-1): taking turns, to every queue, or by
 // flow. With -t the collector first puts the inputs' packets in time order (zbalance_DC_ipc's reordering), on a thread
 // of its own. It waits for room in the queues, but not for a consumer that has gone or is stuck. Stats with -p; the
-// totals on Ctrl-C/SIGTERM, or when every input is exhausted.
+// totals on Ctrl-C/SIGTERM, or once inputs that end (files) have ended and the consumers have released every packet.
 var cl = new CommandLine(args, flags: "apt", withValue: "incfmgrqw",
     "usage: ZFilter -i <device>,<device>... -n <queues> [-f <bpf>] [-m 0|1|2] [-t [-w <us>]] [-g <core>:<core>...] [-r <core>] [-q <slots>] [-a] [-p] [-c <cluster>]\n" +
     "  -i  the input devices, each filtered by a thread of its own    -n  queues for consumer processes\n" +
@@ -40,7 +40,7 @@ try
     {
         PacketStream from = t.From(ZcFlow.Devices.Device.WithOutgoing(d, outgoing: false));
         int? core = cores.Length == 0 ? null : cores[i];
-        return filter is null ? from.Stage(new PassAll(), core, $"input {d}") : from.Filter(filter, core, $"filter {d}");
+        return filter is null ? from.Stage(new PassAll(), core, $"input {i} ({d})") : from.Filter(filter, core, $"filter {i} ({d})");
     })];
     PacketStream collected = t.Merge(filtered);
     if (cl.Has('t')) collected = collected.InTimeOrder(TimeSpan.FromMicroseconds(cl.Number('w', 1000, 0, 60_000_000))).Stage(new PassAll(), collector, "reorder");
@@ -65,7 +65,8 @@ using (graph)
     for (int q = 0; q < queues; q++) Console.WriteLine($"\tZCount -i zc:{clusterId}@{q}");
     var clock = Stopwatch.StartNew();
     long reported = 0;
-    while (!stop.IsCancellationRequested && graph.IsRunning && !graph.InputsExhausted)
+    // Inputs that end (files) end the run once the consumers have had and given back every packet.
+    while (!stop.IsCancellationRequested && graph.IsRunning && !(graph.InputsExhausted && graph.Balancers[^1].Outputs.All(q => q.Held == 0)))
     {
         stop.WaitHandle.WaitOne(100);
         if (cl.Has('p') && clock.ElapsedMilliseconds >= reported + 1000)

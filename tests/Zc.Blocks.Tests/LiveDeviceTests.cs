@@ -613,6 +613,42 @@ public class LiveDeviceTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public void ZPipelineIpc_ItsTwoEndsWithAMiddleStageInAnotherProcess_ForwardEveryFrameByteForByte_InOrder()
+    {
+        // zpipeline_ipc: frames sent out of zcb come in on zca -> queue 0 -> ZBounce (another process) -> ingress queue 1 -> out of zcd -> in on zcc.
+        TestSetup.RequireTool("tcpdump");
+        using Veth veth = Veth.Create(pairs: 2);
+        const int Count = 500;
+        string prefix = Path.Combine(Path.GetTempPath(), $"zcflow-zpipeline-{Environment.ProcessId}-");
+        string frames = Numbered(prefix + "frames.pcap", Count, i => ((ushort)(1000 + i % 7), 53));
+        try
+        {
+            uint id = TestClusters.NextId();
+            using ChildProcess ends = ChildProcess.Run("ZPipeline", ["-c", id, "-i", $"{Veth.A};0", "-o", $"{Veth.D};1"], netns: veth.Namespace);
+            ends.WaitFor("forwarding");
+            using ChildProcess middle = ChildProcess.Run("ZBounce", ["-i", $"zc:{id}@0", "-o", $"zc:{id}@1"], netns: veth.Namespace);
+            middle.WaitFor("bouncing");
+            string captured = prefix + "out.pcap";
+            using Process tcpdump = veth.Start("tcpdump", "-i", Veth.C, "-U", "-n", "-s", "0", "-Q", "in", "-w", captured);
+            WaitListening(tcpdump);
+            using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.B, "-f", frames, "-n", Count, "-p", 4000], netns: veth.Namespace))
+                Assert.Equal(0, send.WaitForExit());
+            Thread.Sleep(500);
+            Stop(tcpdump);
+            AssertSame(Packets(frames), Packets(captured), "through the pipeline");
+            middle.Terminate();
+            ends.Terminate();
+            Assert.Equal(0, middle.WaitForExit());
+            Assert.Equal(0, ends.WaitForExit());
+            Assert.Contains($"total {Count:N0} pkts {Veth.A} -> zc:{id}@0, {Count:N0} pkts zc:{id}@1 -> {Veth.D}", ends.Output);
+        }
+        finally
+        {
+            foreach (string f in Directory.GetFiles(Path.GetTempPath(), Path.GetFileName(prefix) + "*")) File.Delete(f);
+        }
+    }
+
     // A capture of `count` UDP frames from 10.0.0.1 to 10.0.0.2, each numbered in its 4-byte payload, with the ports given for it.
     private static string Numbered(string path, int count, Func<int, (ushort Source, ushort Destination)> ports)
     {

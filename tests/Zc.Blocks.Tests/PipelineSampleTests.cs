@@ -1,0 +1,88 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using ZcFlow.Buffers;
+using ZcFlow.Devices;
+using ZcFlow.Ipc;
+
+namespace ZcFlow.Tests;
+
+/// <summary>The samples built on <see cref="Graphs.Topology"/>: zpipeline's threads, and zfilter_mt_ipc / zbalance_DC_ipc.</summary>
+public class PipelineSampleTests
+{
+    [Fact]
+    public void ZPipeline_ThreeStagesOnTheirOwnThreads_PassEveryPacketOfAFile_EachMarkedByTheStageBefore()
+    {
+        string pcap = Path.Combine(Path.GetTempPath(), $"zcflow-zpipeline-{Environment.ProcessId}.pcap");
+        using (var writer = new CaptureWriter(pcap))
+            for (int i = 0; i < 20_000; i++) writer.Write(Frames.Ethernet(0x0800).Ipv4(1, 2, 17, 12).Udp(1, 2, 4).U32((uint)i).ToArray(), i);
+        try
+        {
+            int core = Workers.CpuAffinity.AllowedCores()[^1];
+            using ChildProcess pipeline = ChildProcess.Run("ZPipeline", ["-i", "pcap:" + pcap, "-g", $"{core}:{core}:{core}"]);
+            Assert.Equal(0, pipeline.WaitForExit());
+            Assert.Contains("total 20,000 pkts through 3 stages, 0 wrong marks", pipeline.Output);
+            using ChildProcess bad = ChildProcess.Run("ZPipeline", ["-i", "pcap:" + pcap, "-g", "0:x"]);
+            Assert.Equal(2, bad.WaitForExit());
+            Assert.Contains("-g takes cores separated by ':', not 'x'", bad.Errors);
+        }
+        finally
+        {
+            File.Delete(pcap);
+        }
+    }
+
+    // Two inputs, each with TCP among its UDP, each filtered by a thread of its own; the collector spreads what passed over
+    // two queues by flow. Read here: every UDP packet once, TCP none, each flow on one queue and in order.
+    [Fact]
+    public void ZFilter_FiltersEachInputOnItsOwnThread_AndTheCollectorSpreadsWhatPassed_EveryPacketOnce_PerFlowInOrder()
+    {
+        string prefix = Path.Combine(Path.GetTempPath(), $"zcflow-zfilter-{Environment.ProcessId}-");
+        const int Udp = 2000;
+        foreach (int file in new[] { 0, 1 })
+        {
+            using var writer = new CaptureWriter($"{prefix}{file}.pcap");
+            for (int i = 0; i < Udp; i++)
+            {
+                writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000000u + (uint)file, 0x0B000001, 17, 12).Udp((ushort)(1000 + i % 16), 53, 4).U32((uint)(file << 16 | i)).ToArray(), i);
+                if (i % 4 == 0) writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000000u + (uint)file, 0x0B000001, 6, 20).Tcp(80, 80).ToArray(), i);
+            }
+        }
+        try
+        {
+            uint id = TestClusters.NextId();
+            using ChildProcess zfilter = ChildProcess.Run("ZFilter", ["-c", id, "-i", $"pcap:{prefix}0.pcap,pcap:{prefix}1.pcap", "-n", 2, "-f", "udp", "-m", 2]);
+            zfilter.WaitFor("2 filtering threads");
+            using AttachedQueue q0 = AttachedQueue.Attach(id, 0), q1 = AttachedQueue.Attach(id, 1);
+            var seen = new[] { new List<uint>(), new List<uint>() };
+            var burst = new PacketHandle[32];
+            var clock = Stopwatch.StartNew();
+            while (seen[0].Count + seen[1].Count < 2 * Udp)
+            {
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), $"got {seen[0].Count} + {seen[1].Count}");
+                foreach ((AttachedQueue q, List<uint> got) in new[] { (q0, seen[0]), (q1, seen[1]) })
+                {
+                    int n = q.Queue.ReceiveBurst(burst);
+                    foreach (PacketHandle p in burst.AsSpan(0, n))
+                    {
+                        Assert.Equal(17, p.Data[23]);
+                        got.Add(BinaryPrimitives.ReadUInt32BigEndian(p.Data[42..]));
+                    }
+                    q.Queue.ReleaseBurst(burst.AsSpan(0, n));
+                }
+            }
+            Assert.Equal(Enumerable.Range(0, Udp).SelectMany(i => new[] { (uint)i, (uint)(1 << 16 | i) }).Order(), seen[0].Concat(seen[1]).Order());
+            foreach (List<uint> q in seen)
+                foreach (var flow in q.GroupBy(s => (s >> 16, s % 16)))
+                    Assert.True(flow.SequenceEqual(flow.Order()), $"flow {flow.Key} out of order");
+            Assert.All(seen, q => Assert.NotEmpty(q));
+            Assert.Empty(seen[0].Select(s => (s >> 16, s % 16)).Intersect(seen[1].Select(s => (s >> 16, s % 16))));   // a flow on one queue
+            string total = zfilter.WaitFor("total");
+            Assert.Contains($"pcap:{prefix}0.pcap 2,500 in 2,000 kept, pcap:{prefix}1.pcap 2,500 in 2,000 kept", total);
+            Assert.Equal(0, zfilter.WaitForExit());
+        }
+        finally
+        {
+            foreach (string f in Directory.GetFiles(Path.GetTempPath(), Path.GetFileName(prefix) + "*")) File.Delete(f);
+        }
+    }
+}
