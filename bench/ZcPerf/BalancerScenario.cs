@@ -2,8 +2,11 @@ using System.Diagnostics;
 using ZcFlow.Buffers;
 using ZcFlow.Devices;
 using ZcFlow.Distribution;
+using ZcFlow.Filters;
+using ZcFlow.Graphs;
 using ZcFlow.Ipc;
 using ZcFlow.Queues;
+using ZcFlow.Stages;
 using ZcFlow.Workers;
 
 namespace ZcFlow.Perf;
@@ -41,7 +44,79 @@ internal static class BalancerScenario
                 ["packets"] = Packets,
             });
         }
+        Stages(report, options, cores);
         PcapRead(report, options);
+    }
+
+    // The cost of generality: gen -> a filter stage -> the balancer -> two queues, against the balancer row (gen -> the
+    // balancer -> two queues) and against the same topology without the stage, runs interleaved. The stage and the balancer
+    // are given the same core, as the balancer row's balancer, so the topology fuses them: one thread, no queue between.
+    // The filter is a struct predicate (IPv4), then a BPF filter ("ip"); both pass every packet the generator makes, so
+    // every row delivers the same packets to the same consumers.
+    private static void Stages(Report report, PerfOptions options, int[] cores)
+    {
+        List<double> balancer = [], topology = [], ipv4 = [], bpf = [];
+        for (int run = 0; run < options.Runs; run++)
+        {
+            balancer.Add(Measure(cores, processes: false, Queues, "64"));
+            topology.Add(MeasureStages(cores, gen => gen));
+            ipv4.Add(MeasureStages(cores, gen => gen.Where(new Ipv4(), cores[0])));
+            bpf.Add(MeasureStages(cores, gen => gen.Filter(BpfFilter.Compile("ip"), cores[0])));
+        }
+        foreach ((string name, List<double> mpps) in new[] { ("gen64_ipv4_stage_5tuple_2queues_consumer_threads", ipv4), ("gen64_bpf_stage_5tuple_2queues_consumer_threads", bpf) })
+        {
+            double median = Median(mpps);
+            report.Row(new Dictionary<string, object>
+            {
+                ["scenario"] = "balancer",
+                ["name"] = name,
+                ["mpps"] = Math.Round(median, 2),
+                ["mpps_min"] = Math.Round(mpps.Min(), 2),
+                ["mpps_max"] = Math.Round(mpps.Max(), 2),
+                ["balancer_row_mpps"] = Math.Round(Median(balancer), 2),
+                ["ratio_vs_balancer_row"] = Math.Round(median / Median(balancer), 2),
+                ["no_stage_mpps"] = Math.Round(Median(topology), 2),
+                ["ratio_vs_no_stage"] = Math.Round(median / Median(topology), 2),
+                ["ratio_vs_10gbe_line_rate"] = Math.Round(median / (10e9 / 8 / 84 / 1e6), 2),
+                ["packets"] = Packets,
+            });
+        }
+    }
+
+    private readonly struct Ipv4 : IPacketPredicate
+    {
+        public bool Matches(in PacketHandle packet) => packet.Data is { Length: >= 14 } d && d[12] == 0x08 && d[13] == 0x00;
+    }
+
+    private static double Median(List<double> values) => values.Order().ElementAt(values.Count / 2);
+
+    private static double MeasureStages(int[] cores, Func<PacketStream, PacketStream> stage)
+    {
+        Topology topology = Topology.Cluster((uint)(510_000 + Environment.ProcessId % 100_000))
+            .Options(new ClusterOptions { BufferCount = 16384, BufferSize = 128, MaxQueues = 3, Warn = _ => { } })
+            .QueueSlots(4096).ActiveWait();
+        int[] ids = stage(topology.From($"gen:64?flows=4096&count={Packets}")).Balance(new FiveTupleHash(), Queues, cores[0]).ToQueues();
+        using Graph graph = topology.Run();
+        ZcQueue[] queues = [.. ids.Select(id => graph.Queues[id])];
+        // Timed from here, as the balancer row is timed from its worker's start: what the queues received before counts out.
+        var clock = Stopwatch.StartNew();
+        long before = queues.Sum(q => (long)q.Stats.Received);
+        using var done = new CancellationTokenSource();
+        var consumers = new Thread(() =>
+        {
+            CpuAffinity.PinCurrentThread(cores[^1]);
+            var burst = new PacketHandle[32];
+            long sum = 0;
+            while (!done.IsCancellationRequested)
+                foreach (ZcQueue q in queues) sum += Consume(q, burst);
+            GC.KeepAlive(sum);
+        }) { Name = "consumers" };
+        consumers.Start();
+        while (queues.Sum(q => (long)q.Stats.Received) < Packets) Thread.Sleep(1);
+        double seconds = clock.Elapsed.TotalSeconds;
+        done.Cancel();
+        consumers.Join();
+        return (Packets - before) / seconds / 1e6;
     }
 
     private static double Measure(int[] cores, bool processes, int queueCount, string frames)

@@ -70,20 +70,26 @@ public class TopologyTests
     }
 
     // zbalance_DC_ipc: a filter on each input's own worker, their outputs merged by a balancer on a third, for two
-    // applications each with a distribution of its own.
-    [Fact]
-    public void FilterPerInput_ThenMergeAndTwoApplications_EachGetsEveryPacketThatPassedOnce_PerFlowInOrder()
+    // applications each with a distribution of its own. Given one core, the filters are fused into the balancer.
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void FilterPerInput_ThenMergeAndTwoApplications_EachGetsEveryPacketThatPassedOnce_PerFlowInOrder(bool oneCore)
     {
+        int? core = oneCore ? ZcFlow.Workers.CpuAffinity.AllowedCores()[^1] : null;
         var a = Capture("a", 0);
         var b = Capture("b", 1_000_000);
         try
         {
             var t = Topology.Cluster(TestClusters.NextId()).Options(Small).QueueSlots(256);
-            PacketStream left = t.From("pcap:" + a.Path).Filter(BpfFilter.Compile("udp"));
-            PacketStream right = t.From("pcap:" + b.Path).Filter(BpfFilter.Compile("udp"));
-            int[] queues = t.Merge(left, right).Balance(new FiveTupleHash(), 3, new IpHash(), 2, name: "collector").ToQueues();
+            PacketStream left = t.From("pcap:" + a.Path).Filter(BpfFilter.Compile("udp"), core);
+            PacketStream right = t.From("pcap:" + b.Path).Filter(BpfFilter.Compile("udp"), core);
+            int[] queues = t.Merge(left, right).Balance(new FiveTupleHash(), 3, new IpHash(), 2, core, "collector").ToQueues();
             Assert.Equal([0, 1, 2, 3, 4], queues);
             using Graph graph = t.Run();
+            // Fused, the filters have no queue of their own: the collector reads them.
+            Assert.Equal(oneCore ? 5 : 7, graph.Queues.Count);
+            Assert.All(graph.Pipes, p => Assert.Equal(oneCore, p.Output is null));
             int udp = a.Udp + b.Udp;
             List<uint>[] seen = Drain(graph, queues, 2 * udp);
 

@@ -9,14 +9,15 @@ namespace ZcFlow.Devices;
 /// </summary>
 internal sealed class StreamSource(BufferPool relay, int input, string name, Func<bool> upstreamFinished) : IPacketSource
 {
-    private ulong _received, _bytes;
+    private ulong _received;
     private bool _exhausted;
 
     public string Name => name;
 
     public bool IsExhausted => Volatile.Read(ref _exhausted);
 
-    public DeviceStats Stats => new(Volatile.Read(ref _received), Volatile.Read(ref _bytes), 0);
+    /// <summary>Packets received; bytes are not counted here: the stage before counted them as they came in.</summary>
+    public DeviceStats Stats => new(Volatile.Read(ref _received), 0, 0);
 
     public int ReceiveBurst(Span<PacketHandle> packets)
     {
@@ -28,10 +29,7 @@ internal sealed class StreamSource(BufferPool relay, int input, string name, Fun
             if (finished) Volatile.Write(ref _exhausted, true);
             return 0;
         }
-        ulong bytes = 0;
-        for (int i = 0; i < n; i++) bytes += (ulong)packets[i].Length;
         Volatile.Write(ref _received, _received + (ulong)n);
-        Volatile.Write(ref _bytes, _bytes + bytes);
         return n;
     }
 

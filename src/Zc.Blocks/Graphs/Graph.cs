@@ -26,7 +26,7 @@ public sealed class Graph : IDisposable
         Balancers = balancers;
         Pipes = pipes;
         _workers = workers;
-        IEnumerable<IPacketSource> inputs = balancers.SelectMany(b => b.Inputs).Concat(pipes.SelectMany(p => p.Inputs)).Where(d => d is not StreamSource);
+        IEnumerable<IPacketSource> inputs = balancers.SelectMany(b => b.Inputs).Concat(pipes.SelectMany(p => p.Inputs)).Where(d => d is not StreamSource and not IPipe);
         IEnumerable<IPacketSink> sinks = balancers.SelectMany(b => b.Egress.OfType<IPacketSink>()).Concat(pipes.Select(p => p.Sink).OfType<IPacketSink>());
         _devices = [.. inputs.Select(d => (cluster.AddDevice(d.Name), (Func<DeviceStats>)(() => d.Stats)))
             .Concat(sinks.Select(d => (cluster.AddDevice(d.Name), (Func<DeviceStats>)(() => d.Stats))))];

@@ -22,7 +22,9 @@ namespace ZcFlow.Graphs;
 /// A <see cref="PacketStream"/> is what comes out of devices or of a stage; each goes to exactly one place: a stage,
 /// a queue (<see cref="PacketStream.ToQueue"/>) or a device (<see cref="PacketStream.To"/>). A stage that takes devices
 /// reads them itself, into a pool of its own; a stage that takes other stages' streams receives from their queues and
-/// hands every buffer back up when it is done with it (a relay, <see cref="ZcCluster.CreateRelay"/>). Stages are generic
+/// hands every buffer back up when it is done with it (a relay, <see cref="ZcCluster.CreateRelay"/>). Stages given the same
+/// core share one thread and take turns; a pipe that reads devices and feeds a stage on its own core is fused into it:
+/// read by that stage, with no queue between them. A stage given no core has a thread of its own. Stages are generic
 /// over structs (<see cref="IStage"/>, <see cref="IDistribution"/>), so the JIT specialises every worker's loop.
 /// <see cref="Run"/> checks the whole graph before it creates anything; its errors name the stage.
 /// </summary>
@@ -107,9 +109,19 @@ public sealed class Topology
         ThrowIfRan();
         Check();
         _ran = true;
+        // A pipe that reads devices (or pipes fused into it) and is all a stage on its own core takes, with others like it,
+        // is fused into that stage: read on its thread, into its pool, with no queue between them.
+        var fused = new HashSet<Node>();
+        bool Reads(Node n) => n.Input.Devices.Length != 0 || n.Input.Sources.All(s => fused.Contains(s.Node));
+        foreach (Node n in _nodes)
+            if (n.Core is not null && n.Input.Sources.Length != 0
+                && n.Input.Sources.All(s => s.Node.Kind == NodeKind.Pipe && s.Node.Core == n.Core && !s.Node.Delayed && Reads(s.Node)))
+                foreach (var s in n.Input.Sources) fused.Add(s.Node);
+        Node[] running = [.. _nodes.Where(n => !fused.Contains(n))];
+
         // Queue ids: the consumers' and ingress queues as declared, then the queues between stages.
         var internalQueues = new Dictionary<(Node, int), int>();
-        foreach (Node n in _nodes)
+        foreach (Node n in running)
             for (int o = 0; o < n.Outputs.Length; o++)
                 if (n.Outputs[o].QueueId < 0 && n.Outputs[o].Egress is null || n.Kind == NodeKind.Balancer && n.Outputs[o].Egress is not null)
                     internalQueues[(n, o)] = _queues + internalQueues.Count;
@@ -117,7 +129,7 @@ public sealed class Topology
         if (queueCount > ArenaLayout.MaxQueues)
             throw new InvalidOperationException($"the graph needs {queueCount} queues ({_queues} for consumers and inputs, {internalQueues.Count} between stages); a cluster has at most {ArenaLayout.MaxQueues}");
 
-        Node[] readers = [.. _nodes.Where(n => n.Input.Devices.Length != 0)];
+        Node[] readers = [.. running.Where(Reads)];
         int shared = readers.Count(n => n.PoolBuffers is null);
         int bufferCount = readers.Sum(n => n.PoolBuffers ?? 0) + (shared == 0 ? 0 : _options.BufferCount);
         bool xdp = _nodes.Any(n => n.Input.Devices.Any(XdpDevice.IsName)) || _streams.Any(s => s.Egress is { } e && XdpDevice.IsName(e));
@@ -141,28 +153,41 @@ public sealed class Topology
 
             var finished = new Dictionary<Node, Func<bool>>();
             uint device = 0;
-            foreach (Node n in _nodes)
+            // The sources of a stage that reads: its devices, or the pipes fused into it, which read theirs into the same pool.
+            List<IPacketSource> Open(Node n, BufferPool pool)
+            {
+                var sources = new List<IPacketSource>();
+                PacketStream input = n.Input;
+                for (int i = 0; i < input.Devices.Length; i++, device++)
+                {
+                    IPacketSource source = input.Ingress[i] >= 0
+                        ? new IngressQueueSource(queues[input.Ingress[i]], pool, device, $"zc:{_id}@{input.Ingress[i]}")
+                        : Device.OpenSource(input.Devices[i], pool, device);
+                    opened.Add(source);
+                    sources.Add(source);
+                }
+                foreach ((Node pipe, _) in input.Sources)
+                {
+                    var read = (IPacketSource)pipe.MakePipe!(pool, [.. Open(pipe, pool)], null, null, pipe.Input.ByTime, pipe.Input.IdleWait);
+                    pipes.Add((IPipe)read);
+                    sources.Add(read);
+                }
+                return sources;
+            }
+            foreach (Node n in running)
             {
                 PacketStream input = n.Input;
                 BufferPool pool;
-                var sources = new List<IPacketSource>();
-                if (input.Devices.Length != 0)
+                List<IPacketSource> sources;
+                if (Reads(n))
                 {
                     pool = cluster.CreatePool(n.PoolBuffers ?? (_options.BufferCount / shared));
-                    for (int i = 0; i < input.Devices.Length; i++, device++)
-                    {
-                        IPacketSource source = input.Ingress[i] >= 0
-                            ? new IngressQueueSource(queues[input.Ingress[i]], pool, device, $"zc:{_id}@{input.Ingress[i]}")
-                            : Device.OpenSource(input.Devices[i], pool, device);
-                        opened.Add(source);
-                        sources.Add(source);
-                    }
+                    sources = Open(n, pool);
                 }
                 else
                 {
                     pool = cluster.CreateRelay([.. input.Sources.Select(s => QueueOf(s.Node, s.Output))]);
-                    for (int i = 0; i < input.Sources.Length; i++)
-                        sources.Add(new StreamSource(pool, i, input.Sources[i].Node.Name, finished[input.Sources[i].Node]));
+                    sources = [.. input.Sources.Select((s, i) => new StreamSource(pool, i, s.Node.Name, finished[s.Node]))];
                 }
                 if (n.Kind == NodeKind.Balancer)
                 {
@@ -176,7 +201,7 @@ public sealed class Topology
                 }
                 else
                 {
-                    IPacketSink? sink = n.Outputs[0].Egress is { } name ? Open(Device.OpenSink(name, pool)) : null;
+                    IPacketSink? sink = n.Outputs[0].Egress is { } name ? Keep(Device.OpenSink(name, pool)) : null;
                     IPipe pipe = n.MakePipe!(pool, [.. sources], sink is null ? QueueOf(n, 0) : null, sink, input.ByTime, input.IdleWait);
                     pipes.Add(pipe);
                     finished[n] = () => pipe.Finished;
@@ -184,8 +209,19 @@ public sealed class Topology
                 }
             }
             if (_delay > TimeSpan.Zero) Thread.Sleep(_delay);
-            foreach (Node n in _nodes)
-                workers.Add(ZcWorker.Start(n.Name, n.Worker!, new WorkerOptions { Core = n.Core, ActiveWait = _activeWait }));
+            // Stages given the same core share one thread and take turns: two threads spinning on one core would each wait
+            // out the other's time slice. A stage given no core has a thread of its own, placed by the system.
+            foreach (Node[] group in running.GroupBy(n => n.Core ?? -1 - _nodes.IndexOf(n)).Select(g => g.ToArray()))
+            {
+                Func<int>[] turns = [.. group.Select(n => n.Worker!)];
+                Func<int> work = turns.Length == 1 ? turns[0] : () =>
+                {
+                    int moved = 0;
+                    foreach (Func<int> turn in turns) moved += turn();
+                    return moved;
+                };
+                workers.Add(ZcWorker.Start(string.Join(", ", group.Select(n => n.Name)), work, new WorkerOptions { Core = group[0].Core, ActiveWait = _activeWait }));
+            }
             return new Graph(cluster, balancers, pipes, workers, Clock);
         }
         catch
@@ -199,7 +235,7 @@ public sealed class Topology
             throw;
         }
 
-        T Open<T>(T sink) where T : IDisposable
+        T Keep<T>(T sink) where T : IDisposable
         {
             opened.Add(sink);
             return sink;
@@ -257,6 +293,7 @@ public sealed class Topology
         public Func<BufferPool, IPacketSource[], ZcQueue?, IPacketSink?, bool, TimeSpan, IPipe>? MakePipe;
         public Func<BufferPool, IPacketSource[], ZcQueue[], bool, IBalancer>? MakeBalancer;
         public Action<IBalancer, BufferPool>? Configure;
+        public bool Delayed;
         public int? PoolBuffers;
         public Func<int>? Worker;
     }
@@ -326,9 +363,10 @@ public sealed class PacketStream
     private PacketStream Pipe<T>(T stage, TimeSpan delay, int? core, string? name, string? what = null) where T : struct, IStage
     {
         Topology.Node node = Topology.AddNode(Graphs.Topology.NodeKind.Pipe, name, core, this, 1, what ?? typeof(T).Name);
-        node.MakePipe = (pool, inputs, queue, sink, byTime, idleWait) => queue is not null
-            ? new Pipe<T>(pool, inputs, queue, stage, byTime, idleWait, delay)
-            : new Pipe<T>(pool, inputs, sink!, stage, byTime, idleWait, delay);
+        node.Delayed = delay > TimeSpan.Zero;
+        node.MakePipe = (pool, inputs, queue, sink, byTime, idleWait) => queue is not null ? new Pipe<T>(pool, inputs, queue, stage, byTime, idleWait, delay) { Name = node.Name }
+            : sink is not null ? new Pipe<T>(pool, inputs, sink, stage, byTime, idleWait, delay) { Name = node.Name }
+            : new Pipe<T>(pool, inputs, stage, byTime, idleWait) { Name = node.Name };
         return node.Outputs[0];
     }
 

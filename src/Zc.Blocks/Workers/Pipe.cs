@@ -9,15 +9,18 @@ namespace ZcFlow.Workers;
 /// <summary>What a graph needs of a pipe whatever its stage.</summary>
 public interface IPipe
 {
+    /// <summary>The stage's name in its graph.</summary>
+    string Name { get; }
+
     /// <summary>One turn; returns the packets it moved (non-zero while it holds packets it waits to send). Owner thread only.</summary>
     int DoWork();
 
     IReadOnlyList<IPacketSource> Inputs { get; }
 
-    /// <summary>The queue it sends into, or null when it sends out of a device (<see cref="Sink"/>).</summary>
+    /// <summary>The queue it sends into, or null when it sends out of a device (<see cref="Sink"/>) or is read by the stage it feeds.</summary>
     ZcQueue? Output { get; }
 
-    /// <summary>The device it sends out of, or null when it sends into a queue.</summary>
+    /// <summary>The device it sends out of, or null.</summary>
     IPacketSink? Sink { get; }
 
     /// <summary>Packets taken from the inputs.</summary>
@@ -49,8 +52,11 @@ public interface IPipe
 /// there is room (a live device then drops in its own ring, where the kernel counts it). It does not wait for a queue
 /// whose consumer process has gone or is stuck (<see cref="ZcQueue.IsWaitedFor"/>): those packets are dropped and
 /// counted. Run it on a <see cref="ZcWorker"/>; that thread owns the pool (or relay, <see cref="ZcCluster.CreateRelay"/>) it is given.
+///
+/// Made with no output, a pipe is itself a packet source: the stage it feeds reads it on its own thread, with its pool,
+/// and no queue lies between them (a <see cref="Graphs.Topology"/> does this for stages given the same core).
 /// </summary>
-public sealed class Pipe<TStage> : IPipe where TStage : struct, IStage
+public sealed class Pipe<TStage> : IPipe, IPacketSource where TStage : struct, IStage
 {
     private const int Burst = 32;
 
@@ -81,6 +87,13 @@ public sealed class Pipe<TStage> : IPipe where TStage : struct, IStage
         bool mergeByTime = false, TimeSpan idleWait = default, TimeSpan delay = default)
         : this(pool, inputs, null, sink ?? throw new ArgumentNullException(nameof(sink)), stage, mergeByTime, idleWait, delay) { }
 
+    /// <summary>
+    /// A pipe with no output, read as a packet source (<see cref="ReceiveBurst"/>) by a stage on the same thread, which
+    /// owns <paramref name="pool"/> and releases what it drops into it. It holds nothing back in time: no delay.
+    /// </summary>
+    public Pipe(BufferPool pool, IReadOnlyList<IPacketSource> inputs, TStage stage = default, bool mergeByTime = false, TimeSpan idleWait = default)
+        : this(pool, inputs, null, null, stage, mergeByTime, idleWait, TimeSpan.Zero) { }
+
     private Pipe(BufferPool pool, IReadOnlyList<IPacketSource> inputs, ZcQueue? output, IPacketSink? sink, TStage stage,
         bool mergeByTime, TimeSpan idleWait, TimeSpan delay)
     {
@@ -103,6 +116,9 @@ public sealed class Pipe<TStage> : IPipe where TStage : struct, IStage
         if (output is not null) pool.ReclaimFrom(output);
     }
 
+    /// <summary>Its name in its graph (<see cref="Graphs.Topology"/> names it after its stage).</summary>
+    public string Name { get; init; } = "pipe";
+
     public IReadOnlyList<IPacketSource> Inputs => _inputs;
 
     public ZcQueue? Output => _output;
@@ -120,6 +136,7 @@ public sealed class Pipe<TStage> : IPipe where TStage : struct, IStage
     /// <summary>One turn: a burst through the stage when the last one has gone, then what can be sent of it.</summary>
     public int DoWork()
     {
+        if (_output is null && _sink is null) throw new InvalidOperationException($"'{Name}' has no output: the stage it feeds reads it (ReceiveBurst)");
         int moved = 0;
         if (_left == 0) moved = Take();
         if (_left != 0) moved += Send();
@@ -136,6 +153,42 @@ public sealed class Pipe<TStage> : IPipe where TStage : struct, IStage
         return moved != 0 || _left == 0 ? moved : 1;
     }
 
+    /// <summary>A pipe with no output, as a source: a burst through the stage, up to <c>packets.Length</c> of it.</summary>
+    public int ReceiveBurst(Span<PacketHandle> packets)
+    {
+        if (_output is not null || _sink is not null) throw new InvalidOperationException($"'{Name}' sends into {(object?)_output?.Id ?? _sink!.Name}: it is not read");
+        if (!_merge && _left == 0)
+        {
+            // In arrival order, straight into the reader's burst: no copy.
+            int got = Arrival(packets);
+            if (got == 0)
+            {
+                if (!_finished && AllTaken()) Volatile.Write(ref _finished, true);
+                return 0;
+            }
+            int passed = Through(packets[..got]);
+            if (passed != 0) Volatile.Write(ref _forwarded, _forwarded + (ulong)passed);
+            return passed;
+        }
+        if (_left == 0) Take();
+        int n = Math.Min(_left, packets.Length);
+        _pending.AsSpan(_at, n).CopyTo(packets);
+        _at += n;
+        _left -= n;
+        if (n != 0) Volatile.Write(ref _forwarded, _forwarded + (ulong)n);
+        else if (!_finished && AllTaken()) Volatile.Write(ref _finished, true);
+        return n;
+    }
+
+    /// <summary>As a source: exhausted once every input is and everything taken from them has been handed on.</summary>
+    public bool IsExhausted => Finished;
+
+    /// <summary>As a source: the packets handed on; bytes are counted by the devices it reads.</summary>
+    public DeviceStats Stats => new(Forwarded, 0, 0);
+
+    /// <summary>Nothing to close: its inputs are closed with its graph.</summary>
+    public void Dispose() { }
+
     private bool AllTaken()
     {
         for (int i = 0; i < _inputs.Length; i++)
@@ -146,23 +199,29 @@ public sealed class Pipe<TStage> : IPipe where TStage : struct, IStage
     // A burst from the inputs, through the stage: what it keeps waits in _pending.
     private int Take()
     {
-        int n = _merge ? Merge() : Arrival();
+        int n = _merge ? Merge() : Arrival(_pending);
         if (n == 0) return 0;
-        Volatile.Write(ref _received, _received + (ulong)n);
-        int kept = _stage.Process(_pending.AsSpan(0, n));
-        if ((uint)kept > (uint)n) throw new InvalidOperationException($"the stage {typeof(TStage).Name} kept {kept} packets of a burst of {n}");
-        if (kept < n) Drop(_pending.AsSpan(kept, n - kept));
-        (_at, _left) = (0, kept);
+        (_at, _left) = (0, Through(_pending.AsSpan(0, n)));
         return n;
     }
 
-    private int Arrival()
+    // The stage's work on a burst just received: returns how many go on, the first; the rest are dropped.
+    private int Through(Span<PacketHandle> burst)
+    {
+        Volatile.Write(ref _received, _received + (ulong)burst.Length);
+        int kept = _stage.Process(burst);
+        if ((uint)kept > (uint)burst.Length) throw new InvalidOperationException($"the stage {typeof(TStage).Name} kept {kept} packets of a burst of {burst.Length}");
+        if (kept < burst.Length) Drop(burst[kept..]);
+        return kept;
+    }
+
+    private int Arrival(Span<PacketHandle> into)
     {
         for (int k = 0; k < _inputs.Length; k++)
         {
             int i = _turn;
             _turn = _turn + 1 == _inputs.Length ? 0 : _turn + 1;
-            int n = _inputs[i].ReceiveBurst(_pending);
+            int n = _inputs[i].ReceiveBurst(into);
             if (n != 0) return n;
         }
         return 0;

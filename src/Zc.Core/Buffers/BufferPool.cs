@@ -34,7 +34,7 @@ public sealed unsafe class BufferPool
     private readonly ulong[] _holders; // the cluster's record: queues holding each buffer, by cluster index
     private readonly PoolEntry* _entry;  // the directory's view of the pool, for the listing
     private readonly ZcQueue[]? _inputs; // a relay's: the queues it receives from, to which each buffer goes back
-    private readonly byte[]? _origin;    // a relay's: which of them each buffer came from, by cluster index
+    private readonly byte[]? _origin;    // a relay's with several inputs: which of them each buffer came from, by cluster index
     private ulong _ownBits = ulong.MaxValue;  // the holder bits that keep a buffer out: any queue's; a relay's queues' only
     private ZcQueue[] _returns = [];
     private int _top;
@@ -63,7 +63,7 @@ public sealed unsafe class BufferPool
         _free = [];
         _out = new bool[buffers.Count];
         _inputs = inputs;
-        _origin = new byte[buffers.Count];
+        if (inputs.Length > 1) _origin = new byte[buffers.Count];
         _ownBits = 0;
     }
 
@@ -189,7 +189,7 @@ public sealed unsafe class BufferPool
     {
         _out[local] = false;
         if (_inputs is null) _free[_top++] = index;
-        else _inputs[_origin![index]].ReleaseUpstream(index);
+        else _inputs[_origin is null ? 0 : _origin[index]].ReleaseUpstream(index);
     }
 
     private void FlushInputs()
@@ -207,18 +207,19 @@ public sealed unsafe class BufferPool
     {
         ZcQueue[] inputs = _inputs ?? throw new InvalidOperationException("a pool with buffers of its own hands them out (TryGet, GetBurst): ReceiveFrom is a relay's");
         int n = inputs[input].ReceiveBurst(packets), got = 0;
-        byte from = (byte)input;
+        byte[]? origin = _origin;
+        bool[] held = _out;
         for (int i = 0; i < n; i++)
         {
             uint index = packets[i].Index;
-            if (_out[index])
+            if (held[index])
             {
                 // Received while this relay still holds it: a producer sent it twice. Counted, never held twice.
                 _errors++;
                 continue;
             }
-            _out[index] = true;
-            _origin![index] = from;
+            held[index] = true;
+            if (origin is not null) origin[index] = (byte)input;
             packets[got++] = packets[i];
         }
         return got;
