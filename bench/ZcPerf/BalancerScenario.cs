@@ -16,7 +16,8 @@ namespace ZcFlow.Perf;
 /// symmetric 5-tuple hash pinned to one core, two queues, two consumers on the other core that
 /// read every packet and release it: as threads of this process, then as two other processes,
 /// in one run; and the same with 64 queues, one consumer thread serving them all, and with IMIX frames (<c>gen:imix</c>). Lossless, so the figure is what
-/// reaches the consumers. Then a capture file read at top speed into the pool, in Mpps and GB/s.
+/// reaches the consumers. Then a filter stage before the balancer, built with a <see cref="Topology"/> (the cost of a general graph),
+/// and a capture file read at top speed into the pool, in Mpps and GB/s.
 /// </summary>
 internal static class BalancerScenario
 {
