@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
+using Microsoft.Extensions.Configuration;
 using ZcFlow.Buffers;
 using ZcFlow.Devices;
 using ZcFlow.Ipc;
@@ -84,5 +85,74 @@ public class PipelineSampleTests
         {
             foreach (string f in Directory.GetFiles(Path.GetTempPath(), Path.GetFileName(prefix) + "*")) File.Delete(f);
         }
+    }
+
+    // The same shape from a JSON file, through the Topology sample: a topology changed without a rebuild.
+    [Fact]
+    public void TopologyFromJson_FiltersEachInputAndBalancesWhatPassed_EveryPacketOnce_AndABadFileIsRefusedNamingTheKey()
+    {
+        string prefix = Path.Combine(Path.GetTempPath(), $"zcflow-topology-json-{Environment.ProcessId}-");
+        const int Udp = 1500;
+        foreach (int file in new[] { 0, 1 })
+        {
+            using var writer = new CaptureWriter($"{prefix}{file}.pcap");
+            for (int i = 0; i < Udp; i++)
+            {
+                writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000000u + (uint)file, 0x0B000001, 17, 12).Udp((ushort)(1000 + i % 16), 53, 4).U32((uint)(file << 16 | i)).ToArray(), i);
+                if (i % 3 == 0) writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000000u + (uint)file, 0x0B000001, 6, 20).Tcp(80, 80).ToArray(), i);
+            }
+        }
+        try
+        {
+            uint id = TestClusters.NextId();
+            int core = Workers.CpuAffinity.AllowedCores()[0];
+            File.WriteAllText(prefix + "graph.json", $$"""
+                { "ClusterId": {{id}}, "Buffers": 4096,
+                  "Stages": [
+                    { "Name": "udp 0", "From": "pcap:{{prefix}}0.pcap", "Filter": "udp", "Core": {{core}} },
+                    { "Name": "udp 1", "From": "pcap:{{prefix}}1.pcap", "Filter": "udp" },
+                    { "Name": "collector", "After": "udp 0,udp 1", "Balance": 8, "Queues": [ 2 ] } ] }
+                """);
+            using ChildProcess topology = ChildProcess.Run("Topology", [prefix + "graph.json"]);
+            Assert.Equal($"running 3 stages in cluster {id}; consumers attach to zc:{id}@0, zc:{id}@1", topology.WaitFor("running"));
+            using AttachedQueue q0 = AttachedQueue.Attach(id, 0), q1 = AttachedQueue.Attach(id, 1);
+            var seen = new[] { new List<uint>(), new List<uint>() };
+            var burst = new PacketHandle[32];
+            var clock = Stopwatch.StartNew();
+            while (seen[0].Count + seen[1].Count < 2 * Udp)
+            {
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), $"got {seen[0].Count} + {seen[1].Count}");
+                foreach ((AttachedQueue q, List<uint> got) in new[] { (q0, seen[0]), (q1, seen[1]) })
+                {
+                    int n = q.Queue.ReceiveBurst(burst);
+                    foreach (PacketHandle p in burst.AsSpan(0, n)) got.Add(BinaryPrimitives.ReadUInt32BigEndian(p.Data[42..]));
+                    q.Queue.ReleaseBurst(burst.AsSpan(0, n));
+                }
+            }
+            Assert.Equal(Enumerable.Range(0, Udp).SelectMany(i => new[] { (uint)i, (uint)(1 << 16 | i) }).Order(), seen[0].Concat(seen[1]).Order());
+            Assert.Empty(seen[0].Select(s => (s >> 16, s % 16)).Intersect(seen[1].Select(s => (s >> 16, s % 16))));   // a flow on one queue
+            Assert.Equal(0, topology.WaitForExit());
+            Assert.Contains("udp 0: 2,000 in, 1,500 on, 500 dropped", topology.Output);
+
+            using ChildProcess wrong = ChildProcess.Run("Topology", [prefix + "graph.json", "--Stages:2:After=udp 0,udp 9", "--Stages:0:Filter=tcp port x"]);
+            Assert.Equal(2, wrong.WaitForExit());
+            Assert.Contains("graph.json:Stages:2:After: 'udp 9' is not an earlier stage", wrong.Errors);
+            Assert.Contains("graph.json:Stages:0:Filter:", wrong.Errors);
+        }
+        finally
+        {
+            foreach (string f in Directory.GetFiles(Path.GetTempPath(), Path.GetFileName(prefix) + "*")) File.Delete(f);
+        }
+    }
+
+    // The examples beside the sample are whole topologies: each passes the checks.
+    [Theory]
+    [InlineData("filter-and-merge.json")]
+    [InlineData("two-applications.json")]
+    [InlineData("pipeline-delay.json")]
+    public void TheTopologyExamples_PassTheirChecks(string file)
+    {
+        var config = new ConfigurationBuilder().AddJsonFile(Path.Combine(AppContext.BaseDirectory, file)).Build();
+        Assert.Empty(Hosting.ZcFlowTopologyOptions.From(config).Problems(file));
     }
 }

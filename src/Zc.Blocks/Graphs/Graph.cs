@@ -19,8 +19,10 @@ public sealed class Graph : IDisposable
     private readonly TimePulse? _clock;
     private int _disposed;
 
-    internal Graph(ZcCluster cluster, IReadOnlyList<IBalancer> balancers, IReadOnlyList<IPipe> pipes, List<ZcWorker> workers, TimePulse? clock)
+    internal Graph(ZcCluster cluster, IReadOnlyList<IBalancer> balancers, IReadOnlyList<IPipe> pipes, List<ZcWorker> workers, TimePulse? clock,
+        IReadOnlyList<ZcQueue> consumerQueues)
     {
+        ConsumerQueues = consumerQueues;
         _clock = clock;
         Cluster = cluster;
         Balancers = balancers;
@@ -43,6 +45,9 @@ public sealed class Graph : IDisposable
 
     /// <summary>The pipes: stages, filters, delays and collectors, each on a worker of its own.</summary>
     public IReadOnlyList<IPipe> Pipes { get; }
+
+    /// <summary>The queues for consumers, in id order (<see cref="PacketStream.ToQueue"/>): not the ingress queues, nor those between stages.</summary>
+    public IReadOnlyList<ZcQueue> ConsumerQueues { get; }
 
     /// <summary>Every queue, in id order: consumers attach to <c>zc:&lt;cluster&gt;@&lt;id&gt;</c> (and applications send into ingress queues).</summary>
     public IReadOnlyList<ZcQueue> Queues => Cluster.Queues;

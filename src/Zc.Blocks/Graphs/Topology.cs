@@ -222,7 +222,7 @@ public sealed class Topology
                 };
                 workers.Add(ZcWorker.Start(string.Join(", ", group.Select(n => n.Name)), work, new WorkerOptions { Core = group[0].Core, ActiveWait = _activeWait }));
             }
-            return new Graph(cluster, balancers, pipes, workers, Clock);
+            return new Graph(cluster, balancers, pipes, workers, Clock, [.. _streams.Where(s => s.QueueId >= 0).Select(s => queues[s.QueueId]).OrderBy(q => q.Id)]);
         }
         catch
         {
@@ -387,6 +387,19 @@ public sealed class PacketStream
         ApplicationQueues.Check([firstOutputs, secondOutputs], nameof(firstOutputs));
         var both = new Applications<TFirst, TSecond>(first, firstOutputs, second);
         return Balance((pool, inputs, queues, lossless) => new Balancer<Applications<TFirst, TSecond>>(pool, inputs, queues, both, lossless), firstOutputs + secondOutputs, core, name);
+    }
+
+    /// <summary>
+    /// Spreads the packets over the streams of <paramref name="applications"/> (queues per application) by a zbalance_ipc
+    /// <c>-m</c> mode (<see cref="BalancerMode"/>), with what the mode needs in <paramref name="options"/>.
+    /// </summary>
+    public IReadOnlyList<PacketStream> Balance(int mode, int[] applications, BalancerModeOptions? options = null, int? core = null, string? name = null)
+    {
+        ApplicationQueues.Check(applications, nameof(applications));
+        if (!BalancerMode.AllowsApplications(mode) && applications.Length > 1)
+            throw new ArgumentException($"mode {mode} feeds one application: several ({string.Join(',', applications)}) need mode 0, 1, 4, 5, 6 or 8", nameof(applications));
+        int[] queues = [.. applications];
+        return Balance((pool, inputs, outputs, lossless) => BalancerMode.Create(mode, pool, inputs, outputs, queues, lossless, options), queues.Sum(), core, name);
     }
 
     internal IReadOnlyList<PacketStream> Balance(Func<BufferPool, IPacketSource[], ZcQueue[], bool, IBalancer> make, int outputs, int? core, string? name,

@@ -1,0 +1,69 @@
+using Microsoft.Extensions.Configuration;
+using ZcFlow.Graphs;
+using ZcFlow.Hosting;
+using ZcFlow.Samples;
+
+// Any topology from a JSON file (ZcFlowTopologyOptions' keys: stages reading devices or earlier stages, filtering,
+// delaying, balancing, each on a core), so that a graph changes without a rebuild; --Key=value after the file overrides
+// a key (--ClusterId=12, --Stages:0:From=eth3). Runs until Ctrl-C/SIGTERM, or, when every input ends (files), until the
+// consumers have released every packet; stats every second with -p, and at the end.
+if (args.Length == 0 || args[0] is "-h" or "--help" || !File.Exists(args[0]))
+{
+    Console.Error.WriteLine(args.Length == 0 || args[0] is "-h" or "--help" ? "" : $"error: no file '{args[0]}'");
+    Console.Error.WriteLine("usage: Topology <topology.json> [-p] [--Key=value ...]   (filter-and-merge.json, two-applications.json, pipeline-delay.json are examples)");
+    return 2;
+}
+bool stats = args[1..].Contains("-p");
+IConfigurationRoot config = new ConfigurationBuilder().AddJsonFile(Path.GetFullPath(args[0])).AddCommandLine([.. args[1..].Where(a => a != "-p")]).Build();
+ZcFlowTopologyOptions options;
+try
+{
+    options = ZcFlowTopologyOptions.From(config);
+}
+catch (InvalidOperationException e)
+{
+    Console.Error.WriteLine($"error: {e.Message}");
+    return 2;
+}
+IReadOnlyList<string> problems = options.Problems(Path.GetFileName(args[0]));
+if (problems.Count != 0)
+{
+    foreach (string problem in problems) Console.Error.WriteLine($"error: {problem}");
+    return 2;
+}
+Graph graph;
+try
+{
+    graph = options.Build(w => Console.Error.WriteLine(w));
+}
+catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or InvalidOperationException or TimeoutException or ZcFlow.Native.ErrnoException)
+{
+    Console.Error.WriteLine($"error: {e.Message}");
+    return 1;
+}
+CancellationToken stop = CommandLine.StopSignal();
+using (graph)
+{
+    Console.WriteLine($"running {graph.Pipes.Count + graph.Balancers.Count} stages in cluster {options.ClusterId}; consumers attach to "
+        + string.Join(", ", graph.ConsumerQueues.Select(q => $"zc:{options.ClusterId}@{q.Id}")));
+    var clock = System.Diagnostics.Stopwatch.StartNew();
+    long reported = 0;
+    while (!stop.IsCancellationRequested && graph.IsRunning && !(graph.InputsExhausted && graph.Queues.All(q => q.Held == 0)))
+    {
+        stop.WaitHandle.WaitOne(100);
+        if (stats && clock.ElapsedMilliseconds >= reported + 1000)
+        {
+            reported = clock.ElapsedMilliseconds;
+            Print(graph);
+        }
+    }
+    Print(graph);
+}
+return 0;
+
+static void Print(Graph graph)
+{
+    foreach (var p in graph.Pipes) Console.WriteLine($"{p.Name}: {p.Received:N0} in, {p.Forwarded:N0} on, {p.Dropped:N0} dropped");
+    foreach (var b in graph.Balancers) Console.WriteLine($"balancer: {b.Received:N0} in, {b.Filtered:N0} sent nowhere");
+    Console.WriteLine("queues: " + string.Join(" ", graph.ConsumerQueues.Select(q => $"Q{q.Id} {q.Stats.Sent:N0} ({q.Stats.Dropped:N0} dropped)")));
+}
