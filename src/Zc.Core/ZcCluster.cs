@@ -204,7 +204,7 @@ public sealed unsafe class ZcCluster : IDisposable
             if (q.Role != QueueRole.Egress) throw new ArgumentException($"queue {q.Id} is an ingress queue: the owner receives from it as from a device", nameof(inputs));
             q.Quota = Math.Max(q.Quota, BufferCount);
         }
-        return new BufferPool(_buffers, _holders, [.. inputs]);
+        return new BufferPool(_buffers, [.. inputs]);
     }
 
     /// <summary>

@@ -41,4 +41,48 @@ public class AllocationTests
         Run(5_000_000);
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
     }
+
+    // A topology's parts on one thread: gen -> a filter stage -> queue -> (relay) a stage merging in time order -> queue ->
+    // (relay) balancer -> two queues, and a filter fused into a balancer as its source. Nothing allocates per packet.
+    [Fact]
+    public void SteadyState_StagesRelaysAndAFusedStage_Of_3_000_000_Packets_AllocateZeroBytes()
+    {
+        using ZcCluster cluster = TestClusters.Create(buffers: 8192, bufferSize: 128);
+        BufferPool pool = cluster.CreatePool(4096), fusedPool = cluster.CreatePool(4096);
+        ZcQueue first = cluster.CreateQueue(1024), second = cluster.CreateQueue(1024);
+        ZcQueue[] outputs = [cluster.CreateQueue(1024), cluster.CreateQueue(1024), cluster.CreateQueue(1024)];
+        using IPacketSource gen = Device.OpenSource("gen:64?flows=4096", pool, 0), other = Device.OpenSource("gen:64?flows=64", fusedPool, 1);
+        var filter = new Pipe<Stages.Bpf>(pool, [gen], first, new Stages.Bpf(Filters.BpfFilter.Compile("udp or tcp")));
+        BufferPool relay = cluster.CreateRelay([first]);
+        var merge = new Pipe<Stages.PassAll>(relay, [new StreamSource(relay, 0, "filter", () => false)], second, mergeByTime: true);
+        BufferPool relay2 = cluster.CreateRelay([second]);
+        var balancer = new Balancer<FiveTupleHash>(relay2, [new StreamSource(relay2, 0, "merge", () => false)], outputs[..2], new FiveTupleHash(), lossless: true);
+        var fused = new Balancer<RoundRobin>(fusedPool, [new Pipe<Stages.PassAll>(fusedPool, [other])], outputs[2..], new RoundRobin(), lossless: true);
+        var burst = new PacketHandle[32];
+
+        long Run(long packets)
+        {
+            long done = 0;
+            while (done < packets)
+            {
+                filter.DoWork();
+                merge.DoWork();
+                balancer.DoWork();
+                fused.DoWork();
+                foreach (ZcQueue q in outputs)
+                {
+                    int n = q.ReceiveBurst(burst);
+                    q.ReleaseBurst(burst.AsSpan(0, n));
+                    done += n;
+                }
+            }
+            return done;
+        }
+
+        Run(300_000);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Run(3_000_000);
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(0UL, pool.Errors + relay.Errors + relay2.Errors + fusedPool.Errors);
+    }
 }

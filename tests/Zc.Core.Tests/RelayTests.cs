@@ -90,6 +90,60 @@ public class RelayTests
         Assert.Equal(0, q1.Held + q2.Held + q3.Held);
     }
 
+    // Thread A sends every packet both to a consumer's queue and to the relay's input; thread B relays into its own queue;
+    // thread C reads both. A's and B's records of who holds a buffer are written at the same time for the same buffer:
+    // kept apart, no update is lost, and every buffer comes home.
+    [Fact]
+    public void AFanOutToAConsumerAndARelay_LosesNoBuffer_WhileBothThreadsTrackTheSameBuffers()
+    {
+        const int Packets = 300_000;
+        using ZcCluster cluster = TestClusters.Create(buffers: 4096, maxQueues: 4);
+        BufferPool pool = cluster.CreatePool(4096);
+        ZcQueue direct = cluster.CreateQueue(1024), q1 = cluster.CreateQueue(1024), q2 = cluster.CreateQueue(1024);
+        pool.ReclaimFrom(direct);
+        pool.ReclaimFrom(q1);
+        BufferPool relay = cluster.CreateRelay([q1]);
+        relay.ReclaimFrom(q2);
+        var both = new MultiQueue(direct, q1);
+        CancellationToken cancel = TestContext.Current.CancellationToken;
+        var producer = new Thread(() =>
+        {
+            for (int sent = 0; sent < Packets && !cancel.IsCancellationRequested;)
+            {
+                if (!pool.TryGet(out PacketHandle p)) continue;
+                p.Length = 60;
+                both.Send(p, 0b11, QueueWait.Passive, flush: true, cancel);
+                sent++;
+            }
+        });
+        var stage = new Thread(() =>
+        {
+            var burst = new PacketHandle[16];
+            for (int relayed = 0; relayed < Packets && !cancel.IsCancellationRequested;)
+            {
+                int n = relay.ReceiveFrom(0, burst);
+                relayed += q2.SendBurst(burst.AsSpan(0, n), QueueWait.Passive, cancel);
+                if (n == 0) relay.Reclaim();
+            }
+        });
+        producer.Start();
+        stage.Start();
+        var received = new PacketHandle[16];
+        long got = 0;
+        while (got < 2L * Packets && !cancel.IsCancellationRequested)
+            foreach (ZcQueue q in new[] { direct, q2 })
+            {
+                int n = q.ReceiveBurst(received);
+                q.ReleaseBurst(received.AsSpan(0, n));
+                got += n;
+            }
+        producer.Join();
+        stage.Join();
+        relay.Reclaim();
+        Wait.Until(() => pool.Reclaim() >= 0 && pool.Available == pool.Capacity, "every buffer back in the pool", 5);
+        Assert.Equal(0UL, pool.Errors + relay.Errors);
+    }
+
     // A consumer of the relay's queue releases a buffer twice and one it never had: the relay counts both and passes neither on.
     [Fact]
     public void ForgedAndDoubleReleases_AreCountedByTheRelay_AndNeverReachThePool()

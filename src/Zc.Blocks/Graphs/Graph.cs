@@ -28,9 +28,9 @@ public sealed class Graph : IDisposable
         Balancers = balancers;
         Pipes = pipes;
         _workers = workers;
-        IEnumerable<IPacketSource> inputs = balancers.SelectMany(b => b.Inputs).Concat(pipes.SelectMany(p => p.Inputs)).Where(d => d is not StreamSource and not IPipe);
+        Inputs = [.. balancers.SelectMany(b => b.Inputs).Concat(pipes.SelectMany(p => p.Inputs)).Where(d => d is not StreamSource and not IPipe)];
         IEnumerable<IPacketSink> sinks = balancers.SelectMany(b => b.Egress.OfType<IPacketSink>()).Concat(pipes.Select(p => p.Sink).OfType<IPacketSink>());
-        _devices = [.. inputs.Select(d => (cluster.AddDevice(d.Name), (Func<DeviceStats>)(() => d.Stats)))
+        _devices = [.. Inputs.Select(d => (cluster.AddDevice(d.Name), (Func<DeviceStats>)(() => d.Stats)))
             .Concat(sinks.Select(d => (cluster.AddDevice(d.Name), (Func<DeviceStats>)(() => d.Stats))))];
         _publish = new Timer(_ => PublishDeviceStats(), null, TimeSpan.Zero, TimeSpan.FromSeconds(1));
         Metrics = new GraphMetrics(this);
@@ -45,6 +45,9 @@ public sealed class Graph : IDisposable
 
     /// <summary>The pipes: stages, filters, delays and collectors, each on a worker of its own.</summary>
     public IReadOnlyList<IPipe> Pipes { get; }
+
+    /// <summary>The devices the graph reads (not the queues between its stages).</summary>
+    public IReadOnlyList<IPacketSource> Inputs { get; }
 
     /// <summary>The queues for consumers, in id order (<see cref="PacketStream.ToQueue"/>): not the ingress queues, nor those between stages.</summary>
     public IReadOnlyList<ZcQueue> ConsumerQueues { get; }

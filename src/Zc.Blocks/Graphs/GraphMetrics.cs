@@ -9,7 +9,7 @@ namespace ZcFlow.Graphs;
 /// A running graph's counters as instruments of the meter <c>ZcFlow</c> (<see cref="System.Diagnostics.Metrics"/>),
 /// for <c>dotnet-counters monitor --counters ZcFlow</c>, OpenTelemetry, or a Prometheus endpoint. Every
 /// instrument is observable: it reads, when a listener asks, the counters the graph keeps anyway, so the
-/// packet path pays nothing. Each measurement is tagged with the cluster id, and the queue, device or balancer.
+/// packet path pays nothing. Each measurement is tagged with the cluster id, and the queue, device, balancer or stage.
 /// </summary>
 public sealed class GraphMetrics : IDisposable
 {
@@ -21,12 +21,16 @@ public sealed class GraphMetrics : IDisposable
     internal GraphMetrics(Graph graph)
     {
         var cluster = new KeyValuePair<string, object?>("cluster", graph.Cluster.Id);
+        // A balancer's output that goes out of a device instead has a queue, unused: not shown.
+        ZcQueue[] queues = [.. graph.ConsumerQueues.Where(q => !graph.Balancers.Any(b => b.Outputs.Where((_, i) => b.Egress[i] is not null).Contains(q)))];
         IEnumerable<Measurement<long>> Queues(Func<ZcQueue, long> value)
-            => graph.Balancers.SelectMany(b => b.Outputs.Where((_, i) => b.Egress[i] is null)).Select(q => new Measurement<long>(value(q), cluster, new("queue", q.Id)));
+            => queues.Select(q => new Measurement<long>(value(q), cluster, new("queue", q.Id)));
         IEnumerable<Measurement<long>> Devices(Func<DeviceStats, ulong> value)
-            => graph.Balancers.SelectMany(b => b.Inputs).Select(d => new Measurement<long>((long)value(d.Stats), cluster, new("device", d.Name)));
+            => graph.Inputs.Select(d => new Measurement<long>((long)value(d.Stats), cluster, new("device", d.Name)));
         IEnumerable<Measurement<long>> Balancers(Func<IBalancer, ulong> value)
             => graph.Balancers.Select((b, i) => new Measurement<long>((long)value(b), cluster, new("balancer", i)));
+        IEnumerable<Measurement<long>> Stages(Func<IPipe, ulong> value)
+            => graph.Pipes.Select(p => new Measurement<long>((long)value(p), cluster, new("stage", p.Name)));
 
         _meter.CreateObservableCounter("zcflow.queue.sent", () => Queues(q => (long)q.Stats.Sent), "{packet}", "Packets put in the queue");
         _meter.CreateObservableCounter("zcflow.queue.dropped", () => Queues(q => (long)q.Stats.Dropped), "{packet}", "Packets the queue had no room for");
@@ -39,6 +43,9 @@ public sealed class GraphMetrics : IDisposable
         _meter.CreateObservableCounter("zcflow.device.no_buffer_dropped", () => Devices(s => s.DroppedNoBuffer), "{packet}", "Packets lost for want of a free buffer");
         _meter.CreateObservableCounter("zcflow.balancer.received", () => Balancers(b => b.Received), "{packet}", "Packets the balancer took from its inputs");
         _meter.CreateObservableCounter("zcflow.balancer.filtered", () => Balancers(b => b.Filtered), "{packet}", "Packets its filters or distribution sent nowhere");
+        _meter.CreateObservableCounter("zcflow.stage.received", () => Stages(p => p.Received), "{packet}", "Packets a stage took from its inputs");
+        _meter.CreateObservableCounter("zcflow.stage.forwarded", () => Stages(p => p.Forwarded), "{packet}", "Packets it passed on");
+        _meter.CreateObservableCounter("zcflow.stage.dropped", () => Stages(p => p.Dropped), "{packet}", "Packets it dropped, or that could not go on");
     }
 
     /// <summary>Ends the instruments (the graph does it when it stops).</summary>

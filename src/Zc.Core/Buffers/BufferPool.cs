@@ -31,11 +31,10 @@ public sealed unsafe class BufferPool
     private readonly uint _first;
     private readonly uint[] _free;
     private readonly bool[] _out;      // handed out and not yet back, by local index
-    private readonly ulong[] _holders; // the cluster's record: queues holding each buffer, by cluster index
+    private readonly ulong[] _holders; // queues holding each buffer, by cluster index: the cluster's record, or a relay's own
     private readonly PoolEntry* _entry;  // the directory's view of the pool, for the listing
     private readonly ZcQueue[]? _inputs; // a relay's: the queues it receives from, to which each buffer goes back
     private readonly byte[]? _origin;    // a relay's with several inputs: which of them each buffer came from, by cluster index
-    private ulong _ownBits = ulong.MaxValue;  // the holder bits that keep a buffer out: any queue's; a relay's queues' only
     private ZcQueue[] _returns = [];
     private int _top;
     private ulong _errors;
@@ -54,17 +53,18 @@ public sealed unsafe class BufferPool
         _top = (int)count;
     }
 
-    // A relay: no free buffers, a record of every cluster buffer it may hold.
-    internal BufferPool(BufferRegion buffers, ulong[] holders, ZcQueue[] inputs)
+    // A relay: no free buffers, a record of every cluster buffer it may hold, and a record of its own of which of its queues
+    // hold each. Its own: the thread a buffer came from keeps writing its own queues' bits meanwhile (a fan-out may have
+    // sent the buffer to a consumer's queue too), and two threads must never write one word.
+    internal BufferPool(BufferRegion buffers, ZcQueue[] inputs)
     {
         Id = -1;
         _buffers = buffers;
-        _holders = holders;
+        _holders = new ulong[buffers.Count];
         _free = [];
         _out = new bool[buffers.Count];
         _inputs = inputs;
         if (inputs.Length > 1) _origin = new byte[buffers.Count];
-        _ownBits = 0;
     }
 
     /// <summary>True for a relay (<see cref="ZcCluster.CreateRelay"/>), which has no buffers of its own.</summary>
@@ -130,7 +130,7 @@ public sealed unsafe class BufferPool
         if (_inputs is not null)
         {
             if (Array.IndexOf(_inputs, queue) >= 0) throw new ArgumentException($"queue {queue.Id} is one this relay receives from: it cannot also send into it", nameof(queue));
-            _ownBits |= queue.Bit;
+            queue.RecordHoldersIn(_holders);
         }
         queue.ReturnsTo = this;
     }
@@ -173,7 +173,7 @@ public sealed unsafe class BufferPool
     {
         uint index = packet.Index, local = index - _first;
         if (local >= (uint)_out.Length) ThrowHelper.ForeignBuffer(index);
-        if (!_out[local] || (_holders[index] & _ownBits) != 0) ThrowHelper.NotOwned(index);
+        if (!_out[local] || _holders[index] != 0) ThrowHelper.NotOwned(index);
         Free(index, local);
         if (_inputs is not null) FlushInputs();
     }
@@ -247,7 +247,7 @@ public sealed unsafe class BufferPool
             if (local < (uint)_out.Length && (_holders[index] & bit) != 0)
             {
                 returned++;
-                if (((_holders[index] &= ~bit) & _ownBits) == 0) Free(index, local);
+                if ((_holders[index] &= ~bit) == 0) Free(index, local);
             }
             else
             {
@@ -315,7 +315,7 @@ public sealed unsafe class BufferPool
             for (uint local = 0; local < (uint)_out.Length; local++)
             {
                 uint index = _first + local;
-                if ((_holders[index] & bit) != 0 && ((_holders[index] &= ~bit) & _ownBits) == 0) Free(index, local);
+                if ((_holders[index] & bit) != 0 && (_holders[index] &= ~bit) == 0) Free(index, local);
             }
             Volatile.Write(ref queue.AttachedPid, 0);
             Volatile.Write(ref queue.ConsumerState, ZcQueue.Free);

@@ -28,7 +28,7 @@ public sealed unsafe class ZcQueue
     private readonly SpscRing _ring;     // packets, producer -> consumer
     private readonly SpscRing _recycle;  // buffers done with, consumer -> pool
     private readonly BufferRegion _buffers;
-    private readonly ulong[]? _holders; // the owner's record of which queues hold each buffer; null on a consumer's view
+    private ulong[]? _holders;          // the owner's record of which queues hold each buffer; null on a consumer's view
     private readonly ulong _bit;
     private readonly OwnerWatch? _owner; // a consumer's watch on the owner; null in the owner's process
     private readonly Arena? _memory;     // the owner's: the rings' memory, handed to the consumer that attaches
@@ -182,6 +182,17 @@ public sealed unsafe class ZcQueue
     public int ConsumerPid => Volatile.Read(ref ConsumerState) == Attached ? Volatile.Read(ref AttachedPid) : 0;
 
     internal void BuffersReturned(int n) => _q.Left += n;
+
+    /// <summary>
+    /// A relay that sends into this queue keeps the record of which of its queues hold each buffer apart from the cluster's,
+    /// which the threads before it write. Before anything is sent.
+    /// </summary>
+    internal void RecordHoldersIn(ulong[] holders)
+    {
+        if (_holders is null || Role != QueueRole.Egress) throw new InvalidOperationException($"queue {Id}: only the owner's egress queues are sent into by a relay");
+        if (_ring.Published != 0 || Held != 0) throw new InvalidOperationException($"queue {Id} has been sent into already: a relay takes a queue before it is used");
+        _holders = holders;
+    }
 
     /// <summary>
     /// Owner: the most of a burst of <paramref name="burst"/> packets this queue can ever have room for,
