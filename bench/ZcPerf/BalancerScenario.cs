@@ -103,16 +103,7 @@ internal static class BalancerScenario
         var clock = Stopwatch.StartNew();
         long before = queues.Sum(q => (long)q.Stats.Received);
         using var done = new CancellationTokenSource();
-        var consumers = new Thread(() =>
-        {
-            CpuAffinity.PinCurrentThread(cores[^1]);
-            var burst = new PacketHandle[32];
-            long sum = 0;
-            while (!done.IsCancellationRequested)
-                foreach (ZcQueue q in queues) sum += Consume(q, burst);
-            GC.KeepAlive(sum);
-        }) { Name = "consumers" };
-        consumers.Start();
+        Thread consumers = ConsumerThread(cores[^1], queues, done.Token);
         while (queues.Sum(q => (long)q.Stats.Received) < Packets) Thread.Sleep(1);
         double seconds = clock.Elapsed.TotalSeconds;
         done.Cancel();
@@ -149,16 +140,7 @@ internal static class BalancerScenario
         }
         else
         {
-            consumers = new Thread(() =>
-            {
-                CpuAffinity.PinCurrentThread(cores[^1]);
-                var burst = new PacketHandle[32];
-                long sum = 0;
-                while (!done.IsCancellationRequested)
-                    foreach (ZcQueue q in queues) sum += Consume(q, burst);
-                GC.KeepAlive(sum);
-            }) { Name = "consumers" };
-            consumers.Start();
+            consumers = ConsumerThread(cores[^1], queues, done.Token);
         }
 
         var clock = Stopwatch.StartNew();
@@ -170,6 +152,22 @@ internal static class BalancerScenario
         cluster.Dispose(); // consumer processes see the cluster closed and exit
         foreach (Process child in children) { child.WaitForExit(); child.Dispose(); }
         return Packets / seconds / 1e6;
+    }
+
+    // One thread on `core` consuming every queue in turn until cancelled.
+    private static Thread ConsumerThread(int core, ZcQueue[] queues, CancellationToken done)
+    {
+        var consumers = new Thread(() =>
+        {
+            CpuAffinity.PinCurrentThread(core);
+            var burst = new PacketHandle[32];
+            long sum = 0;
+            while (!done.IsCancellationRequested)
+                foreach (ZcQueue q in queues) sum += Consume(q, burst);
+            GC.KeepAlive(sum);
+        }) { Name = "consumers" };
+        consumers.Start();
+        return consumers;
     }
 
     /// <summary>Receives a burst, reads every packet's first bytes, releases the burst; returns a checksum.</summary>

@@ -32,6 +32,46 @@ public class PipelineSampleTests
         }
     }
 
+    // Two captures, `{prefix}0.pcap` and `{prefix}1.pcap`: UDP packets numbered file << 16 | i over 16 flows each, and a
+    // TCP packet before every `tcpEvery`th.
+    private static void WriteInputs(string prefix, int udp, int tcpEvery)
+    {
+        foreach (int file in new[] { 0, 1 })
+        {
+            using var writer = new CaptureWriter($"{prefix}{file}.pcap");
+            for (int i = 0; i < udp; i++)
+            {
+                writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000000u + (uint)file, 0x0B000001, 17, 12).Udp((ushort)(1000 + i % 16), 53, 4).U32((uint)(file << 16 | i)).ToArray(), i);
+                if (i % tcpEvery == 0) writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000000u + (uint)file, 0x0B000001, 6, 20).Tcp(80, 80).ToArray(), i);
+            }
+        }
+    }
+
+    // Queues 0 and 1 of the cluster read until every UDP packet of both inputs came: UDP only, each once.
+    private static List<uint>[] ReadBoth(uint id, int udp)
+    {
+        using AttachedQueue q0 = AttachedQueue.Attach(id, 0), q1 = AttachedQueue.Attach(id, 1);
+        var seen = new[] { new List<uint>(), new List<uint>() };
+        var burst = new PacketHandle[32];
+        var clock = Stopwatch.StartNew();
+        while (seen[0].Count + seen[1].Count < 2 * udp)
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), $"got {seen[0].Count} + {seen[1].Count}");
+            foreach ((AttachedQueue q, List<uint> got) in new[] { (q0, seen[0]), (q1, seen[1]) })
+            {
+                int n = q.Queue.ReceiveBurst(burst);
+                foreach (PacketHandle p in burst.AsSpan(0, n))
+                {
+                    Assert.Equal(17, p.Data[23]);
+                    got.Add(BinaryPrimitives.ReadUInt32BigEndian(p.Data[42..]));
+                }
+                q.Queue.ReleaseBurst(burst.AsSpan(0, n));
+            }
+        }
+        Assert.Equal(Enumerable.Range(0, udp).SelectMany(i => new[] { (uint)i, (uint)(1 << 16 | i) }).Order(), seen[0].Concat(seen[1]).Order());
+        return seen;
+    }
+
     // Two inputs, each with TCP among its UDP, each filtered by a thread of its own; the collector spreads what passed over
     // two queues by flow. Read here: every UDP packet once, TCP none, each flow on one queue and in order.
     [Fact]
@@ -39,39 +79,13 @@ public class PipelineSampleTests
     {
         string prefix = Path.Combine(Path.GetTempPath(), $"zcflow-zfilter-{Environment.ProcessId}-");
         const int Udp = 2000;
-        foreach (int file in new[] { 0, 1 })
-        {
-            using var writer = new CaptureWriter($"{prefix}{file}.pcap");
-            for (int i = 0; i < Udp; i++)
-            {
-                writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000000u + (uint)file, 0x0B000001, 17, 12).Udp((ushort)(1000 + i % 16), 53, 4).U32((uint)(file << 16 | i)).ToArray(), i);
-                if (i % 4 == 0) writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000000u + (uint)file, 0x0B000001, 6, 20).Tcp(80, 80).ToArray(), i);
-            }
-        }
+        WriteInputs(prefix, Udp, tcpEvery: 4);
         try
         {
             uint id = TestClusters.NextId();
             using ChildProcess zfilter = ChildProcess.Run("ZFilter", ["-c", id, "-i", $"pcap:{prefix}0.pcap,pcap:{prefix}1.pcap", "-n", 2, "-f", "udp", "-m", 2]);
             zfilter.WaitFor("2 filtering threads");
-            using AttachedQueue q0 = AttachedQueue.Attach(id, 0), q1 = AttachedQueue.Attach(id, 1);
-            var seen = new[] { new List<uint>(), new List<uint>() };
-            var burst = new PacketHandle[32];
-            var clock = Stopwatch.StartNew();
-            while (seen[0].Count + seen[1].Count < 2 * Udp)
-            {
-                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), $"got {seen[0].Count} + {seen[1].Count}");
-                foreach ((AttachedQueue q, List<uint> got) in new[] { (q0, seen[0]), (q1, seen[1]) })
-                {
-                    int n = q.Queue.ReceiveBurst(burst);
-                    foreach (PacketHandle p in burst.AsSpan(0, n))
-                    {
-                        Assert.Equal(17, p.Data[23]);
-                        got.Add(BinaryPrimitives.ReadUInt32BigEndian(p.Data[42..]));
-                    }
-                    q.Queue.ReleaseBurst(burst.AsSpan(0, n));
-                }
-            }
-            Assert.Equal(Enumerable.Range(0, Udp).SelectMany(i => new[] { (uint)i, (uint)(1 << 16 | i) }).Order(), seen[0].Concat(seen[1]).Order());
+            List<uint>[] seen = ReadBoth(id, Udp);
             foreach (List<uint> q in seen)
                 foreach (var flow in q.GroupBy(s => (s >> 16, s % 16)))
                     Assert.True(flow.SequenceEqual(flow.Order()), $"flow {flow.Key} out of order");
@@ -93,15 +107,7 @@ public class PipelineSampleTests
     {
         string prefix = Path.Combine(Path.GetTempPath(), $"zcflow-topology-json-{Environment.ProcessId}-");
         const int Udp = 1500;
-        foreach (int file in new[] { 0, 1 })
-        {
-            using var writer = new CaptureWriter($"{prefix}{file}.pcap");
-            for (int i = 0; i < Udp; i++)
-            {
-                writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000000u + (uint)file, 0x0B000001, 17, 12).Udp((ushort)(1000 + i % 16), 53, 4).U32((uint)(file << 16 | i)).ToArray(), i);
-                if (i % 3 == 0) writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000000u + (uint)file, 0x0B000001, 6, 20).Tcp(80, 80).ToArray(), i);
-            }
-        }
+        WriteInputs(prefix, Udp, tcpEvery: 3);
         try
         {
             uint id = TestClusters.NextId();
@@ -115,21 +121,7 @@ public class PipelineSampleTests
                 """);
             using ChildProcess topology = ChildProcess.Run("Topology", [prefix + "graph.json"]);
             Assert.Equal($"running 3 stages in cluster {id}; consumers attach to zc:{id}@0, zc:{id}@1", topology.WaitFor("running"));
-            using AttachedQueue q0 = AttachedQueue.Attach(id, 0), q1 = AttachedQueue.Attach(id, 1);
-            var seen = new[] { new List<uint>(), new List<uint>() };
-            var burst = new PacketHandle[32];
-            var clock = Stopwatch.StartNew();
-            while (seen[0].Count + seen[1].Count < 2 * Udp)
-            {
-                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), $"got {seen[0].Count} + {seen[1].Count}");
-                foreach ((AttachedQueue q, List<uint> got) in new[] { (q0, seen[0]), (q1, seen[1]) })
-                {
-                    int n = q.Queue.ReceiveBurst(burst);
-                    foreach (PacketHandle p in burst.AsSpan(0, n)) got.Add(BinaryPrimitives.ReadUInt32BigEndian(p.Data[42..]));
-                    q.Queue.ReleaseBurst(burst.AsSpan(0, n));
-                }
-            }
-            Assert.Equal(Enumerable.Range(0, Udp).SelectMany(i => new[] { (uint)i, (uint)(1 << 16 | i) }).Order(), seen[0].Concat(seen[1]).Order());
+            List<uint>[] seen = ReadBoth(id, Udp);
             Assert.Empty(seen[0].Select(s => (s >> 16, s % 16)).Intersect(seen[1].Select(s => (s >> 16, s % 16))));   // a flow on one queue
             Assert.Equal(0, topology.WaitForExit());
             Assert.Contains("udp 0: 2,000 in, 1,500 on, 500 dropped", topology.Output);
