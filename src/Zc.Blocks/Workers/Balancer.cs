@@ -26,7 +26,7 @@ namespace ZcFlow.Workers;
 /// drops, and counts it, while the others go on.
 ///
 /// An output can be a device instead of a queue (<see cref="SetEgress"/>): what goes there is
-/// copied into its transmit ring. Filters in tcpdump's syntax can guard the input (a packet that
+/// copied into its transmit ring (lossless, a full ring is waited for). Filters in tcpdump's syntax can guard the input (a packet that
 /// fails is counted in <see cref="Filtered"/>) and each output; they cost nothing when not set.
 /// </summary>
 public sealed class Balancer<TDistribution> : IBalancer where TDistribution : struct, IDistribution
@@ -214,11 +214,17 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
         return mask;
     }
 
-    // Copies the packet out of each device the mask names; what is left of the mask are queues.
+    // Copies the packet out of each device the mask names; what is left of the mask are queues. Lossless, a full
+    // transmit ring is waited for (once: a frame the device refuses with its ring empty does not fit it, and is dropped).
     private ulong SendOut(in PacketHandle packet, ulong mask)
     {
         for (ulong m = mask & _egressOutputs; m != 0; m &= m - 1)
-            _egress[BitOperations.TrailingZeroCount(m)]!.TrySend(packet);
+        {
+            IPacketSink sink = _egress[BitOperations.TrailingZeroCount(m)]!;
+            if (sink.TrySend(packet) || !_lossless) continue;
+            sink.Flush(wait: true);
+            sink.TrySend(packet);
+        }
         return mask & ~_egressOutputs;
     }
 }

@@ -45,8 +45,9 @@ public interface IPipe
 /// packet held (zfifo): inputs that are each in time order then come out in time order. An input that has nothing at the
 /// moment may yet bring an older packet than those held: the merge waits for it up to <c>idleWait</c>, then goes on
 /// without it until it brings one (by default it does not wait, which suits files: one that has nothing left is
-/// exhausted, not idle). With a <c>delay</c>, each packet leaves no sooner than that long after its timestamp (zdelay):
-/// the pipe holds a burst and sends each packet when it is due, leaving the rest in its input meanwhile.
+/// exhausted, not idle). With a <c>delay</c>, each packet leaves no sooner than that long after it came in (zdelay): its
+/// timestamp, when that is the kernel's receive time, else the time the pipe took it. The pipe takes packets as they
+/// come and holds up to 4096 (its pool must have that many to spare), sending each when it is due.
 ///
 /// It loses nothing on the way: a burst that does not fit waits in the pipe, and its inputs are left unread, until
 /// there is room (a live device then drops in its own ring, where the kernel counts it). It does not wait for a queue
@@ -59,6 +60,9 @@ public interface IPipe
 public sealed class Pipe<TStage> : IPipe, IPacketSource where TStage : struct, IStage
 {
     private const int Burst = 32;
+
+    // With a delay, the most packets a pipe holds: it takes them from its input as they come, so that a device's ring never waits on it.
+    private const int HeldForDelay = 4096;
 
     private readonly BufferPool _pool;
     private readonly IPacketSource[] _inputs;
@@ -74,6 +78,9 @@ public sealed class Pipe<TStage> : IPipe, IPacketSource where TStage : struct, I
     private TStage _stage;
     private int _at, _left, _turn;
     private long _nextCheck, _idleSince;
+    private readonly PacketHandle[] _delayed = [];   // with a delay: packets taken, through the stage, in order, each with its time due
+    private readonly long[] _due = [];
+    private int _delayedFirst, _delayedCount;
     private ulong _received, _forwarded, _dropped;
     private bool _finished;
 
@@ -104,6 +111,11 @@ public sealed class Pipe<TStage> : IPipe, IPacketSource where TStage : struct, I
         if (inputs.Count == 0) throw new ArgumentException("a pipe needs at least one input", nameof(inputs));
         _idleWait = (long)(idleWait.TotalSeconds * Stopwatch.Frequency);
         _delayNs = delay.Ticks * 100;
+        if (_delayNs != 0)
+        {
+            _delayed = new PacketHandle[HeldForDelay];
+            _due = new long[HeldForDelay];
+        }
         _pool = pool;
         _inputs = [.. inputs];
         _output = output;
@@ -138,8 +150,18 @@ public sealed class Pipe<TStage> : IPipe, IPacketSource where TStage : struct, I
     {
         if (_output is null && _sink is null) throw new InvalidOperationException($"'{Name}' has no output: the stage it feeds reads it (ReceiveBurst)");
         int moved = 0;
-        if (_left == 0) moved = Take();
-        if (_left != 0) moved += Send();
+        if (_delayNs != 0) moved = TakeDelayed() + SendDue();
+        else
+        {
+            if (_left == 0) moved = Take();
+            if (_left != 0)
+            {
+                int sent = SendOut(_pending.AsSpan(_at, _left));
+                _at += sent;
+                _left -= sent;
+                moved += sent;
+            }
+        }
         _output?.Flush();
         _sink?.Flush();
         long now = Stopwatch.GetTimestamp();
@@ -148,9 +170,9 @@ public sealed class Pipe<TStage> : IPipe, IPacketSource where TStage : struct, I
             _nextCheck = now + _checkPeriod;
             _pool.CheckConsumers();
         }
-        if (_left == 0 && !_finished && AllTaken()) Volatile.Write(ref _finished, true);
+        if (_left == 0 && _delayedCount == 0 && !_finished && AllTaken()) Volatile.Write(ref _finished, true);
         // Packets held for their time count as work, so the worker polls for it rather than sleeping past it.
-        return moved != 0 || _left == 0 ? moved : 1;
+        return moved != 0 || _left + _delayedCount == 0 ? moved : 1;
     }
 
     /// <summary>A pipe with no output, as a source: a burst through the stage, up to <c>packets.Length</c> of it.</summary>
@@ -266,10 +288,9 @@ public sealed class Pipe<TStage> : IPipe, IPacketSource where TStage : struct, I
     }
 
     // Sends what is due and fits; the rest waits for the next turn.
-    private int Send()
+    // Sends what fits of `ready`, in order, and returns how many went (or were dropped: the rest wait).
+    private int SendOut(Span<PacketHandle> ready)
     {
-        Span<PacketHandle> ready = _pending.AsSpan(_at, _left);
-        if (_delayNs != 0) ready = ready[..Due(ready)];
         int sent = 0, refused = 0;
         if (_output is { } queue)
         {
@@ -293,19 +314,51 @@ public sealed class Pipe<TStage> : IPipe, IPacketSource where TStage : struct, I
             _pool.ReleaseBurst(ready);
             if (refused != 0) Volatile.Write(ref _dropped, _dropped + (ulong)refused);
         }
-        _at += sent;
-        _left -= sent;
         if (sent != refused) Volatile.Write(ref _forwarded, _forwarded + (ulong)(sent - refused));
         return sent;
     }
 
-    // How many packets, from the first, are due: each no sooner than the delay after its timestamp.
-    private int Due(ReadOnlySpan<PacketHandle> packets)
+    // With a delay: takes what the inputs have, as long as there is room to hold it, each due the delay after it came in.
+    // That is its timestamp where the device stamps it as it comes (the kernel's receive time on an interface), if the
+    // stamp is of the last second; else (a file's packets, a queue's, carrying their source's times) now, as it is taken.
+    private int TakeDelayed()
     {
+        int taken = 0;
+        while (_delayedCount + Burst <= _delayed.Length)
+        {
+            int n = _merge ? Merge() : Arrival(_pending);
+            if (n == 0) break;
+            taken += n;
+            int kept = Through(_pending.AsSpan(0, n));
+            long now = TimePulse.WallClockNs();
+            for (int i = 0; i < kept; i++)
+            {
+                long stamp = _pending[i].TimestampNs;
+                int at = (_delayedFirst + _delayedCount++) & (_delayed.Length - 1);
+                _delayed[at] = _pending[i];
+                _due[at] = (stamp <= now && now - stamp < 1_000_000_000 ? stamp : now) + _delayNs;
+            }
+        }
+        return taken;
+    }
+
+    // With a delay: sends the held packets that are due, in order, a burst at a time.
+    private int SendDue()
+    {
+        int sent = 0;
         long now = TimePulse.WallClockNs();
-        int due = 0;
-        while (due < packets.Length && packets[due].TimestampNs + _delayNs <= now) due++;
-        return due;
+        while (_delayedCount != 0)
+        {
+            int n = 0;
+            for (int at = _delayedFirst; n < Burst && n < _delayedCount && _due[at] <= now; at = (at + 1) & (_delayed.Length - 1)) _pending[n++] = _delayed[at];
+            if (n == 0) break;
+            int went = SendOut(_pending.AsSpan(0, n));
+            _delayedFirst = (_delayedFirst + went) & (_delayed.Length - 1);
+            _delayedCount -= went;
+            sent += went;
+            if (went < n) break;
+        }
+        return sent;
     }
 
     private void Drop(ReadOnlySpan<PacketHandle> packets)
