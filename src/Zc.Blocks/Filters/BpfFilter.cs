@@ -9,21 +9,27 @@ namespace ZcFlow.Filters;
 /// A filter in tcpdump's syntax (<c>tcp port 80 and not vlan</c>), compiled once by libpcap's
 /// <c>pcap_compile</c> for Ethernet frames. An AF_PACKET device hands it to the kernel, so that
 /// rejected packets never reach user space; elsewhere <see cref="Matches(in PacketHandle)"/> runs it over the
-/// packet's bytes with libpcap's own interpreter. The instructions live in a pinned managed
-/// array, so a filter swapped out while a worker still runs it is never freed under it.
+/// packet's bytes: compiled to machine code through IL (<see cref="BpfCompiler"/>), or, for a program the compiler
+/// does not take or where code cannot be generated, with libpcap's own interpreter. The instructions live in a pinned
+/// managed array, so a filter swapped out while a worker still runs it is never freed under it.
 /// </summary>
 public sealed unsafe class BpfFilter
 {
     private static readonly Lock CompileLock = new();
     private readonly BpfInstruction[] _program;
     private readonly BpfInstruction* _instructions;   // _program's first element: the array is pinned for its life
+    private readonly BpfProgramMethod? _compiled;
 
     private BpfFilter(string expression, BpfInstruction[] program)
     {
         Expression = expression;
         _program = program;
         _instructions = (BpfInstruction*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(program));
+        _compiled = BpfCompiler.Compile(program);
     }
+
+    /// <summary>Whether the program runs as machine code of its own (else in libpcap's interpreter).</summary>
+    internal bool IsCompiled => _compiled is not null;
 
     /// <summary>The expression as given.</summary>
     public string Expression { get; }
@@ -82,8 +88,21 @@ public sealed unsafe class BpfFilter
     public bool Matches(ReadOnlySpan<byte> frame, int wireLength = 0)
     {
         fixed (byte* p = frame)
-            return Pcap.Filter(_instructions, p,
-                (uint)Math.Max(wireLength, frame.Length), (uint)frame.Length) != 0;
+            return _compiled is { } compiled
+                ? compiled(p, (uint)Math.Max(wireLength, frame.Length), (uint)frame.Length) != 0
+                : Pcap.Filter(_instructions, p, (uint)Math.Max(wireLength, frame.Length), (uint)frame.Length) != 0;
+    }
+
+    /// <summary>What libpcap's interpreter returns for the frame: the compiled program must return the same.</summary>
+    internal uint Interpret(ReadOnlySpan<byte> frame, uint wireLength)
+    {
+        fixed (byte* p = frame) return Pcap.Filter(_instructions, p, wireLength, (uint)frame.Length);
+    }
+
+    /// <summary>What the compiled program returns for the frame (the interpreter's answer where it is not compiled).</summary>
+    internal uint Run(ReadOnlySpan<byte> frame, uint wireLength)
+    {
+        fixed (byte* p = frame) return _compiled is { } compiled ? compiled(p, wireLength, (uint)frame.Length) : Pcap.Filter(_instructions, p, wireLength, (uint)frame.Length);
     }
 
     /// <summary>The compiled instructions.</summary>
