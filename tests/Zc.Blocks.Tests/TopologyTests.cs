@@ -210,6 +210,9 @@ public class TopologyTests
         filtered.ToQueue();
         Assert.Contains("output 0 of 'udp only' already goes to a queue", Assert.Throws<InvalidOperationException>(() => filtered.Stage(new PassAll())).Message);
         Assert.Contains("not both", Assert.Throws<ArgumentException>(() => t.Merge(t.From("gen:64"), t.From("gen:64").Stage(new PassAll()))).Message);
+        PacketStream once = t.From("gen:64").Stage(new PassAll(), name: "once");
+        Assert.Contains("already goes to a queue", Assert.Throws<InvalidOperationException>(() => t.Merge(once, filtered)).Message);
+        once.ToQueue();   // the refused merge took nothing: it is still free
         Assert.Contains("arrival order", Assert.Throws<InvalidOperationException>(() => t.From("gen:64", "gen:64").InTimeOrder().Balance(new RoundRobin(), 2)).Message);
         Assert.Contains("core 4096", Assert.Throws<ArgumentOutOfRangeException>(() => t.From("gen:64").Stage(new PassAll(), core: 4096, name: "pinned")).Message);
         Assert.Null(ClusterDirectory.Find(id));

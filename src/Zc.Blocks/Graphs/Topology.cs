@@ -97,6 +97,9 @@ public sealed class Topology
         bool devices = streams[0].Devices.Length != 0;
         if (streams.Any(s => (s.Devices.Length != 0) != devices))
             throw new ArgumentException($"Merge takes devices or stages' outputs, not both ({string.Join(", ", streams.Select(s => s.Describe()))}): give the devices a stage of their own (From(…).Stage(new PassAll()))", nameof(streams));
+        // Every stream checked before any is marked taken, so a refused merge leaves the topology as it was.
+        foreach (PacketStream s in streams) s.CheckFree(this);
+        if (streams.Distinct().Count() != streams.Length) throw new ArgumentException("Merge takes each stream once", nameof(streams));
         var merged = new PacketStream(this, [.. streams.SelectMany(s => s.Devices)], [.. streams.SelectMany(s => s.Ingress)], [.. streams.SelectMany(s => s.Sources)],
             byTime: false, TimeSpan.Zero);
         foreach (PacketStream s in streams) s.TakenBy(this, "a merge");
@@ -439,9 +442,14 @@ public sealed class PacketStream
 
     internal void TakenBy(Topology topology, string taker)
     {
+        CheckFree(topology);
+        _taker = taker;
+    }
+
+    internal void CheckFree(Topology topology)
+    {
         if (topology != Topology) throw new ArgumentException($"{Describe()} belongs to another topology");
         if (_taker is not null) throw new InvalidOperationException($"{Describe()} already goes to {_taker}: a stream goes to one place (balance it over several, or give each application a distribution of its own)");
-        _taker = taker;
     }
 
     internal string Describe() => Devices.Length != 0 ? $"the stream of {string.Join(",", Devices)}"
