@@ -13,7 +13,11 @@ using ZcFlow.Samples;
 // appsettings.json beside the program, wherever it is started from.
 HostApplicationBuilder builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = args, ContentRootPath = AppContext.BaseDirectory });
 builder.Services.AddSystemd();
-builder.Services.AddZcFlowGraph(builder.Configuration.GetSection("Balancer"));
+// A "Topology" section (ZcFlowTopologyOptions: any graph of stages) runs instead of the Balancer, when one is given.
+if (builder.Configuration.GetSection("Topology").Exists())
+    builder.Services.AddZcFlowTopology(builder.Configuration.GetSection("Topology"), builder.Configuration.GetValue<int>("StatsIntervalSeconds"));
+else
+    builder.Services.AddZcFlowGraph(builder.Configuration.GetSection("Balancer"));
 foreach (string queue in builder.Configuration.GetSection("Consumers").Get<string[]>() ?? [])
     builder.Services.AddZcFlowConsumer<PacketCounter>(queue);
 using IHost host = builder.Build();

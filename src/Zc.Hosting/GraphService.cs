@@ -6,8 +6,9 @@ using ZcFlow.Queues;
 namespace ZcFlow.Hosting;
 
 // A graph for the host's lifetime: built at start (an error there stops the start, naming the section), stats logged
-// every StatsIntervalSeconds and once more at the end.
-internal sealed class GraphService(string section, ZcFlowGraphOptions options, ILogger logger) : IHostedService, IDisposable
+// every statsIntervalSeconds and once more at the end. The graph is a Balancer's (ZcFlowGraphOptions) or any topology's.
+internal sealed class GraphService(string section, uint clusterId, Func<Action<string>, Graph> build, int statsIntervalSeconds, ILogger logger)
+    : IHostedService, IDisposable
 {
     private Graph? _graph;
     private Timer? _stats;
@@ -16,17 +17,16 @@ internal sealed class GraphService(string section, ZcFlowGraphOptions options, I
     {
         try
         {
-            _graph = options.Build(warning => logger.LogWarning("{Warning}", warning));
+            _graph = build(warning => logger.LogWarning("{Warning}", warning));
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or InvalidDataException or Native.ErrnoException)
         {
             throw new InvalidOperationException($"{section}: {e.Message}", e);
         }
-        logger.LogInformation("cluster {Cluster}: {Balancers} balancer(s) from {Inputs} to queues {Queues}", options.ClusterId, _graph.Balancers.Count,
-            string.Join(" | ", _graph.Balancers.Select(b => string.Join(",", b.Inputs.Select(i => i.Name)))),
-            string.Join(",", _graph.Balancers.SelectMany(b => b.Outputs).Select(q => $"zc:{options.ClusterId}@{q.Id}")));
-        if (options.StatsIntervalSeconds > 0)
-            _stats = new Timer(_ => Report("stats"), null, TimeSpan.FromSeconds(options.StatsIntervalSeconds), TimeSpan.FromSeconds(options.StatsIntervalSeconds));
+        logger.LogInformation("cluster {Cluster}: {Balancers} balancer(s), {Stages} other stage(s) from {Inputs} to queues {Queues}", clusterId, _graph.Balancers.Count,
+            _graph.Pipes.Count, string.Join(",", _graph.Inputs.Select(i => i.Name)), string.Join(",", _graph.ConsumerQueues.Select(q => $"zc:{clusterId}@{q.Id}")));
+        if (statsIntervalSeconds > 0)
+            _stats = new Timer(_ => Report("stats"), null, TimeSpan.FromSeconds(statsIntervalSeconds), TimeSpan.FromSeconds(statsIntervalSeconds));
         return Task.CompletedTask;
     }
 
@@ -51,10 +51,12 @@ internal sealed class GraphService(string section, ZcFlowGraphOptions options, I
             {
                 QueueStats s = q.Stats;
                 (sent, dropped) = (sent + s.Sent, dropped + s.Dropped);
-                logger.LogInformation("{What}: queue zc:{Cluster}@{Queue} sent {Sent} dropped {Dropped} received {Received}", what, options.ClusterId, q.Id, s.Sent, s.Dropped, s.Received);
+                logger.LogInformation("{What}: queue zc:{Cluster}@{Queue} sent {Sent} dropped {Dropped} received {Received}", what, clusterId, q.Id, s.Sent, s.Dropped, s.Received);
             }
             logger.LogInformation("{What}: received {Received} filtered {Filtered} forwarded {Forwarded} dropped {Dropped}", what, received, filtered, sent, dropped);
         }
+        foreach (var p in graph.Pipes)
+            logger.LogInformation("{What}: stage '{Stage}' received {Received} forwarded {Forwarded} dropped {Dropped}", what, p.Name, p.Received, p.Forwarded, p.Dropped);
     }
 
     public void Dispose()

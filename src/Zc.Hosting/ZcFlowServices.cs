@@ -29,8 +29,37 @@ public static class ZcFlowServices
             })
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<ZcFlowGraphOptions>>(new GraphValidation(name));
-        services.AddSingleton<IHostedService>(sp => new GraphService(name, sp.GetRequiredService<IOptionsMonitor<ZcFlowGraphOptions>>().Get(name),
-            sp.GetRequiredService<ILoggerFactory>().CreateLogger("ZcFlow.Graph")));
+        services.AddSingleton<IHostedService>(sp =>
+        {
+            ZcFlowGraphOptions options = sp.GetRequiredService<IOptionsMonitor<ZcFlowGraphOptions>>().Get(name);
+            return new GraphService(name, options.ClusterId, options.Build, options.StatsIntervalSeconds, sp.GetRequiredService<ILoggerFactory>().CreateLogger("ZcFlow.Graph"));
+        });
+        return services;
+    }
+
+    /// <summary>
+    /// Builds and runs the topology that <paramref name="section"/> describes (<see cref="ZcFlowTopologyOptions"/>: stages
+    /// reading devices or earlier stages, filtering, delaying, balancing) while the host runs. The section is checked when
+    /// the host starts: an unknown key or a stage that does not fit stops the start with a message naming the key. Stats are
+    /// logged every <paramref name="statsIntervalSeconds"/> (0: only at the end).
+    /// </summary>
+    public static IServiceCollection AddZcFlowTopology(this IServiceCollection services, IConfigurationSection section, int statsIntervalSeconds = 0)
+    {
+        string name = section.Path;
+        services.AddSingleton<IHostedService>(sp =>
+        {
+            ZcFlowTopologyOptions options;
+            try
+            {
+                options = ZcFlowTopologyOptions.From(section);
+            }
+            catch (InvalidOperationException e)
+            {
+                throw new InvalidOperationException($"{name}: {e.Message}", e);
+            }
+            if (options.Problems(name) is { Count: > 0 } problems) throw new OptionsValidationException(name, typeof(ZcFlowTopologyOptions), problems);
+            return new GraphService(name, options.ClusterId, options.Build, statsIntervalSeconds, sp.GetRequiredService<ILoggerFactory>().CreateLogger("ZcFlow.Graph"));
+        });
         return services;
     }
 

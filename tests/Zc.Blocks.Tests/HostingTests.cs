@@ -31,6 +31,32 @@ public class HostingTests
         Assert.Contains($"final stats: received {Count} filtered 0 forwarded {Count} dropped 0", output);
     }
 
+    [Fact]
+    public void ATopologySection_RunsThatGraphInstead_AFilterStageThenABalancer_EveryPacketConsumed()
+    {
+        const int Count = 100_000;
+        uint cluster = TestClusters.NextId();
+        string input = $"gen:64?flows=256&count={Count}";
+        using ChildProcess host = ChildProcess.Run("HostedBalancer", [$"--Topology:ClusterId={cluster}", "--Topology:Buffers=8192",
+            "--Topology:Stages:0:Name=udp", $"--Topology:Stages:0:From={input}", "--Topology:Stages:0:Filter=udp",
+            "--Topology:Stages:1:Name=spread", "--Topology:Stages:1:After=udp", "--Topology:Stages:1:Balance=8", "--Topology:Stages:1:Queues:0=2",
+            $"--Consumers:0=zc:{cluster}@0", $"--Consumers:1=zc:{cluster}@1"]);
+        ClusterInfo done = Listing.WaitFor(cluster,
+            i => i.Devices.SingleOrDefault(d => d.Name == input)?.Stats.Received == Count && i.Queues.Take(2).Sum(q => (long)q.Stats.Received) == Count,
+            "every packet generated, filtered and consumed");
+        host.Terminate();
+        Assert.Equal(0, host.WaitForExit());
+        string output = host.Output;
+        Assert.Contains($"cluster {cluster}: 1 balancer(s), 1 other stage(s) from {input} to queues zc:{cluster}@0,zc:{cluster}@1", output);
+        Assert.Contains($"final stats: stage 'udp' received {Count} forwarded {Count} dropped 0", output);
+        long consumed = done.Queues.Take(2).Sum(q => long.Parse(output.Split($"final stats: zc:{cluster}@{q.Id} consumed ")[1].Split(' ')[0]));
+        Assert.Equal(Count, consumed);
+
+        using ChildProcess wrong = ChildProcess.Run("HostedBalancer", [$"--Topology:ClusterId={TestClusters.NextId()}", "--Topology:Stages:0:Name=a", "--Topology:Stages:0:After=b"]);
+        Assert.Equal(1, wrong.WaitForExit());
+        Assert.Contains("Topology:Stages:0:After: 'b' is not an earlier stage", wrong.Errors);
+    }
+
     [Theory]
     [InlineData("--Balancer:Moed=1", "error: Balancer:Moed: not an option of a graph; they are ClusterId, Inputs, ")]
     [InlineData("--Balancer:Mode=9", "error: Balancer:Mode: 9 is not a mode: 0 to 8")]
