@@ -109,6 +109,10 @@ internal sealed class CommandLine
         return Number(c, 0, min, max);
     }
 
+    /// <summary>Core numbers given with <paramref name="c"/> separated by ':' (<c>-g 0:1:0</c>); none when it is not given.</summary>
+    public int[] Cores(char c)
+        => [.. (String(c) ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries).Select(v => int.TryParse(v, out int core) && core >= 0 ? core : Fail<int>($"-{c} takes cores separated by ':', not '{v}'"))];
+
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
     public void Fail(string? why)
     {

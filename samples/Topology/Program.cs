@@ -48,7 +48,7 @@ using (graph)
         + string.Join(", ", graph.ConsumerQueues.Select(q => $"zc:{options.ClusterId}@{q.Id}")));
     var clock = System.Diagnostics.Stopwatch.StartNew();
     long reported = 0;
-    while (!stop.IsCancellationRequested && graph.IsRunning && !(graph.InputsExhausted && graph.Queues.All(q => q.Held == 0)))
+    while (!stop.IsCancellationRequested && graph.IsRunning && !graph.Delivered)
     {
         stop.WaitHandle.WaitOne(100);
         if (stats && clock.ElapsedMilliseconds >= reported + 1000)

@@ -24,7 +24,7 @@ string[] devices = cl.String('i')!.Split(',', StringSplitOptions.RemoveEmptyEntr
 int queues = (int)cl.Number('n', 1, 1, 32);
 int mode = (int)cl.Number('m', 0, 0, 2);
 if (cl.Has('w') && !cl.Has('t')) cl.Fail("-w is for -t, the collection in time order");
-int[] cores = [.. (cl.String('g') ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries).Select(c => int.TryParse(c, out int core) && core >= 0 ? core : cl.Fail<int>($"-g takes cores separated by ':', not '{c}'"))];
+int[] cores = cl.Cores('g');
 if (cores.Length != 0 && cores.Length != devices.Length) cl.Fail($"-g names one core per input: {devices.Length} inputs, {cores.Length} cores");
 int? collector = cl.Has('r') ? (int)cl.Number('r', 0, 0, 1023) : null;
 uint clusterId = (uint)cl.Number('c', 99, 0, uint.MaxValue);
@@ -66,7 +66,7 @@ using (graph)
     var clock = Stopwatch.StartNew();
     long reported = 0;
     // Inputs that end (files) end the run once the consumers have had and given back every packet.
-    while (!stop.IsCancellationRequested && graph.IsRunning && !(graph.InputsExhausted && graph.Balancers[^1].Outputs.All(q => q.Held == 0)))
+    while (!stop.IsCancellationRequested && graph.IsRunning && !graph.Delivered)
     {
         stop.WaitHandle.WaitOne(100);
         if (cl.Has('p') && clock.ElapsedMilliseconds >= reported + 1000)

@@ -29,7 +29,7 @@ bool ipc = cl.Has('o');
 if (ipc != input.Contains(';')) cl.Fail("-i <device>;<queue> and -o <device>;<queue> go together (zpipeline_ipc); without -o, -i names a device");
 if (ipc && cl.Has('g')) cl.Fail("-g is for the pipeline of threads; the two ends take -r and -t");
 if (!ipc && (cl.Has('r') || cl.Has('t'))) cl.Fail("-r and -t are for the two ends of a pipeline across processes (-o)");
-int[] cores = ipc ? [] : [.. (cl.String('g') ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries).Select(c => int.TryParse(c, out int core) && core >= 0 ? core : cl.Fail<int>($"-g takes cores separated by ':', not '{c}'"))];
+int[] cores = cl.Cores('g');
 if (!ipc && cores.Length == 0) cl.Fail("-g names one core per stage: -g 0:1 is two stages");
 uint clusterId = (uint)cl.Number('c', 0x5C00_0000 + Environment.ProcessId % 0x100_0000, 0, uint.MaxValue);
 long limit = cl.Number('n', 0, 0);

@@ -431,14 +431,8 @@ public class LiveDeviceTests(ITestOutputHelper output)
             bounce.WaitFor("bouncing");
             foreach ((string from, string to, string name) in new[] { (Veth.A, Veth.D, "forth"), (Veth.D, Veth.A, "back") })
             {
-                string captured = prefix + name + ".pcap";
-                using Process tcpdump = veth.Start("tcpdump", "-i", to, "-U", "-n", "-s", "0", "-Q", "in", "-w", captured);
-                WaitListening(tcpdump);
-                using (ChildProcess send = ChildProcess.Run("Send", ["-i", from, "-f", frames, "-n", Count, "-p", 4000], netns: veth.Namespace))
-                    Assert.Equal(0, send.WaitForExit());
-                Thread.Sleep(500);
-                Stop(tcpdump);
-                AssertSame(sent, Packets(captured), $"bounced {name}");
+                List<byte[]>[] captured = CaptureWhile(veth, prefix + name + "-", [to], () => SendFrames(veth, from, frames, Count, 4000));
+                AssertSame(sent, captured[0], $"bounced {name}");
             }
             bounce.Terminate();
             Assert.Equal(0, bounce.WaitForExit());
@@ -464,23 +458,18 @@ public class LiveDeviceTests(ITestOutputHelper output)
         {
             using ChildProcess replicate = ChildProcess.Run("ZBounce", ["-i", $"{Veth.A},{Veth.B}", "-o", $"{Veth.C},{Veth.D}"], netns: veth.Namespace);
             replicate.WaitFor("bouncing");
-            Process[] tcpdumps = [.. new[] { Veth.C, Veth.D }.Select(i => veth.Start("tcpdump", "-i", i, "-U", "-n", "-Q", "in", "-w", $"{prefix}{i}.pcap"))];
-            foreach (Process t in tcpdumps) WaitListening(t);
-            using (ChildProcess one = ChildProcess.Run("Send", ["-i", Veth.B, "-f", prefix + "1000.pcap", "-n", Count, "-p", 3000], netns: veth.Namespace))
-            using (ChildProcess two = ChildProcess.Run("Send", ["-i", Veth.A, "-f", prefix + "2000.pcap", "-n", Count, "-p", 3000], netns: veth.Namespace))
+            string[] outputs = [Veth.C, Veth.D];
+            List<byte[]>[] captured = CaptureWhile(veth, prefix, outputs, () =>
             {
+                using ChildProcess one = ChildProcess.Run("Send", ["-i", Veth.B, "-f", prefix + "1000.pcap", "-n", Count, "-p", 3000], netns: veth.Namespace);
+                using ChildProcess two = ChildProcess.Run("Send", ["-i", Veth.A, "-f", prefix + "2000.pcap", "-n", Count, "-p", 3000], netns: veth.Namespace);
                 Assert.Equal(0, one.WaitForExit());
                 Assert.Equal(0, two.WaitForExit());
-            }
-            Thread.Sleep(500);
-            foreach (Process t in tcpdumps)
+            });
+            for (int o = 0; o < outputs.Length; o++)
             {
-                Stop(t);
-                t.Dispose();
-            }
-            foreach (string output in new[] { Veth.C, Veth.D })
-            {
-                List<byte[]> got = Packets($"{prefix}{output}.pcap");
+                string output = outputs[o];
+                List<byte[]> got = captured[o];
                 Assert.True(got.Count == 2 * Count, $"{got.Count} frames came out towards {output}, expected {2 * Count}");
                 foreach (int port in new[] { 1000, 2000 })
                     AssertSame(Packets($"{prefix}{port}.pcap"), got.Where(f => (f[34] << 8 | f[35]) == port).ToList(), $"the frames of port {port} towards {output}");
@@ -629,14 +618,8 @@ public class LiveDeviceTests(ITestOutputHelper output)
             ends.WaitFor("forwarding");
             using ChildProcess middle = ChildProcess.Run("ZBounce", ["-i", $"zc:{id}@0", "-o", $"zc:{id}@1"], netns: veth.Namespace);
             middle.WaitFor("bouncing");
-            string captured = prefix + "out.pcap";
-            using Process tcpdump = veth.Start("tcpdump", "-i", Veth.C, "-U", "-n", "-s", "0", "-Q", "in", "-w", captured);
-            WaitListening(tcpdump);
-            using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.B, "-f", frames, "-n", Count, "-p", 4000], netns: veth.Namespace))
-                Assert.Equal(0, send.WaitForExit());
-            Thread.Sleep(500);
-            Stop(tcpdump);
-            AssertSame(Packets(frames), Packets(captured), "through the pipeline");
+            List<byte[]>[] captured = CaptureWhile(veth, prefix, [Veth.C], () => SendFrames(veth, Veth.B, frames, Count, 4000));
+            AssertSame(Packets(frames), captured[0], "through the pipeline");
             middle.Terminate();
             ends.Terminate();
             Assert.Equal(0, middle.WaitForExit());
@@ -659,6 +642,34 @@ public class LiveDeviceTests(ITestOutputHelper output)
             writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 12).Udp(source, destination, 4).U32((uint)i).ToArray(), i);
         }
         return path;
+    }
+
+    // What comes in on each of `interfaces` (tcpdump, into `{prefix}{interface}.pcap`) while `send` runs, and half a second after.
+    private static List<byte[]>[] CaptureWhile(Veth veth, string prefix, string[] interfaces, Action send)
+    {
+        Process[] tcpdumps = [.. interfaces.Select(i => veth.Start("tcpdump", "-i", i, "-U", "-n", "-s", "0", "-Q", "in", "-w", $"{prefix}{i}.pcap"))];
+        try
+        {
+            foreach (Process t in tcpdumps) WaitListening(t);
+            send();
+            Thread.Sleep(500);
+        }
+        finally
+        {
+            foreach (Process t in tcpdumps)
+            {
+                Stop(t);
+                t.Dispose();
+            }
+        }
+        return [.. interfaces.Select(i => Packets($"{prefix}{i}.pcap"))];
+    }
+
+    // Sends `count` frames of a capture out of `device` at `rate` a second, with the Send sample, and waits for it.
+    private static void SendFrames(Veth veth, string device, string frames, int count, int rate)
+    {
+        using ChildProcess send = ChildProcess.Run("Send", ["-i", device, "-f", frames, "-n", count, "-p", rate], netns: veth.Namespace);
+        Assert.Equal(0, send.WaitForExit());
     }
 
     private static void Stop(Process tcpdump)

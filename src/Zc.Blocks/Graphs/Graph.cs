@@ -61,6 +61,12 @@ public sealed class Graph : IDisposable
     /// <summary>True when every input is a finite source that has given everything, and every stage has passed it on.</summary>
     public bool InputsExhausted => Balancers.All(b => b.InputsExhausted) && Pipes.All(p => p.Finished);
 
+    /// <summary>
+    /// True when the inputs are exhausted (<see cref="InputsExhausted"/>) and the consumers of every queue have received and
+    /// released all of it: a graph of files that has nothing left to do.
+    /// </summary>
+    public bool Delivered => InputsExhausted && ConsumerQueues.All(q => q.Held == 0);
+
     /// <summary>Stops the workers, closes the devices, removes the cluster. Rethrows what a worker threw. Idempotent.</summary>
     public void Dispose()
     {
