@@ -8,11 +8,12 @@ using ZcFlow.Workers;
 namespace ZcFlow.Perf;
 
 /// <summary>
-/// Flow export from a capture file, like for like: our FlowTable and IPFIX encoder (reading the file with
-/// the pcap device, one thread pinned), softflowd <c>-r</c> and pmacctd <c>-I</c> reading the same file,
-/// each exporting or printing what it finds. Reported: packets per second of CPU time (user + system,
-/// every process and thread of each; ours is the one thread that does it all), and the ratio to
-/// softflowd's; and ours reading the file alone, the share of the pcap device. Two files: many flows (500,000 flows of 4 packets) and few (1,000 flows of 2,000).
+/// Flow export from a capture file, like for like: our FlowTable and IPFIX encoder (reading the file's records
+/// in place, as FlowExport does, one thread pinned), softflowd <c>-r</c> and pmacctd <c>-I</c> reading the
+/// same file, each exporting or printing what it finds. Reported: packets per second of CPU time (user +
+/// system, every process and thread of each; ours is the one thread that does it all, opening the file
+/// included), and the ratio to softflowd's; ours reading the file alone (the share of reading it); and ours
+/// with each record copied into a pool buffer by the pcap device first, as packets of a live device come. Two files: many flows (500,000 flows of 4 packets) and few (1,000 flows of 2,000).
 /// Then the memory a table of a million flows takes, filled with a million concurrent flows.
 /// </summary>
 internal static class FlowsScenario
@@ -30,17 +31,19 @@ internal static class FlowsScenario
                 // Interleaved, best of N each: this host's speed swings from minute to minute.
                 var ours = new List<double>();
                 var reading = new List<double>();
+                var viaPool = new List<double>();
                 var softflowd = new List<double>();
                 var pmacctd = new List<double>();
                 for (int run = 0; run < options.Runs; run++)
                 {
-                    ours.Add(Ours(pcap, core, flows: true));
-                    reading.Add(Ours(pcap, core, flows: false));
+                    ours.Add(Ours(pcap, core, Reading.InPlace));
+                    reading.Add(Ours(pcap, core, Reading.ReadOnly));
+                    viaPool.Add(Ours(pcap, core, Reading.ViaPool));
                     softflowd.Add(Child("softflowd", "-r", pcap, "-n", "127.0.0.1:9", "-v", "10", "-d"));
                     pmacctd.Add(Child("pmacctd", "-I", pcap, "-P", "print", "-O", "csv", "-o", "/dev/null", "-r", "3600", "-c", "src_host,dst_host,src_port,dst_port,proto"));
                 }
                 double baseline = packets / softflowd.Min();
-                foreach ((string name, List<double> seconds) in ((string, List<double>)[])[("zcflow", ours), ("zcflow_read_only", reading), ("softflowd", softflowd), ("pmacctd", pmacctd)])
+                foreach ((string name, List<double> seconds) in ((string, List<double>)[])[("zcflow", ours), ("zcflow_read_only", reading), ("zcflow_via_pool", viaPool), ("softflowd", softflowd), ("pmacctd", pmacctd)])
                     report.Row(new Dictionary<string, object>
                     {
                         ["scenario"] = "flows",
@@ -85,30 +88,56 @@ internal static class FlowsScenario
             .Udp(reply ? (ushort)53 : port, reply ? port : (ushort)53, payload).Add(new byte[payload]).ToArray();
     }
 
-    // Our CPU seconds: the pcap device, the table and the IPFIX encoder on one pinned thread (export packets go nowhere);
-    // without flows, the device alone: the share of reading the file.
-    private static double Ours(string pcap, int core, bool flows)
+    private enum Reading
+    {
+        InPlace,    // the file's records read in place (CaptureFile.ReadBurst), as FlowExport reads a capture file
+        ReadOnly,   // the same, not counted into flows: the share of reading the file
+        ViaPool,    // through the pcap device, each record copied into a pool buffer, as a live device's packets come
+    }
+
+    // Our CPU seconds: reading the file, the table and the IPFIX encoder on one pinned thread (export packets go nowhere).
+    private static double Ours(string pcap, int core, Reading path)
     {
         double seconds = 0;
         var thread = new Thread(() =>
         {
             CpuAffinity.PinCurrentThread(core);
-            using ZcCluster cluster = ZcCluster.Create(0x5F800000 + (uint)Environment.ProcessId % 0x100000, new ClusterOptions { BufferCount = 1024, Warn = _ => { } });
-            BufferPool pool = cluster.CreatePool(1024);
-            using IPacketSource source = Device.OpenSource("pcap:" + pcap, pool, 0);
             var table = new FlowTable<FlowEncoder>(1 << 20, new FlowEncoder(new FlowEncoderOptions(), _ => true));
-            var burst = new PacketHandle[32];
-            double start = CaptureScenario.ThreadCpuSeconds();
-            long n = 0;
-            for (int got; (got = source.ReceiveBurst(burst)) > 0;)
+            if (path == Reading.ViaPool)
             {
-                if (flows) table.AddBurst(burst.AsSpan(0, got));
-                pool.ReleaseBurst(burst.AsSpan(0, got));
-                if ((++n & 1023) == 0) table.Expire();
+                using ZcCluster cluster = ZcCluster.Create(0x5F800000 + (uint)Environment.ProcessId % 0x100000, new ClusterOptions { BufferCount = 1024, Warn = _ => { } });
+                BufferPool pool = cluster.CreatePool(1024);
+                using IPacketSource source = Device.OpenSource("pcap:" + pcap, pool, 0);
+                var burst = new PacketHandle[32];
+                double start = CaptureScenario.ThreadCpuSeconds();
+                long n = 0;
+                for (int got; (got = source.ReceiveBurst(burst)) > 0;)
+                {
+                    table.AddBurst(burst.AsSpan(0, got));
+                    pool.ReleaseBurst(burst.AsSpan(0, got));
+                    if ((++n & 1023) == 0) table.Expire();
+                }
+                table.ExpireAll();
+                table.Export.Flush();
+                seconds = CaptureScenario.ThreadCpuSeconds() - start;
             }
-            table.ExpireAll();
-            table.Export.Flush();
-            seconds = CaptureScenario.ThreadCpuSeconds() - start;
+            else
+            {
+                double start = CaptureScenario.ThreadCpuSeconds();
+                using CaptureFile file = CaptureFile.Open(pcap);
+                var frames = new CapturedFrame[32];
+                long n = 0, bytes = 0;
+                for (int got; (got = file.ReadBurst(frames)) > 0;)
+                {
+                    if (path == Reading.ReadOnly) bytes += frames[got - 1].Length;
+                    else table.AddBurst(frames.AsSpan(0, got));
+                    if ((++n & 1023) == 0) table.Expire();
+                }
+                table.ExpireAll();
+                table.Export.Flush();
+                seconds = CaptureScenario.ThreadCpuSeconds() - start;
+                Assert(bytes >= 0);
+            }
         });
         thread.Start();
         thread.Join();

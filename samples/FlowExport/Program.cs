@@ -65,14 +65,29 @@ catch (Exception e) when (e is ArgumentException or IOException or InvalidDataEx
 bool replay = source is PcapFileDevice;
 Console.WriteLine($"{input} -> {(version == 9 ? "NetFlow v9" : "IPFIX")} to {collector}{(tcp ? " over TCP" : "")}, observation domain {domain}");
 
+// A capture file's records are counted where they lie in the mapped file, not copied into buffers first.
+CaptureFile? inPlace = (source as PcapFileDevice)?.InPlace;
 var burst = new PacketHandle[32];
+var frames = new CapturedFrame[32];
+ulong received = 0;
 var clock = Stopwatch.StartNew();
 TimeSpan nextTick = TimeSpan.FromSeconds(1), nextExpiry = TimeSpan.Zero;
 while (!stop.IsCancellationRequested)
 {
-    int n = source.ReceiveBurst(burst);
-    table.AddBurst(burst.AsSpan(0, n));
-    pool.ReleaseBurst(burst.AsSpan(0, n));
+    int n;
+    if (inPlace is not null)
+    {
+        n = inPlace.ReadBurst(frames);
+        table.AddBurst(frames.AsSpan(0, n));
+        if (n == 0) break;
+    }
+    else
+    {
+        n = source.ReceiveBurst(burst);
+        table.AddBurst(burst.AsSpan(0, n));
+        pool.ReleaseBurst(burst.AsSpan(0, n));
+    }
+    received += (uint)n;
     if (n == 0)
     {
         if (source.IsExhausted) break;
@@ -90,10 +105,11 @@ while (!stop.IsCancellationRequested)
 table.ExpireAll();
 encoder.Flush();
 Report();
+if (source is PcapFileDevice { Problem: string problem }) Console.Error.WriteLine($"warning: {problem}");
 source.Dispose();
 cluster.Dispose();
 return 0;
 
 void Report() => Console.WriteLine(
     $"packets {table.Packets:N0} in flows, {table.Ignored:N0} not IP; flows {table.Count:N0} active, {table.Created:N0} seen, {table.Exported:N0} ended, " +
-    $"{table.Evicted:N0} evicted; records {encoder.RecordsSent:N0} sent, {encoder.RecordsDropped:N0} dropped; input {source.Stats.Received:N0} received");
+    $"{table.Evicted:N0} evicted; records {encoder.RecordsSent:N0} sent, {encoder.RecordsDropped:N0} dropped; input {received:N0} received");

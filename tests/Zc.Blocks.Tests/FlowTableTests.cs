@@ -1,5 +1,7 @@
 using ZcFlow.Buffers;
+using ZcFlow.Devices;
 using ZcFlow.Flows;
+using ZcFlow.Parsing;
 
 namespace ZcFlow.Tests;
 
@@ -145,6 +147,53 @@ public sealed class FlowTableTests : IDisposable
         _pool.ReleaseBurst(burst);
         Assert.Equal((byOne.Packets, byOne.Ignored, byOne.Evicted), (byBurst.Packets, byBurst.Ignored, byBurst.Evicted));
         Assert.Equal(one.Select(f => (f.SourceAddress, f.Packets, f.Bytes, f.End)), many.Select(f => (f.SourceAddress, f.Packets, f.Bytes, f.End)));
+    }
+
+    [Fact]
+    public void ACaptureFileReadInPlace_GivesTheFlowsOfItsPacketsCopiedIntoBuffers()
+    {
+        Corpus.SkipIfMissing();
+        int compared = 0;
+        foreach (string path in Corpus.Files())
+        {
+            // The pcap device gives no link type per packet: files whose interfaces differ are left out.
+            using (CaptureFile links = CaptureFile.Open(path))
+            {
+                bool mixed = false;
+                while (links.TryNext(out _, out _, out LinkType link)) mixed |= link != links.LinkType;
+                if (mixed) continue;
+            }
+            var copied = new List<FlowRecord>();
+            var inPlace = new List<FlowRecord>();
+            var byDevice = new FlowTable<Collect>(256, new Collect(copied)) { IdleTimeoutNs = Second };
+            var byFile = new FlowTable<Collect>(256, new Collect(inPlace)) { IdleTimeoutNs = Second };
+            using (var device = (PcapFileDevice)Device.OpenSource(path, _pool, 0))
+            {
+                byDevice.Link = device.LinkType;
+                var burst = new PacketHandle[32];
+                for (int n; (n = device.ReceiveBurst(burst)) > 0;)
+                {
+                    byDevice.AddBurst(burst.AsSpan(0, n));
+                    _pool.ReleaseBurst(burst.AsSpan(0, n));
+                    byDevice.Expire();
+                }
+            }
+            using (CaptureFile file = CaptureFile.Open(path))
+            {
+                var frames = new CapturedFrame[32];
+                for (int n; (n = file.ReadBurst(frames)) > 0;)
+                {
+                    byFile.AddBurst(frames.AsSpan(0, n));
+                    byFile.Expire();
+                }
+            }
+            byDevice.ExpireAll();
+            byFile.ExpireAll();
+            Assert.True((byDevice.Packets, byDevice.Ignored, byDevice.Created) == (byFile.Packets, byFile.Ignored, byFile.Created), $"{Path.GetFileName(path)}: {(byDevice.Packets, byDevice.Ignored, byDevice.Created)} copied, {(byFile.Packets, byFile.Ignored, byFile.Created)} in place");
+            Assert.Equal(copied, inPlace);
+            compared++;
+        }
+        Assert.True(compared > 700, $"only {compared} corpus files compared");
     }
 
     [Fact]

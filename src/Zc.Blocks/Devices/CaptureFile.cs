@@ -1,5 +1,7 @@
 using System.Buffers.Binary;
 using System.IO.MemoryMappedFiles;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using ZcFlow.Parsing;
 
 namespace ZcFlow.Devices;
@@ -63,6 +65,8 @@ public sealed unsafe class CaptureFile : IDisposable
                 _first = 24;
             }
             _offset = _first;
+            // A pcapng file's link type is its first interface's: read up to its first packet, so that it is known before.
+            if (_pcapng && TryNext(out _, out _, out _)) StepBack();
         }
         catch
         {
@@ -115,6 +119,18 @@ public sealed unsafe class CaptureFile : IDisposable
         link = LinkType;
         if (Problem is not null) return false;
         return _pcapng ? NextBlock(ref data, ref timestampNs, ref link) : NextRecord(ref data, ref timestampNs);
+    }
+
+    /// <summary>
+    /// The next records, up to as many as <paramref name="frames"/> holds, in place as <see cref="TryNext"/> gives them
+    /// (their bytes stay in the mapping). Returns how many: fewer at the end of the file, or where it is damaged.
+    /// </summary>
+    public int ReadBurst(Span<CapturedFrame> frames)
+    {
+        int n = 0;
+        while (n < frames.Length && TryNext(out ReadOnlySpan<byte> data, out long timestampNs, out LinkType link))
+            frames[n++] = new CapturedFrame((byte*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(data)), data.Length, WireLength, timestampNs, link);
+        return n;
     }
 
     private bool NextRecord(ref ReadOnlySpan<byte> data, ref long timestampNs)
@@ -266,4 +282,33 @@ public sealed unsafe class CaptureFile : IDisposable
         }
         _map?.Dispose();
     }
+}
+
+/// <summary>A record of a <see cref="CaptureFile"/> read in place (<see cref="CaptureFile.ReadBurst"/>): valid while the file is open.</summary>
+public readonly unsafe struct CapturedFrame
+{
+    private readonly byte* _data;
+
+    internal CapturedFrame(byte* data, int length, int wireLength, long timestampNs, LinkType link)
+    {
+        _data = data;
+        Length = length;
+        WireLength = wireLength;
+        TimestampNs = timestampNs;
+        Link = link;
+    }
+
+    /// <summary>The captured bytes.</summary>
+    public ReadOnlySpan<byte> Data => new(_data, Length);
+
+    public int Length { get; }
+
+    /// <summary>The length on the wire: at least <see cref="Length"/>.</summary>
+    public int WireLength { get; }
+
+    /// <summary>Nanoseconds since the Unix epoch.</summary>
+    public long TimestampNs { get; }
+
+    /// <summary>What the frame's first header is.</summary>
+    public LinkType Link { get; }
 }

@@ -58,6 +58,12 @@ public sealed class PcapFileDevice : IPacketSource
 
     public Parsing.LinkType LinkType => _file.LinkType;
 
+    /// <summary>
+    /// The mapped file, for a reader that takes its records in place (<see cref="CaptureFile.ReadBurst"/>) rather than copied into
+    /// buffers: null with <c>loop</c> or <c>pace</c>, which only the device does. Read from it or from the device, not both.
+    /// </summary>
+    public CaptureFile? InPlace => _loop || _pace ? null : _file;
+
     public DeviceStats Stats => new(Volatile.Read(ref _received), Volatile.Read(ref _bytes), 0);
 
     public int ReceiveBurst(Span<PacketHandle> packets)

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using ZcFlow.Buffers;
+using ZcFlow.Devices;
 using ZcFlow.Distribution;
 using ZcFlow.Parsing;
 
@@ -123,14 +124,21 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
     public ref TExport Export => ref _export;
 
     /// <summary>Counts the packet into its flow; false when it has no IP layer (<see cref="Ignored"/>).</summary>
-    public bool Add(in PacketHandle packet)
+    public bool Add(in PacketHandle packet) => Add(packet.Data, packet.WireLength, packet.TimestampNs);
+
+    /// <summary>
+    /// Counts a frame that is not in a pool buffer into its flow: a record of a mapped capture file, say, read in place
+    /// (<see cref="AddBurst(ReadOnlySpan{CapturedFrame})"/> takes a burst of them). <paramref name="wireLength"/> is its length
+    /// on the wire, <paramref name="timestampNs"/> its time; its first header is <see cref="Link"/>'s.
+    /// </summary>
+    public bool Add(ReadOnlySpan<byte> frame, int wireLength, long timestampNs)
     {
-        PacketParser.Parse(packet.Data, out PacketInfo info, Link);
-        return CountIn(packet, info, Hash(info));
+        Read(0, frame, wireLength, timestampNs, Link);
+        return CountIn(0);
     }
 
     /// <summary>
-    /// Counts a burst of packets into their flows, as <see cref="Add"/> does one by one, but parses them all
+    /// Counts a burst of packets into their flows, as <see cref="Add(in PacketHandle)"/> does one by one, but parses them all
     /// first and asks the memory for each one's place in the index before the first lookup, so that the
     /// lookups of a burst wait for memory together rather than one after the other. Returns how many had an IP layer.
     /// </summary>
@@ -140,34 +148,95 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
         for (int start = 0; start < packets.Length; start += BurstSize)
         {
             ReadOnlySpan<PacketHandle> burst = packets.Slice(start, Math.Min(BurstSize, packets.Length - start));
-            for (int i = 0; i < burst.Length; i++)
-            {
-                PacketParser.Parse(burst[i].Data, out _infos[i], Link);
-                _hashes[i] = Hash(_infos[i]);
-                Prefetch(ref _index[(int)_hashes[i] & _indexMask]);
-            }
-            // Then each one's flow, where its home index entry names it (most often so), while the index lines come in.
-            for (int i = 0; i < burst.Length; i++)
-            {
-                ulong entry = _index[(int)_hashes[i] & _indexMask];
-                if (entry != 0 && (uint)(entry >> 32) == _hashes[i])
-                {
-                    // Every line of the flow the packet writes: it spans two or three.
-                    ref byte record = ref Unsafe.As<FlowRecord, byte>(ref _flows[(int)(uint)entry - 1]);
-                    Prefetch(ref record);
-                    Prefetch(ref Unsafe.Add(ref record, 64));
-                    Prefetch(ref Unsafe.Add(ref record, Unsafe.SizeOf<FlowRecord>() - 1));
-                }
-            }
-            for (int i = 0; i < burst.Length; i++)
-                if (CountIn(burst[i], _infos[i], _hashes[i])) added++;
+            for (int i = 0; i < burst.Length; i++) Read(i, burst[i].Data, burst[i].WireLength, burst[i].TimestampNs, Link);
+            added += CountBurst(burst.Length);
         }
         return added;
     }
 
+    /// <summary>
+    /// Counts a burst of a capture file's records into their flows, read in place (<see cref="CaptureFile.ReadBurst"/>), as
+    /// <see cref="AddBurst(ReadOnlySpan{PacketHandle})"/> counts packets; each frame's first header is its own <see cref="CapturedFrame.Link"/>.
+    /// </summary>
+    public int AddBurst(ReadOnlySpan<CapturedFrame> frames)
+    {
+        int added = 0;
+        for (int start = 0; start < frames.Length; start += BurstSize)
+        {
+            ReadOnlySpan<CapturedFrame> burst = frames.Slice(start, Math.Min(BurstSize, frames.Length - start));
+            for (int i = 0; i < burst.Length; i++) Read(i, burst[i].Data, burst[i].WireLength, burst[i].TimestampNs, burst[i].Link);
+            added += CountBurst(burst.Length);
+        }
+        return added;
+    }
+
+    // The burst's packets, read first (_read): each one's place in the index and its flow asked of the memory, while the index
+    // lines come in; then each counted.
+    private int CountBurst(int n)
+    {
+        for (int i = 0; i < n; i++)
+        {
+            ulong entry = _index[(int)_read[i].Hash & _indexMask];
+            if (entry != 0 && (uint)(entry >> 32) == _read[i].Hash)
+            {
+                // Every line of the flow the packet writes: it spans two or three.
+                ref byte record = ref Unsafe.As<FlowRecord, byte>(ref _flows[(int)(uint)entry - 1]);
+                Prefetch(ref record);
+                Prefetch(ref Unsafe.Add(ref record, 64));
+                Prefetch(ref Unsafe.Add(ref record, Unsafe.SizeOf<FlowRecord>() - 1));
+            }
+        }
+        int added = 0;
+        for (int i = 0; i < n; i++)
+            if (CountIn(i)) added++;
+        return added;
+    }
+
     private const int BurstSize = 32;
-    private readonly PacketInfo[] _infos = new PacketInfo[BurstSize];
-    private readonly uint[] _hashes = new uint[BurstSize];
+    private readonly Packet[] _read = new Packet[BurstSize];
+
+    // What counting a packet takes from its frame.
+    private struct Packet
+    {
+        public FlowKey Key;
+        public long Time;
+        public uint Hash;
+        public uint Bytes;
+        public ushort Vlan;
+        public byte TcpFlags;
+    }
+
+    // Reads the frame into burst place i and asks the memory for its index entry. The frame most links carry most of (plain
+    // IPv4 TCP or UDP) gives its key straight; any other is parsed whole.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Read(int i, ReadOnlySpan<byte> frame, int wireLength, long time, LinkType link)
+    {
+        ref Packet p = ref _read[i];
+        p.Time = time;
+        if (link == LinkType.Ethernet && PacketParser.PlainFlow(frame, ref p.Key))
+        {
+            p.Vlan = 0;
+            p.Bytes = IpLength(frame, PacketParser.PlainL3, 4, wireLength);
+            p.TcpFlags = p.Key.Protocol == 6 ? frame[PacketParser.PlainL4 + 13] : (byte)0;
+        }
+        else
+        {
+            ReadLayers(ref p, frame, wireLength, link);
+        }
+        p.Hash = FlowHash.FiveTuple(p.Key) ^ p.Vlan * 0x9E3779B1u;
+        Prefetch(ref _index[(int)p.Hash & _indexMask]);
+    }
+
+    private void ReadLayers(ref Packet p, ReadOnlySpan<byte> frame, int wireLength, LinkType link)
+    {
+        PacketParser.Parse(frame, out PacketInfo info, link);
+        bool inner = Tunnels && info.Inner.IpVersion != 0;
+        p.Key = inner ? info.Inner : info.Outer;
+        p.Vlan = info.VlanId;
+        int l3 = inner ? info.InnerL3Offset : info.L3Offset, l4 = inner ? info.InnerL4Offset : info.L4Offset;
+        p.Bytes = IpLength(frame, l3, p.Key.IpVersion, wireLength);
+        p.TcpFlags = p.Key.Protocol == 6 && p.Key.HasPorts && l4 + 14 <= frame.Length ? frame[l4 + 13] : (byte)0;
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void Prefetch<T>(ref T line)
@@ -176,30 +245,19 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private uint Hash(in PacketInfo info)
+    private bool CountIn(int i)
     {
-        ref readonly FlowKey key = ref Tunnels && info.Inner.IpVersion != 0 ? ref info.Inner : ref info.Outer;
-        return FlowHash.Mix((ulong)FlowHash.FiveTuple(key) << 16 | info.VlanId);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool CountIn(in PacketHandle packet, in PacketInfo info, uint hash)
-    {
-        ReadOnlySpan<byte> frame = packet.Data;
-        bool inner = Tunnels && info.Inner.IpVersion != 0;
-        ref readonly FlowKey key = ref inner ? ref info.Inner : ref info.Outer;
+        ref readonly Packet p = ref _read[i];
+        ref readonly FlowKey key = ref p.Key;
         if (key.IpVersion == 0)
         {
             _ignored++;
             return false;
         }
-        long t = packet.TimestampNs;
+        long t = p.Time;
         if (t > _clock) _clock = t;
-        int l3 = inner ? info.InnerL3Offset : info.L3Offset, l4 = inner ? info.InnerL4Offset : info.L4Offset;
-        uint bytes = IpLength(frame, l3, key.IpVersion, packet.WireLength);
-        byte flags = key.Protocol == 6 && key.HasPorts && l4 + 14 <= frame.Length ? frame[l4 + 13] : (byte)0;
 
-        int f = Find(key, info.VlanId, hash, out bool forward);
+        int f = Find(key, p.Vlan, p.Hash, out bool forward);
         if (f != None && _flows[f].FirstNs != 0 && t - _flows[f].FirstNs >= ActiveTimeoutNs)
         {
             End(f, FlowEnd.Active);
@@ -207,27 +265,27 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
         }
         if (f == None)
         {
-            f = Create(key, info.VlanId, hash);
+            f = Create(key, p.Vlan, p.Hash);
             forward = true;
         }
         ref FlowRecord r = ref _flows[f];
         if (forward)
         {
             if (r.Packets++ == 0) r.FirstNs = t;
-            r.Bytes += bytes;
+            r.Bytes += p.Bytes;
             r.LastNs = Math.Max(r.LastNs, t);
-            r.TcpFlags |= flags;
+            r.TcpFlags |= p.TcpFlags;
         }
         else
         {
             if (r.ReversePackets++ == 0) r.ReverseFirstNs = t;
-            r.ReverseBytes += bytes;
+            r.ReverseBytes += p.Bytes;
             r.ReverseLastNs = Math.Max(r.ReverseLastNs, t);
-            r.ReverseTcpFlags |= flags;
+            r.ReverseTcpFlags |= p.TcpFlags;
         }
         _packets++;
         // TCP: RST ends the flow, and so do FINs from both sides; a little later, so the last ACK still counts in it.
-        if ((flags & 0x05) != 0) EndingFlags(f, flags, forward);
+        if ((p.TcpFlags & 0x05) != 0) EndingFlags(f, p.TcpFlags, forward);
         return true;
     }
 

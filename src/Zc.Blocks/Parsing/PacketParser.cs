@@ -85,7 +85,28 @@ public static class PacketParser
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool PlainTcpOrUdp(ReadOnlySpan<byte> f, ref PacketInfo info)
     {
-        const int L3 = 14, L4 = L3 + 20;
+        if (!PlainFlow(f, ref info.Outer)) return false;
+        ref byte b = ref MemoryMarshal.GetReference(f);
+        info.MacDestinationHash = Be32(ref b, 0) ^ Be16(ref b, 4);
+        info.MacSourceHash = Be32(ref b, 6) ^ Be16(ref b, 10);
+        info.EtherType = EtherIpv4;
+        info.L3Offset = PlainL3;
+        info.L4Offset = PlainL4;
+        return true;
+    }
+
+    /// <summary>Where the IP header and the TCP or UDP header of a frame <see cref="PlainFlow"/> takes start.</summary>
+    internal const int PlainL3 = 14, PlainL4 = PlainL3 + 20;
+
+    /// <summary>
+    /// The flow key of the frame the fast path covers (Ethernet without tags, IPv4 without options, not a fragment, whole TCP
+    /// or UDP that is not a tunnel's port), and nothing else of it: for a reader that needs only the key. False, and
+    /// <paramref name="key"/> untouched, for any other frame.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool PlainFlow(ReadOnlySpan<byte> f, ref FlowKey key)
+    {
+        const int L3 = PlainL3, L4 = PlainL4;
         if (f.Length < L4 + 8) return false;
         ref byte b = ref MemoryMarshal.GetReference(f);
         byte proto = Unsafe.Add(ref b, L3 + 9);
@@ -95,12 +116,6 @@ public static class PacketParser
             || L4 + (proto == ProtoTcp ? 20 : 8) > Math.Min(L3 + total, f.Length)) return false;
         ushort sport = Be16(ref b, L4), dport = Be16(ref b, L4 + 2);
         if (proto == ProtoUdp && (sport is PortGtpU or PortGtpC || dport is PortGtpU or PortGtpC or PortVxlan)) return false;
-        info.MacDestinationHash = Be32(ref b, 0) ^ Be16(ref b, 4);
-        info.MacSourceHash = Be32(ref b, 6) ^ Be16(ref b, 10);
-        info.EtherType = EtherIpv4;
-        info.L3Offset = L3;
-        info.L4Offset = L4;
-        ref FlowKey key = ref info.Outer;
         key.IpVersion = 4;
         key.Protocol = proto;
         key.Source = Be32(ref b, L3 + 12);
