@@ -12,7 +12,7 @@ namespace ZcFlow.Perf;
 /// in place, as FlowExport does, one thread pinned), softflowd <c>-r</c> and pmacctd <c>-I</c> reading the
 /// same file, each exporting or printing what it finds. Reported: packets per second of CPU time (user +
 /// system, every process and thread of each; ours is the one thread that does it all, opening the file
-/// included), and the ratio to softflowd's; ours reading the file alone (the share of reading it); and ours
+/// included; a pool's cluster is made before), and the ratio to softflowd's; ours reading the file alone (the share of reading it); and ours
 /// with each record copied into a pool buffer by the pcap device first, as packets of a live device come. Two files: many flows (500,000 flows of 4 packets) and few (1,000 flows of 2,000).
 /// Then the memory a table of a million flows takes, filled with a million concurrent flows.
 /// </summary>
@@ -107,9 +107,9 @@ internal static class FlowsScenario
             {
                 using ZcCluster cluster = ZcCluster.Create(0x5F800000 + (uint)Environment.ProcessId % 0x100000, new ClusterOptions { BufferCount = 1024, Warn = _ => { } });
                 BufferPool pool = cluster.CreatePool(1024);
-                using IPacketSource source = Device.OpenSource("pcap:" + pcap, pool, 0);
                 var burst = new PacketHandle[32];
                 double start = CaptureScenario.ThreadCpuSeconds();
+                using IPacketSource source = Device.OpenSource("pcap:" + pcap, pool, 0);
                 long n = 0;
                 for (int got; (got = source.ReceiveBurst(burst)) > 0;)
                 {
@@ -136,7 +136,7 @@ internal static class FlowsScenario
                 table.ExpireAll();
                 table.Export.Flush();
                 seconds = CaptureScenario.ThreadCpuSeconds() - start;
-                Assert(bytes >= 0);
+                Assert(path != Reading.ReadOnly || bytes > 0);
             }
         });
         thread.Start();

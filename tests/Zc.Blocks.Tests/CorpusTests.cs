@@ -26,8 +26,12 @@ public class CorpusTests(ITestOutputHelper output)
             catch (InvalidDataException) { rejected++; continue; }
             using (file)
             {
+                LinkType opened = file.LinkType;
+                bool first = true;
                 while (file.TryNext(out ReadOnlySpan<byte> data, out _, out LinkType link))
                 {
+                    if (first) Assert.True(link == opened, $"{Path.GetFileName(path)}: opened as {opened}, its first packet is {link}");   // a pcapng's too
+                    first = false;
                     packets++;
                     PacketParser.Parse(data, out PacketInfo info, link);
                     PacketParser.ParseLayers(data, out PacketInfo general, link);
