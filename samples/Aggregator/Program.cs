@@ -21,8 +21,7 @@ var cl = new CommandLine(args, flags: "apt", withValue: "iongcbFw",
     "  -p  print stats every second    -t  merge the inputs in timestamp order (zfifo)\n" +
     "  -w  with -t: how long an input that has nothing may hold the others back, in microseconds (1000): it may bring an older packet\n" +
     "  -g  core for the aggregator thread    -a  active wait    -c  cluster id of its own (default from the pid)    -b  buffers (8192)");
-if (!cl.Has('i')) cl.Fail("-i is required");
-string[] devices = cl.String('i')!.Split(',', StringSplitOptions.RemoveEmptyEntries);
+string[] devices = cl.RequiredString('i').Split(',', StringSplitOptions.RemoveEmptyEntries);
 long limit = cl.Number('n', 0, 0);
 string? output = cl.String('o');
 bool toStdout = output == "-";

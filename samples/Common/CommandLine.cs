@@ -103,6 +103,20 @@ internal sealed class CommandLine
         return n;
     }
 
+    /// <summary>The value given with <paramref name="c"/>; without it, the program ends with the usage.</summary>
+    public string RequiredString(char c)
+    {
+        if (String(c) is not { Length: > 0 } v) return Fail<string>($"-{c} is required");
+        return v;
+    }
+
+    /// <summary>
+    /// What setting up a graph throws for what the user gave: a bad device name or option, a file that is missing or not a
+    /// capture, a cluster id in use, no permission. The sample says it in one line, not with a stack.
+    /// </summary>
+    public static bool IsSetupError(Exception e)
+        => e is ArgumentException or IOException or InvalidDataException or InvalidOperationException or TimeoutException or ZcFlow.Native.ErrnoException;
+
     public long Required(char c, long min = 0, long max = long.MaxValue)
     {
         if (!Has(c)) Fail($"-{c} is required");

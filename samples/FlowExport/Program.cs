@@ -19,8 +19,7 @@ var cl = new CommandLine(args, flags: "bpT", withValue: "invtmol",
     "  -m  the most flows held at once (1048576)    -o  observation domain / source id (default: the queue of zc:<c>@<q>, else 0)\n" +
     "  -l  at most this many export packets a second (a collector's socket overflows on a burst); the input waits meanwhile\n" +
     "  -T  flows of the innermost IP packets under GTP-U, GRE and VXLAN    -p  stats every second");
-string input = cl.String('i') ?? "";
-if (input.Length == 0) cl.Fail("-i <device> is required");
+string input = cl.RequiredString('i');
 string target = cl.String('n') ?? "";
 // host:port or udp://host:port for UDP, tcp://host:port for IPFIX over TCP (as nProbe writes them).
 bool tcp = target.StartsWith("tcp://", StringComparison.Ordinal);

@@ -22,8 +22,7 @@ var cl = new CommandLine(args, flags: "a", withValue: "ifnlbprmgcSP",
     "  -S  append the send time to every packet, as zsend does (seconds and nanoseconds, big-endian, then 0xC3),\n" +
     "      from a time-pulse thread on this core\n" +
     "  -P  pace from a time-pulse thread on this core (zsend -P)");
-string output = cl.String('i') ?? "";
-if (output.Length == 0) cl.Fail("-i <device> is required");
+string output = cl.RequiredString('i');
 long count = cl.Number('n', 0);
 int length = (int)cl.Number('l', 60, 60, 9000);
 long pps = cl.Number('p', 0);

@@ -36,7 +36,7 @@ try
 {
     graph = options.Build(w => Console.Error.WriteLine(w));
 }
-catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or InvalidOperationException or TimeoutException or ZcFlow.Native.ErrnoException)
+catch (Exception e) when (CommandLine.IsSetupError(e))
 {
     Console.Error.WriteLine($"error: {e.Message}");
     return 1;

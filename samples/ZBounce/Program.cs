@@ -58,7 +58,7 @@ try
     }
     graph = t.Run();
 }
-catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or InvalidOperationException or TimeoutException or ZcFlow.Native.ErrnoException)
+catch (Exception e) when (CommandLine.IsSetupError(e))
 {
     Console.Error.WriteLine($"error: {e.Message}");
     return 1;

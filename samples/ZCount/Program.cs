@@ -21,8 +21,7 @@ var cl = new CommandLine(args, flags: "aEt", withValue: "cigf",
     "  -E  exit when the owner goes, instead of attaching again to its successor\n" +
     "  -f  count only the packets that match this filter (tcpdump's syntax); the others are received and released\n" +
     "  -t  touch every byte of every packet (as an application that reads them would)");
-if (!cl.Has('i')) cl.Fail("-i is required");
-string input = cl.String('i')!;
+string input = cl.RequiredString('i');
 bool onDevice = !input.All(char.IsAsciiDigit);
 int queueId = onDevice ? -1 : (int)cl.Number('i', 0, 0, 63);
 uint clusterId = onDevice ? (uint)cl.Number('c', 0x5C00_0000 + Environment.ProcessId % 0x100_0000, 0, uint.MaxValue) : (uint)cl.Required('c', 0, uint.MaxValue);

@@ -23,8 +23,7 @@ var cl = new CommandLine(args, flags: "ap", withValue: "iogcnrt",
     "  -i <device>;<queue> -o <device>;<queue>: the two ends of a pipeline across processes, queues 0 and 1\n" +
     "  -r  core of the thread that receives from -i    -t  core of the thread that sends out of -o\n" +
     "  -c  cluster id (default from the pid)");
-if (!cl.Has('i')) cl.Fail("-i is required");
-string input = cl.String('i')!;
+string input = cl.RequiredString('i');
 bool ipc = cl.Has('o');
 if (ipc != input.Contains(';')) cl.Fail("-i <device>;<queue> and -o <device>;<queue> go together (zpipeline_ipc); without -o, -i names a device");
 if (ipc && cl.Has('g')) cl.Fail("-g is for the pipeline of threads; the two ends take -r and -t");
@@ -64,7 +63,7 @@ try
     }
     graph = t.Run();
 }
-catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or InvalidOperationException or TimeoutException or ZcFlow.Native.ErrnoException)
+catch (Exception e) when (CommandLine.IsSetupError(e))
 {
     Console.Error.WriteLine($"error: {e.Message}");
     return 1;

@@ -1,7 +1,7 @@
 namespace ZcFlow;
 
 /// <summary>How a cluster is sized and where its memory comes from. The defaults suit a 10 GbE link with a 1500-byte MTU.</summary>
-public sealed class ClusterOptions
+public sealed record ClusterOptions
 {
     /// <summary>Bytes of packet each buffer holds (PF_RING's <c>max_pkt_len</c>); see <see cref="BufferSizeForMtu"/>.</summary>
     public int BufferSize { get; init; } = 1536;

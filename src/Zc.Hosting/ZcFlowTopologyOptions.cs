@@ -98,7 +98,7 @@ public sealed class ZcFlowTopologyOptions
         foreach (StageOptions stage in Stages)
         {
             PacketStream input = stage.From is not null
-                ? t.From(stage.From.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                ? t.From(stage.FromNames)
                 : t.Merge([.. stage.AfterNames.Select(n => outputs[n])]);
             if (stage.InTimeOrder) input = input.InTimeOrder(TimeSpan.FromMicroseconds(stage.IdleWaitUs));
             if (stage.Balance is int mode)
@@ -152,5 +152,9 @@ public sealed class StageOptions
     /// <summary>The core its thread is pinned to; stages given one core share its thread.</summary>
     public int? Core { get; set; }
 
-    internal string[] AfterNames => After?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
+    internal string[] FromNames => Names(From);
+
+    internal string[] AfterNames => Names(After);
+
+    private static string[] Names(string? list) => list?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
 }

@@ -17,29 +17,7 @@ public class AllocationTests
         using IPacketSource gen = Device.OpenSource("gen:64?flows=4096", pool, 0);
         var balancer = new Balancer<PerApplication<FiveTupleHash>>(pool, [gen], queues, new PerApplication<FiveTupleHash>([2], new FiveTupleHash()));
         var fanout = new Balancer<FanOutAll>(pool, [gen], queues, new FanOutAll());
-        var burst = new PacketHandle[32];
-
-        long Run(long packets)
-        {
-            long done = 0;
-            while (done < packets)
-            {
-                balancer.DoWork();
-                fanout.DoWork();
-                foreach (ZcQueue q in queues)
-                {
-                    int n = q.ReceiveBurst(burst);
-                    q.ReleaseBurst(burst.AsSpan(0, n));
-                    done += n;
-                }
-            }
-            return done;
-        }
-
-        Run(500_000); // warm-up: the JIT settles
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        Run(5_000_000);
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(0, AllocatedWhileMoving([balancer.DoWork, fanout.DoWork], queues, warmUp: 500_000, packets: 5_000_000));
     }
 
     // A topology's parts on one thread: gen -> a filter stage -> queue -> (relay) a stage merging in time order -> queue ->
@@ -58,31 +36,31 @@ public class AllocationTests
         BufferPool relay2 = cluster.CreateRelay([second]);
         var balancer = new Balancer<FiveTupleHash>(relay2, [new StreamSource(relay2, 0, "merge", () => false)], outputs[..2], new FiveTupleHash(), lossless: true);
         var fused = new Balancer<RoundRobin>(fusedPool, [new Pipe<Stages.PassAll>(fusedPool, [other])], outputs[2..], new RoundRobin(), lossless: true);
-        var burst = new PacketHandle[32];
+        Assert.Equal(0, AllocatedWhileMoving([filter.DoWork, merge.DoWork, balancer.DoWork, fused.DoWork], outputs, warmUp: 300_000, packets: 3_000_000));
+        Assert.Equal(0UL, pool.Errors + relay.Errors + relay2.Errors + fusedPool.Errors);
+    }
 
-        long Run(long packets)
+    // Turns the workers on this thread and receives and releases what reaches the queues: warmUp packets first (the JIT's
+    // tiers settle), then packets more, and returns the bytes this thread allocated meanwhile.
+    private static long AllocatedWhileMoving(Func<int>[] workers, ZcQueue[] queues, long warmUp, long packets)
+    {
+        var burst = new PacketHandle[32];
+        void Move(long count)
         {
-            long done = 0;
-            while (done < packets)
+            for (long done = 0; done < count;)
             {
-                filter.DoWork();
-                merge.DoWork();
-                balancer.DoWork();
-                fused.DoWork();
-                foreach (ZcQueue q in outputs)
+                foreach (Func<int> work in workers) work();
+                foreach (ZcQueue q in queues)
                 {
                     int n = q.ReceiveBurst(burst);
                     q.ReleaseBurst(burst.AsSpan(0, n));
                     done += n;
                 }
             }
-            return done;
         }
-
-        Run(300_000);
+        Move(warmUp);
         long before = GC.GetAllocatedBytesForCurrentThread();
-        Run(3_000_000);
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
-        Assert.Equal(0UL, pool.Errors + relay.Errors + relay2.Errors + fusedPool.Errors);
+        Move(packets);
+        return GC.GetAllocatedBytesForCurrentThread() - before;
     }
 }

@@ -47,6 +47,11 @@ public class PipelineSampleTests
         }
     }
 
+    // A packet's flow, from what it carries: its input file (the high half) and its source port (1000 + i % 16).
+    private static (uint File, uint Port) Flow(uint carried) => (carried >> 16, carried % 16);
+
+    private static void AssertEachFlowOnOneQueue(List<uint>[] seen) => Assert.Empty(seen[0].Select(Flow).Intersect(seen[1].Select(Flow)));
+
     // Queues 0 and 1 of the cluster read until every UDP packet of both inputs came: UDP only, each once.
     private static List<uint>[] ReadBoth(uint id, int udp)
     {
@@ -87,10 +92,10 @@ public class PipelineSampleTests
             zfilter.WaitFor("2 filtering threads");
             List<uint>[] seen = ReadBoth(id, Udp);
             foreach (List<uint> q in seen)
-                foreach (var flow in q.GroupBy(s => (s >> 16, s % 16)))
+                foreach (var flow in q.GroupBy(Flow))
                     Assert.True(flow.SequenceEqual(flow.Order()), $"flow {flow.Key} out of order");
             Assert.All(seen, q => Assert.NotEmpty(q));
-            Assert.Empty(seen[0].Select(s => (s >> 16, s % 16)).Intersect(seen[1].Select(s => (s >> 16, s % 16))));   // a flow on one queue
+            AssertEachFlowOnOneQueue(seen);
             string total = zfilter.WaitFor("total");
             Assert.Contains($"pcap:{prefix}0.pcap 2,500 in 2,000 kept, pcap:{prefix}1.pcap 2,500 in 2,000 kept", total);
             Assert.Equal(0, zfilter.WaitForExit());
@@ -122,7 +127,7 @@ public class PipelineSampleTests
             using ChildProcess topology = ChildProcess.Run("Topology", [prefix + "graph.json"]);
             Assert.Equal($"running 3 stages in cluster {id}; consumers attach to zc:{id}@0, zc:{id}@1", topology.WaitFor("running"));
             List<uint>[] seen = ReadBoth(id, Udp);
-            Assert.Empty(seen[0].Select(s => (s >> 16, s % 16)).Intersect(seen[1].Select(s => (s >> 16, s % 16))));   // a flow on one queue
+            AssertEachFlowOnOneQueue(seen);
             Assert.Equal(0, topology.WaitForExit());
             Assert.Contains("udp 0: 2,000 in, 1,500 on, 500 dropped", topology.Output);
 

@@ -85,13 +85,7 @@ public sealed unsafe class BpfFilter
     public bool Matches(in PacketHandle packet) => Matches(packet.Data, packet.WireLength);
 
     /// <summary>True when the filter accepts a frame as captured, which was <paramref name="wireLength"/> bytes on the wire (0: as many as captured).</summary>
-    public bool Matches(ReadOnlySpan<byte> frame, int wireLength = 0)
-    {
-        fixed (byte* p = frame)
-            return _compiled is { } compiled
-                ? compiled(p, (uint)Math.Max(wireLength, frame.Length), (uint)frame.Length) != 0
-                : Pcap.Filter(_instructions, p, (uint)Math.Max(wireLength, frame.Length), (uint)frame.Length) != 0;
-    }
+    public bool Matches(ReadOnlySpan<byte> frame, int wireLength = 0) => Run(frame, (uint)Math.Max(wireLength, frame.Length)) != 0;
 
     /// <summary>What libpcap's interpreter returns for the frame: the compiled program must return the same.</summary>
     internal uint Interpret(ReadOnlySpan<byte> frame, uint wireLength)

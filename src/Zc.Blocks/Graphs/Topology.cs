@@ -136,11 +136,10 @@ public sealed class Topology
         int shared = readers.Count(n => n.PoolBuffers is null);
         int bufferCount = readers.Sum(n => n.PoolBuffers ?? 0) + (shared == 0 ? 0 : _options.BufferCount);
         bool xdp = _nodes.Any(n => n.Input.Devices.Any(XdpDevice.IsName)) || _streams.Any(s => s.Egress is { } e && XdpDevice.IsName(e));
-        ZcCluster cluster = ZcCluster.Create(_id, new ClusterOptions
+        ZcCluster cluster = ZcCluster.Create(_id, _options with
         {
             BufferSize = xdp ? Math.Max(_options.BufferSize, XdpDevice.MinBufferSize) : _options.BufferSize, BufferCount = bufferCount,
-            MaxQueues = Math.Max(_options.MaxQueues, queueCount), RequireHugePages = _options.RequireHugePages, UseHugePages = _options.UseHugePages,
-            LockMemory = _options.LockMemory, GroupId = _options.GroupId, Warn = _options.Warn,
+            MaxQueues = Math.Max(_options.MaxQueues, queueCount),
         });
         var balancers = new List<IBalancer>();
         var pipes = new List<IPipe>();

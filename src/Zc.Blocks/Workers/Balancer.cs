@@ -77,7 +77,15 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
     public ulong Filtered => Volatile.Read(ref _filtered);
 
     /// <summary>True when every input is a finite source that has given everything.</summary>
-    public bool InputsExhausted => _inputs.All(i => i.IsExhausted);
+    public bool InputsExhausted
+    {
+        get
+        {
+            foreach (IPacketSource input in _inputs)
+                if (!input.IsExhausted) return false;
+            return true;
+        }
+    }
 
     /// <summary>True once every input is exhausted and all that was taken from them has been sent on (a balancer holds nothing between turns).</summary>
     public bool Finished => Volatile.Read(ref _finished);
@@ -171,7 +179,7 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
         foreach (ZcQueue q in _outputs) q.Flush();
         if (_egressOutputs != 0)
             foreach (IPacketSink? sink in _egress) sink?.Flush();
-        if (!_finished && Exhausted()) Volatile.Write(ref _finished, true);
+        if (!_finished && InputsExhausted) Volatile.Write(ref _finished, true);
         long now = Stopwatch.GetTimestamp();
         if (now >= _nextCheck)
         {
@@ -179,13 +187,6 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
             _pool.CheckConsumers();
         }
         return moved;
-    }
-
-    private bool Exhausted()
-    {
-        foreach (IPacketSource input in _inputs)
-            if (!input.IsExhausted) return false;
-        return true;
     }
 
     // Sends the packet where the distribution says (bits past the last queue count for nothing);

@@ -287,7 +287,6 @@ public sealed class Pipe<TStage> : IPipe, IPacketSource where TStage : struct, I
         return now - _idleSince >= _idleWait;
     }
 
-    // Sends what is due and fits; the rest waits for the next turn.
     // Sends what fits of `ready`, in order, and returns how many went (or were dropped: the rest wait).
     private int SendOut(Span<PacketHandle> ready)
     {
