@@ -68,6 +68,48 @@ public sealed class CaptureWriterTests : IDisposable
         else Assert.All(lines, l => Assert.Contains(".80: UDP, length 56", l));
     }
 
+    // WriteBurst takes short frames (64 bytes at most, pcap) without a call: every such length, in bursts that end the writer's
+    // buffer at every offset, read back as written; longer frames between them take the general path.
+    [Theory]
+    [InlineData("short.pcap")]
+    [InlineData("short.pcapng")]
+    public void BurstsOfShortFrames_ReadBackAsWritten(string name)
+    {
+        string path = Path.Combine(_dir, name);
+        using ZcCluster cluster = TestClusters.Create(buffers: 64, bufferSize: 256);
+        BufferPool pool = cluster.CreatePool(64);
+        var burst = new PacketHandle[37];
+        var random = new Random(7);
+        var frames = new List<byte[]>();
+        using (var writer = new CaptureWriter(path))
+        {
+            while (frames.Count < 20_000)
+            {
+                int n = pool.GetBurst(burst);
+                for (int i = 0; i < n; i++)
+                {
+                    int length = frames.Count % 9 == 8 ? 65 + random.Next(190) : 1 + frames.Count % 64;
+                    random.NextBytes(burst[i].Buffer);
+                    burst[i].SetReceived(length, length + frames.Count % 3, 1_700_000_000_123_456_789 + frames.Count, 0);
+                    frames.Add(burst[i].Data.ToArray());
+                }
+                writer.WriteBurst(burst.AsSpan(0, n));
+                pool.ReleaseBurst(burst.AsSpan(0, n));
+            }
+        }
+        using CaptureFile file = CaptureFile.Open(path);
+        int at = 0;
+        while (file.TryNext(out ReadOnlySpan<byte> data, out long ts, out _))
+        {
+            Assert.True(data.SequenceEqual(frames[at]), $"frame {at} differs");
+            Assert.Equal(frames[at].Length + at % 3, file.WireLength);
+            Assert.Equal(1_700_000_000_123_456_789 + at, ts);
+            at++;
+        }
+        Assert.Null(file.Problem);
+        Assert.Equal(frames.Count, at);
+    }
+
     [Theory]
     [InlineData("sizes.pcap")]
     [InlineData("sizes.pcapng")]

@@ -1,4 +1,7 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using ZcFlow.Buffers;
 using ZcFlow.Parsing;
 
@@ -87,7 +90,29 @@ public sealed class CaptureWriter : IDisposable
     /// <summary>Appends a burst.</summary>
     public void WriteBurst(ReadOnlySpan<PacketHandle> packets)
     {
-        foreach (ref readonly PacketHandle p in packets) Write(p.Data, p.TimestampNs, p.WireLength);
+        foreach (ref readonly PacketHandle p in packets)
+            if (_pcapng || !TryAppendSmall(p)) Write(p.Data, p.TimestampNs, p.WireLength);
+    }
+
+    // pcap, a frame of at most 64 bytes in a buffer of at least 64 (most of a capture of small packets): the record's header
+    // in one 16-byte store and the frame in two 32-byte ones, with no call. The stores may run past the record, into the
+    // buffer's unused part, which the next record overwrites; the loads, past the frame into its own buffer.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool TryAppendSmall(in PacketHandle p)
+    {
+        int length = p.Length;
+        long timestampNs = p.TimestampNs;
+        if ((uint)length > 64 || p.Capacity < 64 || timestampNs < 0 || _used > _buffer.Length - 80 || !BitConverter.IsLittleEndian) return false;
+        ref byte at = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_buffer), _used);
+        ulong seconds = (ulong)timestampNs / 1_000_000_000;
+        uint nanoseconds = (uint)((ulong)timestampNs - seconds * 1_000_000_000);
+        Unsafe.WriteUnaligned(ref at, Vector128.Create((uint)seconds, nanoseconds, (uint)length, (uint)Math.Max(p.WireLength, length)));
+        ref byte frame = ref MemoryMarshal.GetReference(p.Buffer);
+        Unsafe.WriteUnaligned(ref Unsafe.Add(ref at, 16), Unsafe.ReadUnaligned<Vector256<byte>>(ref frame));
+        Unsafe.WriteUnaligned(ref Unsafe.Add(ref at, 48), Unsafe.ReadUnaligned<Vector256<byte>>(ref Unsafe.Add(ref frame, 32)));
+        _used += 16 + length;
+        Packets++;
+        return true;
     }
 
     /// <summary>Appends one frame with a timestamp in nanoseconds since the epoch.</summary>
