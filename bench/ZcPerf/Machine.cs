@@ -11,6 +11,7 @@ internal static class Machine
         ["cores"] = Environment.ProcessorCount,
         ["cores_allowed"] = string.Join(",", Workers.CpuAffinity.AllowedCores()),
         ["kernel"] = File.ReadAllText("/proc/sys/kernel/osrelease").Trim(),
+        ["hugepages_free"] = Memory.HugePages.FreePages,
         ["runtime"] = System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription,
         ["date"] = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", System.Globalization.CultureInfo.InvariantCulture),
     };

@@ -25,6 +25,7 @@ if (name is null || !scenarios.TryGetValue(name, out Action<PerfOptions>? run))
     return 2;
 }
 PerfOptions options = PerfOptions.Parse(args);
+using var hugePages = new HugePageReserve();
 new Report(options).Row(Machine.Describe(name));
 run(options);
 return 0;
