@@ -8,8 +8,10 @@ namespace ZcFlow.Perf;
 /// <summary>
 /// Our SPSC queue, single-item and in bursts of 32, against DPDK's rte_ring (SP/SC, C, built here), a C ring with no
 /// checks at all (the limit of the design), and <see cref="Channel{T}"/> bounded and unbounded (single reader, single
-/// writer): the same two pinned cores, the same item counts, interleaved run by run so that the host's swings touch every
-/// row alike. Each row is the median of the runs, with the slowest and the fastest.
+/// writer): the same two pinned cores, the same item counts. Each run measures our single-item row beside the peers'
+/// single-item rows, then our burst row beside theirs, alternating which goes first, so that the host's swings (seconds
+/// long here) touch each pair alike. Each row is the median of the runs, with the slowest and the fastest; a ratio is the
+/// median of the ratios within each run, with the lowest and highest.
 /// </summary>
 internal static class QueueScenario
 {
@@ -29,35 +31,47 @@ internal static class QueueScenario
         pool.GetBurst(handles);
         using var peers = new Peers();
 
-        // name, items, how to measure once (seconds and bytes allocated)
+        // name, items, how to measure once (seconds and bytes allocated); in groups measured back to back
         var rows = new List<(string Name, long Items, Func<PinnedPair.Result> Once)>
         {
             ("zc_queue_single", SingleItems, () => Single(Fresh(cluster), handles, SingleItems)),
-            ("zc_queue_burst32", BurstItems, () => Bursts(Fresh(cluster), handles, BurstItems)),
             ("plain_ring_single", SingleItems, () => Peer(peers, "plain", SingleItems, 1)),
+            ("zc_queue_burst32", BurstItems, () => Bursts(Fresh(cluster), handles, BurstItems)),
             ("plain_ring_burst32", BurstItems, () => Peer(peers, "plain", BurstItems, Burst)),
             ("channel_bounded", ChannelItems, () => Channel(handles, ChannelItems, bounded: true)),
             ("channel_unbounded", ChannelItems, () => Channel(handles, ChannelItems, bounded: false)),
         };
         if (peers.RteRingMissing is null)
         {
-            rows.Add(("rte_ring_single", SingleItems, () => Peer(peers, "rte_ring", SingleItems, 1)));
-            rows.Add(("rte_ring_burst32", BurstItems, () => Peer(peers, "rte_ring", BurstItems, Burst)));
+            rows.Insert(1, ("rte_ring_single", SingleItems, () => Peer(peers, "rte_ring", SingleItems, 1)));
+            rows.Insert(4, ("rte_ring_burst32", BurstItems, () => Peer(peers, "rte_ring", BurstItems, Burst)));
         }
+        var groups = rows.GroupBy(r => Kind(r.Name)).Select(g => g.ToList()).ToList();
         Single(Fresh(cluster), handles, SingleItems / 10);   // warm-up: the JIT's tiers settle
         Bursts(Fresh(cluster), handles, BurstItems / 10);
         var runs = rows.ToDictionary(r => r.Name, _ => new List<PinnedPair.Result>());
+        // The host's speed swings within seconds here: each of our rows runs right beside its peers, first on one run and
+        // last on the next, and a ratio is taken within each run before its median over the runs.
         for (int run = 0; run < options.Runs; run++)
-            foreach (var row in rows)
-            {
-                PinnedPair.Result r = row.Once();
-                runs[row.Name].Add(r);
-                Console.Error.WriteLine($"zcperf: queue run {run + 1}/{options.Runs}: {row.Name} {row.Items / r.Seconds / 1e6:F1} Mops");
-            }
+            foreach (var group in groups)
+                foreach (var row in run % 2 == 0 ? group : Enumerable.Reverse(group))
+                {
+                    PinnedPair.Result r = row.Once();
+                    runs[row.Name].Add(r);
+                    Console.Error.WriteLine($"zcperf: queue run {run + 1}/{options.Runs}: {row.Name} {row.Items / r.Seconds / 1e6:F1} Mops");
+                }
 
         var report = new Report(options);
         double Mops(string name, PinnedPair.Result r) => rows.Single(x => x.Name == name).Items / r.Seconds / 1e6;
         double Median(string name) => Report.Median(runs[name].Select(r => Mops(name, r)));
+        // The median over the runs of this row's rate over the other's in the same run, with the lowest and highest.
+        double[] Ratios(string name, string other) => [.. runs[name].Zip(runs[other], (a, b) => Mops(name, a) / Mops(other, b))];
+        void Ratio(Dictionary<string, object> fields, string field, string name, string other)
+        {
+            double[] r = Ratios(name, other);
+            fields[field] = Math.Round(Report.Median(r), 2);
+            fields[field + "_min_max"] = $"{r.Min():F2}-{r.Max():F2}";
+        }
         foreach (var row in rows)
         {
             var results = runs[row.Name];
@@ -73,18 +87,20 @@ internal static class QueueScenario
                 ["runs"] = results.Count,
                 ["alloc_bytes_per_item"] = Math.Round((double)results.Max(r => r.AllocatedBytes) / row.Items, 4),
             };
-            string kind = row.Name.EndsWith("single", StringComparison.Ordinal) ? "single" : "burst32";
+            string kind = Kind(row.Name);
             if (row.Name.StartsWith("zc_", StringComparison.Ordinal))
             {
                 fields["ratio_vs_channel"] = Math.Round(mops / Median("channel_bounded"), 2);
-                if (peers.RteRingMissing is null) fields["ratio_vs_rte_ring"] = Math.Round(mops / Median($"rte_ring_{kind}"), 2);
+                if (peers.RteRingMissing is null) Ratio(fields, "ratio_vs_rte_ring", row.Name, $"rte_ring_{kind}");
                 else fields["ratio_vs_rte_ring"] = peers.RteRingMissing;
             }
-            if (!row.Name.StartsWith("channel", StringComparison.Ordinal))
-                fields["ratio_vs_plain_ring"] = Math.Round(mops / Median($"plain_ring_{kind}"), 2);
+            if (!row.Name.StartsWith("channel", StringComparison.Ordinal) && !row.Name.StartsWith("plain", StringComparison.Ordinal))
+                Ratio(fields, "ratio_vs_plain_ring", row.Name, $"plain_ring_{kind}");
             report.Row(fields);
         }
     }
+
+    private static string Kind(string row) => row.EndsWith("single", StringComparison.Ordinal) ? "single" : row.EndsWith("burst32", StringComparison.Ordinal) ? "burst32" : "channel";
 
     // A C peer's run as a result: its own wall time (it allocates nothing of ours).
     private static PinnedPair.Result Peer(Peers peers, string peer, long items, int burst) => new(peers.Seconds(peer, items, burst), 0);

@@ -34,6 +34,47 @@ public class BalancerTests(ITestOutputHelper output)
         Assert.Equal(there.Outer.SourcePort, back.Outer.DestinationPort);
     }
 
+    // Packet i is template i % (2 x flows), of size Imix[i % 12] for imix, whatever bursts it came in: the frames repeat
+    // with that period but for their sequence numbers, each direction of a flow the other's mirror, every IPv4 header checksummed.
+    [Theory]
+    [InlineData("gen:60?flows=3", 6)]
+    [InlineData("gen:64?flows=5", 10)]
+    [InlineData("gen:100?flows=2", 4)]
+    [InlineData("gen:imix?flows=3", 12)]
+    public void Generator_RepeatsItsFlowsInOrder_AcrossBurstsOfAnySize(string name, int period)
+    {
+        using ZcCluster cluster = TestClusters.Create(buffers: 256, bufferSize: 2048);
+        BufferPool pool = cluster.CreatePool(256);
+        using IPacketSource gen = Device.OpenSource(name, pool, 0);
+        var frames = new List<byte[]>();
+        var burst = new PacketHandle[64];
+        for (int call = 0; frames.Count < 200; call++)
+        {
+            int n = gen.ReceiveBurst(burst.AsSpan(0, 1 + call * 7 % 64));
+            foreach (PacketHandle p in burst.AsSpan(0, n)) frames.Add(p.Data.ToArray());
+            pool.ReleaseBurst(burst.AsSpan(0, n));
+        }
+        for (int i = 0; i < frames.Count; i++)
+        {
+            byte[] frame = frames[i];
+            Assert.Equal(i, BinaryPrimitives.ReadInt64BigEndian(frame.AsSpan(GeneratorDevice.SequenceOffset)));
+            uint sum = 0;
+            for (int k = 14; k < 34; k += 2) sum += BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(k));
+            while (sum > 0xFFFF) sum = (sum & 0xFFFF) + (sum >> 16);
+            Assert.Equal(0xFFFFu, sum);
+            if (i % 2 == 1)
+            {
+                Assert.Equal(frames[i - 1].AsSpan(26, 4).ToArray(), frame.AsSpan(30, 4).ToArray());   // source and destination swapped
+                Assert.Equal(frames[i - 1].AsSpan(34, 2).ToArray(), frame.AsSpan(36, 2).ToArray());   // and the ports
+            }
+            if (i < period) continue;
+            byte[] earlier = frames[i - period];
+            Assert.Equal(earlier.Length, frame.Length);
+            Assert.True(frame.AsSpan(0, GeneratorDevice.SequenceOffset).SequenceEqual(earlier.AsSpan(0, GeneratorDevice.SequenceOffset)), $"packet {i} is not packet {i - period}'s flow");
+            Assert.True(frame.AsSpan(GeneratorDevice.SequenceOffset + 8).SequenceEqual(earlier.AsSpan(GeneratorDevice.SequenceOffset + 8)), $"packet {i}'s payload differs from packet {i - period}'s");
+        }
+    }
+
     [Fact]
     public void ImixGenerator_SendsSevenSmallFourMediumOneLargeInEveryTwelve_EachAWholeUdpPacket_AndCountsTheirBytes()
     {
