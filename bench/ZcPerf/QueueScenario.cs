@@ -31,21 +31,19 @@ internal static class QueueScenario
         pool.GetBurst(handles);
         using var peers = new Peers();
 
-        // name, items, how to measure once (seconds and bytes allocated); in groups measured back to back
+        // name, items, how to measure once (seconds and bytes allocated): our row, then its peers, kind by kind
+        bool rte = peers.RteRingMissing is null;
         var rows = new List<(string Name, long Items, Func<PinnedPair.Result> Once)>
         {
             ("zc_queue_single", SingleItems, () => Single(Fresh(cluster), handles, SingleItems)),
-            ("plain_ring_single", SingleItems, () => Peer(peers, "plain", SingleItems, 1)),
-            ("zc_queue_burst32", BurstItems, () => Bursts(Fresh(cluster), handles, BurstItems)),
-            ("plain_ring_burst32", BurstItems, () => Peer(peers, "plain", BurstItems, Burst)),
-            ("channel_bounded", ChannelItems, () => Channel(handles, ChannelItems, bounded: true)),
-            ("channel_unbounded", ChannelItems, () => Channel(handles, ChannelItems, bounded: false)),
         };
-        if (peers.RteRingMissing is null)
-        {
-            rows.Insert(1, ("rte_ring_single", SingleItems, () => Peer(peers, "rte_ring", SingleItems, 1)));
-            rows.Insert(4, ("rte_ring_burst32", BurstItems, () => Peer(peers, "rte_ring", BurstItems, Burst)));
-        }
+        if (rte) rows.Add(("rte_ring_single", SingleItems, () => Peer(peers, "rte_ring", SingleItems, 1)));
+        rows.Add(("plain_ring_single", SingleItems, () => Peer(peers, "plain", SingleItems, 1)));
+        rows.Add(("zc_queue_burst32", BurstItems, () => Bursts(Fresh(cluster), handles, BurstItems)));
+        if (rte) rows.Add(("rte_ring_burst32", BurstItems, () => Peer(peers, "rte_ring", BurstItems, Burst)));
+        rows.Add(("plain_ring_burst32", BurstItems, () => Peer(peers, "plain", BurstItems, Burst)));
+        rows.Add(("channel_bounded", ChannelItems, () => Channel(handles, ChannelItems, bounded: true)));
+        rows.Add(("channel_unbounded", ChannelItems, () => Channel(handles, ChannelItems, bounded: false)));
         var groups = rows.GroupBy(r => Kind(r.Name)).Select(g => g.ToList()).ToList();
         Single(Fresh(cluster), handles, SingleItems / 10);   // warm-up: the JIT's tiers settle
         Bursts(Fresh(cluster), handles, BurstItems / 10);
@@ -65,10 +63,9 @@ internal static class QueueScenario
         double Mops(string name, PinnedPair.Result r) => rows.Single(x => x.Name == name).Items / r.Seconds / 1e6;
         double Median(string name) => Report.Median(runs[name].Select(r => Mops(name, r)));
         // The median over the runs of this row's rate over the other's in the same run, with the lowest and highest.
-        double[] Ratios(string name, string other) => [.. runs[name].Zip(runs[other], (a, b) => Mops(name, a) / Mops(other, b))];
         void Ratio(Dictionary<string, object> fields, string field, string name, string other)
         {
-            double[] r = Ratios(name, other);
+            double[] r = [.. runs[name].Zip(runs[other], (a, b) => Mops(name, a) / Mops(other, b))];
             fields[field] = Math.Round(Report.Median(r), 2);
             fields[field + "_min_max"] = $"{r.Min():F2}-{r.Max():F2}";
         }
@@ -91,8 +88,8 @@ internal static class QueueScenario
             if (row.Name.StartsWith("zc_", StringComparison.Ordinal))
             {
                 fields["ratio_vs_channel"] = Math.Round(mops / Median("channel_bounded"), 2);
-                if (peers.RteRingMissing is null) Ratio(fields, "ratio_vs_rte_ring", row.Name, $"rte_ring_{kind}");
-                else fields["ratio_vs_rte_ring"] = peers.RteRingMissing;
+                if (peers.RteRingMissing is string missing) fields["ratio_vs_rte_ring"] = missing;
+                else Ratio(fields, "ratio_vs_rte_ring", row.Name, $"rte_ring_{kind}");
             }
             if (!row.Name.StartsWith("channel", StringComparison.Ordinal) && !row.Name.StartsWith("plain", StringComparison.Ordinal))
                 Ratio(fields, "ratio_vs_plain_ring", row.Name, $"plain_ring_{kind}");
