@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.InteropServices;
 using ZcFlow.Memory;
 
 namespace ZcFlow.Perf;
@@ -14,6 +15,8 @@ internal sealed class HugePageReserve : IDisposable
     private const long Pages = 1024;   // 2 GiB: the largest scenario's clusters, with room
     private const string Knob = "/proc/sys/vm/nr_hugepages";
     private readonly long _before = -1;
+    private int _disposed;
+    private readonly PosixSignalRegistration[] _signals = [];
 
     public HugePageReserve()
     {
@@ -24,16 +27,18 @@ internal sealed class HugePageReserve : IDisposable
             long before = HugePages.TotalPages;
             File.WriteAllText(Knob, (before + missing).ToString(CultureInfo.InvariantCulture));
             _before = before;
+            // Given back also when the run is stopped (the signal's own handling goes on after).
+            _signals = [.. new[] { PosixSignal.SIGTERM, PosixSignal.SIGINT, PosixSignal.SIGQUIT }.Select(s => PosixSignalRegistration.Create(s, _ => Dispose()))];
+            if (HugePages.FreePages < Pages) Console.Error.WriteLine($"zcperf: only {HugePages.FreePages} hugepages free after reserving (memory too fragmented?)");
         }
         catch (IOException e)
         {
             Console.Error.WriteLine($"zcperf: could not reserve {missing} hugepages ({e.Message}); clusters use normal pages");
         }
-        if (HugePages.FreePages < Pages) Console.Error.WriteLine($"zcperf: only {HugePages.FreePages} free hugepages (memory too fragmented?)");
     }
 
     public void Dispose()
     {
-        if (_before >= 0) File.WriteAllText(Knob, _before.ToString(CultureInfo.InvariantCulture));
+        if (_before >= 0 && Interlocked.Exchange(ref _disposed, 1) == 0) File.WriteAllText(Knob, _before.ToString(CultureInfo.InvariantCulture));
     }
 }
