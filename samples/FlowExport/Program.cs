@@ -54,7 +54,7 @@ try
     source = Device.OpenSource(input, pool, 0);
     if (source is PcapFileDevice file) table.Link = file.LinkType;
 }
-catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or ZcFlow.Native.ErrnoException)
+catch (Exception e) when (CommandLine.IsSetupError(e))
 {
     Console.Error.WriteLine($"error: {e.Message}");
     cluster?.Dispose();

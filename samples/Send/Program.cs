@@ -58,7 +58,7 @@ try
     source = Device.OpenSource(input, pool, 0);
     sink = Device.OpenSink(output, pool);
 }
-catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or ZcFlow.Native.ErrnoException)
+catch (Exception e) when (CommandLine.IsSetupError(e))
 {
     Console.Error.WriteLine($"error: {e.Message}");
     source?.Dispose();

@@ -106,7 +106,7 @@ if (onDevice)
         try { worker.Stop(); }
         catch (Exception e) { Console.Error.WriteLine($"error: {e.Message}"); status = 1; }
     }
-    catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or InvalidOperationException or ZcFlow.Native.ErrnoException)
+    catch (Exception e) when (CommandLine.IsSetupError(e))
     {
         Console.Error.WriteLine($"error: {e.Message}");
         status = 1;

@@ -90,35 +90,24 @@ public sealed class CaptureWriter : IDisposable
     /// <summary>Appends a burst.</summary>
     public void WriteBurst(ReadOnlySpan<PacketHandle> packets)
     {
-        foreach (ref readonly PacketHandle p in packets)
-            if (_pcapng || !TryAppendSmall(p)) Write(p.Data, p.TimestampNs, p.WireLength);
-    }
-
-    // pcap, a frame of at most 64 bytes in a buffer of at least 64 (most of a capture of small packets): the record's header
-    // in one 16-byte store and the frame in two 32-byte ones, with no call. The stores may run past the record, into the
-    // buffer's unused part, which the next record overwrites; the loads, past the frame into its own buffer.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool TryAppendSmall(in PacketHandle p)
-    {
-        int length = p.Length;
-        long timestampNs = p.TimestampNs;
-        if ((uint)length > 64 || p.Capacity < 64 || timestampNs < 0 || _used > _buffer.Length - 80 || !BitConverter.IsLittleEndian) return false;
-        ref byte at = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_buffer), _used);
-        ulong seconds = (ulong)timestampNs / 1_000_000_000;
-        uint nanoseconds = (uint)((ulong)timestampNs - seconds * 1_000_000_000);
-        Unsafe.WriteUnaligned(ref at, Vector128.Create((uint)seconds, nanoseconds, (uint)length, (uint)Math.Max(p.WireLength, length)));
-        ref byte frame = ref MemoryMarshal.GetReference(p.Buffer);
-        Unsafe.WriteUnaligned(ref Unsafe.Add(ref at, 16), Unsafe.ReadUnaligned<Vector256<byte>>(ref frame));
-        Unsafe.WriteUnaligned(ref Unsafe.Add(ref at, 48), Unsafe.ReadUnaligned<Vector256<byte>>(ref Unsafe.Add(ref frame, 32)));
-        _used += 16 + length;
-        Packets++;
-        return true;
+        foreach (ref readonly PacketHandle p in packets) Write(p.Data, p.TimestampNs, p.WireLength);
     }
 
     /// <summary>Appends one frame with a timestamp in nanoseconds since the epoch.</summary>
     public void Write(ReadOnlySpan<byte> frame, long timestampNs, int wireLength = 0)
     {
         uint original = (uint)Math.Max(wireLength, frame.Length);
+        if (!_pcapng && BitConverter.IsLittleEndian && timestampNs >= 0 && frame.Length <= _buffer.Length - 16 - _used)
+        {
+            // pcap, a record that fits (almost every one): its header in one store, in the file's (little-endian) order.
+            ref byte at = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_buffer), _used);
+            ulong seconds = (ulong)timestampNs / 1_000_000_000;
+            Unsafe.WriteUnaligned(ref at, Vector128.Create((uint)seconds, (uint)((ulong)timestampNs - seconds * 1_000_000_000), (uint)frame.Length, original));
+            CopyFrame(frame, MemoryMarshal.CreateSpan(ref Unsafe.Add(ref at, 16), frame.Length));
+            _used += 16 + frame.Length;
+            Packets++;
+            return;
+        }
         int padded = _pcapng ? (frame.Length + 3) & ~3 : frame.Length;
         int header = _pcapng ? 28 : 16, total = header + padded + (_pcapng ? 4 : 0);
         if (_used + total > _buffer.Length) Drain();
@@ -136,11 +125,37 @@ public sealed class CaptureWriter : IDisposable
         {
             Span<byte> record = _buffer.AsSpan(_used, total);
             Header(record, frame.Length, original, timestampNs, total);
-            frame.CopyTo(record[header..]);
+            CopyFrame(frame, record[header..]);
             Tail(record[(header + frame.Length)..], total);
             _used += total;
         }
         Packets++;
+    }
+
+    // A frame of 16 to 64 bytes (most of a capture of small packets) in two vector copies that overlap in the middle, with
+    // no call; a longer or shorter one by Memmove.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CopyFrame(ReadOnlySpan<byte> frame, Span<byte> to)
+    {
+        int n = frame.Length;
+        if (n > 64 || n < 16 || to.Length < n)
+        {
+            frame.CopyTo(to);
+            return;
+        }
+        ref byte from = ref MemoryMarshal.GetReference(frame), at = ref MemoryMarshal.GetReference(to);
+        if (n >= 32)
+        {
+            Vector256<byte> head = Unsafe.ReadUnaligned<Vector256<byte>>(ref from), last = Unsafe.ReadUnaligned<Vector256<byte>>(ref Unsafe.Add(ref from, n - 32));
+            Unsafe.WriteUnaligned(ref at, head);
+            Unsafe.WriteUnaligned(ref Unsafe.Add(ref at, n - 32), last);
+        }
+        else
+        {
+            Vector128<byte> head = Unsafe.ReadUnaligned<Vector128<byte>>(ref from), last = Unsafe.ReadUnaligned<Vector128<byte>>(ref Unsafe.Add(ref from, n - 16));
+            Unsafe.WriteUnaligned(ref at, head);
+            Unsafe.WriteUnaligned(ref Unsafe.Add(ref at, n - 16), last);
+        }
     }
 
     // pcapng: zeros to pad the frame to 4 bytes, then the block's length again (pcap has no tail: the span is empty).

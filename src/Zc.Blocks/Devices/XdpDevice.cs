@@ -35,6 +35,10 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
            || (name.StartsWith("zc:", StringComparison.Ordinal) && name.IndexOf('@') is > 3 and var at && !uint.TryParse(name.AsSpan(3, at - 3), out _));
     private const ulong AddressMask = (1UL << Xdp.XSK_UNALIGNED_BUF_OFFSET_SHIFT) - 1;
 
+    // Where in the UMEM a descriptor's address points, in unaligned-chunk mode: the chunk's base, plus the offset in its top bits.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong UmemOffset(ulong address) => (address & AddressMask) + (address >> Xdp.XSK_UNALIGNED_BUF_OFFSET_SHIFT);
+
     private readonly BufferPool _pool;
     private readonly uint _deviceIndex;
     private readonly XskRing* _rings;   // fill, completion, rx, tx: native memory libxdp keeps pointers to
@@ -267,8 +271,7 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
                 var region = (byte*)_pool.DeviceRegion.Start;
                 for (uint i = 0; i < n; i++)
                 {
-                    ulong a = descs[(rx.CachedConsumer + i) & rx.Mask].Address;
-                    byte* data = region + (a & AddressMask) + (a >> Xdp.XSK_UNALIGNED_BUF_OFFSET_SHIFT);
+                    byte* data = region + UmemOffset(descs[(rx.CachedConsumer + i) & rx.Mask].Address);
                     Sse.Prefetch0(data - ArenaLayout.BufferHeaderSize);
                     Sse.Prefetch0(data);
                 }
@@ -276,7 +279,7 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
             for (uint i = 0; i < n; i++)
             {
                 XdpDesc d = descs[(rx.CachedConsumer + i) & rx.Mask];
-                ulong offset = (d.Address & AddressMask) + (d.Address >> Xdp.XSK_UNALIGNED_BUF_OFFSET_SHIFT);
+                ulong offset = UmemOffset(d.Address);
                 if (!_pool.TryAtDataOffset(offset, out PacketHandle p) || !_lent[p.Index - _first])
                 {
                     _errors++;
@@ -347,7 +350,7 @@ public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
         for (uint i = 0; i < n; i++)
         {
             ulong a = addresses[(c.CachedConsumer + i) & c.Mask];
-            if (_pool.TryAtDataOffset((a & AddressMask) + (a >> Xdp.XSK_UNALIGNED_BUF_OFFSET_SHIFT), out PacketHandle p) && _lent[p.Index - _first])
+            if (_pool.TryAtDataOffset(UmemOffset(a), out PacketHandle p) && _lent[p.Index - _first])
             {
                 _lent[p.Index - _first] = false;
                 _pool.Release(p);
