@@ -33,6 +33,7 @@ public static unsafe class Exports
         public readonly PacketHandle[] Received = new PacketHandle[MaxBurst];
         public readonly uint[] Released = new uint[MaxBurst];
         public CancellationTokenSource? Timeout;   // reused for waits with a time limit
+        public bool WaitsOnDescriptor;             // zcflow_fd was asked for: each receive leaves the descriptor ready to wait on
     }
 
     [ThreadStatic] private static nint t_error;
@@ -69,6 +70,7 @@ public static unsafe class Exports
             int n = q.ReceiveBurst(received);
             if (n == 0 && timeoutMs != 0 && !received.IsEmpty)
                 n = q.ReceiveBurst(received, QueueWait.Passive, timeoutMs == -1 ? default : Deadline(c, timeoutMs));
+            if (c.WaitsOnDescriptor) q.PrepareToWait();
             for (int i = 0; i < n; i++)
             {
                 ref readonly PacketHandle p = ref received[i];
@@ -103,6 +105,23 @@ public static unsafe class Exports
         }
         c.Timeout.CancelAfter(timeoutMs);
         return c.Timeout.Token;
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "zcflow_fd")]
+    private static int Descriptor(nint queue)
+    {
+        try
+        {
+            if (From(queue, "zcflow_fd") is not Consumer c) return Invalid;
+            c.WaitsOnDescriptor = true;
+            int fd = c.Attached.Queue.WaitDescriptor;
+            c.Attached.Queue.PrepareToWait();
+            return fd;
+        }
+        catch (Exception e)
+        {
+            return Fail(e);
+        }
     }
 
     [UnmanagedCallersOnly(EntryPoint = "zcflow_release_burst")]

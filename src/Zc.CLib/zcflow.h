@@ -65,6 +65,15 @@ int zcflow_attach(const char *name, int timeout_ms, zcflow_queue **queue);
  * -1 sleeps until a packet comes. */
 int zcflow_recv_burst(zcflow_queue *queue, zcflow_packet *packets, int max, int timeout_ms);
 
+/* A descriptor for poll, select, epoll or an event loop: readable while packets wait in the queue. Once it has been
+ * asked for, every zcflow_recv_burst leaves it ready to wait on: readable at once if packets are left, else as soon as
+ * one comes. Waiting on it uses no CPU, and costs the owner nothing while the consumer is busy. It belongs to the queue:
+ * do not close it; it goes with zcflow_detach. Returns the descriptor, or a code below zero.
+ *
+ *     struct pollfd pfd = { .fd = zcflow_fd(q), .events = POLLIN };
+ *     for (;;) { int n = zcflow_recv_burst(q, burst, 32, 0); if (n == 0) poll(&pfd, 1, -1); ... } */
+int zcflow_fd(zcflow_queue *queue);
+
 /* Gives received packets back to the cluster, in any order and at any time after receiving them; a packet
  * released twice, or a buffer index that is not one of this cluster's, is counted as an error and ignored. */
 int zcflow_release_burst(zcflow_queue *queue, const zcflow_packet *packets, int count);

@@ -228,8 +228,8 @@ public sealed unsafe class ZcCluster : IDisposable
         e.Capacity = capacity;
         e.Role = (uint)role;
         var queue = new ZcQueue(id, role,
-            new SpscRing((RingControl*)memory.Base, capacity, wakeable: true),
-            new SpscRing((RingControl*)(memory.Base + ArenaLayout.RingSize(capacity)), _recycleCapacity, wakeable: false),
+            new SpscRing((RingControl*)memory.Base, capacity, Wakeup.Create()),
+            new SpscRing((RingControl*)(memory.Base + ArenaLayout.RingSize(capacity)), _recycleCapacity, wakeup: null),
             _buffers, _holders, owner: null, memory, (QueueEntry*)Unsafe.AsPointer(ref e));
         queue.Publish();
         Volatile.Write(ref e.State, QueueEntry.Ready);
@@ -291,7 +291,11 @@ public sealed unsafe class ZcCluster : IDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         _server.Dispose();
-        foreach (ZcQueue q in _queues) q.Memory?.Dispose();
+        foreach (ZcQueue q in _queues)
+        {
+            q.Memory?.Dispose();
+            q.ForwardRing.DisposeWakeup();
+        }
         _arena.Dispose();
         _lock.Dispose();
     }

@@ -31,18 +31,6 @@ public static unsafe partial class Libc
     public const int MADV_DONTDUMP = 16;
     public static readonly nint MAP_FAILED = -1;
 
-    // linux/futex.h (shared, not FUTEX_PRIVATE: waiters and wakers may be in different processes)
-    public const int FUTEX_WAIT = 0;
-    public const int FUTEX_WAKE = 1;
-
-    // asm/unistd.h: the one number here that differs between the architectures we run on
-    private static readonly long SYS_futex = RuntimeInformation.ProcessArchitecture switch
-    {
-        Architecture.X64 => 202,
-        Architecture.Arm64 => 98,
-        var other => throw new PlatformNotSupportedException($"ZcFlow runs on x86-64 and arm64 Linux, not {other}"),
-    };
-
     // linux/memfd.h
     public const uint MFD_CLOEXEC = 0x1;
     public const uint MFD_ALLOW_SEALING = 0x2;
@@ -185,19 +173,33 @@ public static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "kill", SetLastError = true)]
     public static partial int Kill(int pid, int signal);
 
-    // glibc's syscall() is variadic; on x86-64 and arm64 Linux variadic integer arguments travel
-    // in the same registers as fixed ones, so a fixed six-long signature reaches it from P/Invoke.
-    [LibraryImport(Lib, EntryPoint = "syscall", SetLastError = true)]
-    private static partial long Syscall(long number, nint a1, long a2, long a3, nint a4, long a5, long a6);
 
-    /// <summary>Sleeps while <c>*word == expected</c>, at most <paramref name="timeout"/> if given.
-    /// Returns 0 when woken, -1 with errno EAGAIN (value changed), ETIMEDOUT or EINTR.</summary>
-    public static int FutexWait(uint* word, uint expected, Timespec* timeout)
-        => (int)Syscall(SYS_futex, (nint)word, FUTEX_WAIT, expected, (nint)timeout, 0, 0);
+    // ---- wake-ups: a pipe whose read end a sleeping consumer polls ----
 
-    /// <summary>Wakes up to <paramref name="count"/> threads (of any process) sleeping on <paramref name="word"/>.</summary>
-    public static int FutexWake(uint* word, int count)
-        => (int)Syscall(SYS_futex, (nint)word, FUTEX_WAKE, count, 0, 0, 0);
+    public const int O_NONBLOCK = 0x800;
+
+    [LibraryImport(Lib, EntryPoint = "pipe2", SetLastError = true)]
+    public static partial int Pipe2(int* fds, int flags);
+
+    [LibraryImport(Lib, EntryPoint = "read", SetLastError = true)]
+    public static partial nint Read(int fd, void* buffer, nuint count);
+
+    [LibraryImport(Lib, EntryPoint = "write", SetLastError = true)]
+    public static partial nint Write(int fd, void* buffer, nuint count);
+
+    // sys/eventfd.h and sys/epoll.h: one descriptor a consumer's event loop waits on for two things
+    public const int EFD_NONBLOCK = 0x800, EFD_CLOEXEC = 0x80000;
+    public const int EPOLL_CLOEXEC = 0x80000, EPOLL_CTL_ADD = 1;
+    public const uint EPOLLIN = 0x1;
+
+    [LibraryImport(Lib, EntryPoint = "eventfd", SetLastError = true)]
+    public static partial int EventFd(uint initial, int flags);
+
+    [LibraryImport(Lib, EntryPoint = "epoll_create1", SetLastError = true)]
+    public static partial int EpollCreate1(int flags);
+
+    [LibraryImport(Lib, EntryPoint = "epoll_ctl", SetLastError = true)]
+    public static partial int EpollCtl(int epoll, int operation, int fd, EpollEvent* ev);
 
     // ---- daemons: a session of their own, standard streams elsewhere, an unprivileged user ----
 

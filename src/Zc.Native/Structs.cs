@@ -89,3 +89,11 @@ public struct UCred
     public uint Uid;
     public uint Gid;
 }
+
+/* sys/epoll.h: struct epoll_event as x86-64 packs it (12 bytes); ZcFlow never reads Data back, so on arm64 only its value differs */
+[StructLayout(LayoutKind.Sequential, Pack = 4)]
+public struct EpollEvent
+{
+    public uint Events;
+    public ulong Data;
+}

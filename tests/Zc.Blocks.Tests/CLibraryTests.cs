@@ -8,23 +8,9 @@ namespace ZcFlow.Tests;
 /// libzcflow.so, built with NativeAOT as a user builds it (<c>dotnet publish src/Zc.CLib</c>), and the C and Python
 /// consumers of <c>samples/c</c> over it, attached to a Balancer process's queue.
 /// </summary>
-public class CLibraryTests(CLibraryTests.Library library) : IClassFixture<CLibraryTests.Library>
+[Collection(NativeLibraries.Name)]
+public class CLibraryTests(NativeLibraries library)
 {
-    /// <summary>The library, published once for the class into a directory of its own, and the C sample compiled against it.</summary>
-    public sealed class Library : IDisposable
-    {
-        public string Directory { get; } = Path.Combine(Path.GetTempPath(), $"zcflow-clib-{Guid.NewGuid():N}");
-        public string Samples { get; } = Path.Combine(Tools.Repository!, "samples", "c");
-        public string ZCount { get; }
-
-        public Library() => ZCount = Tools.BuildCLibrary(Directory);
-
-        internal ChildProcess Python(string script, params object[] args)
-            => ChildProcess.Exec("/usr/bin/python3", [script, .. args], new Dictionary<string, string> { ["ZCFLOW_LIB"] = Path.Combine(Directory, "libzcflow.so") });
-
-        public void Dispose() => System.IO.Directory.Delete(Directory, recursive: true);
-    }
-
     [Fact]
     public void TheCConsumer_CountsExactlyWhatTheBalancerSentToItsQueue()
     {

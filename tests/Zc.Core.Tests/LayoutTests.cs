@@ -31,7 +31,6 @@ public class LayoutTests
         { typeof(RingControl), nameof(RingControl.Dropped), 136 },
         { typeof(RingControl), nameof(RingControl.ProducerErrors), 144 },
         { typeof(RingControl), nameof(RingControl.Waiters), 256 },
-        { typeof(RingControl), nameof(RingControl.WakeSeq), 260 },
         { typeof(BufferHeader), nameof(BufferHeader.Length), 0 },
         { typeof(BufferHeader), nameof(BufferHeader.Hash), 4 },
         { typeof(BufferHeader), nameof(BufferHeader.TimestampNs), 8 },

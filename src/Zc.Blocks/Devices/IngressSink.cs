@@ -26,11 +26,22 @@ public sealed class IngressSink : IPacketSink
     public static IngressSink Open(string name)
     {
         AttachedQueue attached = AttachedQueue.Attach(name);
-        if (attached.Queue.Role != QueueRole.Ingress)
+        try
+        {
+            return Over(attached, name);
+        }
+        catch
         {
             attached.Dispose();
-            throw new ArgumentException($"'{name}' is a queue consumers receive from; packets go into a cluster through its ingress queues (a Balancer's -i Q)", nameof(name));
+            throw;
         }
+    }
+
+    /// <summary>Sends through <paramref name="attached"/>, an ingress queue attached already; disposing the sink detaches it.</summary>
+    public static IngressSink Over(AttachedQueue attached, string name)
+    {
+        if (attached.Queue.Role != QueueRole.Ingress)
+            throw new ArgumentException($"'{name}' is a queue consumers receive from; packets go into a cluster through its ingress queues (a Balancer's -i Q)", nameof(name));
         return new IngressSink(name, attached);
     }
 
@@ -38,7 +49,13 @@ public sealed class IngressSink : IPacketSink
 
     public DeviceStats Stats => new(0, 0, 0, Sent: Volatile.Read(ref _sent), SendFailed: Volatile.Read(ref _failed));
 
-    public bool TrySend(in PacketHandle packet)
+    public bool TrySend(in PacketHandle packet) => TrySend(packet.Data, packet.WireLength, packet.TimestampNs);
+
+    /// <summary>
+    /// Copies <paramref name="frame"/> into a spare buffer and sends it (published at the next <see cref="Flush"/>); false,
+    /// counted as failed, when the owner has stocked no spare just now or the frame is larger than a buffer.
+    /// </summary>
+    public bool TrySend(ReadOnlySpan<byte> frame, int wireLength, long timestampNs)
     {
         ZcQueue queue = _attached.Queue;
         if (_next == _count)
@@ -46,15 +63,14 @@ public sealed class IngressSink : IPacketSink
             _count = queue.TakeSpares(_spares);
             _next = 0;
         }
-        ReadOnlySpan<byte> data = packet.Data;
-        if (_next == _count || data.Length > _spares[_next].Capacity)
+        if (_next == _count || frame.Length > _spares[_next].Capacity)
         {
             Volatile.Write(ref _failed, _failed + 1);
             return false;
         }
         PacketHandle spare = _spares[_next];
-        data.CopyTo(spare.Buffer);
-        spare.SetReceived(data.Length, packet.WireLength, packet.TimestampNs, 0);
+        frame.CopyTo(spare.Buffer);
+        spare.SetReceived(frame.Length, wireLength, timestampNs, 0);
         if (!queue.TrySend(spare, flush: false))
         {
             Volatile.Write(ref _failed, _failed + 1);

@@ -15,7 +15,7 @@ namespace ZcFlow.Ipc;
 ///
 /// Attaching connects to the cluster's socket; the owner hands over the cluster's memory
 /// read-only (packets, header, directories: a stray write into a packet faults in this process
-/// alone) and this queue's rings read-write, and nothing of any other queue. The connection is
+/// alone), this queue's rings read-write and the read end of its wake-up pipe, and nothing of any other queue. The connection is
 /// how each side knows the other lives: when this process ends, however it ends, the owner
 /// takes back what it held and the queue is free for the next consumer; when the owner ends, a
 /// receive that finds the queue empty throws <see cref="ClusterGoneException"/> within a tenth
@@ -120,6 +120,7 @@ public sealed unsafe class AttachedQueue : IDisposable
     {
         var fds = new List<SafeFileDescriptor>();
         Arena? cluster = null, rings = null;
+        Wakeup? wakeup = null;
         try
         {
             reply = ClusterSocket.Ask(socket, clusterId, AttachRequest.Attach, queueId, fds, 5000);
@@ -133,6 +134,7 @@ public sealed unsafe class AttachedQueue : IDisposable
             bool huge = (reply.Flags & ArenaHeader.FlagHugePages) != 0;
             cluster = Arena.Map(fds[0], reply.ClusterSize, writable: role == QueueRole.Ingress, huge, $"cluster {clusterId}");
             rings = Arena.Map(fds[1], reply.QueueSize, writable: true, hugePages: false, $"queue {queueId} of cluster {clusterId}");
+            wakeup = Wakeup.Attach(fds[2]);
             fds.Clear();
             ref ArenaHeader h = ref cluster.At<ArenaHeader>(0);
             if (h.Magic != ArenaLayout.Magic || h.ClusterId != clusterId || h.Generation != reply.Generation)
@@ -142,14 +144,15 @@ public sealed unsafe class AttachedQueue : IDisposable
             var buffers = new BufferRegion(cluster.Base + ArenaLayout.BuffersOffset, reply.BufferStride, reply.BufferCount, reply.BufferCapacity);
             var watch = new OwnerWatch(socket, clusterId, ownerPid);
             var queue = new ZcQueue(queueId, role,
-                new SpscRing((RingControl*)rings.Base, reply.Capacity, wakeable: true),
-                new SpscRing((RingControl*)(rings.Base + ArenaLayout.RingSize(reply.Capacity)), reply.RecycleCapacity, wakeable: false),
+                new SpscRing((RingControl*)rings.Base, reply.Capacity, wakeup),
+                new SpscRing((RingControl*)(rings.Base + ArenaLayout.RingSize(reply.Capacity)), reply.RecycleCapacity, wakeup: null),
                 buffers, holders: null, watch);
             return new AttachedQueue(clusterId, queue, cluster, rings, watch, ownerPid, reply.Generation);
         }
         catch
         {
             foreach (SafeFileDescriptor f in fds) f.Dispose();
+            wakeup?.Dispose();
             rings?.Dispose();
             cluster?.Dispose();
             socket.Dispose();
@@ -161,7 +164,7 @@ public sealed unsafe class AttachedQueue : IDisposable
     private static void CheckLayout(in AttachReply r, uint clusterId, int fds)
     {
         string where = $"cluster {clusterId}";
-        if (fds != 2) throw new InvalidDataException($"{where}'s owner handed over {fds} descriptors, not 2");
+        if (fds != 3) throw new InvalidDataException($"{where}'s owner handed over {fds} descriptors, not 3");
         if (r.BufferCapacity is < 64 or > 1 << 20 || r.BufferStride != ArenaLayout.BufferStride((int)r.BufferCapacity) || r.BufferCount is 0 or > 1 << 30)
             throw new InvalidDataException($"{where} has an impossible buffer size or count");
         if (r.ClusterSize < ArenaLayout.ClusterSize(r.BufferStride, r.BufferCount))
@@ -177,6 +180,7 @@ public sealed unsafe class AttachedQueue : IDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         _watch.Dispose();
+        Queue.ForwardRing.DisposeWakeup();
         _rings.Dispose();
         _cluster.Dispose();
     }

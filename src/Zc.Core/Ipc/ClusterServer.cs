@@ -160,7 +160,7 @@ internal sealed class ClusterServer : IDisposable
         reply.RecycleCapacity = (uint)queue.RecycleRing.Capacity;
         reply.QueueSize = queue.Memory!.Size;
         client.Queue = queue;
-        bool sent = ClusterSocket.Send(client.Fd, reply, [(readOnly ?? memory.Descriptor).Fd, queue.Memory.Descriptor.Fd]);
+        bool sent = ClusterSocket.Send(client.Fd, reply, [(readOnly ?? memory.Descriptor).Fd, queue.Memory.Descriptor.Fd, queue.ForwardRing.WakeDescriptor]);
         if (!sent) Drop(client);
     }
 

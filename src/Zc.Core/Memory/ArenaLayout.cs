@@ -22,7 +22,7 @@ namespace ZcFlow.Memory;
 public static class ArenaLayout
 {
     public const ulong Magic = 0x3130_574F_4C46_435A; // "ZCFLOW01" read as little-endian bytes
-    public const uint Version = 3;
+    public const uint Version = 4;
 
     public const int HeaderSize = 4096;
     public const int MaxPools = 64;
@@ -158,7 +158,7 @@ public unsafe struct DeviceEntry
 /// <summary>
 /// The shared part of one SPSC ring. Each 128-byte block has a single writer:
 /// the consumer owns the first, the producer the second; the third holds the
-/// futex word a passive consumer sleeps on.
+/// word a passive consumer sets before it sleeps.
 /// </summary>
 [StructLayout(LayoutKind.Explicit, Size = ArenaLayout.RingControlSize)]
 public struct RingControl
@@ -172,9 +172,8 @@ public struct RingControl
     [FieldOffset(136)] public ulong Dropped;
     [FieldOffset(144)] public ulong ProducerErrors;
 
-    // wake-up: the consumer sets Waiters before it sleeps on WakeSeq; the producer bumps WakeSeq to wake it
+    // wake-up: the consumer sets Waiters before it sleeps on the queue's pipe; the producer clears it and writes the pipe
     [FieldOffset(256)] public uint Waiters;
-    [FieldOffset(260)] public uint WakeSeq;
 }
 
 /// <summary>The metadata in front of every packet buffer, PF_RING's <c>pfring_zc_pkt_buff</c> header.</summary>

@@ -30,7 +30,7 @@ internal sealed unsafe class SpscRing
     private readonly uint* _slots;
     private readonly ulong _capacity;
     private readonly ulong _mask;
-    private readonly bool _wakeable;
+    private readonly Wakeup? _wakeup;
     private Cursors _c;
 
     /// <summary>This process's private view of each side, padded so the two sides never share a line.</summary>
@@ -50,14 +50,14 @@ internal sealed unsafe class SpscRing
 
     /// <param name="control">The ring's control block; its slots follow it.</param>
     /// <param name="capacity">A power of two, checked by the caller.</param>
-    /// <param name="wakeable">Whether a consumer may sleep on this ring; if not, <see cref="Flush"/> skips the wake-up check.</param>
-    public SpscRing(RingControl* control, uint capacity, bool wakeable)
+    /// <param name="wakeup">How a sleeping consumer is woken, on a ring it may sleep on; without, <see cref="Flush"/> skips the wake-up check.</param>
+    public SpscRing(RingControl* control, uint capacity, Wakeup? wakeup)
     {
         _ctl = control;
         _slots = (uint*)(control + 1);
         _capacity = capacity;
         _mask = capacity - 1;
-        _wakeable = wakeable;
+        _wakeup = wakeup;
         // Pick up where the ring is: a process attaching to a ring in use starts from its current indices.
         ulong head = Volatile.Read(ref control->Head), tail = Volatile.Read(ref control->Tail);
         _c.Head = _c.TailCache = _c.HeadCache = head;
@@ -121,7 +121,7 @@ internal sealed unsafe class SpscRing
         ulong tail = _c.Tail;
         if (tail == _c.PublishedTail) return;
         _c.PublishedTail = tail;
-        if (!_wakeable)
+        if (_wakeup is null)
         {
             // Publish: the slots are written before Tail moves (release); the consumer
             // reads Tail (acquire) before it reads them.
@@ -131,16 +131,26 @@ internal sealed unsafe class SpscRing
         // As above, then a look at Waiters, with no fence between: the publish is a plain store, as cheap as an
         // unwakeable ring's. The read of Waiters may therefore pass the store of Tail, and miss a consumer that is
         // going to sleep at that very moment; that consumer pays for it instead (see WaitForData): it sleeps only
-        // briefly at first and looks again, and by then this store is visible.
+        // briefly at first and looks again, and by then this store is visible. A consumer that waits on the descriptor
+        // itself is looked after by the owner's tenth-of-a-second check (WakeIfWaiting).
         Volatile.Write(ref _ctl->Tail, tail);
         if (Volatile.Read(ref _ctl->Waiters) != 0) Wake();
     }
 
+    // Waiters back to 0 first, so the consumer is signalled once per sleep, not once per publish until it wakes.
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void Wake()
     {
-        Interlocked.Increment(ref _ctl->WakeSeq);
-        Libc.FutexWake(&_ctl->WakeSeq, 1);
+        if (Interlocked.Exchange(ref _ctl->Waiters, 0) != 0) _wakeup!.Signal();
+    }
+
+    /// <summary>
+    /// The producer's process, from any thread: wakes a consumer that sleeps although something was published (its wait
+    /// raced with a publish that did not see it waiting, see <see cref="Flush"/>). The owner calls it every tenth of a second.
+    /// </summary>
+    public void WakeIfWaiting()
+    {
+        if (_wakeup is not null && Volatile.Read(ref _ctl->Waiters) != 0 && Volatile.Read(ref _c.PublishedTail) != Volatile.Read(ref _ctl->Head)) Wake();
     }
 
     /// <summary>Counts a value that failed a check on the producer side.</summary>
@@ -237,33 +247,47 @@ internal sealed unsafe class SpscRing
     public ulong ObservedTail => Volatile.Read(ref _c.TailCache);
 
     /// <summary>
-    /// Sleeps until the producer publishes, <paramref name="timeoutMs"/> passes, or a spurious
-    /// wake-up; the caller checks again either way. Only the consumer calls it, on a wakeable ring.
+    /// Sleeps until the producer publishes, <paramref name="timeoutMs"/> passes, a signal handler runs, or a spurious
+    /// wake-up; the caller checks again either way. Only the consumer calls it, on a ring it may sleep on.
     /// </summary>
     public void WaitForData(int timeoutMs)
     {
-        uint seq = Volatile.Read(ref _ctl->WakeSeq);
-        Interlocked.Exchange(ref _ctl->Waiters, 1); // fence: Waiters is set before Tail is read
-        if (Volatile.Read(ref _ctl->Tail) == _c.Head)
+        if (Arm())
         {
-            // A producer publishing right now may have read Waiters before this store reached it (it does not fence,
+            // A producer publishing right now may have read Waiters before this process set it (it does not fence,
             // see Flush), and not wake us: so the first sleep is short, then Tail is read again. A store leaves a
             // core's store buffer within nanoseconds, so by then that publish is seen here, and every later one sees
             // Waiters set and wakes us; the rest of the wait can be long.
-            long timeoutNs = timeoutMs * 1_000_000L;
-            Timespec first = Timespec.FromNanoseconds(Math.Min(FirstSleepNs, timeoutNs));
-            Libc.FutexWait(&_ctl->WakeSeq, seq, &first);
-            if (timeoutNs > FirstSleepNs && Volatile.Read(ref _ctl->Tail) == _c.Head)
-            {
-                Timespec rest = Timespec.FromNanoseconds(timeoutNs - FirstSleepNs);
-                Libc.FutexWait(&_ctl->WakeSeq, seq, &rest);
-            }
+            _wakeup!.Wait(Math.Min(FirstSleepMs, timeoutMs));
+            if (timeoutMs > FirstSleepMs && Volatile.Read(ref _ctl->Tail) == _c.Head) _wakeup.Wait(timeoutMs - FirstSleepMs);
         }
         Volatile.Write(ref _ctl->Waiters, 0);
     }
 
+    /// <summary>
+    /// The consumer, before it sleeps on its wake-up by itself: empties the wake-up pipe and asks the
+    /// producer to make it readable at its next publish. False, and nothing asked, when something is there already.
+    /// </summary>
+    public bool Arm()
+    {
+        _wakeup!.Drain();
+        Interlocked.Exchange(ref _ctl->Waiters, 1); // fence: Waiters is set before Tail is read
+        if (Volatile.Read(ref _ctl->Tail) == _c.Head) return true;
+        Volatile.Write(ref _ctl->Waiters, 0);
+        return false;
+    }
+
+    /// <summary>Closes this process's ends of the wake-up pipe, with the memory the ring lives in.</summary>
+    public void DisposeWakeup() => _wakeup?.Dispose();
+
+    /// <summary>The read end of the wake-up pipe, which the owner hands to the consumer that attaches.</summary>
+    public int WakeDescriptor => _wakeup?.ReadEnd.Fd ?? -1;
+
+    /// <summary>The consumer's wake-up, for a consumer that waits by itself (<see cref="ZcQueue.WaitDescriptor"/>); null on a ring nobody sleeps on.</summary>
+    public Wakeup? Wakeup => _wakeup;
+
     /// <summary>The first sleep of <see cref="WaitForData"/>: the longest a publish that raced with it can go unseen.</summary>
-    private const long FirstSleepNs = 200_000;
+    private const int FirstSleepMs = 1;
 
     /// <summary>
     /// The producer, for a consumer that is gone: empties the ring and rewrites both indices

@@ -217,6 +217,7 @@ public sealed unsafe class ZcQueue
         bool blocked = Role == QueueRole.Egress && (_q.Left < burst || _ring.Claim(burst) < burst);
         bool hadConsumer = head != 0 || HadRemoteConsumer;   // a queue nobody ever read waits for its first consumer
         _stuck = blocked && hadConsumer && now - _lastProgress > System.Diagnostics.Stopwatch.Frequency;
+        if (Role == QueueRole.Egress) _ring.WakeIfWaiting();
     }
 
     /// <summary>The owner's socket thread: copies this queue's counters into its directory entry for the listing.</summary>
@@ -488,6 +489,37 @@ public sealed unsafe class ZcQueue
     {
         packet = default;
         return ReceiveBurst(new Span<PacketHandle>(ref packet), wait, cancel) == 1;
+    }
+
+    /// <summary>
+    /// Consumer: a descriptor to wait on with poll, select or epoll (libpcap's selectable descriptor), readable while
+    /// packets wait once <see cref="PrepareToWait"/> has been called; it stays the same for as long as the queue lasts.
+    /// </summary>
+    public int WaitDescriptor => (_ring.Wakeup ?? throw new InvalidOperationException($"queue {Id}: only the receiving end of a queue waits")).Descriptor;
+
+    /// <summary>
+    /// Consumer, each time before its event loop waits on <see cref="WaitDescriptor"/>: true when no packet waits, and the
+    /// descriptor becomes readable when one comes; false when packets wait, and the descriptor is readable already.
+    /// <paramref name="packetsInHand"/>: the consumer holds received packets it has not handed on yet, which wait as much.
+    /// Costs the producer nothing while the consumer is busy: it looks for a waiting consumer with a read of a line the
+    /// consumer writes only here.
+    /// </summary>
+    public bool PrepareToWait(bool packetsInHand = false)
+    {
+        Wakeup wakeup = _ring.Wakeup ?? throw new InvalidOperationException($"queue {Id}: only the receiving end of a queue waits");
+        _ = wakeup.Descriptor;
+        if (!packetsInHand && _ring.Available(1) == 0 && _ring.Arm()) return true;
+        wakeup.SignalSelf();
+        return false;
+    }
+
+    /// <summary>
+    /// Consumer: sleeps until a packet may have come, <paramref name="timeoutMs"/> passes, or a signal handler runs in this
+    /// thread, whichever is first; it uses no CPU meanwhile. The caller receives and looks again either way.
+    /// </summary>
+    public void Wait(int timeoutMs)
+    {
+        if (_ring.Available(1) == 0) _ring.WaitForData(Math.Max(0, timeoutMs));
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
