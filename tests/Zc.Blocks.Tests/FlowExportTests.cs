@@ -42,7 +42,7 @@ public class FlowExportTests(ITestOutputHelper output)
     /// The largest socket receive buffer a process may ask for, raised while a collector runs and put back after: softflowd
     /// sends the flows left at the end of a capture in one burst, faster than nfcapd reads, and nfcapd asks for 16 MiB (-B).
     /// </summary>
-    private sealed class LargeSocketBuffers : IDisposable
+    internal sealed class LargeSocketBuffers : IDisposable
     {
         private const string Path = "/proc/sys/net/core/rmem_max";
         private readonly string _before = File.ReadAllText(Path).Trim();
@@ -56,7 +56,7 @@ public class FlowExportTests(ITestOutputHelper output)
     }
 
     /// <summary>nfcapd on a port of its own; <see cref="Flows"/> stops it and asks nfdump for the flows, summed per address, port and protocol pair.</summary>
-    private sealed class Nfcapd : IDisposable
+    internal sealed class Nfcapd : IDisposable
     {
         private readonly Process _process;
         private readonly string _directory = Path.Combine(Path.GetTempPath(), $"zcflow-nfcapd-{Guid.NewGuid():N}");

@@ -16,8 +16,9 @@ public class PcapDropInTests(NativeLibraries library)
     private const int SIGINT = 2;
 
     /// <summary>
-    /// A capture of <paramref name="flows"/> flows of <paramref name="perFlow"/> packets each, interleaved: TCP to port 80 and
-    /// to 443, UDP to 53, each packet numbered in its payload, stamped to the nanosecond (none on a whole microsecond).
+    /// A capture of <paramref name="flows"/> flows of <paramref name="perFlow"/> packets each, interleaved, each way in turn: TCP
+    /// to port 80 and to 443 (a request line, then a response line, in sequence), UDP to 53, each packet numbered in its payload,
+    /// stamped to the nanosecond (none on a whole microsecond).
     /// </summary>
     internal static (string Path, byte[][] Frames, long[] Stamps) Traffic(int flows = 64, int perFlow = 16)
     {
@@ -35,10 +36,12 @@ public class PcapDropInTests(NativeLibraries library)
                     (uint src, uint dst) = back ? (b, a) : (a, b);
                     ushort port = (ushort)(20_000 + f), service = (f % 3) switch { 0 => 80, 1 => 443, _ => 53 };
                     (ushort sp, ushort dp) = back ? (service, port) : (port, service);
-                    byte[] payload = BitConverter.GetBytes(k * flows + f);
+                    byte[] payload = System.Text.Encoding.ASCII.GetBytes($"{(back ? "HTTP/1.0 200 " : "GET /")}{k * flows + f:D6}\r\n").Concat(new byte[f]).ToArray();
+                    uint seq = 1000 + (uint)(k / 2 * payload.Length), ack = 5000 + (uint)((k + 1) / 2 * payload.Length);
                     byte[] frame = f % 3 == 2
-                        ? Frames.Ethernet(0x0800).Ipv4(src, dst, 17, 8 + 4 + f).Udp(sp, dp, 4 + f).Add(payload).Add(new byte[f]).ToArray()
-                        : Frames.Ethernet(0x0800).Ipv4(src, dst, 6, 20 + 4 + f).Tcp(sp, dp).Add(payload).Add(new byte[f]).ToArray();
+                        ? Frames.Ethernet(0x0800).Ipv4(src, dst, 17, 8 + payload.Length).Udp(sp, dp, payload.Length).Add(payload).ToArray()
+                        : Frames.Ethernet(0x0800).Ipv4(src, dst, 6, 20 + payload.Length).U16(sp).U16(dp).U32(back ? ack : seq).U32(back ? seq : ack)
+                            .Add(0x50, 0x18).U16(1024).U16(0).U16(0).Add(payload).ToArray();   // ACK and PSH, in sequence each way
                     writer.Write(frame, t);
                     frames.Add(frame);
                     stamps.Add(t);
@@ -204,5 +207,148 @@ public class PcapDropInTests(NativeLibraries library)
         Assert.Contains("EN10MB (Ethernet)", links.Errors);   // tcpdump -L writes the list to standard error
         balancer.Terminate();
         Assert.Equal(0, balancer.WaitForExit());
+    }
+
+    [Fact]
+    public void Tshark_ThroughDumpcap_WritesTheSameBytes()
+    {
+        TestSetup.RequireTool("tshark");
+        (string input, byte[][] frames, long[] stamps) = Traffic(flows: 16, perFlow: 8);
+        string got = TempFile(".pcapng");
+        uint cluster = TestClusters.NextId();
+        try
+        {
+            using ChildProcess balancer = Balancer(cluster, input, 1);
+            Listing.WaitForRunning(cluster, balancer);
+            using ChildProcess tshark = library.Preloaded("tshark", "-i", $"zc:{cluster}@0", "-c", frames.Length, "-w", got);
+            Assert.Equal(0, tshark.WaitForExit());
+            balancer.Terminate();
+            Assert.Equal(0, balancer.WaitForExit());
+            List<(byte[] Frame, long Stamp)> records = Records(got);
+            Assert.Equal(frames.Select(Convert.ToHexString), records.Select(r => Convert.ToHexString(r.Frame)));
+            Assert.Equal(stamps.Select(t => t / 1000), records.Select(r => r.Stamp / 1000));   // dumpcap asks for microseconds
+        }
+        finally
+        {
+            Remove(input, got);
+        }
+    }
+
+    [Fact]
+    public void Softflowd_OnAQueue_ExportsTheFlowsItExportsFromTheFile()
+    {
+        TestSetup.RequireTool("softflowd");
+        TestSetup.RequireTool("nfcapd");
+        (string input, byte[][] frames, _) = Traffic();
+        uint cluster = TestClusters.NextId();
+        try
+        {
+            using var buffers = new FlowExportTests.LargeSocketBuffers();
+            using var fromFile = new FlowExportTests.Nfcapd();
+            using var fromQueue = new FlowExportTests.Nfcapd();
+            Assert.Equal(0, Tools.Run("softflowd", "-r", input, "-n", fromFile.Address, "-v", "9", "-d").Code);
+            using ChildProcess balancer = Balancer(cluster, input, 1);
+            Listing.WaitForRunning(cluster, balancer);
+            // softflowd reads "N:" before an interface's name as its index: "0:" keeps the whole queue name
+            using ChildProcess softflowd = library.Preloaded("softflowd", "-i", $"0:zc:{cluster}@0", "-n", fromQueue.Address, "-v", "9", "-d");
+            AllTaken(cluster, frames.Length);
+            Thread.Sleep(500);
+            softflowd.Terminate();   // softflowd expires every flow it holds on SIGTERM, and exports them
+            softflowd.WaitForExit();
+            balancer.Terminate();
+            Assert.Equal(0, balancer.WaitForExit());
+            Dictionary<string, (long Packets, long Bytes)> expected = fromFile.Flows(), got = fromQueue.Flows();
+            Assert.Equal(frames.Length, expected.Values.Sum(f => f.Packets));
+            Assert.Equal(expected.OrderBy(f => f.Key), got.OrderBy(f => f.Key));
+        }
+        finally
+        {
+            Remove(input);
+        }
+    }
+
+    /// <summary>ngrep, tcpflow and ndpiReader, each on a queue of a fan-out balancer that gives every queue every packet.</summary>
+    [Fact]
+    public void Ngrep_Tcpflow_AndNdpiReader_OnQueues_SayWhatTheySayOfTheFile()
+    {
+        foreach (string tool in new[] { "ngrep", "tcpflow", "ndpiReader" }) TestSetup.RequireTool(tool);
+        (string input, byte[][] frames, _) = Traffic();
+        string fileFlows = TempFile(""), queueFlows = TempFile("");
+        Directory.CreateDirectory(fileFlows);
+        Directory.CreateDirectory(queueFlows);
+        uint cluster = TestClusters.NextId();
+        try
+        {
+            (int code, string ngrepFile, _) = Tools.Run("ngrep", "-q", "-I", input, "");
+            Assert.Equal(0, code);
+            Assert.Equal(0, Tools.Run("tcpflow", "-r", input, "-o", fileFlows).Code);
+            (code, string ndpiFile, _) = Tools.Run("ndpiReader", "-i", input);
+            Assert.Equal(0, code);
+
+            using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", cluster, "-n", 3, "-m", 2, "-i", input, "-L"]);
+            Listing.WaitForRunning(cluster, balancer);
+            using ChildProcess ngrep = library.Preloaded("ngrep", "-q", "-l", "-d", $"zc:{cluster}@0", "");
+            using ChildProcess tcpflow = library.Preloaded("tcpflow", "-i", $"zc:{cluster}@1", "-o", queueFlows);
+            using ChildProcess ndpi = library.Preloaded("ndpiReader", "-i", $"zc:{cluster}@2", "-s", 4);
+            Listing.WaitFor(cluster, i => i.Queues.All(q => q.Stats.Received == (ulong)frames.Length), "every queue's packets taken");
+            Thread.Sleep(500);
+            Libc.Kill(ngrep.Pid, SIGINT);
+            Libc.Kill(tcpflow.Pid, SIGINT);
+            ngrep.WaitForExit();
+            tcpflow.WaitForExit();
+            Assert.Equal(0, ndpi.WaitForExit());
+            balancer.Terminate();
+            Assert.Equal(0, balancer.WaitForExit());
+
+            // ngrep: every packet and its payload as from the file, after the lines that name its input (file or interface) and filter
+            static string Packets(IEnumerable<string> lines) => string.Join('\n', lines.SkipWhile(l => l.Length != 0)).Trim();
+            string expectedPackets = Packets(ngrepFile.Split('\n'));
+            Assert.Contains("GET /000000", expectedPackets);
+            Assert.Equal(expectedPackets, Packets(ngrep.Output.Split(" | ")));
+            // tcpflow: the same streams, byte for byte
+            static Dictionary<string, string> Streams(string dir) => Directory.EnumerateFiles(dir).Where(f => !f.EndsWith(".xml", StringComparison.Ordinal))
+                .ToDictionary(f => Path.GetFileName(f), f => Convert.ToHexString(File.ReadAllBytes(f)));
+            Dictionary<string, string> expectedStreams = Streams(fileFlows);
+            Assert.Equal(Enumerable.Range(0, 64).Count(f => f % 3 != 2) * 2, expectedStreams.Count);   // each TCP flow, each way
+            Assert.Equal(expectedStreams.OrderBy(s => s.Key), Streams(queueFlows).OrderBy(s => s.Key));
+            // ndpiReader: the same packets, flows and protocols
+            static string[] Findings(string text) => text.Split(["\n", " | "], StringSplitOptions.None).Select(l => l.Trim())
+                .Where(l => l.StartsWith("IP packets:", StringComparison.Ordinal) || l.StartsWith("Unique flows:", StringComparison.Ordinal)
+                    || l.StartsWith("TCP Packets:", StringComparison.Ordinal) || l.StartsWith("UDP Packets:", StringComparison.Ordinal) || l.Contains("packets:", StringComparison.Ordinal))
+                .Select(l => string.Join(' ', l.Split(' ', StringSplitOptions.RemoveEmptyEntries))).ToArray();
+            Assert.NotEmpty(Findings(ndpiFile));
+            Assert.Equal(Findings(ndpiFile), Findings(ndpi.Output));
+        }
+        finally
+        {
+            Remove(input, Path.Combine(fileFlows, "x"), Path.Combine(queueFlows, "x"));
+        }
+    }
+
+    [Fact]
+    public void Bittwist_SendsAFile_IntoTheBalancersIngressQueue_AndItComesOutByteForByte()
+    {
+        TestSetup.RequireTool("bittwist");
+        (string nanoseconds, byte[][] frames, _) = Traffic();
+        string input = TempFile(".pcap"), got = TempFile(".pcap");
+        uint cluster = TestClusters.NextId();
+        try
+        {
+            Assert.Equal(0, Tools.Run("tcpdump", "-r", nanoseconds, "-w", input).Code);   // bittwist reads microsecond captures only
+            using ChildProcess balancer = Balancer(cluster, "Q", 1);                     // Q: ingress queue 0, then egress queue 1
+            Listing.WaitForRunning(cluster, balancer);
+            using ChildProcess tcpdump = library.Preloaded("tcpdump", "-c", frames.Length, "-i", $"zc:{cluster}@1", "-w", got);
+            using ChildProcess bittwist = library.Preloaded("bittwist", "-i", $"zc:{cluster}@0", input);
+            Assert.Equal(0, bittwist.WaitForExit());
+            Assert.Contains($"{frames.Length} packets ({frames.Sum(f => f.Length)} bytes) sent", bittwist.Errors);
+            Assert.Equal(0, tcpdump.WaitForExit());
+            balancer.Terminate();
+            Assert.Equal(0, balancer.WaitForExit());
+            Assert.Equal(frames.Select(Convert.ToHexString), Records(got).Select(r => Convert.ToHexString(r.Frame)));
+        }
+        finally
+        {
+            Remove(nanoseconds, input, got);
+        }
     }
 }
