@@ -351,4 +351,145 @@ public class PcapDropInTests(NativeLibraries library)
             Remove(nanoseconds, input, got);
         }
     }
+
+    /// <summary>
+    /// An event loop's libpcap program (c/pcap_epoll.c, compiled here) waits with epoll on pcap_get_selectable_fd: woken by
+    /// each packet of a paced generator, it reads it with a non-blocking pcap_dispatch; then, with nothing coming, it sleeps.
+    /// </summary>
+    [Fact]
+    public void AnEpollLoop_OnTheSelectableDescriptor_WakesForEachPacket_AndUsesNoCpuWhileIdle()
+    {
+        TestSetup.RequireTool("gcc");
+        string program = Path.Combine(library.Directory, "pcap_epoll");
+        var gcc = Tools.Run("gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", program, Path.Combine(Tools.Repository!, "tests", "Zc.Blocks.Tests", "c", "pcap_epoll.c"), "-lpcap");
+        Assert.True(gcc.Code == 0, gcc.Error);
+        uint cluster = TestClusters.NextId();
+        // 100 packets a second, after a second's wait for the consumer (which the generator then catches up on at once:
+        // those are not timed), with the balancer polling actively, so that what is timed is the consumer's wake-up
+        using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", cluster, "-n", 1, "-m", 0, "-a", "-i", "gen:64?rate=100&count=350", "-W", 1]);
+        Listing.WaitFor(cluster, i => i.Queues.Count == 1, "the queue");
+        using ChildProcess epoll = library.Preloaded(program, $"zc:{cluster}@0", 150, 200, 2000);
+        epoll.WaitFor("waiting");
+        string[] latency = epoll.WaitFor("latency_us").Split(' ');
+        string[] idle = epoll.WaitFor("idle").Split(' ');
+        Assert.Equal(0, epoll.WaitForExit());
+        balancer.Terminate();
+        Assert.Equal(0, balancer.WaitForExit());
+        Assert.True(int.Parse(latency[2]) < 1000, $"half the packets are read within a millisecond of being made: {string.Join(' ', latency)}");
+        Assert.True(int.Parse(idle[2]) < 40, $"idle for 2 s, it uses under 2% of a core: {string.Join(' ', idle)}");
+        Assert.Equal("0", idle[4]);   // and is not woken for nothing
+    }
+
+    /// <summary>With the drop-in in front of it, libpcap reads every file of tcpdump's own tests, good and hostile, as without it.</summary>
+    [Fact]
+    public void TcpdumpR_OfEveryCorpusFile_PrintsWhatItPrintsWithoutTheDropIn()
+    {
+        TestSetup.RequireTool("tcpdump");
+        Corpus.SkipIfMissing();
+        string[] files = Corpus.Files();
+        Assert.True(files.Length > 800, $"{files.Length} corpus files");
+        var env = new Dictionary<string, string> { ["LD_PRELOAD"] = library.PcapDropIn };
+        var differ = new System.Collections.Concurrent.ConcurrentBag<string>();
+        Parallel.ForEach(files, new ParallelOptions { MaxDegreeOfParallelism = 2 }, file =>
+        {
+            var plain = Tools.Run("tcpdump", "-nn", "-vv", "-r", file);
+            var preloaded = Tools.RunWith(env, "tcpdump", "-nn", "-vv", "-r", file);
+            if (plain != preloaded) differ.Add($"{Path.GetFileName(file)}: exit {plain.Code} / {preloaded.Code}, {plain.Output.Length} / {preloaded.Output.Length} bytes out");
+        });
+        Assert.True(differ.IsEmpty, $"{differ.Count} files print otherwise: {string.Join("; ", differ.Take(10))}");
+    }
+
+    /// <summary>On an interface, libpcap is the system's: two tcpdumps side by side, one with the drop-in, print the same.</summary>
+    [Fact]
+    public async Task TcpdumpI_OfAVeth_PrintsWhatItPrintsWithoutTheDropIn()
+    {
+        TestSetup.RequireTool("tcpdump");
+        TestSetup.RequireTool("tcpreplay");
+        (string input, byte[][] frames, _) = Traffic(flows: 8, perFlow: 8);
+        try
+        {
+            using Veth veth = Veth.Create();
+            string[] args = ["tcpdump", "-nn", "-t", "-l",   // no time stamps: each socket may take its own
+                "-c", frames.Length.ToString(), "-i", Veth.A];
+            using Process plain = veth.Start(args[0], args[1..]);
+            using Process preloaded = veth.Start("env", [$"LD_PRELOAD={library.PcapDropIn}", .. args]);
+            foreach (Process p in new[] { plain, preloaded })
+                Assert.StartsWith("tcpdump: verbose output suppressed", p.StandardError.ReadLine());
+            Thread.Sleep(200);
+            veth.Exec("tcpreplay", "-q", "-i", Veth.B, input);
+            using var limit = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+            limit.CancelAfter(TimeSpan.FromSeconds(30));   // each stops by itself once it has seen every frame
+            string a = await plain.StandardOutput.ReadToEndAsync(limit.Token), b = await preloaded.StandardOutput.ReadToEndAsync(limit.Token);
+            await plain.WaitForExitAsync(limit.Token);
+            await preloaded.WaitForExitAsync(limit.Token);
+            Assert.Equal(frames.Length, a.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
+            Assert.Equal(a, b);
+        }
+        finally
+        {
+            Remove(input);
+        }
+    }
+
+    /// <summary>Each way an open fails, in libpcap's terms and with what to do, as tcpdump prints it; the program's exit is its own.</summary>
+    [Fact]
+    public void MissingClusters_QueuesOutOfRange_BusyQueues_BadNames_AndNoPermission_AreLibpcapErrorsWithReasons()
+    {
+        TestSetup.RequireTool("tcpdump");
+        uint cluster = TestClusters.NextId(), missing = TestClusters.NextId();
+        using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", cluster, "-n", 1, "-m", 0, "-i", "gen:64?rate=100"]);
+        Listing.WaitForRunning(cluster, balancer);
+        string Fails(string name, params string[] more)
+        {
+            using ChildProcess tcpdump = library.Preloaded(more.Length > 0 ? more[0] : "tcpdump", [.. more.Skip(1), .. more.Length > 0 ? new[] { "tcpdump" } : [], "-c", "1", "-i", name]);
+            Assert.Equal(1, tcpdump.WaitForExit());
+            return tcpdump.Errors;
+        }
+        Assert.Contains($"zc:{missing}@0: No such device exists\n(zc:{missing}@0: there is no cluster {missing} on this host", Fails($"zc:{missing}@0"));
+        Assert.Contains($"zc:{cluster}@5: No such device exists\n(zc:{cluster}@5: cluster {cluster} has 1 queues, numbered from 0 (tcpdump -D lists its queues))", Fails($"zc:{cluster}@5"));
+        Assert.Contains("(zc:99: 'zc:99' is not a queue name: write zc:<cluster>@<queue>, for example zc:99@0)", Fails("zc:99"));
+        using (ChildProcess first = library.Preloaded("tcpdump", "-i", $"zc:{cluster}@0", "-w", "/dev/null"))
+        {
+            Listing.WaitFor(cluster, i => i.Queues[0].ConsumerPid == first.Pid, "the first tcpdump on the queue");
+            Assert.Contains($"zc:{cluster}@0: queue 0 of cluster {cluster} already has a consumer, process {first.Pid}: one consumer per queue", Fails($"zc:{cluster}@0"));
+            first.Terminate();
+            Assert.Equal(0, first.WaitForExit());
+        }
+        // another user: the cluster was made owner-only
+        Assert.Contains($"zc:{cluster}@0: You don't have permission to perform this capture on that device", Fails($"zc:{cluster}@0", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"));
+        balancer.Terminate();
+        Assert.Equal(0, balancer.WaitForExit());
+    }
+
+    /// <summary>
+    /// The owner going away ends tcpdump's loop with PCAP_ERROR and the reason; a tcpdump started once a new owner has
+    /// made the cluster again reads it; one killed while it holds packets leaves its queue to the next.
+    /// </summary>
+    [Fact]
+    public void AnOwnerThatGoes_EndsTheLoopWithTheReason_AndAConsumerKilledMidBurst_LeavesTheQueueAttachable()
+    {
+        TestSetup.RequireTool("tcpdump");
+        uint cluster = TestClusters.NextId();
+        using (ChildProcess owner = ChildProcess.Run("Balancer", ["-c", cluster, "-n", 1, "-m", 0, "-i", "gen:64?rate=1000"]))
+        {
+            Listing.WaitForRunning(cluster, owner);
+            using ChildProcess tcpdump = library.Preloaded("tcpdump", "-i", $"zc:{cluster}@0", "-w", "/dev/null");
+            Listing.WaitFor(cluster, i => i.Queues[0].Stats.Received > 100, "tcpdump reading");
+            owner.Kill();
+            Assert.Equal(1, tcpdump.WaitForExit(10));
+            Assert.Contains($"zc:{cluster}@0: cluster {cluster} is gone: its owner (pid {owner.Pid}) exited without closing it", tcpdump.Errors);
+        }
+        using ChildProcess again = ChildProcess.Run("Balancer", ["-c", cluster, "-n", 1, "-m", 0, "-i", "gen:64?rate=100000"]);
+        Listing.WaitForRunning(cluster, again);
+        using (ChildProcess killed = library.Preloaded("tcpdump", "-i", $"zc:{cluster}@0", "-w", "/dev/null"))
+        {
+            Listing.WaitFor(cluster, i => i.Queues[0].Stats.Received > 10_000, "tcpdump reading");
+            killed.Kill();
+        }
+        using ChildProcess next = library.Preloaded("tcpdump", "-c", 1000, "-i", $"zc:{cluster}@0", "-w", "/dev/null");
+        Assert.Equal(0, next.WaitForExit());
+        Assert.Contains("1000 packets captured", next.Errors);
+        again.Terminate();
+        Assert.Equal(0, again.WaitForExit());
+    }
 }

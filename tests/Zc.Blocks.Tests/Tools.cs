@@ -36,10 +36,14 @@ internal static class Tools
     }
 
     /// <summary>Runs <paramref name="program"/> and returns its exit code, standard output and standard error.</summary>
-    public static (int Code, string Output, string Error) Run(string program, params string[] args)
+    public static (int Code, string Output, string Error) Run(string program, params string[] args) => RunWith(null, program, args);
+
+    /// <summary>As <see cref="Run"/>, with more in the environment.</summary>
+    public static (int Code, string Output, string Error) RunWith(IReadOnlyDictionary<string, string>? environment, string program, params string[] args)
     {
         var info = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (string a in args) info.ArgumentList.Add(a);
+        foreach ((string key, string value) in environment ?? new Dictionary<string, string>()) info.Environment[key] = value;
         using Process p = Process.Start(info)!;
         Task<string> error = p.StandardError.ReadToEndAsync();
         string output = p.StandardOutput.ReadToEnd();
