@@ -10,7 +10,9 @@ internal sealed class Report(PerfOptions options)
     {
         if (options.Json)
         {
-            Console.WriteLine(JsonSerializer.Serialize(row));
+            // A figure that could not be measured (a ratio to a baseline of zero) is null: JSON has no infinity, and one
+            // such value must not cost the rows measured for a minute before it.
+            Console.WriteLine(JsonSerializer.Serialize(row.ToDictionary(kv => kv.Key, kv => kv.Value is double d && !double.IsFinite(d) ? null : kv.Value)));
             return;
         }
         Console.WriteLine(string.Join("  ", row.Select(kv => $"{kv.Key}={Format(kv.Value)}")));

@@ -34,7 +34,7 @@ if (given.ContainsKey("--extcap-interfaces"))
     foreach (ClusterInfo cluster in ClusterDirectory.List())
         if (cluster.Problem is null && cluster.Live)
             foreach (QueueInfo q in cluster.Queues)
-                if (q.Role == QueueRole.Egress)
+                if (q.Role == QueueRole.Egress && !q.Internal)
                     Console.WriteLine($"interface {{value=zc:{cluster.Id}@{q.Id}}}{{display=ZcFlow cluster {cluster.Id} queue {q.Id}}}");
     return 0;
 }

@@ -15,7 +15,8 @@ foreach (ClusterInfo c in clusters)
                       $"{c.BufferCount} buffers of {c.BufferSize} B{(c.OnHugePages ? " on hugepages" : "")}  {c.Path}");
     foreach (QueueInfo q in c.Queues)
     {
-        string consumer = q.ConsumerPid == 0 ? "no consumer" : $"consumer pid {q.ConsumerPid}{(q.Stuck ? " STUCK" : "")}";
+        string consumer = q.Internal ? "internal (between two stages: not attachable)"
+            : q.ConsumerPid == 0 ? "no consumer" : $"consumer pid {q.ConsumerPid}{(q.Stuck ? " STUCK" : "")}";
         Console.WriteLine($"  zc:{c.Id}@{q.Id}  {q.Role.ToString().ToLowerInvariant()}  {q.Capacity} slots  {consumer}  sent {q.Stats.Sent:N0}  received {q.Stats.Received:N0}  " +
                           $"queued {q.Stats.Queued:N0}  dropped {q.Stats.Dropped:N0}  errors {q.Stats.Errors:N0}  holds {q.Held:N0} of {q.Quota:N0} buffers");
     }

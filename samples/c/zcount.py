@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """zcount in Python, over libzcflow through ctypes: attaches to a queue, counts packets and bytes until -n packets
-have come, SIGINT or SIGTERM, or the owner goes; prints the totals.
+have come, SIGINT or SIGTERM, or the owner goes; prints the totals. It waits for packets as an event loop does: with
+select on the queue's descriptor (zcflow_fd), which is readable while packets wait.
 
     ZCFLOW_LIB=/path/to/libzcflow.so python3 zcount.py zc:99@0 [-n <packets>]
 """
 import ctypes
 import os
+import select
 import signal
 import sys
 
@@ -28,6 +30,7 @@ def load(path):
     lib.zcflow_attach.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_void_p)]
     lib.zcflow_recv_burst.argtypes = [ctypes.c_void_p, ctypes.POINTER(Packet), ctypes.c_int, ctypes.c_int]
     lib.zcflow_release_burst.argtypes = [ctypes.c_void_p, ctypes.POINTER(Packet), ctypes.c_int]
+    lib.zcflow_fd.argtypes = [ctypes.c_void_p]
     lib.zcflow_stats.argtypes = [ctypes.c_void_p, ctypes.POINTER(QueueStats)]
     lib.zcflow_detach.argtypes = [ctypes.c_void_p]
     lib.zcflow_detach.restype = None
@@ -55,8 +58,12 @@ def main():
     burst = (Packet * 32)()
     packets = total = 0
     first = None
+    fd = lib.zcflow_fd(queue)
     while not stopping and (limit == 0 or packets < limit):
-        n = lib.zcflow_recv_burst(queue, burst, 32, 100)
+        n = lib.zcflow_recv_burst(queue, burst, 32, 0)
+        if n == 0:
+            select.select([fd], [], [], 0.1)   # readable once a packet waits; a tenth of a second to see a signal
+            continue
         if n < 0:
             print(f"owner gone: {lib.zcflow_error().decode()}", flush=True)
             break

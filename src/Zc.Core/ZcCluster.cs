@@ -202,6 +202,12 @@ public sealed unsafe class ZcCluster : IDisposable
         {
             if (Array.IndexOf(_queues, q) < 0) throw new ArgumentException($"queue {q.Id} is not one of cluster {Id}'s", nameof(inputs));
             if (q.Role != QueueRole.Egress) throw new ArgumentException($"queue {q.Id} is an ingress queue: the owner receives from it as from a device", nameof(inputs));
+        }
+        // A relay's inputs are internal: refused to any process that asks to attach (one that did already makes this an error).
+        foreach (ZcQueue q in inputs)
+        {
+            if (!q.MakeInternal())
+                throw new InvalidOperationException($"queue {q.Id} of cluster {Id} has been attached to by a consumer process: a relay takes its queues before they are served");
             q.Quota = Math.Max(q.Quota, BufferCount);
         }
         return new BufferPool(_buffers, [.. inputs]);

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using ZcFlow.Buffers;
+using ZcFlow.Ipc;
 using ZcFlow.Queues;
 
 namespace ZcFlow.Tests;
@@ -7,6 +8,27 @@ namespace ZcFlow.Tests;
 /// <summary>A relay: a stage on a thread of its own between queues, handing every buffer back to the queue it came from.</summary>
 public class RelayTests
 {
+    // A queue between two stages is the relay's: no process may attach to it (it would take the graph's packets); the
+    // listing marks it internal; a queue the graph ends in is attachable as ever; a queue a consumer attached to first
+    // cannot become a relay's.
+    [Fact]
+    public void ARelaysInputQueue_IsInternal_RefusedToConsumers_AndListedSo()
+    {
+        using ZcCluster cluster = TestClusters.Create(buffers: 256, maxQueues: 4);
+        ZcQueue q1 = cluster.CreateQueue(64), q2 = cluster.CreateQueue(32), q3 = cluster.CreateQueue(32);
+        cluster.CreatePool(256).ReclaimFrom(q1);
+        cluster.CreateRelay([q1]).ReclaimFrom(q2);
+        Assert.True(q1.IsInternal);
+        var refused = Assert.Throws<ArgumentException>(() => AttachedQueue.Attach($"zc:{cluster.Id}@0"));
+        Assert.StartsWith($"queue 0 of cluster {cluster.Id} is internal: it carries packets between two stages of its owner's graph", refused.Message);
+        using (AttachedQueue end = AttachedQueue.Attach($"zc:{cluster.Id}@1")) Assert.Equal(1, end.Queue.Id);
+        Wait.Until(() => ClusterDirectory.List().Single(c => c.Id == cluster.Id).Queues[0].Internal, "the listing to mark queue 0 internal");
+        Assert.False(ClusterDirectory.List().Single(c => c.Id == cluster.Id).Queues[1].Internal);
+
+        using AttachedQueue taken = AttachedQueue.Attach($"zc:{cluster.Id}@2");
+        Assert.Contains("has been attached to by a consumer process", Assert.Throws<InvalidOperationException>(() => cluster.CreateRelay([q3])).Message);
+    }
+
     private const int Total = 200_000;
 
     // Thread A fills numbered packets from its pool into q1; thread B relays: every packet to q3, the even ones also to q2,

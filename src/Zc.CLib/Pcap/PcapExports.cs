@@ -346,7 +346,7 @@ public static unsafe class PcapExports
             foreach (ClusterInfo cluster in ClusterDirectory.List())
             {
                 if (!cluster.Live) continue;
-                foreach (QueueInfo q in cluster.Queues)
+                foreach (QueueInfo q in cluster.Queues.Where(q => !q.Internal))   // between two stages: nobody may read them
                 {
                     string use = q.Role == QueueRole.Ingress ? "ingress: programs send into it (pcap_inject)"
                         : q.ConsumerPid != 0 ? $"read by process {q.ConsumerPid}" : "free";

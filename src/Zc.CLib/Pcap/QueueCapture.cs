@@ -42,6 +42,7 @@ internal sealed unsafe class QueueCapture : IDisposable
     {
         Pcap = pcap;
         Name = name;
+        _breakFlag = (int*)(pcap + Math.Max(0, BreakOffset));
         _header = (PacketHeader*)NativeMemory.AllocZeroed((nuint)sizeof(PacketHeader));
     }
 
@@ -77,7 +78,7 @@ internal sealed unsafe class QueueCapture : IDisposable
 
     private static readonly int BreakOffset = FindBreakFlag();
 
-    private int* BreakFlag => (int*)(Pcap + BreakOffset);
+    private readonly int* _breakFlag;   // read once a packet: kept here, not worked out each time
 
     /// <summary>Where in a libpcap handle pcap_breakloop sets its flag: the one int it changes on a handle like ours.</summary>
     private static int FindBreakFlag()
@@ -310,7 +311,7 @@ internal sealed unsafe class QueueCapture : IDisposable
         long deadline = timeoutMs > 0 ? Stopwatch.GetTimestamp() + timeoutMs * Stopwatch.Frequency / 1000 : long.MaxValue;
         while (true)
         {
-            if (Volatile.Read(ref *BreakFlag) != 0) return PCAP_ERROR_BREAK;
+            if (Volatile.Read(ref *_breakFlag) != 0) return PCAP_ERROR_BREAK;
             long left = deadline - Stopwatch.GetTimestamp();
             if (left <= 0) return 0;
             queue.Wait((int)Math.Min(100, Math.Max(1, left * 1000 / Stopwatch.Frequency)));
@@ -322,8 +323,8 @@ internal sealed unsafe class QueueCapture : IDisposable
     // pcap_breakloop's flag, cleared as libpcap clears it when a loop ends on it.
     private bool TakeBreak()
     {
-        if (Volatile.Read(ref *BreakFlag) == 0) return false;
-        Volatile.Write(ref *BreakFlag, 0);
+        if (Volatile.Read(ref *_breakFlag) == 0) return false;
+        Volatile.Write(ref *_breakFlag, 0);
         return true;
     }
 

@@ -17,8 +17,8 @@ internal struct AttachRequest
 
 /// <summary>
 /// The owner's answer: the layout the handed memory has, or why there is none. With an
-/// accepted attach come two descriptors: the cluster memory (read-only for an egress queue's
-/// consumer) and the queue's own memory; with a monitor request, the cluster memory alone.
+/// accepted attach come three descriptors: the cluster memory (read-only for an egress queue's
+/// consumer), the queue's own memory and the read end of its wake-up pipe; with a monitor request, the cluster memory alone.
 /// The owner later sends <see cref="Closing"/> once, when it shuts the cluster down.
 /// </summary>
 [StructLayout(LayoutKind.Sequential)]
@@ -26,7 +26,7 @@ internal unsafe struct AttachReply
 {
     public const uint CurrentMagic = 0x5243_5A41; // "AZCR"
     public const uint ClosingMagic = 0x4343_5A41; // "AZCC"
-    public const int Ok = 0, NoQueue = 1, Busy = 2, Draining = 3, BadRequest = 4;
+    public const int Ok = 0, NoQueue = 1, Busy = 2, Draining = 3, BadRequest = 4, Internal = 5;
     public const int MessageCapacity = 240;
 
     public uint Magic;

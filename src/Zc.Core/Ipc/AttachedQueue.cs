@@ -110,6 +110,7 @@ public sealed unsafe class AttachedQueue : IDisposable
                 AttachReply.NoQueue => new ArgumentOutOfRangeException(nameof(queueId), queueId, refusal.Text),
                 AttachReply.Draining => new TimeoutException(refusal.Text),
                 AttachReply.Busy => new QueueBusyException(refusal.Text),
+                AttachReply.Internal => new ArgumentException(refusal.Text, nameof(queueId)),
                 _ => new InvalidOperationException(refusal.Text),
             };
         }

@@ -73,6 +73,7 @@ public static unsafe class ClusterDirectory
                 new Queues.QueueStats(Volatile.Read(ref e.Sent), Volatile.Read(ref e.Received), Volatile.Read(ref e.Dropped), Volatile.Read(ref e.Errors)))
             {
                 Held = (int)Volatile.Read(ref e.Held), Quota = (int)Volatile.Read(ref e.Quota), Stuck = (Volatile.Read(ref e.Flags) & QueueEntry.FlagStuck) != 0,
+                Internal = (Volatile.Read(ref e.Flags) & QueueEntry.FlagInternal) != 0,
             });
         }
         var devices = new List<DeviceInfo>();

@@ -24,6 +24,9 @@ public sealed record QueueInfo(int Id, QueueRole Role, int Capacity, int Consume
     public int Quota { get; init; }
 
     public bool Stuck { get; init; }
+
+    /// <summary>The queue carries packets between two stages of its owner's graph: no consumer can attach to it.</summary>
+    public bool Internal { get; init; }
 }
 
 /// <summary>One pool of a listed cluster: its buffers and how many were free.</summary>

@@ -146,10 +146,14 @@ internal sealed class ClusterServer : IDisposable
         int state = Interlocked.CompareExchange(ref queue.ConsumerState, ZcQueue.Attached, ZcQueue.Free);
         if (state != ZcQueue.Free)
         {
-            reply.Status = state == ZcQueue.Attached ? AttachReply.Busy : AttachReply.Draining;
-            reply.Text = state == ZcQueue.Attached
-                ? $"queue {queue.Id} of cluster {_cluster.Id} already has a consumer, process {queue.AttachedPid}"
-                : $"queue {queue.Id} of cluster {_cluster.Id} still holds what its last consumer left; its owner takes that back when it next checks its consumers";
+            reply.Status = state switch { ZcQueue.Attached => AttachReply.Busy, ZcQueue.Internal => AttachReply.Internal, _ => AttachReply.Draining };
+            reply.Text = state switch
+            {
+                ZcQueue.Attached => $"queue {queue.Id} of cluster {_cluster.Id} already has a consumer, process {queue.AttachedPid}",
+                ZcQueue.Internal => $"queue {queue.Id} of cluster {_cluster.Id} is internal: it carries packets between two stages of its owner's graph, "
+                    + "and a consumer there would take them from the graph; attach to one of the queues the graph ends in (ZStat lists them)",
+                _ => $"queue {queue.Id} of cluster {_cluster.Id} still holds what its last consumer left; its owner takes that back when it next checks its consumers",
+            };
             ClusterSocket.Send(client.Fd, reply, []);
             return;
         }

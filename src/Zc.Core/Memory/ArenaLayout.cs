@@ -131,6 +131,9 @@ public struct QueueEntry
     public const uint FlagAttached = 1;
     /// <summary>Its consumer has left the queue without room for a burst and taken or released nothing for a second.</summary>
     public const uint FlagStuck = 2;
+
+    /// <summary>The queue carries packets between two stages of the owner's graph: no consumer may attach to it.</summary>
+    public const uint FlagInternal = 4;
 }
 
 /// <summary>

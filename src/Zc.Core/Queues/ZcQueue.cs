@@ -48,7 +48,7 @@ public sealed unsafe class ZcQueue
     }
 
     // The owner's record of the consumer process at the other end, kept by the cluster's socket thread.
-    internal const int Free = 0, Attached = 1, Leaving = 2;
+    internal const int Free = 0, Attached = 1, Leaving = 2, Internal = 3;   // Internal: consumed by a relay of this process, never attached
     internal int ConsumerState;
     internal int AttachedPid;
     private ulong _lastHead;
@@ -157,7 +157,7 @@ public sealed unsafe class ZcQueue
     /// </summary>
     public bool IsWaitedFor => Volatile.Read(ref ConsumerState) switch
     {
-        Attached => !_stuck,
+        Attached or Internal => !_stuck,
         Free => !HadRemoteConsumer && !_stuck,
         _ => false,
     };
@@ -220,6 +220,26 @@ public sealed unsafe class ZcQueue
         if (Role == QueueRole.Egress) _ring.WakeIfWaiting();
     }
 
+    /// <summary>
+    /// Owner: the queue carries packets between two stages of this process's graph, to a relay (<see cref="ZcCluster.CreateRelay"/>)
+    /// that consumes it here. No process may attach to it: a consumer there would take the graph's packets.
+    /// </summary>
+    public bool IsInternal => Volatile.Read(ref ConsumerState) == Internal;
+
+    /// <summary>Marks the queue internal; false when a consumer process is attached to it, or was.</summary>
+    internal bool MakeInternal()
+    {
+        int state = Interlocked.CompareExchange(ref ConsumerState, Internal, Free);
+        if (state == Free && HadRemoteConsumer)
+        {
+            Volatile.Write(ref ConsumerState, Free);
+            return false;
+        }
+        if (state is not (Free or Internal)) return false;
+        Publish();
+        return true;
+    }
+
     /// <summary>The owner's socket thread: copies this queue's counters into its directory entry for the listing.</summary>
     internal void Publish()
     {
@@ -233,7 +253,7 @@ public sealed unsafe class ZcQueue
         Volatile.Write(ref _entry->Held, (uint)Math.Max(0, Held));
         Volatile.Write(ref _entry->Quota, (uint)_q.Limit);
         Volatile.Write(ref _entry->ConsumerPid, pid);
-        Volatile.Write(ref _entry->Flags, (pid != 0 ? QueueEntry.FlagAttached : 0) | (_stuck ? QueueEntry.FlagStuck : 0));
+        Volatile.Write(ref _entry->Flags, (pid != 0 ? QueueEntry.FlagAttached : 0) | (_stuck ? QueueEntry.FlagStuck : 0) | (IsInternal ? QueueEntry.FlagInternal : 0));
     }
 
     // ---- producer side ----
