@@ -31,7 +31,11 @@ internal sealed unsafe class QueueCapture : IDisposable
 
     private readonly PacketHandle[] _burst = new PacketHandle[Burst];
     private int _next, _count;
-    private readonly PacketHeader* _header;     // pcap_next_ex's, valid until its next call
+    // Each packet of the burst as the program sees it: its header (valid until the burst is given back, after the next packet
+    // is asked for), where its bytes are, and how many the buffer holds (what the filter runs over).
+    private readonly PacketHeader* _headers;
+    private readonly byte** _data;
+    private readonly uint* _lengths;
     private BpfInstruction* _filter;
     private AttachedQueue? _attached;
     private IngressSink? _sink;
@@ -43,7 +47,9 @@ internal sealed unsafe class QueueCapture : IDisposable
         Pcap = pcap;
         Name = name;
         _breakFlag = (int*)(pcap + Math.Max(0, BreakOffset));
-        _header = (PacketHeader*)NativeMemory.AllocZeroed((nuint)sizeof(PacketHeader));
+        _headers = (PacketHeader*)NativeMemory.AllocZeroed(Burst, (nuint)sizeof(PacketHeader));
+        _data = (byte**)NativeMemory.AllocZeroed(Burst, (nuint)sizeof(byte*));
+        _lengths = (uint*)NativeMemory.AllocZeroed(Burst, sizeof(uint));
     }
 
     /// <summary>The pcap_t the program holds.</summary>
@@ -211,9 +217,9 @@ internal sealed unsafe class QueueCapture : IDisposable
                         break;
                     }
                 }
-                ref readonly PacketHandle p = ref _burst[_next++];
-                if (!Admit(p, _header, out byte* data)) continue;
-                callback(user, _header, data);
+                int i = _next++;
+                if (!Admit(i)) continue;
+                callback(user, &_headers[i], _data[i]);
                 done++;
             }
             return loop ? 0 : done;
@@ -243,10 +249,10 @@ internal sealed unsafe class QueueCapture : IDisposable
                     if (got == PCAP_ERROR_BREAK) { TakeBreak(); return PCAP_ERROR_BREAK; }
                     if (got == 0) return 0;
                 }
-                ref readonly PacketHandle p = ref _burst[_next++];
-                if (!Admit(p, _header, out byte* bytes)) continue;
-                *header = _header;
-                *data = bytes;
+                int i = _next++;
+                if (!Admit(i)) continue;
+                *header = &_headers[i];
+                *data = _data[i];
                 return 1;
             }
         }
@@ -260,27 +266,40 @@ internal sealed unsafe class QueueCapture : IDisposable
         }
     }
 
-    // The filter's verdict on a packet, and its header as the program sees it: cut to the snapshot length, stamped in the handle's precision.
-    private bool Admit(in PacketHandle p, PacketHeader* header, out byte* data)
+    // The filter's verdict on packet i of the burst, which cuts it to the bytes it accepts.
+    private bool Admit(int i)
     {
         _examined++;
-        Span<byte> bytes = p.Data;
-        data = (byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref MemoryMarshal.GetReference(bytes));
-        uint length = (uint)bytes.Length, wire = (uint)Math.Max(p.WireLength, bytes.Length);
-        uint keep = Math.Min(length, (uint)Snaplen);
-        if (_filter is not null)
-        {
-            uint verdict = Native.Pcap.Filter(_filter, data, wire, length);
-            if (verdict == 0) return false;
-            keep = Math.Min(keep, verdict);
-        }
-        long ns = p.TimestampNs;
-        header->Seconds = ns / 1_000_000_000;
-        long fraction = ns % 1_000_000_000;
-        header->Fraction = Precision == PrecisionNano ? fraction : fraction / 1000;
-        header->CapturedLength = keep;
-        header->WireLength = wire;
+        if (_filter is null) return true;
+        PacketHeader* h = &_headers[i];
+        uint verdict = Native.Pcap.Filter(_filter, _data[i], h->WireLength, _lengths[i]);
+        if (verdict == 0) return false;
+        h->CapturedLength = Math.Min(h->CapturedLength, verdict);
         return true;
+    }
+
+    // The burst's headers as the program sees them: cut to the snapshot length, stamped in the handle's precision. Read in
+    // one pass, right after the burst came: each packet's header is a cache miss (the producer wrote it on another core),
+    // and here they overlap, where between callbacks they would come one after another.
+    private void Describe(int n)
+    {
+        uint snaplen = (uint)Snaplen;
+        bool nano = Precision == PrecisionNano;
+        for (int i = 0; i < n; i++)
+        {
+            ref readonly PacketHandle p = ref _burst[i];
+            Span<byte> bytes = p.Data;
+            uint length = (uint)bytes.Length;
+            long ns = p.TimestampNs;
+            (long seconds, long fraction) = Math.DivRem(ns, 1_000_000_000);
+            PacketHeader* h = &_headers[i];
+            h->Seconds = seconds;
+            h->Fraction = nano ? fraction : fraction / 1000;
+            h->CapturedLength = Math.Min(length, snaplen);
+            h->WireLength = Math.Max((uint)p.WireLength, length);
+            _data[i] = (byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref MemoryMarshal.GetReference(bytes));
+            _lengths[i] = length;
+        }
     }
 
     // Gives the last burst back, takes the next: how many came, 0 when none did (in time), or PCAP_ERROR_BREAK.
@@ -294,7 +313,11 @@ internal sealed unsafe class QueueCapture : IDisposable
         }
         int n = queue.ReceiveBurst(_burst);
         if (n == 0 && wait) n = Wait(queue, timeoutMs);
-        if (n > 0) _count = n;
+        if (n > 0)
+        {
+            _count = n;
+            Describe(n);
+        }
         return n;
     }
 
@@ -421,6 +444,8 @@ internal sealed unsafe class QueueCapture : IDisposable
         _sink = null;
         if (_filter is not null) NativeMemory.Free(_filter);
         _filter = null;
-        NativeMemory.Free(_header);
+        NativeMemory.Free(_headers);
+        NativeMemory.Free(_data);
+        NativeMemory.Free(_lengths);
     }
 }
