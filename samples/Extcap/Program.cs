@@ -56,7 +56,9 @@ if (given.TryGetValue("--extcap-capture-filter", out string? expression) && !str
     try { filter = BpfFilter.Compile(expression); }
     catch (Exception e) when (e is ArgumentException or InvalidOperationException or ZcFlow.Native.ErrnoException)
     {
-        // Wireshark checks a capture filter by asking with it alone: what is printed is the reason it is refused.
+        // Wireshark checks a capture filter by asking with it alone: what is printed is the reason it is refused. In a
+        // capture, what goes wrong goes to standard error, where Wireshark and tshark show it.
+        if (given.ContainsKey("--capture")) return Fail(e is ArgumentException a && a.ParamName is { } name ? e.Message.Replace($" (Parameter '{name}')", "") : e.Message);
         Console.WriteLine(e.Message);
         return 1;
     }

@@ -7,10 +7,17 @@ using ZcFlow.Samples;
 // delaying, balancing, each on a core), so that a graph changes without a rebuild; --Key=value after the file overrides
 // a key (--ClusterId=12, --Stages:0:From=eth3). Runs until Ctrl-C/SIGTERM, or, when every input ends (files), until the
 // consumers have released every packet; stats every second with -p, and at the end.
-if (args.Length == 0 || args[0] is "-h" or "--help" || !File.Exists(args[0]))
+const string Usage = "usage: Topology <topology.json> [-p] [--Key=value ...]   (filter-and-merge.json, two-applications.json, pipeline-delay.json are examples)\n"
+    + "  -p  stats every second    --Key=value  overrides a key of the file, e.g. --ClusterId=12 --Stages:0:From=eth3";
+if (args.Length > 0 && args[0] is "-h" or "--help")
 {
-    Console.Error.WriteLine(args.Length == 0 || args[0] is "-h" or "--help" ? "" : $"error: no file '{args[0]}'");
-    Console.Error.WriteLine("usage: Topology <topology.json> [-p] [--Key=value ...]   (filter-and-merge.json, two-applications.json, pipeline-delay.json are examples)");
+    Console.WriteLine(Usage);
+    return 0;
+}
+if (args.Length == 0 || !File.Exists(args[0]))
+{
+    Console.Error.WriteLine(args.Length == 0 ? "error: no topology file given" : $"error: no file '{args[0]}'");
+    Console.Error.WriteLine(Usage);
     return 2;
 }
 bool stats = args[1..].Contains("-p");

@@ -2,6 +2,14 @@ using ZcFlow.Ipc;
 
 // The clusters on this host, their owners and queues, with live counters: what
 // /proc/net/pf_ring shows for PF_RING.
+const string Usage = "usage: ZStat   (every ZcFlow cluster on this host this user can reach: owner, queues, pools, devices and their counters)";
+if (args.Length > 0)
+{
+    bool help = args[0] is "-h" or "--help";
+    if (!help) Console.Error.WriteLine($"error: unexpected argument '{args[0]}'");
+    (help ? Console.Out : Console.Error).WriteLine(Usage);
+    return help ? 0 : 2;
+}
 var clusters = ClusterDirectory.List();
 if (clusters.Count == 0) Console.WriteLine("no ZcFlow cluster on this host");
 foreach (ClusterInfo c in clusters)
@@ -29,3 +37,4 @@ foreach (ClusterInfo c in clusters)
                           (s.Sent + s.SendFailed != 0 ? $"  sent {s.Sent:N0}  not sent {s.SendFailed:N0}" : ""));
     }
 }
+return 0;

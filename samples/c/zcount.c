@@ -24,8 +24,14 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
+    const char *usage = "usage: zcount zc:<cluster>@<queue> [-n <packets>] [-v] [-a]\n"
+                        "  -n  stop after this many packets    -v  the rate every second    -a  poll without sleeping\n";
+    if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+        fputs(usage, stdout);
+        return 0;
+    }
     if (argc < 2) {
-        fprintf(stderr, "usage: zcount zc:<cluster>@<queue> [-n <packets>] [-v] [-a]\n");
+        fputs(usage, stderr);
         return 2;
     }
     unsigned long long limit = 0;

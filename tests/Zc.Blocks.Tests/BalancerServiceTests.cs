@@ -262,11 +262,18 @@ public class BalancerServiceTests(ITestOutputHelper output)
         File.WriteAllText(script, ClientScript.Replace("\n        ", "\n"));
         var start = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (string a in (string[])[script, endpoint, .. rules]) start.ArgumentList.Add(a);
-        using Process client = Process.Start(start)!;
-        string reply = client.StandardOutput.ReadToEnd().Trim();
-        string errors = client.StandardError.ReadToEnd();
-        Assert.True(client.WaitForExit(30_000), "the ZeroMQ client did not finish");
-        Assert.True(client.ExitCode == 0, $"the ZeroMQ client failed: {errors}");
-        return reply;
+        try
+        {
+            using Process client = Process.Start(start)!;
+            string reply = client.StandardOutput.ReadToEnd().Trim();
+            string errors = client.StandardError.ReadToEnd();
+            Assert.True(client.WaitForExit(30_000), "the ZeroMQ client did not finish");
+            Assert.True(client.ExitCode == 0, $"the ZeroMQ client failed: {errors}");
+            return reply;
+        }
+        finally
+        {
+            File.Delete(script);
+        }
     }
 }

@@ -118,6 +118,10 @@ public sealed class ExtcapTests : IDisposable
             var check = Tools.Run(_link, "--extcap-interface", $"zc:{cluster}@0", "--extcap-capture-filter", "udp prt 5");
             Assert.Equal(1, check.Code);
             Assert.Contains("can't parse filter expression", check.Output);
+            // in a capture, the reason goes to standard error, which tshark shows (it was lost on standard output)
+            var refused = Tools.Run(_link, "--extcap-interface", $"zc:{cluster}@0", "--capture", "--fifo", "/dev/null", "--extcap-capture-filter", "tcp port 8o");
+            Assert.Equal(1, refused.Code);
+            Assert.Equal("error: filter 'tcp port 8o': unknown port '8o'", refused.Error.Trim());
             Assert.Equal(0, Tools.Run(_link, "--extcap-interface", $"zc:{cluster}@0", "--extcap-capture-filter", "udp port 5").Code);
             var missing = Tools.Run(_link, "--extcap-interface", $"zc:{TestClusters.NextId()}@0", "--capture", "--fifo", "/dev/null");
             Assert.Equal(1, missing.Code);

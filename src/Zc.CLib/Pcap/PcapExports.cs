@@ -217,26 +217,18 @@ public static unsafe class PcapExports
     // The receiving calls are made once a packet (pcap_next_ex) or once a burst: written out, with no closure to allocate.
 
     [UnmanagedCallersOnly(EntryPoint = "pcap_dispatch")]
-    private static int Dispatch(nint p, int count, nint callback, nint user)
-    {
-        if (Ours(p) is not { } c) return SystemPcap.Dispatch(p, count, callback, user);
-        try
-        {
-            return c.Dispatch(count, (delegate* unmanaged<nint, PacketHeader*, byte*, void>)callback, user);
-        }
-        catch (Exception e)
-        {
-            return c.Fail(PCAP_ERROR, $"{c.Name}: {e.Message}");
-        }
-    }
+    private static int Dispatch(nint p, int count, nint callback, nint user) => Deliver(p, count, callback, user, loop: false);
 
     [UnmanagedCallersOnly(EntryPoint = "pcap_loop")]
-    private static int Loop(nint p, int count, nint callback, nint user)
+    private static int Loop(nint p, int count, nint callback, nint user) => Deliver(p, count, callback, user, loop: true);
+
+    private static int Deliver(nint p, int count, nint callback, nint user, bool loop)
     {
-        if (Ours(p) is not { } c) return SystemPcap.Loop(p, count, callback, user);
+        if (Ours(p) is not { } c) return loop ? SystemPcap.Loop(p, count, callback, user) : SystemPcap.Dispatch(p, count, callback, user);
+        var call = (delegate* unmanaged<nint, PacketHeader*, byte*, void>)callback;
         try
         {
-            return c.Loop(count, (delegate* unmanaged<nint, PacketHeader*, byte*, void>)callback, user);
+            return loop ? c.Loop(count, call, user) : c.Dispatch(count, call, user);
         }
         catch (Exception e)
         {

@@ -203,9 +203,11 @@ internal sealed unsafe class QueueCapture : IDisposable
         {
             while (done < limit)
             {
-                if (TakeBreak()) return PCAP_ERROR_BREAK;
                 if (_next == _count)
                 {
+                    // pcap_breakloop is looked for between bursts: what a burst holds is handed over first (microseconds),
+                    // so that nothing taken from the queue is left behind when the program stops.
+                    if (TakeBreak()) return PCAP_ERROR_BREAK;
                     // pcap_loop waits for as long as it takes; pcap_dispatch for its first packet (not in non-blocking mode),
                     // then hands over what is there and returns.
                     bool wait = loop || (done == 0 && !NonBlocking);
