@@ -61,6 +61,35 @@ internal static class Daemon
     /// Becomes <paramref name="user"/> (its groups, then its group, then its user id), after giving it the
     /// files this process must still write or remove once it is that user.
     /// </summary>
+    /// <summary>
+    /// Before -D: what daemons do with a pid file. A directory of its own that is not there yet is made for the user (as
+    /// systemd's RuntimeDirectory= does), so the daemon, no longer root, still removes its pid file at exit; a directory the
+    /// user cannot write in (/run itself) would keep it, and that is said at once, with what to give instead.
+    /// </summary>
+    public static void PreparePidDirectory(string pidFile, string user, (uint Uid, uint Gid) ids)
+    {
+        string dir = Path.GetDirectoryName(Path.GetFullPath(pidFile))!;
+        if (!Directory.Exists(dir))
+        {
+            Directory.CreateDirectory(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead
+                | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+            if (Libc.Chown(dir, (int)ids.Uid, (int)ids.Gid) != 0) throw ErrnoException.FromLastError($"chown {dir}");
+            return;
+        }
+        bool othersWrite = (File.GetUnixFileMode(dir) & UnixFileMode.OtherWrite) != 0;   // /tmp: sticky, and anyone may write
+        if (!othersWrite && OwnerOf(dir) != ids.Uid)
+            Console.Error.WriteLine($"warning: -P {pidFile}: {dir} is not {user}'s, so the pid file stays once the Balancer runs as {user}: " +
+                                    $"give a directory of its own (-P /run/zcflow-<cluster>/balancer.pid is made for {user}), or RuntimeDirectory= in a systemd unit");
+    }
+
+    // st_uid of struct stat: after dev, ino, nlink and mode on x86-64, after dev, ino and mode (nlink after it) on arm64.
+    private static uint? OwnerOf(string path)
+    {
+        if (Libc.StatPath(path, out Stat st) != 0) return null;
+        int at = System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64 ? 28 : 24;
+        return System.Runtime.InteropServices.MemoryMarshal.Read<uint>(System.Runtime.InteropServices.MemoryMarshal.AsBytes(System.Runtime.InteropServices.MemoryMarshal.CreateSpan(ref st, 1))[at..]);
+    }
+
     public static void DropPrivileges(string user, (uint Uid, uint Gid) ids, IEnumerable<string> files, ZcCluster cluster)
     {
         cluster.GiveFilesTo(ids.Uid, ids.Gid);

@@ -263,7 +263,11 @@ using (rules)
 using (Prometheus.Serve(metricsPort))
 {
     // Written once the cluster serves (a supervisor that sees it may attach consumers), removed at a clean exit.
-    if (pidFile is not null) File.WriteAllText(pidFile, Environment.ProcessId + "\n");
+    if (pidFile is not null)
+    {
+        if (user is { } owner) Daemon.PreparePidDirectory(pidFile, cl.String('D')!, owner);
+        File.WriteAllText(pidFile, Environment.ProcessId + "\n");
+    }
     foreach (IBalancer b in graph.Balancers)
     {
         Console.WriteLine($"cluster {clusterId}: {string.Join(", ", b.Inputs.Select(i => i.Name))} -> mode {mode} -> " +

@@ -62,7 +62,7 @@ catch (Exception e) when (CommandLine.IsSetupError(e))
 using (graph)
 {
     Console.WriteLine($"{devices.Length} filtering threads, 1 collector, {queues} queues: run consumers as");
-    for (int q = 0; q < queues; q++) Console.WriteLine($"\tZCount -i zc:{clusterId}@{q}");
+    for (int q = 0; q < queues; q++) Console.WriteLine($"\tZCount -c {clusterId} -i {q}");
     var clock = Stopwatch.StartNew();
     long reported = 0;
     // Inputs that end (files) end the run once the consumers have had and given back every packet.

@@ -171,6 +171,40 @@ public class BalancerServiceTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>
+    /// A pid file under /run, as daemons keep them: in a directory of its own the Balancer makes for the user it becomes, so
+    /// that it can still remove the file at exit; one straight in /run (root's) is said to stay, at once.
+    /// </summary>
+    [Fact]
+    public void DaemonMode_APidFileUnderRun_IsRemovedAtExit_AndOneThatCannotBeIsSaidAtOnce()
+    {
+        if (ZcFlow.Native.Libc.GetEuid() != 0) Assert.Skip("-D needs root");
+        uint id = TestClusters.NextId();
+        string dir = $"/run/zcflow-{id}", pid = Path.Combine(dir, "balancer.pid"), log = Path.Combine(Path.GetTempPath(), $"zcflow-{id}.log");
+        try
+        {
+            using (ChildProcess start = ChildProcess.Run("Balancer", ["-c", id, "-i", "gen:64?rate=1000", "-d", "-D", "nobody", "-l", log, "-P", pid]))
+                Assert.Equal(0, start.WaitForExit());
+            int daemon = int.Parse(File.ReadAllText(pid).Trim());
+            Assert.Equal(ZcFlow.Native.Libc.LookUpUser("nobody")!.Value.Uid.ToString(), Tools.Run("stat", "-c", "%u", dir).Output.Trim());
+            ZcFlow.Native.Libc.Kill(daemon, 15);
+            Wait.Until(() => !Directory.Exists($"/proc/{daemon}"), "the daemon's end", seconds: 20);
+            Assert.False(File.Exists(pid), File.ReadAllText(log));
+            Assert.DoesNotContain("stays", File.ReadAllText(log));
+
+            using ChildProcess root = ChildProcess.Run("Balancer", ["-c", id, "-i", "gen:64?rate=1000", "-D", "nobody", "-P", $"/run/zcflow-{id}.pid"]);
+            Assert.Contains($"warning: -P /run/zcflow-{id}.pid: /run is not nobody's, so the pid file stays", root.WaitFor("serving") + root.Errors);
+            root.Terminate();
+            root.WaitForExit();
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+            File.Delete($"/run/zcflow-{id}.pid");
+            File.Delete(log);
+        }
+    }
+
     [Fact]
     public void DaemonMode_ASetUpError_ReachesTheTerminal_WithTheExitCode()
     {
