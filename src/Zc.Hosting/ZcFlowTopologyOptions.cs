@@ -41,12 +41,49 @@ public sealed class ZcFlowTopologyOptions
     /// <summary>The stages, in order.</summary>
     public StageOptions[] Stages { get; set; } = [];
 
-    /// <summary>Reads the options from <paramref name="section"/>; a key that is not an option is an error naming it.</summary>
+    /// <summary>
+    /// Reads the options from <paramref name="section"/>. A key that is not an option, or a value that is not of its type, is
+    /// an <see cref="InvalidOperationException"/> that names the key (<c>Stages:0:Filtr</c>) and says what it takes.
+    /// </summary>
     public static ZcFlowTopologyOptions From(IConfiguration section)
     {
+        var unknown = new List<string>();
+        Unknown(section, typeof(ZcFlowTopologyOptions), "", unknown);
+        foreach (IConfigurationSection stage in section.GetSection(nameof(Stages)).GetChildren())
+            Unknown(stage, typeof(StageOptions), $"{nameof(Stages)}:{stage.Key}:", unknown);
+        if (unknown.Count > 0) throw new InvalidOperationException(string.Join("; ", unknown));
         var options = new ZcFlowTopologyOptions();
-        section.Bind(options, binder => binder.ErrorOnUnknownConfiguration = true);
+        try
+        {
+            section.Bind(options, binder => binder.ErrorOnUnknownConfiguration = true);
+        }
+        catch (InvalidOperationException e)
+        {
+            // The binder says which key's value it could not convert only in an inner exception, and not in these words.
+            for (Exception? inner = e; inner is not null; inner = inner.InnerException)
+            {
+                System.Text.RegularExpressions.Match m = System.Text.RegularExpressions.Regex.Match(inner.Message, @"value '[^']*' at '([^']+)' to type '([^']+)'");
+                if (!m.Success) continue;
+                string path = m.Groups[1].Value, type = m.Groups[2].Value switch
+                {
+                    "System.Int32" or "System.UInt32" or "System.Int64" => "a whole number",
+                    "System.Boolean" => "true or false",
+                    var other => other,
+                };
+                throw new InvalidOperationException($"{path}: '{section[path]}' is not {type}", e);
+            }
+            throw;
+        }
         return options;
+    }
+
+    // The keys of one object in the configuration that are not properties of its type, each with the keys it does take.
+    private static void Unknown(IConfiguration section, Type type, string prefix, List<string> problems)
+    {
+        string[] keys = [.. type.GetProperties().Where(p => p.CanWrite).Select(p => p.Name)];
+        foreach (IConfigurationSection child in section.GetChildren())
+            if (!keys.Contains(child.Key, StringComparer.OrdinalIgnoreCase))
+                problems.Add($"{prefix}{child.Key}: not a key here; the keys are {string.Join(", ", keys)}");
     }
 
     /// <summary>What is wrong with these options, each message naming its key under <paramref name="section"/>; empty when nothing is.</summary>

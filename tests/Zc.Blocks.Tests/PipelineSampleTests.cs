@@ -152,4 +152,16 @@ public class PipelineSampleTests
         var config = new ConfigurationBuilder().AddJsonFile(Path.Combine(AppContext.BaseDirectory, file)).Build();
         Assert.Empty(Hosting.ZcFlowTopologyOptions.From(config).Problems(file));
     }
+
+    // A misspelt key and a value that is not of its type, from the command line as a user gives them, name the key.
+    [Fact]
+    public void TopologySettingsErrors_NameTheKey()
+    {
+        IConfiguration Config(string arg) => new ConfigurationBuilder().AddJsonFile(Path.Combine(AppContext.BaseDirectory, "filter-and-merge.json")).AddCommandLine([arg]).Build();
+        string Error(string arg) => Assert.Throws<InvalidOperationException>(() => Hosting.ZcFlowTopologyOptions.From(Config(arg))).Message;
+        Assert.StartsWith("Stages:0:Filtr: not a key here; the keys are Name, From, After,", Error("--Stages:0:Filtr=tcp"));
+        Assert.Equal("Stages:0:Core: 'x' is not a whole number", Error("--Stages:0:Core=x"));
+        Assert.StartsWith("Lossles: not a key here; the keys are ClusterId,", Error("--Lossles=true"));
+        Assert.Equal("ActiveWait: 'maybe' is not true or false", Error("--ActiveWait=maybe"));
+    }
 }
