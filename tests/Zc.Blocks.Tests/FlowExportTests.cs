@@ -73,14 +73,16 @@ public class FlowExportTests(ITestOutputHelper output)
 
         public string Address => $"127.0.0.1:{Port}";
 
-        public Dictionary<string, (long Packets, long Bytes)> Flows()
+        /// <param name="aggregate">Summed per key by nfdump (-A); without, its records as they came, summed per key here
+        /// (nfdump's aggregation shows ICMP's type and code as 0.0, its records show them).</param>
+        public Dictionary<string, (long Packets, long Bytes)> Flows(bool aggregate = true)
         {
             // Once nfcapd has read all that came, it writes out what it holds on SIGTERM.
             WaitRead(Port);
             ZcFlow.Native.Libc.Kill(_process.Id, 15);
             Assert.True(_process.WaitForExit(20_000), "nfcapd did not stop");
-            var nfdump = Process.Start(new ProcessStartInfo("nfdump", ["-R", _directory, "-q", "-N", "-A", "srcip,dstip,srcport,dstport,proto", "-o", "fmt:%sa %da %sp %dp %pr %pkt %byt"])
-                { RedirectStandardOutput = true, RedirectStandardError = true })!;
+            string[] args = ["-R", _directory, "-q", "-N", .. aggregate ? new[] { "-A", "srcip,dstip,srcport,dstport,proto" } : [], "-o", "fmt:%sa %da %sp %dp %pr %pkt %byt"];
+            var nfdump = Process.Start(new ProcessStartInfo("nfdump", args) { RedirectStandardOutput = true, RedirectStandardError = true })!;
             string text = nfdump.StandardOutput.ReadToEnd();
             nfdump.WaitForExit();
             var flows = new Dictionary<string, (long, long)>();
@@ -88,7 +90,9 @@ public class FlowExportTests(ITestOutputHelper output)
             {
                 if (line.StartsWith("No matching", StringComparison.Ordinal)) continue;
                 string[] f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-                flows[string.Join(' ', f[..^2])] = (long.Parse(f[^2]), long.Parse(f[^1]));
+                string key = string.Join(' ', f[..^2]);
+                (long packets, long bytes) = flows.GetValueOrDefault(key);
+                flows[key] = (packets + long.Parse(f[^2]), bytes + long.Parse(f[^1]));
             }
             return flows;
         }
@@ -113,6 +117,27 @@ public class FlowExportTests(ITestOutputHelper output)
         using var softflowd = Process.Start(new ProcessStartInfo("softflowd", ["-r", capture, "-n", collector, "-v", version.ToString(), "-d"]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
         softflowd.StandardOutput.ReadToEnd();
         Assert.True(softflowd.WaitForExit(120_000), "softflowd did not finish");
+    }
+
+    /// <summary>Pings each way over IPv4 and IPv6, a port unreachable, a time exceeded: ICMP flows of several types and codes.</summary>
+    private static string Icmp()
+    {
+        string pcap = Path.Combine(Path.GetTempPath(), $"zcflow-flows-icmp-{Environment.ProcessId}.pcap");
+        using var writer = new CaptureWriter(pcap);
+        long t = 1_700_000_000_000_000_000;
+        uint a = 0x0A000001, b = 0x0A000002, c = 0x0A000003;
+        UInt128 a6 = ((UInt128)0x20010DB8_00000000 << 64) | 1, b6 = ((UInt128)0x20010DB8_00000000 << 64) | 2;
+        byte[] Echo(byte type, int seq) => [type, 0, 0, 0, 0, 7, 0, (byte)seq, .. new byte[32]];
+        for (int i = 0; i < 3; i++, t += 1_000_000)
+        {
+            writer.Write(Frames.Ethernet(0x0800).Ipv4(a, b, 1, 40).Add(Echo(8, i)).ToArray(), t);
+            writer.Write(Frames.Ethernet(0x0800).Ipv4(b, a, 1, 40).Add(Echo(0, i)).ToArray(), t + 1000);
+            writer.Write(Frames.Ethernet(0x86DD).Ipv6(a6, b6, 58, 40).Add(Echo(128, i)).ToArray(), t + 2000);
+            writer.Write(Frames.Ethernet(0x86DD).Ipv6(b6, a6, 58, 40).Add(Echo(129, i)).ToArray(), t + 3000);
+        }
+        writer.Write(Frames.Ethernet(0x0800).Ipv4(b, a, 1, 36).Add(3, 3, 0, 0, 0, 0, 0, 0).Add(new byte[28]).ToArray(), t);
+        writer.Write(Frames.Ethernet(0x0800).Ipv4(c, a, 1, 36).Add(11, 0, 0, 0, 0, 0, 0, 0).Add(new byte[28]).ToArray(), t + 1000);
+        return pcap;
     }
 
     /// <summary>A capture of <paramref name="flows"/> flows, UDP and TCP, each a packet each way; no frame is padded.</summary>
@@ -157,15 +182,17 @@ public class FlowExportTests(ITestOutputHelper output)
     [InlineData(10)]
     public void TheSameCaptures_ThroughFlowExportAndSoftflowd_GiveNfdumpTheSameFlows(int version)
     {
-        string generated = Generated(100_000);
+        string generated = Generated(100_000), icmp = Icmp();
         try
         {
-            // UDP and ICMP; PIM and more; IPv6 over Linux cooked capture; BGP over TCP; RADIUS; EIGRP with padded frames; 100,000 generated flows.
+            // UDP and ICMP; PIM and more; IPv6 over Linux cooked capture; BGP over TCP; RADIUS; EIGRP with padded frames; 100,000 generated flows;
+            // ICMP and ICMPv6 of several types (their type and code in the destination port, as collectors read them).
             using var buffers = new LargeSocketBuffers();
             foreach ((string capture, bool padded) in ((string, bool)[])[(CorpusFile("afs.pcap"), false), (CorpusFile("pim-packet-assortment.pcap"), false),
                 (CorpusFile("babel.pcap"), false), (CorpusFile("bgp-infinite-loop.pcap"), false), (CorpusFile("RADIUS-RFC4675.pcap"), false),
-                (CorpusFile("EIGRP_adjacency.pcap"), true), (generated, false)])
+                (CorpusFile("EIGRP_adjacency.pcap"), true), (generated, false), (icmp, false)])
             {
+                if (capture == icmp && version == 10) continue;   // softflowd's IPFIX leaves ICMP's type and code out: below
                 using var ours = new Nfcapd();
                 using var theirs = new Nfcapd();
                 string printed = FlowExport("-i", capture, "-n", ours.Address, "-v", version, "-l", Pace);
@@ -176,10 +203,20 @@ public class FlowExportTests(ITestOutputHelper output)
                 output.WriteLine($"{Path.GetFileName(capture)}: {a.Count} flows here, {b.Count} from softflowd");
                 AssertSameFlows(a, b, padded);
             }
+            // In IPFIX, ICMP's type and code are in icmpTypeCodeIPv4, as nfdump reads them: the flows softflowd's v9 gives.
+            using var v9 = new Nfcapd();
+            using var ipfix = new Nfcapd();
+            Softflowd(icmp, v9.Address, 9);
+            FlowExport("-i", icmp, "-n", ipfix.Address, "-v", 10);
+            Dictionary<string, (long Packets, long Bytes)> icmpHere = ipfix.Flows(aggregate: false), icmpThere = v9.Flows(aggregate: false);
+            AssertSameFlows(icmpHere, icmpThere, padded: false);
+            Assert.Equal((1, 56), icmpHere["10.0.0.2 10.0.0.1 0 3.3 1"]);   // the port unreachable: a flow of its own, its type.code shown
+            Assert.Equal((3, 180), icmpHere["10.0.0.1 10.0.0.2 0 8.0 1"]);  // the echo requests; their replies are another flow, as in softflowd
         }
         finally
         {
             File.Delete(generated);
+            File.Delete(icmp);
         }
     }
 

@@ -213,6 +213,9 @@ public sealed class FlowEncoder : IFlowExport
         yield return (2, 8, false);      // packets
         yield return (1, 8, false);      // octets
         yield return (58, 2, false);     // VLAN id
+        // ICMP's type * 256 + code (0 for other protocols), where collectors read it: ICMP_TYPE in v9, icmpTypeCodeIPv4 or
+        // icmpTypeCodeIPv6 in IPFIX (nfdump shows it as the destination port, 3.3).
+        yield return (ipVersion == 4 || v9 ? (ushort)32 : (ushort)139, 2, false);
         if (v9)
         {
             yield return (22, 4, false); // FIRST_SWITCHED, milliseconds of system uptime
@@ -331,7 +334,8 @@ public sealed class FlowEncoder : IFlowExport
         BinaryPrimitives.WriteUInt64BigEndian(r[(at + 6)..], reverse ? flow.ReversePackets : flow.Packets);
         BinaryPrimitives.WriteUInt64BigEndian(r[(at + 14)..], reverse ? flow.ReverseBytes : flow.Bytes);
         BinaryPrimitives.WriteUInt16BigEndian(r[(at + 22)..], flow.Vlan);
-        at += 24;
+        BinaryPrimitives.WriteUInt16BigEndian(r[(at + 24)..], flow.Protocol is 1 or 58 ? flow.DestinationPort : (ushort)0);   // the flow's type and code
+        at += 26;
         long first = reverse ? flow.ReverseFirstNs : flow.FirstNs, last = reverse ? flow.ReverseLastNs : flow.LastNs;
         if (_options.Version == 9)
         {

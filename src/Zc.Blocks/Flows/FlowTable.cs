@@ -236,6 +236,10 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
         int l3 = inner ? info.InnerL3Offset : info.L3Offset, l4 = inner ? info.InnerL4Offset : info.L4Offset;
         p.Bytes = IpLength(frame, l3, p.Key.IpVersion, wireLength);
         p.TcpFlags = p.Key.Protocol == 6 && p.Key.HasPorts && l4 + 14 <= frame.Length ? frame[l4 + 13] : (byte)0;
+        // ICMP's type and code go where a collector looks for them, and softflowd puts them: the destination port, type * 256 +
+        // code (nfdump shows 3.3); they are part of the key, so an echo request and its reply are two flows, as there.
+        // ICMPv6 keeps 0, as softflowd does.
+        if (p.Key.Protocol == 1 && p.Key.IpVersion == 4 && l4 != 0 && l4 + 2 <= frame.Length) p.Key.DestinationPort = (ushort)(frame[l4] << 8 | frame[l4 + 1]);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
