@@ -106,14 +106,24 @@ var worker = ZcWorker.Start("send", () =>
 }, new WorkerOptions { Core = core, ActiveWait = cl.Has('a') });
 
 Console.WriteLine($"sending {input} out of {sink.Name}{(pps > 0 ? $" at {pps:N0} pps" : gbps > 0 ? $" at {gbps} Gbit/s" : "")}{(count > 0 ? $", {count:N0} packets" : "")}");
-long last = 0;
-while (!stop.IsCancellationRequested && !done && worker.IsRunning)
+long last = 0, lastBits = 0;
+bool warned = false;
+for (int second = 1; !stop.IsCancellationRequested && !done && worker.IsRunning; second++)
 {
     stop.WaitHandle.WaitOne(TimeSpan.FromSeconds(1));
-    long now = Volatile.Read(ref sent);
+    long now = Volatile.Read(ref sent), nowBits = Volatile.Read(ref bits);
     DeviceStats s = sink.Stats;
     Console.WriteLine($"{Stopwatch.GetElapsedTime(started).TotalSeconds,6:F0}s  {now:N0} packets sent ({(now - last) / 1e6:F3} Mpps), {s.SendFailed:N0} refused by the device");
+    // A rate asked for and not reached (after the first second's start): said once, with what was reached.
+    bool slow = second > 1 && !done && (pps > 0 ? now - last < 0.9 * pps : gbps > 0 && (nowBits - lastBits) / 1e9 < 0.9 * gbps);
+    if (slow && !warned)
+    {
+        Console.Error.WriteLine($"warning: sending at {(pps > 0 ? $"{now - last:N0} pps" : $"{(nowBits - lastBits) / 1e9:F3} Gbit/s")}, below the " +
+                                $"{(pps > 0 ? $"{pps:N0} pps" : $"{gbps} Gbit/s")} asked: the device, or this core, cannot send faster");
+        warned = true;
+    }
     last = now;
+    lastBits = nowBits;
 }
 worker.Stop();
 double elapsed = Stopwatch.GetElapsedTime(started).TotalSeconds;

@@ -83,7 +83,7 @@ foreach ((string name, bool replicates) in ways)
     }
 }
 string Totals() => string.Join(", ", ways.Select((w, i) => $"{counts[i]():N0} pkts {w.Name}")) + (dropped.Sum(d => (long)d()) is > 0 and var n ? $" ({n:N0} refused by an output, dropped)" : "");
-Console.WriteLine($"bouncing {string.Join(" and ", ways.Select(w => w.Name))}");
+Console.WriteLine($"bouncing {string.Join(" and ", ways.Select(w => w.Name))}{(delayNs != 0 ? $", each packet held {delayNs / 1000:N0} µs after it came in" : "")}");
 while (!stop.IsCancellationRequested && graph.IsRunning)
 {
     stop.WaitHandle.WaitOne(TimeSpan.FromSeconds(1));

@@ -12,13 +12,14 @@ using ZcFlow.Workers;
 // print rates each second and the totals on Ctrl-C. When the cluster's owner goes, it says so and, unless -E, waits for a
 // new owner of the same cluster id and attaches again by itself. zcount: -i names a device instead (eth1, xdp:eth1@0,
 // a capture file), read into a cluster of its own.
-var cl = new CommandLine(args, flags: "aEt", withValue: "cigf",
+var cl = new CommandLine(args, flags: "aEtw", withValue: "cigf",
     "usage: ZCount -c <cluster> -i <queue> [-g <core>] [-a] [-E] [-f <bpf>] [-t]\n" +
     "       ZCount -i <device> [-c <cluster>] [-g <core>] [-a] [-f <bpf>] [-t]\n" +
     "  -c  cluster id           -i  queue id (the 0 of zc:99@0), or a device: eth1, xdp:eth1@0, pcap:trace.pcap\n" +
     "  -g  pin the receiving thread to this core\n" +
     "  -a  active wait (busy-poll) instead of sleeping when idle\n" +
     "  -E  exit when the owner goes, instead of attaching again to its successor\n" +
+    "  -w  wait for the cluster when it is not there yet (its owner starting), instead of an error\n" +
     "  -f  count only the packets that match this filter (tcpdump's syntax); the others are received and released\n" +
     "  -t  touch every byte of every packet (as an application that reads them would)");
 string input = cl.RequiredString('i');
@@ -120,7 +121,8 @@ if (onDevice)
 }
 
 AttachedQueue? attached;
-try { attached = AttachedQueue.Attach(clusterId, queueId); }
+if (cl.Has('w') && ClusterDirectory.Find(clusterId) is null) Console.WriteLine($"waiting for cluster {clusterId}");
+try { attached = cl.Has('w') ? AttachedQueue.Attach(clusterId, queueId, Timeout.InfiniteTimeSpan, waitForOwner: true) : AttachedQueue.Attach(clusterId, queueId); }
 catch (Exception e) when (e is InvalidOperationException or ArgumentException or TimeoutException or ClusterGoneException or System.IO.InvalidDataException or ZcFlow.Native.ErrnoException)
 {
     Console.Error.WriteLine($"error: {e.Message}");

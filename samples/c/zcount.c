@@ -24,8 +24,9 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
-    const char *usage = "usage: zcount zc:<cluster>@<queue> [-n <packets>] [-v] [-a]\n"
-                        "  -n  stop after this many packets    -v  the rate every second    -a  poll without sleeping\n";
+    const char *usage = "usage: zcount zc:<cluster>@<queue> [-n <packets>] [-v] [-a] [-w]\n"
+                        "  -n  stop after this many packets    -v  the rate every second    -a  poll without sleeping\n"
+                        "  -w  wait for the cluster when it is not there yet, instead of an error\n";
     if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
         fputs(usage, stdout);
         return 0;
@@ -35,11 +36,12 @@ int main(int argc, char **argv)
         return 2;
     }
     unsigned long long limit = 0;
-    int verbose = 0, wait_ms = 100;
+    int verbose = 0, wait_ms = 100, attach_ms = 2000;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "-n") == 0 && i + 1 < argc) limit = strtoull(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "-v") == 0) verbose = 1;
         else if (strcmp(argv[i], "-a") == 0) wait_ms = 0;
+        else if (strcmp(argv[i], "-w") == 0) attach_ms = -1;   /* zcflow_attach waits for the owner for as long as it takes */
         else { fprintf(stderr, "zcount: unknown option %s\n", argv[i]); return 2; }
     }
     struct sigaction sa = { .sa_handler = on_signal };
@@ -47,7 +49,7 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
 
     zcflow_queue *q;
-    int rc = zcflow_attach(argv[1], 2000, &q);
+    int rc = zcflow_attach(argv[1], attach_ms, &q);
     if (rc != ZCFLOW_OK) {
         printf("error %d: %s\n", rc, zcflow_error());
         return 1;

@@ -10,6 +10,7 @@ import os
 import select
 import signal
 import sys
+import time
 
 
 class Packet(ctypes.Structure):
@@ -59,7 +60,12 @@ def main():
     packets = total = 0
     first = None
     fd = lib.zcflow_fd(queue)
+    shown, shown_packets = time.monotonic(), 0
     while not stopping and (limit == 0 or packets < limit):
+        now = time.monotonic()
+        if now - shown >= 1:   # as it goes: the rate over the last second, and the count so far
+            print(f"{(packets - shown_packets) / (now - shown):,.0f} pkts/s, {packets:,} pkts {total:,} bytes so far", flush=True)
+            shown, shown_packets = now, packets
         n = lib.zcflow_recv_burst(queue, burst, 32, 0)
         if n == 0:
             select.select([fd], [], [], 0.1)   # readable once a packet waits; a tenth of a second to see a signal

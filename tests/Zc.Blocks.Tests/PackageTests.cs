@@ -89,5 +89,16 @@ public sealed class PackageTests : IDisposable
         var run = Tools.Run("dotnet", "run", "--project", app, "-c", "Release", "--packages", Path.Combine(_dir, "packages"));
         Assert.True(run.Code == 0, $"the project that uses the packages failed:\n{run.Output}\n{run.Error}");
         Assert.Equal("received 100000 packets 6400000 bytes over 2 queues", run.Output.Trim().Split('\n')[^1]);
+
+        // The README's program for a project of one's own, as written there, builds, with no CA1416 warning.
+        string readme = File.ReadAllText(Path.Combine(Tools.Repository!, "README.md"));
+        int from = readme.IndexOf("```csharp", readme.IndexOf("In a project of your own", StringComparison.Ordinal), StringComparison.Ordinal) + "```csharp".Length;
+        string own = Path.Combine(_dir, "own");
+        Directory.CreateDirectory(own);
+        foreach (string f in new[] { "nuget.config", "app.csproj" }) File.Copy(Path.Combine(app, f), Path.Combine(own, f));
+        File.WriteAllText(Path.Combine(own, "Program.cs"), readme[from..readme.IndexOf("```", from, StringComparison.Ordinal)]);
+        var build = Tools.Run("dotnet", "build", own, "-c", "Release", "--packages", Path.Combine(_dir, "packages"), "-nologo");
+        Assert.True(build.Code == 0, $"the README's program does not build:\n{build.Output}\n{build.Error}");
+        Assert.DoesNotContain("CA1416", build.Output);
     }
 }
