@@ -42,6 +42,9 @@ internal sealed class ChildProcess : IDisposable
 
     public int Pid => _process.Id;
 
+    /// <summary>Whether it has ended, without waiting.</summary>
+    public bool HasExited => _process.HasExited;
+
     /// <summary>Sends SIGTERM, the polite way to ask a sample to stop.</summary>
     public void Terminate() => ZcFlow.Native.Libc.Kill(_process.Id, 15);
 
