@@ -349,7 +349,8 @@ using (Prometheus.Serve(metricsPort))
                 ifPackets += s.Received;
                 noBuffer += s.DroppedNoBuffer;
                 kernel += s.DroppedKernel;
-                if (console && (s.DroppedKernel != 0 || d is AfPacketDevice)) Console.WriteLine($"{d.Name}: {s.Received:N0} pkts received, {s.DroppedKernel:N0} dropped by the kernel");
+                if (console && (cl.Has('p') || s.DroppedKernel != 0 || d is AfPacketDevice))
+                    Console.WriteLine($"{d.Name}: {s.Received:N0} pkts received, {s.DroppedNoBuffer:N0} without a buffer, {s.DroppedKernel:N0} dropped by the kernel");
             }
             for (int i = 0; i < b.Outputs.Count; i++)
             {
@@ -368,7 +369,7 @@ using (Prometheus.Serve(metricsPort))
                 dropped += qs.Dropped;
                 processed += qs.Received;
                 queueLines.Append($"Q{q.Id}Packets:    {qs.Received}\nQ{q.Id}Dropped:    {qs.Dropped}\n");
-                if (console) Console.WriteLine($"Q {q.Id,2}: {qs.Sent,15:N0} pkts forwarded {qs.Dropped,12:N0} dropped{(q.ConsumerPid > 0 ? $"  (consumer pid {q.ConsumerPid})" : "")}");
+                if (console) Console.WriteLine($"Q {q.Id,2}: {qs.Sent,15:N0} pkts forwarded {qs.Received,15:N0} taken by its consumer {qs.Dropped,12:N0} dropped{(q.ConsumerPid > 0 ? $"  (consumer pid {q.ConsumerPid})" : "")}");
             }
         }
         if (console)

@@ -70,7 +70,7 @@ return 0;
 
 static void Print(Graph graph)
 {
-    foreach (var p in graph.Pipes) Console.WriteLine($"{p.Name}: {p.Received:N0} in, {p.Forwarded:N0} on, {p.Dropped:N0} dropped");
+    foreach (var p in graph.Pipes) Console.WriteLine($"{p.Name}: {p.Received:N0} in, {p.Forwarded:N0} on, {p.Filtered:N0} filtered, {p.Dropped:N0} dropped");
     foreach (var b in graph.Balancers) Console.WriteLine($"balancer: {b.Received:N0} in, {b.Filtered:N0} sent nowhere");
     Console.WriteLine("queues: " + string.Join(" ", graph.ConsumerQueues.Select(q => $"Q{q.Id} {q.Stats.Sent:N0} ({q.Stats.Dropped:N0} dropped)")));
 }

@@ -56,7 +56,7 @@ internal sealed class GraphService(string section, uint clusterId, Func<Action<s
             logger.LogInformation("{What}: received {Received} filtered {Filtered} forwarded {Forwarded} dropped {Dropped}", what, received, filtered, sent, dropped);
         }
         foreach (var p in graph.Pipes)
-            logger.LogInformation("{What}: stage '{Stage}' received {Received} forwarded {Forwarded} dropped {Dropped}", what, p.Name, p.Received, p.Forwarded, p.Dropped);
+            logger.LogInformation("{What}: stage '{Stage}' received {Received} forwarded {Forwarded} filtered {Filtered} dropped {Dropped}", what, p.Name, p.Received, p.Forwarded, p.Filtered, p.Dropped);
     }
 
     public void Dispose()

@@ -48,7 +48,7 @@ public class HostingTests
         Assert.Equal(0, host.WaitForExit());
         string output = host.Output;
         Assert.Contains($"cluster {cluster}: 1 balancer(s), 1 other stage(s) from {input} to queues zc:{cluster}@0,zc:{cluster}@1", output);
-        Assert.Contains($"final stats: stage 'udp' received {Count} forwarded {Count} dropped 0", output);
+        Assert.Contains($"final stats: stage 'udp' received {Count} forwarded {Count} filtered 0 dropped 0", output);
         long consumed = done.Queues.Take(2).Sum(q => long.Parse(output.Split($"final stats: zc:{cluster}@{q.Id} consumed ")[1].Split(' ')[0]));
         Assert.Equal(Count, consumed);
 

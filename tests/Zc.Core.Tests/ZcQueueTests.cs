@@ -26,6 +26,51 @@ public sealed class ZcQueueTests : IDisposable
         return p;
     }
 
+    // The counters are read while packets flow, from a third thread, as every report reads them: never more received
+    // than sent, never fewer sent than before, and at the end every packet both sent and received.
+    [Fact]
+    public void Stats_ReadWhilePacketsFlow_NeverShowMoreReceivedThanSent()
+    {
+        const int Total = 300_000;
+        CancellationToken cancel = TestDeadline.Token;
+        var consumer = new Thread(() =>
+        {
+            var burst = new PacketHandle[16];
+            for (int got = 0; got < Total && !cancel.IsCancellationRequested;)
+            {
+                int n = _queue.ReceiveBurst(burst, QueueWait.Active, cancel);
+                _queue.ReleaseBurst(burst.AsSpan(0, n));
+                got += n;
+            }
+        });
+        consumer.Start();
+        var producer = new Thread(() =>
+        {
+            var burst = new PacketHandle[8];
+            for (int sent = 0; sent < Total && !cancel.IsCancellationRequested;)
+            {
+                int n = _pool.GetBurst(burst.AsSpan(0, Math.Min(8, Total - sent)));
+                for (int i = 0; i < n; i++) burst[i].Length = 60;
+                sent += _queue.SendBurst(burst.AsSpan(0, n), QueueWait.Active, cancel);
+            }
+        });
+        producer.Start();
+        ulong lastSent = 0;
+        long samples = 0;
+        while (producer.IsAlive || consumer.IsAlive)
+        {
+            QueueStats s = _queue.Stats;
+            Assert.True(s.Received <= s.Sent, $"received {s.Received} > sent {s.Sent}");
+            Assert.True(s.Sent >= lastSent, "sent went back");
+            lastSent = s.Sent;
+            samples++;
+        }
+        producer.Join();
+        consumer.Join();
+        Assert.True(samples > 100, $"{samples} samples");
+        Assert.Equal(new QueueStats(Total, Total, 0, 0), _queue.Stats);
+    }
+
     [Fact]
     public void Receive_OnEmptyQueue_ReturnsZeroWithoutBlocking()
     {

@@ -32,9 +32,11 @@ public sealed class GraphMetrics : IDisposable
         IEnumerable<Measurement<long>> Stages(Func<IPipe, ulong> value)
             => graph.Pipes.Select(p => new Measurement<long>((long)value(p), cluster, new("stage", p.Name)));
 
+        // Received before sent: collected in this order, a scrape taken while packets flow never shows more taken out of a
+        // queue than put in.
+        _meter.CreateObservableCounter("zcflow.queue.received", () => Queues(q => (long)q.Stats.Received), "{packet}", "Packets its consumer took");
         _meter.CreateObservableCounter("zcflow.queue.sent", () => Queues(q => (long)q.Stats.Sent), "{packet}", "Packets put in the queue");
         _meter.CreateObservableCounter("zcflow.queue.dropped", () => Queues(q => (long)q.Stats.Dropped), "{packet}", "Packets the queue had no room for");
-        _meter.CreateObservableCounter("zcflow.queue.received", () => Queues(q => (long)q.Stats.Received), "{packet}", "Packets its consumer took");
         _meter.CreateObservableUpDownCounter("zcflow.queue.held", () => Queues(q => q.Held), "{buffer}", "Buffers the queue and its consumer hold: queued, or received and not yet released");
         _meter.CreateObservableUpDownCounter("zcflow.queue.consumer_attached", () => Queues(q => q.ConsumerPid != 0 ? 1 : 0), "{consumer}", "1 while a consumer is attached");
         _meter.CreateObservableCounter("zcflow.device.received", () => Devices(s => s.Received), "{packet}", "Packets the device delivered");
@@ -45,7 +47,8 @@ public sealed class GraphMetrics : IDisposable
         _meter.CreateObservableCounter("zcflow.balancer.filtered", () => Balancers(b => b.Filtered), "{packet}", "Packets its filters or distribution sent nowhere");
         _meter.CreateObservableCounter("zcflow.stage.received", () => Stages(p => p.Received), "{packet}", "Packets a stage took from its inputs");
         _meter.CreateObservableCounter("zcflow.stage.forwarded", () => Stages(p => p.Forwarded), "{packet}", "Packets it passed on");
-        _meter.CreateObservableCounter("zcflow.stage.dropped", () => Stages(p => p.Dropped), "{packet}", "Packets it dropped, or that could not go on");
+        _meter.CreateObservableCounter("zcflow.stage.filtered", () => Stages(p => p.Filtered), "{packet}", "Packets its stage did not pass on (a filter's rejects)");
+        _meter.CreateObservableCounter("zcflow.stage.dropped", () => Stages(p => p.Dropped), "{packet}", "Packets that could not go on (a consumer gone or stuck, a frame too large for the device)");
     }
 
     /// <summary>Ends the instruments (the graph does it when it stops).</summary>

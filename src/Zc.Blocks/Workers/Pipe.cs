@@ -29,7 +29,10 @@ public interface IPipe
     /// <summary>Packets sent on.</summary>
     ulong Forwarded { get; }
 
-    /// <summary>Packets the stage dropped, or that could not go on (a consumer gone or stuck, a frame too large for the device).</summary>
+    /// <summary>Packets the stage did not pass on: a filter's rejects. Not a loss: what the stage is for.</summary>
+    ulong Filtered { get; }
+
+    /// <summary>Packets that could not go on: a consumer gone or stuck, a frame too large for the device. A loss.</summary>
     ulong Dropped { get; }
 
     /// <summary>True once every input is exhausted and everything taken from them has been sent on or dropped.</summary>
@@ -81,7 +84,7 @@ public sealed class Pipe<TStage> : IPipe, IPacketSource where TStage : struct, I
     private readonly PacketHandle[] _delayed = [];   // with a delay: packets taken, through the stage, in order, each with its time due
     private readonly long[] _due = [];
     private int _delayedFirst, _delayedCount;
-    private ulong _received, _forwarded, _dropped;
+    private ulong _received, _forwarded, _dropped, _filtered;
     private bool _finished;
 
     /// <summary>A pipe into a queue (<paramref name="output"/>), which <paramref name="pool"/> then reclaims from.</summary>
@@ -142,6 +145,8 @@ public sealed class Pipe<TStage> : IPipe, IPacketSource where TStage : struct, I
     public ulong Forwarded => Volatile.Read(ref _forwarded);
 
     public ulong Dropped => Volatile.Read(ref _dropped);
+
+    public ulong Filtered => Volatile.Read(ref _filtered);
 
     public bool Finished => Volatile.Read(ref _finished);
 
@@ -233,7 +238,11 @@ public sealed class Pipe<TStage> : IPipe, IPacketSource where TStage : struct, I
         Volatile.Write(ref _received, _received + (ulong)burst.Length);
         int kept = _stage.Process(burst);
         if ((uint)kept > (uint)burst.Length) throw new InvalidOperationException($"the stage {typeof(TStage).Name} kept {kept} packets of a burst of {burst.Length}");
-        if (kept < burst.Length) Drop(burst[kept..]);
+        if (kept < burst.Length)
+        {
+            _pool.ReleaseBurst(burst[kept..]);
+            Volatile.Write(ref _filtered, _filtered + (ulong)(burst.Length - kept));
+        }
         return kept;
     }
 

@@ -90,9 +90,21 @@ public sealed unsafe class ZcQueue
     /// back from shared memory that the other end could have written, except the other end's
     /// progress, which is checked (a consumer's view shows its producer's drops as the producer said).
     /// </summary>
-    public QueueStats Stats => SendsForward
-        ? new QueueStats(_ring.Published, _ring.ObservedHead, _ring.Dropped, _ring.Errors + _recycle.Errors)
-        : new QueueStats(_ring.ObservedTail, _ring.Consumed, Volatile.Read(ref _ring.Control->Dropped), _ring.Errors + _recycle.Errors);
+    public QueueStats Stats
+    {
+        get
+        {
+            // What was taken out is read before what was put in, so that a snapshot taken while packets flow never shows more
+            // received than sent (read the other way round, the consumer could pass the sent count in between).
+            if (SendsForward)
+            {
+                ulong received = _ring.ObservedHead;
+                return new QueueStats(_ring.Published, received, _ring.Dropped, _ring.Errors + _recycle.Errors);
+            }
+            ulong consumed = _ring.Consumed;
+            return new QueueStats(_ring.ObservedTail, consumed, Volatile.Read(ref _ring.Control->Dropped), _ring.Errors + _recycle.Errors);
+        }
+    }
 
     /// <summary>No published packet is waiting, as this process last saw it.</summary>
     public bool IsEmpty => SendsForward ? _ring.Count == 0 : _ring.Available(1) == 0;
