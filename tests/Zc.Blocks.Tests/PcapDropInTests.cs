@@ -321,7 +321,7 @@ public class PcapDropInTests(NativeLibraries library)
         }
         finally
         {
-            Remove(input, Path.Combine(fileFlows, "x"), Path.Combine(queueFlows, "x"));
+            Remove(input, fileFlows, queueFlows);
         }
     }
 

@@ -241,6 +241,23 @@ public static unsafe class PcapExports
     {
         if (Ours(p) is not { } c) return SystemPcap.NextEx(p, header, data);
         if (header is null || data is null) return c.Fail(PCAP_ERROR, $"{c.Name}: pcap_next_ex: NULL header or data pointer");
+        return Next(c, header, data);
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "pcap_next")]
+    private static byte* Next(nint p, PacketHeader* header)
+    {
+        if (Ours(p) is not { } c) return SystemPcap.Next(p, header);
+        PacketHeader* h;
+        byte* data;
+        if (header is null || Next(c, &h, &data) != 1) return null;
+        *header = *h;
+        return data;
+    }
+
+    // pcap_next_ex's work, and pcap_next's: a call once a packet, written out, with no closure to allocate.
+    private static int Next(QueueCapture c, PacketHeader** header, byte** data)
+    {
         try
         {
             return c.NextEx(header, data);
@@ -248,26 +265,6 @@ public static unsafe class PcapExports
         catch (Exception e)
         {
             return c.Fail(PCAP_ERROR, $"{c.Name}: {e.Message}");
-        }
-    }
-
-    [UnmanagedCallersOnly(EntryPoint = "pcap_next")]
-    private static byte* Next(nint p, PacketHeader* header)
-    {
-        if (Ours(p) is not { } c) return SystemPcap.Next(p, header);
-        if (header is null) return null;
-        try
-        {
-            PacketHeader* h;
-            byte* data;
-            if (c.NextEx(&h, &data) != 1) return null;
-            *header = *h;
-            return data;
-        }
-        catch (Exception e)
-        {
-            c.Fail(PCAP_ERROR, $"{c.Name}: {e.Message}");
-            return null;
         }
     }
 

@@ -188,7 +188,7 @@ internal sealed unsafe class QueueCapture : IDisposable
 
     // ---- receiving ----
 
-    /// <summary>pcap_dispatch: hands up to <paramref name="count"/> packets (all that wait, for 0 or -1) to the callback.</summary>
+    /// <summary>pcap_dispatch: hands up to <paramref name="count"/> packets (what waits, up to four bursts, for 0 or -1) to the callback.</summary>
     public int Dispatch(int count, delegate* unmanaged<nint, PacketHeader*, byte*, void> callback, nint user) => Deliver(count, callback, user, loop: false);
 
     /// <summary>pcap_loop: hands packets to the callback until <paramref name="count"/> (forever for 0 or -1), an error or pcap_breakloop.</summary>
@@ -198,29 +198,18 @@ internal sealed unsafe class QueueCapture : IDisposable
     {
         if (!Activated) return Fail(PCAP_ERROR_NOT_ACTIVATED, $"{Name}: the handle is not activated yet (pcap_activate)");
         if (_sink is not null) return NotForSending(loop ? "pcap_loop" : "pcap_dispatch");
-        int limit = count <= 0 ? int.MaxValue : count, done = 0;
+        // pcap_dispatch with 0 or -1 hands over what waits, a few bursts at most, as libpcap hands over a ring block's worth:
+        // under a stream that never pauses it still returns, to the program's other work.
+        int limit = count > 0 ? count : loop ? int.MaxValue : 4 * Burst, done = 0;
         try
         {
             while (done < limit)
             {
-                if (_next == _count)
-                {
-                    // pcap_breakloop is looked for between bursts: what a burst holds is handed over first (microseconds),
-                    // so that nothing taken from the queue is left behind when the program stops.
-                    if (TakeBreak()) return PCAP_ERROR_BREAK;
-                    // pcap_loop waits for as long as it takes; pcap_dispatch for its first packet (not in non-blocking mode),
-                    // then hands over what is there and returns.
-                    bool wait = loop || (done == 0 && !NonBlocking);
-                    int got = Refill(wait, loop ? -1 : TimeoutMs);
-                    if (got == PCAP_ERROR_BREAK) { TakeBreak(); return PCAP_ERROR_BREAK; }
-                    if (got == 0)
-                    {
-                        if (loop) continue;
-                        break;
-                    }
-                }
-                int i = _next++;
-                if (!Admit(i)) continue;
+                // pcap_loop waits for as long as it takes; pcap_dispatch for its first packet (not in non-blocking mode),
+                // then hands over what is there and returns.
+                int got = Take(loop || (done == 0 && !NonBlocking), loop ? -1 : TimeoutMs, out int i);
+                if (got == PCAP_ERROR_BREAK) return got;
+                if (got == 0) break;
                 callback(user, &_headers[i], _data[i]);
                 done++;
             }
@@ -243,20 +232,13 @@ internal sealed unsafe class QueueCapture : IDisposable
         if (_sink is not null) return NotForSending("pcap_next_ex");
         try
         {
-            while (true)
+            int got = Take(!NonBlocking, TimeoutMs, out int i);
+            if (got == 1)
             {
-                if (_next == _count)
-                {
-                    int got = Refill(!NonBlocking, TimeoutMs);
-                    if (got == PCAP_ERROR_BREAK) { TakeBreak(); return PCAP_ERROR_BREAK; }
-                    if (got == 0) return 0;
-                }
-                int i = _next++;
-                if (!Admit(i)) continue;
                 *header = &_headers[i];
                 *data = _data[i];
-                return 1;
             }
+            return got;
         }
         catch (ClusterGoneException e)
         {
@@ -265,6 +247,28 @@ internal sealed unsafe class QueueCapture : IDisposable
         finally
         {
             if (_waitsOnDescriptor) PrepareDescriptor();
+        }
+    }
+
+    // The next packet of the burst that passes the filter, the next burst taken when this one is through: 1 and its place i,
+    // 0 when none came (in time, or at once without waiting), or PCAP_ERROR_BREAK. pcap_breakloop is looked for between
+    // bursts: what a burst holds is handed over first (microseconds), so nothing taken from the queue is left behind.
+    private int Take(bool wait, int timeoutMs, out int i)
+    {
+        while (true)
+        {
+            if (_next == _count)
+            {
+                int got = TakeBreak() ? PCAP_ERROR_BREAK : Refill(wait, timeoutMs);
+                if (got <= 0)
+                {
+                    if (got == PCAP_ERROR_BREAK) TakeBreak();
+                    i = -1;
+                    return got;
+                }
+            }
+            i = _next++;
+            if (Admit(i)) return 1;
         }
     }
 

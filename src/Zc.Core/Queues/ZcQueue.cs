@@ -241,13 +241,8 @@ public sealed unsafe class ZcQueue
     /// <summary>Marks the queue internal; false when a consumer process is attached to it, or was.</summary>
     internal bool MakeInternal()
     {
-        int state = Interlocked.CompareExchange(ref ConsumerState, Internal, Free);
-        if (state == Free && HadRemoteConsumer)
-        {
-            Volatile.Write(ref ConsumerState, Free);
-            return false;
-        }
-        if (state is not (Free or Internal)) return false;
+        // A consumer that attached before the check set HadRemoteConsumer; one that attaches after it finds the queue internal.
+        if (HadRemoteConsumer || Interlocked.CompareExchange(ref ConsumerState, Internal, Free) is not (Free or Internal)) return false;
         Publish();
         return true;
     }
