@@ -534,7 +534,7 @@ public sealed unsafe class ZcQueue
     public bool PrepareToWait(bool packetsInHand = false)
     {
         Wakeup wakeup = _ring.Wakeup ?? throw new InvalidOperationException($"queue {Id}: only the receiving end of a queue waits");
-        _ = wakeup.Descriptor;
+        _ = wakeup.Descriptor;   // made on first use: the eventfd SignalSelf writes is part of it
         if (!packetsInHand && _ring.Available(1) == 0 && _ring.Arm()) return true;
         wakeup.SignalSelf();
         return false;
