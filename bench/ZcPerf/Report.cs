@@ -4,7 +4,7 @@ using System.Text.Json;
 namespace ZcFlow.Perf;
 
 /// <summary>Prints result rows: a JSON object a line with <c>--json</c>, an aligned table otherwise.</summary>
-internal sealed class Report(PerfOptions options)
+internal sealed class Report(PerfOptions options, TextWriter? output = null)
 {
     public void Row(IReadOnlyDictionary<string, object> row)
     {
@@ -12,10 +12,10 @@ internal sealed class Report(PerfOptions options)
         {
             // A figure that could not be measured (a ratio to a baseline of zero) is null: JSON has no infinity, and one
             // such value must not cost the rows measured for a minute before it.
-            Console.WriteLine(JsonSerializer.Serialize(row.ToDictionary(kv => kv.Key, kv => kv.Value is double d && !double.IsFinite(d) ? null : kv.Value)));
+            (output ?? Console.Out).WriteLine(JsonSerializer.Serialize(row.ToDictionary(kv => kv.Key, kv => kv.Value is double d && !double.IsFinite(d) ? null : kv.Value)));
             return;
         }
-        Console.WriteLine(string.Join("  ", row.Select(kv => $"{kv.Key}={Format(kv.Value)}")));
+        (output ?? Console.Out).WriteLine(string.Join("  ", row.Select(kv => $"{kv.Key}={Format(kv.Value)}")));
     }
 
     /// <summary>The median of the runs' values: what a row reports, beside its slowest and fastest run.</summary>

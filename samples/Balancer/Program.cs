@@ -229,7 +229,7 @@ try
 }
 catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or InvalidDataException or ZcFlow.Native.ErrnoException)
 {
-    Console.Error.WriteLine($"error: {e.Message}");
+    Console.Error.WriteLine($"error: {CommandLine.Reason(e)}");
     return 1;
 }
 
@@ -246,7 +246,7 @@ using var reload = PosixSignalRegistration.Create((PosixSignal)10, c =>
     }
     catch (Exception e) when (e is ArgumentException or IOException)
     {
-        Console.Error.WriteLine($"filter not reloaded: {e.Message}");
+        Console.Error.WriteLine($"filter not reloaded: {CommandLine.Reason(e)}");
     }
 });
 // kill -HUP prints the -Z rules in force, as zbalance_ipc does.

@@ -58,8 +58,8 @@ if (given.TryGetValue("--extcap-capture-filter", out string? expression) && !str
     {
         // Wireshark checks a capture filter by asking with it alone: what is printed is the reason it is refused. In a
         // capture, what goes wrong goes to standard error, where Wireshark and tshark show it.
-        if (given.ContainsKey("--capture")) return Fail(e is ArgumentException a && a.ParamName is { } name ? e.Message.Replace($" (Parameter '{name}')", "") : e.Message);
-        Console.WriteLine(e.Message);
+        if (given.ContainsKey("--capture")) return Fail(CommandLine.Reason(e));
+        Console.WriteLine(CommandLine.Reason(e));
         return 1;
     }
 }
@@ -73,7 +73,7 @@ AttachedQueue attached;
 try { attached = AttachedQueue.Attach(clusterId, queueId); }
 catch (Exception e) when (e is InvalidOperationException or ArgumentException or TimeoutException or ClusterGoneException or InvalidDataException or ZcFlow.Native.ErrnoException)
 {
-    return Fail(e.Message);
+    return Fail(CommandLine.Reason(e));
 }
 using (attached)
 {
@@ -109,7 +109,7 @@ using (attached)
     }
     catch (ClusterGoneException e)
     {
-        return Fail($"{e.Message} ({packets} packets captured)");
+        return Fail($"{CommandLine.Reason(e)} ({packets} packets captured)");
     }
 }
 return 0;

@@ -56,7 +56,7 @@ try
 }
 catch (Exception e) when (CommandLine.IsSetupError(e))
 {
-    Console.Error.WriteLine($"error: {e.Message}");
+    Console.Error.WriteLine($"error: {CommandLine.Reason(e)}");
     cluster?.Dispose();
     return 1;
 }

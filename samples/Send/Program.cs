@@ -60,7 +60,7 @@ try
 }
 catch (Exception e) when (CommandLine.IsSetupError(e))
 {
-    Console.Error.WriteLine($"error: {e.Message}");
+    Console.Error.WriteLine($"error: {CommandLine.Reason(e)}");
     source?.Dispose();
     cluster?.Dispose();
     return 1;

@@ -29,7 +29,7 @@ try
 }
 catch (InvalidOperationException e)
 {
-    Console.Error.WriteLine($"error: {e.Message}");
+    Console.Error.WriteLine($"error: {CommandLine.Reason(e)}");
     return 2;
 }
 IReadOnlyList<string> problems = options.Problems(Path.GetFileName(args[0]));
@@ -45,7 +45,7 @@ try
 }
 catch (Exception e) when (CommandLine.IsSetupError(e))
 {
-    Console.Error.WriteLine($"error: {e.Message}");
+    Console.Error.WriteLine($"error: {CommandLine.Reason(e)}");
     return 1;
 }
 CancellationToken stop = CommandLine.StopSignal();

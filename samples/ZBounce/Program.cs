@@ -60,7 +60,7 @@ try
 }
 catch (Exception e) when (CommandLine.IsSetupError(e))
 {
-    Console.Error.WriteLine($"error: {e.Message}");
+    Console.Error.WriteLine($"error: {CommandLine.Reason(e)}");
     return 1;
 }
 
@@ -92,6 +92,6 @@ while (!stop.IsCancellationRequested && graph.IsRunning)
 int status = 0;
 string totals = Totals();
 try { graph.Dispose(); }
-catch (Exception e) { Console.Error.WriteLine($"error: {e.Message}"); status = 1; }
+catch (Exception e) { Console.Error.WriteLine($"error: {CommandLine.Reason(e)}"); status = 1; }
 Console.WriteLine($"total {totals}");
 return status;

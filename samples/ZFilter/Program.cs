@@ -55,7 +55,7 @@ try
 }
 catch (Exception e) when (CommandLine.IsSetupError(e))
 {
-    Console.Error.WriteLine($"error: {e.Message}");
+    Console.Error.WriteLine($"error: {CommandLine.Reason(e)}");
     return 1;
 }
 

@@ -26,7 +26,7 @@ try
 }
 catch (Exception e) when (e is InvalidOperationException or ArgumentException or IOException or ZcFlow.Native.ErrnoException)
 {
-    Console.Error.WriteLine($"error: {e.Message}");
+    Console.Error.WriteLine($"error: {CommandLine.Reason(e)}");
     return 1;
 }
 using (cluster)

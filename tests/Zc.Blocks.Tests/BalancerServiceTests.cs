@@ -211,6 +211,7 @@ public class BalancerServiceTests(ITestOutputHelper output)
         using ChildProcess start = ChildProcess.Run("Balancer", ["-c", TestClusters.NextId(), "-i", "nosuch0", "-d"]);
         Assert.Equal(1, start.WaitForExit());
         Assert.Contains("unknown device 'nosuch0'", start.Errors);
+        Assert.DoesNotContain("(Parameter '", start.Errors);   // a user's message, not a programmer's
     }
 
     [Theory]
@@ -265,6 +266,93 @@ public class BalancerServiceTests(ITestOutputHelper output)
         Assert.Equal(1, Value("zcflow_queue_consumer_attached", "queue=\"1\""));
         balancer.Terminate();
         Assert.Equal(0, balancer.WaitForExit());
+    }
+
+    [Fact]
+    public void Send_AskedForARateItCannotReach_SaysSoOnce_WithTheRateItReached()
+    {
+        uint id = TestClusters.NextId();
+        using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", id, "-i", "Q", "-n", 1]);
+        Listing.WaitForRunning(id, balancer);
+        using ChildProcess send = ChildProcess.Run("Send", ["-i", $"zc:{id}@0", "-p", 1_000_000_000]);
+        send.WaitFor("     3s");
+        send.Terminate();
+        Assert.Equal(0, send.WaitForExit());
+        string warning = Assert.Single(send.Errors.Split('\n'), l => l.StartsWith("warning: sending at ", StringComparison.Ordinal));
+        Assert.Matches(@"^warning: sending at [0-9,]+ pps, below the 1,000,000,000 pps asked: the device, or this core, cannot send faster", warning);
+        balancer.Terminate();
+        Assert.Equal(0, balancer.WaitForExit());
+    }
+
+    [Fact]
+    public async Task EveryReport_ConsoleStatsFileMetricsAndZStat_ShowsTheSameCounters()
+    {
+        // Two queues, one with a consumer that takes part of what it was sent: sent, received and queued all differ.
+        const int Count = 6000, Taken = 1234;
+        uint id = TestClusters.NextId();
+        int port = FreeTcpPort();
+        string input = $"gen:64?count={Count}";
+        using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", id, "-i", input, "-n", 2, "-m", 1, "-p", "-L", "--metrics-port", port]);
+        Listing.WaitFor(id, c => c.Queues.Sum(q => (long)q.Stats.Sent) == Count, "every packet in the queues");
+        balancer.WaitFor("metrics at");
+        using AttachedQueue consumer = AttachedQueue.Attach(id, 1);
+        for (int i = 0; i < Taken; i++)
+        {
+            Assert.True(consumer.Queue.Receive(out PacketHandle packet, ZcFlow.Queues.QueueWait.Passive, TestContext.Current.CancellationToken));
+            consumer.Queue.Release(packet);
+        }
+        Listing.WaitFor(id, c => c.Queues[1].Stats.Received == Taken && c.Devices.Single().Stats.Received == Count, "the consumer's count in the listing");
+        Thread.Sleep(1500);   // the stats file is written each second
+
+        ZcFlow.Queues.QueueStats[] queues = [.. ZcFlow.Ipc.ClusterDirectory.List().Single(c => c.Id == id).Queues.Select(q => q.Stats)];
+        Assert.Equal(Count, queues.Sum(q => (long)q.Sent));
+        Assert.Equal(Taken, (long)queues[1].Received);
+        Assert.Equal(0UL, queues[0].Received);
+
+        string metrics = await new HttpClient().GetStringAsync($"http://localhost:{port}/metrics", TestContext.Current.CancellationToken);
+        long Metric(string name, string label)
+        {
+            string line = Assert.Single(metrics.Split('\n'), l => l.StartsWith(name + "{", StringComparison.Ordinal) && l.Contains(label) && l.Contains($"cluster=\"{id}\""));
+            return long.Parse(line[(line.LastIndexOf(' ') + 1)..]);
+        }
+        Dictionary<string, long> file = File.ReadAllLines($"/run/zcflow/stats/{id}").Select(l => l.Split(':', 2))
+            .Where(kv => long.TryParse(kv[1], out _)).ToDictionary(kv => kv[0], kv => long.Parse(kv[1]));
+        string zstat;
+        using (ChildProcess z = ChildProcess.Run("ZStat", []))
+        {
+            Assert.Equal(0, z.WaitForExit());
+            zstat = z.Output;
+        }
+        balancer.Terminate();
+        Assert.Equal(0, balancer.WaitForExit());
+        string console = balancer.Output[balancer.Output.LastIndexOf("=========================", StringComparison.Ordinal)..];
+        output.WriteLine(console);
+
+        // the device
+        Assert.Contains($"{input}: {Count:N0} pkts received", console);
+        Assert.Equal(Count, file["IFPackets"]);
+        Assert.Equal(Count, Metric("zcflow_device_received_total", $"device=\"{input}\""));
+        Assert.Contains($"  {input}  received {Count:N0} ", zstat);
+        // the balancer
+        Assert.Contains($"Recv {Count:N0} pkts", console);
+        Assert.Equal(Count, file["Packets"]);
+        Assert.Equal(Count, Metric("zcflow_balancer_received_total", "balancer=\"0\""));
+        // each queue: forwarded (sent), taken by its consumer (received), dropped
+        for (int q = 0; q < 2; q++)
+        {
+            (ulong sent, ulong received, ulong dropped) = (queues[q].Sent, queues[q].Received, queues[q].Dropped);
+            Assert.Matches($@"Q +{q}: +{sent:N0} pkts forwarded +{received:N0} taken by its consumer +{dropped:N0} dropped", console);
+            Assert.Equal((long)received, file[$"Q{q}Packets"]);
+            Assert.Equal((long)dropped, file[$"Q{q}Dropped"]);
+            Assert.Equal((long)sent, Metric("zcflow_queue_sent_total", $"queue=\"{q}\""));
+            Assert.Equal((long)received, Metric("zcflow_queue_received_total", $"queue=\"{q}\""));
+            Assert.Equal((long)dropped, Metric("zcflow_queue_dropped_total", $"queue=\"{q}\""));
+            Assert.Contains($"  zc:{id}@{q}  egress ", zstat);
+            Assert.Matches($@"zc:{id}@{q} .* sent {sent:N0}  received {received:N0}  queued {sent - received:N0}  dropped {dropped:N0} ", zstat);
+        }
+        Assert.Equal(Count, file["Forwarded"]);
+        Assert.Equal(Taken, file["Processed"]);
+        Assert.Contains($"Forwarded {Count:N0} pkts", console);
     }
 
     // A client written with pyzmq from the message format alone (PF_RING's userland/examples_zc/zmq): rules as side:action:ip:lifetime[:remove].

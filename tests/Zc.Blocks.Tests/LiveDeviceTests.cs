@@ -351,7 +351,7 @@ public class LiveDeviceTests(ITestOutputHelper output)
         {
             // queue 0 to a consumer process, queue 1 out of zcc, where tcpdump listens on its peer
             using ChildProcess balancer = ChildProcess.Run("Balancer",
-                ["-c", cluster, "-i", Veth.B, "-n", 2, "-m", 8, "-f", prefix + "filter", "-r", $"1:{Veth.C}", "-W", 1], netns: veth.Namespace);
+                ["-c", cluster, "-i", Veth.B, "-n", 2, "-m", 8, "-f", prefix + "filter", "-r", $"1:{Veth.C}", "-W", 1, "-p"], netns: veth.Namespace);
             using ChildProcess drain = ChildProcess.Start("drain", [cluster, 0, prefix + "keys"]);
             drain.WaitFor("attached");
             balancer.WaitFor("serving on");
@@ -367,6 +367,9 @@ public class LiveDeviceTests(ITestOutputHelper output)
             List<byte[]> sent = Packets(prefix + "out.pcap");
             Assert.True(drained + sent.Count == expected, $"{drained} consumed + {sent.Count} sent, expected {expected}: {balancer.Output}");
             Assert.True(drained > 0 && sent.Count > 0, $"{drained} consumed, {sent.Count} sent");
+            // the device as the user named it, without the direction the Balancer chose for it
+            Assert.True(balancer.Output.Contains($"| {Veth.B}: ", StringComparison.Ordinal), balancer.Output);
+            Assert.DoesNotContain("outgoing=", balancer.Output);
             // each conversation went one way only
             var sentFlows = sent.Select(p => Conversation.Key(p)).ToHashSet();
             Assert.Empty(File.ReadAllLines(prefix + "keys").Intersect(sentFlows));

@@ -12,6 +12,35 @@ public sealed class PackageTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
+    /// <summary>
+    /// Two packs of one commit with different changes in the checkout get different versions, the same for every package,
+    /// so a NuGet cache that keeps the first cannot hand it out for the second.
+    /// </summary>
+    [Fact]
+    public void UncommittedChanges_GiveThePackagesAVersionOfTheirOwn_OneForAllOfThem()
+    {
+        string clone = Path.Combine(_dir, "clone");
+        var git = Tools.Run("git", "clone", "-q", Tools.Repository!, clone);
+        Assert.True(git.Code == 0, git.Error);
+        var notCi = new Dictionary<string, string> { ["CI"] = "" };
+        string VersionOf(string project)
+        {
+            var r = Tools.RunWith(notCi, "dotnet", "msbuild", Path.Combine(clone, "src", project), "-restore", "-t:MinVer", "-getProperty:PackageVersion", "-nologo");
+            Assert.True(r.Code == 0, $"{r.Output}\n{r.Error}");
+            return r.Output.Trim();   // one property asked for: its value alone
+        }
+        string committed = VersionOf("Zc.Core");
+        Assert.Matches(@"^0\.0\.0-alpha\.0\.[0-9]+$", committed);
+        File.AppendAllText(Path.Combine(clone, "README.md"), "\na change\n");
+        string changed = VersionOf("Zc.Core");
+        Assert.Matches($@"^{System.Text.RegularExpressions.Regex.Escape(committed)}\.local-[0-9a-f]{{10}}$", changed);
+        Assert.Equal(changed, VersionOf("Zc.Blocks"));
+        File.WriteAllText(Path.Combine(clone, "new-file.txt"), "another change");
+        string again = VersionOf("Zc.Hosting");
+        Assert.NotEqual(changed, again);
+        Assert.StartsWith(committed + ".local-", again);
+    }
+
     [Fact]
     public void ThePackages_RestoreIntoAFreshProject_WhoseFiveLineGraphDeliversEveryPacket()
     {

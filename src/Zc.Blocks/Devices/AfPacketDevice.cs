@@ -76,7 +76,7 @@ public sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink
     private AfPacketDevice(string name, string ifName, int ifIndex, SafeFileDescriptor socket, SafeMapping ring, BufferPool? pool, uint deviceIndex,
         AfPacketOptions o, int rxBlocks)
     {
-        Name = name;
+        Name = WithoutDirection(name);
         Interface = ifName;
         InterfaceIndex = ifIndex;
         _socket = socket;
@@ -93,7 +93,19 @@ public sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink
         _txSlots = o.TxSlots;
     }
 
+    /// <summary>
+    /// The name it was opened with, less its <c>outgoing=</c> option: the samples add that one for the user (zbalance_ipc
+    /// takes in the receive direction only), and a user reading stats expects the name they typed.
+    /// </summary>
     public string Name { get; }
+
+    private static string WithoutDirection(string name)
+    {
+        int query = name.IndexOf('?', StringComparison.Ordinal);
+        if (query < 0) return name;
+        string[] kept = [.. name[(query + 1)..].Split('&').Where(o => !o.StartsWith("outgoing=", StringComparison.Ordinal))];
+        return kept.Length == 0 ? name[..query] : name[..(query + 1)] + string.Join('&', kept);
+    }
 
     /// <summary>The interface's name and index.</summary>
     public string Interface { get; }
