@@ -20,7 +20,8 @@ foreach (ClusterInfo c in clusters)
         continue;
     }
     Console.WriteLine($"cluster {c.Id}  owner pid {c.OwnerPid} ({(c.Live ? "running" : "gone")})  generation {c.Generation:x16}  " +
-                      $"{c.BufferCount} buffers of {c.BufferSize} B{(c.OnHugePages ? " on hugepages" : "")}  {c.Path}");
+                      $"{c.BufferCount} buffers of {c.BufferSize} B{(c.OnHugePages ? " on hugepages" : "")}  {c.Path}" +
+                      (c.Repairs != 0 ? $"  header and directories overwritten and put back {c.Repairs:N0} times" : ""));
     foreach (QueueInfo q in c.Queues)
     {
         string consumer = q.Internal ? "internal (between two stages: not attachable)"

@@ -31,9 +31,14 @@ public sealed unsafe class ZcCluster : IDisposable
     private readonly int _maxQueues;
     private ZcQueue[] _queues = [];
     private uint _buffersAssigned, _poolCount, _deviceCount; // the owner's own record; the header's copies are for others to read
+    // The header and directories as the owner keeps them, in its own memory (every write of the owner goes here), and
+    // what it last copied into the cluster memory, to tell a change made by someone else from its own.
+    private readonly SafeMapping _record, _published;
+    private readonly Lock _publishing = new();
+    private ulong _repairs;
     private int _disposed;
 
-    private ZcCluster(uint id, Arena arena, ClusterLock clusterLock, uint stride, uint count, uint capacity, uint recycle, int maxQueues, ulong generation, ClusterOptions options)
+    private ZcCluster(uint id, Arena arena, ClusterLock clusterLock, uint stride, uint count, uint capacity, uint recycle, int maxQueues, ClusterOptions options)
     {
         Id = id;
         _arena = arena;
@@ -42,9 +47,56 @@ public sealed unsafe class ZcCluster : IDisposable
         _holders = new ulong[count];
         _recycleCapacity = recycle;
         _maxQueues = maxQueues;
-        Generation = generation;
+        Generation = (ulong)Random.Shared.NextInt64() | 1;
+        _record = PrivateMemory(ArenaLayout.DirectoriesSize);
+        _published = PrivateMemory(ArenaLayout.DirectoriesSize);
+        ref ArenaHeader h = ref Header;
+        h.Magic = ArenaLayout.Magic;
+        h.Version = ArenaLayout.Version;
+        h.HeaderSize = ArenaLayout.HeaderSize;
+        h.ClusterId = id;
+        h.Generation = Generation;
+        h.StartTimeUnixNs = (DateTime.UtcNow - DateTime.UnixEpoch).Ticks * 100;
+        h.TotalSize = arena.Size;
+        h.BuffersOffset = ArenaLayout.BuffersOffset;
+        h.BufferStride = stride;
+        h.BufferCapacity = capacity;
+        h.BufferCount = count;
+        h.RecycleCapacity = recycle;
+        h.Flags = arena.OnHugePages ? ArenaHeader.FlagHugePages : 0;
+        PublishRecord();
         _server = new ClusterServer(this, clusterLock, options.GroupId);
     }
+
+    // Zeroed memory of this process alone, which faults (rather than corrupts the heap) if written after the cluster is gone.
+    private static SafeMapping PrivateMemory(int size)
+    {
+        nint p = Libc.Mmap(0, (nuint)size, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS, -1, 0);
+        if (p == Libc.MAP_FAILED) throw ErrnoException.FromLastError($"mmap of {size} bytes");
+        return new SafeMapping(p, (nuint)size);
+    }
+
+    /// <summary>
+    /// Copies the owner's record of the header and directories into the cluster memory. If what is there is not what it
+    /// copied last (a process with write access, or one writing through <c>/proc</c>, changed it), that counts as a repair
+    /// (<see cref="Repairs"/>): the listing reads the copy, and nothing else is built on it. The cluster's socket thread calls
+    /// it every tenth of a second; carving calls it at once.
+    /// </summary>
+    internal void PublishRecord()
+    {
+        lock (_publishing)
+        {
+            if (Volatile.Read(ref _disposed) != 0) return;
+            var shared = new Span<byte>(_arena.Base, ArenaLayout.DirectoriesSize);
+            var published = new Span<byte>(_published.Pointer, ArenaLayout.DirectoriesSize);
+            if (!shared.SequenceEqual(published)) Volatile.Write(ref Header.Repairs, ++_repairs);
+            new ReadOnlySpan<byte>(_record.Pointer, ArenaLayout.DirectoriesSize).CopyTo(published);
+            published.CopyTo(shared);
+        }
+    }
+
+    /// <summary>Times the owner found its cluster memory's header or directories changed by someone else, and put them back.</summary>
+    public ulong Repairs => Volatile.Read(ref _repairs);
 
     public uint Id { get; }
 
@@ -85,7 +137,9 @@ public sealed unsafe class ZcCluster : IDisposable
 
     internal Arena Memory => _arena;
 
-    private ref ArenaHeader Header => ref _arena.At<ArenaHeader>(0);
+    private ref ArenaHeader Header => ref Record<ArenaHeader>(0);
+
+    private ref T Record<T>(ulong offset) where T : unmanaged => ref *(T*)(_record.Pointer + offset);
 
     /// <summary>The name of cluster <paramref name="id"/>'s socket and lock files, and the label of its memory.</summary>
     public static string FileName(uint id) => $"zcflow-{id}";
@@ -118,22 +172,7 @@ public sealed unsafe class ZcCluster : IDisposable
         {
             arena = CreateMemory(id, total, options);
             if (options.LockMemory) arena.Lock();
-            ulong generation = (ulong)Random.Shared.NextInt64() | 1;
-            ref ArenaHeader h = ref arena.At<ArenaHeader>(0);
-            h.Magic = ArenaLayout.Magic;
-            h.Version = ArenaLayout.Version;
-            h.HeaderSize = ArenaLayout.HeaderSize;
-            h.ClusterId = id;
-            h.Generation = generation;
-            h.StartTimeUnixNs = (DateTime.UtcNow - DateTime.UnixEpoch).Ticks * 100;
-            h.TotalSize = arena.Size;
-            h.BuffersOffset = ArenaLayout.BuffersOffset;
-            h.BufferStride = stride;
-            h.BufferCapacity = (uint)options.BufferSize;
-            h.BufferCount = count;
-            h.RecycleCapacity = recycle;
-            h.Flags = arena.OnHugePages ? ArenaHeader.FlagHugePages : 0;
-            return new ZcCluster(id, arena, clusterLock, stride, count, (uint)options.BufferSize, recycle, options.MaxQueues, generation, options);
+            return new ZcCluster(id, arena, clusterLock, stride, count, (uint)options.BufferSize, recycle, options.MaxQueues, options);
         }
         catch
         {
@@ -174,7 +213,7 @@ public sealed unsafe class ZcCluster : IDisposable
         if (_poolCount >= ArenaLayout.MaxPools)
             throw new InvalidOperationException($"cluster {Id} already has the maximum of {ArenaLayout.MaxPools} pools");
         int id = (int)_poolCount;
-        ref PoolEntry e = ref _arena.At<PoolEntry>(ArenaLayout.PoolDirectoryOffset + (ulong)id * ArenaLayout.EntrySize);
+        ref PoolEntry e = ref Record<PoolEntry>(ArenaLayout.PoolDirectoryOffset + (ulong)id * ArenaLayout.EntrySize);
         e.FirstBuffer = _buffersAssigned;
         e.Count = (uint)buffers;
         e.Free = (uint)buffers;
@@ -184,6 +223,7 @@ public sealed unsafe class ZcCluster : IDisposable
         _poolCount++;
         Volatile.Write(ref Header.BuffersAssigned, _buffersAssigned);
         Volatile.Write(ref Header.PoolCount, _poolCount);
+        PublishRecord();
         return pool;
     }
 
@@ -230,7 +270,7 @@ public sealed unsafe class ZcCluster : IDisposable
         uint capacity = (uint)QueueCapacity(slots);
         int id = queues.Length;
         Arena memory = Arena.Create($"{FileName(Id)}@{id}", ArenaLayout.QueueSize(capacity, _recycleCapacity), hugePages: false);
-        ref QueueEntry e = ref _arena.At<QueueEntry>(ArenaLayout.QueueDirectoryOffset + (ulong)id * ArenaLayout.QueueEntrySize);
+        ref QueueEntry e = ref Record<QueueEntry>(ArenaLayout.QueueDirectoryOffset + (ulong)id * ArenaLayout.QueueEntrySize);
         e.Capacity = capacity;
         e.Role = (uint)role;
         var queue = new ZcQueue(id, role,
@@ -241,6 +281,7 @@ public sealed unsafe class ZcCluster : IDisposable
         Volatile.Write(ref e.State, QueueEntry.Ready);
         Volatile.Write(ref _queues, [.. queues, queue]);
         Volatile.Write(ref Header.QueueCount, (uint)id + 1);
+        PublishRecord();
         return queue;
     }
 
@@ -265,6 +306,7 @@ public sealed unsafe class ZcCluster : IDisposable
         Volatile.Write(ref e.State, DeviceEntry.Ready);
         _deviceCount++;
         Volatile.Write(ref Header.DeviceCount, _deviceCount);
+        PublishRecord();
         return id;
     }
 
@@ -282,7 +324,7 @@ public sealed unsafe class ZcCluster : IDisposable
         Volatile.Write(ref e.SendFailed, stats.SendFailed);
     }
 
-    private ref DeviceEntry Device(int id) => ref _arena.At<DeviceEntry>(ArenaLayout.DeviceDirectoryOffset + (ulong)id * ArenaLayout.DeviceEntrySize);
+    private ref DeviceEntry Device(int id) => ref Record<DeviceEntry>(ArenaLayout.DeviceDirectoryOffset + (ulong)id * ArenaLayout.DeviceEntrySize);
 
     private void ThrowIfDisposed()
     {
@@ -304,5 +346,10 @@ public sealed unsafe class ZcCluster : IDisposable
         }
         _arena.Dispose();
         _lock.Dispose();
+        lock (_publishing)
+        {
+            _record.Dispose();
+            _published.Dispose();
+        }
     }
 }

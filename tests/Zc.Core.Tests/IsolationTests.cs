@@ -91,6 +91,66 @@ public class IsolationTests(ITestOutputHelper output)
         next.WaitFor("ok 100");
     }
 
+    /// <summary>
+    /// The header and directories of a running cluster overwritten by a process with full access (root, writing through the
+    /// owner's <c>/proc/&lt;pid&gt;/map_files</c>): the owner puts them back and counts it, and consumers that attach afterwards,
+    /// to every queue, receive every packet. Nothing a consumer builds comes from that memory.
+    /// </summary>
+    [Fact]
+    public void HeaderAndDirectoriesOverwritten_ConsumersAttachAfterwardsToEveryQueue_AndTheOwnerCountsTheRepair()
+    {
+        if (Environment.UserName != "root") Assert.Skip("writing into another process's shared memory through /proc/<pid>/map_files needs root");
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        using ZcCluster cluster = ZcCluster.Create(TestClusters.NextId(), new ClusterOptions { BufferCount = 1024, BufferSize = 128, MaxQueues = 4, UseHugePages = false, Warn = _ => { } });
+        BufferPool pool = cluster.CreatePool(1024);
+        ZcQueue[] queues = [cluster.CreateQueue(64), cluster.CreateQueue(64), cluster.CreateQueue(64)];
+        foreach (ZcQueue q in queues) pool.ReclaimFrom(q);
+        cluster.AddDevice("gen:64");
+
+        // The cluster memory as the owner maps it: /proc/<pid>/maps names it memfd:zcflow-<id>; its file in map_files is that range.
+        string mapping = File.ReadAllLines($"/proc/{Environment.ProcessId}/maps").Single(l => l.EndsWith($"/memfd:zcflow-{cluster.Id} (deleted)", StringComparison.Ordinal));
+        string file = $"/proc/{Environment.ProcessId}/map_files/{mapping.Split(' ')[0]}";
+        // Another process: random bytes over the whole header and directories, then random 4-byte writes all over the first
+        // 64 KiB for two seconds, racing the owner's repairs.
+        var start = new ProcessStartInfo("python3") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add("-c");
+        start.ArgumentList.Add("""
+            import os, random, sys, time
+            f = os.open(sys.argv[1], os.O_RDWR)
+            os.pwrite(f, os.urandom(24576), 0)
+            end = time.time() + 2
+            while time.time() < end:
+                os.pwrite(f, os.urandom(4), random.randrange(0, 65536, 4))
+            os.close(f)
+            print("written")
+            """);
+        start.ArgumentList.Add(file);
+        using (Process writer = Process.Start(start)!)
+        {
+            string said = writer.StandardOutput.ReadToEnd(), error = writer.StandardError.ReadToEnd();
+            writer.WaitForExit();
+            Assert.True(writer.ExitCode == 0 && said.Contains("written"), error);
+        }
+        Wait.Until(() => ClusterDirectory.List().SingleOrDefault(c => c.Id == cluster.Id) is { Problem: null, Queues.Count: 3, Repairs: > 0 } c
+            && c.Devices.SingleOrDefault()?.Name == "gen:64", "the listing to read the cluster again, with the repairs counted", seconds: 5);
+        output.WriteLine($"{cluster.Repairs} repairs");
+        Assert.True(cluster.Repairs > 0);
+
+        for (int q = 0; q < queues.Length; q++)
+        {
+            using ChildProcess consumer = ChildProcess.Start("consume", [cluster.Id, q, 500, 0, 1]);
+            consumer.WaitFor("attached");
+            for (int i = 0; i < 500; i++)
+            {
+                PacketHandle p = Take(pool);
+                Payload.Stamp(p, i);
+                Assert.Equal(1, queues[q].SendBurst([p], QueueWait.Passive, timeout.Token));
+            }
+            consumer.WaitFor("ok 500");
+            Assert.Equal(0, consumer.WaitForExit());
+        }
+    }
+
     [Fact]
     public void ConsumerThatNeverReleases_HoldsOnlyItsQuota_TheOtherQueueLosesNothing()
     {

@@ -137,9 +137,8 @@ public sealed unsafe class AttachedQueue : IDisposable
             rings = Arena.Map(fds[1], reply.QueueSize, writable: true, hugePages: false, $"queue {queueId} of cluster {clusterId}");
             wakeup = Wakeup.Attach(fds[2]);
             fds.Clear();
-            ref ArenaHeader h = ref cluster.At<ArenaHeader>(0);
-            if (h.Magic != ArenaLayout.Magic || h.ClusterId != clusterId || h.Generation != reply.Generation)
-                throw new InvalidDataException($"cluster {clusterId}'s memory does not carry the header its owner described");
+            // Everything below is built from the owner's reply, checked above, never from the header in shared memory: that
+            // is a copy for the listing, and whatever has been written into it must not keep a consumer out.
 
             int ownerPid = ClusterSocket.Credentials(socket).Pid;
             var buffers = new BufferRegion(cluster.Base + ArenaLayout.BuffersOffset, reply.BufferStride, reply.BufferCount, reply.BufferCapacity);

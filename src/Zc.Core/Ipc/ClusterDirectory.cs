@@ -92,6 +92,7 @@ public static unsafe class ClusterDirectory
         return new ClusterInfo(id, path, ownerPid, true, reply.Generation, huge, (int)reply.BufferCount, (int)reply.BufferCapacity, queues, devices, null)
         {
             Pools = pools,
+            Repairs = Volatile.Read(ref h.Repairs),
         };
     }
 }

@@ -10,6 +10,9 @@ public sealed record ClusterInfo(
 {
     /// <summary>The pools and how many of their buffers were free when their thread last looked after its consumers.</summary>
     public IReadOnlyList<PoolInfo> Pools { get; init; } = [];
+
+    /// <summary>Times the owner found its header or directories written by someone else and put them back (<see cref="ZcCluster.Repairs"/>).</summary>
+    public ulong Repairs { get; init; }
 }
 
 /// <summary>

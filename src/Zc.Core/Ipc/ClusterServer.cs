@@ -16,7 +16,8 @@ namespace ZcFlow.Ipc;
 /// (<see cref="Buffers.BufferPool.CheckConsumers"/>). Nothing a consumer writes into shared memory
 /// can declare it, or another consumer, gone.
 ///
-/// The same thread copies each queue's counters into the directory every tenth of a second.
+/// The same thread copies each queue's counters into the owner's record every tenth of a second, and the record into the
+/// cluster memory (<see cref="ZcCluster.PublishRecord"/>), putting back whatever someone else wrote there.
 /// </summary>
 internal sealed class ClusterServer : IDisposable
 {
@@ -84,6 +85,7 @@ internal sealed class ClusterServer : IDisposable
             {
                 nextPublish = now + Stopwatch.Frequency * TickMs / 1000;
                 foreach (ZcQueue q in _cluster.Queues) q.Publish();
+                _cluster.PublishRecord();
             }
         }
     }

@@ -37,6 +37,12 @@ public static class ArenaLayout
     public const ulong DeviceDirectoryOffset = QueueDirectoryOffset + MaxQueues * QueueEntrySize;
     public const ulong BuffersOffset = 64 * 1024;
 
+    /// <summary>
+    /// Bytes of the header and the three directories: what the owner keeps a record of in its own memory and copies into
+    /// the cluster memory for others to read, putting it back whenever it finds it changed.
+    /// </summary>
+    public const int DirectoriesSize = (int)DeviceDirectoryOffset + MaxDevices * DeviceEntrySize;
+
     /// <summary>Padding unit: two cache lines, which covers the adjacent-line prefetcher.</summary>
     public const int CacheLinePair = 128;
 
@@ -62,7 +68,10 @@ public static class ArenaLayout
     public static ulong ClusterSize(uint stride, uint count) => BuffersOffset + AlignUp((ulong)stride * count, PageSize);
 }
 
-/// <summary>The first 4 KiB of the cluster memory. Written by the owner before anyone can map it; read and checked by the listing.</summary>
+/// <summary>
+/// The first 4 KiB of the cluster memory: a copy of the owner's record, for the listing to read. Nobody builds anything on
+/// it: a process that attaches has the layout from the owner's reply over the socket.
+/// </summary>
 [StructLayout(LayoutKind.Explicit, Size = ArenaLayout.HeaderSize)]
 public struct ArenaHeader
 {
@@ -87,6 +96,8 @@ public struct ArenaHeader
     [FieldOffset(108)] public uint Flags;
     /// <summary>Entries in the device directory.</summary>
     [FieldOffset(116)] public uint DeviceCount;
+    /// <summary>Times the owner found the header or a directory changed by someone else and put its own record back.</summary>
+    [FieldOffset(120)] public ulong Repairs;
 
     public const uint FlagHugePages = 1;
 }
