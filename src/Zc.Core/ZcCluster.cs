@@ -35,6 +35,7 @@ public sealed unsafe class ZcCluster : IDisposable
     // what it last copied into the cluster memory, to tell a change made by someone else from its own.
     private readonly SafeMapping _record, _published;
     private readonly Lock _publishing = new();
+    private (ulong Offset, Arena Memory, ZcQueue Queue)[] _spares = [];   // the memory of each ingress queue's spares, by address
     private ulong _repairs;
     private int _disposed;
 
@@ -137,6 +138,9 @@ public sealed unsafe class ZcCluster : IDisposable
 
     internal Arena Memory => _arena;
 
+    /// <summary>The memory of each ingress queue's spares (<see cref="CreatePool"/>), in the order of their addresses.</summary>
+    internal (ulong Offset, Arena Memory, ZcQueue Queue)[] Spares => Volatile.Read(ref _spares);
+
     private ref ArenaHeader Header => ref Record<ArenaHeader>(0);
 
     private ref T Record<T>(ulong offset) where T : unmanaged => ref *(T*)(_record.Pointer + offset);
@@ -203,8 +207,14 @@ public sealed unsafe class ZcCluster : IDisposable
         return Arena.Create(FileName(id), size, hugePages: false);
     }
 
-    /// <summary>Gives <paramref name="buffers"/> of the cluster's unassigned buffers to a new pool.</summary>
-    public BufferPool CreatePool(int buffers)
+    /// <summary>
+    /// Gives <paramref name="buffers"/> of the cluster's unassigned buffers to a new pool. With <paramref name="ingress"/>,
+    /// the pool also stocks those ingress queues with spares (<see cref="BufferPool.Replenish"/>): each gets
+    /// <paramref name="sparesEach"/> of the pool's buffers (default: an equal share with the pool's own use) in memory of
+    /// their own, whole pages of it, so that the application that attaches to that queue is given those buffers, and only
+    /// those, to write. (The buffers that straddle the edges of that memory are used by nobody.)
+    /// </summary>
+    public BufferPool CreatePool(int buffers, IReadOnlyList<ZcQueue>? ingress = null, int? sparesEach = null)
     {
         ThrowIfDisposed();
         uint left = _buffers.Count - _buffersAssigned;
@@ -212,13 +222,47 @@ public sealed unsafe class ZcCluster : IDisposable
             throw new ArgumentOutOfRangeException(nameof(buffers), buffers, $"cluster {Id} has {left} of {_buffers.Count} buffers left to give to a pool");
         if (_poolCount >= ArenaLayout.MaxPools)
             throw new InvalidOperationException($"cluster {Id} already has the maximum of {ArenaLayout.MaxPools} pools");
+        ingress ??= [];
+        foreach (ZcQueue q in ingress)
+        {
+            if (Array.IndexOf(_queues, q) < 0 || q.Role != QueueRole.Ingress) throw new ArgumentException($"queue {q.Id} is not an ingress queue of cluster {Id}", nameof(ingress));
+            if (_spares.Any(s => s.Queue == q) || ingress.Count(x => x == q) > 1) throw new ArgumentException($"ingress queue {q.Id} already has its spares", nameof(ingress));
+        }
+        int each = sparesEach ?? buffers / (ingress.Count + 1);
+        if (ingress.Count != 0 && (each < 1 || (long)each * ingress.Count > buffers))
+            throw new ArgumentOutOfRangeException(nameof(sparesEach), each, $"a pool of {buffers} buffers cannot give {ingress.Count} ingress queues {each} spares each");
+        // The ingress queues' spares from the end of the pool's buffers, each in whole pages; the pool's own before them.
+        uint stride = (uint)ArenaLayout.BufferStride(BufferSize), first = _buffersAssigned;
+        ulong page = _arena.OnHugePages ? ArenaLayout.HugePageSize : ArenaLayout.PageSize;
+        ulong Address(uint index) => ArenaLayout.BuffersOffset + (ulong)index * stride;
+        ulong end = Address(first + (uint)buffers) / page * page;
+        var carved = new (ulong Offset, ulong Length, uint First, uint End, ZcQueue Queue)[ingress.Count];
+        for (int k = ingress.Count - 1; k >= 0; k--)
+        {
+            ulong need = (ulong)(each + 1) * stride;
+            ulong start = end > need ? (end - need) / page * page : 0;
+            if (start < Address(first))
+                throw new ArgumentOutOfRangeException(nameof(buffers), buffers,
+                    $"a pool of {buffers} buffers of {stride} bytes has no room for {ingress.Count} ingress queues' spares of {each} buffers each in memory of their own, in pages of {page} bytes");
+            // the buffers wholly inside [start, end)
+            carved[k] = (start, end - start, (uint)((start - ArenaLayout.BuffersOffset + stride - 1) / stride), (uint)((end - ArenaLayout.BuffersOffset) / stride), ingress[k]);
+            end = start;
+        }
+        uint ownEnd = ingress.Count == 0 ? first + (uint)buffers : (uint)((end - ArenaLayout.BuffersOffset) / stride);
+        var partitions = new BufferPool.Spares[ingress.Count];
+        for (int k = 0; k < carved.Length; k++)
+        {
+            Arena piece = _arena.Carve($"{FileName(Id)}@{carved[k].Queue.Id}-spares", carved[k].Offset, carved[k].Length);
+            _spares = [.. _spares, (carved[k].Offset, piece, carved[k].Queue)];
+            partitions[k] = new BufferPool.Spares(carved[k].Queue, carved[k].First, carved[k].End);
+        }
         int id = (int)_poolCount;
         ref PoolEntry e = ref Record<PoolEntry>(ArenaLayout.PoolDirectoryOffset + (ulong)id * ArenaLayout.EntrySize);
         e.FirstBuffer = _buffersAssigned;
         e.Count = (uint)buffers;
         e.Free = (uint)buffers;
         Volatile.Write(ref e.State, PoolEntry.Ready);
-        var pool = new BufferPool(id, _buffers, _buffersAssigned, (uint)buffers, _holders, (PoolEntry*)Unsafe.AsPointer(ref e));
+        var pool = new BufferPool(id, _buffers, _buffersAssigned, (uint)buffers, _holders, (PoolEntry*)Unsafe.AsPointer(ref e), ownEnd, partitions);
         _buffersAssigned += (uint)buffers;
         _poolCount++;
         Volatile.Write(ref Header.BuffersAssigned, _buffersAssigned);
@@ -344,6 +388,7 @@ public sealed unsafe class ZcCluster : IDisposable
             q.Memory?.Dispose();
             q.ForwardRing.DisposeWakeup();
         }
+        foreach ((_, Arena memory, _) in _spares) memory.Dispose();
         _arena.Dispose();
         _lock.Dispose();
         lock (_publishing)

@@ -199,8 +199,8 @@ public class IpcTests(ITestOutputHelper output)
     {
         const long Count = 200_000;
         using ZcCluster cluster = Owner(buffers: 4096);
-        BufferPool pool = cluster.CreatePool(2048); // buffers 0..2047; 2048..4095 are never handed out
         ZcQueue ingress = cluster.CreateQueue(256, QueueRole.Ingress);
+        BufferPool pool = cluster.CreatePool(2048, [ingress]); // buffers 0..2047, its spares among them; 2048..4095 are never handed out
         using ChildProcess injector = ChildProcess.Start("inject", [cluster.Id, 0, Count, 2048, 4096]);
         injector.WaitFor("attached");
 

@@ -92,6 +92,80 @@ public class IsolationTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// An ingress application is given its own spares to write, and nothing else: one that scribbles over every mapping it
+    /// may write and then writes into another dies of it, alone; the other input's packets reach their consumer intact and
+    /// in order; its queue serves the next application.
+    /// </summary>
+    [Fact]
+    public void HostileIngressApplication_CanWriteOnlyItsOwnSpares_TheOtherInputArrivesIntact_AndItsQueueServesTheNext()
+    {
+        const long HonestPackets = 300_000;
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        using ZcCluster cluster = ZcCluster.Create(TestClusters.NextId(), new ClusterOptions
+        {
+            BufferCount = 4096, BufferSize = 128, MaxQueues = 4, UseHugePages = false, Warn = _ => { },
+        });
+        ZcQueue ingress = cluster.CreateQueue(256, QueueRole.Ingress), honest = cluster.CreateQueue(256);
+        BufferPool pool = cluster.CreatePool(4096, [ingress], sparesEach: 1024);
+        pool.ReclaimFrom(honest);
+        using ChildProcess vandal = ChildProcess.Start("ingress-vandal", [cluster.Id, 0, 20261202]);
+        using ChildProcess good = ChildProcess.Start("consume", [cluster.Id, 1, HonestPackets, 0, 1]);
+        vandal.WaitFor("attached");
+        good.WaitFor("attached");
+
+        var burst = new PacketHandle[16];
+        var injected = new PacketHandle[32];
+        long seq = 0, fromIngress = 0;
+        while (seq < HonestPackets)
+        {
+            pool.Replenish(ingress);
+            int m = ingress.ReceiveBurst(injected);
+            fromIngress += m;
+            pool.ReleaseBurst(injected.AsSpan(0, m));
+            int n = pool.GetBurst(burst.AsSpan(0, (int)Math.Min(16, HonestPackets - seq)));
+            for (int k = 0; k < n; k++) Payload.Stamp(burst[k], seq++);
+            Assert.Equal(n, honest.SendBurst(burst.AsSpan(0, n), QueueWait.Passive, timeout.Token));
+            if (seq % 4096 == 0 || n == 0) pool.CheckConsumers();
+        }
+        good.WaitFor($"ok {HonestPackets}");
+        string scribbled = vandal.WaitFor("sent ", seconds: 60);
+        vandal.WaitFor("writing into", seconds: 60);
+        int status = vandal.WaitForExit();
+        output.WriteLine($"vandal: {vandal.Output}; exit status {status}; {fromIngress} packets came from it; ingress queue {ingress.Stats}");
+        Assert.NotEqual(0, status);   // the write into a read-only mapping killed it
+        Assert.DoesNotContain("error: wrote", vandal.Output);
+        // what it could write: its queue's rings and its own spares, nothing of the cluster's other memory
+        string[] writable = scribbled[(scribbled.IndexOf(": ", StringComparison.Ordinal) + 2)..].Split(", ");
+        Assert.Equal([$"/memfd:zcflow-{cluster.Id}@0", $"/memfd:zcflow-{cluster.Id}@0-spares"], writable.Order().ToArray());
+        Assert.Equal(0UL, honest.Stats.Errors + honest.Stats.Dropped);
+
+        try
+        {
+            // back in the pool, or stocked in the queue for its next application
+            Wait.Until(() => { pool.CheckConsumers(); pool.Reclaim(); return pool.Available + ingress.SparesOut == pool.Capacity; }, "every buffer back after the vandal died", seconds: 10);
+        }
+        finally
+        {
+            output.WriteLine($"{pool.Available} of {pool.Capacity} free, {ingress.SparesOut} stocked in the ingress queue, {honest.Held} held by the honest one, {pool.Errors} errors");
+        }
+        // The next application of that queue sends, and every packet arrives, in order.
+        using ChildProcess next = ChildProcess.Start("inject", [cluster.Id, 0, 999, 0, 1]);
+        next.WaitFor("attached");
+        long expected = 0;
+        var clock = Stopwatch.StartNew();
+        while (expected < 999)
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromMinutes(1), $"received {expected} of 999 from the next application");
+            pool.Replenish(ingress);
+            int n = ingress.ReceiveBurst(injected);
+            for (int k = 0; k < n; k++) Assert.Equal(expected++, BitConverter.ToInt64(injected[k].Data));
+            pool.ReleaseBurst(injected.AsSpan(0, n));
+        }
+        next.WaitFor("sent 999");
+        Assert.Equal(0, next.WaitForExit());
+    }
+
+    /// <summary>
     /// The header and directories of a running cluster overwritten by a process with full access (root, writing through the
     /// owner's <c>/proc/&lt;pid&gt;/map_files</c>): the owner puts them back and counts it, and consumers that attach afterwards,
     /// to every queue, receive every packet. Nothing a consumer builds comes from that memory.

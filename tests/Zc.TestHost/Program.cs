@@ -21,6 +21,9 @@ using ZcFlow;
 //   inject <cluster> <queue> <count> <forgeFrom> <forgeTo>  fill count spares with sequence numbers and
 //                                                      send them; every 1000th, first send a buffer
 //                                                      index in [forgeFrom, forgeTo) it was never given
+//   ingress-vandal <cluster> <queue> <seed>            an ingress application that sends some spares, scribbles over
+//                                                      every writable mapping it was given, then writes into a
+//                                                      read-only one (which must fault and kill it)
 //   attach <cluster> <queue>                           attach and detach
 //   drain <cluster> <queue> <keys file>               attach (waiting up to 30 s for the cluster), receive
 //                                                      until the cluster goes; write each conversation seen
@@ -141,6 +144,8 @@ try
         }
         case "vandal":
             return Vandal(attached, int.Parse(args[3]), int.Parse(args[4]));
+        case "ingress-vandal":
+            return IngressVandal(attached, int.Parse(args[3]));
         case "watch":
             try
             {
@@ -204,6 +209,41 @@ static unsafe int Vandal(AttachedQueue attached, int seed, int rounds)
     Console.WriteLine("writing into a packet");
     victim.Buffer[0] = 0xEE;
     Console.WriteLine("error: wrote into a packet");
+    return 1;
+}
+
+// An ingress application that writes random bytes into every mapping of the cluster it was given: those it may write
+// (its own spares, after sending some, and its queue's rings) are scribbled whole; then one write into the first
+// read-only one, which must fault and kill this process.
+static unsafe int IngressVandal(AttachedQueue attached, int seed)
+{
+    ZcQueue queue = attached.Queue;
+    var random = new Random(seed);
+    var spares = new PacketHandle[32];
+    int sent = 0;
+    for (int round = 0; round < 50; round++)
+    {
+        int n = queue.TakeSpares(spares);
+        for (int i = 0; i < n; i++) spares[i].Length = 60;
+        sent += queue.SendBurst(spares.AsSpan(0, n));
+        Thread.Sleep(1);
+    }
+    var mappings = File.ReadAllLines("/proc/self/maps").Where(l => l.Contains($"/memfd:zcflow-{attached.ClusterId}", StringComparison.Ordinal))
+        .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Select(f => (Range: f[0].Split('-'), Writable: f[1][1] == 'w', Name: f[5]))
+        .Select(m => (From: Convert.ToUInt64(m.Range[0], 16), To: Convert.ToUInt64(m.Range[1], 16), m.Writable, m.Name)).ToArray();
+    long written = 0;
+    foreach (var m in mappings.Where(m => m.Writable))
+    {
+        random.NextBytes(new Span<byte>((void*)m.From, (int)(m.To - m.From)));
+        written += (long)(m.To - m.From);
+    }
+    Console.WriteLine($"sent {sent}, scribbled {written} bytes over {mappings.Count(m => m.Writable)} writable mappings: {string.Join(", ", mappings.Where(m => m.Writable).Select(m => m.Name))}");
+    foreach (var m in mappings.Where(m => !m.Writable))
+    {
+        Console.WriteLine($"writing into {m.Name} at {m.From:x}");
+        *(byte*)(m.From + (ulong)random.NextInt64((long)(m.To - m.From))) = 0xEE;
+        Console.WriteLine("error: wrote into a read-only mapping");
+    }
     return 1;
 }
 

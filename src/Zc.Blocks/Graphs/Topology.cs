@@ -176,6 +176,8 @@ public sealed class Topology
                 }
                 return sources;
             }
+            IEnumerable<int> IngressOf(Node n) => n.Input.Ingress.Where(q => q >= 0).Concat(n.Input.Sources.SelectMany(s => IngressOf(s.Node)));
+            int DevicesOf(Node n) => n.Input.Ingress.Count(q => q < 0) + n.Input.Sources.Sum(s => DevicesOf(s.Node));
             foreach (Node n in running)
             {
                 PacketStream input = n.Input;
@@ -183,7 +185,11 @@ public sealed class Topology
                 List<IPacketSource> sources;
                 if (Reads(n))
                 {
-                    pool = cluster.CreatePool(n.PoolBuffers ?? (_options.BufferCount / shared));
+                    // An ingress queue's spares are buffers of the pool in memory of their own (the one part of the cluster
+                    // its application may write), a share of the pool like each device's.
+                    ZcQueue[] spares = [.. IngressOf(n).Select(q => queues[q])];
+                    int buffers = n.PoolBuffers ?? (_options.BufferCount / shared), users = spares.Length + DevicesOf(n);
+                    pool = cluster.CreatePool(buffers, spares, spares.Length == 0 ? null : buffers / users);
                     sources = Open(n, pool);
                 }
                 else

@@ -35,22 +35,37 @@ public sealed unsafe class BufferPool
     private readonly PoolEntry* _entry;  // the directory's view of the pool, for the listing
     private readonly ZcQueue[]? _inputs; // a relay's: the queues it receives from, to which each buffer goes back
     private readonly byte[]? _origin;    // a relay's with several inputs: which of them each buffer came from, by cluster index
+    private readonly uint _ownEnd;       // the pool's own buffers are [_first, _ownEnd); ingress queues' spares are after them
+    private readonly Spares[] _spares;
     private ZcQueue[] _returns = [];
     private int _top;
     private ulong _errors;
 
-    internal BufferPool(int id, BufferRegion buffers, uint first, uint count, ulong[] holders, PoolEntry* entry = null)
+    /// <summary>The spares of one ingress queue: buffers [First, End) of the pool, in memory of their own, and those of them free.</summary>
+    internal sealed class Spares(ZcQueue queue, uint first, uint end)
+    {
+        public ZcQueue Queue { get; } = queue;
+        public uint First { get; } = first;
+        public uint End { get; } = end;
+        public readonly uint[] Free = [.. Enumerable.Range(0, (int)(end - first)).Select(i => end - 1 - (uint)i)];
+        public int Top = (int)(end - first);
+    }
+
+    internal BufferPool(int id, BufferRegion buffers, uint first, uint count, ulong[] holders, PoolEntry* entry = null, uint? ownEnd = null, Spares[]? spares = null)
     {
         _entry = entry;
         Id = id;
         _buffers = buffers;
         _first = first;
         _holders = holders;
-        _free = new uint[count];
+        _ownEnd = ownEnd ?? first + count;
+        _spares = spares ?? [];
+        uint own = _ownEnd - first;
+        _free = new uint[own];
         _out = new bool[count];
         // Lowest index on top, so a fresh pool hands out buffers in address order.
-        for (uint i = 0; i < count; i++) _free[i] = first + count - 1 - i;
-        _top = (int)count;
+        for (uint i = 0; i < own; i++) _free[i] = first + own - 1 - i;
+        _top = (int)own;
     }
 
     // A relay: no free buffers, a record of every cluster buffer it may hold, and a record of its own of which of its queues
@@ -59,6 +74,7 @@ public sealed unsafe class BufferPool
     internal BufferPool(BufferRegion buffers, ZcQueue[] inputs)
     {
         Id = -1;
+        _spares = [];
         _buffers = buffers;
         _holders = new ulong[buffers.Count];
         _free = [];
@@ -110,11 +126,11 @@ public sealed unsafe class BufferPool
     /// <summary>Bytes of packet each buffer holds.</summary>
     public int BufferCapacity => (int)_buffers.Capacity;
 
-    /// <summary>Buffers in the pool, free or not.</summary>
-    public int Capacity => _free.Length;
+    /// <summary>Buffers in the pool, free or not: its own and its ingress queues' spares.</summary>
+    public int Capacity => _free.Length + _spares.Sum(s => s.Free.Length);
 
-    /// <summary>Buffers ready to hand out without draining a recycle ring.</summary>
-    public int Available => _top;
+    /// <summary>Buffers free without draining a recycle ring: its own, ready to hand out, and spares not yet stocked.</summary>
+    public int Available => _top + _spares.Sum(s => s.Top);
 
     /// <summary>Returned indices that were not the pool's to take back (owner thread).</summary>
     public ulong Errors => _errors;
@@ -188,8 +204,19 @@ public sealed unsafe class BufferPool
     private void Free(uint index, uint local)
     {
         _out[local] = false;
-        if (_inputs is null) _free[_top++] = index;
-        else _inputs[_origin is null ? 0 : _origin[index]].ReleaseUpstream(index);
+        if (_inputs is not null) _inputs[_origin is null ? 0 : _origin[index]].ReleaseUpstream(index);
+        else if (index < _ownEnd) _free[_top++] = index;
+        else FreeSpare(index);
+    }
+
+    private void FreeSpare(uint index)
+    {
+        foreach (Spares s in _spares)
+            if (index - s.First < s.End - s.First)
+            {
+                s.Free[s.Top++] = index;
+                return;
+            }
     }
 
     private void FlushInputs()
@@ -274,13 +301,18 @@ public sealed unsafe class BufferPool
     {
         if (ingress.Role != QueueRole.Ingress) throw new ArgumentException($"queue {ingress.Id} is not an ingress queue", nameof(ingress));
         ReclaimFrom(ingress);
+        // From the queue's own spares; a queue the pool was made without takes the pool's own buffers, and no application
+        // of another process can attach to it (it would be given no memory to write).
+        Spares? own = Array.Find(_spares, s => s.Queue == ingress);
+        uint[] free = own?.Free ?? _free;
+        ref int top = ref own is null ? ref _top : ref own.Top;
         SpscRing spares = ingress.RecycleRing;
-        int n = spares.Claim(Math.Min(_top, ingress.Capacity - ingress.SparesOut));
+        int n = spares.Claim(Math.Min(top, ingress.Capacity - ingress.SparesOut));
         ingress.SparesOut += n;
         ulong bit = ingress.Bit;
         for (int i = 0; i < n; i++)
         {
-            uint index = _free[--_top];
+            uint index = free[--top];
             _out[index - _first] = true;
             _holders[index] |= bit;
             spares.Put(i, index);

@@ -15,7 +15,7 @@ namespace ZcFlow.Ipc;
 ///
 /// Attaching connects to the cluster's socket; the owner hands over the cluster's memory
 /// read-only (packets, header, directories: a stray write into a packet faults in this process
-/// alone), this queue's rings read-write and the read end of its wake-up pipe, and nothing of any other queue. The connection is
+/// alone; an ingress queue's application may write its own spare buffers, and no others), this queue's rings read-write and the read end of its wake-up pipe, and nothing of any other queue. The connection is
 /// how each side knows the other lives: when this process ends, however it ends, the owner
 /// takes back what it held and the queue is free for the next consumer; when the owner ends, a
 /// receive that finds the queue empty throws <see cref="ClusterGoneException"/> within a tenth
@@ -97,7 +97,7 @@ public sealed unsafe class AttachedQueue : IDisposable
             }
             AttachedQueue? attached = TryAttach(socket, clusterId, queueId, out AttachReply refusal);
             if (attached is not null) return attached;
-            if (refusal.Status == AttachReply.Draining && TimeLeft()) { Thread.Sleep(10); continue; }
+            if (refusal.Status is AttachReply.Draining or AttachReply.NotReady && TimeLeft()) { Thread.Sleep(10); continue; }
             // An owner that has just come may not have made its queues yet: while waiting for one, that is waited for
             // too, a little (an id it never makes is still an error, two seconds later).
             if (refusal.Status == AttachReply.NoQueue && waitForOwner && (noQueueSince ??= clock.Elapsed) > clock.Elapsed - TimeSpan.FromSeconds(2))
@@ -108,7 +108,7 @@ public sealed unsafe class AttachedQueue : IDisposable
             throw refusal.Status switch
             {
                 AttachReply.NoQueue => new ArgumentOutOfRangeException(nameof(queueId), queueId, refusal.Text),
-                AttachReply.Draining => new TimeoutException(refusal.Text),
+                AttachReply.Draining or AttachReply.NotReady => new TimeoutException(refusal.Text),
                 AttachReply.Busy => new QueueBusyException(refusal.Text),
                 AttachReply.Internal => new ArgumentException(refusal.Text, nameof(queueId)),
                 _ => new InvalidOperationException(refusal.Text),
@@ -133,7 +133,9 @@ public sealed unsafe class AttachedQueue : IDisposable
             CheckLayout(reply, clusterId, fds.Count);
             var role = (QueueRole)reply.Role;
             bool huge = (reply.Flags & ArenaHeader.FlagHugePages) != 0;
-            cluster = Arena.Map(fds[0], reply.ClusterSize, writable: role == QueueRole.Ingress, huge, $"cluster {clusterId}");
+            var pieces = new Arena.Piece[reply.PieceCount];
+            for (int i = 0; i < pieces.Length; i++) pieces[i] = new Arena.Piece(reply.PieceOffset[i], reply.PieceLength[i], fds[3 + i], i == reply.WritablePiece);
+            cluster = Arena.MapView(fds[0], reply.ClusterSize, reply.ClusterSize, huge, $"cluster {clusterId}", pieces);
             rings = Arena.Map(fds[1], reply.QueueSize, writable: true, hugePages: false, $"queue {queueId} of cluster {clusterId}");
             wakeup = Wakeup.Attach(fds[2]);
             fds.Clear();
@@ -164,7 +166,10 @@ public sealed unsafe class AttachedQueue : IDisposable
     private static void CheckLayout(in AttachReply r, uint clusterId, int fds)
     {
         string where = $"cluster {clusterId}";
-        if (fds != 3) throw new InvalidDataException($"{where}'s owner handed over {fds} descriptors, not 3");
+        if (r.PieceCount is < 0 or > AttachReply.MaxPieces || fds != 3 + r.PieceCount)
+            throw new InvalidDataException($"{where}'s owner handed over {fds} descriptors for {r.PieceCount} pieces of memory");
+        if (r.WritablePiece < -1 || r.WritablePiece >= r.PieceCount || (r.WritablePiece >= 0) != (r.Role == (uint)QueueRole.Ingress))
+            throw new InvalidDataException($"{where}'s owner described an ingress queue without spares of its own, or spares for an egress queue");
         if (r.BufferCapacity is < 64 or > 1 << 20 || r.BufferStride != ArenaLayout.BufferStride((int)r.BufferCapacity) || r.BufferCount is 0 or > 1 << 30)
             throw new InvalidDataException($"{where} has an impossible buffer size or count");
         if (r.ClusterSize < ArenaLayout.ClusterSize(r.BufferStride, r.BufferCount))

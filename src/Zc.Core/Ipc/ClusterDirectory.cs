@@ -54,7 +54,8 @@ public static unsafe class ClusterDirectory
             throw;
         }
         bool huge = (reply.Flags & ArenaHeader.FlagHugePages) != 0;
-        using Arena arena = Arena.Map(fds[0], reply.ClusterSize, writable: false, huge, $"cluster {id}");
+        // The header and directories only: the first page (or hugepage) of the memory.
+        using Arena arena = Arena.MapView(fds[0], reply.ClusterSize, huge ? ArenaLayout.HugePageSize : ArenaLayout.BuffersOffset, huge, $"cluster {id}", []);
         ref ArenaHeader h = ref arena.At<ArenaHeader>(0);
 
         var pools = new List<PoolInfo>();

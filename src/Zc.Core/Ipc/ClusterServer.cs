@@ -8,9 +8,9 @@ namespace ZcFlow.Ipc;
 /// <summary>
 /// The owner's side of the cluster's socket: one thread that hands consumers the memory they
 /// need and notices, through the kernel, when one goes. An attach request names a queue; if the
-/// queue is free, the consumer gets a read-only descriptor of the cluster memory (read-write for
-/// an ingress queue, whose application fills buffers) and a read-write one of that queue's rings,
-/// and nothing of any other queue. The connection stays open for as long as the consumer is
+/// queue is free, the consumer gets a read-only descriptor of the cluster memory and of each ingress queue's spares (but
+/// read-write for the spares of the ingress queue it attaches to, which its application fills) and a read-write one of
+/// that queue's rings, and nothing of any other queue. The connection stays open for as long as the consumer is
 /// attached: when it closes, however the consumer ended, the queue is marked
 /// <see cref="ZcQueue.Leaving"/> and the pool's thread takes back what it held
 /// (<see cref="Buffers.BufferPool.CheckConsumers"/>). Nothing a consumer writes into shared memory
@@ -143,8 +143,34 @@ internal sealed class ClusterServer : IDisposable
             return;
         }
         ZcQueue queue = queues[request.Queue];
-        // Made before the queue is claimed, so that a failure here leaves the queue free.
-        using SafeFileDescriptor? readOnly = queue.Role == QueueRole.Ingress ? null : memory.OpenReadOnly();
+        (ulong Offset, Memory.Arena Memory, ZcQueue Queue)[] spares = _cluster.Spares;
+        int own = Array.FindIndex(spares, s => s.Queue == queue);
+        if (queue.Role == QueueRole.Ingress && own < 0)
+        {
+            reply.Status = AttachReply.NotReady;
+            reply.Text = $"queue {queue.Id} of cluster {_cluster.Id} has no spare buffers of its own for an application to fill: its owner gives them "
+                + "with the pool that stocks it (ZcCluster.CreatePool with the queue)";
+            ClusterSocket.Send(client.Fd, reply, []);
+            return;
+        }
+        // Made before the queue is claimed, so that a failure here leaves the queue free. Everything read-only but an
+        // ingress queue's own spares.
+        var handed = new List<SafeFileDescriptor>();
+        try
+        {
+            handed.Add(memory.OpenReadOnly());
+            for (int i = 0; i < spares.Length; i++) handed.Add(i == own ? spares[i].Memory.Descriptor : spares[i].Memory.OpenReadOnly());
+            Claim(client, queue, reply, spares, own, handed);
+        }
+        finally
+        {
+            for (int i = 0; i < handed.Count; i++)
+                if (own < 0 || i != own + 1) handed[i].Dispose();   // the queue's own spares' descriptor is the cluster's
+        }
+    }
+
+    private unsafe void Claim(Client client, ZcQueue queue, AttachReply reply, (ulong Offset, Memory.Arena Memory, ZcQueue Queue)[] spares, int own, List<SafeFileDescriptor> handed)
+    {
         int state = Interlocked.CompareExchange(ref queue.ConsumerState, ZcQueue.Attached, ZcQueue.Free);
         if (state != ZcQueue.Free)
         {
@@ -165,8 +191,16 @@ internal sealed class ClusterServer : IDisposable
         reply.Capacity = (uint)queue.Capacity;
         reply.RecycleCapacity = (uint)queue.RecycleRing.Capacity;
         reply.QueueSize = queue.Memory!.Size;
+        reply.PieceCount = spares.Length;
+        reply.WritablePiece = queue.Role == QueueRole.Ingress ? own : -1;
+        for (int i = 0; i < spares.Length; i++)
+        {
+            reply.PieceOffset[i] = spares[i].Offset;
+            reply.PieceLength[i] = spares[i].Memory.Size;
+        }
         client.Queue = queue;
-        bool sent = ClusterSocket.Send(client.Fd, reply, [(readOnly ?? memory.Descriptor).Fd, queue.Memory.Descriptor.Fd, queue.ForwardRing.WakeDescriptor]);
+        int[] fds = [handed[0].Fd, queue.Memory.Descriptor.Fd, queue.ForwardRing.WakeDescriptor, .. handed.Skip(1).Select(f => f.Fd)];
+        bool sent = ClusterSocket.Send(client.Fd, reply, fds);
         if (!sent) Drop(client);
     }
 

@@ -12,7 +12,7 @@ namespace ZcFlow.Ipc;
 /// </summary>
 internal static unsafe class ClusterSocket
 {
-    public const int MaxFds = 4;
+    public const int MaxFds = 3 + AttachReply.MaxPieces;
 
     /// <summary>Binds and listens on <paramref name="path"/> (removing what was there), 0600, or 0660 for <paramref name="group"/>.</summary>
     public static SafeFileDescriptor Listen(string path, int? group)
@@ -99,7 +99,8 @@ internal static unsafe class ClusterSocket
                 header->Length = (nuint)(sizeof(CmsgHdr) + sizeof(int) * fds.Length);
                 fds.CopyTo(new Span<int>(control + sizeof(CmsgHdr), fds.Length));
                 msg.Control = control;
-                msg.ControlLength = (nuint)ControlSize;
+                // CMSG_SPACE of these descriptors: what follows must not read as a second, empty header (EINVAL)
+                msg.ControlLength = (nuint)(sizeof(CmsgHdr) + (sizeof(int) * fds.Length + 7) / 8 * 8);
             }
             return Libc.SendMsg(socket.Fd, &msg, Libc.MSG_NOSIGNAL | Libc.MSG_DONTWAIT) == sizeof(T);
         }

@@ -19,6 +19,7 @@ public sealed unsafe class Arena : IDisposable
 
     private readonly SafeMapping _mapping;
     private readonly string _name;
+    private readonly SafeFileDescriptor[] _pieces;   // a view's: the descriptors of the pieces mapped into it
     private SafeFileDescriptor _fd;
     private int _disposed;
 
@@ -37,9 +38,10 @@ public sealed unsafe class Arena : IDisposable
     /// <summary>The descriptor of the memory, to hand to another process (read-write).</summary>
     public SafeFileDescriptor Descriptor => _fd;
 
-    private Arena(SafeFileDescriptor fd, SafeMapping mapping, string name, ulong size, bool onHugePages, bool writable)
+    private Arena(SafeFileDescriptor fd, SafeMapping mapping, string name, ulong size, bool onHugePages, bool writable, SafeFileDescriptor[]? pieces = null)
     {
         _fd = fd;
+        _pieces = pieces ?? [];
         _mapping = mapping;
         _name = name;
         Size = size;
@@ -101,11 +103,7 @@ public sealed unsafe class Arena : IDisposable
     {
         try
         {
-            if (Libc.Fstat(fd.Fd, out Stat st) != 0) throw ErrnoException.FromLastError($"stat of {name}");
-            if ((ulong)st.Size != size) throw new InvalidDataException($"{name} is {st.Size} bytes; its owner said {size}");
-            int seals = Libc.Fcntl(fd.Fd, Libc.F_GET_SEALS, 0);
-            if (seals < 0 || (seals & (Libc.F_SEAL_SHRINK | Libc.F_SEAL_GROW)) != (Libc.F_SEAL_SHRINK | Libc.F_SEAL_GROW))
-                throw new InvalidDataException($"{name} is not sealed against resizing: it could be cut short under this process");
+            CheckSealed(fd, size, name);
             SafeMapping mapping = Map(fd.Fd, name, size, writable, hugePages);
             return new Arena(fd, mapping, name, size, hugePages, writable);
         }
@@ -116,11 +114,102 @@ public sealed unsafe class Arena : IDisposable
         }
     }
 
-    private static SafeMapping Map(int fd, string name, ulong size, bool writable, bool hugePages, nint at = 0)
+    /// <summary>One piece of a cluster's memory that has memory of its own (<see cref="Carve"/>): where it is, and its descriptor.</summary>
+    internal readonly record struct Piece(ulong Offset, ulong Length, SafeFileDescriptor Descriptor, bool Writable);
+
+    /// <summary>
+    /// Maps, read-only, the first <paramref name="mapped"/> bytes of memory of <paramref name="size"/> bytes that another
+    /// process handed over as <paramref name="fd"/> (taking it), with <paramref name="pieces"/> (taken too) in place of
+    /// the ranges they cover, each read-only unless it says otherwise: the view a process that attaches has of a cluster
+    /// whose owner carved memory of its own for some of its buffers. Every piece must be sealed, of the length the owner
+    /// said, page-aligned, and inside the memory after <see cref="ArenaLayout.BuffersOffset"/>, no two overlapping.
+    /// </summary>
+    internal static Arena MapView(SafeFileDescriptor fd, ulong size, ulong mapped, bool hugePages, string name, IReadOnlyList<Piece> pieces)
+    {
+        nint reserved = 0;
+        ulong page = hugePages ? ArenaLayout.HugePageSize : ArenaLayout.PageSize;
+        try
+        {
+            CheckSealed(fd, size, name);
+            if (mapped == 0 || mapped > size || mapped % page != 0) throw new InvalidDataException($"{name}: {mapped} bytes cannot be mapped of {size}");
+            ulong at = ArenaLayout.BuffersOffset;
+            foreach (Piece piece in pieces)
+            {
+                CheckSealed(piece.Descriptor, piece.Length, $"{name} at {piece.Offset}");
+                if (piece.Offset < at || piece.Offset % page != 0 || piece.Length == 0 || piece.Length % page != 0 || piece.Offset + piece.Length > mapped)
+                    throw new InvalidDataException($"{name}: a piece of {piece.Length} bytes at {piece.Offset} does not fit the memory's pages");
+                at = piece.Offset + piece.Length;
+            }
+            // The whole range first, reserved and inaccessible, aligned for the pages; then each part in its place.
+            nint p = Libc.Mmap(0, (nuint)(mapped + page), Libc.PROT_NONE, Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS | Libc.MAP_NORESERVE, -1, 0);
+            if (p == Libc.MAP_FAILED) throw ErrnoException.FromLastError($"reserving {mapped} bytes for {name}");
+            reserved = p;
+            nint start = (nint)ArenaLayout.AlignUp((ulong)p, page);
+            if (start != p) Libc.Munmap(p, (nuint)(start - p));
+            Libc.Munmap(start + (nint)mapped, (nuint)(page - (ulong)(start - p)));
+            reserved = start;
+            ulong from = 0;
+            foreach (Piece piece in pieces)
+            {
+                if (piece.Offset > from) Map(fd.Fd, name, piece.Offset - from, writable: false, hugePages, start + (nint)from, (long)from).SetHandleAsInvalid();
+                Map(piece.Descriptor.Fd, name, piece.Length, piece.Writable, hugePages, start + (nint)piece.Offset).SetHandleAsInvalid();
+                from = piece.Offset + piece.Length;
+            }
+            if (mapped > from) Map(fd.Fd, name, mapped - from, writable: false, hugePages, start + (nint)from, (long)from).SetHandleAsInvalid();
+            return new Arena(fd, new SafeMapping(start, (nuint)mapped), name, mapped, hugePages, writable: false, [.. pieces.Select(x => x.Descriptor)]);
+        }
+        catch
+        {
+            if (reserved != 0) Libc.Munmap(reserved, (nuint)mapped);
+            fd.Dispose();
+            foreach (Piece piece in pieces) piece.Descriptor.Dispose();
+            throw;
+        }
+    }
+
+    private static void CheckSealed(SafeFileDescriptor fd, ulong size, string name)
+    {
+        if (Libc.Fstat(fd.Fd, out Stat st) != 0) throw ErrnoException.FromLastError($"stat of {name}");
+        if ((ulong)st.Size != size) throw new InvalidDataException($"{name} is {st.Size} bytes; its owner said {size}");
+        int seals = Libc.Fcntl(fd.Fd, Libc.F_GET_SEALS, 0);
+        if (seals < 0 || (seals & (Libc.F_SEAL_SHRINK | Libc.F_SEAL_GROW)) != (Libc.F_SEAL_SHRINK | Libc.F_SEAL_GROW))
+            throw new InvalidDataException($"{name} is not sealed against resizing: it could be cut short under this process");
+    }
+
+    /// <summary>
+    /// The creator only: gives the page-aligned range [<paramref name="offset"/>, <paramref name="offset"/> +
+    /// <paramref name="length"/>) memory of its own, sealed like this one, mapped in its place (this memory's pages there are
+    /// given back: nobody maps them again), and returns it. Handed out on its own, it lets a process write these buffers and
+    /// no others. Its mapping is part of this one's, and goes with it.
+    /// </summary>
+    internal Arena Carve(string name, ulong offset, ulong length)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        ulong page = OnHugePages ? ArenaLayout.HugePageSize : ArenaLayout.PageSize;
+        if (offset < ArenaLayout.BuffersOffset || offset % page != 0 || length == 0 || length % page != 0 || offset + length > Size)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"{length} bytes at {offset} are not whole pages of {_name}'s buffers");
+        // Given back first, so that on hugepages the new memory can have them.
+        if (Libc.Fallocate(_fd.Fd, Libc.FALLOC_FL_PUNCH_HOLE | Libc.FALLOC_FL_KEEP_SIZE, (long)offset, (long)length) != 0)
+            throw ErrnoException.FromLastError($"giving back {length} bytes of {_name}");
+        SafeFileDescriptor fd = NewSealedMemory(name, length, OnHugePages);
+        try
+        {
+            SafeMapping mapping = Map(fd.Fd, name, length, writable: true, OnHugePages, (nint)(Base + offset));
+            mapping.SetHandleAsInvalid();   // inside this arena's mapping, which unmaps it
+            return new Arena(fd, mapping, name, length, OnHugePages, writable: true);
+        }
+        catch
+        {
+            fd.Dispose();
+            throw;
+        }
+    }
+
+    private static SafeMapping Map(int fd, string name, ulong size, bool writable, bool hugePages, nint at = 0, long fileOffset = 0)
     {
         int prot = Libc.PROT_READ | (writable ? Libc.PROT_WRITE : 0);
         int flags = Libc.MAP_SHARED | Libc.MAP_POPULATE | (at != 0 ? Libc.MAP_FIXED : 0);
-        nint p = Libc.Mmap(at, (nuint)size, prot, flags, fd, 0);
+        nint p = Libc.Mmap(at, (nuint)size, prot, flags, fd, fileOffset);
         if (p == Libc.MAP_FAILED)
             throw ErrnoException.FromLastError(
                 $"mmap of {size / (1024 * 1024)} MiB {(hugePages ? "of 2 MiB hugepages" : "shared memory")} ({name})",
@@ -180,5 +269,6 @@ public sealed unsafe class Arena : IDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         _mapping.Dispose();
         _fd.Dispose();
+        foreach (SafeFileDescriptor piece in _pieces) piece.Dispose();
     }
 }

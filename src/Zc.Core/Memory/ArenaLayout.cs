@@ -22,7 +22,7 @@ namespace ZcFlow.Memory;
 public static class ArenaLayout
 {
     public const ulong Magic = 0x3130_574F_4C46_435A; // "ZCFLOW01" read as little-endian bytes
-    public const uint Version = 4;
+    public const uint Version = 5;
 
     public const int HeaderSize = 4096;
     public const int MaxPools = 64;
