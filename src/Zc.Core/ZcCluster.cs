@@ -239,13 +239,15 @@ public sealed unsafe class ZcCluster : IDisposable
         var carved = new (ulong Offset, ulong Length, uint First, uint End, ZcQueue Queue)[ingress.Count];
         for (int k = ingress.Count - 1; k >= 0; k--)
         {
-            ulong need = (ulong)(each + 1) * stride;
-            ulong start = end > need ? (end - need) / page * page : 0;
-            if (start < Address(first))
+            // Room for `each` whole buffers, in whole pages; no further down than the pool's first whole page (a pool that is
+            // all spares gives each what fits).
+            ulong need = (ulong)(each + 1) * stride, floor = ArenaLayout.AlignUp(Address(first), page);
+            ulong start = Math.Max(end > need ? (end - need) / page * page : 0, floor);
+            uint from = (uint)((start - ArenaLayout.BuffersOffset + stride - 1) / stride), to = end > start ? (uint)((end - ArenaLayout.BuffersOffset) / stride) : 0;
+            if (to <= from)
                 throw new ArgumentOutOfRangeException(nameof(buffers), buffers,
                     $"a pool of {buffers} buffers of {stride} bytes has no room for {ingress.Count} ingress queues' spares of {each} buffers each in memory of their own, in pages of {page} bytes");
-            // the buffers wholly inside [start, end)
-            carved[k] = (start, end - start, (uint)((start - ArenaLayout.BuffersOffset + stride - 1) / stride), (uint)((end - ArenaLayout.BuffersOffset) / stride), ingress[k]);
+            carved[k] = (start, end - start, from, to, ingress[k]);   // the buffers wholly inside [start, end)
             end = start;
         }
         uint ownEnd = ingress.Count == 0 ? first + (uint)buffers : (uint)((end - ArenaLayout.BuffersOffset) / stride);

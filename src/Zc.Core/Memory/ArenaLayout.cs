@@ -8,12 +8,14 @@ namespace ZcFlow.Memory;
 ///
 /// A cluster is several pieces of memory, so that each process can be given just what it needs:
 /// <code>
-/// cluster memory (consumers map it read-only; the owner alone writes it)
+/// cluster memory (consumers and ingress applications map it read-only; the owner alone writes it)
 ///   [0, 4 KiB)          ArenaHeader
 ///   [4 KiB, 8 KiB)      pool directory:   MaxPools   x PoolEntry   (64 B)
 ///   [8 KiB, 16 KiB)     queue directory:  MaxQueues  x QueueEntry  (128 B), each queue's counters as the owner keeps them
 ///   [16 KiB, 24 KiB)    device directory: MaxDevices x DeviceEntry (128 B), names and counters for the listing
-///   [64 KiB, ...)       buffers: BufferCount x BufferStride, each a 64-byte BufferHeader then data
+///   [64 KiB, ...)       buffers: BufferCount x BufferStride, each a 64-byte BufferHeader then data; whole pages of them,
+///                       an ingress queue's spares, are memory of their own mapped in their place (the cluster memory
+///                       has a hole there), read-write for that queue's application alone
 /// queue memory, one piece per queue (its consumer maps it read-write; nobody else gets it)
 ///   [0, ...)            forward ring: RingControl then Capacity slots
 ///   [..., QueueSize)    recycle ring: RingControl then RecycleCapacity slots
