@@ -50,4 +50,38 @@ public class AllocationTests
         Assert.Equal(0UL, queue.Stats.Errors);
         Assert.Equal(0UL, pool.Errors);
     }
+
+    [Fact]
+    public void SteadyState_IngressWithSparesOfTheirOwn_ReplenishFillSendReceiveRelease_AllocatesZeroBytes()
+    {
+        const int Packets = 5_000_000;
+        using ZcCluster cluster = TestClusters.Create(buffers: 4096, bufferSize: 64);
+        ZcQueue ingress = cluster.CreateQueue(256, QueueRole.Ingress);
+        BufferPool pool = cluster.CreatePool(4096, [ingress]);
+        var spares = new PacketHandle[32];
+        var received = new PacketHandle[32];
+
+        void Run(int packets)
+        {
+            for (int done = 0; done < packets;)
+            {
+                pool.Replenish(ingress);
+                int n = ingress.TakeSpares(spares);
+                for (int k = 0; k < n; k++) { BitConverter.TryWriteBytes(spares[k].Buffer, done + k); spares[k].Length = 4; }
+                ingress.SendBurst(spares.AsSpan(0, n));
+                int m = ingress.ReceiveBurst(received);
+                pool.ReleaseBurst(received.AsSpan(0, m));
+                done += m;
+            }
+        }
+
+        Run(500_000);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Run(Packets);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Equal(0, allocated);
+        Assert.Equal(0UL, ingress.Stats.Errors);
+        Assert.Equal(0UL, pool.Errors);
+    }
 }

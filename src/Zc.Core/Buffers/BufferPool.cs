@@ -209,14 +209,19 @@ public sealed unsafe class BufferPool
         else FreeSpare(index);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void FreeSpare(uint index)
     {
-        foreach (Spares s in _spares)
+        Spares[] spares = _spares;
+        for (int i = 0; i < spares.Length; i++)
+        {
+            Spares s = spares[i];
             if (index - s.First < s.End - s.First)
             {
                 s.Free[s.Top++] = index;
                 return;
             }
+        }
     }
 
     private void FlushInputs()
@@ -303,7 +308,9 @@ public sealed unsafe class BufferPool
         ReclaimFrom(ingress);
         // From the queue's own spares; a queue the pool was made without takes the pool's own buffers, and no application
         // of another process can attach to it (it would be given no memory to write).
-        Spares? own = Array.Find(_spares, s => s.Queue == ingress);
+        Spares? own = null;
+        foreach (Spares s in _spares)
+            if (s.Queue == ingress) own = s;
         uint[] free = own?.Free ?? _free;
         ref int top = ref own is null ? ref _top : ref own.Top;
         SpscRing spares = ingress.RecycleRing;
