@@ -38,6 +38,40 @@ public class HugePageTests
     }
 
     [Fact]
+    public void IngressSpares_OnHugePages_AreHugePagesOfTheirOwn_TheClusterKeepsNoCopy_AndAnApplicationFillsThem()
+    {
+        using HostHugePages? host = HostHugePages.TryCreate(pages: 8, out string reason);
+        if (host is null) Assert.Skip(reason);
+
+        long free = HugePages.FreePages;
+        // 5 MiB of buffers: the pool's own up to the first 2 MiB edge, then a hugepage of spares; the rest of the last
+        // hugepage, after the spares, is used by nobody
+        using ZcCluster cluster = ZcCluster.Create(TestClusters.NextId(), Small() with { BufferCount = 16384, MaxQueues = 2 });
+        long pages = (long)(cluster.ArenaSize / ArenaLayout.HugePageSize);
+        Queues.ZcQueue ingress = cluster.CreateQueue(256, Queues.QueueRole.Ingress);
+        BufferPool pool = cluster.CreatePool(16384, [ingress], sparesEach: 4000);
+        Assert.InRange(pool.Capacity, 16384 - 2 * (int)ArenaLayout.HugePageSize / ArenaLayout.BufferStride(256), 16384);
+        // The spares' memory took hugepages of its own, and the cluster memory gave back as many where they are.
+        Assert.Equal(free - pages, HugePages.FreePages);
+
+        using ChildProcess injector = ChildProcess.Start("inject", [cluster.Id, 0, 3000, 0, 1]);
+        injector.WaitFor("attached");
+        var got = new PacketHandle[32];
+        long expected = 0;
+        var clock = Stopwatch.StartNew();
+        while (expected < 3000)   // and the forged index before every 1000th, refused
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromMinutes(1), $"received {expected}");
+            pool.Replenish(ingress);
+            int n = ingress.ReceiveBurst(got);
+            for (int k = 0; k < n; k++) Assert.Equal(expected++, BitConverter.ToInt64(got[k].Data));
+            pool.ReleaseBurst(got.AsSpan(0, n));
+        }
+        injector.WaitFor("sent 3000");
+        Assert.Equal(0, injector.WaitForExit());
+    }
+
+    [Fact]
     public void Create_WithoutRequiring_TakesHugePagesWhenThePoolHasThem()
     {
         using HostHugePages? host = HostHugePages.TryCreate(pages: 8, out string reason);
