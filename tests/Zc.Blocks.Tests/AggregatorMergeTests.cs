@@ -28,7 +28,7 @@ public class AggregatorMergeTests
             File.Delete(a);
             File.Delete(b);
         }
-        using ZcCluster cluster = TestClusters.Create(buffers: 64);
+        using ZcCluster cluster = TestClusters.Create(buffers: 64, bufferSize: 2048);
         Assert.Contains("idleWait is for a merge in time order", Assert.Throws<ArgumentException>(
             () => new Pipe<PassAll>(cluster.CreatePool(64), [null!], cluster.CreateQueue(8), mergeByTime: false, idleWait: TimeSpan.FromSeconds(1))).Message);
     }
@@ -45,7 +45,7 @@ public class AggregatorMergeTests
     // The merge's output times, in milliseconds from the first, once both inputs are exhausted.
     private static long[] Merge(string paced, string file, TimeSpan idleWait)
     {
-        using ZcCluster cluster = TestClusters.Create(buffers: 256);
+        using ZcCluster cluster = TestClusters.Create(buffers: 256, bufferSize: 2048);
         BufferPool pool = cluster.CreatePool(256);
         ZcQueue queue = cluster.CreateQueue(64);
         IPacketSource[] inputs = [Device.OpenSource($"pcap:{paced}?pace", pool, 0), Device.OpenSource("pcap:" + file, pool, 1)];

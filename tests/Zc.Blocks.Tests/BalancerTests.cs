@@ -13,7 +13,7 @@ public class BalancerTests(ITestOutputHelper output)
     [Fact]
     public void Generator_GivesBothDirectionsOfEachFlow_WithSequenceNumbers_AndStopsAtItsCount()
     {
-        using ZcCluster cluster = TestClusters.Create(buffers: 64);
+        using ZcCluster cluster = TestClusters.Create(buffers: 64, bufferSize: 2048);
         BufferPool pool = cluster.CreatePool(64);
         using IPacketSource gen = Device.OpenSource("gen:64?flows=3&count=10", pool, 5);
         var burst = new PacketHandle[16];
@@ -107,7 +107,7 @@ public class BalancerTests(ITestOutputHelper output)
     [InlineData("xdp:nosuch0@0")]
     public void OpeningABadDeviceName_SaysWhatIsSupported(string name)
     {
-        using ZcCluster cluster = TestClusters.Create(buffers: 8);
+        using ZcCluster cluster = TestClusters.Create(buffers: 8, bufferSize: 2048);
         BufferPool pool = cluster.CreatePool(8);
         var e = Assert.Throws<ArgumentException>(() => Device.OpenSource(name, pool, 0));
         Assert.Contains(name.Split('?')[0], e.Message);

@@ -5,7 +5,7 @@ namespace ZcFlow.Tests;
 
 public sealed class DistributionTests : IDisposable
 {
-    private readonly ZcCluster _cluster = TestClusters.Create(buffers: 64);
+    private readonly ZcCluster _cluster = TestClusters.Create(buffers: 64, bufferSize: 2048);
     private readonly BufferPool _pool;
 
     public DistributionTests() => _pool = _cluster.CreatePool(64);

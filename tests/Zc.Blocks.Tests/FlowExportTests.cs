@@ -412,7 +412,7 @@ public class FlowExportTests(ITestOutputHelper output)
         Corpus.SkipIfMissing();
         foreach (string path in Corpus.Files())
         {
-            using ZcCluster cluster = TestClusters.Create(buffers: 64);
+            using ZcCluster cluster = TestClusters.Create(buffers: 64, bufferSize: 2048);
             var pool = cluster.CreatePool(64);
             IPacketSource source;
             try

@@ -8,7 +8,7 @@ namespace ZcFlow.Tests;
 public sealed class FlowTableTests : IDisposable
 {
     private const long Second = 1_000_000_000;
-    private readonly ZcCluster _cluster = TestClusters.Create(buffers: 256);
+    private readonly ZcCluster _cluster = TestClusters.Create(buffers: 256, bufferSize: 2048);
     private readonly BufferPool _pool;
 
     public FlowTableTests() => _pool = _cluster.CreatePool(256);

@@ -375,7 +375,9 @@ public class PcapDropInTests(NativeLibraries library)
         Assert.Equal(0, epoll.WaitForExit());
         balancer.Terminate();
         Assert.Equal(0, balancer.WaitForExit());
-        Assert.True(int.Parse(latency[2]) < 1000, $"half the packets are read within a millisecond of being made: {string.Join(' ', latency)}");
+        // Woken by the owner's write for each packet, not by its tenth-of-a-second check (which would put the median near
+        // 50 ms); the bound leaves room for a busy host, whose scheduler alone can cost milliseconds.
+        Assert.True(int.Parse(latency[2]) < 20_000, $"half the packets are read within 20 ms of being made: {string.Join(' ', latency)}");
         Assert.True(int.Parse(idle[2]) < 40, $"idle for 2 s, it uses under 2% of a core: {string.Join(' ', idle)}");
         Assert.Equal("0", idle[4]);   // and is not woken for nothing
     }

@@ -1,6 +1,4 @@
-extern alias perf;
-
-using perf::ZcFlow.Perf;
+using ZcFlow.Perf;
 
 namespace ZcFlow.Tests;
 

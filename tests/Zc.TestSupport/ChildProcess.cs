@@ -7,7 +7,7 @@ namespace ZcFlow.Tests;
 /// A real second process running Zc.TestHost: its stdout read line by line, so a test can wait
 /// for "attached" or "ready" (the barrier) and read the verdict. Disposing kills it if it still runs.
 /// </summary>
-internal sealed class ChildProcess : IDisposable
+public sealed class ChildProcess : IDisposable
 {
     private readonly Process _process;
     private readonly BlockingCollection<string> _lines = [];

@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 namespace ZcFlow.Tests;
 
 /// <summary>Builds test frames layer by layer, outermost first.</summary>
-internal sealed class Frames
+public sealed class Frames
 {
     private readonly List<byte> _bytes = [];
 

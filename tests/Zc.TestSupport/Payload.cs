@@ -7,7 +7,7 @@ namespace ZcFlow.Tests;
 /// pattern derived from it in the rest, so a consumer sees both a lost or repeated packet and a
 /// packet whose bytes anybody changed.
 /// </summary>
-internal static class Payload
+public static class Payload
 {
     public const int Length = 64;
 

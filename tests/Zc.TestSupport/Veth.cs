@@ -12,7 +12,7 @@ namespace ZcFlow.Tests;
 /// died are deleted by the next one. When the host cannot make one it calls <see cref="Unavailable"/>
 /// (in the tests: skip, saying why). Shared with bench/ZcPerf's capture scenario.
 /// </summary>
-internal sealed class Veth : IDisposable
+public sealed class Veth : IDisposable
 {
     public const string A = "zca", B = "zcb", C = "zcc", D = "zcd";
     private const string Prefix = "zcflow-test-";

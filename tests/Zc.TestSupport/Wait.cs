@@ -3,7 +3,7 @@ using System.Diagnostics;
 namespace ZcFlow.Tests;
 
 /// <summary>Polling for what another thread or process does, with a deadline: a test that waits never hangs.</summary>
-internal static class Wait
+public static class Wait
 {
     public static void Until(Func<bool> condition, string what, int seconds = 30)
     {

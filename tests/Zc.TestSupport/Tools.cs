@@ -3,7 +3,7 @@ using System.Diagnostics;
 namespace ZcFlow.Tests;
 
 /// <summary>The outside programs the tests check us with (tcpdump, tshark, tcpreplay, ip): found, and run to completion.</summary>
-internal static class Tools
+public static class Tools
 {
     public static bool Installed(string tool) => File.Exists($"/usr/bin/{tool}") || File.Exists($"/usr/sbin/{tool}") || File.Exists($"/sbin/{tool}");
 

@@ -3,7 +3,7 @@ using ZcFlow.Parsing;
 namespace ZcFlow.Tests;
 
 /// <summary>A conversation's name, the same for both directions: outer addresses and ports, lower end first.</summary>
-internal static class Conversation
+public static class Conversation
 {
     public static string Key(ReadOnlySpan<byte> frame)
     {
