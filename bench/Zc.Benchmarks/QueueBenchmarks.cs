@@ -79,7 +79,8 @@ public class QueueBenchmarks
                 if (n == 0) Thread.SpinWait(1);
                 else Volatile.Write(ref _consumed, Volatile.Read(ref _consumed) + n);
             }
-        }) { IsBackground = true };
+        })
+        { IsBackground = true };
         _consumer.Start();
     }
 

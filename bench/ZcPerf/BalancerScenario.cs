@@ -165,7 +165,8 @@ internal static class BalancerScenario
             while (!done.IsCancellationRequested)
                 foreach (ZcQueue q in queues) sum += Consume(q, burst);
             GC.KeepAlive(sum);
-        }) { Name = "consumers" };
+        })
+        { Name = "consumers" };
         consumers.Start();
         return consumers;
     }

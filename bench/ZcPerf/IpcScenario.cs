@@ -28,7 +28,8 @@ internal static class IpcScenario
             {
                 CpuAffinity.PinCurrentThread(cores[^1]);
                 Consume(queue, Items);
-            }) { Name = "consumer" };
+            })
+            { Name = "consumer" };
             consumer.Start();
             return consumer.Join;
         }));
@@ -105,7 +106,8 @@ internal static class IpcScenario
             }
             while (queue.Stats.Received < Items) Thread.SpinWait(16);
             seconds = clock.Elapsed.TotalSeconds;
-        }) { Name = "producer" };
+        })
+        { Name = "producer" };
         producer.Start();
         producer.Join();
         waitForConsumer();

@@ -26,7 +26,8 @@ internal static class PinnedPair
                 long before = GC.GetAllocatedBytesForCurrentThread();
                 body();
                 Interlocked.Add(ref allocated, GC.GetAllocatedBytesForCurrentThread() - before);
-            }) { Name = name };
+            })
+            { Name = name };
             t.Start();
             return t;
         }

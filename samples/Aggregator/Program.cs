@@ -2,10 +2,10 @@ using System.Diagnostics;
 using ZcFlow;
 using ZcFlow.Buffers;
 using ZcFlow.Devices;
+using ZcFlow.Graphs;
 using ZcFlow.Ipc;
 using ZcFlow.Queues;
 using ZcFlow.Samples;
-using ZcFlow.Graphs;
 using ZcFlow.Stages;
 using ZcFlow.Workers;
 

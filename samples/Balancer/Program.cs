@@ -1,11 +1,11 @@
-using OpenTelemetry.Metrics;
 using System.Diagnostics;
+using System.Runtime.InteropServices;
+using OpenTelemetry.Metrics;
 using ZcFlow;
 using ZcFlow.Devices;
 using ZcFlow.Distribution;
-using ZcFlow.Graphs;
-using System.Runtime.InteropServices;
 using ZcFlow.Filters;
+using ZcFlow.Graphs;
 using ZcFlow.Queues;
 using ZcFlow.Samples;
 using ZcFlow.Workers;

@@ -100,7 +100,7 @@ using (graph)
 
     string Totals() => ipc
         ? "total " + string.Join(", ", ends.Select((end, i) => $"{graph.Pipes[i].Forwarded:N0} pkts {end}"))
-        :  $"total {packets:N0} pkts through {cores.Length} stages, {wrong + errors.Sum():N0} wrong marks";
+        : $"total {packets:N0} pkts through {cores.Length} stages, {wrong + errors.Sum():N0} wrong marks";
 }
 return 0;
 

@@ -48,7 +48,8 @@ using (cluster)
             queue.SendBurst(burst.AsSpan(0, got), QueueWait.Active);
             n += got;
         }
-    }) { Name = "zsanitycheck writer" };
+    })
+    { Name = "zsanitycheck writer" };
     writer.Start();
 
     // The checker, here: every buffer in the order sent, every byte.

@@ -1,6 +1,6 @@
+using ZcFlow.Devices;
 using ZcFlow.Ipc;
 using ZcFlow.Queues;
-using ZcFlow.Devices;
 
 namespace ZcFlow.Tests;
 

@@ -261,7 +261,7 @@ public class FlowExportTests(ITestOutputHelper output)
             if (biflow) return;
             int nfPort = FreeUdpPort();
             using var nfacctd = Process.Start(new ProcessStartInfo("nfacctd", ["-L", "127.0.0.1", "-l", nfPort.ToString(), "-P", "print", "-c", "proto", "-O", "csv", "-o", csv, "-r", "3600"])
-                { RedirectStandardOutput = true, RedirectStandardError = true })!;
+            { RedirectStandardOutput = true, RedirectStandardError = true })!;
             try
             {
                 WaitListening(nfPort);

@@ -39,7 +39,8 @@ public class StressTests(ITestOutputHelper output)
                 queue.ReleaseBurst(burst.AsSpan(0, n));
             }
             received = expected;
-        }) { Name = "consumer" };
+        })
+        { Name = "consumer" };
         consumer.Start();
 
         var random = new Random(Seed);
@@ -110,7 +111,8 @@ public class StressTests(ITestOutputHelper output)
             }
             counts[i] = got;
             if (got != share && failures[i] is null) failures[i] = $"consumer {i}: got {got} of {share}";
-        }) { Name = $"consumer {i}" }).ToArray();
+        })
+        { Name = $"consumer {i}" }).ToArray();
         foreach (Thread t in threads) t.Start();
 
         var clock = System.Diagnostics.Stopwatch.StartNew();

@@ -1,8 +1,8 @@
+using ZcFlow;
 using ZcFlow.Buffers;
 using ZcFlow.Ipc;
 using ZcFlow.Memory;
 using ZcFlow.Queues;
-using ZcFlow;
 
 // The second process of the multi-process tests: one job per verb, results on stdout, exit 0 when
 // all was as expected. Every verb that attaches prints "attached" once it holds its queue.

@@ -117,7 +117,8 @@ public static class QueueAdapters
             {
                 writer.TryComplete(e);
             }
-        }) { Name = $"queue {queue.Id} pump", IsBackground = true };
+        })
+        { Name = $"queue {queue.Id} pump", IsBackground = true };
         thread.Start();
     }
 }

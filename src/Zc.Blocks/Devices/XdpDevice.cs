@@ -1,6 +1,6 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics.X86;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
 using ZcFlow.Buffers;
 using ZcFlow.Memory;
 using ZcFlow.Native;

@@ -138,7 +138,8 @@ public sealed class Topology
         bool xdp = _nodes.Any(n => n.Input.Devices.Any(XdpDevice.IsName)) || _streams.Any(s => s.Egress is { } e && XdpDevice.IsName(e));
         ZcCluster cluster = ZcCluster.Create(_id, _options with
         {
-            BufferSize = xdp ? Math.Max(_options.BufferSize, XdpDevice.MinBufferSize) : _options.BufferSize, BufferCount = bufferCount,
+            BufferSize = xdp ? Math.Max(_options.BufferSize, XdpDevice.MinBufferSize) : _options.BufferSize,
+            BufferCount = bufferCount,
             MaxQueues = Math.Max(_options.MaxQueues, queueCount),
         });
         var balancers = new List<IBalancer>();
