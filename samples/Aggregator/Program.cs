@@ -46,9 +46,9 @@ try
     queueId = input.Stage(new PassAll(), cl.Has('g') ? (int)cl.Number('g', 0, 0, 1023) : null, "aggregator").ToQueue();
     graph = topology.Run();
 }
-catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or InvalidDataException or TimeoutException or ClusterGoneException or ZcFlow.Native.ErrnoException)
+catch (Exception e) when (SetupError.Is(e))
 {
-    Console.Error.WriteLine($"error: {CommandLine.Reason(e)}");
+    Console.Error.WriteLine($"error: {SetupError.Describe(e)}");
     return 1;
 }
 ZcQueue queue = graph.Queues[queueId];
@@ -92,7 +92,7 @@ while (!stop.IsCancellationRequested && (limit == 0 || packets < limit))
 foreach (IPacketSource device in graph.Pipes[0].Inputs)
     if (device is PcapFileDevice { Problem: { } problem }) Console.Error.WriteLine($"warning: {problem}");
 try { graph.Dispose(); }
-catch (Exception e) { Console.Error.WriteLine($"error: {CommandLine.Reason(e)}"); status = 1; }
+catch (Exception e) { Console.Error.WriteLine($"error: {SetupError.Describe(e)}"); status = 1; }
 try
 {
     writer?.Dispose();

@@ -227,9 +227,9 @@ try
         }
     }
 }
-catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or InvalidDataException or ZcFlow.Native.ErrnoException)
+catch (Exception e) when (SetupError.Is(e))
 {
-    Console.Error.WriteLine($"error: {CommandLine.Reason(e)}");
+    Console.Error.WriteLine($"error: {SetupError.Describe(e)}");
     return 1;
 }
 
@@ -244,9 +244,9 @@ using var reload = PosixSignalRegistration.Create((PosixSignal)10, c =>
         Console.Error.WriteLine($"filters reloaded: input {reloaded.Input?.Expression ?? "(none)"}" +
                                 string.Concat(reloaded.Outputs.OrderBy(o => o.Key).Select(o => $", output {o.Key} {o.Value.Expression}")));
     }
-    catch (Exception e) when (e is ArgumentException or IOException)
+    catch (Exception e) when (SetupError.Is(e))
     {
-        Console.Error.WriteLine($"filter not reloaded: {CommandLine.Reason(e)}");
+        Console.Error.WriteLine($"filter not reloaded: {SetupError.Describe(e)}");
     }
 });
 // kill -HUP prints the -Z rules in force, as zbalance_ipc does.

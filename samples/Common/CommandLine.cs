@@ -110,20 +110,6 @@ internal sealed class CommandLine
         return v;
     }
 
-    /// <summary>
-    /// What setting up a graph throws for what the user gave: a bad device name or option, a file that is missing or not a
-    /// capture, a cluster id in use, no permission. The sample says it in one line, not with a stack.
-    /// </summary>
-    public static bool IsSetupError(Exception e)
-        => e is ArgumentException or IOException or InvalidDataException or InvalidOperationException or TimeoutException or ZcFlow.Native.ErrnoException;
-
-    /// <summary>
-    /// <paramref name="e"/>'s message as a user reads it: without the " (Parameter 'name')" an <see cref="ArgumentException"/>
-    /// adds for programmers, which names a parameter of ours, not anything the user typed.
-    /// </summary>
-    public static string Reason(Exception e)
-        => e is ArgumentException { ParamName: { } name } ? e.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal) : e.Message;
-
     public long Required(char c, long min = 0, long max = long.MaxValue)
     {
         if (!Has(c)) Fail($"-{c} is required");

@@ -1,3 +1,4 @@
+using ZcFlow;
 using ZcFlow.Buffers;
 using ZcFlow.Devices;
 using ZcFlow.Filters;
@@ -54,12 +55,12 @@ BpfFilter? filter = null;
 if (given.TryGetValue("--extcap-capture-filter", out string? expression) && !string.IsNullOrWhiteSpace(expression))
 {
     try { filter = BpfFilter.Compile(expression); }
-    catch (Exception e) when (e is ArgumentException or InvalidOperationException or ZcFlow.Native.ErrnoException)
+    catch (Exception e) when (SetupError.Is(e))
     {
         // Wireshark checks a capture filter by asking with it alone: what is printed is the reason it is refused. In a
         // capture, what goes wrong goes to standard error, where Wireshark and tshark show it.
-        if (given.ContainsKey("--capture")) return Fail(CommandLine.Reason(e));
-        Console.WriteLine(CommandLine.Reason(e));
+        if (given.ContainsKey("--capture")) return Fail(SetupError.Describe(e));
+        Console.WriteLine(SetupError.Describe(e));
         return 1;
     }
 }
@@ -71,9 +72,9 @@ if (limit < 0) return Fail($"--count takes a number of packets, not '{count}'");
 CancellationToken stop = CommandLine.StopSignal();
 AttachedQueue attached;
 try { attached = AttachedQueue.Attach(clusterId, queueId); }
-catch (Exception e) when (e is InvalidOperationException or ArgumentException or TimeoutException or ClusterGoneException or InvalidDataException or ZcFlow.Native.ErrnoException)
+catch (Exception e) when (SetupError.Is(e))
 {
-    return Fail(CommandLine.Reason(e));
+    return Fail(SetupError.Describe(e));
 }
 using (attached)
 {
@@ -109,7 +110,7 @@ using (attached)
     }
     catch (ClusterGoneException e)
     {
-        return Fail($"{CommandLine.Reason(e)} ({packets} packets captured)");
+        return Fail($"{SetupError.Describe(e)} ({packets} packets captured)");
     }
 }
 return 0;

@@ -54,9 +54,9 @@ try
     source = Device.OpenSource(input, pool, 0);
     if (source is PcapFileDevice file) table.Link = file.LinkType;
 }
-catch (Exception e) when (CommandLine.IsSetupError(e))
+catch (Exception e) when (SetupError.Is(e))
 {
-    Console.Error.WriteLine($"error: {CommandLine.Reason(e)}");
+    Console.Error.WriteLine($"error: {SetupError.Describe(e)}");
     cluster?.Dispose();
     return 1;
 }

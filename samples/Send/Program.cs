@@ -58,9 +58,9 @@ try
     source = Device.OpenSource(input, pool, 0);
     sink = Device.OpenSink(output, pool);
 }
-catch (Exception e) when (CommandLine.IsSetupError(e))
+catch (Exception e) when (SetupError.Is(e))
 {
-    Console.Error.WriteLine($"error: {CommandLine.Reason(e)}");
+    Console.Error.WriteLine($"error: {SetupError.Describe(e)}");
     source?.Dispose();
     cluster?.Dispose();
     return 1;

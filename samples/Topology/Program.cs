@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Configuration;
+using ZcFlow;
 using ZcFlow.Graphs;
 using ZcFlow.Hosting;
 using ZcFlow.Samples;
@@ -29,7 +30,7 @@ try
 }
 catch (InvalidOperationException e)
 {
-    Console.Error.WriteLine($"error: {CommandLine.Reason(e)}");
+    Console.Error.WriteLine($"error: {SetupError.Describe(e)}");
     return 2;
 }
 IReadOnlyList<string> problems = options.Problems(Path.GetFileName(args[0]));
@@ -43,9 +44,9 @@ try
 {
     graph = options.Build(w => Console.Error.WriteLine(w));
 }
-catch (Exception e) when (CommandLine.IsSetupError(e))
+catch (Exception e) when (SetupError.Is(e))
 {
-    Console.Error.WriteLine($"error: {CommandLine.Reason(e)}");
+    Console.Error.WriteLine($"error: {SetupError.Describe(e)}");
     return 1;
 }
 CancellationToken stop = CommandLine.StopSignal();

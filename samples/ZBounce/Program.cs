@@ -58,9 +58,9 @@ try
     }
     graph = t.Run();
 }
-catch (Exception e) when (CommandLine.IsSetupError(e))
+catch (Exception e) when (SetupError.Is(e))
 {
-    Console.Error.WriteLine($"error: {CommandLine.Reason(e)}");
+    Console.Error.WriteLine($"error: {SetupError.Describe(e)}");
     return 1;
 }
 
@@ -92,6 +92,6 @@ while (!stop.IsCancellationRequested && graph.IsRunning)
 int status = 0;
 string totals = Totals();
 try { graph.Dispose(); }
-catch (Exception e) { Console.Error.WriteLine($"error: {CommandLine.Reason(e)}"); status = 1; }
+catch (Exception e) { Console.Error.WriteLine($"error: {SetupError.Describe(e)}"); status = 1; }
 Console.WriteLine($"total {totals}");
 return status;

@@ -34,7 +34,7 @@ if (cl.String('f') is string expression)
     try { filter = BpfFilter.Compile(expression); }
     catch (ArgumentException e)
     {
-        Console.Error.WriteLine($"error: -f: {CommandLine.Reason(e)}");
+        Console.Error.WriteLine($"error: -f: {SetupError.Describe(e)}");
         return 1;
     }
 }
@@ -105,11 +105,11 @@ if (onDevice)
         }
         Report(worker, () => $"dropped by the device {device.Stats.DroppedKernel + device.Stats.DroppedNoBuffer:N0}", Finished);
         try { worker.Stop(); }
-        catch (Exception e) { Console.Error.WriteLine($"error: {CommandLine.Reason(e)}"); status = 1; }
+        catch (Exception e) { Console.Error.WriteLine($"error: {SetupError.Describe(e)}"); status = 1; }
     }
-    catch (Exception e) when (CommandLine.IsSetupError(e))
+    catch (Exception e) when (SetupError.Is(e))
     {
-        Console.Error.WriteLine($"error: {CommandLine.Reason(e)}");
+        Console.Error.WriteLine($"error: {SetupError.Describe(e)}");
         status = 1;
     }
     finally
@@ -123,9 +123,9 @@ if (onDevice)
 AttachedQueue? attached;
 if (cl.Has('w') && ClusterDirectory.Find(clusterId) is null) Console.WriteLine($"waiting for cluster {clusterId}");
 try { attached = cl.Has('w') ? AttachedQueue.Attach(clusterId, queueId, Timeout.InfiniteTimeSpan, waitForOwner: true) : AttachedQueue.Attach(clusterId, queueId); }
-catch (Exception e) when (e is InvalidOperationException or ArgumentException or TimeoutException or ClusterGoneException or System.IO.InvalidDataException or ZcFlow.Native.ErrnoException)
+catch (Exception e) when (SetupError.Is(e))
 {
-    Console.Error.WriteLine($"error: {CommandLine.Reason(e)}");
+    Console.Error.WriteLine($"error: {SetupError.Describe(e)}");
     return 1;
 }
 while (attached is not null)

@@ -53,9 +53,9 @@ try
     outputs.ToQueues();
     graph = t.Run();
 }
-catch (Exception e) when (CommandLine.IsSetupError(e))
+catch (Exception e) when (SetupError.Is(e))
 {
-    Console.Error.WriteLine($"error: {CommandLine.Reason(e)}");
+    Console.Error.WriteLine($"error: {SetupError.Describe(e)}");
     return 1;
 }
 

@@ -24,9 +24,9 @@ try
 {
     cluster = ZcCluster.Create(clusterId, new ClusterOptions { BufferCount = count, MaxQueues = 1, RequireHugePages = cl.Has('u'), Warn = w => Console.Error.WriteLine(w) });
 }
-catch (Exception e) when (e is InvalidOperationException or ArgumentException or IOException or ZcFlow.Native.ErrnoException)
+catch (Exception e) when (SetupError.Is(e))
 {
-    Console.Error.WriteLine($"error: {CommandLine.Reason(e)}");
+    Console.Error.WriteLine($"error: {SetupError.Describe(e)}");
     return 1;
 }
 using (cluster)

@@ -45,7 +45,7 @@ internal sealed class ConsumerService(string queueName, IPacketConsumer consumer
                 catch (Exception e) when (e is InvalidOperationException or TimeoutException or ClusterGoneException) { }
                 catch (Exception e)
                 {
-                    logger.LogError("cannot consume {Queue}: {Reason}", queueName, e.Message);
+                    logger.LogError("cannot consume {Queue}: {Reason}", queueName, SetupError.Describe(e));
                     lifetime.StopApplication();
                     return;
                 }

@@ -19,9 +19,9 @@ internal sealed class GraphService(string section, uint clusterId, Func<Action<s
         {
             _graph = build(warning => logger.LogWarning("{Warning}", warning));
         }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or InvalidDataException or Native.ErrnoException)
+        catch (Exception e) when (SetupError.Is(e))
         {
-            throw new InvalidOperationException($"{section}: {e.Message}", e);
+            throw new InvalidOperationException($"{section}: {SetupError.Describe(e)}", e);
         }
         logger.LogInformation("cluster {Cluster}: {Balancers} balancer(s), {Stages} other stage(s) from {Inputs} to queues {Queues}", clusterId, _graph.Balancers.Count,
             _graph.Pipes.Count, string.Join(",", _graph.Inputs.Select(i => i.Name)), string.Join(",", _graph.ConsumerQueues.Select(q => $"zc:{clusterId}@{q.Id}")));

@@ -87,9 +87,9 @@ public sealed class ZcFlowGraphOptions
         Check(TimePulseResolutionNs is >= 0 and <= 1_000_000_000, nameof(TimePulseResolutionNs), "0 to 1,000,000,000");
         Check(StatsIntervalSeconds >= 0, nameof(StatsIntervalSeconds), "0 or more");
         try { if (Vlans is not null) VlanAllowList.Parse(Vlans); }
-        catch (ArgumentException e) { problems.Add($"{section}:{nameof(Vlans)}: {e.Message}"); }
+        catch (ArgumentException e) { problems.Add($"{section}:{nameof(Vlans)}: {SetupError.Describe(e)}"); }
         try { if (!string.IsNullOrWhiteSpace(Filter)) BpfFilter.Compile(Filter); }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException) { problems.Add($"{section}:{nameof(Filter)}: {e.Message}"); }
+        catch (Exception e) when (SetupError.Is(e)) { problems.Add($"{section}:{nameof(Filter)}: {SetupError.Describe(e)}"); }
         return problems;
     }
 

@@ -55,7 +55,7 @@ public static class ZcFlowServices
             }
             catch (InvalidOperationException e)
             {
-                throw new InvalidOperationException($"{name}: {e.Message}", e);
+                throw new InvalidOperationException($"{name}: {SetupError.Describe(e)}", e);
             }
             if (options.Problems(name) is { Count: > 0 } problems) throw new OptionsValidationException(name, typeof(ZcFlowTopologyOptions), problems);
             return new GraphService(name, options.ClusterId, options.Build, statsIntervalSeconds, sp.GetRequiredService<ILoggerFactory>().CreateLogger("ZcFlow.Graph"));

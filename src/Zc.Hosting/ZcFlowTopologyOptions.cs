@@ -115,7 +115,7 @@ public sealed class ZcFlowTopologyOptions
             Check(stage.IdleWaitUs is >= 0 and <= 60_000_000 && (stage.IdleWaitUs == 0 || stage.InTimeOrder), $"{key}:{nameof(StageOptions.IdleWaitUs)}", "0 to 60,000,000, and only with InTimeOrder");
             Check(!stage.InTimeOrder || stage.Balance is null, key, "a balancer takes its inputs in arrival order: put a stage with InTimeOrder before it");
             try { if (stage.Filter is not null) BpfFilter.Compile(stage.Filter); }
-            catch (Exception e) when (e is ArgumentException or InvalidOperationException) { problems.Add($"{section}:{key}:{nameof(StageOptions.Filter)}: {e.Message}"); }
+            catch (Exception e) when (SetupError.Is(e)) { problems.Add($"{section}:{key}:{nameof(StageOptions.Filter)}: {SetupError.Describe(e)}"); }
             if (!string.IsNullOrWhiteSpace(stage.Name)) declared.TryAdd(stage.Name!, stage);
         }
         foreach (var taken in Stages.SelectMany(s => s.AfterNames).GroupBy(n => n).Where(g => g.Count() > 1))

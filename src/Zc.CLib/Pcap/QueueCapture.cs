@@ -169,18 +169,10 @@ internal sealed unsafe class QueueCapture : IDisposable
                 InvalidOperationException => (PCAP_ERROR_NO_SUCH_DEVICE, ""),
                 _ => (PCAP_ERROR, ""),
             };
-            return Fail(code, $"{Name}: {Reason(e)}{hint}");
+            return Fail(code, $"{Name}: {SetupError.Describe(e)}{hint}");
         }
         if (_attached.Queue.Role == QueueRole.Ingress) _sink = IngressSink.Over(_attached, Name);
         return 0;
-    }
-
-    /// <summary>An exception's message for a program's user: an argument's name and value are ours, not theirs.</summary>
-    public static string Reason(Exception e)
-    {
-        string message = e.Message;
-        int parameter = e is ArgumentException ? message.IndexOf(" (Parameter '", StringComparison.Ordinal) : -1;
-        return parameter < 0 ? message : message[..parameter];
     }
 
     private int NotForSending(string call) => Fail(PCAP_ERROR,
