@@ -1,6 +1,7 @@
 using ZcFlow.Distribution;
 using ZcFlow.Filters;
 using ZcFlow.Graphs;
+using ZcFlow.Memory;
 
 namespace ZcFlow.Hosting;
 
@@ -75,8 +76,8 @@ public sealed class ZcFlowGraphOptions
         Check(Inputs.All(i => i.Split(',', StringSplitOptions.RemoveEmptyEntries).Length > 0), nameof(Inputs), "each entry names one or more devices, comma separated");
         Check(Applications.All(n => n > 0), nameof(Applications), "each application has at least one queue");
         Check(Applications.Length <= 32, nameof(Applications), $"{Applications.Length} applications; up to 32");
-        Check(Applications.Sum() <= 64, nameof(Applications), $"{Applications.Sum()} queues; a balancer feeds up to 64");
-        Check(Applications.Length <= 1 || BalancerMode.AllowsApplications(Mode), nameof(Applications), $"several applications need mode 0, 1, 4, 5, 6 or 8, not {Mode}");
+        Check(Applications.Sum() <= ArenaLayout.MaxQueues, nameof(Applications), $"{Applications.Sum()} queues; a balancer feeds up to {ArenaLayout.MaxQueues}");
+        Check(Applications.Length <= 1 || BalancerMode.AllowsApplications(Mode), nameof(Applications), $"several applications need mode {BalancerMode.ApplicationModes}, not {Mode}");
         Check(Cores.All(c => c >= 0) && (Cores.Length <= 1 || Cores.Length == Math.Max(Inputs.Length, 1)), nameof(Cores), "one core number per input, or one for all");
         Check(QueueSlots is >= 2 and <= 1 << 20, nameof(QueueSlots), $"{QueueSlots}: 2 to {1 << 20}");
         Check(ConsumerBuffers is >= 0 and <= 1 << 24, nameof(ConsumerBuffers), $"{ConsumerBuffers}: 0 to {1 << 24}");

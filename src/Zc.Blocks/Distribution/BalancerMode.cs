@@ -18,6 +18,16 @@ public static class BalancerMode
     /// <summary>Modes that spread over the queues of several applications (<c>-n 2,3</c>); the others feed one.</summary>
     public static bool AllowsApplications(int mode) => mode is 0 or 1 or 4 or 5 or 6 or 8;
 
+    /// <summary>The modes <see cref="AllowsApplications"/> allows, as messages name them.</summary>
+    public const string ApplicationModes = "0, 1, 4, 5, 6 or 8";
+
+    // The one check of several applications' mode, for every place that takes a mode and applications.
+    internal static void CheckApplications(int mode, int[] applications, string parameter)
+    {
+        if (applications.Length > 1 && !AllowsApplications(mode))
+            throw new ArgumentException($"mode {mode} feeds one application: several (-n {string.Join(',', applications)}) need mode {ApplicationModes}", parameter);
+    }
+
     /// <summary>
     /// A balancer for <paramref name="mode"/> from <paramref name="inputs"/> to <paramref name="outputs"/>,
     /// which hold, in order, the queues of each application (<paramref name="queuesPerApplication"/>).
@@ -29,8 +39,7 @@ public static class BalancerMode
         options ??= new BalancerModeOptions();
         if (queuesPerApplication.Sum() != outputs.Count)
             throw new ArgumentException($"the applications have {queuesPerApplication.Sum()} queues, but {outputs.Count} were given", nameof(queuesPerApplication));
-        if (queuesPerApplication.Length > 1 && !AllowsApplications(mode))
-            throw new ArgumentException($"mode {mode} feeds one application: several (-n {string.Join(',', queuesPerApplication)}) need mode 0, 1, 4, 5, 6 or 8", nameof(queuesPerApplication));
+        CheckApplications(mode, queuesPerApplication, nameof(queuesPerApplication));
         if (options.GtpControl is { } control && (mode != 4 || (uint)control.Queue >= (uint)outputs.Count))
             throw new ArgumentException(mode != 4 ? "a GTP-C queue (-G) is for mode 4" : $"the GTP-C queue (-G) is {control.Queue}, but the queues are 0 to {outputs.Count - 1}", nameof(options));
         IBalancer Each<T>(T d) where T : struct, IDistribution

@@ -405,8 +405,7 @@ public sealed class PacketStream
     public IReadOnlyList<PacketStream> Balance(int mode, int[] applications, BalancerModeOptions? options = null, int? core = null, string? name = null)
     {
         ApplicationQueues.Check(applications, nameof(applications));
-        if (!BalancerMode.AllowsApplications(mode) && applications.Length > 1)
-            throw new ArgumentException($"mode {mode} feeds one application: several ({string.Join(',', applications)}) need mode 0, 1, 4, 5, 6 or 8", nameof(applications));
+        BalancerMode.CheckApplications(mode, applications, nameof(applications));
         int[] queues = [.. applications];
         return Balance((pool, inputs, outputs, lossless) => BalancerMode.Create(mode, pool, inputs, outputs, queues, lossless, options), queues.Sum(), core, name);
     }

@@ -5,6 +5,7 @@ using ZcFlow.Buffers;
 using ZcFlow.Devices;
 using ZcFlow.Distribution;
 using ZcFlow.Filters;
+using ZcFlow.Memory;
 using ZcFlow.Queues;
 
 namespace ZcFlow.Workers;
@@ -58,7 +59,7 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
         _lossless = lossless;
         ArgumentNullException.ThrowIfNull(pool);
         if (inputs.Count == 0) throw new ArgumentException("a balancer needs at least one input", nameof(inputs));
-        if (outputs.Count is 0 or > 64) throw new ArgumentOutOfRangeException(nameof(outputs), outputs.Count, "a balancer feeds 1 to 64 queues");
+        if (outputs.Count is 0 or > ArenaLayout.MaxQueues) throw new ArgumentOutOfRangeException(nameof(outputs), outputs.Count, $"a balancer feeds 1 to {ArenaLayout.MaxQueues} queues");
         _pool = pool;
         _inputs = [.. inputs];
         _outputs = [.. outputs];
