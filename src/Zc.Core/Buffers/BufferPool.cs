@@ -47,8 +47,16 @@ public sealed unsafe class BufferPool
         public ZcQueue Queue { get; } = queue;
         public uint First { get; } = first;
         public uint End { get; } = end;
-        public readonly uint[] Free = [.. Enumerable.Range(0, (int)(end - first)).Select(i => end - 1 - (uint)i)];
+        public readonly uint[] Free = FreeList(first, end);
         public int Top = (int)(end - first);
+    }
+
+    // Buffers [first, end) as a free list with the lowest index on top, so that they are handed out in address order.
+    private static uint[] FreeList(uint first, uint end)
+    {
+        var free = new uint[end - first];
+        for (uint i = 0; i < free.Length; i++) free[i] = end - 1 - i;
+        return free;
     }
 
     internal BufferPool(int id, BufferRegion buffers, uint first, uint count, ulong[] holders, PoolEntry* entry = null, uint? ownEnd = null, Spares[]? spares = null)
@@ -60,12 +68,9 @@ public sealed unsafe class BufferPool
         _holders = holders;
         _ownEnd = ownEnd ?? first + count;
         _spares = spares ?? [];
-        uint own = _ownEnd - first;
-        _free = new uint[own];
+        _free = FreeList(first, _ownEnd);
         _out = new bool[count];
-        // Lowest index on top, so a fresh pool hands out buffers in address order.
-        for (uint i = 0; i < own; i++) _free[i] = first + own - 1 - i;
-        _top = (int)own;
+        _top = _free.Length;
     }
 
     // A relay: no free buffers, a record of every cluster buffer it may hold, and a record of its own of which of its queues
@@ -97,7 +102,10 @@ public sealed unsafe class BufferPool
     /// </summary>
     public unsafe (nint Start, ulong Length) DeviceRegion => ((nint)_buffers.DeviceRegionStart, _buffers.DeviceRegionLength);
 
-    /// <summary>The lowest buffer index of this pool: its buffers are <c>FirstBuffer</c> to <c>FirstBuffer + Capacity - 1</c>.</summary>
+    /// <summary>
+    /// The lowest buffer index of this pool: the buffers it hands out are <c>FirstBuffer</c> on, those of its ingress queues'
+    /// spares (<see cref="ZcCluster.CreatePool"/>) after them.
+    /// </summary>
     public uint FirstBuffer => _first;
 
     /// <summary>Offset in <see cref="DeviceRegion"/> of the packet's data.</summary>
@@ -111,7 +119,10 @@ public sealed unsafe class BufferPool
         return false;
     }
 
-    /// <summary>The buffer of this pool with index <paramref name="index"/> (<see cref="PacketHandle.Index"/>); false if it is not one of the pool's.</summary>
+    /// <summary>
+    /// The buffer with index <paramref name="index"/> (<see cref="PacketHandle.Index"/>) if it is one this pool hands out;
+    /// false for any other, its ingress queues' spares included (a device never has those).
+    /// </summary>
     public bool TryAt(uint index, out PacketHandle packet)
     {
         if (index - _first < (uint)_free.Length)
