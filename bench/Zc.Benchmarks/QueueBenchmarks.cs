@@ -26,7 +26,7 @@ public class QueueBenchmarks
     public int Burst { get; set; }
 
     private ZcCluster _cluster = null!;
-    private ZcQueue _queue = null!;
+    private EgressQueue _queue = null!;
     private BufferPool _pool = null!;
     private PacketHandle[] _handles = null!;
     private Channel<PacketHandle> _bounded = null!, _unbounded = null!;
@@ -105,8 +105,8 @@ public class QueueBenchmarks
         var burst = new PacketHandle[32];
         StartConsumer(() =>
         {
-            int n = _queue.ReceiveBurst(burst.AsSpan(0, Burst));
-            _queue.ReleaseBurst(burst.AsSpan(0, n));
+            int n = _queue.Consumer.ReceiveBurst(burst.AsSpan(0, Burst));
+            _queue.Consumer.ReleaseBurst(burst.AsSpan(0, n));
             return n;
         });
     }

@@ -98,7 +98,7 @@ internal static class BalancerScenario
             .QueueSlots(4096).ActiveWait();
         int[] ids = stage(topology.From($"gen:64?flows=4096&count={Packets}")).Balance(new FiveTupleHash(), Queues, cores[0]).ToQueues();
         using Graph graph = topology.Run();
-        ZcQueue[] queues = [.. ids.Select(id => graph.Queues[id])];
+        QueueConsumer[] queues = [.. ids.Select(graph.Consumer)];
         // Timed from here, as the balancer row is timed from its worker's start: what the queues received before counts out.
         var clock = Stopwatch.StartNew();
         long before = queues.Sum(q => (long)q.Stats.Received);
@@ -140,7 +140,7 @@ internal static class BalancerScenario
         }
         else
         {
-            consumers = ConsumerThread(cores[^1], queues, done.Token);
+            consumers = ConsumerThread(cores[^1], [.. queues.Select(q => q.Consumer)], done.Token);
         }
 
         var clock = Stopwatch.StartNew();
@@ -155,7 +155,7 @@ internal static class BalancerScenario
     }
 
     // One thread on `core` consuming every queue in turn until cancelled.
-    private static Thread ConsumerThread(int core, ZcQueue[] queues, CancellationToken done)
+    private static Thread ConsumerThread(int core, QueueConsumer[] queues, CancellationToken done)
     {
         var consumers = new Thread(() =>
         {
@@ -163,7 +163,7 @@ internal static class BalancerScenario
             var burst = new PacketHandle[32];
             long sum = 0;
             while (!done.IsCancellationRequested)
-                foreach (ZcQueue q in queues) sum += Consume(q, burst);
+                foreach (QueueConsumer q in queues) sum += Consume(q, burst);
             GC.KeepAlive(sum);
         })
         { Name = "consumers" };
@@ -172,7 +172,7 @@ internal static class BalancerScenario
     }
 
     /// <summary>Receives a burst, reads every packet's first bytes, releases the burst; returns a checksum.</summary>
-    private static long Consume(ZcQueue queue, PacketHandle[] burst)
+    private static long Consume(QueueConsumer queue, PacketHandle[] burst)
     {
         int n = queue.ReceiveBurst(burst);
         long sum = 0;

@@ -27,7 +27,7 @@ internal static class IpcScenario
             var consumer = new Thread(() =>
             {
                 CpuAffinity.PinCurrentThread(cores[^1]);
-                Consume(queue, Items);
+                Consume(queue.Consumer, Items);
             })
             { Name = "consumer" };
             consumer.Start();
@@ -57,7 +57,7 @@ internal static class IpcScenario
     }
 
     /// <summary>The consumer's side, in whichever process it runs: touch and release every packet.</summary>
-    public static void Consume(ZcQueue queue, long items)
+    public static void Consume(QueueConsumer queue, long items)
     {
         var burst = new PacketHandle[Burst];
         long got = 0, sum = 0;
@@ -81,14 +81,14 @@ internal static class IpcScenario
         return 0;
     }
 
-    private static double Measure(int[] cores, Func<ZcCluster, ZcQueue, Action> startConsumer)
+    private static double Measure(int[] cores, Func<ZcCluster, EgressQueue, Action> startConsumer)
     {
         using ZcCluster cluster = ZcCluster.Create((uint)(600_000 + Environment.ProcessId % 100_000), new ClusterOptions
         {
             BufferCount = 8192, BufferSize = 128, MaxQueues = 1, Warn = _ => { },
         });
         BufferPool pool = cluster.CreatePool(8192);
-        ZcQueue queue = cluster.CreateQueue(4096);
+        EgressQueue queue = cluster.CreateQueue(4096);
         pool.ReclaimFrom(queue);
         Action waitForConsumer = startConsumer(cluster, queue);
 

@@ -76,19 +76,19 @@ internal static class LatencyScenario
     };
 
     // A queue of the cluster, its quota beyond what a run sends (the consumer gives nothing back: the producer reuses the buffers in turn).
-    private static (ZcCluster Cluster, ZcQueue Queue, PacketHandle[] Handles) Queue(uint id)
+    private static (ZcCluster Cluster, EgressQueue Queue, PacketHandle[] Handles) Queue(uint id)
     {
         var cluster = ZcCluster.Create(id, new ClusterOptions { BufferCount = Slots, BufferSize = 64, MaxQueues = 1, Warn = _ => { } });
         BufferPool pool = cluster.CreatePool(Slots);
         var handles = new PacketHandle[Slots];
         pool.GetBurst(handles);
-        ZcQueue queue = cluster.CreateQueue(Slots);
+        EgressQueue queue = cluster.CreateQueue(Slots);
         queue.Quota = int.MaxValue;
         return (cluster, queue, handles);
     }
 
     // The producer: one packet every GapNs, its time (the monotonic clock, as Stopwatch reads it) in its header.
-    private static void Produce(ZcQueue queue, PacketHandle[] handles, int core)
+    private static void Produce(EgressQueue queue, PacketHandle[] handles, int core)
     {
         CpuAffinity.PinCurrentThread(core);
         long next = Stopwatch.GetTimestamp();
@@ -103,7 +103,7 @@ internal static class LatencyScenario
         }
     }
 
-    private static long[] Consume(ZcQueue queue, QueueWait wait, bool realtime)
+    private static long[] Consume(QueueConsumer queue, QueueWait wait, bool realtime)
     {
         var ns = new long[Samples];
         for (int i = 0; i < Samples;)
@@ -118,11 +118,11 @@ internal static class LatencyScenario
 
     private static long[] Threads(int[] cores, QueueWait wait)
     {
-        (ZcCluster cluster, ZcQueue queue, PacketHandle[] handles) = Queue(0x5FB00000 + (uint)Environment.ProcessId % 0x100000);
+        (ZcCluster cluster, EgressQueue queue, PacketHandle[] handles) = Queue(0x5FB00000 + (uint)Environment.ProcessId % 0x100000);
         using (cluster)
         {
             long[] ns = [];
-            var consumer = new Thread(() => { CpuAffinity.PinCurrentThread(cores[^1]); ns = Consume(queue, wait, realtime: false); });
+            var consumer = new Thread(() => { CpuAffinity.PinCurrentThread(cores[^1]); ns = Consume(queue.Consumer, wait, realtime: false); });
             consumer.Start();
             Produce(queue, handles, cores[0]);
             consumer.Join();
@@ -132,7 +132,7 @@ internal static class LatencyScenario
 
     private static long[] Process(int[] cores, QueueWait wait)
     {
-        (ZcCluster cluster, ZcQueue queue, PacketHandle[] handles) = Queue(0x5FB00000 + (uint)Environment.ProcessId % 0x100000);
+        (ZcCluster cluster, EgressQueue queue, PacketHandle[] handles) = Queue(0x5FB00000 + (uint)Environment.ProcessId % 0x100000);
         using (cluster)
         {
             using Process child = Child(cluster.Id, cores[^1], wait, realtime: false);

@@ -104,10 +104,10 @@ internal static class QueueScenario
 
     // A queue of its own for each measurement. The consumer here moves indices and gives no buffer back, so the queue's
     // quota of held buffers (which crash safety keeps, and every send counts down) is set beyond what one run sends.
-    private static ZcQueue Fresh(ZcCluster cluster)
+    private static EgressQueue Fresh(ZcCluster cluster)
     {
         if (cluster.Queues.Count == MaxQueues) throw new InvalidOperationException($"ZcPerf queue makes a queue a run: --runs {MaxQueues / 2 - 1} at most");
-        ZcQueue queue = cluster.CreateQueue(Slots);
+        EgressQueue queue = cluster.CreateQueue(Slots);
         queue.Quota = int.MaxValue;
         return queue;
     }
@@ -115,21 +115,21 @@ internal static class QueueScenario
     // Each side's loop is a method compiled at once with full optimisation (AggressiveOptimization), as the C peers are
     // compiled with -O3: a loop in a method called once otherwise runs as the JIT's on-stack-replacement variant, which
     // keeps its locals on the stack. A worker calling DoWork turn after turn gets the JIT's full tier anyway.
-    private static PinnedPair.Result Single(ZcQueue queue, PacketHandle[] handles, long items)
-        => PinnedPair.Run(() => SendSingles(queue, handles, items), () => ReceiveSingles(queue, items));
+    private static PinnedPair.Result Single(EgressQueue queue, PacketHandle[] handles, long items)
+        => PinnedPair.Run(() => SendSingles(queue, handles, items), () => ReceiveSingles(queue.Consumer, items));
 
-    private static PinnedPair.Result Bursts(ZcQueue queue, PacketHandle[] handles, long items)
-        => PinnedPair.Run(() => SendBursts(queue, handles, items), () => Receive(queue, items));
+    private static PinnedPair.Result Bursts(EgressQueue queue, PacketHandle[] handles, long items)
+        => PinnedPair.Run(() => SendBursts(queue, handles, items), () => Receive(queue.Consumer, items));
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void SendSingles(ZcQueue queue, PacketHandle[] handles, long items)
+    private static void SendSingles(EgressQueue queue, PacketHandle[] handles, long items)
     {
         for (long i = 0; i < items; i++)
             while (!queue.TrySend(handles[i & (Slots - 1)])) Thread.SpinWait(1);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ReceiveSingles(ZcQueue queue, long items)
+    private static void ReceiveSingles(QueueConsumer queue, long items)
     {
         long got = 0, sum = 0;
         while (got < items)
@@ -141,14 +141,14 @@ internal static class QueueScenario
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void SendBursts(ZcQueue queue, PacketHandle[] handles, long items)
+    private static void SendBursts(EgressQueue queue, PacketHandle[] handles, long items)
     {
         for (long i = 0; i < items; i += Burst)
             queue.SendBurst(handles.AsSpan((int)(i & (Slots - 1)), Burst), QueueWait.Active);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Receive(ZcQueue queue, long items)
+    private static void Receive(QueueConsumer queue, long items)
     {
         var burst = new PacketHandle[Burst];
         long got = 0, sum = 0;

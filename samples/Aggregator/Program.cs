@@ -51,7 +51,7 @@ catch (Exception e) when (SetupError.Is(e))
     Console.Error.WriteLine($"error: {SetupError.Describe(e)}");
     return 1;
 }
-ZcQueue queue = graph.Queues[queueId];
+QueueConsumer queue = graph.Consumer(queueId);
 using CaptureWriter? writer = output is null ? null
     // fd 1 as a file, not the console stream, which drops what a closed pipe refuses instead of saying so.
     : toStdout ? new CaptureWriter(new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(1, ownsHandle: false), FileAccess.Write, 1 << 16), format == "pcapng")

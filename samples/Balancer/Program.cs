@@ -279,8 +279,8 @@ using (Prometheus.Serve(metricsPort))
     if (metricsPort is not null) Console.WriteLine($"metrics at http://localhost:{metricsPort}/metrics");
     if (rules is not null) Console.WriteLine($"rules through ZeroMQ at {cl.String('E') ?? RulesServer.DefaultEndpoint}; what no rule names is {(cl.Number('A', 1, 0, 1) == 1 ? "passed" : "dropped")}");
     if (debug)
-        foreach (ZcQueue q in graph.Queues)
-            Console.WriteLine($"debug: queue {q.Id}: {q.Role}, {q.Capacity} slots, a consumer may hold {q.Quota}");
+        foreach (QueueEnd q in graph.Queues)
+            Console.WriteLine($"debug: queue {q.Id}: {q.Role}, {q.Capacity} slots{(q is EgressQueue e ? $", a consumer may hold {e.Quota}" : "")}");
     // zbalance_ipc's counters, every second, as "Key: value" lines in a file of their own: PF_RING's
     // /proc/net/pf_ring/stats/<cluster>, but /proc is the kernel's, so /run/zcflow/stats/<cluster>. The
     // directory is shared as /tmp is (sticky, anyone may write): a Balancer that is not root, or no
@@ -322,12 +322,13 @@ using (Prometheus.Serve(metricsPort))
         stop.WaitHandle.WaitOne(TimeSpan.FromSeconds(1));
         Report(console: consoleStats);
         if (debug)
-            foreach (ZcQueue q in graph.Queues)
-                if (q.ConsumerPid != consumers[q.Id])
-                {
-                    Console.WriteLine($"debug: queue {q.Id}: {(q.ConsumerPid == 0 ? $"process {consumers[q.Id]} left" : $"process {q.ConsumerPid} attached")}");
-                    consumers[q.Id] = q.ConsumerPid;
-                }
+            foreach (QueueEnd q in graph.Queues)
+            {
+                int pid = q switch { EgressQueue e => e.ConsumerPid, IngressQueue i => i.ConsumerPid, _ => 0 };
+                if (pid == consumers[q.Id]) continue;
+                Console.WriteLine($"debug: queue {q.Id}: {(pid == 0 ? $"process {consumers[q.Id]} left" : $"process {pid} attached")}");
+                consumers[q.Id] = pid;
+            }
     }
     Report(console: finalStats);   // the final stats, on Ctrl-C or SIGTERM as on any other end
     Remove(statsFile);
@@ -363,7 +364,7 @@ using (Prometheus.Serve(metricsPort))
                     if (console) Console.WriteLine($"Q {b.Outputs[i].Id,2}: {s.Sent,15:N0} pkts sent out of {sink.Name} {s.SendFailed,12:N0} dropped");
                     continue;
                 }
-                ZcQueue q = b.Outputs[i];
+                EgressQueue q = b.Outputs[i];
                 QueueStats qs = q.Stats;
                 fwd += qs.Sent;
                 dropped += qs.Dropped;

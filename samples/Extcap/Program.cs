@@ -78,7 +78,7 @@ catch (Exception e) when (SetupError.Is(e))
 }
 using (attached)
 {
-    ZcQueue queue = attached.Queue;
+    QueueConsumer queue = attached.Queue;
     var burst = new PacketHandle[32];
     long packets = 0;
     try

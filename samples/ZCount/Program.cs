@@ -133,7 +133,7 @@ while (attached is not null)
     bool gone = false;
     using (attached)
     {
-        ZcQueue queue = attached.Queue;
+        QueueConsumer queue = attached.Queue;
         Console.WriteLine($"attached to zc:{clusterId}@{queueId} (owner pid {attached.OwnerPid})");
         // Without -a an empty queue is slept on, until the owner's next publish wakes it (or the worker is stopped).
         using var quit = new CancellationTokenSource();

@@ -3,6 +3,7 @@ using ZcFlow;
 using ZcFlow.Buffers;
 using ZcFlow.Devices;
 using ZcFlow.Graphs;
+using ZcFlow.Queues;
 using ZcFlow.Samples;
 using ZcFlow.Stages;
 using ZcFlow.Workers;
@@ -81,7 +82,7 @@ using (graph)
         int n = 0;
         if (!ipc)
         {
-            var q = graph.Queues[queue];
+            QueueConsumer q = graph.Consumer(queue);
             n = q.ReceiveBurst(burst.AsSpan(0, (int)Math.Min(burst.Length, limit == 0 ? burst.Length : limit - packets)));
             for (int i = 0; i < n; i++)
                 if (burst[i].Hash != (uint)(cores.Length - 1)) wrong++;

@@ -32,7 +32,7 @@ catch (Exception e) when (SetupError.Is(e))
 using (cluster)
 {
     BufferPool pool = cluster.CreatePool(count);
-    ZcQueue queue = cluster.CreateQueue(Math.Min(count, 4096));
+    EgressQueue queue = cluster.CreateQueue(Math.Min(count, 4096));
     queue.Quota = count;
     Console.WriteLine($"cluster {clusterId}: {count:N0} buffers of {pool.BufferCapacity:N0} bytes; writing and sending them");
     // The writer owns the pool: it takes every buffer, in turn, writes it whole and sends it.
@@ -61,14 +61,14 @@ using (cluster)
     var clock = System.Diagnostics.Stopwatch.StartNew();
     while (checkedCount < count)
     {
-        int n = queue.ReceiveBurst(received, QueueWait.Active);
+        int n = queue.Consumer.ReceiveBurst(received, QueueWait.Active);
         for (int i = 0; i < n; i++, checkedCount++)
             if (Check(received[i], checkedCount) is string problem)
             {
                 Console.WriteLine($"buffer #{checkedCount} (index {received[i].Index}) does not match: {problem}");
                 bad++;
             }
-        queue.ReleaseBurst(received.AsSpan(0, n));
+        queue.Consumer.ReleaseBurst(received.AsSpan(0, n));
         if (clock.Elapsed > TimeSpan.FromMinutes(5)) break;
     }
     writer.Join();

@@ -25,7 +25,7 @@ CancellationToken stop = CommandLine.StopSignal();
 
 using ZcCluster cluster = ZcCluster.Create(clusterId, new ClusterOptions { BufferCount = buffers, MaxQueues = queues });
 BufferPool pool = cluster.CreatePool(buffers);
-var qs = new ZcQueue[queues];
+var qs = new EgressQueue[queues];
 for (int i = 0; i < queues; i++) pool.ReclaimFrom(qs[i] = cluster.CreateQueue(Math.Min(slots, buffers)));
 Console.WriteLine($"cluster {clusterId}: {queues} queues at {cluster.SocketPath}{(cluster.OnHugePages ? " (hugepages)" : "")}");
 
@@ -49,10 +49,10 @@ var worker = ZcWorker.Start("zsend", () =>
         PacketHandle p = burst[i];
         BitConverter.TryWriteBytes(p.Buffer, seq);
         p.Length = length;
-        ZcQueue q = qs[seq++ % queues];
+        EgressQueue q = qs[seq++ % queues];
         if (!q.TrySend(p, flush: false)) pool.Release(p);
     }
-    foreach (ZcQueue q in qs) q.Flush();
+    foreach (EgressQueue q in qs) q.Flush();
     return n;
 }, new WorkerOptions { Core = core, ActiveWait = cl.Has('a') });
 

@@ -65,7 +65,7 @@ public static unsafe class Exports
             if (From(queue, "zcflow_recv_burst") is not Consumer c) return Invalid;
             if (packets is null || max < 0) return Fail(Invalid, "zcflow_recv_burst: packets must not be NULL and max must not be negative");
             if (timeoutMs < -1) return Fail(Invalid, $"zcflow_recv_burst: timeout_ms {timeoutMs}: give -1 (forever), 0 or a number of milliseconds");
-            ZcQueue q = c.Attached.Queue;
+            QueueConsumer q = c.Attached.Queue;
             Span<PacketHandle> received = c.Received.AsSpan(0, Math.Min(max, MaxBurst));
             int n = q.ReceiveBurst(received);
             if (n == 0 && timeoutMs != 0 && !received.IsEmpty)

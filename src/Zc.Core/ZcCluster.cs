@@ -29,13 +29,13 @@ public sealed unsafe class ZcCluster : IDisposable
     private readonly ulong[] _holders; // which queues hold each buffer: this process's record, never shared
     private readonly uint _recycleCapacity;
     private readonly int _maxQueues;
-    private ZcQueue[] _queues = [];
+    private QueueEnd[] _queues = [];   // the owner's ends: EgressQueue and IngressQueue, by id
     private uint _buffersAssigned, _poolCount, _deviceCount; // the owner's own record; the header's copies are for others to read
     // The header and directories as the owner keeps them, in its own memory (every write of the owner goes here), and
     // what it last copied into the cluster memory, to tell a change made by someone else from its own.
     private readonly SafeMapping _record, _published;
     private readonly Lock _publishing = new();
-    private (ulong Offset, Arena Memory, ZcQueue Queue)[] _spares = [];   // the memory of each ingress queue's spares, by address
+    private (ulong Offset, Arena Memory, IngressQueue Queue)[] _spares = [];   // the memory of each ingress queue's spares, by address
     private ulong _repairs;
     private int _disposed;
 
@@ -134,12 +134,12 @@ public sealed unsafe class ZcCluster : IDisposable
     public ulong ArenaSize => _arena.Size;
 
     /// <summary>The queues created so far, by id.</summary>
-    public IReadOnlyList<ZcQueue> Queues => Volatile.Read(ref _queues);
+    public IReadOnlyList<QueueEnd> Queues => Volatile.Read(ref _queues);
 
     internal Arena Memory => _arena;
 
     /// <summary>The memory of each ingress queue's spares (<see cref="CreatePool"/>), in the order of their addresses.</summary>
-    internal (ulong Offset, Arena Memory, ZcQueue Queue)[] Spares => Volatile.Read(ref _spares);
+    internal (ulong Offset, Arena Memory, IngressQueue Queue)[] Spares => Volatile.Read(ref _spares);
 
     private ref ArenaHeader Header => ref Record<ArenaHeader>(0);
 
@@ -214,7 +214,7 @@ public sealed unsafe class ZcCluster : IDisposable
     /// their own, whole pages of it, so that the application that attaches to that queue is given those buffers, and only
     /// those, to write. (The buffers that straddle the edges of that memory are used by nobody.)
     /// </summary>
-    public BufferPool CreatePool(int buffers, IReadOnlyList<ZcQueue>? ingress = null, int? sparesEach = null)
+    public BufferPool CreatePool(int buffers, IReadOnlyList<IngressQueue>? ingress = null, int? sparesEach = null)
     {
         ThrowIfDisposed();
         uint left = _buffers.Count - _buffersAssigned;
@@ -223,9 +223,9 @@ public sealed unsafe class ZcCluster : IDisposable
         if (_poolCount >= ArenaLayout.MaxPools)
             throw new InvalidOperationException($"cluster {Id} already has the maximum of {ArenaLayout.MaxPools} pools");
         ingress ??= [];
-        foreach (ZcQueue q in ingress)
+        foreach (IngressQueue q in ingress)
         {
-            if (Array.IndexOf(_queues, q) < 0 || q.Role != QueueRole.Ingress) throw new ArgumentException($"queue {q.Id} is not an ingress queue of cluster {Id}", nameof(ingress));
+            if (Array.IndexOf(_queues, q) < 0) throw new ArgumentException($"queue {q.Id} is not an ingress queue of cluster {Id}", nameof(ingress));
             if (_spares.Any(s => s.Queue == q) || ingress.Count(x => x == q) > 1) throw new ArgumentException($"ingress queue {q.Id} already has its spares", nameof(ingress));
         }
         int each = sparesEach ?? buffers / (ingress.Count + 1);
@@ -236,7 +236,7 @@ public sealed unsafe class ZcCluster : IDisposable
         ulong page = _arena.OnHugePages ? ArenaLayout.HugePageSize : ArenaLayout.PageSize;
         ulong Address(uint index) => ArenaLayout.BuffersOffset + (ulong)index * stride;
         ulong end = Address(first + (uint)buffers) / page * page;
-        var carved = new (ulong Offset, ulong Length, uint First, uint End, ZcQueue Queue)[ingress.Count];
+        var carved = new (ulong Offset, ulong Length, uint First, uint End, IngressQueue Queue)[ingress.Count];
         for (int k = ingress.Count - 1; k >= 0; k--)
         {
             // Room for `each` whole buffers, in whole pages; no further down than the pool's first whole page (a pool that is
@@ -279,38 +279,44 @@ public sealed unsafe class ZcCluster : IDisposable
     /// and sends into queues it reclaims from (<see cref="BufferPool.ReclaimFrom"/>). Each input's quota is raised to the
     /// cluster's buffer count: what the stages after it hold counts against it, and the pool it comes from bounds that.
     /// </summary>
-    public BufferPool CreateRelay(IReadOnlyList<ZcQueue> inputs)
+    public BufferPool CreateRelay(IReadOnlyList<EgressQueue> inputs)
     {
         ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(inputs);
         if (inputs.Count is 0 or > 256) throw new ArgumentOutOfRangeException(nameof(inputs), inputs.Count, "a relay receives from 1 to 256 queues");
-        foreach (ZcQueue q in inputs)
-        {
+        foreach (EgressQueue q in inputs)
             if (Array.IndexOf(_queues, q) < 0) throw new ArgumentException($"queue {q.Id} is not one of cluster {Id}'s", nameof(inputs));
-            if (q.Role != QueueRole.Egress) throw new ArgumentException($"queue {q.Id} is an ingress queue: the owner receives from it as from a device", nameof(inputs));
-        }
         // A relay's inputs are internal: refused to any process that asks to attach (one that did already makes this an error).
-        foreach (ZcQueue q in inputs)
+        foreach (EgressQueue q in inputs)
         {
             if (!q.MakeInternal())
                 throw new InvalidOperationException($"queue {q.Id} of cluster {Id} has been attached to by a consumer process: a relay takes its queues before they are served");
             q.Quota = Math.Max(q.Quota, BufferCount);
         }
-        return new BufferPool(_buffers, [.. inputs]);
+        return new BufferPool(_buffers, [.. inputs.Select(q => q.Consumer)]);
     }
 
     /// <summary>
-    /// Creates a queue of at least <paramref name="slots"/> packets (rounded up to a power of two,
-    /// at most the cluster's buffer count rounded up). Its id is the next free one, from 0.
-    /// An <see cref="QueueRole.Ingress"/> queue carries packets from an application into the cluster.
-    /// The queue's rings are memory of their own, which only the consumer that attaches to it is given.
+    /// Creates a queue to an application, of at least <paramref name="slots"/> packets (rounded up to a power of two, at
+    /// most the cluster's buffer count rounded up). Its id is the next free one, from 0. Its rings are memory of their own,
+    /// which only the consumer that attaches to it is given.
     /// </summary>
-    public ZcQueue CreateQueue(int slots, QueueRole role = QueueRole.Egress)
+    public EgressQueue CreateQueue(int slots) => AddQueue(slots, QueueRole.Egress,
+        (id, ring, recycle, link) => new EgressQueue(id, ring, recycle, _buffers, _holders, link));
+
+    /// <summary>
+    /// Creates a queue from an application into the cluster, of at least <paramref name="slots"/> packets, numbered with
+    /// the others: the pool made with it (<see cref="CreatePool"/>) stocks it with spares, which the application fills.
+    /// </summary>
+    public IngressQueue CreateIngressQueue(int slots) => AddQueue(slots, QueueRole.Ingress,
+        (id, ring, spares, link) => new IngressQueue(id, ring, spares, _buffers, _holders, link));
+
+    private T AddQueue<T>(int slots, QueueRole role, Func<int, SpscRing, SpscRing, ConsumerLink, T> make) where T : QueueEnd
     {
         ThrowIfDisposed();
         if (slots < 1 || (uint)slots > _recycleCapacity)
             throw new ArgumentOutOfRangeException(nameof(slots), slots, $"a queue of cluster {Id} holds 1 to {_recycleCapacity} packets");
-        ZcQueue[] queues = _queues;
+        QueueEnd[] queues = _queues;
         if (queues.Length >= _maxQueues)
             throw new InvalidOperationException($"cluster {Id} already has its maximum of {queues.Length} queues (ClusterOptions.MaxQueues)");
         uint capacity = (uint)QueueCapacity(slots);
@@ -319,10 +325,10 @@ public sealed unsafe class ZcCluster : IDisposable
         ref QueueEntry e = ref Record<QueueEntry>(ArenaLayout.QueueDirectoryOffset + (ulong)id * ArenaLayout.QueueEntrySize);
         e.Capacity = capacity;
         e.Role = (uint)role;
-        var queue = new ZcQueue(id, role,
+        T queue = make(id,
             new SpscRing((RingControl*)memory.Base, capacity, Wakeup.Create()),
             new SpscRing((RingControl*)(memory.Base + ArenaLayout.RingSize(capacity)), _recycleCapacity, wakeup: null),
-            _buffers, _holders, owner: null, memory, (QueueEntry*)Unsafe.AsPointer(ref e));
+            new ConsumerLink(memory, (QueueEntry*)Unsafe.AsPointer(ref e)));
         queue.Publish();
         Volatile.Write(ref e.State, QueueEntry.Ready);
         Volatile.Write(ref _queues, [.. queues, queue]);
@@ -385,9 +391,9 @@ public sealed unsafe class ZcCluster : IDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         _server.Dispose();
-        foreach (ZcQueue q in _queues)
+        foreach (QueueEnd q in _queues)
         {
-            q.Memory?.Dispose();
+            q.Link!.Memory.Dispose();
             q.ForwardRing.DisposeWakeup();
         }
         foreach ((_, Arena memory, _) in _spares) memory.Dispose();

@@ -53,7 +53,7 @@ internal sealed class ConsumerService(string queueName, IPacketConsumer consumer
             if (attached is null) return;
             using (attached)
             {
-                ZcQueue queue = attached.Queue;
+                QueueConsumer queue = attached.Queue;
                 logger.LogInformation("consuming {Queue} (owner pid {Owner})", queueName, attached.OwnerPid);
                 var worker = ZcWorker.Start($"consumer {queueName}", () =>
                 {

@@ -47,7 +47,7 @@ internal sealed class GraphService(string section, uint clusterId, Func<Action<s
         foreach (var b in graph.Balancers)
         {
             ulong received = b.Received, filtered = b.Filtered, sent = 0, dropped = 0;
-            foreach (ZcQueue q in b.Outputs)
+            foreach (EgressQueue q in b.Outputs)
             {
                 QueueStats s = q.Stats;
                 (sent, dropped) = (sent + s.Sent, dropped + s.Dropped);

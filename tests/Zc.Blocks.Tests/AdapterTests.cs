@@ -12,7 +12,7 @@ public sealed class AdapterTests : IDisposable
     private const int Count = 20_000;
     private readonly ZcCluster _cluster = TestClusters.Create(buffers: 4096, bufferSize: 128);
     private readonly BufferPool _pool;
-    private readonly ZcQueue _queue;
+    private readonly EgressQueue _queue;
     private readonly Thread _producer;
 
     public AdapterTests()
@@ -46,7 +46,7 @@ public sealed class AdapterTests : IDisposable
     public async Task ReadAllAsync_YieldsEveryPacketInOrder_AndReleasesEach()
     {
         long expected = 0;
-        await foreach (PacketHandle p in _queue.ReadAllAsync(TestDeadline.Token))
+        await foreach (PacketHandle p in _queue.Consumer.ReadAllAsync(TestDeadline.Token))
         {
             Assert.Equal(expected++, Sequence(p));
             if (expected == Count) break;
@@ -59,7 +59,7 @@ public sealed class AdapterTests : IDisposable
     public async Task ChannelReader_CarriesWhatSelectMadeOfEachPacket()
     {
         using var stop = new CancellationTokenSource();
-        var reader = _queue.ToChannelReader(Sequence, cancel: stop.Token);
+        var reader = _queue.Consumer.ToChannelReader(Sequence, cancel: stop.Token);
         for (long expected = 0; expected < Count; expected++)
             Assert.Equal(expected, await reader.ReadAsync(TestDeadline.Token));
         stop.Cancel();
@@ -72,7 +72,7 @@ public sealed class AdapterTests : IDisposable
         using var stop = new CancellationTokenSource();
         long sum = 0, seen = 0;
         var sink = new ActionBlock<long>(s => { sum += s; seen++; });
-        _queue.ToSourceBlock(Sequence, cancel: stop.Token).LinkTo(sink, new DataflowLinkOptions { PropagateCompletion = true });
+        _queue.Consumer.ToSourceBlock(Sequence, cancel: stop.Token).LinkTo(sink, new DataflowLinkOptions { PropagateCompletion = true });
         while (Interlocked.Read(ref seen) < Count) await Task.Delay(5, TestDeadline.Token);
         stop.Cancel();
         await sink.Completion.WaitAsync(TimeSpan.FromSeconds(10), TestDeadline.Token);

@@ -47,7 +47,7 @@ public class AggregatorMergeTests
     {
         using ZcCluster cluster = TestClusters.Create(buffers: 256, bufferSize: 2048);
         BufferPool pool = cluster.CreatePool(256);
-        ZcQueue queue = cluster.CreateQueue(64);
+        EgressQueue queue = cluster.CreateQueue(64);
         IPacketSource[] inputs = [Device.OpenSource($"pcap:{paced}?pace", pool, 0), Device.OpenSource("pcap:" + file, pool, 1)];
         var aggregator = new Pipe<PassAll>(pool, inputs, queue, mergeByTime: true, idleWait: idleWait);
         var times = new List<long>();
@@ -58,9 +58,9 @@ public class AggregatorMergeTests
             while (times.Count < 8)
             {
                 Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"only {times.Count} packets");
-                int n = queue.ReceiveBurst(burst);
+                int n = queue.Consumer.ReceiveBurst(burst);
                 foreach (PacketHandle p in burst.AsSpan(0, n)) times.Add((p.TimestampNs - 1_700_000_000_000_000_000) / 1_000_000);
-                queue.ReleaseBurst(burst.AsSpan(0, n));
+                queue.Consumer.ReleaseBurst(burst.AsSpan(0, n));
                 if (n == 0) Thread.Sleep(1);
             }
         }

@@ -13,7 +13,7 @@ public class AllocationTests
     {
         using ZcCluster cluster = TestClusters.Create(buffers: 4096, bufferSize: 128);
         BufferPool pool = cluster.CreatePool(4096);
-        ZcQueue[] queues = [cluster.CreateQueue(1024), cluster.CreateQueue(1024)];
+        EgressQueue[] queues = [cluster.CreateQueue(1024), cluster.CreateQueue(1024)];
         using IPacketSource gen = Device.OpenSource("gen:64?flows=4096", pool, 0);
         var balancer = new Balancer<PerApplication<FiveTupleHash>>(pool, [gen], queues, new PerApplication<FiveTupleHash>([2], new FiveTupleHash()));
         var fanout = new Balancer<FanOutAll>(pool, [gen], queues, new FanOutAll());
@@ -27,8 +27,8 @@ public class AllocationTests
     {
         using ZcCluster cluster = TestClusters.Create(buffers: 8192, bufferSize: 128);
         BufferPool pool = cluster.CreatePool(4096), fusedPool = cluster.CreatePool(4096);
-        ZcQueue first = cluster.CreateQueue(1024), second = cluster.CreateQueue(1024);
-        ZcQueue[] outputs = [cluster.CreateQueue(1024), cluster.CreateQueue(1024), cluster.CreateQueue(1024)];
+        EgressQueue first = cluster.CreateQueue(1024), second = cluster.CreateQueue(1024);
+        EgressQueue[] outputs = [cluster.CreateQueue(1024), cluster.CreateQueue(1024), cluster.CreateQueue(1024)];
         using IPacketSource gen = Device.OpenSource("gen:64?flows=4096", pool, 0), other = Device.OpenSource("gen:64?flows=64", fusedPool, 1);
         var filter = new Pipe<Stages.Bpf>(pool, [gen], first, new Stages.Bpf(Filters.BpfFilter.Compile("udp or tcp")));
         BufferPool relay = cluster.CreateRelay([first]);
@@ -42,7 +42,7 @@ public class AllocationTests
 
     // Turns the workers on this thread and receives and releases what reaches the queues: warmUp packets first (the JIT's
     // tiers settle), then packets more, and returns the bytes this thread allocated meanwhile.
-    private static long AllocatedWhileMoving(Func<int>[] workers, ZcQueue[] queues, long warmUp, long packets)
+    private static long AllocatedWhileMoving(Func<int>[] workers, EgressQueue[] queues, long warmUp, long packets)
     {
         var burst = new PacketHandle[32];
         void Move(long count)
@@ -50,10 +50,10 @@ public class AllocationTests
             for (long done = 0; done < count;)
             {
                 foreach (Func<int> work in workers) work();
-                foreach (ZcQueue q in queues)
+                foreach (EgressQueue q in queues)
                 {
-                    int n = q.ReceiveBurst(burst);
-                    q.ReleaseBurst(burst.AsSpan(0, n));
+                    int n = q.Consumer.ReceiveBurst(burst);
+                    q.Consumer.ReleaseBurst(burst.AsSpan(0, n));
                     done += n;
                 }
             }

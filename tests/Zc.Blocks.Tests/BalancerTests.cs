@@ -135,7 +135,7 @@ public class BalancerTests(ITestOutputHelper output)
                 int idle = 0;
                 for (int q = 0; q < Queues; q++)
                 {
-                    int n = queues[q].ReceiveBurst(burst);
+                    int n = queues[q].Consumer.ReceiveBurst(burst);
                     if (n == 0) { idle++; continue; }
                     for (int k = 0; k < n; k++)
                     {
@@ -148,7 +148,7 @@ public class BalancerTests(ITestOutputHelper output)
                         if (queueOfFlow.TryGetValue(conversation, out int seen)) Assert.Equal(seen, q);
                         else queueOfFlow[conversation] = q;
                     }
-                    queues[q].ReleaseBurst(burst.AsSpan(0, n));
+                    queues[q].Consumer.ReleaseBurst(burst.AsSpan(0, n));
                     received += n;
                 }
                 if (idle == Queues) Assert.True(worker.IsRunning, $"the balancer stopped after {received} packets: {worker.Fault}");
@@ -173,7 +173,7 @@ public class BalancerTests(ITestOutputHelper output)
         const int Count = 20_000;
         using ZcCluster cluster = TestClusters.Create(buffers: 1024, bufferSize: 128);
         BufferPool pool = cluster.CreatePool(1024);
-        ZcQueue queue = cluster.CreateQueue(slots);
+        EgressQueue queue = cluster.CreateQueue(slots);
         IPacketSource a = Device.OpenSource($"gen:64?flows=10&count={Count}", pool, 0), b = Device.OpenSource($"gen:64?flows=10&count={Count}", pool, 1);
         var balancer = new Balancer<RoundRobin>(pool, [a, b], [queue], new RoundRobin(), lossless: true);
         long received = 0;
@@ -184,8 +184,8 @@ public class BalancerTests(ITestOutputHelper output)
             while (received < 2 * Count)
             {
                 Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"{received} of {2 * Count} after 30 s with {slots}-slot queues: {worker.Fault}");
-                int n = queue.ReceiveBurst(burst);
-                queue.ReleaseBurst(burst.AsSpan(0, n));
+                int n = queue.Consumer.ReceiveBurst(burst);
+                queue.Consumer.ReleaseBurst(burst.AsSpan(0, n));
                 received += n;
             }
         }
@@ -199,7 +199,7 @@ public class BalancerTests(ITestOutputHelper output)
         const int Count = 200_000;
         using ZcCluster cluster = TestClusters.Create(buffers: 2048, bufferSize: 128);
         BufferPool pool = cluster.CreatePool(2048);
-        ZcQueue stuck = cluster.CreateQueue(256), live = cluster.CreateQueue(256);
+        EgressQueue stuck = cluster.CreateQueue(256), live = cluster.CreateQueue(256);
         IPacketSource gen = Device.OpenSource($"gen:64?flows=64&count={Count}", pool, 0);
         var balancer = new Balancer<RoundRobin>(pool, [gen], [stuck, live], new RoundRobin(), lossless: true);
         long received = 0, taken = 0;
@@ -210,9 +210,9 @@ public class BalancerTests(ITestOutputHelper output)
             while (received < Count / 2)
             {
                 Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"{received} of {Count / 2} after 20 s: the balancer waited for the stuck queue ({worker.Fault}): stuck {stuck.IsStuck}, held {stuck.Held}, waited for {stuck.IsWaitedFor}, full {stuck.IsFull}, {stuck.Stats}");
-                if (taken < 100) taken += stuck.ReceiveBurst(burst.AsSpan(0, 4));   // takes a few, then never again (and never releases)
-                int n = live.ReceiveBurst(burst);
-                live.ReleaseBurst(burst.AsSpan(0, n));
+                if (taken < 100) taken += stuck.Consumer.ReceiveBurst(burst.AsSpan(0, 4));   // takes a few, then never again (and never releases)
+                int n = live.Consumer.ReceiveBurst(burst);
+                live.Consumer.ReleaseBurst(burst.AsSpan(0, n));
                 received += n;
             }
             output.WriteLine($"the live queue got {received} in {clock.Elapsed.TotalSeconds:F1} s; the stuck one dropped {stuck.Stats.Dropped}, flagged stuck: {stuck.IsStuck}");

@@ -29,8 +29,8 @@ public class GraphTests
                 Assert.True(clock.Elapsed < TimeSpan.FromMinutes(1), $"got {string.Join(", ", counts)}");
                 for (int q = 0; q < 3; q++)
                 {
-                    int n = graph.Queues[q].ReceiveBurst(burst);
-                    graph.Queues[q].ReleaseBurst(burst.AsSpan(0, n));
+                    int n = graph.Consumer(q).ReceiveBurst(burst);
+                    graph.Consumer(q).ReleaseBurst(burst.AsSpan(0, n));
                     counts[q] += n;
                 }
             }
@@ -86,13 +86,13 @@ public class GraphTests
                 Assert.True(clock.Elapsed < TimeSpan.FromMinutes(1), $"got {string.Join(", ", seen.Select(q => q.Count))}");
                 for (int q = 0; q < 7; q++)
                 {
-                    int n = graph.Queues[q].ReceiveBurst(burst);
+                    int n = graph.Consumer(q).ReceiveBurst(burst);
                     foreach (PacketHandle p in burst.AsSpan(0, n))
                     {
                         ReadOnlySpan<byte> d = p.Data;
                         seen[q].Add((System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(d[42..]), d[29], d[34] << 8 | d[35]));
                     }
-                    graph.Queues[q].ReleaseBurst(burst.AsSpan(0, n));
+                    graph.Consumer(q).ReleaseBurst(burst.AsSpan(0, n));
                 }
             }
             void EveryPacketOnce(int first, int count, Func<(uint Seq, uint Pair, int Port), int> flow)

@@ -76,7 +76,7 @@ public class ModeRoutingTests
                 Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"the balancer took {graph.Balancers[0].Received} of {total}");
             Thread.Sleep(50);   // the turn that took the last packets flushes the queues before it ends
             for (int q = 0; q < got.Length; q++)
-                for (int n; (n = graph.Queues[q].ReceiveBurst(burst)) != 0; graph.Queues[q].ReleaseBurst(burst.AsSpan(0, n)))
+                for (int n; (n = graph.Consumer(q).ReceiveBurst(burst)) != 0; graph.Consumer(q).ReleaseBurst(burst.AsSpan(0, n)))
                     foreach (PacketHandle p in burst.AsSpan(0, n)) got[q].Add(p.Data.ToArray());
             return got;
         }

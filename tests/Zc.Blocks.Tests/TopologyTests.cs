@@ -45,7 +45,7 @@ public class TopologyTests
             Assert.True(graph.IsRunning, "a worker stopped");
             for (int q = 0; q < queues.Length; q++)
             {
-                int n = graph.Queues[queues[q]].ReceiveBurst(burst);
+                int n = graph.Consumer(queues[q]).ReceiveBurst(burst);
                 foreach (PacketHandle p in burst.AsSpan(0, n))
                 {
                     if (!numbered)
@@ -56,7 +56,7 @@ public class TopologyTests
                     Assert.Equal(17, p.Data[23]);   // UDP only
                     seen[q].Add(BinaryPrimitives.ReadUInt32BigEndian(p.Data[42..]));
                 }
-                graph.Queues[queues[q]].ReleaseBurst(burst.AsSpan(0, n));
+                graph.Consumer(queues[q]).ReleaseBurst(burst.AsSpan(0, n));
             }
         }
         return seen;
@@ -148,7 +148,7 @@ public class TopologyTests
             while (seen.Count < file.Udp / 2)
             {
                 Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"got {seen.Count}");
-                int n = graph.Queues[queue].ReceiveBurst(burst);
+                int n = graph.Consumer(queue).ReceiveBurst(burst);
                 long now = TimePulse.WallClockNs();
                 foreach (PacketHandle p in burst.AsSpan(0, n))
                 {
@@ -157,7 +157,7 @@ public class TopologyTests
                     seen.Add(BinaryPrimitives.ReadUInt32BigEndian(p.Data[42..]));
                     last = now;
                 }
-                graph.Queues[queue].ReleaseBurst(burst.AsSpan(0, n));
+                graph.Consumer(queue).ReleaseBurst(burst.AsSpan(0, n));
             }
             Assert.Equal(Enumerable.Range(0, file.Udp).Where(i => i % 2 == 1).Select(i => (uint)i), seen);
             Assert.True(last - stamp < 5_000_000_000, $"the last packet came {(last - stamp) / 1_000_000} ms after its time");
@@ -187,9 +187,9 @@ public class TopologyTests
             while (times.Count < a.Udp + b.Udp)
             {
                 Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"got {times.Count}");
-                int n = graph.Queues[queue].ReceiveBurst(burst);
+                int n = graph.Consumer(queue).ReceiveBurst(burst);
                 foreach (PacketHandle p in burst.AsSpan(0, n)) times.Add(p.TimestampNs);
-                graph.Queues[queue].ReleaseBurst(burst.AsSpan(0, n));
+                graph.Consumer(queue).ReleaseBurst(burst.AsSpan(0, n));
             }
             Assert.Equal(times.Order(), times);
             EveryBufferBack(graph);
@@ -240,7 +240,8 @@ public class TopologyTests
         var t = Topology.Cluster(id).Options(Small).QueueSlots(256);
         int[] queues = t.From("gen:64?flows=64&rate=20000&count=20000").Stage(new PassAll()).Balance(new RoundRobin(), 2).ToQueues();
         using Graph graph = t.Run();
-        Queues.ZcQueue held = graph.Queues[queues[0]], read = graph.Queues[queues[1]];
+        var held = (Queues.EgressQueue)graph.Queues[queues[0]];
+        var read = (Queues.EgressQueue)graph.Queues[queues[1]];
         using (ChildProcess hoarder = ChildProcess.Start("hold", [id, queues[0], 100]))
         {
             hoarder.WaitFor("holding 100");

@@ -55,7 +55,7 @@ public class VlanAllowListTests
     {
         using ZcCluster cluster = TestClusters.Create(buffers: 256, bufferSize: 128);
         ZcFlow.Buffers.BufferPool pool = cluster.CreatePool(256);
-        ZcFlow.Queues.ZcQueue queue = cluster.CreateQueue(64);
+        ZcFlow.Queues.EgressQueue queue = cluster.CreateQueue(64);
         using ZcFlow.Devices.IPacketSource gen = ZcFlow.Devices.Device.OpenSource("gen:64?flows=4&count=1000", pool, 0);   // untagged frames
         var balancer = new ZcFlow.Workers.Balancer<ZcFlow.Distribution.RoundRobin>(pool, [gen], [queue], default) { Vlans = VlanAllowList.Parse("10") };
         while (!gen.IsExhausted) balancer.DoWork();

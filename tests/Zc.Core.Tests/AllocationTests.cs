@@ -12,8 +12,8 @@ public class AllocationTests
         const int Packets = 10_000_000;
         using ZcCluster cluster = TestClusters.Create(buffers: 1024, bufferSize: 64);
         BufferPool pool = cluster.CreatePool(1024);
-        ZcQueue queue = cluster.CreateQueue(256);
-        ZcQueue second = cluster.CreateQueue(256);
+        EgressQueue queue = cluster.CreateQueue(256);
+        EgressQueue second = cluster.CreateQueue(256);
         pool.ReclaimFrom(queue);
         pool.ReclaimFrom(second);
         var multi = new MultiQueue(queue, second);
@@ -28,15 +28,15 @@ public class AllocationTests
                 int n = pool.GetBurst(burst);
                 for (int k = 0; k < n; k++) { BitConverter.TryWriteBytes(burst[k].Buffer, done + k); burst[k].Length = 4; }
                 queue.SendBurst(burst.AsSpan(0, n));
-                int m = queue.ReceiveBurst(received);
-                queue.ReleaseBurst(received.AsSpan(0, m));
+                int m = queue.Consumer.ReceiveBurst(received);
+                queue.Consumer.ReleaseBurst(received.AsSpan(0, m));
                 done += m;
                 // Single items, and a fan-out of one packet to two queues.
-                if (pool.TryGet(out PacketHandle one) && queue.TrySend(one) && queue.TryReceive(out PacketHandle back)) queue.Release(back);
+                if (pool.TryGet(out PacketHandle one) && queue.TrySend(one) && queue.Consumer.TryReceive(out PacketHandle back)) queue.Consumer.Release(back);
                 if (pool.TryGet(out PacketHandle fan) && multi.Send(fan, multi.All) == 2)
                 {
-                    if (queue.TryReceive(out PacketHandle a)) queue.Release(a);
-                    if (second.TryReceive(out PacketHandle b)) second.Release(b);
+                    if (queue.Consumer.TryReceive(out PacketHandle a)) queue.Consumer.Release(a);
+                    if (second.Consumer.TryReceive(out PacketHandle b)) second.Consumer.Release(b);
                 }
             }
         }
@@ -56,7 +56,7 @@ public class AllocationTests
     {
         const int Packets = 5_000_000;
         using ZcCluster cluster = TestClusters.Create(buffers: 4096, bufferSize: 64);
-        ZcQueue ingress = cluster.CreateQueue(256, QueueRole.Ingress);
+        IngressQueue ingress = cluster.CreateIngressQueue(256);
         BufferPool pool = cluster.CreatePool(4096, [ingress]);
         var spares = new PacketHandle[32];
         var received = new PacketHandle[32];
@@ -66,9 +66,9 @@ public class AllocationTests
             for (int done = 0; done < packets;)
             {
                 pool.Replenish(ingress);
-                int n = ingress.TakeSpares(spares);
+                int n = ingress.Application.TakeSpares(spares);
                 for (int k = 0; k < n; k++) { BitConverter.TryWriteBytes(spares[k].Buffer, done + k); spares[k].Length = 4; }
-                ingress.SendBurst(spares.AsSpan(0, n));
+                ingress.Application.SendBurst(spares.AsSpan(0, n));
                 int m = ingress.ReceiveBurst(received);
                 pool.ReleaseBurst(received.AsSpan(0, m));
                 done += m;

@@ -10,7 +10,7 @@ public sealed unsafe class CorruptionTests : IDisposable
     private const int Seed = 20261125;
     private readonly ZcCluster _cluster = TestClusters.Create(buffers: 128);
     private readonly BufferPool _pool;
-    private readonly ZcQueue _queue;
+    private readonly EgressQueue _queue;
 
     private readonly ITestOutputHelper _output;
 
@@ -61,7 +61,7 @@ public sealed unsafe class CorruptionTests : IDisposable
         SendFresh(4);
         Slots(Forward)[1] = 0xFFFF_FFF0;
         var got = new PacketHandle[8];
-        Assert.Equal(3, _queue.ReceiveBurst(got));
+        Assert.Equal(3, _queue.Consumer.ReceiveBurst(got));
         Assert.Equal(1UL, _queue.Stats.Errors);
     }
 
@@ -69,8 +69,8 @@ public sealed unsafe class CorruptionTests : IDisposable
     public void Receive_WhenTailClaimsMoreThanTheRingHolds_ReturnsNothingAndCountsAnError()
     {
         Forward->Tail = 1_000_000;
-        Assert.Equal(0, _queue.ReceiveBurst(new PacketHandle[8]));
-        Assert.False(_queue.TryReceive(out _));
+        Assert.Equal(0, _queue.Consumer.ReceiveBurst(new PacketHandle[8]));
+        Assert.False(_queue.Consumer.TryReceive(out _));
         Assert.True(_queue.Stats.Errors >= 1);
     }
 
@@ -94,9 +94,9 @@ public sealed unsafe class CorruptionTests : IDisposable
             random.NextBytes(new Span<byte>(Forward, ArenaLayout.RingControlSize + 4 * _queue.Capacity));
             for (int i = 0; i < 4; i++)
             {
-                int n = _queue.ReceiveBurst(got);
+                int n = _queue.Consumer.ReceiveBurst(got);
                 for (int k = 0; k < n; k++) Assert.True(got[k].Index < (uint)_cluster.BufferCount);
-                if (_queue.TryReceive(out PacketHandle one)) Assert.True(one.Index < (uint)_cluster.BufferCount);
+                if (_queue.Consumer.TryReceive(out PacketHandle one)) Assert.True(one.Index < (uint)_cluster.BufferCount);
             }
         }
         _output.WriteLine($"seed {Seed}: {_queue.Stats.Errors} errors counted");

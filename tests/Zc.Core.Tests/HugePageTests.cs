@@ -31,7 +31,7 @@ public class HugePageTests
             "on hugepages"u8.CopyTo(p.Buffer);
             p.Length = 12;
             Assert.True(queue.TrySend(p));
-            Assert.True(queue.TryReceive(out PacketHandle q));
+            Assert.True(queue.Consumer.TryReceive(out PacketHandle q));
             Assert.Equal("on hugepages"u8.ToArray(), q.Data.ToArray());
         }
         Assert.Equal(free, HugePages.FreePages);
@@ -48,7 +48,7 @@ public class HugePageTests
         // hugepage, after the spares, is used by nobody
         using ZcCluster cluster = ZcCluster.Create(TestClusters.NextId(), Small() with { BufferCount = 16384, MaxQueues = 2 });
         long pages = (long)(cluster.ArenaSize / ArenaLayout.HugePageSize);
-        Queues.ZcQueue ingress = cluster.CreateQueue(256, Queues.QueueRole.Ingress);
+        Queues.IngressQueue ingress = cluster.CreateIngressQueue(256);
         BufferPool pool = cluster.CreatePool(16384, [ingress], sparesEach: 4000);
         Assert.InRange(pool.Capacity, 16384 - 2 * (int)ArenaLayout.HugePageSize / ArenaLayout.BufferStride(256), 16384);
         // The spares' memory took hugepages of its own, and the cluster memory gave back as many where they are.

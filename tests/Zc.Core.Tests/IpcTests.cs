@@ -25,7 +25,7 @@ public class IpcTests(ITestOutputHelper output)
         using ZcCluster cluster = Owner();
         BufferPool pool = cluster.CreatePool(cluster.BufferCount);
         var queues = Enumerable.Range(0, Consumers).Select(_ => cluster.CreateQueue(4096)).ToArray();
-        foreach (ZcQueue q in queues) pool.ReclaimFrom(q);
+        foreach (EgressQueue q in queues) pool.ReclaimFrom(q);
 
         // Packet s goes to consumer s % 3, which expects s = i, i + 3, i + 6, ...
         var children = Enumerable.Range(0, Consumers)
@@ -67,7 +67,7 @@ public class IpcTests(ITestOutputHelper output)
     {
         using ZcCluster cluster = Owner(buffers: 1024);
         BufferPool pool = cluster.CreatePool(1024);
-        ZcQueue doomed = cluster.CreateQueue(64), survivor = cluster.CreateQueue(64);
+        EgressQueue doomed = cluster.CreateQueue(64), survivor = cluster.CreateQueue(64);
         pool.ReclaimFrom(doomed);
         pool.ReclaimFrom(survivor);
 
@@ -190,7 +190,7 @@ public class IpcTests(ITestOutputHelper output)
         cluster.CreateQueue(8);
         Assert.Contains("has 1 queues", Assert.Throws<ArgumentOutOfRangeException>(() => AttachedQueue.Attach(cluster.Id, 3)).Message);
         using AttachedQueue first = AttachedQueue.Attach(cluster.Id, 0);
-        Assert.Equal(Environment.ProcessId, cluster.Queues[0].ConsumerPid);
+        Assert.Equal(Environment.ProcessId, ((EgressQueue)cluster.Queues[0]).ConsumerPid);
         Assert.Contains("already has a consumer", Assert.Throws<QueueBusyException>(() => AttachedQueue.Attach(cluster.Id, 0)).Message);
     }
 
@@ -199,7 +199,7 @@ public class IpcTests(ITestOutputHelper output)
     {
         const long Count = 200_000;
         using ZcCluster cluster = Owner(buffers: 4096);
-        ZcQueue ingress = cluster.CreateQueue(256, QueueRole.Ingress);
+        IngressQueue ingress = cluster.CreateIngressQueue(256);
         BufferPool pool = cluster.CreatePool(2048, [ingress]); // buffers 0..2047, its spares among them; 2048..4095 are never handed out
         using ChildProcess injector = ChildProcess.Start("inject", [cluster.Id, 0, Count, 2048, 4096]);
         injector.WaitFor("attached");
@@ -230,7 +230,7 @@ public class IpcTests(ITestOutputHelper output)
     {
         using ZcCluster cluster = Owner(buffers: 64);
         BufferPool pool = cluster.CreatePool(64);
-        ZcQueue queue = cluster.CreateQueue(8);
+        EgressQueue queue = cluster.CreateQueue(8);
         Assert.True(pool.TryGet(out PacketHandle p));
         Assert.True(queue.TrySend(p));
         using AttachedQueue consumer = AttachedQueue.Attach(cluster.Id, 0);

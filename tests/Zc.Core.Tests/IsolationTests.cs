@@ -13,14 +13,14 @@ namespace ZcFlow.Tests;
 public class IsolationTests(ITestOutputHelper output)
 {
     // An owner with one pool of every buffer and two queues of 256 slots whose buffers come back to it.
-    private static (ZcCluster Cluster, BufferPool Pool, ZcQueue First, ZcQueue Second) Owner(int buffers)
+    private static (ZcCluster Cluster, BufferPool Pool, EgressQueue First, EgressQueue Second) Owner(int buffers)
     {
         ZcCluster cluster = ZcCluster.Create(TestClusters.NextId(), new ClusterOptions
         {
             BufferCount = buffers, BufferSize = 128, MaxQueues = 4, UseHugePages = false, Warn = _ => { },
         });
         BufferPool pool = cluster.CreatePool(buffers);
-        ZcQueue first = cluster.CreateQueue(256), second = cluster.CreateQueue(256);
+        EgressQueue first = cluster.CreateQueue(256), second = cluster.CreateQueue(256);
         pool.ReclaimFrom(first);
         pool.ReclaimFrom(second);
         return (cluster, pool, first, second);
@@ -43,7 +43,7 @@ public class IsolationTests(ITestOutputHelper output)
     {
         const long HonestPackets = 300_000;
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        (ZcCluster cluster, BufferPool pool, ZcQueue hostile, ZcQueue honest) = Owner(buffers: 4096);
+        (ZcCluster cluster, BufferPool pool, EgressQueue hostile, EgressQueue honest) = Owner(buffers: 4096);
         using ZcCluster owned = cluster;
         using ChildProcess vandal = ChildProcess.Start("vandal", [cluster.Id, 0, 20261125, 400]);
         using ChildProcess good = ChildProcess.Start("consume", [cluster.Id, 1, HonestPackets, 0, 1]);
@@ -105,7 +105,8 @@ public class IsolationTests(ITestOutputHelper output)
         {
             BufferCount = 4096, BufferSize = 128, MaxQueues = 4, UseHugePages = false, Warn = _ => { },
         });
-        ZcQueue ingress = cluster.CreateQueue(256, QueueRole.Ingress), honest = cluster.CreateQueue(256);
+        IngressQueue ingress = cluster.CreateIngressQueue(256);
+        EgressQueue honest = cluster.CreateQueue(256);
         BufferPool pool = cluster.CreatePool(4096, [ingress], sparesEach: 1024);
         pool.ReclaimFrom(honest);
         using ChildProcess vandal = ChildProcess.Start("ingress-vandal", [cluster.Id, 0, 20261202]);
@@ -168,8 +169,8 @@ public class IsolationTests(ITestOutputHelper output)
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
         using ZcCluster cluster = ZcCluster.Create(TestClusters.NextId(), new ClusterOptions { BufferCount = 1024, BufferSize = 128, MaxQueues = 4, UseHugePages = false, Warn = _ => { } });
         BufferPool pool = cluster.CreatePool(1024);
-        ZcQueue[] queues = [cluster.CreateQueue(64), cluster.CreateQueue(64), cluster.CreateQueue(64)];
-        foreach (ZcQueue q in queues) pool.ReclaimFrom(q);
+        EgressQueue[] queues = [cluster.CreateQueue(64), cluster.CreateQueue(64), cluster.CreateQueue(64)];
+        foreach (EgressQueue q in queues) pool.ReclaimFrom(q);
         cluster.AddDevice("gen:64");
 
         // The cluster memory as the owner maps it: /proc/<pid>/maps names it memfd:zcflow-<id>; its file in map_files is that range.
@@ -221,7 +222,7 @@ public class IsolationTests(ITestOutputHelper output)
     {
         const long Packets = 300_000;
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        (ZcCluster cluster, BufferPool pool, ZcQueue hoard, ZcQueue honest) = Owner(buffers: 2048);
+        (ZcCluster cluster, BufferPool pool, EgressQueue hoard, EgressQueue honest) = Owner(buffers: 2048);
         using ZcCluster owned = cluster;
         Assert.Equal(512, hoard.Quota);   // twice its slots, unless the owner says otherwise
         using ChildProcess hoarder = ChildProcess.Start("hold", [cluster.Id, 0, 1_000_000]);
@@ -262,7 +263,7 @@ public class IsolationTests(ITestOutputHelper output)
     public void ConsumerInAnotherPidNamespace_IsSeenAliveWhileItIs_AndItsQueueIsFreedWhenItGoes()
     {
         if (Environment.UserName != "root") Assert.Skip("a PID namespace of its own (unshare --pid) needs root");
-        (ZcCluster cluster, BufferPool pool, ZcQueue queue, _) = Owner(buffers: 512);
+        (ZcCluster cluster, BufferPool pool, EgressQueue queue, _) = Owner(buffers: 512);
         using ZcCluster owned = cluster;
         using ChildProcess inside = ChildProcess.Run("Zc.TestHost", ["peek", cluster.Id, 0], newPidNamespace: true);
         string[] said = inside.WaitFor("attached ").Split(' ');   // "attached <its pid> owner <owner pid>", as it sees them

@@ -7,14 +7,14 @@ public sealed class MultiQueueTests : IDisposable
 {
     private readonly ZcCluster _cluster = TestClusters.Create(buffers: 64);
     private readonly BufferPool _pool;
-    private readonly ZcQueue[] _queues;
+    private readonly EgressQueue[] _queues;
     private readonly MultiQueue _multi;
 
     public MultiQueueTests()
     {
         _pool = _cluster.CreatePool(64);
         _queues = [_cluster.CreateQueue(4), _cluster.CreateQueue(4), _cluster.CreateQueue(4)];
-        foreach (ZcQueue q in _queues) _pool.ReclaimFrom(q);
+        foreach (EgressQueue q in _queues) _pool.ReclaimFrom(q);
         _multi = new MultiQueue(_queues);
     }
 
@@ -29,16 +29,16 @@ public sealed class MultiQueueTests : IDisposable
         int before = _pool.Available;
         Assert.Equal(2, _multi.Send(p, 0b101));
 
-        Assert.True(_queues[0].TryReceive(out PacketHandle a));
-        Assert.False(_queues[1].TryReceive(out _));
-        Assert.True(_queues[2].TryReceive(out PacketHandle c));
+        Assert.True(_queues[0].Consumer.TryReceive(out PacketHandle a));
+        Assert.False(_queues[1].Consumer.TryReceive(out _));
+        Assert.True(_queues[2].Consumer.TryReceive(out PacketHandle c));
         Assert.Equal(p.Index, a.Index);
         Assert.Equal(p.Index, c.Index);
         Assert.Equal(7, c.Data[0]);
 
-        _queues[0].Release(a);
+        _queues[0].Consumer.Release(a);
         Assert.Equal(0, _pool.Reclaim());
-        _queues[2].Release(c);
+        _queues[2].Consumer.Release(c);
         Assert.Equal(1, _pool.Reclaim());
         Assert.Equal(before + 1, _pool.Available);
     }
@@ -55,13 +55,13 @@ public sealed class MultiQueueTests : IDisposable
         Assert.Equal(2, _multi.Send(p, _multi.All));
         Assert.Equal(1UL, _queues[1].Stats.Dropped);
         // Held by queues 0 and 2: it comes back after both release it, and queue 1 cannot return it.
-        Assert.True(_queues[0].TryReceive(out PacketHandle a));
-        Assert.True(_queues[2].TryReceive(out PacketHandle c));
-        _queues[1].Release(a);
-        _queues[0].Release(a);
+        Assert.True(_queues[0].Consumer.TryReceive(out PacketHandle a));
+        Assert.True(_queues[2].Consumer.TryReceive(out PacketHandle c));
+        _queues[1].Consumer.Release(a);
+        _queues[0].Consumer.Release(a);
         Assert.Equal(0, _pool.Reclaim());
         Assert.Equal(1UL, _pool.Errors);
-        _queues[2].Release(c);
+        _queues[2].Consumer.Release(c);
         Assert.Equal(1, _pool.Reclaim());
     }
 

@@ -15,14 +15,14 @@ public class ReadmeExampleTests
 
         using var cluster = ZcCluster.Create(TestClusters.NextId(), new ClusterOptions { BufferCount = 8192, UseHugePages = false, Warn = _ => { } });
         BufferPool pool = cluster.CreatePool(4096);
-        ZcFlow.Queues.ZcQueue queue = cluster.CreateQueue(1024);
+        ZcFlow.Queues.EgressQueue queue = cluster.CreateQueue(1024);
         pool.ReclaimFrom(queue);
         var burst = new PacketHandle[32];
         using (var consumer = ZcWorker.Start("consumer", () =>
         {
-            int n = queue.ReceiveBurst(burst);
+            int n = queue.Consumer.ReceiveBurst(burst);
             for (int i = 0; i < n; i++) { seen = System.Text.Encoding.ASCII.GetString(burst[i].Data); arrived.Set(); }
-            queue.ReleaseBurst(burst.AsSpan(0, n));
+            queue.Consumer.ReleaseBurst(burst.AsSpan(0, n));
             return n;
         }, new WorkerOptions { Core = core }))
         {

@@ -15,7 +15,7 @@ public class RelayTests
     public void ARelaysInputQueue_IsInternal_RefusedToConsumers_AndListedSo()
     {
         using ZcCluster cluster = TestClusters.Create(buffers: 256, maxQueues: 4);
-        ZcQueue q1 = cluster.CreateQueue(64), q2 = cluster.CreateQueue(32), q3 = cluster.CreateQueue(32);
+        EgressQueue q1 = cluster.CreateQueue(64), q2 = cluster.CreateQueue(32), q3 = cluster.CreateQueue(32);
         cluster.CreatePool(256).ReclaimFrom(q1);
         cluster.CreateRelay([q1]).ReclaimFrom(q2);
         Assert.True(q1.IsInternal);
@@ -38,7 +38,7 @@ public class RelayTests
     {
         using ZcCluster cluster = TestClusters.Create(buffers: 256, maxQueues: 4);
         BufferPool pool = cluster.CreatePool(256);
-        ZcQueue q1 = cluster.CreateQueue(64), q2 = cluster.CreateQueue(32), q3 = cluster.CreateQueue(32);
+        EgressQueue q1 = cluster.CreateQueue(64), q2 = cluster.CreateQueue(32), q3 = cluster.CreateQueue(32);
         pool.ReclaimFrom(q1);
         BufferPool relay = cluster.CreateRelay([q1]);
         relay.ReclaimFrom(q2);
@@ -86,9 +86,9 @@ public class RelayTests
         var received = new PacketHandle[16];
         while ((got2 < expected2 || got3 < expected3) && !cancel.IsCancellationRequested)
         {
-            foreach ((ZcQueue q, bool even) in new[] { (q2, true), (q3, false) })
+            foreach ((EgressQueue q, bool even) in new[] { (q2, true), (q3, false) })
             {
-                int n = q.ReceiveBurst(received);
+                int n = q.Consumer.ReceiveBurst(received);
                 for (int i = 0; i < n; i++)
                 {
                     int number = BinaryPrimitives.ReadInt32LittleEndian(received[i].Data);
@@ -97,7 +97,7 @@ public class RelayTests
                     Assert.True(number > last, $"packet {number} after {last} on queue {q.Id}");
                     last = number;
                 }
-                q.ReleaseBurst(received.AsSpan(0, n));
+                q.Consumer.ReleaseBurst(received.AsSpan(0, n));
                 if (even) got2 += n; else got3 += n;
             }
         }
@@ -121,7 +121,7 @@ public class RelayTests
         const int Packets = 300_000;
         using ZcCluster cluster = TestClusters.Create(buffers: 4096, maxQueues: 4);
         BufferPool pool = cluster.CreatePool(4096);
-        ZcQueue direct = cluster.CreateQueue(1024), q1 = cluster.CreateQueue(1024), q2 = cluster.CreateQueue(1024);
+        EgressQueue direct = cluster.CreateQueue(1024), q1 = cluster.CreateQueue(1024), q2 = cluster.CreateQueue(1024);
         pool.ReclaimFrom(direct);
         pool.ReclaimFrom(q1);
         BufferPool relay = cluster.CreateRelay([q1]);
@@ -153,10 +153,10 @@ public class RelayTests
         var received = new PacketHandle[16];
         long got = 0;
         while (got < 2L * Packets && !cancel.IsCancellationRequested)
-            foreach (ZcQueue q in new[] { direct, q2 })
+            foreach (EgressQueue q in new[] { direct, q2 })
             {
-                int n = q.ReceiveBurst(received);
-                q.ReleaseBurst(received.AsSpan(0, n));
+                int n = q.Consumer.ReceiveBurst(received);
+                q.Consumer.ReleaseBurst(received.AsSpan(0, n));
                 got += n;
             }
         producer.Join();
@@ -172,7 +172,7 @@ public class RelayTests
     {
         using ZcCluster cluster = TestClusters.Create(buffers: 64, maxQueues: 2);
         BufferPool pool = cluster.CreatePool(64);
-        ZcQueue q1 = cluster.CreateQueue(16), q2 = cluster.CreateQueue(16);
+        EgressQueue q1 = cluster.CreateQueue(16), q2 = cluster.CreateQueue(16);
         pool.ReclaimFrom(q1);
         BufferPool relay = cluster.CreateRelay([q1]);
         relay.ReclaimFrom(q2);
@@ -182,11 +182,11 @@ public class RelayTests
         Assert.Equal(4, q1.SendBurst(burst));
         Assert.Equal(4, relay.ReceiveFrom(0, burst));
         Assert.Equal(4, q2.SendBurst(burst));
-        Assert.Equal(4, q2.ReceiveBurst(burst));
-        q2.ReleaseBurst(burst);
-        q2.Release(burst[0]);                   // twice
+        Assert.Equal(4, q2.Consumer.ReceiveBurst(burst));
+        q2.Consumer.ReleaseBurst(burst);
+        q2.Consumer.Release(burst[0]);                   // twice
         Assert.True(pool.TryAt(40, out PacketHandle never));
-        q2.Release(never);                      // never sent
+        q2.Consumer.Release(never);                      // never sent
         relay.Reclaim();
         Assert.Equal(2UL, relay.Errors);
         Assert.Equal(4, pool.Reclaim());
@@ -199,7 +199,7 @@ public class RelayTests
     {
         using ZcCluster cluster = TestClusters.Create(buffers: 64, maxQueues: 2);
         using ZcCluster other = TestClusters.Create(buffers: 64, maxQueues: 1);
-        ZcQueue q1 = cluster.CreateQueue(16);
+        EgressQueue q1 = cluster.CreateQueue(16);
         BufferPool relay = cluster.CreateRelay([q1]);
         Assert.Contains("receives from", Assert.Throws<ArgumentException>(() => relay.ReclaimFrom(q1)).Message);
         Assert.Contains("not one of cluster", Assert.Throws<ArgumentException>(() => cluster.CreateRelay([other.CreateQueue(8)])).Message);

@@ -17,7 +17,7 @@ public class StressTests(ITestOutputHelper output)
         const long Total = 100_000_000;
         using ZcCluster cluster = TestClusters.Create(buffers: 8192, bufferSize: 64);
         BufferPool pool = cluster.CreatePool(8192);
-        ZcQueue queue = cluster.CreateQueue(4096);
+        EgressQueue queue = cluster.CreateQueue(4096);
         pool.ReclaimFrom(queue);
         CancellationToken cancel = TestDeadline.Token;
 
@@ -29,14 +29,14 @@ public class StressTests(ITestOutputHelper output)
             long expected = 0;
             while (expected < Total && failure is null && !cancel.IsCancellationRequested)
             {
-                int n = queue.ReceiveBurst(burst, QueueWait.Passive, cancel);
+                int n = queue.Consumer.ReceiveBurst(burst, QueueWait.Passive, cancel);
                 for (int k = 0; k < n; k++)
                 {
                     long seq = BitConverter.ToInt64(burst[k].Data);
                     if (seq != expected) { failure = $"expected packet {expected}, got {seq}"; break; }
                     expected++;
                 }
-                queue.ReleaseBurst(burst.AsSpan(0, n));
+                queue.Consumer.ReleaseBurst(burst.AsSpan(0, n));
             }
             received = expected;
         })
@@ -80,7 +80,7 @@ public class StressTests(ITestOutputHelper output)
 
         using ZcCluster cluster = TestClusters.Create(buffers: 8192, bufferSize: 64);
         BufferPool pool = cluster.CreatePool(8192);
-        var queues = new ZcQueue[Consumers];
+        var queues = new EgressQueue[Consumers];
         for (int i = 0; i < Consumers; i++) pool.ReclaimFrom(queues[i] = cluster.CreateQueue(2048));
         var multi = new MultiQueue(queues);
         CancellationToken cancel = TestDeadline.Token;
@@ -89,7 +89,7 @@ public class StressTests(ITestOutputHelper output)
         var counts = new long[Consumers];
         var threads = Enumerable.Range(0, Consumers).Select(i => new Thread(() =>
         {
-            ZcQueue queue = queues[i];
+            EgressQueue queue = queues[i];
             long expected = Total; // the first seq with our bit, below
             long share = 0;
             for (long s = 0; s < 7; s++) if ((MaskOf(s) & (1UL << i)) != 0) { expected = s; break; }
@@ -99,7 +99,7 @@ public class StressTests(ITestOutputHelper output)
             long got = 0;
             while (got < share && failures[i] is null && !cancel.IsCancellationRequested)
             {
-                int n = queue.ReceiveBurst(burst, QueueWait.Passive, cancel);
+                int n = queue.Consumer.ReceiveBurst(burst, QueueWait.Passive, cancel);
                 for (int k = 0; k < n; k++)
                 {
                     long seq = BitConverter.ToInt64(burst[k].Data);
@@ -107,7 +107,7 @@ public class StressTests(ITestOutputHelper output)
                     got++;
                     do expected++; while ((MaskOf(expected) & (1UL << i)) == 0);
                 }
-                queue.ReleaseBurst(burst.AsSpan(0, n));
+                queue.Consumer.ReleaseBurst(burst.AsSpan(0, n));
             }
             counts[i] = got;
             if (got != share && failures[i] is null) failures[i] = $"consumer {i}: got {got} of {share}";

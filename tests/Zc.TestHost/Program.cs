@@ -69,7 +69,8 @@ try
     if (verb == "flows") return Flows(cluster, queueId, int.Parse(args[3]), timeout.Token);
 
     using AttachedQueue attached = AttachedQueue.Attach(cluster, queueId, verb == "spin" ? TimeSpan.FromSeconds(30) : null);
-    ZcQueue queue = attached.Queue;
+    // The verbs of an ingress queue send into it; every other verb receives.
+    QueueConsumer queue = attached.Role == QueueRole.Egress ? attached.Queue : null!;
     Console.WriteLine("attached");
     var burst = new PacketHandle[32];
     switch (verb)
@@ -109,17 +110,18 @@ try
             uint forgeFrom = uint.Parse(args[4]), forgeTo = uint.Parse(args[5]);
             var random = new Random(5);
             var one = new PacketHandle[1];
+            IngressSender sender = attached.Sender;
             for (long seq = 0; seq < count; seq++)
             {
                 if (seq % 1000 == 999)
                 {
-                    one[0] = queue.Buffers.At((uint)random.NextInt64(forgeFrom, forgeTo));
-                    queue.SendBurst(one, QueueWait.Passive, timeout.Token);
+                    one[0] = sender.Buffers.At((uint)random.NextInt64(forgeFrom, forgeTo));
+                    sender.SendBurst(one, QueueWait.Passive, timeout.Token);
                 }
-                while (queue.TakeSpares(one) == 0) Thread.Yield();
+                while (sender.TakeSpares(one) == 0) Thread.Yield();
                 BitConverter.TryWriteBytes(one[0].Buffer, seq);
                 one[0].Length = 60;
-                if (queue.SendBurst(one, QueueWait.Passive, timeout.Token) != 1) { Console.WriteLine("error: send timed out"); return 1; }
+                if (sender.SendBurst(one, QueueWait.Passive, timeout.Token) != 1) { Console.WriteLine("error: send timed out"); return 1; }
             }
             Console.WriteLine($"sent {count}");
             return 0;
@@ -176,7 +178,7 @@ catch (Exception e)
 // prints what happened; the last one, a write into a packet, must kill this process.
 static unsafe int Vandal(AttachedQueue attached, int seed, int rounds)
 {
-    ZcQueue queue = attached.Queue;
+    QueueConsumer queue = attached.Queue;
     // Every descriptor this process holds of the cluster's memory: none may be resized.
     int refused = 0, tried = 0;
     foreach (string fd in Directory.GetFiles("/proc/self/fd"))
@@ -217,7 +219,7 @@ static unsafe int Vandal(AttachedQueue attached, int seed, int rounds)
 // read-only one, which must fault and kill this process.
 static unsafe int IngressVandal(AttachedQueue attached, int seed)
 {
-    ZcQueue queue = attached.Queue;
+    IngressSender queue = attached.Sender;
     var random = new Random(seed);
     var spares = new PacketHandle[32];
     int sent = 0;

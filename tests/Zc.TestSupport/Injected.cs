@@ -11,7 +11,7 @@ public static class Injected
     /// Receives <paramref name="count"/> packets from <paramref name="ingress"/>, a queue of this process, stocking it with
     /// spares from <paramref name="pool"/> as it goes, and checks that they carry the sequence numbers 0, 1, 2… in order.
     /// </summary>
-    public static void ReceiveInOrder(BufferPool pool, ZcQueue ingress, long count, int seconds = 60)
+    public static void ReceiveInOrder(BufferPool pool, IngressQueue ingress, long count, int seconds = 60)
     {
         var burst = new PacketHandle[32];
         long expected = 0;

@@ -19,7 +19,7 @@ public static class QueueAdapters
     /// <c>MoveNextAsync</c>, which releases it. Waits without a thread when the queue is empty
     /// (polling every millisecond or less).
     /// </summary>
-    public static async IAsyncEnumerable<PacketHandle> ReadAllAsync(this ZcQueue queue, [EnumeratorCancellation] CancellationToken cancel = default)
+    public static async IAsyncEnumerable<PacketHandle> ReadAllAsync(this QueueConsumer queue, [EnumeratorCancellation] CancellationToken cancel = default)
     {
         var burst = new PacketHandle[32];
         int idle = 0, i = 0, n = 0;
@@ -57,7 +57,7 @@ public static class QueueAdapters
     /// when it is full. The channel completes when <paramref name="cancel"/> is signalled, or
     /// with the exception that stopped the pump.
     /// </summary>
-    public static ChannelReader<T> ToChannelReader<T>(this ZcQueue queue, Func<PacketHandle, T> select, int capacity = 1024, CancellationToken cancel = default)
+    public static ChannelReader<T> ToChannelReader<T>(this QueueConsumer queue, Func<PacketHandle, T> select, int capacity = 1024, CancellationToken cancel = default)
     {
         var channel = Channel.CreateBounded<T>(new BoundedChannelOptions(capacity) { SingleReader = false, SingleWriter = true });
         Pump(queue, select, channel.Writer, cancel);
@@ -65,7 +65,7 @@ public static class QueueAdapters
     }
 
     /// <summary>As <see cref="ToChannelReader{T}"/>, as a Dataflow source block to link into a pipeline.</summary>
-    public static ISourceBlock<T> ToSourceBlock<T>(this ZcQueue queue, Func<PacketHandle, T> select, int capacity = 1024, CancellationToken cancel = default)
+    public static ISourceBlock<T> ToSourceBlock<T>(this QueueConsumer queue, Func<PacketHandle, T> select, int capacity = 1024, CancellationToken cancel = default)
     {
         var block = new BufferBlock<T>(new DataflowBlockOptions { BoundedCapacity = capacity });
         var channel = Channel.CreateBounded<T>(new BoundedChannelOptions(capacity) { SingleReader = true, SingleWriter = true });
@@ -88,7 +88,7 @@ public static class QueueAdapters
         }
     }
 
-    private static void Pump<T>(ZcQueue queue, Func<PacketHandle, T> select, ChannelWriter<T> writer, CancellationToken cancel)
+    private static void Pump<T>(QueueConsumer queue, Func<PacketHandle, T> select, ChannelWriter<T> writer, CancellationToken cancel)
     {
         var thread = new Thread(() =>
         {

@@ -12,7 +12,7 @@ namespace ZcFlow.Devices;
 /// </summary>
 public sealed class IngressQueueSource : IPacketSource
 {
-    private readonly ZcQueue _queue;
+    private readonly IngressQueue _queue;
     private readonly BufferPool _pool;
     private readonly uint _index;
     private ulong _received, _bytes;
@@ -21,7 +21,7 @@ public sealed class IngressQueueSource : IPacketSource
     /// <param name="pool">The pool whose buffers the application fills and which takes back those the balancer drops.</param>
     /// <param name="index">The device index the packets get.</param>
     /// <param name="name">The device's name, <c>zc:&lt;cluster&gt;@&lt;queue&gt;</c>.</param>
-    public IngressQueueSource(ZcQueue queue, BufferPool pool, uint index, string name)
+    public IngressQueueSource(IngressQueue queue, BufferPool pool, uint index, string name)
     {
         if (queue.Role != QueueRole.Ingress) throw new ArgumentException($"queue {queue.Id} is not an ingress queue", nameof(queue));
         _queue = queue;
@@ -34,7 +34,7 @@ public sealed class IngressQueueSource : IPacketSource
     public string Name { get; }
 
     /// <summary>The queue applications send into.</summary>
-    public ZcQueue Queue => _queue;
+    public IngressQueue Queue => _queue;
 
     public bool IsExhausted => false;
 

@@ -40,7 +40,7 @@ public sealed class IngressSink : IPacketSink
     /// <summary>Sends through <paramref name="attached"/>, an ingress queue attached already; disposing the sink detaches it.</summary>
     public static IngressSink Over(AttachedQueue attached, string name)
     {
-        if (attached.Queue.Role != QueueRole.Ingress)
+        if (attached.Role != QueueRole.Ingress)
             throw new ArgumentException($"'{name}' is a queue consumers receive from; packets go into a cluster through its ingress queues (a Balancer's -i Q)", nameof(name));
         return new IngressSink(name, attached);
     }
@@ -57,7 +57,7 @@ public sealed class IngressSink : IPacketSink
     /// </summary>
     public bool TrySend(ReadOnlySpan<byte> frame, int wireLength, long timestampNs)
     {
-        ZcQueue queue = _attached.Queue;
+        IngressSender queue = _attached.Sender;
         if (_next == _count)
         {
             _count = queue.TakeSpares(_spares);
@@ -83,7 +83,7 @@ public sealed class IngressSink : IPacketSink
 
     public void Flush(bool wait = false)
     {
-        _attached.Queue.Flush();
+        _attached.Sender.Flush();
         // Waiting means: until the owner has stocked spares again, so that the next send can go.
         if (wait && _next == _count) Thread.Sleep(1);
     }

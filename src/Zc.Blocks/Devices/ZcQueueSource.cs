@@ -31,7 +31,7 @@ public sealed class ZcQueueSource : IPacketSource
         Name = name;
         _attached = attached;
         _clusterId = attached.ClusterId;
-        _queueId = attached.Queue.Id;
+        _queueId = attached.QueueId;
         _pool = pool;
         _index = index;
     }
@@ -40,7 +40,7 @@ public sealed class ZcQueueSource : IPacketSource
     public static ZcQueueSource Open(string name, BufferPool pool, uint index)
     {
         AttachedQueue attached = AttachedQueue.Attach(name);
-        if (attached.Queue.Role == Queues.QueueRole.Ingress)
+        if (attached.Role == Queues.QueueRole.Ingress)
         {
             attached.Dispose();
             throw new ArgumentException($"'{name}' is an ingress queue: applications send into it (Send -i {name}), and its cluster's owner receives", nameof(name));

@@ -20,7 +20,7 @@ public sealed class Graph : IDisposable
     private int _disposed;
 
     internal Graph(ZcCluster cluster, IReadOnlyList<IBalancer> balancers, IReadOnlyList<IPipe> pipes, List<ZcWorker> workers, TimePulse? clock,
-        IReadOnlyList<ZcQueue> consumerQueues)
+        IReadOnlyList<EgressQueue> consumerQueues)
     {
         ConsumerQueues = consumerQueues;
         _clock = clock;
@@ -50,10 +50,17 @@ public sealed class Graph : IDisposable
     public IReadOnlyList<IPacketSource> Inputs { get; }
 
     /// <summary>The queues for consumers, in id order (<see cref="PacketStream.ToQueue"/>): not the ingress queues, nor those between stages.</summary>
-    public IReadOnlyList<ZcQueue> ConsumerQueues { get; }
+    public IReadOnlyList<EgressQueue> ConsumerQueues { get; }
 
     /// <summary>Every queue, in id order: consumers attach to <c>zc:&lt;cluster&gt;@&lt;id&gt;</c> (and applications send into ingress queues).</summary>
-    public IReadOnlyList<ZcQueue> Queues => Cluster.Queues;
+    public IReadOnlyList<QueueEnd> Queues => Cluster.Queues;
+
+    /// <summary>
+    /// The receiving end of queue <paramref name="id"/>, for a consumer thread of this process (a process of its own
+    /// attaches to <c>zc:&lt;cluster&gt;@&lt;id&gt;</c> instead).
+    /// </summary>
+    public QueueConsumer Consumer(int id) => Queues[id] is EgressQueue q ? q.Consumer
+        : throw new ArgumentException($"queue {id} of cluster {Cluster.Id} is an ingress queue: applications send into it", nameof(id));
 
     /// <summary>True while every worker runs (false once one stopped on an exception).</summary>
     public bool IsRunning => _workers.All(w => w.IsRunning);

@@ -68,7 +68,7 @@ public sealed class GraphBuilder
 
     /// <summary>
     /// zbalance_ipc's <c>-b</c>: each queue's consumer may hold <paramref name="buffers"/> buffers beyond the
-    /// queue's slots (received and not yet released), and no more (<see cref="ZcQueue.Quota"/> = slots + buffers).
+    /// queue's slots (received and not yet released), and no more (<see cref="EgressQueue.Quota"/> = slots + buffers).
     /// The cluster is then sized to match, as zbalance_ipc sizes it: every queue's quota, and 4096 buffers for
     /// each input device, whatever <see cref="ClusterOptions.BufferCount"/> says; so no consumer, however it
     /// hoards, can take a buffer another queue or a device needs.
@@ -183,7 +183,7 @@ public sealed class GraphBuilder
     /// <summary>Spares an ingress queue's application may hold beyond the queue's slots, as zbalance_ipc sizes them.</summary>
     private const int IngressSpares = 256;
 
-    private Graph Build(Func<BufferPool, IPacketSource[], ZcQueue[], IBalancer> make, int[] cores)
+    private Graph Build(Func<BufferPool, IPacketSource[], EgressQueue[], IBalancer> make, int[] cores)
     {
         if (_inputs.Count == 0) throw new InvalidOperationException("the graph has no input: call Input(\"gen:64\") or name a device");
         if (cores.Length > 1 && cores.Length != _inputs.Count)
@@ -214,7 +214,7 @@ public sealed class GraphBuilder
         void Configure(IBalancer balancer, BufferPool pool)
         {
             if (_consumerBuffers is int extra)
-                foreach (ZcQueue q in balancer.Outputs) q.Quota = q.Capacity + extra;
+                foreach (EgressQueue q in balancer.Outputs) q.Quota = q.Capacity + extra;
             balancer.Filter = _filter;
             balancer.Vlans = _vlans;
             balancer.Rules = _rules;

@@ -22,8 +22,8 @@ public sealed class GraphMetrics : IDisposable
     {
         var cluster = new KeyValuePair<string, object?>("cluster", graph.Cluster.Id);
         // A balancer's output that goes out of a device instead has a queue, unused: not shown.
-        ZcQueue[] queues = [.. graph.ConsumerQueues.Where(q => !graph.Balancers.Any(b => b.Outputs.Where((_, i) => b.Egress[i] is not null).Contains(q)))];
-        IEnumerable<Measurement<long>> Queues(Func<ZcQueue, long> value)
+        EgressQueue[] queues = [.. graph.ConsumerQueues.Where(q => !graph.Balancers.Any(b => b.Outputs.Where((_, i) => b.Egress[i] is not null).Contains(q)))];
+        IEnumerable<Measurement<long>> Queues(Func<EgressQueue, long> value)
             => queues.Select(q => new Measurement<long>(value(q), cluster, new("queue", q.Id)));
         IEnumerable<Measurement<long>> Devices(Func<DeviceStats, ulong> value)
             => graph.Inputs.Select(d => new Measurement<long>((long)value(d.Stats), cluster, new("device", d.Name)));

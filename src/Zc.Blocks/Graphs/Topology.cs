@@ -148,11 +148,12 @@ public sealed class Topology
         var workers = new List<ZcWorker>();
         try
         {
-            var queues = new ZcQueue[queueCount];
+            var queues = new QueueEnd[queueCount];
             var ingress = new HashSet<int>(_streams.SelectMany(s => s.Ingress).Where(q => q >= 0));
+            int slots = Math.Min(_slots, cluster.BufferCount);
             for (int q = 0; q < queueCount; q++)
-                queues[q] = cluster.CreateQueue(Math.Min(_slots, cluster.BufferCount), ingress.Contains(q) ? QueueRole.Ingress : QueueRole.Egress);
-            ZcQueue QueueOf(Node n, int o) => queues[internalQueues.TryGetValue((n, o), out int q) ? q : n.Outputs[o].QueueId];
+                queues[q] = ingress.Contains(q) ? cluster.CreateIngressQueue(slots) : cluster.CreateQueue(slots);
+            EgressQueue QueueOf(Node n, int o) => (EgressQueue)queues[internalQueues.TryGetValue((n, o), out int q) ? q : n.Outputs[o].QueueId];
 
             var finished = new Dictionary<Node, Func<bool>>();
             uint device = 0;
@@ -164,7 +165,7 @@ public sealed class Topology
                 for (int i = 0; i < input.Devices.Length; i++, device++)
                 {
                     IPacketSource source = input.Ingress[i] >= 0
-                        ? new IngressQueueSource(queues[input.Ingress[i]], pool, device, $"zc:{_id}@{input.Ingress[i]}")
+                        ? new IngressQueueSource((IngressQueue)queues[input.Ingress[i]], pool, device, $"zc:{_id}@{input.Ingress[i]}")
                         : Device.OpenSource(input.Devices[i], pool, device);
                     opened.Add(source);
                     sources.Add(source);
@@ -188,7 +189,7 @@ public sealed class Topology
                 {
                     // An ingress queue's spares are buffers of the pool in memory of their own (the one part of the cluster
                     // its application may write), a share of the pool like each device's.
-                    ZcQueue[] spares = [.. IngressOf(n).Select(q => queues[q])];
+                    IngressQueue[] spares = [.. IngressOf(n).Select(q => (IngressQueue)queues[q])];
                     int buffers = n.PoolBuffers ?? (_options.BufferCount / shared), users = spares.Length + DevicesOf(n);
                     pool = cluster.CreatePool(buffers, spares, spares.Length == 0 ? null : buffers / users);
                     sources = Open(n, pool);
@@ -231,7 +232,7 @@ public sealed class Topology
                 };
                 workers.Add(ZcWorker.Start(string.Join(", ", group.Select(n => n.Name)), work, new WorkerOptions { Core = group[0].Core, ActiveWait = _activeWait }));
             }
-            return new Graph(cluster, balancers, pipes, workers, Clock, [.. _streams.Where(s => s.QueueId >= 0).Select(s => queues[s.QueueId]).OrderBy(q => q.Id)]);
+            return new Graph(cluster, balancers, pipes, workers, Clock, [.. _streams.Where(s => s.QueueId >= 0).Select(s => (EgressQueue)queues[s.QueueId]).OrderBy(q => q.Id)]);
         }
         catch
         {
@@ -299,8 +300,8 @@ public sealed class Topology
         public int? Core => core;
         public PacketStream Input => input;
         public PacketStream[] Outputs = [];
-        public Func<BufferPool, IPacketSource[], ZcQueue?, IPacketSink?, bool, TimeSpan, IPipe>? MakePipe;
-        public Func<BufferPool, IPacketSource[], ZcQueue[], bool, IBalancer>? MakeBalancer;
+        public Func<BufferPool, IPacketSource[], EgressQueue?, IPacketSink?, bool, TimeSpan, IPipe>? MakePipe;
+        public Func<BufferPool, IPacketSource[], EgressQueue[], bool, IBalancer>? MakeBalancer;
         public Action<IBalancer, BufferPool>? Configure;
         public bool Delayed;
         public int? PoolBuffers;
@@ -410,7 +411,7 @@ public sealed class PacketStream
         return Balance((pool, inputs, outputs, lossless) => BalancerMode.Create(mode, pool, inputs, outputs, queues, lossless, options), queues.Sum(), core, name);
     }
 
-    internal IReadOnlyList<PacketStream> Balance(Func<BufferPool, IPacketSource[], ZcQueue[], bool, IBalancer> make, int outputs, int? core, string? name,
+    internal IReadOnlyList<PacketStream> Balance(Func<BufferPool, IPacketSource[], EgressQueue[], bool, IBalancer> make, int outputs, int? core, string? name,
         Action<IBalancer, BufferPool>? configure = null, int? poolBuffers = null)
     {
         if (ByTime) throw new InvalidOperationException($"{Describe()} is to be taken in time order, and a balancer takes its inputs in arrival order: put a stage first (InTimeOrder().Stage(new PassAll()))");

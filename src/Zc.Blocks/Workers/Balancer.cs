@@ -23,7 +23,7 @@ namespace ZcFlow.Workers;
 /// room for (down to one at a time, whatever the queues' size), so files and generators lose
 /// nothing (a live device then drops in its own ring, where the kernel counts it). It does not
 /// wait for a queue whose consumer process has gone, or whose consumer is stuck (has left the
-/// queue full and released nothing for a second, <see cref="ZcQueue.IsWaitedFor"/>): that queue
+/// queue full and released nothing for a second, <see cref="EgressQueue.IsWaitedFor"/>): that queue
 /// drops, and counts it, while the others go on.
 ///
 /// An output can be a device instead of a queue (<see cref="SetEgress"/>): what goes there is
@@ -36,7 +36,7 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
 
     private readonly BufferPool _pool;
     private readonly IPacketSource[] _inputs;
-    private readonly ZcQueue[] _outputs;
+    private readonly EgressQueue[] _outputs;
     private readonly MultiQueue _multi;
     private readonly PacketHandle[] _burst = new PacketHandle[Burst];
     private readonly long _checkPeriod = Stopwatch.Frequency / 10;
@@ -54,7 +54,7 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
     private ulong _received, _filtered;
     private bool _finished;
 
-    public Balancer(BufferPool pool, IReadOnlyList<IPacketSource> inputs, IReadOnlyList<ZcQueue> outputs, TDistribution distribution, bool lossless = false)
+    public Balancer(BufferPool pool, IReadOnlyList<IPacketSource> inputs, IReadOnlyList<EgressQueue> outputs, TDistribution distribution, bool lossless = false)
     {
         _lossless = lossless;
         ArgumentNullException.ThrowIfNull(pool);
@@ -68,7 +68,7 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
         _outputFilters = new BpfFilter?[_outputs.Length];
         _egress = new IPacketSink?[_outputs.Length];
         _distribution = distribution;
-        foreach (ZcQueue q in _outputs) pool.ReclaimFrom(q);
+        foreach (EgressQueue q in _outputs) pool.ReclaimFrom(q);
     }
 
     /// <summary>Packets taken from the inputs.</summary>
@@ -93,7 +93,7 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
 
     public IReadOnlyList<IPacketSource> Inputs => _inputs;
 
-    public IReadOnlyList<ZcQueue> Outputs => _outputs;
+    public IReadOnlyList<EgressQueue> Outputs => _outputs;
 
     public BpfFilter? Filter { get => Volatile.Read(ref _filter); set => Volatile.Write(ref _filter, value); }
 
@@ -167,7 +167,7 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
         int room = Burst, need = Burst;
         for (int q = 0; q < _outputs.Length && room != 0; q++)
         {
-            ZcQueue queue = _outputs[q];
+            EgressQueue queue = _outputs[q];
             if ((_egressOutputs & 1UL << q) != 0 || !queue.IsWaitedFor) continue;
             room = queue.Room(room);
             need = Math.Min(need, queue.BurstLimit(Burst));
@@ -177,7 +177,7 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
 
     private int MaintainAndFlush(int moved)
     {
-        foreach (ZcQueue q in _outputs) q.Flush();
+        foreach (EgressQueue q in _outputs) q.Flush();
         if (_egressOutputs != 0)
             foreach (IPacketSink? sink in _egress) sink?.Flush();
         if (!_finished && InputsExhausted) Volatile.Write(ref _finished, true);

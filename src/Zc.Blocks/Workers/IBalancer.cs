@@ -20,7 +20,7 @@ public interface IBalancer
 
     IReadOnlyList<IPacketSource> Inputs { get; }
 
-    IReadOnlyList<ZcQueue> Outputs { get; }
+    IReadOnlyList<EgressQueue> Outputs { get; }
 
     /// <summary>
     /// A filter every input packet must pass, or null for none. May be swapped while the

@@ -18,7 +18,7 @@ public interface IPipe
     IReadOnlyList<IPacketSource> Inputs { get; }
 
     /// <summary>The queue it sends into, or null when it sends out of a device (<see cref="Sink"/>) or is read by the stage it feeds.</summary>
-    ZcQueue? Output { get; }
+    EgressQueue? Output { get; }
 
     /// <summary>The device it sends out of, or null.</summary>
     IPacketSink? Sink { get; }
@@ -54,7 +54,7 @@ public interface IPipe
 ///
 /// It loses nothing on the way: a burst that does not fit waits in the pipe, and its inputs are left unread, until
 /// there is room (a live device then drops in its own ring, where the kernel counts it). It does not wait for a queue
-/// whose consumer process has gone or is stuck (<see cref="ZcQueue.IsWaitedFor"/>): those packets are dropped and
+/// whose consumer process has gone or is stuck (<see cref="EgressQueue.IsWaitedFor"/>): those packets are dropped and
 /// counted. Run it on a <see cref="ZcWorker"/>; that thread owns the pool (or relay, <see cref="ZcCluster.CreateRelay"/>) it is given.
 ///
 /// Made with no output, a pipe is itself a packet source: the stage it feeds reads it on its own thread, with its pool,
@@ -69,7 +69,7 @@ public sealed class Pipe<TStage> : IPipe, IPacketSource where TStage : struct, I
 
     private readonly BufferPool _pool;
     private readonly IPacketSource[] _inputs;
-    private readonly ZcQueue? _output;
+    private readonly EgressQueue? _output;
     private readonly IPacketSink? _sink;
     private readonly bool _merge;
     private readonly PacketHandle[][] _held;  // per input, when merging: packets received, not yet taken
@@ -88,7 +88,7 @@ public sealed class Pipe<TStage> : IPipe, IPacketSource where TStage : struct, I
     private bool _finished;
 
     /// <summary>A pipe into a queue (<paramref name="output"/>), which <paramref name="pool"/> then reclaims from.</summary>
-    public Pipe(BufferPool pool, IReadOnlyList<IPacketSource> inputs, ZcQueue output, TStage stage = default,
+    public Pipe(BufferPool pool, IReadOnlyList<IPacketSource> inputs, EgressQueue output, TStage stage = default,
         bool mergeByTime = false, TimeSpan idleWait = default, TimeSpan delay = default)
         : this(pool, inputs, output ?? throw new ArgumentNullException(nameof(output)), null, stage, mergeByTime, idleWait, delay) { }
 
@@ -104,7 +104,7 @@ public sealed class Pipe<TStage> : IPipe, IPacketSource where TStage : struct, I
     public Pipe(BufferPool pool, IReadOnlyList<IPacketSource> inputs, TStage stage = default, bool mergeByTime = false, TimeSpan idleWait = default)
         : this(pool, inputs, null, null, stage, mergeByTime, idleWait, TimeSpan.Zero) { }
 
-    private Pipe(BufferPool pool, IReadOnlyList<IPacketSource> inputs, ZcQueue? output, IPacketSink? sink, TStage stage,
+    private Pipe(BufferPool pool, IReadOnlyList<IPacketSource> inputs, EgressQueue? output, IPacketSink? sink, TStage stage,
         bool mergeByTime, TimeSpan idleWait, TimeSpan delay)
     {
         ArgumentNullException.ThrowIfNull(pool);
@@ -136,7 +136,7 @@ public sealed class Pipe<TStage> : IPipe, IPacketSource where TStage : struct, I
 
     public IReadOnlyList<IPacketSource> Inputs => _inputs;
 
-    public ZcQueue? Output => _output;
+    public EgressQueue? Output => _output;
 
     public IPacketSink? Sink => _sink;
 

@@ -67,7 +67,7 @@ internal sealed unsafe class QueueCapture : IDisposable
 
     public bool NonBlocking { get; set; }
 
-    private ZcQueue Queue => _attached?.Queue ?? throw new InvalidOperationException($"{Name}: the handle is not activated yet (pcap_activate)");
+    private QueueConsumer Queue => _attached?.Queue ?? throw new InvalidOperationException($"{Name}: the handle is not activated yet (pcap_activate)");
 
     // ---- the handle's flag that libpcap's pcap_breakloop sets ----
 
@@ -171,7 +171,7 @@ internal sealed unsafe class QueueCapture : IDisposable
             };
             return Fail(code, $"{Name}: {SetupError.Describe(e)}{hint}");
         }
-        if (_attached.Queue.Role == QueueRole.Ingress) _sink = IngressSink.Over(_attached, Name);
+        if (_attached.Role == QueueRole.Ingress) _sink = IngressSink.Over(_attached, Name);
         return 0;
     }
 
@@ -303,7 +303,7 @@ internal sealed unsafe class QueueCapture : IDisposable
     // Gives the last burst back, takes the next: how many came, 0 when none did (in time), or PCAP_ERROR_BREAK.
     private int Refill(bool wait, int timeoutMs)
     {
-        ZcQueue queue = Queue;
+        QueueConsumer queue = Queue;
         if (_count != 0)
         {
             queue.ReleaseBurst(_burst.AsSpan(0, _count));
@@ -321,7 +321,7 @@ internal sealed unsafe class QueueCapture : IDisposable
 
     // A packet comes soon after another more often than not: a little spinning first, then sleeps (which use no CPU) of at
     // most a tenth of a second between looks at the break flag; a signal ends a sleep at once.
-    private int Wait(ZcQueue queue, int timeoutMs)
+    private int Wait(QueueConsumer queue, int timeoutMs)
     {
         for (int spin = 0; spin < 64; spin++)
         {

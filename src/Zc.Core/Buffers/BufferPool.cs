@@ -33,18 +33,19 @@ public sealed unsafe class BufferPool
     private readonly bool[] _out;      // handed out and not yet back, by local index
     private readonly ulong[] _holders; // queues holding each buffer, by cluster index: the cluster's record, or a relay's own
     private readonly PoolEntry* _entry;  // the directory's view of the pool, for the listing
-    private readonly ZcQueue[]? _inputs; // a relay's: the queues it receives from, to which each buffer goes back
+    private readonly QueueConsumer[]? _inputs; // a relay's: the queues it receives from, to which each buffer goes back
     private readonly byte[]? _origin;    // a relay's with several inputs: which of them each buffer came from, by cluster index
     private readonly uint _ownEnd;       // the pool's own buffers are [_first, _ownEnd); ingress queues' spares are after them
     private readonly Spares[] _spares;
-    private ZcQueue[] _returns = [];
+    private EgressQueue[] _returns = [];    // the queues whose consumers' releases come back here
+    private IngressQueue[] _stocked = [];   // the ingress queues it stocks with spares
     private int _top;
     private ulong _errors;
 
     /// <summary>The spares of one ingress queue: buffers [First, End) of the pool, in memory of their own, and those of them free.</summary>
-    internal sealed class Spares(ZcQueue queue, uint first, uint end)
+    internal sealed class Spares(IngressQueue queue, uint first, uint end)
     {
-        public ZcQueue Queue { get; } = queue;
+        public IngressQueue Queue { get; } = queue;
         public uint First { get; } = first;
         public uint End { get; } = end;
         public readonly uint[] Free = FreeList(first, end);
@@ -76,7 +77,7 @@ public sealed unsafe class BufferPool
     // A relay: no free buffers, a record of every cluster buffer it may hold, and a record of its own of which of its queues
     // hold each. Its own: the thread a buffer came from keeps writing its own queues' bits meanwhile (a fan-out may have
     // sent the buffer to a consumer's queue too), and two threads must never write one word.
-    internal BufferPool(BufferRegion buffers, ZcQueue[] inputs)
+    internal BufferPool(BufferRegion buffers, QueueConsumer[] inputs)
     {
         Id = -1;
         _spares = [];
@@ -150,13 +151,13 @@ public sealed unsafe class BufferPool
     /// Makes the pool take back the buffers that <paramref name="queue"/>'s consumer releases.
     /// A queue returns to one pool; call it on the owning thread before packets flow.
     /// </summary>
-    public void ReclaimFrom(ZcQueue queue)
+    public void ReclaimFrom(EgressQueue queue)
     {
         ArgumentNullException.ThrowIfNull(queue);
         if (Array.IndexOf(_returns, queue) < 0) _returns = [.. _returns, queue];
         if (_inputs is not null)
         {
-            if (Array.IndexOf(_inputs, queue) >= 0) throw new ArgumentException($"queue {queue.Id} is one this relay receives from: it cannot also send into it", nameof(queue));
+            if (Array.IndexOf(_inputs, queue.Consumer) >= 0) throw new ArgumentException($"queue {queue.Id} is one this relay receives from: it cannot also send into it", nameof(queue));
             queue.RecordHoldersIn(_holders);
         }
         queue.ReturnsTo = this;
@@ -237,7 +238,7 @@ public sealed unsafe class BufferPool
 
     private void FlushInputs()
     {
-        foreach (ZcQueue input in _inputs!) input.FlushReleases();
+        foreach (QueueConsumer input in _inputs!) input.FlushReleases();
     }
 
     /// <summary>
@@ -248,7 +249,7 @@ public sealed unsafe class BufferPool
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public int ReceiveFrom(int input, Span<PacketHandle> packets)
     {
-        ZcQueue[] inputs = _inputs ?? throw new InvalidOperationException("a pool with buffers of its own hands them out (TryGet, GetBurst): ReceiveFrom is a relay's");
+        QueueConsumer[] inputs = _inputs ?? throw new InvalidOperationException("a pool with buffers of its own hands them out (TryGet, GetBurst): ReceiveFrom is a relay's");
         int n = inputs[input].ReceiveBurst(packets), got = 0;
         byte[]? origin = _origin;
         bool[] held = _out;
@@ -272,12 +273,11 @@ public sealed unsafe class BufferPool
     public int Reclaim()
     {
         int before = _top;
-        foreach (ZcQueue queue in _returns)
-            if (queue.Role == QueueRole.Egress) Drain(queue);
+        foreach (EgressQueue queue in _returns) Drain(queue);
         return _top - before;
     }
 
-    internal void Drain(ZcQueue queue)
+    internal void Drain(EgressQueue queue)
     {
         SpscRing ring = queue.RecycleRing;
         ulong bit = queue.Bit;
@@ -313,10 +313,10 @@ public sealed unsafe class BufferPool
     /// the owning thread each turn of the loop that receives from that queue: it is cheap when
     /// the stock is full.
     /// </summary>
-    public int Replenish(ZcQueue ingress)
+    public int Replenish(IngressQueue ingress)
     {
-        if (ingress.Role != QueueRole.Ingress) throw new ArgumentException($"queue {ingress.Id} is not an ingress queue", nameof(ingress));
-        ReclaimFrom(ingress);
+        ArgumentNullException.ThrowIfNull(ingress);
+        if (Array.IndexOf(_stocked, ingress) < 0) _stocked = [.. _stocked, ingress];
         // From the queue's own spares; a queue the pool was made without takes the pool's own buffers, and no application
         // of another process can attach to it (it would be given no memory to write).
         Spares? own = null;
@@ -355,23 +355,34 @@ public sealed unsafe class BufferPool
         int before = _top;
         long now = Stopwatch.GetTimestamp();
         Reclaim();   // so that what was released shows, in the quotas and the free count, even while nothing is sent
-        foreach (ZcQueue queue in _returns)
+        foreach (EgressQueue queue in _returns)
         {
             queue.Maintain(now);
-            if (Volatile.Read(ref queue.ConsumerState) != ZcQueue.Leaving) continue;
-            if (queue.Role == QueueRole.Egress) Drain(queue);
+            if (!queue.Link.IsLeaving) continue;
+            Drain(queue);
             queue.DiscardQueuedForGoneConsumer();
-            ulong bit = queue.Bit;
-            for (uint local = 0; local < (uint)_out.Length; local++)
-            {
-                uint index = _first + local;
-                if ((_holders[index] & bit) != 0 && (_holders[index] &= ~bit) == 0) Free(index, local);
-            }
-            Volatile.Write(ref queue.AttachedPid, 0);
-            Volatile.Write(ref queue.ConsumerState, ZcQueue.Free);
+            TakeBackFromGone(queue);
+        }
+        foreach (IngressQueue queue in _stocked)
+        {
+            if (!queue.Link.IsLeaving) continue;
+            queue.DiscardQueuedForGoneConsumer();
+            TakeBackFromGone(queue);
         }
         if (_entry is not null) Volatile.Write(ref _entry->Free, (uint)_top);
         if (_inputs is not null) FlushInputs();
         return _top - before;
+    }
+
+    // Every buffer of this pool the gone consumer's queue held is taken back; then the queue is free for the next one.
+    private void TakeBackFromGone(QueueEnd queue)
+    {
+        ulong bit = queue.Bit;
+        for (uint local = 0; local < (uint)_out.Length; local++)
+        {
+            uint index = _first + local;
+            if ((_holders[index] & bit) != 0 && (_holders[index] &= ~bit) == 0) Free(index, local);
+        }
+        queue.Link!.Freed();
     }
 }

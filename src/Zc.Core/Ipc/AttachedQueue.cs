@@ -9,9 +9,9 @@ namespace ZcFlow.Ipc;
 
 /// <summary>
 /// A queue of a cluster owned by another process, attached by name the PF_RING way:
-/// <c>zc:99@0</c> is queue 0 of cluster 99. <see cref="Queue"/> is the very same
-/// <see cref="ZcQueue"/> the owner's threads use: packets are read in place, released buffers go
-/// back to the owner on the queue's recycle ring.
+/// <c>zc:99@0</c> is queue 0 of cluster 99. An egress queue's end here is <see cref="Queue"/>, the very same
+/// <see cref="QueueConsumer"/> a thread of the owner's process has: packets are read in place, released buffers go
+/// back to the owner on the queue's recycle ring. An ingress queue's end is <see cref="Sender"/>.
 ///
 /// Attaching connects to the cluster's socket; the owner hands over the cluster's memory
 /// read-only (packets, header, directories: a stray write into a packet faults in this process
@@ -26,12 +26,13 @@ public sealed unsafe class AttachedQueue : IDisposable
     private readonly Arena _cluster;
     private readonly Arena _rings;
     private readonly OwnerWatch _watch;
+    private readonly QueueEnd _end;
     private int _disposed;
 
-    private AttachedQueue(uint clusterId, ZcQueue queue, Arena cluster, Arena rings, OwnerWatch watch, int ownerPid, ulong generation)
+    private AttachedQueue(uint clusterId, QueueEnd end, Arena cluster, Arena rings, OwnerWatch watch, int ownerPid, ulong generation)
     {
         ClusterId = clusterId;
-        Queue = queue;
+        _end = end;
         _cluster = cluster;
         _rings = rings;
         _watch = watch;
@@ -41,8 +42,19 @@ public sealed unsafe class AttachedQueue : IDisposable
 
     public uint ClusterId { get; }
 
-    /// <summary>The queue: receive, release, stats.</summary>
-    public ZcQueue Queue { get; }
+    /// <summary>The queue's number in its cluster.</summary>
+    public int QueueId => _end.Id;
+
+    /// <summary>Which way the queue carries packets: an egress queue is received from (<see cref="Queue"/>), an ingress queue sent into (<see cref="Sender"/>).</summary>
+    public QueueRole Role => _end.Role;
+
+    /// <summary>The consumer's end of an egress queue: receive, release, stats.</summary>
+    public QueueConsumer Queue => _end as QueueConsumer ?? throw new InvalidOperationException(
+        $"queue {_end.Id} of cluster {ClusterId} is an ingress queue: applications send into it (Sender), and its cluster's owner receives");
+
+    /// <summary>The application's end of an ingress queue: take spares, fill them, send them.</summary>
+    public IngressSender Sender => _end as IngressSender ?? throw new InvalidOperationException(
+        $"queue {_end.Id} of cluster {ClusterId} is an egress queue: its consumer receives from it (Queue); packets go into a cluster through its ingress queues");
 
     /// <summary>The owner's pid, as this process's PID namespace sees it (0 when the owner is outside it).</summary>
     public int OwnerPid { get; }
@@ -145,11 +157,12 @@ public sealed unsafe class AttachedQueue : IDisposable
             int ownerPid = ClusterSocket.Credentials(socket).Pid;
             var buffers = new BufferRegion(cluster.Base + ArenaLayout.BuffersOffset, reply.BufferStride, reply.BufferCount, reply.BufferCapacity);
             var watch = new OwnerWatch(socket, clusterId, ownerPid);
-            var queue = new ZcQueue(queueId, role,
-                new SpscRing((RingControl*)rings.Base, reply.Capacity, wakeup),
-                new SpscRing((RingControl*)(rings.Base + ArenaLayout.RingSize(reply.Capacity)), reply.RecycleCapacity, wakeup: null),
-                buffers, holders: null, watch);
-            return new AttachedQueue(clusterId, queue, cluster, rings, watch, ownerPid, reply.Generation);
+            var ring = new SpscRing((RingControl*)rings.Base, reply.Capacity, wakeup);
+            var recycle = new SpscRing((RingControl*)(rings.Base + ArenaLayout.RingSize(reply.Capacity)), reply.RecycleCapacity, wakeup: null);
+            QueueEnd end = role == QueueRole.Ingress
+                ? new IngressSender(queueId, ring, recycle, buffers, watch)
+                : new QueueConsumer(queueId, ring, recycle, buffers, watch);
+            return new AttachedQueue(clusterId, end, cluster, rings, watch, ownerPid, reply.Generation);
         }
         catch
         {
@@ -185,7 +198,7 @@ public sealed unsafe class AttachedQueue : IDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         _watch.Dispose();
-        Queue.ForwardRing.DisposeWakeup();
+        _end.ForwardRing.DisposeWakeup();
         _rings.Dispose();
         _cluster.Dispose();
     }

@@ -12,7 +12,7 @@ namespace ZcFlow.Ipc;
 /// read-write for the spares of the ingress queue it attaches to, which its application fills) and a read-write one of
 /// that queue's rings, and nothing of any other queue. The connection stays open for as long as the consumer is
 /// attached: when it closes, however the consumer ended, the queue is marked
-/// <see cref="ZcQueue.Leaving"/> and the pool's thread takes back what it held
+/// leaving (<see cref="ConsumerLink.Leave"/>) and the pool's thread takes back what it held
 /// (<see cref="Buffers.BufferPool.CheckConsumers"/>). Nothing a consumer writes into shared memory
 /// can declare it, or another consumer, gone.
 ///
@@ -35,7 +35,7 @@ internal sealed class ClusterServer : IDisposable
         public SafeFileDescriptor Fd { get; } = fd;
         public int Pid { get; } = pid;
         public long Deadline { get; } = deadline;   // to send its request by
-        public ZcQueue? Queue { get; set; }
+        public QueueEnd? Queue { get; set; }
     }
 
     public ClusterServer(ZcCluster cluster, ClusterLock clusterLock, int? group)
@@ -84,7 +84,7 @@ internal sealed class ClusterServer : IDisposable
             if (now >= nextPublish)
             {
                 nextPublish = now + Stopwatch.Frequency * TickMs / 1000;
-                foreach (ZcQueue q in _cluster.Queues) q.Publish();
+                foreach (QueueEnd q in _cluster.Queues) q.Publish();
                 _cluster.PublishRecord();
             }
         }
@@ -134,7 +134,7 @@ internal sealed class ClusterServer : IDisposable
             ClusterSocket.Send(client.Fd, reply, [view.Fd]);
             return;
         }
-        IReadOnlyList<ZcQueue> queues = _cluster.Queues;
+        IReadOnlyList<QueueEnd> queues = _cluster.Queues;
         if (request.Kind != AttachRequest.Attach || (uint)request.Queue >= (uint)queues.Count)
         {
             reply.Status = AttachReply.NoQueue;
@@ -142,8 +142,8 @@ internal sealed class ClusterServer : IDisposable
             ClusterSocket.Send(client.Fd, reply, []);
             return;
         }
-        ZcQueue queue = queues[request.Queue];
-        (ulong Offset, Memory.Arena Memory, ZcQueue Queue)[] spares = _cluster.Spares;
+        QueueEnd queue = queues[request.Queue];
+        (ulong Offset, Memory.Arena Memory, IngressQueue Queue)[] spares = _cluster.Spares;
         int own = Array.FindIndex(spares, s => s.Queue == queue);
         if (queue.Role == QueueRole.Ingress && own < 0)
         {
@@ -169,28 +169,31 @@ internal sealed class ClusterServer : IDisposable
         }
     }
 
-    private unsafe void Claim(Client client, ZcQueue queue, AttachReply reply, (ulong Offset, Memory.Arena Memory, ZcQueue Queue)[] spares, int own, List<SafeFileDescriptor> handed)
+    private unsafe void Claim(Client client, QueueEnd queue, AttachReply reply, (ulong Offset, Memory.Arena Memory, IngressQueue Queue)[] spares, int own, List<SafeFileDescriptor> handed)
     {
-        int state = Interlocked.CompareExchange(ref queue.ConsumerState, ZcQueue.Attached, ZcQueue.Free);
-        if (state != ZcQueue.Free)
+        ConsumerLink link = queue.Link!;
+        if (link.TryClaim(client.Pid) is { } state)
         {
-            reply.Status = state switch { ZcQueue.Attached => AttachReply.Busy, ZcQueue.Internal => AttachReply.Internal, _ => AttachReply.Draining };
+            reply.Status = state switch
+            {
+                ConsumerLink.State.Attached => AttachReply.Busy,
+                ConsumerLink.State.Internal => AttachReply.Internal,
+                _ => AttachReply.Draining,
+            };
             reply.Text = state switch
             {
-                ZcQueue.Attached => $"queue {queue.Id} of cluster {_cluster.Id} already has a consumer, process {queue.AttachedPid}",
-                ZcQueue.Internal => $"queue {queue.Id} of cluster {_cluster.Id} is internal: it carries packets between two stages of its owner's graph, "
+                ConsumerLink.State.Attached => $"queue {queue.Id} of cluster {_cluster.Id} already has a consumer, process {link.AttachedPid}",
+                ConsumerLink.State.Internal => $"queue {queue.Id} of cluster {_cluster.Id} is internal: it carries packets between two stages of its owner's graph, "
                     + "and a consumer there would take them from the graph; attach to one of the queues the graph ends in (ZStat lists them)",
                 _ => $"queue {queue.Id} of cluster {_cluster.Id} still holds what its last consumer left; its owner takes that back when it next checks its consumers",
             };
             ClusterSocket.Send(client.Fd, reply, []);
             return;
         }
-        Volatile.Write(ref queue.AttachedPid, client.Pid);
-        queue.HadRemoteConsumer = true;
         reply.Role = (uint)queue.Role;
         reply.Capacity = (uint)queue.Capacity;
         reply.RecycleCapacity = (uint)queue.RecycleRing.Capacity;
-        reply.QueueSize = queue.Memory!.Size;
+        reply.QueueSize = link.Memory.Size;
         reply.PieceCount = spares.Length;
         reply.WritablePiece = queue.Role == QueueRole.Ingress ? own : -1;
         for (int i = 0; i < spares.Length; i++)
@@ -199,7 +202,7 @@ internal sealed class ClusterServer : IDisposable
             reply.PieceLength[i] = spares[i].Memory.Size;
         }
         client.Queue = queue;
-        int[] fds = [handed[0].Fd, queue.Memory.Descriptor.Fd, queue.ForwardRing.WakeDescriptor, .. handed.Skip(1).Select(f => f.Fd)];
+        int[] fds = [handed[0].Fd, link.Memory.Descriptor.Fd, queue.ForwardRing.WakeDescriptor, .. handed.Skip(1).Select(f => f.Fd)];
         bool sent = ClusterSocket.Send(client.Fd, reply, fds);
         if (!sent) Drop(client);
     }
@@ -219,7 +222,7 @@ internal sealed class ClusterServer : IDisposable
     private void Drop(Client client)
     {
         _clients.Remove(client);
-        if (client.Queue is { } q) Volatile.Write(ref q.ConsumerState, ZcQueue.Leaving);
+        client.Queue?.Link!.Leave();
         client.Fd.Dispose();
     }
 

@@ -11,14 +11,14 @@ namespace ZcFlow.Queues;
 /// </summary>
 public sealed class MultiQueue
 {
-    private readonly ZcQueue[] _queues;
+    private readonly EgressQueue[] _queues;
     private readonly ulong _all;
 
-    public MultiQueue(params ZcQueue[] queues)
+    public MultiQueue(params EgressQueue[] queues)
     {
         ArgumentNullException.ThrowIfNull(queues);
         if (queues.Length is 0 or > 64) throw new ArgumentOutOfRangeException(nameof(queues), queues.Length, "a multi-queue spans 1 to 64 queues");
-        _queues = (ZcQueue[])queues.Clone();
+        _queues = (EgressQueue[])queues.Clone();
         _all = queues.Length == 64 ? ulong.MaxValue : (1UL << queues.Length) - 1;
     }
 
@@ -28,7 +28,7 @@ public sealed class MultiQueue
     public ulong All => _all;
 
     /// <summary>The queue at bit <paramref name="i"/> of a mask.</summary>
-    public ZcQueue this[int i] => _queues[i];
+    public EgressQueue this[int i] => _queues[i];
 
     /// <summary>
     /// Sends <paramref name="packet"/>, which the caller holds, to every queue whose bit is set in
@@ -65,6 +65,6 @@ public sealed class MultiQueue
     /// <summary>Publishes what was sent with <c>flush: false</c> on every queue.</summary>
     public void Flush()
     {
-        foreach (ZcQueue q in _queues) q.Flush();
+        foreach (EgressQueue q in _queues) q.Flush();
     }
 }

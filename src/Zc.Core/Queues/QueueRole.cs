@@ -8,7 +8,7 @@ public enum QueueRole : uint
 
     /// <summary>
     /// From an application into the cluster: the application takes spare buffers the owner stocks
-    /// (<see cref="ZcQueue.TakeSpares"/>, <see cref="Buffers.BufferPool.Replenish"/>), fills and sends
+    /// (<see cref="IngressSender.TakeSpares"/>, <see cref="Buffers.BufferPool.Replenish"/>), fills and sends
     /// them; the owner receives them and then holds them like buffers of its own pool.
     /// </summary>
     Ingress = 1,

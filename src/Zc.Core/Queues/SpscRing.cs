@@ -283,7 +283,7 @@ internal sealed unsafe class SpscRing
     /// <summary>The read end of the wake-up pipe, which the owner hands to the consumer that attaches.</summary>
     public int WakeDescriptor => _wakeup?.ReadEnd.Fd ?? -1;
 
-    /// <summary>The consumer's wake-up, for a consumer that waits by itself (<see cref="ZcQueue.WaitDescriptor"/>); null on a ring nobody sleeps on.</summary>
+    /// <summary>The consumer's wake-up, for a consumer that waits by itself (<see cref="QueueReceiver.WaitDescriptor"/>); null on a ring nobody sleeps on.</summary>
     public Wakeup? Wakeup => _wakeup;
 
     /// <summary>The first sleep of <see cref="WaitForData"/>: the longest a publish that raced with it can go unseen.</summary>

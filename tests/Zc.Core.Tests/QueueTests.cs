@@ -3,13 +3,13 @@ using ZcFlow.Queues;
 
 namespace ZcFlow.Tests;
 
-public sealed class ZcQueueTests : IDisposable
+public sealed class QueueTests : IDisposable
 {
     private readonly ZcCluster _cluster = TestClusters.Create(buffers: 256);
     private readonly BufferPool _pool;
-    private readonly ZcQueue _queue;
+    private readonly EgressQueue _queue;
 
-    public ZcQueueTests()
+    public QueueTests()
     {
         _pool = _cluster.CreatePool(256);
         _queue = _cluster.CreateQueue(16);
@@ -38,8 +38,8 @@ public sealed class ZcQueueTests : IDisposable
             var burst = new PacketHandle[16];
             for (int got = 0; got < Total && !cancel.IsCancellationRequested;)
             {
-                int n = _queue.ReceiveBurst(burst, QueueWait.Active, cancel);
-                _queue.ReleaseBurst(burst.AsSpan(0, n));
+                int n = _queue.Consumer.ReceiveBurst(burst, QueueWait.Active, cancel);
+                _queue.Consumer.ReleaseBurst(burst.AsSpan(0, n));
                 got += n;
             }
         });
@@ -75,9 +75,9 @@ public sealed class ZcQueueTests : IDisposable
     public void Receive_OnEmptyQueue_ReturnsZeroWithoutBlocking()
     {
         Assert.True(_queue.IsEmpty);
-        Assert.False(_queue.TryReceive(out _));
-        Assert.Equal(0, _queue.ReceiveBurst(new PacketHandle[8]));
-        Assert.Equal(0, _queue.ReceiveBurst(new PacketHandle[8], QueueWait.None, TestDeadline.Token));
+        Assert.False(_queue.Consumer.TryReceive(out _));
+        Assert.Equal(0, _queue.Consumer.ReceiveBurst(new PacketHandle[8]));
+        Assert.Equal(0, _queue.Consumer.ReceiveBurst(new PacketHandle[8], QueueWait.None, TestDeadline.Token));
     }
 
     [Fact]
@@ -85,9 +85,9 @@ public sealed class ZcQueueTests : IDisposable
     {
         for (byte i = 0; i < 10; i++) Assert.True(_queue.TrySend(Packet(i)));
         var got = new PacketHandle[16];
-        Assert.Equal(3, _queue.ReceiveBurst(got.AsSpan(0, 3)));
-        Assert.True(_queue.TryReceive(out got[3]));
-        Assert.Equal(6, _queue.ReceiveBurst(got.AsSpan(4)));
+        Assert.Equal(3, _queue.Consumer.ReceiveBurst(got.AsSpan(0, 3)));
+        Assert.True(_queue.Consumer.TryReceive(out got[3]));
+        Assert.Equal(6, _queue.Consumer.ReceiveBurst(got.AsSpan(4)));
         for (byte i = 0; i < 10; i++) Assert.Equal(i, got[i].Data[0]);
         Assert.Equal(new QueueStats(10, 10, 0, 0), _queue.Stats);
     }
@@ -97,11 +97,11 @@ public sealed class ZcQueueTests : IDisposable
     {
         Assert.True(_queue.TrySend(Packet(1), flush: false));
         Assert.Equal(1, _queue.SendBurst([Packet(2)], flush: false));
-        Assert.False(_queue.TryReceive(out _));
+        Assert.False(_queue.Consumer.TryReceive(out _));
         Assert.Equal(0UL, _queue.Stats.Sent);
         _queue.Flush();
         var got = new PacketHandle[4];
-        Assert.Equal(2, _queue.ReceiveBurst(got));
+        Assert.Equal(2, _queue.Consumer.ReceiveBurst(got));
         Assert.Equal(1, got[0].Data[0]);
         Assert.Equal(2, got[1].Data[0]);
     }
@@ -118,7 +118,7 @@ public sealed class ZcQueueTests : IDisposable
         Assert.Equal(new QueueStats(16, 0, 3, 0), _queue.Stats);
         _pool.Release(extra);
         _pool.ReleaseBurst(burst);
-        Assert.True(_queue.TryReceive(out PacketHandle first));
+        Assert.True(_queue.Consumer.TryReceive(out PacketHandle first));
         Assert.Equal(0, first.Data[0]);
     }
 
@@ -130,7 +130,7 @@ public sealed class ZcQueueTests : IDisposable
         Assert.Equal(2, _queue.SendBurst(burst));
         Assert.Equal(2UL, _queue.Stats.Dropped);
         var got = new PacketHandle[16];
-        Assert.Equal(16, _queue.ReceiveBurst(got));
+        Assert.Equal(16, _queue.Consumer.ReceiveBurst(got));
         for (byte i = 0; i < 16; i++) Assert.Equal(i, got[i].Data[0]);
     }
 
@@ -142,9 +142,9 @@ public sealed class ZcQueueTests : IDisposable
         Assert.False(_pool.TryGet(out _));
         Assert.Equal(16, _queue.SendBurst(sent.AsSpan(0, 16)));
         var got = new PacketHandle[16];
-        Assert.Equal(16, _queue.ReceiveBurst(got));
-        _queue.Release(got[0]);
-        _queue.ReleaseBurst(got.AsSpan(1));
+        Assert.Equal(16, _queue.Consumer.ReceiveBurst(got));
+        _queue.Consumer.Release(got[0]);
+        _queue.Consumer.ReleaseBurst(got.AsSpan(1));
         Assert.True(_pool.TryGet(out PacketHandle again));
         Assert.Contains(again.Index, sent.Take(16).Select(p => p.Index));
         Assert.Equal(15, _pool.Available);
@@ -154,21 +154,20 @@ public sealed class ZcQueueTests : IDisposable
     [Fact]
     public void IngressQueue_CarriesFilledSparesToTheOwner_WhoThenHoldsThem()
     {
-        ZcQueue ingress = _cluster.CreateQueue(8, QueueRole.Ingress);
+        IngressQueue ingress = _cluster.CreateIngressQueue(8);
         Assert.Equal(8, _pool.Replenish(ingress));
         Assert.Equal(0, _pool.Replenish(ingress));
         var spares = new PacketHandle[16];
-        Assert.Equal(8, ingress.TakeSpares(spares));
+        Assert.Equal(8, ingress.Application.TakeSpares(spares));
         for (byte i = 0; i < 3; i++) { spares[i].Buffer[0] = i; spares[i].Length = 1; }
-        Assert.Equal(3, ingress.SendBurst(spares.AsSpan(0, 3)));
-        Assert.True(ingress.TrySend(spares[0])); // the same buffer again: refused on arrival
+        Assert.Equal(3, ingress.Application.SendBurst(spares.AsSpan(0, 3)));
+        Assert.True(ingress.Application.TrySend(spares[0])); // the same buffer again: refused on arrival
         var got = new PacketHandle[8];
         Assert.Equal(3, ingress.ReceiveBurst(got));
         Assert.Equal(1UL, ingress.Stats.Errors);
         for (byte i = 0; i < 3; i++) Assert.Equal(i, got[i].Data[0]);
         _pool.ReleaseBurst(got.AsSpan(0, 3));
         Assert.Equal(3, _pool.Replenish(ingress));
-        Assert.Throws<InvalidOperationException>(() => _queue.TakeSpares(spares));
     }
 
     [Fact]
@@ -179,7 +178,7 @@ public sealed class ZcQueueTests : IDisposable
         var consumer = new Thread(() =>
         {
             ready.Set();
-            _queue.Receive(out received, QueueWait.Passive, TestDeadline.Token);
+            _queue.Consumer.Receive(out received, QueueWait.Passive, TestDeadline.Token);
         });
         consumer.Start();
         ready.Wait(TestDeadline.Token);
@@ -194,7 +193,7 @@ public sealed class ZcQueueTests : IDisposable
     public void WaitingReceive_ReturnsZeroWhenCancelled(QueueWait wait)
     {
         using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
-        Assert.Equal(0, _queue.ReceiveBurst(new PacketHandle[4], wait, cancel.Token));
+        Assert.Equal(0, _queue.Consumer.ReceiveBurst(new PacketHandle[4], wait, cancel.Token));
     }
 
     [Fact]
@@ -209,7 +208,7 @@ public sealed class ZcQueueTests : IDisposable
         sending.Wait(TestDeadline.Token);
         var got = new PacketHandle[19];
         int n = 0;
-        while (n < 19) n += _queue.ReceiveBurst(got.AsSpan(n), QueueWait.Passive, TestDeadline.Token);
+        while (n < 19) n += _queue.Consumer.ReceiveBurst(got.AsSpan(n), QueueWait.Passive, TestDeadline.Token);
         Assert.True(producer.Join(TimeSpan.FromSeconds(10)));
         Assert.Equal(3, sent);
         for (byte i = 0; i < 19; i++) Assert.Equal(i, got[i].Data[0]);

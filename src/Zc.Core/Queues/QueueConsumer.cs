@@ -1,0 +1,117 @@
+using System.Runtime.CompilerServices;
+using ZcFlow.Buffers;
+using ZcFlow.Ipc;
+
+namespace ZcFlow.Queues;
+
+/// <summary>
+/// The application's end of an egress queue: it receives packets and gives each back with <see cref="Release"/>. Released
+/// buffers travel back to their pool on a recycle ring of their own, so no free list is ever shared and nothing the
+/// consumer writes is trusted. A thread of the owner's process has it as <see cref="EgressQueue.Consumer"/>; another
+/// process, as <see cref="AttachedQueue.Queue"/>, where a receive that finds the queue empty also notices an owner that
+/// has gone (<see cref="ClusterGoneException"/>).
+/// </summary>
+public sealed class QueueConsumer : QueueReceiver
+{
+    internal QueueConsumer(int id, SpscRing ring, SpscRing recycle, BufferRegion buffers, OwnerWatch? owner)
+        : base(id, QueueRole.Egress, ring, recycle, buffers, owner)
+    {
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public override bool TryReceive(out PacketHandle packet)
+    {
+        while (_ring.Available(1) != 0)
+        {
+            uint index = _ring.Get(0);
+            _ring.Consume(1);
+            if (_buffers.Contains(index))
+            {
+                packet = _buffers.At(index);
+                return true;
+            }
+            _ring.CountConsumerError();
+        }
+        _owner?.Check();
+        packet = default;
+        return false;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public override unsafe int ReceiveBurst(Span<PacketHandle> packets)
+    {
+        int n = _ring.Available(packets.Length);
+        int got = 0;
+        // The slots and the buffers' bounds in locals, which the JIT keeps in registers; every index is checked against the cluster's buffers.
+        uint* slots = _ring.Slots;
+        ulong mask = _ring.Mask, at = _ring.ConsumerPosition;
+        BufferRegion buffers = _buffers;
+        for (int i = 0; i < n; i++)
+        {
+            uint index = slots[(at + (ulong)i) & mask];
+            if (buffers.Contains(index)) packets[got++] = buffers.At(index);
+            else _ring.CountConsumerError();
+        }
+        if (n != 0) _ring.Consume(n);
+        else _owner?.Check();
+        return got;
+    }
+
+    /// <summary>
+    /// Gives back a packet this consumer received. Its buffer returns to its pool once every queue it was sent to (one, or
+    /// several after a fan-out) has given it back.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Release(in PacketHandle packet)
+    {
+        if (PutBack(packet.Index)) _recycle.Advance(1);
+        _recycle.Flush();
+    }
+
+    /// <summary>Gives back a burst of received packets with one publication.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void ReleaseBurst(ReadOnlySpan<PacketHandle> packets)
+    {
+        foreach (ref readonly PacketHandle p in packets)
+            if (PutBack(p.Index)) _recycle.Advance(1);
+        _recycle.Flush();
+    }
+
+    /// <summary>
+    /// Gives back received packets named by their buffer indices (<see cref="PacketHandle.Index"/>), as a consumer
+    /// outside .NET names them, with one publication. An index that is not one of the cluster's is counted as an error.
+    /// </summary>
+    public void ReleaseBurst(ReadOnlySpan<uint> buffers)
+    {
+        foreach (uint index in buffers)
+            if (PutBack(index)) _recycle.Advance(1);
+        _recycle.Flush();
+    }
+
+    /// <summary>A relay of this process, the consumer of this queue: gives a buffer back, published with <see cref="FlushReleases"/>.</summary>
+    internal void ReleaseUpstream(uint index)
+    {
+        if (PutBack(index)) _recycle.Advance(1);
+    }
+
+    internal void FlushReleases() => _recycle.Flush();
+
+    // Writes the index into the next recycle slot (the caller advances). The recycle ring has a slot for every buffer of
+    // the cluster and a queue holds a buffer once, so it is full only if something released a buffer twice: that is counted.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool PutBack(uint index)
+    {
+        if (!_buffers.Contains(index))
+        {
+            _recycle.CountProducerError();
+            return false;
+        }
+        if (_recycle.Claim(1) == 0)
+        {
+            _recycle.CountDropped(1);
+            return false;
+        }
+        _recycle.Put(0, index);
+        return true;
+    }
+}
