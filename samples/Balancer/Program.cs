@@ -119,7 +119,7 @@ else
     if (apps.Length > 32) cl.Fail($"-n names {apps.Length} applications; zbalance_ipc takes up to 32");
     if (apps.Length > 1 && !BalancerMode.AllowsApplications(mode))
         cl.Fail($"several applications (-n {string.Join(',', apps)}) are balanced with -m 0, 1, 4, 5, 6 or 8; -m {mode} feeds one");
-    if (apps.Sum() > ZcFlow.Memory.ArenaLayout.MaxQueues) cl.Fail($"-n asks for {apps.Sum()} queues; a balancer feeds up to {ZcFlow.Memory.ArenaLayout.MaxQueues} (zbalance_ipc allows 128 with -m 2 and with -m 1 over several applications)");
+    if (apps.Sum() > ClusterOptions.QueueLimit) cl.Fail($"-n asks for {apps.Sum()} queues; a balancer feeds up to {ClusterOptions.QueueLimit} (zbalance_ipc allows 128 with -m 2 and with -m 1 over several applications)");
 }
 int queueCount = apps.Sum();
 if (mode == 6 && inputs.Length > 1) cl.Fail("-m 6 (input device i to queue i) takes one -i: aggregate the devices in it (-i eth0,eth1)");
@@ -196,7 +196,7 @@ RulesServer? rules = null;
 try
 {
     var builder = GraphBuilder.Cluster(clusterId)
-        .Options(new ClusterOptions { RequireHugePages = cl.Has('u'), MaxQueues = ZcFlow.Memory.ArenaLayout.MaxQueues })
+        .Options(new ClusterOptions { RequireHugePages = cl.Has('u'), MaxQueues = ClusterOptions.QueueLimit })
         .ConsumerBuffers((int)cl.Number('b', 16, 0, 1 << 24));
     foreach (string[] devices in inputs) builder.Input(devices);
     foreach ((int q, string device) in egress) builder.Egress(q, device);

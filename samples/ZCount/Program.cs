@@ -160,7 +160,7 @@ while (attached is not null)
     while (attached is null && !stop.IsCancellationRequested)
     {
         try { attached = AttachedQueue.Attach(clusterId, queueId, TimeSpan.FromSeconds(0.5), waitForOwner: true); }
-        catch (Exception e) when (e is InvalidOperationException or TimeoutException or ClusterGoneException) { }
+        catch (Exception e) when (e is InvalidOperationException or TimeoutException or ClusterGoneException or QueueBusyException) { }
     }
 }
 return Total();

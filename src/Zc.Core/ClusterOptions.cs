@@ -9,8 +9,11 @@ public sealed record ClusterOptions
     /// <summary>Buffers in the cluster, shared out among its pools.</summary>
     public int BufferCount { get; init; } = 32768;
 
-    /// <summary>Queues the cluster can hold; each costs two rings sized for every buffer, 8 bytes a buffer.</summary>
+    /// <summary>Queues the cluster can hold, up to <see cref="QueueLimit"/>; each costs two rings sized for every buffer, 8 bytes a buffer.</summary>
     public int MaxQueues { get; init; } = 32;
+
+    /// <summary>The most queues any cluster can hold (a balancer's outputs included): 64.</summary>
+    public const int QueueLimit = Memory.ArenaLayout.MaxQueues;
 
     /// <summary>
     /// True: the buffers must be on 2 MiB hugepages, or creation fails saying how to reserve them.

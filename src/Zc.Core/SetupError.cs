@@ -12,8 +12,8 @@ namespace ZcFlow;
 public static class SetupError
 {
     /// <summary>True when <paramref name="e"/> is the user's or the host's doing, said well enough by its message.</summary>
-    public static bool Is(Exception e) => e is ArgumentException or IOException or InvalidDataException or InvalidOperationException
-        or TimeoutException or UnauthorizedAccessException or ClusterGoneException or ErrnoException;
+    public static bool Is(Exception e) => e is ZcFlowException or ArgumentException or IOException or InvalidDataException or InvalidOperationException
+        or TimeoutException or UnauthorizedAccessException;
 
     /// <summary>
     /// <paramref name="e"/>'s message as a user reads it: without what an <see cref="ArgumentException"/> adds for programmers,

@@ -42,7 +42,7 @@ internal sealed class ConsumerService(string queueName, IPacketConsumer consumer
             while (attached is null && !_stop.IsCancellationRequested)
             {
                 try { attached = AttachedQueue.Attach(queueName, TimeSpan.FromSeconds(0.5), waitForOwner: true); }
-                catch (Exception e) when (e is InvalidOperationException or TimeoutException or ClusterGoneException) { }
+                catch (Exception e) when (e is InvalidOperationException or TimeoutException or ClusterGoneException or QueueBusyException) { }
                 catch (Exception e)
                 {
                     logger.LogError("cannot consume {Queue}: {Reason}", queueName, SetupError.Describe(e));

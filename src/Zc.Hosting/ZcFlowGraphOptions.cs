@@ -1,7 +1,6 @@
 using ZcFlow.Distribution;
 using ZcFlow.Filters;
 using ZcFlow.Graphs;
-using ZcFlow.Memory;
 
 namespace ZcFlow.Hosting;
 
@@ -76,7 +75,7 @@ public sealed class ZcFlowGraphOptions
         Check(Inputs.All(i => i.Split(',', StringSplitOptions.RemoveEmptyEntries).Length > 0), nameof(Inputs), "each entry names one or more devices, comma separated");
         Check(Applications.All(n => n > 0), nameof(Applications), "each application has at least one queue");
         Check(Applications.Length <= 32, nameof(Applications), $"{Applications.Length} applications; up to 32");
-        Check(Applications.Sum() <= ArenaLayout.MaxQueues, nameof(Applications), $"{Applications.Sum()} queues; a balancer feeds up to {ArenaLayout.MaxQueues}");
+        Check(Applications.Sum() <= ClusterOptions.QueueLimit, nameof(Applications), $"{Applications.Sum()} queues; a balancer feeds up to {ClusterOptions.QueueLimit}");
         Check(Applications.Length <= 1 || BalancerMode.AllowsApplications(Mode), nameof(Applications), $"several applications need mode {BalancerMode.ApplicationModes}, not {Mode}");
         Check(Cores.All(c => c >= 0) && (Cores.Length <= 1 || Cores.Length == Math.Max(Inputs.Length, 1)), nameof(Cores), "one core number per input, or one for all");
         Check(QueueSlots is >= 2 and <= 1 << 20, nameof(QueueSlots), $"{QueueSlots}: 2 to {1 << 20}");

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace ZcFlow.Native;
 
 /// <summary>A failed system call: what was attempted, errno, its text and, where known, what to do.</summary>
-public sealed class ErrnoException : Exception
+public sealed class ErrnoException : ZcFlowException
 {
     public int Errno { get; }
 

@@ -10,7 +10,7 @@ namespace ZcFlow.Native;
 /// all of them; the one that does not (the futex syscall number) is chosen per architecture,
 /// and any other architecture is refused when this class is first used.
 /// </summary>
-public static unsafe partial class Libc
+internal static unsafe partial class Libc
 {
     private const string Lib = "libc";
 

@@ -6,7 +6,7 @@ namespace ZcFlow.Native;
 /// The socket calls of AF_PACKET and AF_XDP (linux/if_packet.h, linux/filter.h, poll.h),
 /// and <c>setns</c> for tests that work inside a network namespace of their own.
 /// </summary>
-public static unsafe partial class Libc
+internal static unsafe partial class Libc
 {
     public const int AF_PACKET = 17;
     public const int AF_XDP = 44;
@@ -87,7 +87,7 @@ public static unsafe partial class Libc
 
 /* linux/if_packet.h: struct sockaddr_ll (20 bytes) */
 [StructLayout(LayoutKind.Sequential)]
-public struct SockAddrLl
+internal struct SockAddrLl
 {
     public ushort Family;
     public ushort Protocol;      // network byte order
@@ -100,7 +100,7 @@ public struct SockAddrLl
 
 /* linux/if_packet.h: struct tpacket_req3 */
 [StructLayout(LayoutKind.Sequential)]
-public struct TpacketReq3
+internal struct TpacketReq3
 {
     public uint BlockSize;
     public uint BlockCount;
@@ -113,7 +113,7 @@ public struct TpacketReq3
 
 /* linux/if_packet.h: struct tpacket_block_desc with its tpacket_hdr_v1, the fields a reader needs */
 [StructLayout(LayoutKind.Explicit, Size = 48)]
-public struct TpacketBlockDesc
+internal struct TpacketBlockDesc
 {
     [FieldOffset(0)] public uint Version;
     [FieldOffset(4)] public uint OffsetToPriv;
@@ -126,7 +126,7 @@ public struct TpacketBlockDesc
 
 /* linux/if_packet.h: struct tpacket3_hdr (48 bytes) */
 [StructLayout(LayoutKind.Explicit, Size = 48)]
-public struct Tpacket3Hdr
+internal struct Tpacket3Hdr
 {
     [FieldOffset(0)] public uint NextOffset;
     [FieldOffset(4)] public uint Seconds;
@@ -143,7 +143,7 @@ public struct Tpacket3Hdr
 
 /* linux/if_packet.h: struct tpacket_stats_v3 */
 [StructLayout(LayoutKind.Sequential)]
-public struct TpacketStatsV3
+internal struct TpacketStatsV3
 {
     public uint Packets;
     public uint Drops;
@@ -152,7 +152,7 @@ public struct TpacketStatsV3
 
 /* linux/if_packet.h: struct packet_mreq */
 [StructLayout(LayoutKind.Sequential)]
-public struct PacketMreq
+internal struct PacketMreq
 {
     public int IfIndex;
     public ushort Type;
@@ -162,7 +162,7 @@ public struct PacketMreq
 
 /* linux/filter.h: struct sock_filter, the same as libpcap's struct bpf_insn */
 [StructLayout(LayoutKind.Sequential)]
-public struct BpfInstruction
+internal struct BpfInstruction
 {
     public ushort Code;
     public byte JumpTrue;
@@ -172,7 +172,7 @@ public struct BpfInstruction
 
 /* linux/filter.h: struct sock_fprog, the same as libpcap's struct bpf_program */
 [StructLayout(LayoutKind.Sequential)]
-public unsafe struct BpfProgram
+internal unsafe struct BpfProgram
 {
     public uint Length;
     public BpfInstruction* Instructions;
@@ -180,7 +180,7 @@ public unsafe struct BpfProgram
 
 /* poll.h: struct pollfd */
 [StructLayout(LayoutKind.Sequential)]
-public struct PollFd
+internal struct PollFd
 {
     public int Fd;
     public short Events;

@@ -6,7 +6,7 @@ namespace ZcFlow.Native;
 /// The part of libpcap ZcFlow uses: compiling tcpdump filter expressions to classic BPF, and
 /// running such a program over a packet in user space. No capture goes through libpcap.
 /// </summary>
-public static unsafe partial class Pcap
+internal static unsafe partial class Pcap
 {
     private const string Lib = "libpcap.so.0.8";
 

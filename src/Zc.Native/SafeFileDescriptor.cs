@@ -3,7 +3,7 @@ using Microsoft.Win32.SafeHandles;
 namespace ZcFlow.Native;
 
 /// <summary>An open file descriptor; releasing it closes it.</summary>
-public sealed class SafeFileDescriptor : SafeHandleZeroOrMinusOneIsInvalid
+internal sealed class SafeFileDescriptor : SafeHandleZeroOrMinusOneIsInvalid
 {
     public SafeFileDescriptor() : base(ownsHandle: true) { }
 

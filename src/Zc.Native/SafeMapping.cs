@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace ZcFlow.Native;
 
 /// <summary>An <c>mmap</c>ed region; releasing it unmaps it.</summary>
-public sealed class SafeMapping : SafeHandle
+internal sealed class SafeMapping : SafeHandle
 {
     public nuint Length { get; }
 

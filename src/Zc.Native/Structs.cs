@@ -5,7 +5,7 @@ namespace ZcFlow.Native;
 
 /* time.h: struct timespec */
 [StructLayout(LayoutKind.Sequential)]
-public struct Timespec
+internal struct Timespec
 {
     public long Seconds;
     public long Nanoseconds;
@@ -15,7 +15,7 @@ public struct Timespec
 
 /* sched.h: cpu_set_t (1024 CPUs) */
 [StructLayout(LayoutKind.Sequential)]
-public struct CpuSet
+internal struct CpuSet
 {
     public Bits Mask;
 
@@ -35,7 +35,7 @@ public struct CpuSet
  * ids, which ZcFlow does not read. Sized for the larger.
  */
 [StructLayout(LayoutKind.Explicit, Size = 144)]
-public struct Stat
+internal struct Stat
 {
     [FieldOffset(0)] public ulong Dev;
     [FieldOffset(8)] public ulong Ino;
@@ -44,7 +44,7 @@ public struct Stat
 
 /* linux/un.h: struct sockaddr_un */
 [StructLayout(LayoutKind.Sequential)]
-public unsafe struct SockaddrUn
+internal unsafe struct SockaddrUn
 {
     public const int PathCapacity = 108;
     public ushort Family;
@@ -53,7 +53,7 @@ public unsafe struct SockaddrUn
 
 /* bits/socket.h: struct msghdr (LP64) */
 [StructLayout(LayoutKind.Sequential)]
-public unsafe struct MsgHdr
+internal unsafe struct MsgHdr
 {
     public void* Name;
     public int NameLength;
@@ -66,7 +66,7 @@ public unsafe struct MsgHdr
 
 /* bits/types/struct_iovec.h: struct iovec */
 [StructLayout(LayoutKind.Sequential)]
-public unsafe struct IoVec
+internal unsafe struct IoVec
 {
     public void* Base;
     public nuint Length;
@@ -74,7 +74,7 @@ public unsafe struct IoVec
 
 /* bits/socket.h: struct cmsghdr (LP64), followed by its data at offset 16 */
 [StructLayout(LayoutKind.Sequential)]
-public struct CmsgHdr
+internal struct CmsgHdr
 {
     public nuint Length;
     public int Level;
@@ -83,7 +83,7 @@ public struct CmsgHdr
 
 /* bits/socket.h: struct ucred, what SO_PEERCRED returns (pid as seen from the caller's PID namespace) */
 [StructLayout(LayoutKind.Sequential)]
-public struct UCred
+internal struct UCred
 {
     public int Pid;
     public uint Uid;
@@ -92,7 +92,7 @@ public struct UCred
 
 /* sys/epoll.h: struct epoll_event as x86-64 packs it (12 bytes); ZcFlow never reads Data back, so on arm64 only its value differs */
 [StructLayout(LayoutKind.Sequential, Pack = 4)]
-public struct EpollEvent
+internal struct EpollEvent
 {
     public uint Events;
     public ulong Data;

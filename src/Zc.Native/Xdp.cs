@@ -8,7 +8,7 @@ namespace ZcFlow.Native;
 /// the detaching of a program a crashed process left behind. The rings themselves are read
 /// and written in C# (<see cref="XskRing"/>), as libxdp's header-only inline functions do in C.
 /// </summary>
-public static unsafe partial class Xdp
+internal static unsafe partial class Xdp
 {
     private const string Lib = "libxdp.so.1";
 
@@ -56,7 +56,7 @@ public static unsafe partial class Xdp
 
 /* xsk.h: struct xsk_umem_config */
 [StructLayout(LayoutKind.Sequential)]
-public struct XskUmemConfig
+internal struct XskUmemConfig
 {
     public uint FillSize;
     public uint CompletionSize;
@@ -67,7 +67,7 @@ public struct XskUmemConfig
 
 /* xsk.h: struct xsk_socket_config */
 [StructLayout(LayoutKind.Sequential)]
-public struct XskSocketConfig
+internal struct XskSocketConfig
 {
     public uint RxSize;
     public uint TxSize;
@@ -78,7 +78,7 @@ public struct XskSocketConfig
 
 /* xsk.h: struct xsk_ring_prod and xsk_ring_cons (the same fields) */
 [StructLayout(LayoutKind.Sequential)]
-public unsafe struct XskRing
+internal unsafe struct XskRing
 {
     public uint CachedProducer;
     public uint CachedConsumer;
@@ -92,7 +92,7 @@ public unsafe struct XskRing
 
 /* if_xdp.h: struct xdp_desc */
 [StructLayout(LayoutKind.Sequential)]
-public struct XdpDesc
+internal struct XdpDesc
 {
     public ulong Address;
     public uint Length;
@@ -101,7 +101,7 @@ public struct XdpDesc
 
 /* if_xdp.h: struct xdp_statistics */
 [StructLayout(LayoutKind.Sequential)]
-public struct XdpStatistics
+internal struct XdpStatistics
 {
     public ulong RxDropped;
     public ulong RxInvalidDescs;

@@ -106,14 +106,14 @@ public sealed class PackageTests : IDisposable
             long packets = 0, bytes = 0;
             var clock = System.Diagnostics.Stopwatch.StartNew();
             while (packets < Count && clock.Elapsed < TimeSpan.FromSeconds(60))
-                foreach (var queue in graph.Queues)
+                foreach (var queue in graph.ConsumerQueues.Select(q => q.Consumer))
                 {
                     int n = queue.ReceiveBurst(burst);
                     for (int i = 0; i < n; i++) bytes += burst[i].Length;
                     queue.ReleaseBurst(burst.AsSpan(0, n));
                     packets += n;
                 }
-            Console.WriteLine($"received {packets} packets {bytes} bytes over {graph.Queues.Count(q => q.Stats.Sent > 0)} queues");
+            Console.WriteLine($"received {packets} packets {bytes} bytes over {graph.ConsumerQueues.Count(q => q.Stats.Sent > 0)} queues");
             """);
         var run = Tools.Run("dotnet", "run", "--project", app, "-c", "Release", "--packages", Path.Combine(_dir, "packages"));
         Assert.True(run.Code == 0, $"the project that uses the packages failed:\n{run.Output}\n{run.Error}");

@@ -15,9 +15,18 @@ public class ReadmeCommandsTests
     // What a command may not need here: an interface, an ingress queue of a daemon on one, another user, hugepages.
     private static readonly string[] NeedsHardware = ["eth", "xdp:", "-D ", "-u ", "samples/Send "];
 
-    internal static IEnumerable<(int Line, string Program, string[] Args)> Commands()
+    internal static IEnumerable<(string Line, string Program, string[] Args)> Commands()
     {
-        string[] lines = File.ReadAllLines(Path.Combine(Tools.Repository!, "README.md"));
+        // The README, and the reference pages it links (docs/), whose commands a user copies as much.
+        string[] files = [Path.Combine(Tools.Repository!, "README.md"), .. Directory.GetFiles(Path.Combine(Tools.Repository!, "docs"), "*.md").Order()];
+        foreach (string file in files)
+            foreach (var command in Commands(file))
+                yield return command;
+    }
+
+    private static IEnumerable<(string Line, string Program, string[] Args)> Commands(string file)
+    {
+        string[] lines = File.ReadAllLines(file);
         bool shell = false;
         for (int i = 0; i < lines.Length; i++)
         {
@@ -29,7 +38,7 @@ public class ReadmeCommandsTests
             string program = words[5]["samples/".Length..];
             string[] args = words.SkipWhile(w => w != "--").Skip(1).ToArray();
             if (NeedsHardware.Any(h => line.Contains(h, StringComparison.Ordinal))) continue;
-            yield return (i + 1, program, args);
+            yield return ($"{Path.GetFileName(file)} line {i + 1}", program, args);
         }
     }
 
@@ -56,7 +65,7 @@ public class ReadmeCommandsTests
     public void EveryCommandThatNeedsNoHardware_RunsAsWritten()
     {
         var commands = Commands().ToList();
-        Assert.True(commands.Count >= 8, $"{commands.Count} commands found in the README");
+        Assert.True(commands.Count >= 8, $"{commands.Count} commands found in the README and docs/");
         Assert.Contains(commands, c => c.Program == "Balancer" && string.Join(' ', c.Args) == "-c 99 -n 2 -m 8 -p");   // the main job
         string dir = Path.Combine(Path.GetTempPath(), $"zcflow-readme-{Guid.NewGuid():N}");
         Directory.CreateDirectory(dir);
@@ -74,12 +83,12 @@ public class ReadmeCommandsTests
             // Owners of cluster 99 one at a time; then, while the main job runs, what reads its queues, one at a time.
             var owners = commands.Where(c => c.Program is "Balancer" or "ZSend").ToList();
             var readers = commands.Except(owners).ToList();
-            foreach ((int line, string program, string[] args) in owners) Check(line, program, Local(args), failures);
-            (int mainLine, string main, string[] mainArgs) = owners.First(c => c.Program == "Balancer" && string.Join(' ', c.Args) == "-c 99 -n 2 -m 8 -p");
+            foreach ((string line, string program, string[] args) in owners) Check(line, program, Local(args), failures);
+            (_, string main, string[] mainArgs) = owners.First(c => c.Program == "Balancer" && string.Join(' ', c.Args) == "-c 99 -n 2 -m 8 -p");
             using (ChildProcess owner = ChildProcess.Run(main, mainArgs))
             {
                 Listing.WaitForRunning(99, owner);
-                foreach ((int line, string program, string[] args) in readers) Check(line, program, Local(args), failures);
+                foreach ((string line, string program, string[] args) in readers) Check(line, program, Local(args), failures);
                 owner.Terminate();
                 Assert.Equal(0, owner.WaitForExit());
             }
@@ -92,9 +101,9 @@ public class ReadmeCommandsTests
     }
 
     // Runs one command: it ends by itself with 0, or runs four seconds without an error and ends with 0 on SIGTERM.
-    private static void Check(int line, string program, string[] args, List<string> failures)
+    private static void Check(string line, string program, string[] args, List<string> failures)
     {
-        string what = $"README line {line}: {program} {string.Join(' ', args)}";
+        string what = $"{line}: {program} {string.Join(' ', args)}";
         using ChildProcess p = ChildProcess.Run(program, args);
         var clock = Stopwatch.StartNew();
         while (!p.HasExited && clock.Elapsed < TimeSpan.FromSeconds(4)) Thread.Sleep(50);

@@ -13,7 +13,7 @@ namespace ZcFlow.Devices;
 /// for a count. Each frame carries a 64-bit sequence number at the start of its UDP payload.
 /// Frames are prebuilt per flow; a packet costs one copy into its buffer and the sequence stamp.
 /// </summary>
-public sealed class GeneratorDevice : IPacketSource
+internal sealed class GeneratorDevice : IPacketSource
 {
     /// <summary>Offset of the sequence number in every frame (after Ethernet, IPv4 and UDP headers).</summary>
     public const int SequenceOffset = 42;

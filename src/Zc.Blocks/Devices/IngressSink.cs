@@ -9,7 +9,7 @@ namespace ZcFlow.Devices;
 /// of another process's cluster (a Balancer's <c>-i Q</c>, as PF_RING's <c>zsend -i zc:99@0</c>). Each
 /// packet is copied into a spare buffer the cluster's owner stocked the queue with, and sent.
 /// </summary>
-public sealed class IngressSink : IPacketSink
+internal sealed class IngressSink : IPacketSink
 {
     private readonly AttachedQueue _attached;
     private readonly PacketHandle[] _spares = new PacketHandle[32];

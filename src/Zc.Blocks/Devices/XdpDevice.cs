@@ -21,7 +21,7 @@ namespace ZcFlow.Devices;
 /// 256 bytes (the kernel's XDP headroom) before a buffer's data, so the pool's buffers must hold
 /// at least 1792 bytes (<c>ClusterOptions.BufferSize</c>), the longest frame the kernel writes.
 /// </summary>
-public sealed unsafe class XdpDevice : IPacketSource, IPacketSink
+internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
 {
     private const uint ChunkSize = 2048;
     private const uint XdpPacketHeadroom = 256;

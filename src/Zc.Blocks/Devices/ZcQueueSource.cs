@@ -13,7 +13,7 @@ namespace ZcFlow.Devices;
 /// to attach again, so it goes on by itself once an owner of the same cluster id is back (a
 /// restarted Balancer). <see cref="Reattached"/> counts how often that happened.
 /// </summary>
-public sealed class ZcQueueSource : IPacketSource
+internal sealed class ZcQueueSource : IPacketSource
 {
     private static readonly long RetryPeriod = Stopwatch.Frequency / 10;
 
@@ -112,7 +112,7 @@ public sealed class ZcQueueSource : IPacketSource
             Volatile.Write(ref _reattached, _reattached + 1);
             return _attached;
         }
-        catch (Exception e) when (e is InvalidOperationException or TimeoutException or ClusterGoneException or ArgumentOutOfRangeException or InvalidDataException)
+        catch (Exception e) when (e is InvalidOperationException or TimeoutException or ClusterGoneException or QueueBusyException or ArgumentOutOfRangeException or InvalidDataException)
         {
             return null;
         }

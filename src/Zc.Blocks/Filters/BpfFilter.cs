@@ -100,7 +100,7 @@ public sealed unsafe class BpfFilter
     }
 
     /// <summary>The compiled instructions.</summary>
-    public ReadOnlySpan<BpfInstruction> Instructions => _program;
+    internal ReadOnlySpan<BpfInstruction> Instructions => _program;
 
     public override string ToString() => Expression;
 }

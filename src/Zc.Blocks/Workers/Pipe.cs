@@ -60,7 +60,7 @@ public interface IPipe
 /// Made with no output, a pipe is itself a packet source: the stage it feeds reads it on its own thread, with its pool,
 /// and no queue lies between them (a <see cref="Graphs.Topology"/> does this for stages given the same core).
 /// </summary>
-public sealed class Pipe<TStage> : IPipe, IPacketSource where TStage : struct, IStage
+internal sealed class Pipe<TStage> : IPipe, IPacketSource where TStage : struct, IStage
 {
     private const int Burst = 32;
 

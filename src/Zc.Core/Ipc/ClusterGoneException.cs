@@ -4,7 +4,7 @@ namespace ZcFlow.Ipc;
 /// The cluster a consumer is attached to is no longer served: its owner closed it, died, or
 /// was replaced by a new owner (a restart). Attach again to go on.
 /// </summary>
-public sealed class ClusterGoneException(uint clusterId, bool restarted, string message) : Exception(message)
+public sealed class ClusterGoneException(uint clusterId, bool restarted, string message) : ZcFlowException(message)
 {
     public uint ClusterId { get; } = clusterId;
 
@@ -13,4 +13,4 @@ public sealed class ClusterGoneException(uint clusterId, bool restarted, string 
 }
 
 /// <summary>The queue asked for already has a consumer (a queue has one at a time).</summary>
-public sealed class QueueBusyException(string message) : InvalidOperationException(message);
+public sealed class QueueBusyException(string message) : ZcFlowException(message);

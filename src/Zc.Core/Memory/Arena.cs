@@ -13,7 +13,7 @@ namespace ZcFlow.Memory;
 /// on its next access), grow it, or add seals of its own. A descriptor can be handed out
 /// read-only (<see cref="OpenReadOnly"/>): mapped with it, the memory cannot be written at all.
 /// </summary>
-public sealed unsafe class Arena : IDisposable
+internal sealed unsafe class Arena : IDisposable
 {
     private const int Seals = Libc.F_SEAL_SHRINK | Libc.F_SEAL_GROW | Libc.F_SEAL_SEAL;
 

@@ -21,7 +21,7 @@ namespace ZcFlow.Memory;
 ///   [..., QueueSize)    recycle ring: RingControl then RecycleCapacity slots
 /// </code>
 /// </summary>
-public static class ArenaLayout
+internal static class ArenaLayout
 {
     public const ulong Magic = 0x3130_574F_4C46_435A; // "ZCFLOW01" read as little-endian bytes
     public const uint Version = 5;
@@ -75,7 +75,7 @@ public static class ArenaLayout
 /// it: a process that attaches has the layout from the owner's reply over the socket.
 /// </summary>
 [StructLayout(LayoutKind.Explicit, Size = ArenaLayout.HeaderSize)]
-public struct ArenaHeader
+internal struct ArenaHeader
 {
     [FieldOffset(0)] public ulong Magic;
     [FieldOffset(8)] public uint Version;
@@ -106,7 +106,7 @@ public struct ArenaHeader
 
 /// <summary>A pool's entry in the directory: the buffers [FirstBuffer, FirstBuffer + Count), and how many are free.</summary>
 [StructLayout(LayoutKind.Explicit, Size = ArenaLayout.EntrySize)]
-public struct PoolEntry
+internal struct PoolEntry
 {
     [FieldOffset(0)] public uint State;
     [FieldOffset(4)] public uint FirstBuffer;
@@ -123,7 +123,7 @@ public struct PoolEntry
 /// can write it, so what it says of a queue is what the owner saw, whatever that queue's consumer did.
 /// </summary>
 [StructLayout(LayoutKind.Explicit, Size = ArenaLayout.QueueEntrySize)]
-public struct QueueEntry
+internal struct QueueEntry
 {
     [FieldOffset(0)] public uint State;
     [FieldOffset(4)] public uint Role;
@@ -154,7 +154,7 @@ public struct QueueEntry
 /// owner writes from time to time so that the listing can show them. Names say what the counters are.
 /// </summary>
 [StructLayout(LayoutKind.Explicit, Size = ArenaLayout.DeviceEntrySize)]
-public unsafe struct DeviceEntry
+internal unsafe struct DeviceEntry
 {
     public const int MaxName = 56;
 
@@ -177,7 +177,7 @@ public unsafe struct DeviceEntry
 /// word a passive consumer sets before it sleeps.
 /// </summary>
 [StructLayout(LayoutKind.Explicit, Size = ArenaLayout.RingControlSize)]
-public struct RingControl
+internal struct RingControl
 {
     // consumer-written
     [FieldOffset(0)] public ulong Head;
@@ -194,7 +194,7 @@ public struct RingControl
 
 /// <summary>The metadata in front of every packet buffer, PF_RING's <c>pfring_zc_pkt_buff</c> header.</summary>
 [StructLayout(LayoutKind.Explicit, Size = ArenaLayout.BufferHeaderSize)]
-public struct BufferHeader
+internal struct BufferHeader
 {
     [FieldOffset(0)] public uint Length;
     [FieldOffset(4)] public uint Hash;

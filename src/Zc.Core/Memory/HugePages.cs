@@ -1,7 +1,7 @@
 namespace ZcFlow.Memory;
 
 /// <summary>What the host offers in 2 MiB hugepages: the hugetlbfs mounts and the free page count.</summary>
-public static class HugePages
+internal static class HugePages
 {
     public const string EnableHint =
         "reserve pages with 'echo 512 > /proc/sys/vm/nr_hugepages' (ClusterOptions.RequireHugePages then insists on them)";
