@@ -36,7 +36,7 @@ internal static partial class ConsumersScenario
             int consumerCore = cores[^1];
             uint cluster = 0x5FA00000 + (uint)Environment.ProcessId % 0x100000;
             using Graph graph = GraphBuilder.Cluster(cluster).Options(new ClusterOptions { Warn = _ => { } })
-                .Input("gen:64?flows=1024").Applications(1).Balance(0, cores[0]);
+                .Input("gen:64?flows=1024").Applications(1).Balance(Distribution.HashMode.RoundRobin, cores[0]);
             string zcountDll = Path.Combine(AppContext.BaseDirectory, "ZCount.dll");
             var report = new Report(options);
             TcpdumpRows(options, report, graph, cluster, consumerCore, Path.Combine(dir, "libzcflow-pcap.so"));

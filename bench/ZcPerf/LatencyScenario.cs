@@ -151,7 +151,7 @@ internal static class LatencyScenario
         using Process child = Child(id, cores[^1], QueueWait.Passive, realtime: true);
         using Graph graph = GraphBuilder.Cluster(id).Options(new ClusterOptions { Warn = _ => { } })
             .Input($"gen:64?flows=64&rate={1_000_000_000L / GapNs}&count={Samples}").Applications(1).Lossless()
-            .DelayStart(TimeSpan.FromSeconds(1)).ActiveWait().Balance(0, cores[0]);
+            .DelayStart(TimeSpan.FromSeconds(1)).ActiveWait().Balance(Distribution.HashMode.RoundRobin, cores[0]);
         Attached(child);
         return Read(child);
     }

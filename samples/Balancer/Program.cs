@@ -91,11 +91,11 @@ string[][] inputs = cl.Strings('i') is { Count: > 0 } given
 if (inputs.Any(i => i.Length == 0)) cl.Fail("-i takes device names, comma separated");
 // As zbalance_ipc, an interface is captured in the receive direction only, unless -X (or the name says otherwise).
 inputs = [.. inputs.Select(i => i.Select(name => Device.WithOutgoing(name, cl.Has('X'))).ToArray())];
-int mode = (int)cl.Number('m', 0, 0, 8);
+var mode = (HashMode)cl.Number('m', 0, 0, 8);
 // -m 7: queue 0 for other EtherTypes and one queue per -M VLAN id; -n is not needed (and is ignored, as zbalance_ipc ignores it).
 int[] vlanQueues = [.. cl.Strings('M').Select(v => int.TryParse(v, out int id) && id is >= 0 and <= 4095 ? id : -1)];
 if (vlanQueues.Contains(-1)) cl.Fail("-M takes one VLAN id (0 to 4095) each: -M 10 -M 20");
-if (vlanQueues.Length > 0 && mode != 7) cl.Fail("-M maps VLAN ids to queues for -m 7");
+if (vlanQueues.Length > 0 && mode != HashMode.Vlan) cl.Fail("-M maps VLAN ids to queues for -m 7");
 if (vlanQueues.Distinct().Count() != vlanQueues.Length) cl.Fail("-M names a VLAN id twice");
 ushort etherType = VlanMap.DefaultEtherType;
 if (cl.String('Y') is { } y)
@@ -104,10 +104,10 @@ if (cl.String('Y') is { } y)
     bool hex = y.StartsWith("0x", StringComparison.OrdinalIgnoreCase);
     if (!ushort.TryParse(hex ? y[2..] : y, hex ? System.Globalization.NumberStyles.HexNumber : System.Globalization.NumberStyles.None, null, out etherType))
         cl.Fail($"-Y takes an EtherType, 34181 or 0x8585, not '{y}'");
-    if (mode != 7) cl.Fail("-Y is the EtherType of -m 7");
+    if (mode != HashMode.Vlan) cl.Fail("-Y is the EtherType of -m 7");
 }
 int[] apps;
-if (mode == 7)
+if (mode == HashMode.Vlan)
 {
     if (vlanQueues.Length is 0 or > 63) cl.Fail("-m 7 needs the VLAN ids of its queues: -M <vlan> for queue 1, another -M for queue 2, up to 63");
     apps = [vlanQueues.Length + 1];
@@ -118,11 +118,11 @@ else
     if (apps.Contains(0)) cl.Fail("-n takes queue counts, at least 1 each, for example -n 2,1");
     if (apps.Length > 32) cl.Fail($"-n names {apps.Length} applications; zbalance_ipc takes up to 32");
     if (apps.Length > 1 && !BalancerMode.AllowsApplications(mode))
-        cl.Fail($"several applications (-n {string.Join(',', apps)}) are balanced with -m 0, 1, 4, 5, 6 or 8; -m {mode} feeds one");
+        cl.Fail($"several applications (-n {string.Join(',', apps)}) are balanced with -m {BalancerMode.ApplicationModes}; -m {(int)mode} feeds one");
     if (apps.Sum() > ClusterOptions.QueueLimit) cl.Fail($"-n asks for {apps.Sum()} queues; a balancer feeds up to {ClusterOptions.QueueLimit} (zbalance_ipc allows 128 with -m 2 and with -m 1 over several applications)");
 }
 int queueCount = apps.Sum();
-if (mode == 6 && inputs.Length > 1) cl.Fail("-m 6 (input device i to queue i) takes one -i: aggregate the devices in it (-i eth0,eth1)");
+if (mode == HashMode.InterfaceIndex && inputs.Length > 1) cl.Fail("-m 6 (input device i to queue i) takes one -i: aggregate the devices in it (-i eth0,eth1)");
 (int Queue, int Version)? gtpControl = null;
 if (cl.String('G') is { } g)
 {
@@ -130,7 +130,7 @@ if (cl.String('G') is { } g)
     int q = parts.Length == 2 && int.TryParse(parts[0], out int n) && n >= 0 && n < queueCount ? n : -1;
     int v = parts.Length == 2 && int.TryParse(parts[1], out int n2) && n2 is 1 or 2 ? n2 : -1;
     if (q < 0 || v < 0) cl.Fail($"-G takes <queue>:<version>, a queue from 0 to {queueCount - 1} and GTP-C version 1 or 2, for example -G 0:2; not '{g}'");
-    if (mode != 4) cl.Fail("-G sends GTP-C to a queue of its own with -m 4");
+    if (mode != HashMode.Gtp) cl.Fail("-G sends GTP-C to a queue of its own with -m 4");
     gtpControl = (q, v);
 }
 int[] cores = (cl.String('g') ?? "").Split([':', ','], StringSplitOptions.RemoveEmptyEntries).Select(s => int.TryParse(s, out int c) ? c : -1).ToArray();
@@ -207,7 +207,7 @@ try
         .Filter(filters.Input)
         .Vlans(vlans)
         .Applications(apps)
-        .QueueSlots((int)cl.Number('q', 8192, 2, 1 << 20))
+        .QueueSlots((int)cl.Number('q', Topology.DefaultQueueSlots, 2, 1 << 20))
         .ActiveWait(cl.Has('a'))
         .Lossless(cl.Has('L'))
         .DelayStart(TimeSpan.FromSeconds(cl.Number('W', 0, 0, 3600)))
@@ -270,7 +270,7 @@ using (Prometheus.Serve(metricsPort))
     }
     foreach (IBalancer b in graph.Balancers)
     {
-        Console.WriteLine($"cluster {clusterId}: {string.Join(", ", b.Inputs.Select(i => i.Name))} -> mode {mode} -> " +
+        Console.WriteLine($"cluster {clusterId}: {string.Join(", ", b.Inputs.Select(i => i.Name))} -> mode {(int)mode} -> " +
                           $"zc:{clusterId}@{string.Join(",", b.Outputs.Select(q => q.Id))}");
         foreach (IngressQueueSource q in b.Inputs.OfType<IngressQueueSource>())
             Console.WriteLine($"  send into {q.Name} with: Send -i {q.Name}");

@@ -20,13 +20,13 @@ public sealed class ZcFlowGraphOptions
     public int[] Applications { get; set; } = [];
 
     /// <summary>The distribution (-m): 0 round-robin … 8 symmetric 5-tuple, as <see cref="BalancerMode"/>.</summary>
-    public int Mode { get; set; }
+    public HashMode Mode { get; set; }
 
     /// <summary>One core per balancer, or one for all (-g); none: not pinned.</summary>
     public int[] Cores { get; set; } = [];
 
     /// <summary>Slots per queue (-q), rounded up to a power of two.</summary>
-    public int QueueSlots { get; set; } = 8192;
+    public int QueueSlots { get; set; } = Topology.DefaultQueueSlots;
 
     /// <summary>Buffers each consumer may hold beyond its queue (-b).</summary>
     public int ConsumerBuffers { get; set; } = 16;
@@ -71,17 +71,17 @@ public sealed class ZcFlowGraphOptions
         {
             if (!ok) problems.Add($"{section}:{key}: {message}");
         }
-        Check(Mode is >= 0 and <= 8, nameof(Mode), $"{Mode} is not a mode: 0 to 8 (zbalance_ipc's -m)");
+        Check(Enum.IsDefined(Mode), nameof(Mode), $"{(int)Mode} is not a mode: 0 to 8 (zbalance_ipc's -m)");
         Check(Inputs.All(i => i.Split(',', StringSplitOptions.RemoveEmptyEntries).Length > 0), nameof(Inputs), "each entry names one or more devices, comma separated");
         Check(Applications.All(n => n > 0), nameof(Applications), "each application has at least one queue");
         Check(Applications.Length <= 32, nameof(Applications), $"{Applications.Length} applications; up to 32");
         Check(Applications.Sum() <= ClusterOptions.QueueLimit, nameof(Applications), $"{Applications.Sum()} queues; a balancer feeds up to {ClusterOptions.QueueLimit}");
-        Check(Applications.Length <= 1 || BalancerMode.AllowsApplications(Mode), nameof(Applications), $"several applications need mode {BalancerMode.ApplicationModes}, not {Mode}");
+        Check(Applications.Length <= 1 || BalancerMode.AllowsApplications(Mode), nameof(Applications), $"several applications need mode {BalancerMode.ApplicationModes}, not {(int)Mode}");
         Check(Cores.All(c => c >= 0) && (Cores.Length <= 1 || Cores.Length == Math.Max(Inputs.Length, 1)), nameof(Cores), "one core number per input, or one for all");
         Check(QueueSlots is >= 2 and <= 1 << 20, nameof(QueueSlots), $"{QueueSlots}: 2 to {1 << 20}");
         Check(ConsumerBuffers is >= 0 and <= 1 << 24, nameof(ConsumerBuffers), $"{ConsumerBuffers}: 0 to {1 << 24}");
         Check(VlanQueues.All(v => v is >= 0 and <= 4095) && VlanQueues.Distinct().Count() == VlanQueues.Length, nameof(VlanQueues), "VLAN ids from 0 to 4095, each once");
-        Check((Mode == 7) == (VlanQueues.Length > 0), nameof(VlanQueues), "mode 7, and only mode 7, maps VLAN ids to queues");
+        Check((Mode == HashMode.Vlan) == (VlanQueues.Length > 0), nameof(VlanQueues), "mode 7, and only mode 7, maps VLAN ids to queues");
         Check(GtpControl is null || ParseGtpControl() is not null, nameof(GtpControl), $"'{GtpControl}' is not <queue>:<version> with version 1 or 2");
         Check(TimePulseCore is null or >= 0, nameof(TimePulseCore), "a core number");
         Check(TimePulseResolutionNs is >= 0 and <= 1_000_000_000, nameof(TimePulseResolutionNs), "0 to 1,000,000,000");
@@ -109,7 +109,7 @@ public sealed class ZcFlowGraphOptions
         return builder
             .Filter(string.IsNullOrWhiteSpace(Filter) ? null : BpfFilter.Compile(Filter))
             .Vlans(Vlans is null ? null : VlanAllowList.Parse(Vlans))
-            .Applications(Mode == 7 ? [VlanQueues.Length + 1] : Applications.Length == 0 ? [1] : Applications)
+            .Applications(Mode == HashMode.Vlan ? [VlanQueues.Length + 1] : Applications.Length == 0 ? [1] : Applications)
             .QueueSlots(QueueSlots)
             .ActiveWait(ActiveWait)
             .Lossless(Lossless)

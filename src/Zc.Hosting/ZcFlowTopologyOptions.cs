@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Configuration;
+using ZcFlow.Distribution;
 using ZcFlow.Filters;
 using ZcFlow.Graphs;
 using ZcFlow.Stages;
@@ -30,7 +31,7 @@ public sealed class ZcFlowTopologyOptions
     public int BufferSize { get; set; } = ClusterOptions.BufferSizeForMtu(1500);
 
     /// <summary>Slots of each queue.</summary>
-    public int QueueSlots { get; set; } = 4096;
+    public int QueueSlots { get; set; } = Topology.DefaultQueueSlots;
 
     /// <summary>Busy-poll when idle, on every worker.</summary>
     public bool ActiveWait { get; set; }
@@ -67,6 +68,7 @@ public sealed class ZcFlowTopologyOptions
                 string path = m.Groups[1].Value, type = m.Groups[2].Value switch
                 {
                     "System.Int32" or "System.UInt32" or "System.Int64" => "a whole number",
+                    "ZcFlow.Distribution.HashMode" => "a mode: 0 to 8 (zbalance_ipc's -m)",
                     "System.Boolean" => "true or false",
                     var other => other,
                 };
@@ -109,7 +111,7 @@ public sealed class ZcFlowTopologyOptions
                     $"'{before}' is not an earlier stage whose output is one stream (a balancer's outputs are queues)");
             Check(stage.Balance is null || stage.Filter is null && stage.DelayUs == 0 && stage.To is null, key, "a balancer (Balance) has no Filter, DelayUs or To: its outputs are queues");
             Check(stage.Filter is null || stage.DelayUs == 0, key, "Filter or DelayUs, one per stage: chain two stages for both");
-            Check(stage.Balance is null or >= 0 and <= 8, $"{key}:{nameof(StageOptions.Balance)}", $"{stage.Balance} is not a mode: 0 to 8 (zbalance_ipc's -m)");
+            Check(stage.Balance is null || Enum.IsDefined(stage.Balance.Value), $"{key}:{nameof(StageOptions.Balance)}", $"{(int?)stage.Balance} is not a mode: 0 to 8 (zbalance_ipc's -m)");
             Check(stage.Queues.All(q => q > 0) && stage.Queues.Sum() <= 64, $"{key}:{nameof(StageOptions.Queues)}", "each application has at least one queue, 64 in all at most");
             Check(stage.DelayUs is >= 0 and <= 60_000_000, $"{key}:{nameof(StageOptions.DelayUs)}", $"{stage.DelayUs}: 0 to 60,000,000");
             Check(stage.IdleWaitUs is >= 0 and <= 60_000_000 && (stage.IdleWaitUs == 0 || stage.InTimeOrder), $"{key}:{nameof(StageOptions.IdleWaitUs)}", "0 to 60,000,000, and only with InTimeOrder");
@@ -138,7 +140,7 @@ public sealed class ZcFlowTopologyOptions
                 ? t.From(stage.FromNames)
                 : t.Merge([.. stage.AfterNames.Select(n => outputs[n])]);
             if (stage.InTimeOrder) input = input.InTimeOrder(TimeSpan.FromMicroseconds(stage.IdleWaitUs));
-            if (stage.Balance is int mode)
+            if (stage.Balance is HashMode mode)
             {
                 input.Balance(mode, stage.Queues.Length == 0 ? [1] : stage.Queues, core: stage.Core, name: stage.Name).ToQueues();
                 continue;
@@ -178,7 +180,7 @@ public sealed class StageOptions
     public int DelayUs { get; set; }
 
     /// <summary>Makes it a balancer with this zbalance_ipc mode (0 round-robin … 8 symmetric 5-tuple), over <see cref="Queues"/>.</summary>
-    public int? Balance { get; set; }
+    public HashMode? Balance { get; set; }
 
     /// <summary>With <see cref="Balance"/>: queues per application; none: one queue.</summary>
     public int[] Queues { get; set; } = [];

@@ -49,9 +49,9 @@ public class GraphTests
     public void AGraphWithoutInput_OrWithABadDevice_SaysWhy_AndLeavesNoCluster()
     {
         uint id = TestClusters.NextId();
-        Assert.Throws<InvalidOperationException>(() => GraphBuilder.Cluster(id).Balance(0));
+        Assert.Throws<InvalidOperationException>(() => GraphBuilder.Cluster(id).Balance(HashMode.RoundRobin));
         var e = Assert.Throws<ArgumentException>(() => GraphBuilder.Cluster(id).Options(new ClusterOptions { BufferCount = 256, UseHugePages = false, Warn = _ => { } })
-            .Input("gen:64", "nosuch0").Balance(1));
+            .Input("gen:64", "nosuch0").Balance(HashMode.IpHash));
         Assert.Contains("nosuch0", e.Message);
         Assert.Null(ZcFlow.Ipc.ClusterDirectory.Find(id));
     }

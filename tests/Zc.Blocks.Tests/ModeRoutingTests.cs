@@ -67,7 +67,7 @@ public class ModeRoutingTests
                 .Applications(applications)
                 .QueueSlots(512)
                 .Lossless()
-                .Balance(mode, options ?? new BalancerModeOptions());
+                .Balance((Distribution.HashMode)mode, options ?? new BalancerModeOptions());
             var got = graph.Queues.Select(_ => new List<byte[]>()).ToArray();
             var burst = new PacketHandle[32];
             var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -196,7 +196,7 @@ public class ModeRoutingTests
     {
         uint id = TestClusters.NextId();
         var e = Assert.Throws<ArgumentException>(() => GraphBuilder.Cluster(id).Options(new ClusterOptions { BufferCount = 256, UseHugePages = false, Warn = _ => { } })
-            .Input("gen:64").Applications(1, 1).Balance(mode));
+            .Input("gen:64").Applications(1, 1).Balance((Distribution.HashMode)mode));
         Assert.Contains($"mode {mode} feeds one application", e.Message);
         Assert.Null(ZcFlow.Ipc.ClusterDirectory.Find(id));
     }

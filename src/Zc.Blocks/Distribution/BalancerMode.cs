@@ -16,16 +16,16 @@ public static class BalancerMode
         "7 VLAN id under EtherType -Y to the queue -M names (other EtherTypes to queue 0), 8 symmetric 5-tuple";
 
     /// <summary>Modes that spread over the queues of several applications (<c>-n 2,3</c>); the others feed one.</summary>
-    public static bool AllowsApplications(int mode) => mode is 0 or 1 or 4 or 5 or 6 or 8;
+    public static bool AllowsApplications(HashMode mode) => mode is HashMode.RoundRobin or HashMode.IpHash or HashMode.Gtp or HashMode.Gre or HashMode.InterfaceIndex or HashMode.FiveTuple;
 
     /// <summary>The modes <see cref="AllowsApplications"/> allows, as messages name them.</summary>
     public const string ApplicationModes = "0, 1, 4, 5, 6 or 8";
 
     // The one check of several applications' mode, for every place that takes a mode and applications.
-    internal static void CheckApplications(int mode, int[] applications, string parameter)
+    internal static void CheckApplications(HashMode mode, int[] applications, string parameter)
     {
         if (applications.Length > 1 && !AllowsApplications(mode))
-            throw new ArgumentException($"mode {mode} feeds one application: several (-n {string.Join(',', applications)}) need mode {ApplicationModes}", parameter);
+            throw new ArgumentException($"mode {(int)mode} feeds one application: several (-n {string.Join(',', applications)}) need mode {ApplicationModes}", parameter);
     }
 
     /// <summary>
@@ -33,33 +33,33 @@ public static class BalancerMode
     /// which hold, in order, the queues of each application (<paramref name="queuesPerApplication"/>).
     /// Balancing modes pick one queue per application; modes 2 and 3 fan out over all the queues.
     /// </summary>
-    public static IBalancer Create(int mode, BufferPool pool, IReadOnlyList<IPacketSource> inputs, IReadOnlyList<EgressQueue> outputs,
+    public static IBalancer Create(HashMode mode, BufferPool pool, IReadOnlyList<IPacketSource> inputs, IReadOnlyList<EgressQueue> outputs,
         int[] queuesPerApplication, bool lossless = false, BalancerModeOptions? options = null)
     {
         options ??= new BalancerModeOptions();
         if (queuesPerApplication.Sum() != outputs.Count)
             throw new ArgumentException($"the applications have {queuesPerApplication.Sum()} queues, but {outputs.Count} were given", nameof(queuesPerApplication));
         CheckApplications(mode, queuesPerApplication, nameof(queuesPerApplication));
-        if (options.GtpControl is { } control && (mode != 4 || (uint)control.Queue >= (uint)outputs.Count))
-            throw new ArgumentException(mode != 4 ? "a GTP-C queue (-G) is for mode 4" : $"the GTP-C queue (-G) is {control.Queue}, but the queues are 0 to {outputs.Count - 1}", nameof(options));
+        if (options.GtpControl is { } control && (mode != HashMode.Gtp || (uint)control.Queue >= (uint)outputs.Count))
+            throw new ArgumentException(mode != HashMode.Gtp ? "a GTP-C queue (-G) is for mode 4" : $"the GTP-C queue (-G) is {control.Queue}, but the queues are 0 to {outputs.Count - 1}", nameof(options));
         IBalancer Each<T>(T d) where T : struct, IDistribution
             => new Balancer<PerApplication<T>>(pool, inputs, outputs, new PerApplication<T>(queuesPerApplication, d), lossless);
         IBalancer All<T>(T d) where T : struct, IDistribution
             => new Balancer<T>(pool, inputs, outputs, d, lossless);
         return mode switch
         {
-            0 => Each(new RoundRobin()),
-            1 => Each(new IpHash()),
-            2 => All(new FanOutAll()),
-            3 => All(new FanOutFirstRoundRobinRest()),
-            4 when options.GtpControl is { } gtpc => new Balancer<PerApplication<GtpHash>>(pool, inputs, outputs,
+            HashMode.RoundRobin => Each(new RoundRobin()),
+            HashMode.IpHash => Each(new IpHash()),
+            HashMode.FanOutAll => All(new FanOutAll()),
+            HashMode.FanOutFirstRoundRobinRest => All(new FanOutFirstRoundRobinRest()),
+            HashMode.Gtp when options.GtpControl is { } gtpc => new Balancer<PerApplication<GtpHash>>(pool, inputs, outputs,
                 new PerApplication<GtpHash>(queuesPerApplication, GtpPerApplication(queuesPerApplication, gtpc)), lossless),
-            4 => Each(new GtpHash()),
-            5 => Each(new GreHash()),
-            6 => Each(new InterfaceIndex()),
-            7 => All(VlanBalancer(options, outputs.Count)),
-            8 => Each(new FiveTupleHash()),
-            _ => throw new ArgumentOutOfRangeException(nameof(mode), mode, $"hash modes are 0 to 8: {Help}"),
+            HashMode.Gtp => Each(new GtpHash()),
+            HashMode.Gre => Each(new GreHash()),
+            HashMode.InterfaceIndex => Each(new InterfaceIndex()),
+            HashMode.Vlan => All(VlanBalancer(options, outputs.Count)),
+            HashMode.FiveTuple => Each(new FiveTupleHash()),
+            _ => throw new ArgumentOutOfRangeException(nameof(mode), (int)mode, $"hash modes are 0 to 8: {Help}"),
         };
     }
 

@@ -24,8 +24,8 @@ public sealed class GraphBuilder
     private readonly List<string[]> _inputs = [];
     private ClusterOptions _options = new();
     private int[] _applications = [1];
-    private int _slots = 4096;
-    private bool _lossless;
+    private int? _slots;       // unset: Topology's default
+    private bool _lossless;    // zbalance_ipc's: a full queue drops (Topology's graphs wait instead)
     private bool _activeWait;
     private TimeSpan _delay;
     private int? _consumerBuffers;
@@ -63,7 +63,7 @@ public sealed class GraphBuilder
         return this;
     }
 
-    /// <summary>Slots of each queue.</summary>
+    /// <summary>Slots of each queue (<see cref="Topology.DefaultQueueSlots"/> unless set).</summary>
     public GraphBuilder QueueSlots(int slots) { _slots = slots; return this; }
 
     /// <summary>
@@ -134,7 +134,7 @@ public sealed class GraphBuilder
 
     /// <summary>Builds and runs the graph with a distribution of your own (a struct: no call per packet is virtual).</summary>
     public Graph Balance<T>(T distribution, params int[] cores) where T : struct, IDistribution
-        => Build((pool, inputs, outputs) => new Balancer<PerApplication<T>>(pool, inputs, outputs, new PerApplication<T>(_applications, distribution), _lossless), cores);
+        => Build((pool, inputs, outputs, lossless) => new Balancer<PerApplication<T>>(pool, inputs, outputs, new PerApplication<T>(_applications, distribution), lossless), cores);
 
     /// <summary>
     /// Builds and runs the graph for two applications (<c>Applications(4, 2)</c>), each with a distribution of its own:
@@ -146,7 +146,7 @@ public sealed class GraphBuilder
     {
         RequireApplications(2);
         var distribution = new Applications<TFirst, TSecond>(first, _applications[0], second);
-        return Build((pool, inputs, outputs) => new Balancer<Applications<TFirst, TSecond>>(pool, inputs, outputs, distribution, _lossless), cores);
+        return Build((pool, inputs, outputs, lossless) => new Balancer<Applications<TFirst, TSecond>>(pool, inputs, outputs, distribution, lossless), cores);
     }
 
     /// <summary>As the two-application form, for three applications (<c>Applications(4, 2, 1)</c>): nProbe, Suricata and Zeek on one link.</summary>
@@ -156,7 +156,7 @@ public sealed class GraphBuilder
         RequireApplications(3);
         var distribution = new Applications<TFirst, Applications<TSecond, TThird>>(first, _applications[0],
             new Applications<TSecond, TThird>(second, _applications[1], third));
-        return Build((pool, inputs, outputs) => new Balancer<Applications<TFirst, Applications<TSecond, TThird>>>(pool, inputs, outputs, distribution, _lossless), cores);
+        return Build((pool, inputs, outputs, lossless) => new Balancer<Applications<TFirst, Applications<TSecond, TThird>>>(pool, inputs, outputs, distribution, lossless), cores);
     }
 
     private void RequireApplications(int distributions)
@@ -167,14 +167,14 @@ public sealed class GraphBuilder
     }
 
     /// <summary>Builds and runs the graph with a zbalance_ipc <c>-m</c> mode (<see cref="BalancerMode"/>).</summary>
-    public Graph Balance(int mode, params int[] cores) => Balance(mode, new BalancerModeOptions(), cores);
+    public Graph Balance(HashMode mode, params int[] cores) => Balance(mode, new BalancerModeOptions(), cores);
 
     /// <summary>Builds and runs the graph with a zbalance_ipc <c>-m</c> mode and what it needs (<c>-M</c>, <c>-Y</c>, <c>-G</c>).</summary>
-    public Graph Balance(int mode, BalancerModeOptions options, params int[] cores)
+    public Graph Balance(HashMode mode, BalancerModeOptions options, params int[] cores)
     {
         // The input device's index picks the queue: with several balancers the indexes would run on from one to the next.
-        if (mode == 6 && _inputs.Count > 1) throw new ArgumentException("mode 6 (input device i to queue i) takes one balancer: aggregate the devices into one input (-i eth0,eth1)", nameof(mode));
-        return Build((pool, inputs, outputs) => BalancerMode.Create(mode, pool, inputs, outputs, _applications, _lossless, options), cores);
+        if (mode == HashMode.InterfaceIndex && _inputs.Count > 1) throw new ArgumentException("mode 6 (input device i to queue i) takes one balancer: aggregate the devices into one input (-i eth0,eth1)", nameof(mode));
+        return Build((pool, inputs, outputs, lossless) => BalancerMode.Create(mode, pool, inputs, outputs, _applications, lossless, options), cores);
     }
 
     /// <summary>The name of an ingress queue among a balancer's devices.</summary>
@@ -183,24 +183,24 @@ public sealed class GraphBuilder
     /// <summary>Spares an ingress queue's application may hold beyond the queue's slots, as zbalance_ipc sizes them.</summary>
     private const int IngressSpares = 256;
 
-    private Graph Build(Func<BufferPool, IPacketSource[], EgressQueue[], IBalancer> make, int[] cores)
+    private Graph Build(Func<BufferPool, IPacketSource[], EgressQueue[], bool, IBalancer> make, int[] cores)
     {
         if (_inputs.Count == 0) throw new InvalidOperationException("the graph has no input: call Input(\"gen:64\") or name a device");
         if (cores.Length > 1 && cores.Length != _inputs.Count)
             throw new ArgumentException($"give one core for every balancer ({_inputs.Count}), or one for all", nameof(cores));
         int queues = _applications.Sum();
-        int slots = ZcCluster.QueueCapacity(_slots);
+        int slots = ZcCluster.QueueCapacity(_slots ?? Topology.DefaultQueueSlots);
         // With a quota per consumer, each balancer's pool holds every quota and its devices' share; else the count is split evenly.
         int? PoolSize(string[] names) => _consumerBuffers is not int extra ? null
             : queues * (slots + extra) + names.Sum(n => n == IngressQueue ? slots + IngressSpares : BuffersPerDevice);
-        Topology topology = Topology.Cluster(_id).Options(_options).QueueSlots(_slots).ActiveWait(_activeWait).Lossless(_lossless).DelayStart(_delay);
+        Topology topology = Topology.Cluster(_id).Options(_options).QueueSlots(_slots ?? Topology.DefaultQueueSlots).ActiveWait(_activeWait).Lossless(_lossless).DelayStart(_delay);
         try
         {
             if (_timePulse is { } pulse) topology.Clock = new TimePulse(pulse.Core, pulse.ResolutionNs);
             for (int b = 0; b < _inputs.Count; b++)
             {
                 // As zbalance_ipc numbers them: this balancer's ingress queues, then its outputs.
-                topology.From(_inputs[b]).Balance((pool, inputs, outputs, _) => make(pool, inputs, outputs), queues,
+                topology.From(_inputs[b]).Balance(make, queues,
                     cores.Length == 0 ? null : cores[cores.Length == 1 ? 0 : b], $"balancer {b}", Configure, PoolSize(_inputs[b])).ToQueues();
             }
             return topology.Run();

@@ -34,7 +34,7 @@ public sealed class Topology
     private readonly List<Node> _nodes = [];
     private readonly List<PacketStream> _streams = [];
     private ClusterOptions _options = new();
-    private int _slots = 4096;
+    private int _slots = DefaultQueueSlots;
     private bool _activeWait;
     private bool _lossless = true;
     private TimeSpan _delay;
@@ -53,7 +53,13 @@ public sealed class Topology
         return this;
     }
 
-    /// <summary>Slots of each queue (4096 by default).</summary>
+    /// <summary>
+    /// Slots of a queue unless a graph says otherwise, in <see cref="Topology"/>, <see cref="GraphBuilder"/> and the hosting options
+    /// alike: zbalance_ipc's <c>-q</c> default.
+    /// </summary>
+    public const int DefaultQueueSlots = 8192;
+
+    /// <summary>Slots of each queue (<see cref="DefaultQueueSlots"/> by default; at most the cluster's buffers).</summary>
     public Topology QueueSlots(int slots)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(slots, 1);
@@ -403,7 +409,7 @@ public sealed class PacketStream
     /// Spreads the packets over the streams of <paramref name="applications"/> (queues per application) by a zbalance_ipc
     /// <c>-m</c> mode (<see cref="BalancerMode"/>), with what the mode needs in <paramref name="options"/>.
     /// </summary>
-    public IReadOnlyList<PacketStream> Balance(int mode, int[] applications, BalancerModeOptions? options = null, int? core = null, string? name = null)
+    public IReadOnlyList<PacketStream> Balance(HashMode mode, int[] applications, BalancerModeOptions? options = null, int? core = null, string? name = null)
     {
         ApplicationQueues.Check(applications, nameof(applications));
         BalancerMode.CheckApplications(mode, applications, nameof(applications));
