@@ -182,7 +182,7 @@ internal sealed class ClusterServer : IDisposable
             };
             reply.Text = state switch
             {
-                ConsumerLink.State.Attached => $"queue {queue.Id} of cluster {_cluster.Id} already has a consumer, process {link.AttachedPid}",
+                ConsumerLink.State.Attached => $"queue {queue.Id} of cluster {_cluster.Id} already has a consumer, process {link.Pid}",
                 ConsumerLink.State.Internal => $"queue {queue.Id} of cluster {_cluster.Id} is internal: it carries packets between two stages of its owner's graph, "
                     + "and a consumer there would take them from the graph; attach to one of the queues the graph ends in (ZStat lists them)",
                 _ => $"queue {queue.Id} of cluster {_cluster.Id} still holds what its last consumer left; its owner takes that back when it next checks its consumers",

@@ -65,9 +65,6 @@ internal sealed unsafe class ConsumerLink(Arena memory, QueueEntry* entry)
         return null;
     }
 
-    /// <summary>The pid of the process attached now, for a refusal's message; 0 when none.</summary>
-    public int AttachedPid => Volatile.Read(ref _pid);
-
     /// <summary>The socket thread: the attached process's connection closed.</summary>
     public void Leave() => Interlocked.CompareExchange(ref _state, (int)State.Leaving, (int)State.Attached);
 
