@@ -84,19 +84,14 @@ if (cl.String('D') is { } userName && (user = ZcFlow.Native.Libc.LookUpUser(user
 // -d: the same program again in the background; this one relays its output until it is ready, then exits.
 if (cl.Has('d') && !Daemon.IsBackground) return Daemon.RunInBackground(arguments);
 bool debug = cl.Has('J');
-uint clusterId = (uint)cl.Number('c', 103, 0, uint.MaxValue);
+// The command line into zbalance_ipc's options: here only what the text says (numbers, lists, queue:device); what the
+// values mean together is checked once, by BalancerOptions.Problems, and told with the option's letter.
 string[][] inputs = cl.Strings('i') is { Count: > 0 } given
     ? [.. given.Select(i => i.Split(',', StringSplitOptions.RemoveEmptyEntries))]
-    : [["gen:64?flows=4096"]];
-if (inputs.Any(i => i.Length == 0)) cl.Fail("-i takes device names, comma separated");
+    : [[BalancerOptions.DefaultInput]];
 // As zbalance_ipc, an interface is captured in the receive direction only, unless -X (or the name says otherwise).
 inputs = [.. inputs.Select(i => i.Select(name => Device.WithOutgoing(name, cl.Has('X'))).ToArray())];
-var mode = (HashMode)cl.Number('m', 0, 0, 8);
-// -m 7: queue 0 for other EtherTypes and one queue per -M VLAN id; -n is not needed (and is ignored, as zbalance_ipc ignores it).
-int[] vlanQueues = [.. cl.Strings('M').Select(v => int.TryParse(v, out int id) && id is >= 0 and <= 4095 ? id : -1)];
-if (vlanQueues.Contains(-1)) cl.Fail("-M takes one VLAN id (0 to 4095) each: -M 10 -M 20");
-if (vlanQueues.Length > 0 && mode != HashMode.Vlan) cl.Fail("-M maps VLAN ids to queues for -m 7");
-if (vlanQueues.Distinct().Count() != vlanQueues.Length) cl.Fail("-M names a VLAN id twice");
+int[] vlanQueues = [.. cl.Strings('M').Select(v => int.TryParse(v, out int id) ? id : cl.Fail<int>($"-M takes one VLAN id each: -M 10 -M 20; not '{v}'"))];
 ushort etherType = VlanMap.DefaultEtherType;
 if (cl.String('Y') is { } y)
 {
@@ -104,51 +99,15 @@ if (cl.String('Y') is { } y)
     bool hex = y.StartsWith("0x", StringComparison.OrdinalIgnoreCase);
     if (!ushort.TryParse(hex ? y[2..] : y, hex ? System.Globalization.NumberStyles.HexNumber : System.Globalization.NumberStyles.None, null, out etherType))
         cl.Fail($"-Y takes an EtherType, 34181 or 0x8585, not '{y}'");
-    if (mode != HashMode.Vlan) cl.Fail("-Y is the EtherType of -m 7");
 }
-int[] apps;
-if (mode == HashMode.Vlan)
-{
-    if (vlanQueues.Length is 0 or > 63) cl.Fail("-m 7 needs the VLAN ids of its queues: -M <vlan> for queue 1, another -M for queue 2, up to 63");
-    apps = [vlanQueues.Length + 1];
-}
-else
-{
-    apps = (cl.String('n') ?? "1").Split(',').Select(s => int.TryParse(s, out int n) && n > 0 ? n : 0).ToArray();
-    if (apps.Contains(0)) cl.Fail("-n takes queue counts, at least 1 each, for example -n 2,1");
-    if (apps.Length > 32) cl.Fail($"-n names {apps.Length} applications; zbalance_ipc takes up to 32");
-    if (apps.Length > 1 && !BalancerMode.AllowsApplications(mode))
-        cl.Fail($"several applications (-n {string.Join(',', apps)}) are balanced with -m {BalancerMode.ApplicationModes}; -m {(int)mode} feeds one");
-    if (apps.Sum() > ClusterOptions.QueueLimit) cl.Fail($"-n asks for {apps.Sum()} queues; a balancer feeds up to {ClusterOptions.QueueLimit} (zbalance_ipc allows 128 with -m 2 and with -m 1 over several applications)");
-}
-int queueCount = apps.Sum();
-if (mode == HashMode.InterfaceIndex && inputs.Length > 1) cl.Fail("-m 6 (input device i to queue i) takes one -i: aggregate the devices in it (-i eth0,eth1)");
-(int Queue, int Version)? gtpControl = null;
-if (cl.String('G') is { } g)
-{
-    string[] parts = g.Split(':');
-    int q = parts.Length == 2 && int.TryParse(parts[0], out int n) && n >= 0 && n < queueCount ? n : -1;
-    int v = parts.Length == 2 && int.TryParse(parts[1], out int n2) && n2 is 1 or 2 ? n2 : -1;
-    if (q < 0 || v < 0) cl.Fail($"-G takes <queue>:<version>, a queue from 0 to {queueCount - 1} and GTP-C version 1 or 2, for example -G 0:2; not '{g}'");
-    if (mode != HashMode.Gtp) cl.Fail("-G sends GTP-C to a queue of its own with -m 4");
-    gtpControl = (q, v);
-}
-int[] cores = (cl.String('g') ?? "").Split([':', ','], StringSplitOptions.RemoveEmptyEntries).Select(s => int.TryParse(s, out int c) ? c : -1).ToArray();
+int[] apps = [.. (cl.String('n') ?? "1").Split(',').Select(s => int.TryParse(s, out int n) ? n : cl.Fail<int>($"-n takes queue counts, comma separated, for example -n 2,1; not '{s}'"))];
+(int Queue, int Version)? gtpControl = cl.String('G') is not { } g ? null
+    : g.Split(':') is [var gq, var gv] && int.TryParse(gq, out int gtpQueue) && int.TryParse(gv, out int gtpVersion) ? (gtpQueue, gtpVersion)
+    : cl.Fail<(int, int)>($"-G takes <queue>:<version>, for example -G 0:2; not '{g}'");
+int[] cores = [.. (cl.String('g') ?? "").Split([':', ','], StringSplitOptions.RemoveEmptyEntries).Select(s => int.TryParse(s, out int c) ? c : -1)];
 if (cores.Contains(-1)) cl.Fail("-g takes core numbers, one per -i, colon separated (for example -g 1:2)");
-int? pulseCore = null;
-if (cl.Has('S')) pulseCore = (int)cl.Number('S', 0, 0, 1023);
-long pulseResolution = cl.Number('R', 0, 0, 1_000_000_000);
-if (cl.Has('R') && !cl.Has('S')) cl.Fail("-R is the resolution of the time pulse: give -S <core> too");
-var egress = new List<(int Queue, string Device)>();
-foreach (string r in cl.Strings('r'))
-{
-    string[] parts = r.Split(':', 2);
-    int q = parts.Length == 2 && int.TryParse(parts[0], out int n) ? n : -1;
-    if (q < 0 || q >= queueCount || parts[1].Length == 0)
-        cl.Fail($"-r takes <queue>:<device> with a queue from 0 to {queueCount - 1}, for example -r 0:eth1; not '{r}'");
-    if (inputs.Length > 1) cl.Fail("-r takes one -i, as zbalance_ipc: with several balancers, each would send out of the device");
-    egress.Add((q, parts[1]));
-}
+(int Queue, string Device)[] egress = [.. cl.Strings('r').Select(r => r.Split(':', 2) is [var rq, var device] && int.TryParse(rq, out int n) ? (n, device)
+    : cl.Fail<(int, string)>($"-r takes <queue>:<device>, for example -r 0:eth1; not '{r}'"))];
 // -x 10,20: only frames with VLAN 10 or 20 in one of their tags, checked apart from -f.
 VlanAllowList? vlans = null;
 if (cl.String('x') is { } x)
@@ -162,9 +121,9 @@ var filterFiles = new List<(string File, int[]? Queues)>();
 foreach (string f in cl.Strings('f'))
 {
     int at = f.LastIndexOf('@');
-    int[]? queues = at < 0 ? null : f[(at + 1)..].Split(',').Select(q => int.TryParse(q, out int n) && n >= 0 && n < queueCount ? n : -1).ToArray();
+    int[]? queues = at < 0 ? null : [.. f[(at + 1)..].Split(',').Select(q => int.TryParse(q, out int n) ? n : -1)];
     if (queues is not null && (queues.Length == 0 || queues.Contains(-1)))
-        cl.Fail($"-f takes <file> or <file>@<queue>[,<queue>...] with queues from 0 to {queueCount - 1}; not '{f}'");
+        cl.Fail($"-f takes <file> or <file>@<queue>[,<queue>...]; not '{f}'");
     filterFiles.Add((at < 0 ? f : f[..at], queues));
 }
 (BpfFilter? Input, Dictionary<int, BpfFilter> Outputs) LoadFilters()
@@ -185,6 +144,18 @@ void ApplyFilters(Graph g, (BpfFilter? Input, Dictionary<int, BpfFilter> Outputs
         for (int i = 0; i < b.Outputs.Count; i++) b.SetOutputFilter(i, filters.Outputs.GetValueOrDefault(i));
     }
 }
+uint clusterId = 0;
+HashMode mode = default;
+// Each of BalancerOptions' options by its letter, for the messages of its problems.
+var letters = new Dictionary<string, char>
+{
+    [nameof(BalancerOptions.ClusterId)] = 'c', [nameof(BalancerOptions.Inputs)] = 'i', [nameof(BalancerOptions.Applications)] = 'n',
+    [nameof(BalancerOptions.Mode)] = 'm', [nameof(BalancerOptions.Cores)] = 'g', [nameof(BalancerOptions.QueueSlots)] = 'q',
+    [nameof(BalancerOptions.ConsumerBuffers)] = 'b', [nameof(BalancerOptions.Filter)] = 'f', [nameof(BalancerOptions.OutputFilters)] = 'f',
+    [nameof(BalancerOptions.Vlans)] = 'x', [nameof(BalancerOptions.VlanQueues)] = 'M', [nameof(BalancerOptions.VlanEtherType)] = 'Y',
+    [nameof(BalancerOptions.GtpControl)] = 'G', [nameof(BalancerOptions.TimePulseCore)] = 'S', [nameof(BalancerOptions.TimePulseResolutionNs)] = 'R',
+    [nameof(BalancerOptions.Egress)] = 'r', [nameof(BalancerOptions.DelayStart)] = 'W',
+};
 string? pidFile = cl.String('P');
 CancellationToken stop = CommandLine.StopSignal();
 // The console stats, as zbalance_ipc prints them with -v (and, here, with -p); never in the background or with -z.
@@ -195,23 +166,33 @@ Graph graph;
 RulesServer? rules = null;
 try
 {
-    var builder = GraphBuilder.Cluster(clusterId)
-        .Options(new ClusterOptions { RequireHugePages = cl.Has('u'), MaxQueues = ClusterOptions.QueueLimit })
-        .ConsumerBuffers((int)cl.Number('b', 16, 0, 1 << 24));
-    foreach (string[] devices in inputs) builder.Input(devices);
-    foreach ((int q, string device) in egress) builder.Egress(q, device);
     var filters = LoadFilters();
-    foreach ((int q, BpfFilter f) in filters.Outputs) builder.OutputFilter(q, f);
-    if (pulseCore is int pc) builder.TimePulse(pc, pulseResolution);
-    graph = builder
-        .Filter(filters.Input)
-        .Vlans(vlans)
-        .Applications(apps)
-        .QueueSlots((int)cl.Number('q', Topology.DefaultQueueSlots, 2, 1 << 20))
-        .ActiveWait(cl.Has('a'))
-        .Lossless(cl.Has('L'))
-        .DelayStart(TimeSpan.FromSeconds(cl.Number('W', 0, 0, 3600)))
-        .Balance(mode, new BalancerModeOptions { VlanQueues = vlanQueues, VlanEtherType = etherType, GtpControl = gtpControl }, cores);
+    var options = new BalancerOptions
+    {
+        ClusterId = (uint)cl.Number('c', BalancerOptions.DefaultClusterId, 0, uint.MaxValue),
+        Inputs = inputs,
+        Applications = apps,
+        Mode = (HashMode)cl.Number('m', 0, 0, 8),
+        Cores = cores,
+        QueueSlots = (int)cl.Number('q', Topology.DefaultQueueSlots, 2, 1 << 20),
+        ConsumerBuffers = (int)cl.Number('b', BalancerOptions.DefaultConsumerBuffers, 0, 1 << 24),
+        Filter = filters.Input,
+        OutputFilters = filters.Outputs,
+        Vlans = vlans,
+        VlanQueues = vlanQueues,
+        VlanEtherType = etherType,
+        GtpControl = gtpControl,
+        TimePulseCore = cl.Has('S') ? (int)cl.Number('S', 0, 0, 1023) : null,
+        TimePulseResolutionNs = cl.Number('R', 0, 0, 1_000_000_000),
+        Egress = egress,
+        Lossless = cl.Has('L'),
+        ActiveWait = cl.Has('a'),
+        RequireHugePages = cl.Has('u'),
+        DelayStart = TimeSpan.FromSeconds(cl.Number('W', 0, 0, 3600)),
+    };
+    if (options.Problems() is [var (option, message), ..]) cl.Fail($"-{letters[option]}: {message}");
+    (clusterId, mode, apps) = (options.ClusterId, options.Mode, [.. options.QueuesPerApplication]);
+    graph = options.Start();
     if (cl.Has('Z'))
     {
         Graph running = graph;

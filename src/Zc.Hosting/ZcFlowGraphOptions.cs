@@ -11,7 +11,7 @@ namespace ZcFlow.Hosting;
 public sealed class ZcFlowGraphOptions
 {
     /// <summary>The cluster id (-c).</summary>
-    public uint ClusterId { get; set; } = 103;
+    public uint ClusterId { get; set; } = BalancerOptions.DefaultClusterId;
 
     /// <summary>One balancer per entry, each a comma-separated list of devices it aggregates (-i); none: a generator.</summary>
     public string[] Inputs { get; set; } = [];
@@ -29,7 +29,7 @@ public sealed class ZcFlowGraphOptions
     public int QueueSlots { get; set; } = Topology.DefaultQueueSlots;
 
     /// <summary>Buffers each consumer may hold beyond its queue (-b).</summary>
-    public int ConsumerBuffers { get; set; } = 16;
+    public int ConsumerBuffers { get; set; } = BalancerOptions.DefaultConsumerBuffers;
 
     /// <summary>A BPF expression every input packet must match (what the file of -f holds).</summary>
     public string? Filter { get; set; }
@@ -66,53 +66,49 @@ public sealed class ZcFlowGraphOptions
     /// <summary>What is wrong with these options, each message naming its key under <paramref name="section"/>; empty when nothing is.</summary>
     public IReadOnlyList<string> Problems(string section)
     {
+        // What the text of a key says is checked here; what the values mean together, once, by BalancerOptions.
         var problems = new List<string>();
-        void Check(bool ok, string key, string message)
-        {
-            if (!ok) problems.Add($"{section}:{key}: {message}");
-        }
-        Check(Enum.IsDefined(Mode), nameof(Mode), $"{(int)Mode} is not a mode: 0 to 8 (zbalance_ipc's -m)");
-        Check(Inputs.All(i => i.Split(',', StringSplitOptions.RemoveEmptyEntries).Length > 0), nameof(Inputs), "each entry names one or more devices, comma separated");
-        Check(Applications.All(n => n > 0), nameof(Applications), "each application has at least one queue");
-        Check(Applications.Length <= 32, nameof(Applications), $"{Applications.Length} applications; up to 32");
-        Check(Applications.Sum() <= ClusterOptions.QueueLimit, nameof(Applications), $"{Applications.Sum()} queues; a balancer feeds up to {ClusterOptions.QueueLimit}");
-        Check(Applications.Length <= 1 || BalancerMode.AllowsApplications(Mode), nameof(Applications), $"several applications need mode {BalancerMode.ApplicationModes}, not {(int)Mode}");
-        Check(Cores.All(c => c >= 0) && (Cores.Length <= 1 || Cores.Length == Math.Max(Inputs.Length, 1)), nameof(Cores), "one core number per input, or one for all");
-        Check(QueueSlots is >= 2 and <= 1 << 20, nameof(QueueSlots), $"{QueueSlots}: 2 to {1 << 20}");
-        Check(ConsumerBuffers is >= 0 and <= 1 << 24, nameof(ConsumerBuffers), $"{ConsumerBuffers}: 0 to {1 << 24}");
-        Check(VlanQueues.All(v => v is >= 0 and <= 4095) && VlanQueues.Distinct().Count() == VlanQueues.Length, nameof(VlanQueues), "VLAN ids from 0 to 4095, each once");
-        Check((Mode == HashMode.Vlan) == (VlanQueues.Length > 0), nameof(VlanQueues), "mode 7, and only mode 7, maps VLAN ids to queues");
-        Check(GtpControl is null || ParseGtpControl() is not null, nameof(GtpControl), $"'{GtpControl}' is not <queue>:<version> with version 1 or 2");
-        Check(TimePulseCore is null or >= 0, nameof(TimePulseCore), "a core number");
-        Check(TimePulseResolutionNs is >= 0 and <= 1_000_000_000, nameof(TimePulseResolutionNs), "0 to 1,000,000,000");
-        Check(StatsIntervalSeconds >= 0, nameof(StatsIntervalSeconds), "0 or more");
-        try { if (Vlans is not null) VlanAllowList.Parse(Vlans); }
+        if (!Inputs.All(i => Devices(i).Length > 0)) problems.Add($"{section}:{nameof(Inputs)}: each entry names one or more devices, comma separated");
+        if (GtpControl is not null && ParseGtpControl() is null) problems.Add($"{section}:{nameof(GtpControl)}: '{GtpControl}' is not <queue>:<version>");
+        VlanAllowList? vlans = null;
+        BpfFilter? filter = null;
+        try { if (Vlans is not null) vlans = VlanAllowList.Parse(Vlans); }
         catch (ArgumentException e) { problems.Add($"{section}:{nameof(Vlans)}: {SetupError.Describe(e)}"); }
-        try { if (!string.IsNullOrWhiteSpace(Filter)) BpfFilter.Compile(Filter); }
+        try { if (!string.IsNullOrWhiteSpace(Filter)) filter = BpfFilter.Compile(Filter); }
         catch (Exception e) when (SetupError.Is(e)) { problems.Add($"{section}:{nameof(Filter)}: {SetupError.Describe(e)}"); }
+        problems.AddRange(ToBalancerOptions(filter, vlans).Problems().Select(p => $"{section}:{p.Option}: {p.Message}"));
+        if (StatsIntervalSeconds < 0) problems.Add($"{section}:{nameof(StatsIntervalSeconds)}: 0 or more");
         return problems;
     }
 
+    private static string[] Devices(string input) => input.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
     private (int Queue, int Version)? ParseGtpControl()
-        => GtpControl?.Split(':') is [var q, var v] && int.TryParse(q, out int queue) && queue >= 0 && int.TryParse(v, out int version) && version is 1 or 2
-            ? (queue, version) : null;
+        => GtpControl?.Split(':') is [var q, var v] && int.TryParse(q, out int queue) && int.TryParse(v, out int version) ? (queue, version) : null;
+
+    private BalancerOptions ToBalancerOptions(BpfFilter? filter, VlanAllowList? vlans, Action<string>? warn = null) => new()
+    {
+        ClusterId = ClusterId,
+        Inputs = Inputs.Length == 0 ? [[BalancerOptions.DefaultInput]] : [.. Inputs.Select(Devices)],
+        Applications = Applications.Length == 0 ? [1] : Applications,
+        Mode = Mode,
+        Cores = Cores,
+        QueueSlots = QueueSlots,
+        ConsumerBuffers = ConsumerBuffers,
+        Filter = filter,
+        Vlans = vlans,
+        VlanQueues = VlanQueues,
+        VlanEtherType = VlanEtherType,
+        GtpControl = ParseGtpControl(),
+        TimePulseCore = TimePulseCore,
+        TimePulseResolutionNs = TimePulseResolutionNs,
+        Lossless = Lossless,
+        ActiveWait = ActiveWait,
+        RequireHugePages = RequireHugePages,
+        Warn = warn,
+    };
 
     /// <summary>Builds and starts the graph these options describe; <paramref name="warn"/> hears what the cluster warns of.</summary>
     public Graph Build(Action<string>? warn = null)
-    {
-        var builder = GraphBuilder.Cluster(ClusterId)
-            .Options(new ClusterOptions { RequireHugePages = RequireHugePages, MaxQueues = 64, Warn = warn })
-            .ConsumerBuffers(ConsumerBuffers);
-        foreach (string input in Inputs.Length == 0 ? ["gen:64?flows=4096"] : Inputs)
-            builder.Input(input.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
-        if (TimePulseCore is int core) builder.TimePulse(core, TimePulseResolutionNs);
-        return builder
-            .Filter(string.IsNullOrWhiteSpace(Filter) ? null : BpfFilter.Compile(Filter))
-            .Vlans(Vlans is null ? null : VlanAllowList.Parse(Vlans))
-            .Applications(Mode == HashMode.Vlan ? [VlanQueues.Length + 1] : Applications.Length == 0 ? [1] : Applications)
-            .QueueSlots(QueueSlots)
-            .ActiveWait(ActiveWait)
-            .Lossless(Lossless)
-            .Balance(Mode, new BalancerModeOptions { VlanQueues = VlanQueues, VlanEtherType = VlanEtherType, GtpControl = ParseGtpControl() }, Cores);
-    }
+        => ToBalancerOptions(string.IsNullOrWhiteSpace(Filter) ? null : BpfFilter.Compile(Filter), Vlans is null ? null : VlanAllowList.Parse(Vlans), warn).Start();
 }

@@ -1,3 +1,6 @@
+using ZcFlow.Distribution;
+using ZcFlow.Filters;
+using ZcFlow.Graphs;
 using ZcFlow.Ipc;
 
 namespace ZcFlow.Tests;
@@ -168,17 +171,17 @@ public class BalancerOptionTests
     [InlineData("-g 1;2", "colon separated")]
     [InlineData("-k", "unknown option -k")]
     [InlineData("-N 2", "n2disk")]
-    [InlineData("-M 10", "-M maps VLAN ids to queues for -m 7")]
-    [InlineData("-m 7", "-m 7 needs the VLAN ids of its queues")]
-    [InlineData("-m 7 -M 10 -M 10", "-M names a VLAN id twice")]
-    [InlineData("-m 4 -n 2 -G 2:1", "-G takes <queue>:<version>, a queue from 0 to 1")]
-    [InlineData("-m 4 -n 2 -G 0:3", "GTP-C version 1 or 2")]
-    [InlineData("-m 1 -n 2 -G 0:1", "-G sends GTP-C to a queue of its own with -m 4")]
-    [InlineData("-m 2 -n 1,1", "-m 2 feeds one")]
+    [InlineData("-M 10", "-M: VLAN ids map to queues in mode 7 only")]
+    [InlineData("-m 7", "-M: mode 7 needs the VLAN id of each of its queues")]
+    [InlineData("-m 7 -M 10 -M 10", "-M: a VLAN id is named twice")]
+    [InlineData("-m 4 -n 2 -G 2:1", "-G: GTP-C goes to queue 2; a queue from 0 to 1")]
+    [InlineData("-m 4 -n 2 -G 0:3", "-G: GTP-C version 3; version 1 or 2")]
+    [InlineData("-m 1 -n 2 -G 0:1", "-G: a queue of its own for GTP-C is for mode 4 only")]
+    [InlineData("-m 2 -n 1,1", "-n: mode 2 feeds one application")]
     [InlineData("-n 1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1", "up to 32")]
-    [InlineData("-m 2 -n 100", "a balancer feeds up to 64")]
-    [InlineData("-m 6 -i gen:64 -i gen:64", "-m 6 (input device i to queue i) takes one -i")]
-    [InlineData("-R 1000", "give -S <core> too")]
+    [InlineData("-m 2 -n 100", "-n: 100 queues; a balancer feeds up to 64")]
+    [InlineData("-m 6 -i gen:64 -i gen:64", "-i: mode 6 (input device i to queue i) takes one input")]
+    [InlineData("-R 1000", "-R: a resolution for a time pulse that has no core")]
     [InlineData("-E tcp://127.0.0.1:1", "give -Z too")]
     [InlineData("-D nosuchuser", "no such user")]
     public void WhatItDoesNotDo_IsRefusedSayingWhy(string options, string why)
@@ -186,6 +189,24 @@ public class BalancerOptionTests
         using ChildProcess balancer = ChildProcess.Run("Balancer", [.. options.Split(' '), "-c", TestClusters.NextId()]);
         Assert.Equal(2, balancer.WaitForExit());
         Assert.Contains(why, balancer.Errors);
+    }
+
+    [Fact]
+    public void OneModelChecksTheOptions_AndEachProblemNamesItsOption()
+    {
+        Assert.Empty(new BalancerOptions().Problems());
+        Assert.Empty(new BalancerOptions { Mode = HashMode.Vlan, VlanQueues = [10, 20], GtpControl = null, Egress = [(2, "veth0")] }.Problems());
+        (string Option, string Message)[] Problems(BalancerOptions o) => [.. o.Problems()];
+        Assert.Equal([(nameof(BalancerOptions.Applications), "mode 2 feeds one application; several (1,1 queues) need mode 0, 1, 4, 5, 6 or 8")],
+            Problems(new BalancerOptions { Mode = HashMode.FanOutAll, Applications = [1, 1] }));
+        Assert.Equal([nameof(BalancerOptions.Egress), nameof(BalancerOptions.Egress)],
+            Problems(new BalancerOptions { Inputs = [["gen:64"], ["gen:64"]], Egress = [(1, "veth0")] }).Select(p => p.Option));
+        Assert.Equal([nameof(BalancerOptions.GtpControl)], Problems(new BalancerOptions { Mode = HashMode.Gtp, Applications = [3], GtpControl = (3, 1) }).Select(p => p.Option));
+        Assert.Equal([nameof(BalancerOptions.OutputFilters)], Problems(new BalancerOptions { OutputFilters = new Dictionary<int, BpfFilter> { [1] = BpfFilter.Compile("udp") } }).Select(p => p.Option));
+        Assert.Equal([nameof(BalancerOptions.DelayStart)], Problems(new BalancerOptions { DelayStart = TimeSpan.FromHours(2) }).Select(p => p.Option));
+        // Start refuses what Problems lists, naming the option, before it creates anything.
+        var e = Assert.Throws<ArgumentException>(() => new BalancerOptions { ClusterId = TestClusters.NextId(), Mode = HashMode.InterfaceIndex, Inputs = [["gen:64"], ["gen:64"]] }.Start());
+        Assert.Equal("Inputs: mode 6 (input device i to queue i) takes one input: aggregate the devices into it", e.Message);
     }
 
     [Fact]

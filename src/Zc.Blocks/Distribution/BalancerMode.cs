@@ -21,11 +21,14 @@ public static class BalancerMode
     /// <summary>The modes <see cref="AllowsApplications"/> allows, as messages name them.</summary>
     public const string ApplicationModes = "0, 1, 4, 5, 6 or 8";
 
-    // The one check of several applications' mode, for every place that takes a mode and applications.
+    /// <summary>Why <paramref name="mode"/> cannot feed these applications, or null when it can: the one message for every place that takes both.</summary>
+    internal static string? ApplicationsProblem(HashMode mode, IReadOnlyList<int> applications)
+        => applications.Count > 1 && !AllowsApplications(mode)
+            ? $"mode {(int)mode} feeds one application; several ({string.Join(',', applications)} queues) need mode {ApplicationModes}" : null;
+
     internal static void CheckApplications(HashMode mode, int[] applications, string parameter)
     {
-        if (applications.Length > 1 && !AllowsApplications(mode))
-            throw new ArgumentException($"mode {(int)mode} feeds one application: several (-n {string.Join(',', applications)}) need mode {ApplicationModes}", parameter);
+        if (ApplicationsProblem(mode, applications) is { } problem) throw new ArgumentException(problem, parameter);
     }
 
     /// <summary>

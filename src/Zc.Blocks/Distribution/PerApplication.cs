@@ -47,11 +47,11 @@ public struct PerApplication<TInner> : IDistribution where TInner : struct, IDis
 /// <summary>What every way of giving applications their queues checks.</summary>
 internal static class ApplicationQueues
 {
-    /// <summary>At least one application, each with at least one queue, and at most 64 queues in all.</summary>
+    /// <summary>At least one application, each with at least one queue, and at most ClusterOptions.QueueLimit queues in all.</summary>
     public static void Check(int[] queuesPerApplication, string parameter)
     {
         ArgumentNullException.ThrowIfNull(queuesPerApplication, parameter);
-        if (queuesPerApplication.Length == 0 || queuesPerApplication.Any(c => c < 1) || queuesPerApplication.Sum() > 64)
-            throw new ArgumentException("each application has at least one queue, and there are at most 64 in all", parameter);
+        if (queuesPerApplication.Length == 0 || queuesPerApplication.Any(c => c < 1) || queuesPerApplication.Sum() > ClusterOptions.QueueLimit)
+            throw new ArgumentException($"each application has at least one queue, and there are at most {ClusterOptions.QueueLimit} in all", parameter);
     }
 }

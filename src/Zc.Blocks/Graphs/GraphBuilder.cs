@@ -172,8 +172,7 @@ public sealed class GraphBuilder
     /// <summary>Builds and runs the graph with a zbalance_ipc <c>-m</c> mode and what it needs (<c>-M</c>, <c>-Y</c>, <c>-G</c>).</summary>
     public Graph Balance(HashMode mode, BalancerModeOptions options, params int[] cores)
     {
-        // The input device's index picks the queue: with several balancers the indexes would run on from one to the next.
-        if (mode == HashMode.InterfaceIndex && _inputs.Count > 1) throw new ArgumentException("mode 6 (input device i to queue i) takes one balancer: aggregate the devices into one input (-i eth0,eth1)", nameof(mode));
+        if (BalancerOptions.InterfaceIndexProblem(mode, _inputs.Count) is { } problem) throw new ArgumentException(problem, nameof(mode));
         return Build((pool, inputs, outputs, lossless) => BalancerMode.Create(mode, pool, inputs, outputs, _applications, lossless, options), cores);
     }
 
