@@ -8,8 +8,9 @@ using ZcFlow.Samples;
 // delaying, balancing, each on a core), so that a graph changes without a rebuild; --Key=value after the file overrides
 // a key (--ClusterId=12, --Stages:0:From=eth3). Runs until Ctrl-C/SIGTERM, or, when every input ends (files), until the
 // consumers have released every packet; stats every second with -p, and at the end.
-const string Usage = "usage: Topology <topology.json> [-p] [--Key=value ...]   (filter-and-merge.json, two-applications.json, pipeline-delay.json are examples)\n"
-    + "  -p  stats every second    --Key=value  overrides a key of the file, e.g. --ClusterId=12 --Stages:0:From=eth3";
+const string Usage = "usage: Topology <topology.json> [-p | --plan] [--Key=value ...]   (filter-and-merge.json, two-applications.json, pipeline-delay.json are examples)\n"
+    + "  -p  stats every second    --plan  print what would run where (threads, cores, queues, pools) and exit\n"
+    + "  --Key=value  overrides a key of the file, e.g. --ClusterId=12 --Stages:0:From=eth3";
 if (args.Length > 0 && args[0] is "-h" or "--help")
 {
     Console.WriteLine(Usage);
@@ -21,8 +22,8 @@ if (args.Length == 0 || !File.Exists(args[0]))
     Console.Error.WriteLine(Usage);
     return 2;
 }
-bool stats = args[1..].Contains("-p");
-IConfigurationRoot config = new ConfigurationBuilder().AddJsonFile(Path.GetFullPath(args[0])).AddCommandLine([.. args[1..].Where(a => a != "-p")]).Build();
+bool stats = args[1..].Contains("-p"), plan = args[1..].Contains("--plan");
+IConfigurationRoot config = new ConfigurationBuilder().AddJsonFile(Path.GetFullPath(args[0])).AddCommandLine([.. args[1..].Where(a => a is not ("-p" or "--plan"))]).Build();
 ZcFlowTopologyOptions options;
 try
 {
@@ -42,6 +43,11 @@ if (problems.Count != 0)
 Graph graph;
 try
 {
+    if (plan)
+    {
+        Console.Write(options.Plan());
+        return 0;
+    }
     graph = options.Build(w => Console.Error.WriteLine(w));
 }
 catch (Exception e) when (SetupError.Is(e))

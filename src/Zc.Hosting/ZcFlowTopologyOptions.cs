@@ -128,7 +128,12 @@ public sealed class ZcFlowTopologyOptions
     }
 
     /// <summary>Builds and starts the topology; <paramref name="warn"/> hears what the cluster warns of.</summary>
-    public Graph Build(Action<string>? warn = null)
+    public Graph Build(Action<string>? warn = null) => Declare(warn).Run();
+
+    /// <summary>What <see cref="Build"/> would create, without creating it: the threads, cores, queue ids and sizes (<see cref="TopologyPlan"/>).</summary>
+    public TopologyPlan Plan() => Declare(null).Plan();
+
+    private Topology Declare(Action<string>? warn)
     {
         Topology t = Topology.Cluster(ClusterId)
             .Options(new ClusterOptions { BufferCount = Buffers, BufferSize = BufferSize, Warn = warn })
@@ -152,7 +157,7 @@ public sealed class ZcFlowTopologyOptions
             else if (Stages.Any(s => s.AfterNames.Contains(stage.Name))) outputs[stage.Name!] = output;
             else output.ToQueue();
         }
-        return t.Run();
+        return t;
     }
 }
 

@@ -124,6 +124,16 @@ public class PipelineSampleTests
                     { "Name": "udp 1", "From": "pcap:{{prefix}}1.pcap", "Filter": "udp" },
                     { "Name": "collector", "After": "udp 0,udp 1", "Balance": 8, "Queues": [ 2 ] } ] }
                 """);
+            // --plan: what would run where, and nothing created.
+            using (ChildProcess plan = ChildProcess.Run("Topology", [prefix + "graph.json", "--plan"]))
+            {
+                Assert.Equal(0, plan.WaitForExit());
+                Assert.Contains($"cluster {id}: 4096 buffers of 1536 bytes, 4 queues of 4096 slots; consumers attach to zc:{id}@0, zc:{id}@1", plan.Output);
+                Assert.Contains($"thread 0 (core {core}):", plan.Output);
+                Assert.Contains($"  'udp 0' reads pcap:{prefix}0.pcap into a pool of 2048 buffers -> zc:{id}@2", plan.Output);
+                Assert.Contains($"'collector' takes zc:{id}@2, zc:{id}@3 (a relay) -> zc:{id}@0, zc:{id}@1", plan.Output);
+                Assert.DoesNotContain(ClusterDirectory.List(), c => c.Id == id);
+            }
             using ChildProcess topology = ChildProcess.Run("Topology", [prefix + "graph.json"]);
             Assert.Equal($"running 3 stages in cluster {id}; consumers attach to zc:{id}@0, zc:{id}@1", topology.WaitFor("running"));
             List<uint>[] seen = ReadBoth(id, Udp);

@@ -201,6 +201,57 @@ public class TopologyTests
         }
     }
 
+    // The plan is worked out before anything is created, and Run carries out that plan: the same threads, queue ids and pools.
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ThePlan_SaysWhatRunsWhere_BeforeAnythingExists_AndRunMakesJustThat(bool oneCore)
+    {
+        uint id = TestClusters.NextId();
+        int? core = oneCore ? ZcFlow.Workers.CpuAffinity.AllowedCores()[^1] : null;
+        var t = Topology.Cluster(id).Options(Small).QueueSlots(512);
+        PacketStream a = t.From("gen:64?count=3000").Filter(BpfFilter.Compile("udp"), core, "fa");
+        PacketStream b = t.From("gen:64?count=3000").Filter(BpfFilter.Compile("udp"), core, "fb");
+        int[] queues = t.Merge(a, b).Balance(new FiveTupleHash(), 3, core, "balancer").ToQueues();
+
+        TopologyPlan plan = t.Plan();
+        Assert.DoesNotContain(ClusterDirectory.List(), c => c.Id == id);
+        Assert.Equal([0, 1, 2], queues);
+        Assert.Equal([0, 1, 2], plan.ConsumerQueues);
+        if (oneCore)
+        {
+            // One core: both filters fused into the balancer, which reads the devices into one pool; no queue between them.
+            TopologyPlan.Stage balancer = Assert.Single(plan.Stages);
+            Assert.Equal(["fa", "fb"], balancer.Fused.Select(f => f.Name));
+            Assert.True(balancer.Reads);
+            Assert.Equal(4096, balancer.PoolBuffers);
+            Assert.Equal(3, plan.QueueCount);
+            Assert.Equal(core, Assert.Single(plan.Threads).Core);
+            Assert.Contains($"'balancer' reads gen:64?count=3000, gen:64?count=3000 into a pool of 4096 buffers, fused: 'fa', 'fb' -> zc:{id}@0, zc:{id}@1, zc:{id}@2", plan.ToString());
+        }
+        else
+        {
+            // No cores: three threads; each filter reads into half the buffers and feeds a queue the balancer's relay takes.
+            Assert.Equal(["fa", "fb", "balancer"], plan.Stages.Select(s => s.Node.Name));
+            Assert.Equal([2048, 2048, 0], plan.Stages.Select(s => s.PoolBuffers));
+            Assert.Equal([[3], [4], [0, 1, 2]], plan.Stages.Select(s => s.OutputQueues));
+            Assert.Equal([3, 4], plan.Stages[2].InputQueues);
+            Assert.Equal(5, plan.QueueCount);
+            Assert.Equal(3, plan.Threads.Length);
+            Assert.Contains($"'balancer' takes zc:{id}@3, zc:{id}@4 (a relay) -> zc:{id}@0, zc:{id}@1, zc:{id}@2", plan.ToString());
+        }
+        Assert.Equal(512, plan.QueueSlots);
+
+        using Graph graph = t.Run();
+        ClusterInfo info = ClusterDirectory.List().Single(c => c.Id == id);
+        Assert.Equal(plan.QueueCount, info.Queues.Count);
+        Assert.All(info.Queues, q => Assert.Equal(512, q.Capacity));
+        Assert.Equal(plan.Stages.Where(s => s.Reads).Select(s => s.PoolBuffers), info.Pools.Where(p => p.Count > 0).Select(p => p.Count));
+        List<uint>[] seen = Drain(graph, queues, 2 * 3000, numbered: false);
+        Assert.Equal(2 * 3000, seen.Sum(q => q.Count));
+        Assert.Throws<InvalidOperationException>(() => t.Plan());   // run once
+    }
+
     [Fact]
     public void AGraphThatDoesNotHoldTogether_IsRefusedBeforeAnythingRuns_NamingTheStage()
     {

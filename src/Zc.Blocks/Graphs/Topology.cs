@@ -2,7 +2,6 @@ using ZcFlow.Buffers;
 using ZcFlow.Devices;
 using ZcFlow.Distribution;
 using ZcFlow.Filters;
-using ZcFlow.Memory;
 using ZcFlow.Queues;
 using ZcFlow.Stages;
 using ZcFlow.Workers;
@@ -112,150 +111,24 @@ public sealed class Topology
         return Add(merged);
     }
 
-    /// <summary>Checks the graph, creates the cluster, its pools and queues, opens the devices and starts every stage's worker.</summary>
-    public Graph Run()
+    /// <summary>
+    /// What <see cref="Run"/> would create, worked out and checked without creating anything: which stages run on which
+    /// thread and core (and which are fused into the stage that reads for them), the queue ids, the pools' sizes and the
+    /// cluster's. Print it to see the graph (<c>samples/Topology --plan</c>).
+    /// </summary>
+    public TopologyPlan Plan()
     {
         ThrowIfRan();
         Check();
+        return new TopologyPlan(_id, _options, _slots, _lossless, _activeWait, _delay, _nodes, _streams, _queues);
+    }
+
+    /// <summary>Checks the graph, creates the cluster, its pools and queues, opens the devices and starts every stage's worker (<see cref="Plan"/>, carried out).</summary>
+    public Graph Run()
+    {
+        TopologyPlan plan = Plan();
         _ran = true;
-        // A pipe that reads devices (or pipes fused into it) and is all a stage on its own core takes, with others like it,
-        // is fused into that stage: read on its thread, into its pool, with no queue between them.
-        var fused = new HashSet<Node>();
-        bool Reads(Node n) => n.Input.Devices.Length != 0 || n.Input.Sources.All(s => fused.Contains(s.Node));
-        foreach (Node n in _nodes)
-            if (n.Core is not null && n.Input.Sources.Length != 0
-                && n.Input.Sources.All(s => s.Node.Kind == NodeKind.Pipe && s.Node.Core == n.Core && !s.Node.Delayed && Reads(s.Node)))
-                foreach (var s in n.Input.Sources) fused.Add(s.Node);
-        Node[] running = [.. _nodes.Where(n => !fused.Contains(n))];
-
-        // Queue ids: the consumers' and ingress queues as declared, then the queues between stages.
-        var internalQueues = new Dictionary<(Node, int), int>();
-        foreach (Node n in running)
-            for (int o = 0; o < n.Outputs.Length; o++)
-                if (n.Outputs[o].QueueId < 0 && n.Outputs[o].Egress is null || n.Kind == NodeKind.Balancer && n.Outputs[o].Egress is not null)
-                    internalQueues[(n, o)] = _queues + internalQueues.Count;
-        int queueCount = _queues + internalQueues.Count;
-        if (queueCount > ArenaLayout.MaxQueues)
-            throw new InvalidOperationException($"the graph needs {queueCount} queues ({_queues} for consumers and inputs, {internalQueues.Count} between stages); a cluster has at most {ArenaLayout.MaxQueues}");
-
-        Node[] readers = [.. running.Where(Reads)];
-        int shared = readers.Count(n => n.PoolBuffers is null);
-        int bufferCount = readers.Sum(n => n.PoolBuffers ?? 0) + (shared == 0 ? 0 : _options.BufferCount);
-        bool xdp = _nodes.Any(n => n.Input.Devices.Any(XdpDevice.IsName)) || _streams.Any(s => s.Egress is { } e && XdpDevice.IsName(e));
-        ZcCluster cluster = ZcCluster.Create(_id, _options with
-        {
-            BufferSize = xdp ? Math.Max(_options.BufferSize, XdpDevice.MinBufferSize) : _options.BufferSize,
-            BufferCount = bufferCount,
-            MaxQueues = Math.Max(_options.MaxQueues, queueCount),
-        });
-        var balancers = new List<IBalancer>();
-        var pipes = new List<IPipe>();
-        var opened = new List<IDisposable>();
-        var workers = new List<ZcWorker>();
-        try
-        {
-            var queues = new QueueEnd[queueCount];
-            var ingress = new HashSet<int>(_streams.SelectMany(s => s.Ingress).Where(q => q >= 0));
-            int slots = Math.Min(_slots, cluster.BufferCount);
-            for (int q = 0; q < queueCount; q++)
-                queues[q] = ingress.Contains(q) ? cluster.CreateIngressQueue(slots) : cluster.CreateQueue(slots);
-            EgressQueue QueueOf(Node n, int o) => (EgressQueue)queues[internalQueues.TryGetValue((n, o), out int q) ? q : n.Outputs[o].QueueId];
-
-            var finished = new Dictionary<Node, Func<bool>>();
-            uint device = 0;
-            // The sources of a stage that reads: its devices, or the pipes fused into it, which read theirs into the same pool.
-            List<IPacketSource> Open(Node n, BufferPool pool)
-            {
-                var sources = new List<IPacketSource>();
-                PacketStream input = n.Input;
-                for (int i = 0; i < input.Devices.Length; i++, device++)
-                {
-                    IPacketSource source = input.Ingress[i] >= 0
-                        ? new IngressQueueSource((IngressQueue)queues[input.Ingress[i]], pool, device, $"zc:{_id}@{input.Ingress[i]}")
-                        : Device.OpenSource(input.Devices[i], pool, device);
-                    opened.Add(source);
-                    sources.Add(source);
-                }
-                foreach ((Node pipe, _) in input.Sources)
-                {
-                    var read = (IPacketSource)pipe.MakePipe!(pool, [.. Open(pipe, pool)], null, null, pipe.Input.ByTime, pipe.Input.IdleWait);
-                    pipes.Add((IPipe)read);
-                    sources.Add(read);
-                }
-                return sources;
-            }
-            IEnumerable<int> IngressOf(Node n) => n.Input.Ingress.Where(q => q >= 0).Concat(n.Input.Sources.SelectMany(s => IngressOf(s.Node)));
-            int DevicesOf(Node n) => n.Input.Ingress.Count(q => q < 0) + n.Input.Sources.Sum(s => DevicesOf(s.Node));
-            foreach (Node n in running)
-            {
-                PacketStream input = n.Input;
-                BufferPool pool;
-                List<IPacketSource> sources;
-                if (Reads(n))
-                {
-                    // An ingress queue's spares are buffers of the pool in memory of their own (the one part of the cluster
-                    // its application may write), a share of the pool like each device's.
-                    IngressQueue[] spares = [.. IngressOf(n).Select(q => (IngressQueue)queues[q])];
-                    int buffers = n.PoolBuffers ?? (_options.BufferCount / shared), users = spares.Length + DevicesOf(n);
-                    pool = cluster.CreatePool(buffers, spares, spares.Length == 0 ? null : buffers / users);
-                    sources = Open(n, pool);
-                }
-                else
-                {
-                    pool = cluster.CreateRelay([.. input.Sources.Select(s => QueueOf(s.Node, s.Output))]);
-                    sources = [.. input.Sources.Select((s, i) => new StreamSource(pool, i, s.Node.Name, finished[s.Node]))];
-                }
-                if (n.Kind == NodeKind.Balancer)
-                {
-                    IBalancer balancer = n.MakeBalancer!(pool, [.. sources], [.. Enumerable.Range(0, n.Outputs.Length).Select(o => QueueOf(n, o))], _lossless);
-                    balancers.Add(balancer);
-                    for (int o = 0; o < n.Outputs.Length; o++)
-                        if (n.Outputs[o].Egress is { } name) balancer.SetEgress(o, Device.OpenSink(name, pool));
-                    n.Configure?.Invoke(balancer, pool);
-                    finished[n] = () => balancer.Finished;
-                    n.Worker = balancer.DoWork;
-                }
-                else
-                {
-                    IPacketSink? sink = n.Outputs[0].Egress is { } name ? Keep(Device.OpenSink(name, pool)) : null;
-                    IPipe pipe = n.MakePipe!(pool, [.. sources], sink is null ? QueueOf(n, 0) : null, sink, input.ByTime, input.IdleWait);
-                    pipes.Add(pipe);
-                    finished[n] = () => pipe.Finished;
-                    n.Worker = pipe.DoWork;
-                }
-            }
-            if (_delay > TimeSpan.Zero) Thread.Sleep(_delay);
-            // Stages given the same core share one thread and take turns: two threads spinning on one core would each wait
-            // out the other's time slice. A stage given no core has a thread of its own, placed by the system.
-            foreach (Node[] group in running.GroupBy(n => n.Core ?? -1 - _nodes.IndexOf(n)).Select(g => g.ToArray()))
-            {
-                Func<int>[] turns = [.. group.Select(n => n.Worker!)];
-                Func<int> work = turns.Length == 1 ? turns[0] : () =>
-                {
-                    int moved = 0;
-                    foreach (Func<int> turn in turns) moved += turn();
-                    return moved;
-                };
-                workers.Add(ZcWorker.Start(string.Join(", ", group.Select(n => n.Name)), work, new WorkerOptions { Core = group[0].Core, ActiveWait = _activeWait }));
-            }
-            return new Graph(cluster, balancers, pipes, workers, Clock, [.. _streams.Where(s => s.QueueId >= 0).Select(s => (EgressQueue)queues[s.QueueId]).OrderBy(q => q.Id)]);
-        }
-        catch
-        {
-            foreach (ZcWorker w in workers) w.Dispose();
-            Clock?.Dispose();
-            foreach (IDisposable d in opened) d.Dispose();
-            foreach (IBalancer b in balancers)
-                foreach (IPacketSink? sink in b.Egress) sink?.Dispose();
-            cluster.Dispose();
-            throw;
-        }
-
-        T Keep<T>(T sink) where T : IDisposable
-        {
-            opened.Add(sink);
-            return sink;
-        }
+        return TopologyRunner.Run(plan, Clock);
     }
 
     /// <summary>A time pulse the graph's stages read, disposed with the graph.</summary>
@@ -282,36 +155,58 @@ public sealed class Topology
 
     internal int NextQueue() => _queues++;
 
-    internal Node AddNode(NodeKind kind, string? name, int? core, PacketStream input, int outputs, string? what = null)
+    // Names, checks and registers a stage made by `make`, which takes the stage's name.
+    internal T AddNode<T>(string kind, string? name, int? core, PacketStream input, string? what, Func<string, T> make) where T : Node
     {
         ThrowIfRan();
         if (input.Topology != this) throw new ArgumentException($"{input.Describe()} belongs to another topology", nameof(input));
-        name ??= $"{(kind == NodeKind.Balancer ? "balancer" : "stage")} {_nodes.Count}{(what is null ? "" : $" ({what})")}";
+        name ??= $"{kind} {_nodes.Count}{(what is null ? "" : $" ({what})")}";
         if (core is < 0 || core >= Environment.ProcessorCount)
             throw new ArgumentOutOfRangeException(nameof(core), core, $"{name}: core {core}, but this machine has cores 0 to {Environment.ProcessorCount - 1}");
         if (_nodes.Any(n => n.Name == name)) throw new ArgumentException($"two stages are named '{name}'", nameof(name));
-        var node = new Node(kind, name, core, input);
+        T node = make(name);
         input.TakenBy(this, $"'{name}'");
-        node.Outputs = [.. Enumerable.Range(0, outputs).Select(o => Add(new PacketStream(this, [], [], [(node, o)], byTime: false, TimeSpan.Zero)))];
+        foreach (PacketStream output in node.Outputs) Add(output);
         _nodes.Add(node);
         return node;
     }
 
-    internal enum NodeKind { Pipe, Balancer }
-
-    internal sealed class Node(NodeKind kind, string name, int? core, PacketStream input)
+    /// <summary>A stage as declared: what it takes, where it runs, its outputs. Nothing in it changes once it is made.</summary>
+    internal abstract class Node
     {
-        public NodeKind Kind => kind;
-        public string Name => name;
-        public int? Core => core;
-        public PacketStream Input => input;
-        public PacketStream[] Outputs = [];
-        public Func<BufferPool, IPacketSource[], EgressQueue?, IPacketSink?, bool, TimeSpan, IPipe>? MakePipe;
-        public Func<BufferPool, IPacketSource[], EgressQueue[], bool, IBalancer>? MakeBalancer;
-        public Action<IBalancer, BufferPool>? Configure;
-        public bool Delayed;
-        public int? PoolBuffers;
-        public Func<int>? Worker;
+        protected Node(string name, int? core, PacketStream input, int outputs)
+        {
+            Name = name;
+            Core = core;
+            Input = input;
+            Outputs = [.. Enumerable.Range(0, outputs).Select(o => new PacketStream(input.Topology, [], [], [(this, o)], byTime: false, TimeSpan.Zero))];
+        }
+
+        public string Name { get; }
+        public int? Core { get; }
+        public PacketStream Input { get; }
+        public PacketStream[] Outputs { get; }
+    }
+
+    /// <summary>A pipe: one output, to a queue or a device (or, when a stage on its core reads for it, to that stage).</summary>
+    internal sealed class PipeNode(string name, int? core, PacketStream input, bool delayed,
+        Func<BufferPool, IPacketSource[], EgressQueue?, IPacketSink?, bool, TimeSpan, IPipe> make) : Node(name, core, input, 1)
+    {
+        public bool Delayed => delayed;
+
+        public IPipe Make(BufferPool pool, IPacketSource[] inputs, EgressQueue? queue, IPacketSink? sink) => make(pool, inputs, queue, sink, Input.ByTime, Input.IdleWait);
+    }
+
+    /// <summary>A balancer: outputs to queues (or devices, through queues of their own), an optional pool size and a last word on the balancer.</summary>
+    internal sealed class BalancerNode(string name, int? core, PacketStream input, int outputs, Func<BufferPool, IPacketSource[], EgressQueue[], bool, IBalancer> make,
+        Action<IBalancer, BufferPool>? configure, int? poolBuffers) : Node(name, core, input, outputs)
+    {
+        public int? PoolBuffers => poolBuffers;
+
+        public IBalancer Make(BufferPool pool, IPacketSource[] inputs, EgressQueue[] outputs, bool lossless) => make(pool, inputs, outputs, lossless);
+
+        // After the balancer's own egress is set: GraphBuilder's quotas, filters and egress.
+        public void Configure(IBalancer balancer, BufferPool pool) => configure?.Invoke(balancer, pool);
     }
 }
 
@@ -378,11 +273,10 @@ public sealed class PacketStream
 
     private PacketStream Pipe<T>(T stage, TimeSpan delay, int? core, string? name, string? what = null) where T : struct, IStage
     {
-        Topology.Node node = Topology.AddNode(Graphs.Topology.NodeKind.Pipe, name, core, this, 1, what ?? typeof(T).Name);
-        node.Delayed = delay > TimeSpan.Zero;
-        node.MakePipe = (pool, inputs, queue, sink, byTime, idleWait) => queue is not null ? new Pipe<T>(pool, inputs, queue, stage, byTime, idleWait, delay) { Name = node.Name }
-            : sink is not null ? new Pipe<T>(pool, inputs, sink, stage, byTime, idleWait, delay) { Name = node.Name }
-            : new Pipe<T>(pool, inputs, stage, byTime, idleWait) { Name = node.Name };
+        Topology.PipeNode node = Topology.AddNode("stage", name, core, this, what ?? typeof(T).Name, n => new Topology.PipeNode(n, core, this, delay > TimeSpan.Zero,
+            (pool, inputs, queue, sink, byTime, idleWait) => queue is not null ? new Pipe<T>(pool, inputs, queue, stage, byTime, idleWait, delay) { Name = n }
+                : sink is not null ? new Pipe<T>(pool, inputs, sink, stage, byTime, idleWait, delay) { Name = n }
+                : new Pipe<T>(pool, inputs, stage, byTime, idleWait) { Name = n }));
         return node.Outputs[0];
     }
 
@@ -421,11 +315,7 @@ public sealed class PacketStream
         Action<IBalancer, BufferPool>? configure = null, int? poolBuffers = null)
     {
         if (ByTime) throw new InvalidOperationException($"{Describe()} is to be taken in time order, and a balancer takes its inputs in arrival order: put a stage first (InTimeOrder().Stage(new PassAll()))");
-        Topology.Node node = Topology.AddNode(Graphs.Topology.NodeKind.Balancer, name, core, this, outputs);
-        node.MakeBalancer = make;
-        node.Configure = configure;
-        node.PoolBuffers = poolBuffers;
-        return node.Outputs;
+        return Topology.AddNode("balancer", name, core, this, null, n => new Topology.BalancerNode(n, core, this, outputs, make, configure, poolBuffers)).Outputs;
     }
 
     /// <summary>Ends the stream in a queue for a consumer (a thread, or a process that attaches to <c>zc:&lt;cluster&gt;@&lt;id&gt;</c>); returns its id.</summary>
