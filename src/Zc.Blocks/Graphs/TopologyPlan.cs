@@ -111,7 +111,7 @@ public sealed class TopologyPlan
                 string fused = s.Fused.Length == 0 ? "" : $", fused: {string.Join(", ", s.Fused.Select(f => $"'{f.Name}'"))}";
                 string outputs = string.Join(", ", s.OutputQueues.Select((q, o) => (q, s.Node.Outputs[o].Egress) switch
                 {
-                    (< 0, string device) => device,
+                    ( < 0, string device) => device,
                     (_, string device) => $"{device} (through zc:{ClusterId}@{q})",
                     _ => $"zc:{ClusterId}@{q}",
                 }));
