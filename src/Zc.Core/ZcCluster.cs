@@ -274,12 +274,12 @@ public sealed unsafe class ZcCluster : IDisposable
     }
 
     /// <summary>
-    /// Makes a relay (<see cref="BufferPool.IsRelay"/>): a pool with no buffers of its own, for a stage on a thread of its
+    /// Makes a relay (<see cref="BufferRelay"/>): buffers of no pool of its own, for a stage on a thread of its
     /// own that receives from <paramref name="inputs"/> (queues of this cluster, each fed by another thread of this process)
-    /// and sends into queues it reclaims from (<see cref="BufferPool.ReclaimFrom"/>). Each input's quota is raised to the
+    /// and sends into queues it reclaims from (<see cref="BufferOwner.ReclaimFrom"/>). Each input's quota is raised to the
     /// cluster's buffer count: what the stages after it hold counts against it, and the pool it comes from bounds that.
     /// </summary>
-    public BufferPool CreateRelay(IReadOnlyList<EgressQueue> inputs)
+    public BufferRelay CreateRelay(IReadOnlyList<EgressQueue> inputs)
     {
         ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(inputs);
@@ -293,7 +293,7 @@ public sealed unsafe class ZcCluster : IDisposable
                 throw new InvalidOperationException($"queue {q.Id} of cluster {Id} has been attached to by a consumer process: a relay takes its queues before they are served");
             q.Quota = Math.Max(q.Quota, BufferCount);
         }
-        return new BufferPool(_buffers, [.. inputs.Select(q => q.Consumer)]);
+        return new BufferRelay(_buffers, [.. inputs.Select(q => q.Consumer)]);
     }
 
     /// <summary>

@@ -31,9 +31,9 @@ public class AllocationTests
         EgressQueue[] outputs = [cluster.CreateQueue(1024), cluster.CreateQueue(1024), cluster.CreateQueue(1024)];
         using IPacketSource gen = Device.OpenSource("gen:64?flows=4096", pool, 0), other = Device.OpenSource("gen:64?flows=64", fusedPool, 1);
         var filter = new Pipe<Stages.Bpf>(pool, [gen], first, new Stages.Bpf(Filters.BpfFilter.Compile("udp or tcp")));
-        BufferPool relay = cluster.CreateRelay([first]);
+        BufferRelay relay = cluster.CreateRelay([first]);
         var merge = new Pipe<Stages.PassAll>(relay, [new StreamSource(relay, 0, "filter", () => false)], second, mergeByTime: true);
-        BufferPool relay2 = cluster.CreateRelay([second]);
+        BufferRelay relay2 = cluster.CreateRelay([second]);
         var balancer = new Balancer<FiveTupleHash>(relay2, [new StreamSource(relay2, 0, "merge", () => false)], outputs[..2], new FiveTupleHash(), lossless: true);
         var fused = new Balancer<RoundRobin>(fusedPool, [new Pipe<Stages.PassAll>(fusedPool, [other])], outputs[2..], new RoundRobin(), lossless: true);
         Assert.Equal(0, AllocatedWhileMoving([filter.DoWork, merge.DoWork, balancer.DoWork, fused.DoWork], outputs, warmUp: 300_000, packets: 3_000_000));

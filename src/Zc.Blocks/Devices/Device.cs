@@ -38,7 +38,7 @@ public static class Device
         if (IsAfPacketName(name)) return AfPacketDevice.Open(name, pool: null);
         if (Ipc.AttachedQueue.TryParse(name, out _, out _)) return IngressSink.Open(name);
         if (XdpDevice.IsName(name))
-            return XdpDevice.Open(name, pool ?? throw new ArgumentException($"'{name}': an AF_XDP device sends from a pool's buffers, and none was given", nameof(pool)));
+            return XdpDevice.Open(name, pool ?? throw new ArgumentException($"'{name}': an AF_XDP device sends from a pool's buffers, and none was given (a stage that takes other stages' queues holds their buffers, in a relay, and has no pool: send out of the interface by its name, eth1, instead)", nameof(pool)));
         throw new ArgumentException($"'{name}' cannot send: packets go out through interfaces (eth0, af_packet:eth0, xdp:eth0@0) and into ingress queues (zc:<cluster>@<queue>)", nameof(name));
     }
 

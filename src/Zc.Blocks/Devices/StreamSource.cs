@@ -7,7 +7,7 @@ namespace ZcFlow.Devices;
 /// through that stage's relay (<see cref="ZcCluster.CreateRelay"/>), which sends every buffer back up when done.
 /// Exhausted once the stage before has finished and nothing of it is left in the queue.
 /// </summary>
-internal sealed class StreamSource(BufferPool relay, int input, string name, Func<bool> upstreamFinished) : IPacketSource
+internal sealed class StreamSource(BufferRelay relay, int input, string name, Func<bool> upstreamFinished) : IPacketSource
 {
     private ulong _received;
     private bool _exhausted;

@@ -36,7 +36,7 @@ public static class BalancerMode
     /// which hold, in order, the queues of each application (<paramref name="queuesPerApplication"/>).
     /// Balancing modes pick one queue per application; modes 2 and 3 fan out over all the queues.
     /// </summary>
-    public static IBalancer Create(HashMode mode, BufferPool pool, IReadOnlyList<IPacketSource> inputs, IReadOnlyList<EgressQueue> outputs,
+    public static IBalancer Create(HashMode mode, BufferOwner pool, IReadOnlyList<IPacketSource> inputs, IReadOnlyList<EgressQueue> outputs,
         int[] queuesPerApplication, bool lossless = false, BalancerModeOptions? options = null)
     {
         options ??= new BalancerModeOptions();

@@ -182,7 +182,7 @@ public sealed class GraphBuilder
     /// <summary>Spares an ingress queue's application may hold beyond the queue's slots, as zbalance_ipc sizes them.</summary>
     private const int IngressSpares = 256;
 
-    private Graph Build(Func<BufferPool, IPacketSource[], EgressQueue[], bool, IBalancer> make, int[] cores)
+    private Graph Build(Func<BufferOwner, IPacketSource[], EgressQueue[], bool, IBalancer> make, int[] cores)
     {
         if (_inputs.Count == 0) throw new InvalidOperationException("the graph has no input: call Input(\"gen:64\") or name a device");
         if (cores.Length > 1 && cores.Length != _inputs.Count)
@@ -210,7 +210,7 @@ public sealed class GraphBuilder
             throw;
         }
 
-        void Configure(IBalancer balancer, BufferPool pool)
+        void Configure(IBalancer balancer, BufferOwner pool)
         {
             if (_consumerBuffers is int extra)
                 foreach (EgressQueue q in balancer.Outputs) q.Quota = q.Capacity + extra;
@@ -226,7 +226,7 @@ public sealed class GraphBuilder
             foreach ((int output, string sink) in _egress)
             {
                 if (output >= queues) throw new ArgumentOutOfRangeException(nameof(output), output, $"egress to output {output}, but a balancer has {queues} (0 to {queues - 1})");
-                balancer.SetEgress(output, Device.OpenSink(sink, pool));
+                balancer.SetEgress(output, Device.OpenSink(sink, pool as BufferPool));
             }
         }
     }

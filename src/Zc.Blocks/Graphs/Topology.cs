@@ -190,23 +190,23 @@ public sealed class Topology
 
     /// <summary>A pipe: one output, to a queue or a device (or, when a stage on its core reads for it, to that stage).</summary>
     internal sealed class PipeNode(string name, int? core, PacketStream input, bool delayed,
-        Func<BufferPool, IPacketSource[], EgressQueue?, IPacketSink?, bool, TimeSpan, IPipe> make) : Node(name, core, input, 1)
+        Func<BufferOwner, IPacketSource[], EgressQueue?, IPacketSink?, bool, TimeSpan, IPipe> make) : Node(name, core, input, 1)
     {
         public bool Delayed => delayed;
 
-        public IPipe Make(BufferPool pool, IPacketSource[] inputs, EgressQueue? queue, IPacketSink? sink) => make(pool, inputs, queue, sink, Input.ByTime, Input.IdleWait);
+        public IPipe Make(BufferOwner pool, IPacketSource[] inputs, EgressQueue? queue, IPacketSink? sink) => make(pool, inputs, queue, sink, Input.ByTime, Input.IdleWait);
     }
 
     /// <summary>A balancer: outputs to queues (or devices, through queues of their own), an optional pool size and a last word on the balancer.</summary>
-    internal sealed class BalancerNode(string name, int? core, PacketStream input, int outputs, Func<BufferPool, IPacketSource[], EgressQueue[], bool, IBalancer> make,
-        Action<IBalancer, BufferPool>? configure, int? poolBuffers) : Node(name, core, input, outputs)
+    internal sealed class BalancerNode(string name, int? core, PacketStream input, int outputs, Func<BufferOwner, IPacketSource[], EgressQueue[], bool, IBalancer> make,
+        Action<IBalancer, BufferOwner>? configure, int? poolBuffers) : Node(name, core, input, outputs)
     {
         public int? PoolBuffers => poolBuffers;
 
-        public IBalancer Make(BufferPool pool, IPacketSource[] inputs, EgressQueue[] outputs, bool lossless) => make(pool, inputs, outputs, lossless);
+        public IBalancer Make(BufferOwner pool, IPacketSource[] inputs, EgressQueue[] outputs, bool lossless) => make(pool, inputs, outputs, lossless);
 
         // After the balancer's own egress is set: GraphBuilder's quotas, filters and egress.
-        public void Configure(IBalancer balancer, BufferPool pool) => configure?.Invoke(balancer, pool);
+        public void Configure(IBalancer balancer, BufferOwner pool) => configure?.Invoke(balancer, pool);
     }
 }
 
@@ -311,8 +311,8 @@ public sealed class PacketStream
         return Balance((pool, inputs, outputs, lossless) => BalancerMode.Create(mode, pool, inputs, outputs, queues, lossless, options), queues.Sum(), core, name);
     }
 
-    internal IReadOnlyList<PacketStream> Balance(Func<BufferPool, IPacketSource[], EgressQueue[], bool, IBalancer> make, int outputs, int? core, string? name,
-        Action<IBalancer, BufferPool>? configure = null, int? poolBuffers = null)
+    internal IReadOnlyList<PacketStream> Balance(Func<BufferOwner, IPacketSource[], EgressQueue[], bool, IBalancer> make, int outputs, int? core, string? name,
+        Action<IBalancer, BufferOwner>? configure = null, int? poolBuffers = null)
     {
         if (ByTime) throw new InvalidOperationException($"{Describe()} is to be taken in time order, and a balancer takes its inputs in arrival order: put a stage first (InTimeOrder().Stage(new PassAll()))");
         return Topology.AddNode("balancer", name, core, this, null, n => new Topology.BalancerNode(n, core, this, outputs, make, configure, poolBuffers)).Outputs;

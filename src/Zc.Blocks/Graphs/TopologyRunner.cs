@@ -75,31 +75,31 @@ internal sealed class TopologyRunner
     private void Make(TopologyPlan.Stage stage)
     {
         Topology.Node n = stage.Node;
-        BufferPool pool;
+        BufferOwner pool;
         List<IPacketSource> sources;
         if (stage.Reads)
         {
-            pool = _cluster.CreatePool(stage.PoolBuffers, [.. stage.SpareQueues.Select(q => (IngressQueue)_queues[q])], stage.SparesEach);
-            sources = Open(n, pool);
+            BufferPool own = _cluster.CreatePool(stage.PoolBuffers, [.. stage.SpareQueues.Select(q => (IngressQueue)_queues[q])], stage.SparesEach);
+            (pool, sources) = (own, Open(n, own));
         }
         else
         {
-            pool = _cluster.CreateRelay([.. stage.InputQueues.Select(Egress)]);
-            sources = [.. n.Input.Sources.Select((s, i) => new StreamSource(pool, i, s.Node.Name, _finished[s.Node]))];
+            BufferRelay relay = _cluster.CreateRelay([.. stage.InputQueues.Select(Egress)]);
+            (pool, sources) = (relay, [.. n.Input.Sources.Select((s, i) => new StreamSource(relay, i, s.Node.Name, _finished[s.Node]))]);
         }
         if (n is Topology.BalancerNode b)
         {
             IBalancer balancer = b.Make(pool, [.. sources], [.. stage.OutputQueues.Select(Egress)], _plan.Lossless);
             _balancers.Add(balancer);
             for (int o = 0; o < n.Outputs.Length; o++)
-                if (n.Outputs[o].Egress is { } name) balancer.SetEgress(o, Device.OpenSink(name, pool));
+                if (n.Outputs[o].Egress is { } name) balancer.SetEgress(o, Device.OpenSink(name, pool as BufferPool));
             b.Configure(balancer, pool);
             _finished[n] = () => balancer.Finished;
             _work[n] = balancer.DoWork;
         }
         else
         {
-            IPacketSink? sink = n.Outputs[0].Egress is { } name ? Keep(Device.OpenSink(name, pool)) : null;
+            IPacketSink? sink = n.Outputs[0].Egress is { } name ? Keep(Device.OpenSink(name, pool as BufferPool)) : null;
             IPipe pipe = ((Topology.PipeNode)n).Make(pool, [.. sources], sink is null ? Egress(stage.OutputQueues[0]) : null, sink);
             _pipes.Add(pipe);
             _finished[n] = () => pipe.Finished;

@@ -34,7 +34,7 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
 {
     private const int Burst = 32;
 
-    private readonly BufferPool _pool;
+    private readonly BufferOwner _pool;
     private readonly IPacketSource[] _inputs;
     private readonly EgressQueue[] _outputs;
     private readonly MultiQueue _multi;
@@ -54,7 +54,7 @@ public sealed class Balancer<TDistribution> : IBalancer where TDistribution : st
     private ulong _received, _filtered;
     private bool _finished;
 
-    public Balancer(BufferPool pool, IReadOnlyList<IPacketSource> inputs, IReadOnlyList<EgressQueue> outputs, TDistribution distribution, bool lossless = false)
+    public Balancer(BufferOwner pool, IReadOnlyList<IPacketSource> inputs, IReadOnlyList<EgressQueue> outputs, TDistribution distribution, bool lossless = false)
     {
         _lossless = lossless;
         ArgumentNullException.ThrowIfNull(pool);

@@ -67,7 +67,7 @@ internal sealed class Pipe<TStage> : IPipe, IPacketSource where TStage : struct,
     // With a delay, the most packets a pipe holds: it takes them from its input as they come, so that a device's ring never waits on it.
     private const int HeldForDelay = 4096;
 
-    private readonly BufferPool _pool;
+    private readonly BufferOwner _pool;
     private readonly IPacketSource[] _inputs;
     private readonly EgressQueue? _output;
     private readonly IPacketSink? _sink;
@@ -88,12 +88,12 @@ internal sealed class Pipe<TStage> : IPipe, IPacketSource where TStage : struct,
     private bool _finished;
 
     /// <summary>A pipe into a queue (<paramref name="output"/>), which <paramref name="pool"/> then reclaims from.</summary>
-    public Pipe(BufferPool pool, IReadOnlyList<IPacketSource> inputs, EgressQueue output, TStage stage = default,
+    public Pipe(BufferOwner pool, IReadOnlyList<IPacketSource> inputs, EgressQueue output, TStage stage = default,
         bool mergeByTime = false, TimeSpan idleWait = default, TimeSpan delay = default)
         : this(pool, inputs, output ?? throw new ArgumentNullException(nameof(output)), null, stage, mergeByTime, idleWait, delay) { }
 
     /// <summary>A pipe out of a device (<paramref name="sink"/>), which copies each packet: its buffer goes back at once.</summary>
-    public Pipe(BufferPool pool, IReadOnlyList<IPacketSource> inputs, IPacketSink sink, TStage stage = default,
+    public Pipe(BufferOwner pool, IReadOnlyList<IPacketSource> inputs, IPacketSink sink, TStage stage = default,
         bool mergeByTime = false, TimeSpan idleWait = default, TimeSpan delay = default)
         : this(pool, inputs, null, sink ?? throw new ArgumentNullException(nameof(sink)), stage, mergeByTime, idleWait, delay) { }
 
@@ -101,10 +101,10 @@ internal sealed class Pipe<TStage> : IPipe, IPacketSource where TStage : struct,
     /// A pipe with no output, read as a packet source (<see cref="ReceiveBurst"/>) by a stage on the same thread, which
     /// owns <paramref name="pool"/> and releases what it drops into it. It holds nothing back in time: no delay.
     /// </summary>
-    public Pipe(BufferPool pool, IReadOnlyList<IPacketSource> inputs, TStage stage = default, bool mergeByTime = false, TimeSpan idleWait = default)
+    public Pipe(BufferOwner pool, IReadOnlyList<IPacketSource> inputs, TStage stage = default, bool mergeByTime = false, TimeSpan idleWait = default)
         : this(pool, inputs, null, null, stage, mergeByTime, idleWait, TimeSpan.Zero) { }
 
-    private Pipe(BufferPool pool, IReadOnlyList<IPacketSource> inputs, EgressQueue? output, IPacketSink? sink, TStage stage,
+    private Pipe(BufferOwner pool, IReadOnlyList<IPacketSource> inputs, EgressQueue? output, IPacketSink? sink, TStage stage,
         bool mergeByTime, TimeSpan idleWait, TimeSpan delay)
     {
         ArgumentNullException.ThrowIfNull(pool);

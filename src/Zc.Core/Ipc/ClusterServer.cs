@@ -13,7 +13,7 @@ namespace ZcFlow.Ipc;
 /// that queue's rings, and nothing of any other queue. The connection stays open for as long as the consumer is
 /// attached: when it closes, however the consumer ended, the queue is marked
 /// leaving (<see cref="ConsumerLink.Leave"/>) and the pool's thread takes back what it held
-/// (<see cref="Buffers.BufferPool.CheckConsumers"/>). Nothing a consumer writes into shared memory
+/// (<see cref="Buffers.BufferOwner.CheckConsumers"/>). Nothing a consumer writes into shared memory
 /// can declare it, or another consumer, gone.
 ///
 /// The same thread copies each queue's counters into the owner's record every tenth of a second, and the record into the

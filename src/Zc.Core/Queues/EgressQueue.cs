@@ -54,8 +54,8 @@ public sealed class EgressQueue : QueueSender
 
     internal override ConsumerLink Link => _link;
 
-    /// <summary>The pool this queue's consumer returns buffers to (<see cref="BufferPool.ReclaimFrom"/>).</summary>
-    internal BufferPool? ReturnsTo;
+    /// <summary>The pool this queue's consumer returns buffers to (<see cref="BufferOwner.ReclaimFrom"/>).</summary>
+    internal BufferOwner? ReturnsTo;
 
     /// <summary>
     /// The most buffers the queue may hold at once, queued or received and not yet released (default: twice its slots).
