@@ -1,6 +1,6 @@
+using System.Runtime.CompilerServices;
 using ZcFlow.Memory;
 using ZcFlow.Queues;
-using System.Runtime.CompilerServices;
 
 namespace ZcFlow.Buffers;
 
