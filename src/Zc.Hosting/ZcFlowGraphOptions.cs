@@ -8,7 +8,7 @@ namespace ZcFlow.Hosting;
 /// A Balancer graph as configuration describes it: each key is a zbalance_ipc option (its letter in brackets), so a
 /// command line translates key by key. Unknown keys are errors, as are values out of range, named by their key.
 /// </summary>
-public sealed class ZcFlowGraphOptions
+internal sealed class ZcFlowGraphOptions
 {
     /// <summary>The cluster id (-c).</summary>
     public uint ClusterId { get; set; } = BalancerOptions.DefaultClusterId;

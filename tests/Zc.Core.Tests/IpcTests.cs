@@ -257,7 +257,7 @@ public class IpcTests(ITestOutputHelper output)
         cluster.PublishDeviceStats(eth, new DeviceStats(Received: 1000, Bytes: 64_000, DroppedNoBuffer: 3, DroppedKernel: 7, Sent: 5, SendFailed: 1));
         ClusterInfo info = Assert.Single(ClusterDirectory.List(), c => c.Id == cluster.Id);
         Assert.Equal(2, info.Devices.Count);
-        Assert.Equal(new DeviceInfo(eth, "af_packet:eth1?latency=10", new DeviceStats(1000, 64_000, 3, 7, 5, 1)), info.Devices[0]);
+        Assert.Equal((eth, "af_packet:eth1?latency=10", new DeviceStats(1000, 64_000, 3, 7, 5, 1)), (info.Devices[0].Id, info.Devices[0].Name, info.Devices[0].Stats));
         Assert.Equal(("pcap:/" + new string('x', 100))[..56], info.Devices[longName].Name);   // cut to fit
         Assert.Equal(default, info.Devices[longName].Stats);
         Assert.Throws<ArgumentOutOfRangeException>(() => cluster.PublishDeviceStats(2, default));

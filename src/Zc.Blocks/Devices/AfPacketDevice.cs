@@ -8,7 +8,7 @@ using ZcFlow.Native;
 namespace ZcFlow.Devices;
 
 /// <summary>How an AF_PACKET device is set up (pf_ring.ko's <c>min_num_slots</c>, <c>enable_tx_capture</c> and the rest).</summary>
-public sealed record AfPacketOptions
+internal sealed record AfPacketOptions
 {
     /// <summary>Bytes of each receive ring block (a power of two, at least a page); the kernel fills a block, then hands it over whole.</summary>
     public int BlockSize { get; init; } = 1 << 20;
@@ -52,7 +52,7 @@ public sealed record AfPacketOptions
 /// leaves packets in the ring, so the only losses are the kernel's, counted in
 /// <see cref="DeviceStats.DroppedKernel"/>.
 /// </summary>
-public sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink
+internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink
 {
     private const int Tpacket3HeaderSize = 48;
 

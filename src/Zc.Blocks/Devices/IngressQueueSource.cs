@@ -10,7 +10,7 @@ namespace ZcFlow.Devices;
 /// comes back is checked (only spares given to that queue, each once) and is then this source's
 /// caller's, as from any device. If the application goes, its spares come back to the pool.
 /// </summary>
-public sealed class IngressQueueSource : IPacketSource
+internal sealed class IngressQueueSource : IPacketSource
 {
     private readonly IngressQueue _queue;
     private readonly BufferPool _pool;

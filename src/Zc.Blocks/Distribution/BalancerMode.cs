@@ -36,7 +36,7 @@ public static class BalancerMode
     /// which hold, in order, the queues of each application (<paramref name="queuesPerApplication"/>).
     /// Balancing modes pick one queue per application; modes 2 and 3 fan out over all the queues.
     /// </summary>
-    public static IBalancer Create(HashMode mode, BufferOwner pool, IReadOnlyList<IPacketSource> inputs, IReadOnlyList<EgressQueue> outputs,
+    internal static IBalancer Create(HashMode mode, BufferOwner pool, IReadOnlyList<IPacketSource> inputs, IReadOnlyList<EgressQueue> outputs,
         int[] queuesPerApplication, bool lossless = false, BalancerModeOptions? options = null)
     {
         options ??= new BalancerModeOptions();
@@ -85,7 +85,7 @@ public static class BalancerMode
 }
 
 /// <summary>What some <see cref="BalancerMode"/> modes need beyond their number.</summary>
-public sealed record BalancerModeOptions
+internal sealed record BalancerModeOptions
 {
     /// <summary>Mode 7 (<c>-M</c>): the VLAN id of queue 1, 2, and so on.</summary>
     public IReadOnlyList<int> VlanQueues { get; init; } = [];

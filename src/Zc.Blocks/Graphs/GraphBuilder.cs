@@ -169,8 +169,8 @@ public sealed class GraphBuilder
     /// <summary>Builds and runs the graph with a zbalance_ipc <c>-m</c> mode (<see cref="BalancerMode"/>).</summary>
     public Graph Balance(HashMode mode, params int[] cores) => Balance(mode, new BalancerModeOptions(), cores);
 
-    /// <summary>Builds and runs the graph with a zbalance_ipc <c>-m</c> mode and what it needs (<c>-M</c>, <c>-Y</c>, <c>-G</c>).</summary>
-    public Graph Balance(HashMode mode, BalancerModeOptions options, params int[] cores)
+    // With a zbalance_ipc mode and what it needs (-M, -Y, -G): BalancerOptions.Start's.
+    internal Graph Balance(HashMode mode, BalancerModeOptions options, params int[] cores)
     {
         if (BalancerOptions.InterfaceIndexProblem(mode, _inputs.Count) is { } problem) throw new ArgumentException(problem, nameof(mode));
         return Build((pool, inputs, outputs, lossless) => BalancerMode.Create(mode, pool, inputs, outputs, _applications, lossless, options), cores);

@@ -301,14 +301,14 @@ public sealed class PacketStream
 
     /// <summary>
     /// Spreads the packets over the streams of <paramref name="applications"/> (queues per application) by a zbalance_ipc
-    /// <c>-m</c> mode (<see cref="BalancerMode"/>), with what the mode needs in <paramref name="options"/>.
+    /// <c>-m</c> mode (<see cref="BalancerMode"/>); modes 4 and 7 with what they need beyond their number: <see cref="BalancerOptions"/>.
     /// </summary>
-    public IReadOnlyList<PacketStream> Balance(HashMode mode, int[] applications, BalancerModeOptions? options = null, int? core = null, string? name = null)
+    public IReadOnlyList<PacketStream> Balance(HashMode mode, int[] applications, int? core = null, string? name = null)
     {
         ApplicationQueues.Check(applications, nameof(applications));
         BalancerMode.CheckApplications(mode, applications, nameof(applications));
         int[] queues = [.. applications];
-        return Balance((pool, inputs, outputs, lossless) => BalancerMode.Create(mode, pool, inputs, outputs, queues, lossless, options), queues.Sum(), core, name);
+        return Balance((pool, inputs, outputs, lossless) => BalancerMode.Create(mode, pool, inputs, outputs, queues, lossless), queues.Sum(), core, name);
     }
 
     internal IReadOnlyList<PacketStream> Balance(Func<BufferOwner, IPacketSource[], EgressQueue[], bool, IBalancer> make, int outputs, int? core, string? name,

@@ -30,7 +30,7 @@ namespace ZcFlow.Workers;
 /// copied into its transmit ring (lossless, a full ring is waited for). Filters in tcpdump's syntax can guard the input (a packet that
 /// fails is counted in <see cref="Filtered"/>) and each output; they cost nothing when not set.
 /// </summary>
-public sealed class Balancer<TDistribution> : IBalancer where TDistribution : struct, IDistribution
+internal sealed class Balancer<TDistribution> : IBalancer where TDistribution : struct, IDistribution
 {
     private const int Burst = 32;
 
