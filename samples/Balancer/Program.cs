@@ -317,56 +317,44 @@ using (Prometheus.Serve(metricsPort))
     void Report(bool console)
     {
         double now = clock.Elapsed.TotalSeconds, dt = now - last;
-        ulong recv = 0, noBuffer = 0, kernel = 0, filtered = 0, fwd = 0, dropped = 0, processed = 0, ifPackets = 0;
+        // The graph's one snapshot: an output sent out of a device (-r) counts what the device sent.
+        GraphStats stats = graph.Stats();
+        ulong recv = stats.Received, fwd = stats.Forwarded, noBuffer = 0, kernel = 0, ifPackets = 0;
         var file = new System.Text.StringBuilder();
         var queueLines = new System.Text.StringBuilder();
         if (console) Console.WriteLine("=========================");
-        foreach (IBalancer b in graph.Balancers)
+        foreach ((string name, DeviceStats s) in stats.Inputs)
         {
-            recv += b.Received;
-            filtered += b.Filtered;
-            foreach (IPacketSource d in b.Inputs)
+            ifPackets += s.Received;
+            noBuffer += s.DroppedNoBuffer;
+            kernel += s.DroppedKernel;
+            if (console && (cl.Has('p') || s.DroppedKernel != 0))
+                Console.WriteLine($"{name}: {s.Received:N0} pkts received, {s.DroppedNoBuffer:N0} without a buffer, {s.DroppedKernel:N0} dropped by the kernel");
+        }
+        foreach (OutputStats o in stats.Outputs)
+        {
+            if (o.Device is { } device)
             {
-                DeviceStats s = d.Stats;
-                ifPackets += s.Received;
-                noBuffer += s.DroppedNoBuffer;
-                kernel += s.DroppedKernel;
-                if (console && (cl.Has('p') || s.DroppedKernel != 0 || d is AfPacketDevice))
-                    Console.WriteLine($"{d.Name}: {s.Received:N0} pkts received, {s.DroppedNoBuffer:N0} without a buffer, {s.DroppedKernel:N0} dropped by the kernel");
+                queueLines.Append($"{device}-TXPackets: {o.Sent}\n{device}-TXDropped: {o.Dropped}\n");
+                if (console) Console.WriteLine($"Q {o.Queue,2}: {o.Sent,15:N0} pkts sent out of {device} {o.Dropped,12:N0} dropped");
+                continue;
             }
-            for (int i = 0; i < b.Outputs.Count; i++)
-            {
-                if (b.Egress[i] is { } sink)
-                {
-                    DeviceStats s = sink.Stats;
-                    fwd += s.Sent;
-                    dropped += s.SendFailed;
-                    queueLines.Append($"{sink.Name}-TXPackets: {s.Sent}\n{sink.Name}-TXDropped: {s.SendFailed}\n");
-                    if (console) Console.WriteLine($"Q {b.Outputs[i].Id,2}: {s.Sent,15:N0} pkts sent out of {sink.Name} {s.SendFailed,12:N0} dropped");
-                    continue;
-                }
-                EgressQueue q = b.Outputs[i];
-                QueueStats qs = q.Stats;
-                fwd += qs.Sent;
-                dropped += qs.Dropped;
-                processed += qs.Received;
-                queueLines.Append($"Q{q.Id}Packets:    {qs.Received}\nQ{q.Id}Dropped:    {qs.Dropped}\n");
-                if (console) Console.WriteLine($"Q {q.Id,2}: {qs.Sent,15:N0} pkts forwarded {qs.Received,15:N0} taken by its consumer {qs.Dropped,12:N0} dropped{(q.ConsumerPid > 0 ? $"  (consumer pid {q.ConsumerPid})" : "")}");
-            }
+            queueLines.Append($"Q{o.Queue}Packets:    {o.Taken}\nQ{o.Queue}Dropped:    {o.Dropped}\n");
+            if (console) Console.WriteLine($"Q {o.Queue,2}: {o.Sent,15:N0} pkts forwarded {o.Taken,15:N0} taken by its consumer {o.Dropped,12:N0} dropped{(o.ConsumerPid > 0 ? $"  (consumer pid {o.ConsumerPid})" : "")}");
         }
         if (console)
         {
-            Console.WriteLine($"Absolute Stats: Recv {recv:N0} pkts (no buffer {noBuffer:N0}, kernel drops {kernel:N0}, filtered {filtered:N0}) - Forwarded {fwd:N0} pkts (dropped {dropped:N0})");
+            Console.WriteLine($"Absolute Stats: Recv {recv:N0} pkts (no buffer {noBuffer:N0}, kernel drops {kernel:N0}, filtered {stats.Filtered:N0}) - Forwarded {fwd:N0} pkts (dropped {stats.Dropped:N0})");
             if (dt > 0) Console.WriteLine($"Actual Stats:   Recv {(recv - lastRecv) / dt / 1e6:F2} Mpps - Forwarded {(fwd - lastFwd) / dt / 1e6:F2} Mpps");
             if (graph.InputsExhausted) Console.WriteLine("(all inputs are exhausted)");
         }
         (lastRecv, lastFwd, last) = (recv, fwd, now);
 
         TimeSpan up = clock.Elapsed;
-        file.Append($"ClusterId:    {clusterId}\nTotQueues:    {graph.Balancers.Sum(b => b.Outputs.Count)}\nApplications: {apps.Length}\n");
+        file.Append($"ClusterId:    {clusterId}\nTotQueues:    {stats.Outputs.Count}\nApplications: {apps.Length}\n");
         for (int a = 0; a < apps.Length; a++) file.Append($"App{a}Queues:   {apps[a]}\n");
         file.Append($"Duration:     {up.Days}:{up.Hours:00}:{up.Minutes:00}:{up.Seconds:00}:{up.Milliseconds:000}\n");
-        file.Append($"Packets:      {recv}\nForwarded:    {fwd}\nProcessed:    {processed}\n");
+        file.Append($"Packets:      {recv}\nForwarded:    {fwd}\nProcessed:    {stats.Taken}\n");
         if (cl.Has('p')) file.Append($"IFPackets:    {ifPackets}\nIFDropped:    {kernel + noBuffer}\n").Append(queueLines);
         try
         {

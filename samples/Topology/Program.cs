@@ -77,7 +77,8 @@ return 0;
 
 static void Print(Graph graph)
 {
-    foreach (var p in graph.Pipes) Console.WriteLine($"{p.Name}: {p.Received:N0} in, {p.Forwarded:N0} on, {p.Filtered:N0} filtered, {p.Dropped:N0} dropped");
-    foreach (var b in graph.Balancers) Console.WriteLine($"balancer: {b.Received:N0} in, {b.Filtered:N0} sent nowhere");
-    Console.WriteLine("queues: " + string.Join(" ", graph.ConsumerQueues.Select(q => $"Q{q.Id} {q.Stats.Sent:N0} ({q.Stats.Dropped:N0} dropped)")));
+    GraphStats stats = graph.Stats();
+    foreach (StageStats p in stats.Stages) Console.WriteLine($"{p.Name}: {p.Received:N0} in, {p.Forwarded:N0} on, {p.Filtered:N0} filtered, {p.Dropped:N0} dropped");
+    foreach (var b in stats.Balancers) Console.WriteLine($"balancer: {b.Received:N0} in, {b.Filtered:N0} sent nowhere");
+    Console.WriteLine("queues: " + string.Join(" ", stats.Outputs.Select(o => $"{o.Device ?? $"Q{o.Queue}"} {o.Sent:N0} ({o.Dropped:N0} dropped)")));
 }

@@ -1,7 +1,6 @@
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using ZcFlow.Graphs;
-using ZcFlow.Queues;
 
 namespace ZcFlow.Hosting;
 
@@ -44,18 +43,13 @@ internal sealed class GraphService(string section, uint clusterId, Func<Action<s
     private void Report(string what)
     {
         if (_graph is not { } graph) return;
-        foreach (var b in graph.Balancers)
-        {
-            ulong received = b.Received, filtered = b.Filtered, sent = 0, dropped = 0;
-            foreach (EgressQueue q in b.Outputs)
-            {
-                QueueStats s = q.Stats;
-                (sent, dropped) = (sent + s.Sent, dropped + s.Dropped);
-                logger.LogInformation("{What}: queue zc:{Cluster}@{Queue} sent {Sent} dropped {Dropped} received {Received}", what, clusterId, q.Id, s.Sent, s.Dropped, s.Received);
-            }
-            logger.LogInformation("{What}: received {Received} filtered {Filtered} forwarded {Forwarded} dropped {Dropped}", what, received, filtered, sent, dropped);
-        }
-        foreach (var p in graph.Pipes)
+        GraphStats stats = graph.Stats();
+        foreach (OutputStats o in stats.Outputs)
+            logger.LogInformation("{What}: {Output} sent {Sent} dropped {Dropped} received {Received}", what,
+                o.Device ?? $"queue zc:{clusterId}@{o.Queue}", o.Sent, o.Dropped, o.Taken);
+        if (stats.Balancers.Count != 0)
+            logger.LogInformation("{What}: received {Received} filtered {Filtered} forwarded {Forwarded} dropped {Dropped}", what, stats.Received, stats.Filtered, stats.Forwarded, stats.Dropped);
+        foreach (StageStats p in stats.Stages)
             logger.LogInformation("{What}: stage '{Stage}' received {Received} forwarded {Forwarded} filtered {Filtered} dropped {Dropped}", what, p.Name, p.Received, p.Forwarded, p.Filtered, p.Dropped);
     }
 

@@ -367,6 +367,10 @@ public class LiveDeviceTests(ITestOutputHelper output)
             List<byte[]> sent = Packets(prefix + "out.pcap");
             Assert.True(drained + sent.Count == expected, $"{drained} consumed + {sent.Count} sent, expected {expected}: {balancer.Output}");
             Assert.True(drained > 0 && sent.Count > 0, $"{drained} consumed, {sent.Count} sent");
+            // one rule for an output sent out of a device: what the device sent is what was forwarded there (its queue is not counted)
+            string final = balancer.Output[balancer.Output.LastIndexOf("=========================", StringComparison.Ordinal)..];
+            Assert.Matches($@"Q +1: +{sent.Count:N0} pkts sent out of {Veth.C} +0 dropped", final);
+            Assert.Contains($"Forwarded {expected:N0} pkts (dropped 0)", final);
             // the device as the user named it, without the direction the Balancer chose for it
             Assert.True(balancer.Output.Contains($"| {Veth.B}: ", StringComparison.Ordinal), balancer.Output);
             Assert.DoesNotContain("outgoing=", balancer.Output);

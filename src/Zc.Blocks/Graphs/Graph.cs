@@ -62,6 +62,9 @@ public sealed class Graph : IDisposable
     public QueueConsumer Consumer(int id) => Queues[id] is EgressQueue q ? q.Consumer
         : throw new ArgumentException($"queue {id} of cluster {Cluster.Id} is an ingress queue: applications send into it", nameof(id));
 
+    /// <summary>The graph's counters now, as every reporter reads them (<see cref="GraphStats"/>); any thread may read them.</summary>
+    public GraphStats Stats() => new(this);
+
     /// <summary>True while every worker runs (false once one stopped on an exception).</summary>
     public bool IsRunning => _workers.All(w => w.IsRunning);
 

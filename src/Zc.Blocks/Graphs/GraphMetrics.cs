@@ -1,7 +1,5 @@
 using System.Diagnostics.Metrics;
 using ZcFlow.Devices;
-using ZcFlow.Queues;
-using ZcFlow.Workers;
 
 namespace ZcFlow.Graphs;
 
@@ -21,24 +19,23 @@ public sealed class GraphMetrics : IDisposable
     internal GraphMetrics(Graph graph)
     {
         var cluster = new KeyValuePair<string, object?>("cluster", graph.Cluster.Id);
-        // A balancer's output that goes out of a device instead has a queue, unused: not shown.
-        EgressQueue[] queues = [.. graph.ConsumerQueues.Where(q => !graph.Balancers.Any(b => b.Outputs.Where((_, i) => b.Egress[i] is not null).Contains(q)))];
-        IEnumerable<Measurement<long>> Queues(Func<EgressQueue, long> value)
-            => queues.Select(q => new Measurement<long>(value(q), cluster, new("queue", q.Id)));
+        // Each instrument reads the graph's one snapshot (GraphStats): an output sent out of a device counts what the device sent.
+        IEnumerable<Measurement<long>> Outputs(Func<OutputStats, long> value)
+            => graph.Stats().Outputs.Select(o => new Measurement<long>(value(o), cluster, new("queue", o.Queue)));
         IEnumerable<Measurement<long>> Devices(Func<DeviceStats, ulong> value)
-            => graph.Inputs.Select(d => new Measurement<long>((long)value(d.Stats), cluster, new("device", d.Name)));
-        IEnumerable<Measurement<long>> Balancers(Func<IBalancer, ulong> value)
-            => graph.Balancers.Select((b, i) => new Measurement<long>((long)value(b), cluster, new("balancer", i)));
-        IEnumerable<Measurement<long>> Stages(Func<IPipe, ulong> value)
-            => graph.Pipes.Select(p => new Measurement<long>((long)value(p), cluster, new("stage", p.Name)));
+            => graph.Stats().Inputs.Select(d => new Measurement<long>((long)value(d.Stats), cluster, new("device", d.Name)));
+        IEnumerable<Measurement<long>> Balancers(Func<(ulong Received, ulong Filtered), ulong> value)
+            => graph.Stats().Balancers.Select((b, i) => new Measurement<long>((long)value(b), cluster, new("balancer", i)));
+        IEnumerable<Measurement<long>> Stages(Func<StageStats, ulong> value)
+            => graph.Stats().Stages.Select(p => new Measurement<long>((long)value(p), cluster, new("stage", p.Name)));
 
         // Received before sent: collected in this order, a scrape taken while packets flow never shows more taken out of a
         // queue than put in.
-        _meter.CreateObservableCounter("zcflow.queue.received", () => Queues(q => (long)q.Stats.Received), "{packet}", "Packets its consumer took");
-        _meter.CreateObservableCounter("zcflow.queue.sent", () => Queues(q => (long)q.Stats.Sent), "{packet}", "Packets put in the queue");
-        _meter.CreateObservableCounter("zcflow.queue.dropped", () => Queues(q => (long)q.Stats.Dropped), "{packet}", "Packets the queue had no room for");
-        _meter.CreateObservableUpDownCounter("zcflow.queue.held", () => Queues(q => q.Held), "{buffer}", "Buffers the queue and its consumer hold: queued, or received and not yet released");
-        _meter.CreateObservableUpDownCounter("zcflow.queue.consumer_attached", () => Queues(q => q.ConsumerPid != 0 ? 1 : 0), "{consumer}", "1 while a consumer is attached");
+        _meter.CreateObservableCounter("zcflow.queue.received", () => Outputs(o => (long)o.Taken), "{packet}", "Packets its consumer took (or its device sent)");
+        _meter.CreateObservableCounter("zcflow.queue.sent", () => Outputs(o => (long)o.Sent), "{packet}", "Packets put in the queue");
+        _meter.CreateObservableCounter("zcflow.queue.dropped", () => Outputs(o => (long)o.Dropped), "{packet}", "Packets the queue had no room for (or its device failed to send)");
+        _meter.CreateObservableUpDownCounter("zcflow.queue.held", () => Outputs(o => o.Held), "{buffer}", "Buffers the queue and its consumer hold: queued, or received and not yet released");
+        _meter.CreateObservableUpDownCounter("zcflow.queue.consumer_attached", () => Outputs(o => o.ConsumerPid != 0 ? 1 : 0), "{consumer}", "1 while a consumer is attached");
         _meter.CreateObservableCounter("zcflow.device.received", () => Devices(s => s.Received), "{packet}", "Packets the device delivered");
         _meter.CreateObservableCounter("zcflow.device.received_bytes", () => Devices(s => s.Bytes), "By", "Bytes of those packets");
         _meter.CreateObservableCounter("zcflow.device.kernel_dropped", () => Devices(s => s.DroppedKernel), "{packet}", "Packets the kernel dropped before the device read them");
