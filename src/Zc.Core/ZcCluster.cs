@@ -111,7 +111,7 @@ public sealed unsafe class ZcCluster : IDisposable
     public int BufferCount => (int)_buffers.Count;
 
     /// <summary>Buffers not yet given to a pool.</summary>
-    public int UnassignedBuffers => (int)(_buffers.Count - _buffersAssigned);
+    internal int UnassignedBuffers => (int)(_buffers.Count - _buffersAssigned);
 
     /// <summary>True when the memory is 2 MiB hugepages.</summary>
     public bool OnHugePages => _arena.OnHugePages;
@@ -131,7 +131,7 @@ public sealed unsafe class ZcCluster : IDisposable
     }
 
     /// <summary>Bytes of the cluster memory (header, directories, buffers).</summary>
-    public ulong ArenaSize => _arena.Size;
+    internal ulong ArenaSize => _arena.Size;
 
     /// <summary>The queues created so far, by id.</summary>
     public IReadOnlyList<QueueEnd> Queues => Volatile.Read(ref _queues);
@@ -146,7 +146,7 @@ public sealed unsafe class ZcCluster : IDisposable
     private ref T Record<T>(ulong offset) where T : unmanaged => ref *(T*)(_record.Pointer + offset);
 
     /// <summary>The name of cluster <paramref name="id"/>'s socket and lock files, and the label of its memory.</summary>
-    public static string FileName(uint id) => $"zcflow-{id}";
+    internal static string FileName(uint id) => $"zcflow-{id}";
 
     /// <summary>
     /// Creates cluster <paramref name="id"/>. A cluster of that id whose owner is alive is an error
@@ -338,14 +338,14 @@ public sealed unsafe class ZcCluster : IDisposable
     }
 
     /// <summary>The capacity a queue asked for <paramref name="slots"/> gets: a power of two, at least 2.</summary>
-    public static int QueueCapacity(int slots) => (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(slots, 2));
+    internal static int QueueCapacity(int slots) => (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(slots, 2));
 
     /// <summary>
     /// Lists a device in the cluster under <paramref name="name"/> (cut to 56 bytes), so that the
     /// cluster listing (<see cref="ClusterDirectory.List"/>) shows its counters once
     /// <see cref="PublishDeviceStats"/> has written them. Returns the device's entry id.
     /// </summary>
-    public int AddDevice(string name)
+    internal int AddDevice(string name)
     {
         ThrowIfDisposed();
         ArgumentException.ThrowIfNullOrEmpty(name);
@@ -363,7 +363,7 @@ public sealed unsafe class ZcCluster : IDisposable
     }
 
     /// <summary>Writes device <paramref name="device"/>'s counters where the listing reads them (from any one thread at a time).</summary>
-    public void PublishDeviceStats(int device, DeviceStats stats)
+    internal void PublishDeviceStats(int device, DeviceStats stats)
     {
         ThrowIfDisposed();
         if ((uint)device >= _deviceCount) throw new ArgumentOutOfRangeException(nameof(device), device, $"cluster {Id} lists {_deviceCount} devices");

@@ -254,7 +254,7 @@ public class IpcTests(ITestOutputHelper output)
         using ZcCluster cluster = Owner(buffers: 64);
         int eth = cluster.AddDevice("af_packet:eth1?latency=10");
         int longName = cluster.AddDevice("pcap:/" + new string('x', 100) + ".pcap");
-        cluster.PublishDeviceStats(eth, new DeviceStats(Received: 1000, Bytes: 64_000, DroppedNoBuffer: 3, DroppedKernel: 7, Sent: 5, SendFailed: 1));
+        cluster.PublishDeviceStats(eth, new DeviceStats(received: 1000, bytes: 64_000, droppedNoBuffer: 3, droppedKernel: 7, sent: 5, sendFailed: 1));
         ClusterInfo info = Assert.Single(ClusterDirectory.List(), c => c.Id == cluster.Id);
         Assert.Equal(2, info.Devices.Count);
         Assert.Equal((eth, "af_packet:eth1?latency=10", new DeviceStats(1000, 64_000, 3, 7, 5, 1)), (info.Devices[0].Id, info.Devices[0].Name, info.Devices[0].Stats));

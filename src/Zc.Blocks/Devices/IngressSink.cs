@@ -47,7 +47,7 @@ internal sealed class IngressSink : IPacketSink
 
     public string Name { get; }
 
-    public DeviceStats Stats => new(0, 0, 0, Sent: Volatile.Read(ref _sent), SendFailed: Volatile.Read(ref _failed));
+    public DeviceStats Stats => new(0, 0, 0, sent: Volatile.Read(ref _sent), sendFailed: Volatile.Read(ref _failed));
 
     public bool TrySend(in PacketHandle packet) => TrySend(packet.Data, packet.WireLength, packet.TimestampNs);
 

@@ -5,7 +5,7 @@ using System.Net.Sockets;
 namespace ZcFlow.Flows;
 
 /// <summary>How a <see cref="FlowEncoder"/> writes.</summary>
-public sealed record FlowEncoderOptions
+public sealed class FlowEncoderOptions
 {
     /// <summary>9 for NetFlow v9 (RFC 3954), 10 for IPFIX (RFC 7011).</summary>
     public int Version { get; init; } = 10;

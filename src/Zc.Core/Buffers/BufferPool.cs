@@ -57,19 +57,19 @@ public sealed unsafe class BufferPool : BufferOwner
     /// page aligned, and ends after the last. <see cref="DataOffset"/> and <see cref="TryAtDataOffset"/>
     /// translate between this pool's packets and offsets in it.
     /// </summary>
-    public unsafe (nint Start, ulong Length) DeviceRegion => ((nint)_buffers.DeviceRegionStart, _buffers.DeviceRegionLength);
+    internal unsafe (nint Start, ulong Length) DeviceRegion => ((nint)_buffers.DeviceRegionStart, _buffers.DeviceRegionLength);
 
     /// <summary>
     /// The lowest buffer index of this pool: the buffers it hands out are <c>FirstBuffer</c> on, those of its ingress queues'
     /// spares (<see cref="ZcCluster.CreatePool"/>) after them.
     /// </summary>
-    public uint FirstBuffer => _first;
+    internal uint FirstBuffer => _first;
 
     /// <summary>Offset in <see cref="DeviceRegion"/> of the packet's data.</summary>
-    public ulong DataOffset(in PacketHandle packet) => _buffers.DataOffset(packet.Index);
+    internal ulong DataOffset(in PacketHandle packet) => _buffers.DataOffset(packet.Index);
 
     /// <summary>The buffer of this pool whose data starts at <paramref name="offset"/> in <see cref="DeviceRegion"/>; false for any other offset.</summary>
-    public bool TryAtDataOffset(ulong offset, out PacketHandle packet)
+    internal bool TryAtDataOffset(ulong offset, out PacketHandle packet)
     {
         if (_buffers.TryIndexAt(offset, out uint index)) return TryAt(index, out packet);
         packet = default;
@@ -80,7 +80,7 @@ public sealed unsafe class BufferPool : BufferOwner
     /// The buffer with index <paramref name="index"/> (<see cref="PacketHandle.Index"/>) if it is one this pool hands out;
     /// false for any other, its ingress queues' spares included (a device never has those).
     /// </summary>
-    public bool TryAt(uint index, out PacketHandle packet)
+    internal bool TryAt(uint index, out PacketHandle packet)
     {
         if (index - _first < (uint)_free.Length)
         {
