@@ -171,7 +171,7 @@ try
     {
         ClusterId = (uint)cl.Number('c', BalancerOptions.DefaultClusterId, 0, uint.MaxValue),
         Inputs = inputs,
-        Applications = apps,
+        Applications = (HashMode)cl.Number('m', 0, 0, 8) == HashMode.Vlan ? [1] : apps,   // -m 7 ignores -n, as zbalance_ipc does
         Mode = (HashMode)cl.Number('m', 0, 0, 8),
         Cores = cores,
         QueueSlots = (int)cl.Number('q', Topology.DefaultQueueSlots, 2, 1 << 20),
@@ -187,7 +187,7 @@ try
         Egress = egress,
         Lossless = cl.Has('L'),
         ActiveWait = cl.Has('a'),
-        RequireHugePages = cl.Has('u'),
+        Cluster = new ClusterOptions { RequireHugePages = cl.Has('u'), MaxQueues = ClusterOptions.QueueLimit },
         DelayStart = TimeSpan.FromSeconds(cl.Number('W', 0, 0, 3600)),
     };
     if (options.Problems() is [var (option, message), ..]) cl.Fail($"-{letters[option]}: {message}");

@@ -104,8 +104,7 @@ internal sealed class ZcFlowGraphOptions
         TimePulseResolutionNs = TimePulseResolutionNs,
         Lossless = Lossless,
         ActiveWait = ActiveWait,
-        RequireHugePages = RequireHugePages,
-        Warn = warn,
+        Cluster = new ClusterOptions { RequireHugePages = RequireHugePages, MaxQueues = ClusterOptions.QueueLimit, Warn = warn },
     };
 
     /// <summary>Builds and starts the graph these options describe; <paramref name="warn"/> hears what the cluster warns of.</summary>

@@ -1,5 +1,9 @@
+using ZcFlow.Buffers;
+using ZcFlow.Devices;
 using ZcFlow.Distribution;
 using ZcFlow.Filters;
+using ZcFlow.Queues;
+using ZcFlow.Workers;
 
 namespace ZcFlow.Graphs;
 
@@ -7,7 +11,8 @@ namespace ZcFlow.Graphs;
 /// zbalance_ipc's options as one record: each property is one option (its letter in the summary), each default is set
 /// here once, and <see cref="Problems"/> is every check, with one message each. The Balancer sample fills it from a
 /// command line and <c>ZcFlow.Hosting</c> from configuration; each names a problem's option in its own words
-/// (<c>-M</c>, <c>Balancer:VlanQueues</c>). <see cref="Start"/> builds the graph with <see cref="GraphBuilder"/>.
+/// (<c>-M</c>, <c>Balancer:VlanQueues</c>). <see cref="Start"/> builds and starts the graph; <see cref="GraphBuilder"/>
+/// is the fluent form of the same options, for distributions of your own.
 /// <code>
 /// using Graph graph = new BalancerOptions { ClusterId = 99, Applications = [2, 1], Mode = HashMode.IpHash }.Start();
 /// </code>
@@ -32,7 +37,7 @@ public sealed class BalancerOptions
     /// <summary>-i: one balancer per entry, each aggregating the devices it lists (<c>Q</c> for an ingress queue).</summary>
     public IReadOnlyList<IReadOnlyList<string>> Inputs { get; init; } = [[DefaultInput]];
 
-    /// <summary>-n: queues per application. Mode 7 ignores it, as zbalance_ipc does: its queues are queue 0 and one per VLAN id.</summary>
+    /// <summary>-n: queues per application. Mode 7 feeds one application, whose queues are queue 0 and one per VLAN id (<see cref="QueuesPerApplication"/>).</summary>
     public IReadOnlyList<int> Applications { get; init; } = [1];
 
     /// <summary>-m: how packets are spread over each application's queues.</summary>
@@ -44,8 +49,14 @@ public sealed class BalancerOptions
     /// <summary>-q: slots per queue, rounded up to a power of two.</summary>
     public int QueueSlots { get; init; } = Topology.DefaultQueueSlots;
 
-    /// <summary>-b: buffers each consumer may hold beyond its queue's slots; the cluster is sized from it.</summary>
-    public int ConsumerBuffers { get; init; } = DefaultConsumerBuffers;
+    /// <summary>
+    /// -b: buffers each consumer may hold beyond its queue's slots (<see cref="EgressQueue.Quota"/> = slots + buffers). The
+    /// cluster is then sized as zbalance_ipc sizes it: every queue's quota, and <see cref="GraphBuilder.BuffersPerDevice"/>
+    /// for each input device, whatever <see cref="ClusterOptions.BufferCount"/> says; so no consumer, however it hoards, can
+    /// take a buffer another queue or a device needs. Null: no quota beyond the default, and each balancer's pool an even
+    /// share of <see cref="ClusterOptions.BufferCount"/>.
+    /// </summary>
+    public int? ConsumerBuffers { get; init; } = DefaultConsumerBuffers;
 
     /// <summary>-f: what every input packet must match.</summary>
     public BpfFilter? Filter { get; init; }
@@ -80,14 +91,14 @@ public sealed class BalancerOptions
     /// <summary>-a: busy-poll when idle.</summary>
     public bool ActiveWait { get; init; }
 
-    /// <summary>-u: fail rather than run without hugepages.</summary>
-    public bool RequireHugePages { get; init; }
+    /// <summary>The cluster's buffers, hugepages (-u: <see cref="ClusterOptions.RequireHugePages"/>) and warnings; room for every queue a balancer may have.</summary>
+    public ClusterOptions Cluster { get; init; } = new() { MaxQueues = ClusterOptions.QueueLimit };
+
+    /// <summary>-Z's rules to start with: pass or drop by IP address (<see cref="IBalancer.Rules"/> changes them while running).</summary>
+    public IpRules? Rules { get; init; }
 
     /// <summary>-W: create the queues, then wait this long before processing, so consumers can attach.</summary>
     public TimeSpan DelayStart { get; init; }
-
-    /// <summary>Hears what the cluster warns of (no hugepages, for one).</summary>
-    public Action<string>? Warn { get; init; }
 
     /// <summary>The queues of each application as the balancers make them: mode 7's own, else <see cref="Applications"/>.</summary>
     public IReadOnlyList<int> QueuesPerApplication => Mode == HashMode.Vlan ? [VlanQueues.Count + 1] : Applications;
@@ -103,6 +114,7 @@ public sealed class BalancerOptions
         Check(Enum.IsDefined(Mode), nameof(Mode), $"{(int)Mode} is not a mode: 0 to 8 ({BalancerMode.Help})");
         Check(Inputs.Count > 0 && Inputs.All(i => i.Count > 0 && i.All(d => !string.IsNullOrWhiteSpace(d))), nameof(Inputs), "each input names one or more devices");
         Check(InterfaceIndexProblem(Mode, Inputs.Count) is null, nameof(Inputs), InterfaceIndexProblem(Mode, Inputs.Count) ?? "");
+        Check(BalancerMode.ApplicationsProblem(Mode, Applications) is null, nameof(Applications), BalancerMode.ApplicationsProblem(Mode, Applications) ?? "");
         if (Mode == HashMode.Vlan)
         {
             Check(VlanQueues.Count is > 0 and < ClusterOptions.QueueLimit, nameof(VlanQueues), $"mode 7 needs the VLAN id of each of its queues after queue 0, 1 to {ClusterOptions.QueueLimit - 1} of them");
@@ -112,7 +124,6 @@ public sealed class BalancerOptions
             Check(Applications.Count > 0 && Applications.All(n => n > 0), nameof(Applications), "each application has at least one queue");
             Check(Applications.Count <= ApplicationLimit, nameof(Applications), $"{Applications.Count} applications; a balancer feeds up to {ApplicationLimit}");
             Check(Applications.Sum() <= ClusterOptions.QueueLimit, nameof(Applications), $"{Applications.Sum()} queues; a balancer feeds up to {ClusterOptions.QueueLimit}");
-            Check(BalancerMode.ApplicationsProblem(Mode, Applications) is null, nameof(Applications), BalancerMode.ApplicationsProblem(Mode, Applications) ?? "");
             Check(VlanQueues.Count == 0, nameof(VlanQueues), "VLAN ids map to queues in mode 7 only");
             Check(VlanEtherType == VlanMap.DefaultEtherType, nameof(VlanEtherType), "the EtherType of VLAN ids that pick queues is for mode 7 only");
         }
@@ -128,7 +139,7 @@ public sealed class BalancerOptions
         }
         Check(Cores.All(c => c >= 0) && (Cores.Count <= 1 || Cores.Count == Inputs.Count), nameof(Cores), $"one core number for each input ({Inputs.Count}), or one for all");
         Check(QueueSlots is >= 2 and <= 1 << 20, nameof(QueueSlots), $"{QueueSlots} slots; 2 to {1 << 20}");
-        Check(ConsumerBuffers is >= 0 and <= 1 << 24, nameof(ConsumerBuffers), $"{ConsumerBuffers} buffers; 0 to {1 << 24}");
+        Check(ConsumerBuffers is null or (>= 0 and <= 1 << 24), nameof(ConsumerBuffers), $"{ConsumerBuffers} buffers; 0 to {1 << 24}");
         Check(OutputFilters.Keys.All(q => q >= 0 && q < queues), nameof(OutputFilters), $"a filter for queue {OutputFilters.Keys.FirstOrDefault(q => q < 0 || q >= queues)}; {range}");
         Check(TimePulseCore is null or >= 0, nameof(TimePulseCore), $"{TimePulseCore} is not a core number");
         Check(TimePulseResolutionNs is >= 0 and <= 1_000_000_000, nameof(TimePulseResolutionNs), $"{TimePulseResolutionNs} ns; 0 to 1,000,000,000");
@@ -147,22 +158,49 @@ public sealed class BalancerOptions
     /// <summary>Builds and starts the graph; options with a problem are refused with an <see cref="ArgumentException"/> naming it.</summary>
     public Graph Start()
     {
-        if (Problems() is [var first, ..]) throw new ArgumentException($"{first.Option}: {first.Message}");
-        var builder = GraphBuilder.Cluster(ClusterId)
-            .Options(new ClusterOptions { RequireHugePages = RequireHugePages, MaxQueues = ClusterOptions.QueueLimit, Warn = Warn })
-            .ConsumerBuffers(ConsumerBuffers);
-        foreach (IReadOnlyList<string> devices in Inputs) builder.Input([.. devices]);
-        foreach ((int queue, string device) in Egress) builder.Egress(queue, device);
-        foreach ((int queue, BpfFilter filter) in OutputFilters) builder.OutputFilter(queue, filter);
-        if (TimePulseCore is int core) builder.TimePulse(core, TimePulseResolutionNs);
-        return builder
-            .Filter(Filter)
-            .Vlans(Vlans)
-            .Applications([.. QueuesPerApplication])
-            .QueueSlots(QueueSlots)
-            .ActiveWait(ActiveWait)
-            .Lossless(Lossless)
-            .DelayStart(DelayStart)
-            .Balance(Mode, new BalancerModeOptions { VlanQueues = VlanQueues, VlanEtherType = VlanEtherType, GtpControl = GtpControl }, [.. Cores]);
+        var extra = new BalancerModeOptions { VlanQueues = VlanQueues, VlanEtherType = VlanEtherType, GtpControl = GtpControl };
+        int[] applications = [.. QueuesPerApplication];
+        return Build((pool, inputs, outputs, lossless) => BalancerMode.Create(Mode, pool, inputs, outputs, applications, lossless, extra));
+    }
+
+    /// <summary>Spares an ingress queue's application may hold beyond the queue's slots, as zbalance_ipc sizes them.</summary>
+    private const int IngressSpares = 256;
+
+    // The one way a balancer graph is built, for a mode (Start) or for a distribution of the user's (GraphBuilder.Balance): one
+    // balancer per input, each with its own pool and its queues (as zbalance_ipc numbers them: its ingress queues, then
+    // its outputs), on a topology.
+    internal Graph Build(Func<BufferOwner, IPacketSource[], EgressQueue[], bool, IBalancer> make)
+    {
+        if (Problems() is { Count: > 0 } problems) throw new ArgumentException(string.Join("; ", problems.Select(p => $"{p.Option}: {p.Message}")));
+        int queues = QueuesPerApplication.Sum();
+        int slots = ZcCluster.QueueCapacity(QueueSlots);
+        // With a quota per consumer, each balancer's pool holds every quota and its devices' share; else the count is split evenly.
+        int? PoolSize(IReadOnlyList<string> names) => ConsumerBuffers is not int extra ? null
+            : queues * (slots + extra) + names.Sum(n => n == GraphBuilder.IngressQueue ? slots + IngressSpares : GraphBuilder.BuffersPerDevice);
+        Topology topology = Topology.Cluster(ClusterId).Options(Cluster).QueueSlots(QueueSlots).ActiveWait(ActiveWait).Lossless(Lossless).DelayStart(DelayStart);
+        try
+        {
+            if (TimePulseCore is int core) topology.Clock = new TimePulse(core, TimePulseResolutionNs);
+            for (int b = 0; b < Inputs.Count; b++)
+                topology.From([.. Inputs[b]]).Balance(make, queues, Cores.Count == 0 ? null : Cores[Cores.Count == 1 ? 0 : b], $"balancer {b}", Configure, PoolSize(Inputs[b])).ToQueues();
+            return topology.Run();
+        }
+        catch
+        {
+            topology.Clock?.Dispose();
+            throw;
+        }
+
+        void Configure(IBalancer balancer, BufferOwner pool)
+        {
+            if (ConsumerBuffers is int extra)
+                foreach (EgressQueue q in balancer.Outputs) q.Quota = q.Capacity + extra;
+            balancer.Filter = Filter;
+            balancer.Vlans = Vlans;
+            balancer.Rules = Rules;
+            balancer.Clock = topology.Clock;
+            foreach ((int output, BpfFilter outputFilter) in OutputFilters) balancer.SetOutputFilter(output, outputFilter);
+            foreach ((int output, string device) in Egress) balancer.SetEgress(output, Device.OpenSink(device, pool as BufferPool));
+        }
     }
 }

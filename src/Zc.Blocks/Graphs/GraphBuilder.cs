@@ -16,7 +16,9 @@ namespace ZcFlow.Graphs;
 ///     .Applications(2, 1)                      // two queues for one application, one for another
 ///     .Balance(new FiveTupleHash(), core: 1);  // runs; consumers attach to zc:99@0, @1, @2
 /// </code>
-/// Each <see cref="Input"/> makes one balancer, with its own worker, pool and queues.
+/// Each <see cref="Input"/> makes one balancer, with its own worker, pool and queues. What it is given is a
+/// <see cref="BalancerOptions"/>, checked and built as that is (the same checks, the same messages); this is its fluent
+/// form, with distributions of your own.
 /// </summary>
 public sealed class GraphBuilder
 {
@@ -24,7 +26,7 @@ public sealed class GraphBuilder
     private readonly List<string[]> _inputs = [];
     private ClusterOptions _options = new();
     private int[] _applications = [1];
-    private int? _slots;       // unset: Topology's default
+    private int _slots = Topology.DefaultQueueSlots;
     private bool _lossless;    // zbalance_ipc's: a full queue drops (Topology's graphs wait instead)
     private bool _activeWait;
     private TimeSpan _delay;
@@ -32,7 +34,8 @@ public sealed class GraphBuilder
     private BpfFilter? _filter;
     private VlanAllowList? _vlans;
     private IpRules? _rules;
-    private (int? Core, long ResolutionNs)? _timePulse;
+    private int? _timePulseCore;
+    private long _timePulseResolutionNs;
     private readonly Dictionary<int, BpfFilter> _outputFilters = [];
     private readonly List<(int Output, string Device)> _egress = [];
 
@@ -66,22 +69,13 @@ public sealed class GraphBuilder
     /// <summary>Slots of each queue (<see cref="Topology.DefaultQueueSlots"/> unless set).</summary>
     public GraphBuilder QueueSlots(int slots) { _slots = slots; return this; }
 
-    /// <summary>
-    /// zbalance_ipc's <c>-b</c>: each queue's consumer may hold <paramref name="buffers"/> buffers beyond the
-    /// queue's slots (received and not yet released), and no more (<see cref="EgressQueue.Quota"/> = slots + buffers).
-    /// The cluster is then sized to match, as zbalance_ipc sizes it: every queue's quota, and 4096 buffers for
-    /// each input device, whatever <see cref="ClusterOptions.BufferCount"/> says; so no consumer, however it
-    /// hoards, can take a buffer another queue or a device needs.
-    /// </summary>
+    /// <summary>zbalance_ipc's <c>-b</c>: each consumer may hold this many buffers beyond its queue, and the cluster is sized from it (<see cref="BalancerOptions.ConsumerBuffers"/>).</summary>
     public GraphBuilder ConsumerBuffers(int buffers)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(buffers);
         _consumerBuffers = buffers;
         return this;
     }
-
-    /// <summary>Buffers set aside for each input device, when the cluster is sized from the quotas.</summary>
-    public const int BuffersPerDevice = 4096;
 
     /// <summary>Never drop at a full queue: leave the inputs unread until there is room (see <see cref="Balancer{T}"/>).</summary>
     public GraphBuilder Lossless(bool lossless = true) { _lossless = lossless; return this; }
@@ -113,17 +107,14 @@ public sealed class GraphBuilder
     public GraphBuilder Rules(IpRules? rules) { _rules = rules; return this; }
 
     /// <summary>Stamps every packet with the time it is taken in, from a <see cref="Workers.TimePulse"/> thread on <paramref name="core"/> (<c>-S core -R ns</c>).</summary>
-    public GraphBuilder TimePulse(int? core, long resolutionNs = 0)
+    public GraphBuilder TimePulse(int core, long resolutionNs = 0)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(resolutionNs);
-        _timePulse = (core, resolutionNs);
+        (_timePulseCore, _timePulseResolutionNs) = (core, resolutionNs);
         return this;
     }
 
-    /// <summary>
-    /// What goes to output <paramref name="output"/> (a queue id within each balancer) is sent out of
-    /// <paramref name="device"/> instead (zbalance_ipc's <c>-r 0:eth1</c>); each balancer opens the device for itself.
-    /// </summary>
+    /// <summary>What goes to output <paramref name="output"/> (a queue id) is sent out of <paramref name="device"/> instead (zbalance_ipc's <c>-r 0:eth1</c>; one input, as there).</summary>
     public GraphBuilder Egress(int output, string device)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(output);
@@ -167,67 +158,46 @@ public sealed class GraphBuilder
     }
 
     /// <summary>Builds and runs the graph with a zbalance_ipc <c>-m</c> mode (<see cref="BalancerMode"/>).</summary>
-    public Graph Balance(HashMode mode, params int[] cores) => Balance(mode, new BalancerModeOptions(), cores);
+    public Graph Balance(HashMode mode, params int[] cores) => Options(cores, mode).Start();
 
-    // With a zbalance_ipc mode and what it needs (-M, -Y, -G): BalancerOptions.Start's.
-    internal Graph Balance(HashMode mode, BalancerModeOptions options, params int[] cores)
-    {
-        if (BalancerOptions.InterfaceIndexProblem(mode, _inputs.Count) is { } problem) throw new ArgumentException(problem, nameof(mode));
-        return Build((pool, inputs, outputs, lossless) => BalancerMode.Create(mode, pool, inputs, outputs, _applications, lossless, options), cores);
-    }
+    // With a zbalance_ipc mode and what it needs (-M, -Y, -G).
+    internal Graph Balance(HashMode mode, BalancerModeOptions extra, params int[] cores) => Options(cores, mode, extra).Start();
 
     /// <summary>The name of an ingress queue among a balancer's devices.</summary>
     public const string IngressQueue = "Q";
 
-    /// <summary>Spares an ingress queue's application may hold beyond the queue's slots, as zbalance_ipc sizes them.</summary>
-    private const int IngressSpares = 256;
+    /// <summary>Buffers set aside for each input device, when the cluster is sized from the quotas (<see cref="ConsumerBuffers"/>).</summary>
+    public const int BuffersPerDevice = 4096;
 
-    private Graph Build(Func<BufferOwner, IPacketSource[], EgressQueue[], bool, IBalancer> make, int[] cores)
+    private Graph Build(Func<BufferOwner, IPacketSource[], EgressQueue[], bool, IBalancer> make, int[] cores) => Options(cores).Build(make);
+
+    // What this builder was given, as the one options model; checked there, with its messages.
+    private BalancerOptions Options(int[] cores, HashMode mode = HashMode.RoundRobin, BalancerModeOptions? extra = null)
     {
         if (_inputs.Count == 0) throw new InvalidOperationException("the graph has no input: call Input(\"gen:64\") or name a device");
-        if (cores.Length > 1 && cores.Length != _inputs.Count)
-            throw new ArgumentException($"give one core for every balancer ({_inputs.Count}), or one for all", nameof(cores));
-        int queues = _applications.Sum();
-        int slots = ZcCluster.QueueCapacity(_slots ?? Topology.DefaultQueueSlots);
-        // With a quota per consumer, each balancer's pool holds every quota and its devices' share; else the count is split evenly.
-        int? PoolSize(string[] names) => _consumerBuffers is not int extra ? null
-            : queues * (slots + extra) + names.Sum(n => n == IngressQueue ? slots + IngressSpares : BuffersPerDevice);
-        Topology topology = Topology.Cluster(_id).Options(_options).QueueSlots(_slots ?? Topology.DefaultQueueSlots).ActiveWait(_activeWait).Lossless(_lossless).DelayStart(_delay);
-        try
+        return new BalancerOptions
         {
-            if (_timePulse is { } pulse) topology.Clock = new TimePulse(pulse.Core, pulse.ResolutionNs);
-            for (int b = 0; b < _inputs.Count; b++)
-            {
-                // As zbalance_ipc numbers them: this balancer's ingress queues, then its outputs.
-                topology.From(_inputs[b]).Balance(make, queues,
-                    cores.Length == 0 ? null : cores[cores.Length == 1 ? 0 : b], $"balancer {b}", Configure, PoolSize(_inputs[b])).ToQueues();
-            }
-            return topology.Run();
-        }
-        catch
-        {
-            topology.Clock?.Dispose();
-            throw;
-        }
-
-        void Configure(IBalancer balancer, BufferOwner pool)
-        {
-            if (_consumerBuffers is int extra)
-                foreach (EgressQueue q in balancer.Outputs) q.Quota = q.Capacity + extra;
-            balancer.Filter = _filter;
-            balancer.Vlans = _vlans;
-            balancer.Rules = _rules;
-            balancer.Clock = topology.Clock;
-            foreach ((int output, BpfFilter outputFilter) in _outputFilters)
-            {
-                if (output >= queues) throw new ArgumentOutOfRangeException(nameof(output), output, $"a filter for output {output}, but a balancer has {queues} (0 to {queues - 1})");
-                balancer.SetOutputFilter(output, outputFilter);
-            }
-            foreach ((int output, string sink) in _egress)
-            {
-                if (output >= queues) throw new ArgumentOutOfRangeException(nameof(output), output, $"egress to output {output}, but a balancer has {queues} (0 to {queues - 1})");
-                balancer.SetEgress(output, Device.OpenSink(sink, pool as BufferPool));
-            }
-        }
+            ClusterId = _id,
+            Cluster = _options,
+            Inputs = _inputs,
+            Applications = _applications,
+            Mode = mode,
+            Cores = cores,
+            QueueSlots = _slots,
+            ConsumerBuffers = _consumerBuffers,
+            Filter = _filter,
+            OutputFilters = _outputFilters,
+            Vlans = _vlans,
+            Rules = _rules,
+            VlanQueues = extra?.VlanQueues ?? [],
+            VlanEtherType = extra?.VlanEtherType ?? VlanMap.DefaultEtherType,
+            GtpControl = extra?.GtpControl,
+            TimePulseCore = _timePulseCore,
+            TimePulseResolutionNs = _timePulseResolutionNs,
+            Egress = _egress,
+            Lossless = _lossless,
+            ActiveWait = _activeWait,
+            DelayStart = _delay,
+        };
     }
 }
