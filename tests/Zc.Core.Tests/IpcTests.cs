@@ -245,7 +245,8 @@ public class IpcTests(ITestOutputHelper output)
         Assert.Equal(1, q.Held);
         Assert.Equal(16, q.Quota);
         Assert.False(q.Stuck);
-        Assert.Equal(new PoolInfo(0, 0, 64, 64), Assert.Single(info.Pools));
+        PoolInfo listed = Assert.Single(info.Pools);
+        Assert.Equal((0, 0, 64, 64), (listed.Id, listed.FirstBuffer, listed.Count, listed.Free));
     }
 
     [Fact]
