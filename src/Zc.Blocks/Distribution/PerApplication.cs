@@ -9,7 +9,7 @@ namespace ZcFlow.Distribution;
 /// Application a owns the queues from the sum of the counts before it, and has a copy of the
 /// inner distribution of its own, so that state such as a round-robin turn is per application.
 /// </summary>
-public struct PerApplication<TInner> : IDistribution where TInner : struct, IDistribution
+internal struct PerApplication<TInner> : IDistribution where TInner : struct, IDistribution
 {
     private readonly int[] _counts;
     private readonly TInner[] _inner;

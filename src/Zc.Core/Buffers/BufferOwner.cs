@@ -60,17 +60,24 @@ public abstract class BufferOwner
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Release(in PacketHandle packet)
     {
-        uint index = packet.Index, local = index - _first;
-        if (local >= (uint)_out.Length) ThrowHelper.ForeignBuffer(index);
-        if (!_out[local] || _holders[index] != 0) ThrowHelper.NotOwned(index);
-        MakeFree(index, local);
+        Free(packet);
         Returned();
     }
 
     /// <summary>Gives back a burst of buffers on the owning thread.</summary>
     public void ReleaseBurst(ReadOnlySpan<PacketHandle> packets)
     {
-        foreach (ref readonly PacketHandle p in packets) Release(p);
+        foreach (ref readonly PacketHandle p in packets) Free(p);
+        if (packets.Length != 0) Returned();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Free(in PacketHandle packet)
+    {
+        uint index = packet.Index, local = index - _first;
+        if (local >= (uint)_out.Length) ThrowHelper.ForeignBuffer(index);
+        if (!_out[local] || _holders[index] != 0) ThrowHelper.NotOwned(index);
+        MakeFree(index, local);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
