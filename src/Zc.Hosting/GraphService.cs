@@ -5,7 +5,7 @@ using ZcFlow.Graphs;
 namespace ZcFlow.Hosting;
 
 // A graph for the host's lifetime: built at start (an error there stops the start, naming the section), stats logged
-// every statsIntervalSeconds and once more at the end. The graph is a Balancer's (ZcFlowGraphOptions) or any topology's.
+// every statsIntervalSeconds and once more at the end. The graph is a Balancer's (BalancerOptions, bound as ZcFlowGraphOptions) or any topology's.
 internal sealed class GraphService(string section, uint clusterId, Func<Action<string>, Graph> build, int statsIntervalSeconds, ILogger logger)
     : IHostedService, IDisposable
 {

@@ -77,7 +77,11 @@ public class ReadmeCommandsTests
                     for (int i = 0; i < 1000; i++)
                         writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000001 + (uint)(i % 50), 0x0A000100, 17, 8 + 18).Udp((ushort)(1000 + i % 50), 53, 18).Add(new byte[18]).ToArray(),
                             1_700_000_000_000_000_000 + i * 1_000_000L);
-            string[] Local(string[] args) => [.. args.Select(a => string.Join(',', a.Split(',').Select(p => p is "trace.pcap" or "trace1.pcap" or "out.pcapng" ? Path.Combine(dir, p) : p)))];
+            // The files the commands name, where a user has them: captures in the directory a user runs from, the
+            // repository's own (samples/…) in the checkout, which is where `dotnet run --project` runs from.
+            string Where(string p) => p is "trace.pcap" or "trace1.pcap" or "out.pcapng" ? Path.Combine(dir, p)
+                : p.StartsWith("samples/", StringComparison.Ordinal) && File.Exists(Path.Combine(Tools.Repository!, p)) ? Path.Combine(Tools.Repository!, p) : p;
+            string[] Local(string[] args) => [.. args.Select(a => string.Join(',', a.Split(',').Select(Where)))];
 
             var failures = new List<string>();
             // Owners of cluster 99 one at a time; then, while the main job runs, what reads its queues, one at a time.
