@@ -167,12 +167,13 @@ RulesServer? rules = null;
 try
 {
     var filters = LoadFilters();
+    var requested = (HashMode)cl.Number('m', 0, 0, 8);
     var options = new BalancerOptions
     {
         ClusterId = (uint)cl.Number('c', BalancerOptions.DefaultClusterId, 0, uint.MaxValue),
         Inputs = inputs,
-        Applications = (HashMode)cl.Number('m', 0, 0, 8) == HashMode.Vlan ? [1] : apps,   // -m 7 ignores -n, as zbalance_ipc does
-        Mode = (HashMode)cl.Number('m', 0, 0, 8),
+        Applications = requested == HashMode.Vlan ? [1] : apps,   // -m 7 ignores -n, as zbalance_ipc does
+        Mode = requested,
         Cores = cores,
         QueueSlots = (int)cl.Number('q', Topology.DefaultQueueSlots, 2, 1 << 20),
         ConsumerBuffers = (int)cl.Number('b', BalancerOptions.DefaultConsumerBuffers, 0, 1 << 24),

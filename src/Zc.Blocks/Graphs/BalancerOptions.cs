@@ -111,10 +111,14 @@ public sealed class BalancerOptions
         {
             if (!ok) problems.Add((option, message));
         }
+        void Add(string option, string? problem)
+        {
+            if (problem is not null) problems.Add((option, problem));
+        }
         Check(Enum.IsDefined(Mode), nameof(Mode), $"{(int)Mode} is not a mode: 0 to 8 ({BalancerMode.Help})");
         Check(Inputs.Count > 0 && Inputs.All(i => i.Count > 0 && i.All(d => !string.IsNullOrWhiteSpace(d))), nameof(Inputs), "each input names one or more devices");
-        Check(InterfaceIndexProblem(Mode, Inputs.Count) is null, nameof(Inputs), InterfaceIndexProblem(Mode, Inputs.Count) ?? "");
-        Check(BalancerMode.ApplicationsProblem(Mode, Applications) is null, nameof(Applications), BalancerMode.ApplicationsProblem(Mode, Applications) ?? "");
+        Add(nameof(Inputs), InterfaceIndexProblem(Mode, Inputs.Count));
+        Add(nameof(Applications), BalancerMode.ApplicationsProblem(Mode, Applications));
         if (Mode == HashMode.Vlan)
         {
             Check(VlanQueues.Count is > 0 and < ClusterOptions.QueueLimit, nameof(VlanQueues), $"mode 7 needs the VLAN id of each of its queues after queue 0, 1 to {ClusterOptions.QueueLimit - 1} of them");

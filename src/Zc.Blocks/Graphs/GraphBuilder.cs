@@ -158,10 +158,10 @@ public sealed class GraphBuilder
     }
 
     /// <summary>Builds and runs the graph with a zbalance_ipc <c>-m</c> mode (<see cref="BalancerMode"/>).</summary>
-    public Graph Balance(HashMode mode, params int[] cores) => Options(cores, mode).Start();
+    public Graph Balance(HashMode mode, params int[] cores) => ToOptions(cores, mode).Start();
 
     // With a zbalance_ipc mode and what it needs (-M, -Y, -G).
-    internal Graph Balance(HashMode mode, BalancerModeOptions extra, params int[] cores) => Options(cores, mode, extra).Start();
+    internal Graph Balance(HashMode mode, BalancerModeOptions extra, params int[] cores) => ToOptions(cores, mode, extra).Start();
 
     /// <summary>The name of an ingress queue among a balancer's devices.</summary>
     public const string IngressQueue = "Q";
@@ -169,10 +169,10 @@ public sealed class GraphBuilder
     /// <summary>Buffers set aside for each input device, when the cluster is sized from the quotas (<see cref="ConsumerBuffers"/>).</summary>
     public const int BuffersPerDevice = 4096;
 
-    private Graph Build(Func<BufferOwner, IPacketSource[], EgressQueue[], bool, IBalancer> make, int[] cores) => Options(cores).Build(make);
+    private Graph Build(Func<BufferOwner, IPacketSource[], EgressQueue[], bool, IBalancer> make, int[] cores) => ToOptions(cores).Build(make);
 
     // What this builder was given, as the one options model; checked there, with its messages.
-    private BalancerOptions Options(int[] cores, HashMode mode = HashMode.RoundRobin, BalancerModeOptions? extra = null)
+    private BalancerOptions ToOptions(int[] cores, HashMode mode = HashMode.RoundRobin, BalancerModeOptions? extra = null)
     {
         if (_inputs.Count == 0) throw new InvalidOperationException("the graph has no input: call Input(\"gen:64\") or name a device");
         return new BalancerOptions

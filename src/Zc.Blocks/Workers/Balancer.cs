@@ -143,11 +143,12 @@ internal sealed class Balancer<TDistribution> : IBalancer where TDistribution : 
                 if ((vlans is not null && !vlans.Matches(_burst[i])) || (rules is not null && !rules.Passes(_burst[i]))
                     || (filter is not null && !filter.Matches(_burst[i])))
                 {
-                    _pool.Release(_burst[i]);
+                    _pool.ReleaseLater(_burst[i]);
                     filtered++;
                 }
                 else if (!Route(_burst[i])) filtered++;
             }
+            _pool.EndRelease();
             moved += n;
         }
         if (moved != 0)
@@ -202,7 +203,7 @@ internal sealed class Balancer<TDistribution> : IBalancer where TDistribution : 
         bool taken = mask != 0 && ((mask & (mask - 1)) == 0
             ? _outputs[BitOperations.TrailingZeroCount(mask)].TrySend(packet, flush: false)
             : _multi.Send(packet, mask, flush: false) != 0);
-        if (!taken) _pool.Release(packet);
+        if (!taken) _pool.ReleaseLater(packet);   // handed on at the burst's end (EndRelease)
         return routed;
     }
 

@@ -24,6 +24,10 @@ public abstract class BufferOwner
     private protected EgressQueue[] _returns = [];   // the queues whose consumers' releases come back here
     private protected ulong _errors;
     private long _freed;                         // buffers made free so far, for the counts Reclaim and CheckConsumers return
+    // Buffers made free and not yet handed to Free: the kind of owner is asked once per batch, not once per buffer.
+    private readonly uint[] _freeing = new uint[FreeBatch];
+    private int _freeingCount;
+    private const int FreeBatch = 256;
 
     private protected BufferOwner(BufferRegion buffers, uint first, uint count, ulong[] holders)
     {
@@ -60,19 +64,27 @@ public abstract class BufferOwner
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Release(in PacketHandle packet)
     {
-        Free(packet);
-        Returned();
+        Check(packet);
+        FlushFrees();
     }
 
     /// <summary>Gives back a burst of buffers on the owning thread.</summary>
     public void ReleaseBurst(ReadOnlySpan<PacketHandle> packets)
     {
-        foreach (ref readonly PacketHandle p in packets) Free(p);
-        if (packets.Length != 0) Returned();
+        foreach (ref readonly PacketHandle p in packets) Check(p);
+        FlushFrees();
     }
 
+    // For a loop over a burst (the balancer's drops): each is checked and noted as it comes, and the burst's are handed
+    // on together by EndRelease, so a dropped packet costs no call to the kind of owner.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void Free(in PacketHandle packet)
+    internal void ReleaseLater(in PacketHandle packet) => Check(packet);
+
+    internal void EndRelease() => FlushFrees();
+
+    // A buffer given back by the owning thread: its own, held, and in no queue.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Check(in PacketHandle packet)
     {
         uint index = packet.Index, local = index - _first;
         if (local >= (uint)_out.Length) ThrowHelper.ForeignBuffer(index);
@@ -84,17 +96,21 @@ public abstract class BufferOwner
     private protected void MakeFree(uint index, uint local)
     {
         _out[local] = false;
-        _freed++;
-        Free(index);
+        _freeing[_freeingCount++] = index;
+        if (_freeingCount == FreeBatch) FlushFrees();
     }
 
-    // A buffer no queue holds any more: to the free list, or back up.
-    private protected abstract void Free(uint index);
-
-    // After buffers came back: a relay sends what it gave back up on its way.
-    private protected virtual void Returned()
+    // Hands what was made free to the kind of owner, once per batch; every public entry point ends with it.
+    private protected void FlushFrees()
     {
+        if (_freeingCount == 0) return;
+        Free(_freeing.AsSpan(0, _freeingCount));
+        _freed += _freeingCount;
+        _freeingCount = 0;
     }
+
+    // Buffers no queue holds any more: to the free list, or back up to the queues they came from (and on their way).
+    private protected abstract void Free(ReadOnlySpan<uint> indices);
 
     /// <summary>Drains every recycle ring; returns how many buffers are free again.</summary>
     public int Reclaim()
@@ -129,7 +145,7 @@ public abstract class BufferOwner
         {
             ring.Consume(n);
             queue.BuffersReturned(returned);
-            Returned();
+            FlushFrees();
         }
     }
 
@@ -155,7 +171,7 @@ public abstract class BufferOwner
             TakeBackFromGone(queue);
         }
         Checked();
-        Returned();
+        FlushFrees();
         return (int)(_freed - before);
     }
 
@@ -173,6 +189,7 @@ public abstract class BufferOwner
             uint index = _first + local;
             if ((_holders[index] & bit) != 0 && (_holders[index] &= ~bit) == 0) MakeFree(index, local);
         }
+        FlushFrees();
         queue.Link!.Freed();
     }
 }

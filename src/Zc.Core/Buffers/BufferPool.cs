@@ -129,11 +129,13 @@ public sealed unsafe class BufferPool : BufferOwner
         return packet;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private protected override void Free(uint index)
+    private protected override void Free(ReadOnlySpan<uint> indices)
     {
-        if (index < _ownEnd) _free[_top++] = index;
-        else FreeSpare(index);
+        foreach (uint index in indices)
+        {
+            if (index < _ownEnd) _free[_top++] = index;
+            else FreeSpare(index);
+        }
     }
 
     private void FreeSpare(uint index)

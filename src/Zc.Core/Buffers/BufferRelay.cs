@@ -58,11 +58,11 @@ public sealed class BufferRelay : BufferOwner
         return got;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private protected override void Free(uint index) => _inputs[_origin is null ? 0 : _origin[index]].ReleaseUpstream(index);
-
-    private protected override void Returned()
+    // Each back to the queue it came from, then on its way up.
+    private protected override void Free(ReadOnlySpan<uint> indices)
     {
+        byte[]? origin = _origin;
+        foreach (uint index in indices) _inputs[origin is null ? 0 : origin[index]].ReleaseUpstream(index);
         foreach (QueueConsumer input in _inputs) input.FlushReleases();
     }
 }
