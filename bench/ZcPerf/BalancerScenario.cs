@@ -16,7 +16,9 @@ namespace ZcFlow.Perf;
 /// symmetric 5-tuple hash pinned to one core, two queues, two consumers on the other core that
 /// read every packet and release it: as threads of this process, then as two other processes,
 /// in one run; and the same with 64 queues, one consumer thread serving them all, and with IMIX frames (<c>gen:imix</c>). Lossless, so the figure is what
-/// reaches the consumers. Then a filter stage before the balancer, built with a <see cref="Topology"/> (the cost of a general graph),
+/// reaches the consumers. Then the generator alone (64 bytes and IMIX), its buffers kept in flight as the queues keep
+/// them, beside the balancer row with consumer processes and the plain C ring, run by run: the balancer's own cost is
+/// the difference. Then a filter stage before the balancer, built with a <see cref="Topology"/> (the cost of a general graph),
 /// and a capture file read at top speed into the pool, in Mpps and GB/s.
 /// </summary>
 internal static class BalancerScenario
@@ -45,8 +47,83 @@ internal static class BalancerScenario
                 ["packets"] = Packets,
             });
         }
+        GeneratorCost(report, options, cores);
         Stages(report, options, cores);
         PcapRead(report, options);
+    }
+
+    // The generator's own cost, so that the balancer's is the difference: per run, the generator alone on the balancer's
+    // core (its buffers kept in flight as long as two queues of 4096 keep them, then released), the balancer row with
+    // consumer processes, and the plain C ring in bursts of 32, which tells the host's fast phase from its slow one.
+    private static void GeneratorCost(Report report, PerfOptions options, int[] cores)
+    {
+        using var peers = new Peers();
+        List<double> generator = [], imix = [], balancer = [], plain = [];
+        for (int run = 0; run < options.Runs; run++)
+        {
+            plain.Add(peers.Mops("plain", 300_000_000, 32));
+            generator.Add(MeasureGenerator(cores[0], "64"));
+            imix.Add(MeasureGenerator(cores[0], "imix"));
+            balancer.Add(Measure(cores, processes: true, Queues, "64"));
+            Console.Error.WriteLine($"zcperf: balancer run {run + 1}/{options.Runs}: generator {generator[^1]:F1} Mpps (imix {imix[^1]:F1}), balancer {balancer[^1]:F1} Mpps, plain ring {plain[^1]:F0} M/s");
+        }
+        double[] ratios = [.. generator.Zip(balancer, (g, b) => g / b)];
+        report.Row(new Dictionary<string, object>
+        {
+            ["scenario"] = "balancer",
+            ["name"] = "gen64_generator_alone",
+            ["mpps"] = Math.Round(Report.Median(generator), 2),
+            ["mpps_min"] = Math.Round(generator.Min(), 2),
+            ["mpps_max"] = Math.Round(generator.Max(), 2),
+            ["ns_per_packet"] = Math.Round(1e3 / Report.Median(generator), 1),
+            ["balancer_processes_mpps"] = string.Join("/", balancer.Select(b => b.ToString("F1", System.Globalization.CultureInfo.InvariantCulture))),
+            ["plain_ring_burst32_mops"] = string.Join("/", plain.Select(b => b.ToString("F0", System.Globalization.CultureInfo.InvariantCulture))),
+            ["ratio_vs_balancer_row"] = Math.Round(Report.Median(ratios), 2),
+            ["ratio_min"] = Math.Round(ratios.Min(), 2),
+            ["ratio_max"] = Math.Round(ratios.Max(), 2),
+            ["balancer_ns_without_generator"] = Math.Round(1e3 / Report.Median(balancer) - 1e3 / Report.Median(generator), 1),
+        });
+        report.Row(new Dictionary<string, object>
+        {
+            ["scenario"] = "balancer",
+            ["name"] = "genimix_generator_alone",
+            ["mpps"] = Math.Round(Report.Median(imix), 2),
+            ["mpps_min"] = Math.Round(imix.Min(), 2),
+            ["mpps_max"] = Math.Round(imix.Max(), 2),
+            ["gbps"] = Math.Round(Report.Median(imix) * GeneratorDevice.Imix.ToArray().Average() * 8 / 1e3, 2),
+        });
+    }
+
+    private static double MeasureGenerator(int core, string frames)
+    {
+        using ZcCluster cluster = ZcCluster.Create((uint)(520_000 + Environment.ProcessId % 100_000), new ClusterOptions
+        {
+            BufferCount = 16384, BufferSize = frames == "imix" ? 2048 : 128, MaxQueues = 1, Warn = _ => { },
+        });
+        BufferPool pool = cluster.CreatePool(16384);
+        using IPacketSource gen = Device.OpenSource($"gen:{frames}?flows=4096", pool, 0);
+        const int Burst = 32, InFlight = 2 * 4096 / Burst;
+        var bursts = new PacketHandle[InFlight][];
+        for (int i = 0; i < InFlight; i++) bursts[i] = new PacketHandle[Burst];
+        var counts = new int[InFlight];
+        double mpps = 0;
+        var thread = new Thread(() =>
+        {
+            CpuAffinity.PinCurrentThread(core);
+            long packets = 0;
+            Stopwatch clock = Stopwatch.StartNew();
+            for (long turn = 0; packets < Packets; turn++)
+            {
+                int at = (int)(turn % InFlight);
+                pool.ReleaseBurst(bursts[at].AsSpan(0, counts[at]));
+                counts[at] = gen.ReceiveBurst(bursts[at]);
+                packets += counts[at];
+            }
+            mpps = packets / clock.Elapsed.TotalSeconds / 1e6;
+        });
+        thread.Start();
+        thread.Join();
+        return mpps;
     }
 
     // The cost of generality: gen -> a filter stage -> the balancer -> two queues, against the balancer row (gen -> the

@@ -11,7 +11,12 @@ namespace ZcFlow.Devices;
 /// 64/594/1518 of the wire less its CRC) over N flows in turn, each flow's two directions alternating (so that a
 /// symmetric hash has something to prove), at a packet rate or as fast as it can, forever or
 /// for a count. Each frame carries a 64-bit sequence number at the start of its UDP payload.
-/// Frames are prebuilt per flow; a packet costs one copy into its buffer and the sequence stamp.
+/// Frames are prebuilt per flow. A buffer that comes back to the pool still holds the frame it was given, and every
+/// frame's payload after the sequence number is zeros: when the generator takes a buffer that this device received
+/// into last (its header says so), it writes the 42 bytes of headers and the sequence number, and clears only what a
+/// longer frame needs past the zeros the buffer already has; any other buffer gets its whole frame. An IMIX frame of
+/// 1514 bytes is written once per buffer, not once per packet. Code of this process that writes into a generated
+/// packet's payload in place sees that payload come back in the buffer's next frames; headers are always rewritten.
 /// </summary>
 internal sealed class GeneratorDevice : IPacketSource
 {
@@ -24,6 +29,9 @@ internal sealed class GeneratorDevice : IPacketSource
     private readonly int[] _sizes;         // the frame sizes, one per size class
     private readonly int[] _pattern;       // the size class of packet seq, by seq % length
     private readonly int _templates;
+    private readonly uint _first;          // the pool's first buffer: _holds is by index - _first
+    private readonly int[] _zeros;         // per pool buffer (by index - _first): its payload is zeros up to here, 0 if unknown
+    private int _template, _phase;         // the template and the pattern's place of packet _sequence
     private ulong _bytes;
     private readonly long _rate;
     private readonly long _count;
@@ -55,6 +63,8 @@ internal sealed class GeneratorDevice : IPacketSource
         _templates = flows * 2;
         _sizes = [.. frameSizes.ToArray().Distinct()];
         _pattern = [.. frameSizes.ToArray().Select(s => Array.IndexOf(_sizes, s))];
+        _first = pool.FirstBuffer;
+        _zeros = new int[pool.Capacity];
         _frames = new byte[_sizes.Length][];
         for (int c = 0; c < _sizes.Length; c++)
         {
@@ -114,18 +124,43 @@ internal sealed class GeneratorDevice : IPacketSource
         if (n < want) _noBuffer += (ulong)(want - n);
         long now = (DateTime.UtcNow - DateTime.UnixEpoch).Ticks * 100;
         ulong bytes = 0;
+        int template = _template, phase = _phase;
+        // Who last received into each buffer, read for the whole burst first: the reads miss together, not one by one.
+        Span<bool> ours = stackalloc bool[n];
+        for (int i = 0; i < n; i++) ours[i] = packets[i].DeviceIndex == _deviceIndex;
         for (int i = 0; i < n; i++)
         {
             PacketHandle p = packets[i];
-            long seq = _sequence + i;
-            int c = _pattern.Length == 1 ? 0 : _pattern[seq % _pattern.Length];
+            int c = _pattern[phase];
             int size = _sizes[c];
-            Span<byte> frame = p.Buffer[..size];
-            _frames[c].AsSpan((int)(seq % _templates) * size, size).CopyTo(frame);
-            BinaryPrimitives.WriteInt64BigEndian(frame[SequenceOffset..], seq);
+            uint slot = p.Index - _first;
+            Span<byte> buffer = p.Buffer;
+            if (slot < (uint)_zeros.Length && ours[i])
+            {
+                // The buffer holds a frame of ours: its zeros after the sequence number are still there, and only what
+                // a longer frame needs past them is cleared. The headers are written whatever they hold.
+                ref int zeros = ref _zeros[slot];
+                if (zeros < size)
+                {
+                    buffer[zeros..size].Clear();
+                    zeros = size;
+                }
+                _frames[c].AsSpan(template * size, SequenceOffset).CopyTo(buffer);
+            }
+            else
+            {
+                // Never ours, or received into by another device since: the whole frame. An ingress queue's spare
+                // (past the pool's own buffers) is not remembered.
+                _frames[c].AsSpan(template * size, size).CopyTo(buffer);
+                if (slot < (uint)_zeros.Length) _zeros[slot] = size;
+            }
+            BinaryPrimitives.WriteInt64BigEndian(buffer[SequenceOffset..], _sequence + i);
             p.SetReceived(size, size, now, _deviceIndex);
             bytes += (ulong)size;
+            if (++template == _templates) template = 0;
+            if (++phase == _pattern.Length) phase = 0;
         }
+        (_template, _phase) = (template, phase);
         Volatile.Write(ref _bytes, _bytes + bytes);
         Volatile.Write(ref _sequence, _sequence + n);
         return n;
