@@ -64,8 +64,9 @@ catch (Exception e) when (SetupError.Is(e))
 bool replay = source is PcapFileDevice;
 Console.WriteLine($"{input} -> {(version == 9 ? "NetFlow v9" : "IPFIX")} to {collector}{(tcp ? " over TCP" : "")}, observation domain {domain}");
 
-// A capture file's records are counted where they lie in the mapped file, not copied into buffers first.
-CaptureFile? inPlace = (source as PcapFileDevice)?.InPlace;
+// A capture file's records are counted where they lie in the mapped file, an AF_PACKET device's packets where they lie in
+// the kernel's ring: not copied into buffers first.
+IFrameReader? inPlace = Device.InPlace(source);
 var burst = new PacketHandle[32];
 var frames = new CapturedFrame[32];
 ulong received = 0;
@@ -78,7 +79,7 @@ while (!stop.IsCancellationRequested)
     {
         n = inPlace.ReadBurst(frames);
         table.AddBurst(frames.AsSpan(0, n));
-        if (n == 0) break;
+        if (n == 0 && replay) break;
     }
     else
     {

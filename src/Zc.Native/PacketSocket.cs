@@ -23,6 +23,7 @@ internal static unsafe partial class Libc
     public const int PACKET_RX_RING = 5;
     public const int PACKET_STATISTICS = 6;
     public const int PACKET_VERSION = 10;
+    public const int PACKET_RESERVE = 12;
     public const int PACKET_TX_RING = 13;
     public const int PACKET_QDISC_BYPASS = 20;
     public const int PACKET_IGNORE_OUTGOING = 23;

@@ -4,6 +4,7 @@ using System.Runtime.CompilerServices;
 using ZcFlow.Buffers;
 using ZcFlow.Filters;
 using ZcFlow.Native;
+using ZcFlow.Parsing;
 
 namespace ZcFlow.Devices;
 
@@ -52,9 +53,10 @@ internal sealed record AfPacketOptions
 /// leaves packets in the ring, so the only losses are the kernel's, counted in
 /// <see cref="DeviceStats.DroppedKernel"/>.
 /// </summary>
-internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink
+internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrameReader
 {
     private const int Tpacket3HeaderSize = 48;
+    private const int VlanTagLength = 4;
 
     private readonly SafeFileDescriptor _socket;
     private readonly SafeMapping _ring;
@@ -69,6 +71,7 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink
     private int _block;
     private byte* _packet;
     private uint _packetsLeft;
+    private int _leased;        // blocks read through and not yet given back: their frames were handed out in place
     private int _txNext, _txQueued;
     private ulong _received, _bytes, _sent, _sendFailed;
     private ulong _kernelPackets, _kernelDrops;
@@ -142,6 +145,8 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink
         try
         {
             Libc.SetSockOpt(fd, Libc.SOL_PACKET, Libc.PACKET_VERSION, Libc.TPACKET_V3, "setsockopt(PACKET_VERSION, TPACKET_V3)");
+            // Room before each frame for the VLAN tag the kernel took off, so that a frame read in place gets it back where it lies.
+            Libc.SetSockOpt(fd, Libc.SOL_PACKET, Libc.PACKET_RESERVE, VlanTagLength, "setsockopt(PACKET_RESERVE)");
             if (o.Filter is { } filter) AttachFilter(fd, filter);
             if (!o.CaptureOutgoing) Libc.SetSockOpt(fd, Libc.SOL_PACKET, Libc.PACKET_IGNORE_OUTGOING, 1, "setsockopt(PACKET_IGNORE_OUTGOING)");
             int rxBlocks = pool is null ? 0 : o.BlockCount;
@@ -238,6 +243,7 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink
     public int ReceiveBurst(Span<PacketHandle> packets)
     {
         if (_pool is null) return 0;
+        if (_leased != 0) GiveBackLeased();
         int n = 0;
         ulong bytes = 0;
         while (n < packets.Length)
@@ -295,6 +301,73 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink
         if (--_packetsLeft == 0) ReturnBlock();
     }
 
+    /// <summary>
+    /// Up to <c>frames.Length</c> waiting packets where they lie in the kernel's ring, copied nowhere (a VLAN tag the kernel
+    /// took off is put back in place, as libpcap does): for a reader of this process that is done with a packet before
+    /// it asks for more (a capture writer, a flow table, a filter). Each frame is valid until the next call of this or of
+    /// <see cref="ReceiveBurst"/>, or until the device is disposed: that call gives the blocks read through back to the kernel,
+    /// in order, so the ring is held up by one burst at most, however slow the reader. A frame that must outlive the next
+    /// call, or go to another process, is copied into a pool buffer (<see cref="ReceiveBurst"/> does that).
+    /// </summary>
+    public int ReadBurst(Span<CapturedFrame> frames)
+    {
+        if (_pool is null) return 0;
+        if (_leased != 0) GiveBackLeased();
+        int n = 0;
+        ulong bytes = 0;
+        while (n < frames.Length)
+        {
+            if (_packetsLeft == 0 && !NextBlock()) break;
+            var h = (Tpacket3Hdr*)_packet;
+            byte* data = _packet + h->MacOffset;
+            int length = (int)Math.Min(h->SnapLength, (uint)_snapLength), wire = (int)h->Length;
+            if ((h->Status & Libc.TP_STATUS_VLAN_VALID) != 0 && length >= 12)
+            {
+                // The MAC addresses four bytes back, into the reserved room, and the tag after them.
+                Buffer.MemoryCopy(data, data - VlanTagLength, 12, 12);
+                data -= VlanTagLength;
+                BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(data + 12, 2), (h->Status & Libc.TP_STATUS_VLAN_TPID_VALID) != 0 ? h->VlanTpid : (ushort)0x8100);
+                BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(data + 14, 2), (ushort)h->VlanTci);
+                length = Math.Min(length + VlanTagLength, _snapLength);
+                wire += VlanTagLength;
+                if (_filter is not null && !_filter.Matches(new ReadOnlySpan<byte>(data, length), wire))
+                {
+                    Lease(h);
+                    continue;
+                }
+            }
+            frames[n++] = new CapturedFrame(data, length, wire, h->Seconds * 1_000_000_000L + h->Nanoseconds, LinkType.Ethernet);
+            bytes += (ulong)length;
+            Lease(h);
+        }
+        if (n != 0)
+        {
+            Volatile.Write(ref _received, _received + (ulong)n);
+            Volatile.Write(ref _bytes, _bytes + bytes);
+        }
+        return n;
+    }
+
+    // Past a frame handed out in place: a block read through is the kernel's again at the next call, not now.
+    private void Lease(Tpacket3Hdr* h)
+    {
+        _packet += h->NextOffset;
+        if (--_packetsLeft != 0) return;
+        _leased++;
+        _block = _block + 1 == _blockCount ? 0 : _block + 1;
+    }
+
+    // The blocks before the current one that the last in-place burst read through, oldest first.
+    private void GiveBackLeased()
+    {
+        for (int k = _leased; k > 0; k--)
+        {
+            int b = (_block - k + _blockCount) % _blockCount;
+            Volatile.Write(ref ((TpacketBlockDesc*)(_rx + (long)b * _blockSize))->BlockStatus, Libc.TP_STATUS_KERNEL);
+        }
+        _leased = 0;
+    }
+
     private bool NextBlock()
     {
         var block = (TpacketBlockDesc*)(_rx + (long)_block * _blockSize);
@@ -302,7 +375,9 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink
         _packetsLeft = block->PacketCount;
         _packet = (byte*)block + block->OffsetToFirstPacket;
         if (_packetsLeft != 0) return true;
-        ReturnBlock();
+        if (_leased != 0) _leased++;   // behind blocks still leased: given back after them, in order
+        else Volatile.Write(ref block->BlockStatus, Libc.TP_STATUS_KERNEL);
+        _block = _block + 1 == _blockCount ? 0 : _block + 1;
         return false;
     }
 

@@ -93,6 +93,12 @@ public sealed class CaptureWriter : IDisposable
         foreach (ref readonly PacketHandle p in packets) Write(p.Data, p.TimestampNs, p.WireLength);
     }
 
+    /// <summary>Writes a burst of frames read in place (<see cref="IFrameReader"/>).</summary>
+    public void WriteBurst(ReadOnlySpan<CapturedFrame> frames)
+    {
+        foreach (ref readonly CapturedFrame f in frames) Write(f.Data, f.TimestampNs, f.WireLength);
+    }
+
     /// <summary>Appends one frame with a timestamp in nanoseconds since the epoch.</summary>
     public void Write(ReadOnlySpan<byte> frame, long timestampNs, int wireLength = 0)
     {

@@ -6,6 +6,17 @@ namespace ZcFlow.Devices;
 public static class Device
 {
     /// <summary>
+    /// The reader of <paramref name="source"/>'s frames in place, when it has one: a capture file read whole (not looped
+    /// nor paced), an AF_PACKET device. Null for any other. Read from it or from the source, not both at once.
+    /// </summary>
+    public static IFrameReader? InPlace(IPacketSource source) => source switch
+    {
+        PcapFileDevice file => file.InPlace,
+        AfPacketDevice packet => packet,
+        _ => null,
+    };
+
+    /// <summary>
     /// Opens <paramref name="name"/> as a packet source filling buffers of <paramref name="pool"/>,
     /// stamping each packet with <paramref name="index"/> as its input device:
     /// <c>gen:&lt;size&gt;[?…]</c> for generated traffic, <c>pcap:&lt;file&gt;</c> or a file ending in
