@@ -59,9 +59,11 @@ public sealed unsafe class CorruptionTests : IDisposable
     public void Receive_OfASlotNamingABufferOutsideTheCluster_SkipsItAndCountsAnError()
     {
         SendFresh(4);
+        uint[] sent = [Slots(Forward)[0], Slots(Forward)[2], Slots(Forward)[3]];
         Slots(Forward)[1] = 0xFFFF_FFF0;
         var got = new PacketHandle[8];
         Assert.Equal(3, _queue.Consumer.ReceiveBurst(got));
+        Assert.Equal(sent, got.Take(3).Select(p => p.Index));   // the others, in order
         Assert.Equal(1UL, _queue.Stats.Errors);
     }
 

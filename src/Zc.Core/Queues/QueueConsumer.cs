@@ -41,19 +41,42 @@ public sealed class QueueConsumer : QueueReceiver
     public override unsafe int ReceiveBurst(Span<PacketHandle> packets)
     {
         int n = _ring.Available(packets.Length);
-        int got = 0;
-        // The slots and the buffers' bounds in locals, which the JIT keeps in registers; every index is checked against the cluster's buffers.
+        if (n == 0)
+        {
+            _owner?.Check();
+            return 0;
+        }
+        // The slots and the buffers' bounds in locals, which the JIT keeps in registers. Every index is checked against the
+        // cluster's buffers, all of the burst's at once: a handle made of a bad index is never used, for then the burst is
+        // made again, without it.
         uint* slots = _ring.Slots;
         ulong mask = _ring.Mask, at = _ring.ConsumerPosition;
         BufferRegion buffers = _buffers;
-        for (int i = 0; i < n; i++)
+        Span<PacketHandle> burst = packets[..n];
+        long last = buffers.Count - 1L;
+        ulong bad = 0;
+        for (int i = 0; i < burst.Length; i++)
         {
             uint index = slots[(at + (ulong)i) & mask];
-            if (buffers.Contains(index)) packets[got++] = buffers.At(index);
+            bad |= (ulong)(last - index);   // negative, its top bit set, when the index is past the last buffer
+            burst[i] = buffers.At(index);
+        }
+        int got = bad >> 63 == 0 ? n : WithoutBad(burst, slots, mask, at);
+        _ring.Consume(n);
+        return got;
+    }
+
+    // A burst with indices that are not the cluster's: the others, in order, each bad one counted.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private unsafe int WithoutBad(Span<PacketHandle> burst, uint* slots, ulong mask, ulong at)
+    {
+        int got = 0;
+        for (int i = 0; i < burst.Length; i++)
+        {
+            uint index = slots[(at + (ulong)i) & mask];
+            if (_buffers.Contains(index)) burst[got++] = _buffers.At(index);
             else _ring.CountConsumerError();
         }
-        if (n != 0) _ring.Consume(n);
-        else _owner?.Check();
         return got;
     }
 
