@@ -47,8 +47,8 @@ internal sealed record AfPacketOptions
 /// An interface through an AF_PACKET socket, <c>eth0</c> or <c>af_packet:eth0[?snaplen=N&amp;blocks=N&amp;latency=MS&amp;promisc=0&amp;outgoing=0]</c>:
 /// PF_RING's "1-copy" mode for drivers that know nothing of us. Receiving reads a TPACKET_V3
 /// ring the kernel fills in blocks, mapped into this process, and copies each packet once into
-/// a pool buffer with its kernel timestamp (a VLAN tag the kernel took off is put back, as
-/// libpcap does). Sending copies each packet into a slot of the transmit ring, and one
+/// a pool buffer with its kernel timestamp, or hands it to a reader of this process where it lies
+/// (<see cref="ReadBurst"/>); a VLAN tag the kernel took off is put back, as libpcap does. Sending copies each packet into a slot of the transmit ring, and one
 /// <c>sendto</c> sends all the slots filled since the last. When the pool is empty the device
 /// leaves packets in the ring, so the only losses are the kernel's, counted in
 /// <see cref="DeviceStats.DroppedKernel"/>.
@@ -243,111 +243,83 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
     public int ReceiveBurst(Span<PacketHandle> packets)
     {
         if (_pool is null) return 0;
-        if (_leased != 0) GiveBackLeased();
+        GiveBackLeased();
         int n = 0;
         ulong bytes = 0;
         while (n < packets.Length)
         {
             if (_packetsLeft == 0 && !NextBlock()) break;
             if (!_pool.TryGet(out PacketHandle p)) break;   // leave it in the ring: the kernel drops, and counts, if the ring fills
-            var h = (Tpacket3Hdr*)_packet;
-            Ahead();
-            int length = Copy(h, p);
-            if (_filter is not null && (h->Status & Libc.TP_STATUS_VLAN_VALID) != 0 && !_filter.Matches(p.Buffer[..length], (int)h->Length + 4))
+            if (!TryNextFrame(out CapturedFrame frame))
             {
-                _pool.Release(p);
-                Advance(h);
-                continue;
+                _pool.Release(p);   // the rest of what had come was filtered out
+                break;
             }
-            p.SetReceived(length, (int)h->Length + ((h->Status & Libc.TP_STATUS_VLAN_VALID) != 0 ? 4 : 0), h->Seconds * 1_000_000_000L + h->Nanoseconds, _deviceIndex);
+            int length = Math.Min(frame.Length, p.Capacity);
+            frame.Data[..length].CopyTo(p.Buffer);
+            p.SetReceived(length, frame.WireLength, frame.TimestampNs, _deviceIndex);
             packets[n++] = p;
             bytes += (ulong)length;
-            Advance(h);
         }
-        if (n != 0)
-        {
-            Volatile.Write(ref _received, _received + (ulong)n);
-            Volatile.Write(ref _bytes, _bytes + bytes);
-        }
+        GiveBackLeased();   // copied: the blocks read through are the kernel's again now
+        Count(n, bytes);
         return n;
     }
 
-    // Copies the packet, with the VLAN tag the kernel moved into the header put back after the MAC addresses.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private int Copy(Tpacket3Hdr* h, in PacketHandle p)
-    {
-        Span<byte> buffer = p.Buffer;
-        var frame = new ReadOnlySpan<byte>(_packet + h->MacOffset, (int)h->SnapLength);
-        int limit = Math.Min(buffer.Length, _snapLength);
-        if ((h->Status & Libc.TP_STATUS_VLAN_VALID) == 0 || frame.Length < 12)
-        {
-            int n = Math.Min(frame.Length, limit);
-            frame[..n].CopyTo(buffer);
-            return n;
-        }
-        Span<byte> tagged = stackalloc byte[16];
-        frame[..12].CopyTo(tagged);
-        BinaryPrimitives.WriteUInt16BigEndian(tagged[12..], (h->Status & Libc.TP_STATUS_VLAN_TPID_VALID) != 0 ? h->VlanTpid : (ushort)0x8100);
-        BinaryPrimitives.WriteUInt16BigEndian(tagged[14..], (ushort)h->VlanTci);
-        int head = Math.Min(16, limit);
-        tagged[..head].CopyTo(buffer);
-        int rest = Math.Min(frame.Length - 12, limit - head);
-        if (rest > 0) frame.Slice(12, rest).CopyTo(buffer[16..]);
-        return head + Math.Max(rest, 0);
-    }
-
-    private void Advance(Tpacket3Hdr* h)
-    {
-        _packet += h->NextOffset;
-        if (--_packetsLeft == 0) ReturnBlock();
-    }
-
     /// <summary>
-    /// Up to <c>frames.Length</c> waiting packets where they lie in the kernel's ring, copied nowhere (a VLAN tag the kernel
-    /// took off is put back in place, as libpcap does): for a reader of this process that is done with a packet before
-    /// it asks for more (a capture writer, a flow table, a filter). Each frame is valid until the next call of this or of
-    /// <see cref="ReceiveBurst"/>, or until the device is disposed: that call gives the blocks read through back to the kernel,
-    /// in order, so the ring is held up by one burst at most, however slow the reader. A frame that must outlive the next
-    /// call, or go to another process, is copied into a pool buffer (<see cref="ReceiveBurst"/> does that).
+    /// Up to <c>frames.Length</c> waiting packets where they lie in the kernel's ring, copied nowhere: for a reader of this
+    /// process that is done with a packet before it asks for more (a capture writer, a flow table, a filter). Each frame
+    /// is valid until the next call of this or of <see cref="ReceiveBurst"/>, or until the device is disposed: that call
+    /// gives the blocks read through back to the kernel, in order, so the ring is held up by one burst at most, however
+    /// slow the reader. A frame that must outlive the next call, or go to another process, is copied into a pool buffer
+    /// (<see cref="ReceiveBurst"/> does that).
     /// </summary>
     public int ReadBurst(Span<CapturedFrame> frames)
     {
         if (_pool is null) return 0;
-        if (_leased != 0) GiveBackLeased();
+        GiveBackLeased();
         int n = 0;
         ulong bytes = 0;
-        while (n < frames.Length)
+        while (n < frames.Length && TryNextFrame(out frames[n])) bytes += (ulong)frames[n++].Length;
+        Count(n, bytes);
+        return n;
+    }
+
+    private void Count(int n, ulong bytes)
+    {
+        if (n == 0) return;
+        Volatile.Write(ref _received, _received + (ulong)n);
+        Volatile.Write(ref _bytes, _bytes + bytes);
+    }
+
+    // The next frame the filter keeps, where it lies in the ring, with the VLAN tag the kernel took off put back in place
+    // as libpcap does: the MAC addresses four bytes back, into the room PACKET_RESERVE leaves, and the tag after them. Its
+    // block stays leased until GiveBackLeased. False when nothing more has come.
+    private bool TryNextFrame(out CapturedFrame frame)
+    {
+        while (_packetsLeft != 0 || NextBlock())
         {
-            if (_packetsLeft == 0 && !NextBlock()) break;
             var h = (Tpacket3Hdr*)_packet;
             Ahead();
             byte* data = _packet + h->MacOffset;
             int length = (int)Math.Min(h->SnapLength, (uint)_snapLength), wire = (int)h->Length;
-            if ((h->Status & Libc.TP_STATUS_VLAN_VALID) != 0 && length >= 12)
+            bool tagged = (h->Status & Libc.TP_STATUS_VLAN_VALID) != 0 && length >= 12;
+            if (tagged)
             {
-                // The MAC addresses four bytes back, into the reserved room, and the tag after them.
                 Buffer.MemoryCopy(data, data - VlanTagLength, 12, 12);
                 data -= VlanTagLength;
                 BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(data + 12, 2), (h->Status & Libc.TP_STATUS_VLAN_TPID_VALID) != 0 ? h->VlanTpid : (ushort)0x8100);
                 BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(data + 14, 2), (ushort)h->VlanTci);
                 length = Math.Min(length + VlanTagLength, _snapLength);
                 wire += VlanTagLength;
-                if (_filter is not null && !_filter.Matches(new ReadOnlySpan<byte>(data, length), wire))
-                {
-                    Lease(h);
-                    continue;
-                }
             }
-            frames[n++] = new CapturedFrame(data, length, wire, h->Seconds * 1_000_000_000L + h->Nanoseconds, LinkType.Ethernet);
-            bytes += (ulong)length;
+            frame = new CapturedFrame(data, length, wire, h->Seconds * 1_000_000_000L + h->Nanoseconds, LinkType.Ethernet);
             Lease(h);
+            // The kernel's filter saw the frame without its tag (see AttachFilter): a tagged one is filtered again here.
+            if (!tagged || _filter is null || _filter.Matches(frame.Data, wire)) return true;
         }
-        if (n != 0)
-        {
-            Volatile.Write(ref _received, _received + (ulong)n);
-            Volatile.Write(ref _bytes, _bytes + bytes);
-        }
-        return n;
+        frame = default;
+        return false;
     }
 
     // Each frame's place follows from the one before, and the kernel wrote them on another core: the lines ahead of the
@@ -358,7 +330,7 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
         if (System.Runtime.Intrinsics.X86.Sse.IsSupported) System.Runtime.Intrinsics.X86.Sse.Prefetch0(_packet + 512);
     }
 
-    // Past a frame handed out in place: a block read through is the kernel's again at the next call, not now.
+    // Past a frame: a block read through is the kernel's again at GiveBackLeased, not now.
     private void Lease(Tpacket3Hdr* h)
     {
         _packet += h->NextOffset;
@@ -367,7 +339,7 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
         _block = _block + 1 == _blockCount ? 0 : _block + 1;
     }
 
-    // The blocks before the current one that the last in-place burst read through, oldest first.
+    // The blocks before the current one that were read through, oldest first.
     private void GiveBackLeased()
     {
         for (int k = _leased; k > 0; k--)
@@ -385,17 +357,9 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
         _packetsLeft = block->PacketCount;
         _packet = (byte*)block + block->OffsetToFirstPacket;
         if (_packetsLeft != 0) return true;
-        if (_leased != 0) _leased++;   // behind blocks still leased: given back after them, in order
-        else Volatile.Write(ref block->BlockStatus, Libc.TP_STATUS_KERNEL);
+        _leased++;   // empty: given back with, and after, the blocks before it
         _block = _block + 1 == _blockCount ? 0 : _block + 1;
         return false;
-    }
-
-    private void ReturnBlock()
-    {
-        var block = (TpacketBlockDesc*)(_rx + (long)_block * _blockSize);
-        Volatile.Write(ref block->BlockStatus, Libc.TP_STATUS_KERNEL);
-        _block = _block + 1 == _blockCount ? 0 : _block + 1;
     }
 
     /// <summary>Queues a copy of the packet in the next free transmit slot.</summary>

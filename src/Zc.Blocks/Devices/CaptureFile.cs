@@ -128,15 +128,14 @@ public sealed unsafe class CaptureFile : IDisposable, IFrameReader
     /// </summary>
     public int ReadBurst(Span<CapturedFrame> frames)
     {
-        if (!_pcapng && !_swapped && Problem is null) return ReadRecords(frames);
-        int n = 0;
+        int n = !_pcapng && !_swapped && Problem is null ? ReadRecords(frames) : 0;
         while (n < frames.Length && TryNext(out ReadOnlySpan<byte> data, out long timestampNs, out LinkType link))
             frames[n++] = new CapturedFrame((byte*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(data)), data.Length, WireLength, timestampNs, link);
         return n;
     }
 
-    // A pcap file in the host's byte order, record by record as NextRecord reads them, in one loop over locals. A record
-    // it cannot take whole is left to NextRecord, which says what is wrong with it.
+    // A pcap file in the host's byte order, record by record as NextRecord reads them, in one loop over locals. It stops
+    // at a record it cannot take whole, for NextRecord to say what is wrong with it.
     private int ReadRecords(Span<CapturedFrame> frames)
     {
         long offset = _offset, length = _length, nsPerTick = _nsPerTick;
@@ -157,8 +156,6 @@ public sealed unsafe class CaptureFile : IDisposable, IFrameReader
         }
         _offset = offset;
         WireLength = n > 0 ? frames[n - 1].WireLength : 0;
-        while (n < frames.Length && TryNext(out ReadOnlySpan<byte> data, out long timestampNs, out LinkType l))
-            frames[n++] = new CapturedFrame((byte*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(data)), data.Length, WireLength, timestampNs, l);
         return n;
     }
 

@@ -29,7 +29,7 @@ internal sealed class GeneratorDevice : IPacketSource
     private readonly int[] _sizes;         // the frame sizes, one per size class
     private readonly int[] _pattern;       // the size class of packet seq, by seq % length
     private readonly int _templates;
-    private readonly uint _first;          // the pool's first buffer: _holds is by index - _first
+    private readonly uint _first;          // the pool's first buffer: _zeros is by index - _first
     private readonly int[] _zeros;         // per pool buffer (by index - _first): its payload is zeros up to here, 0 if unknown
     private int _template, _phase;         // the template and the pattern's place of packet _sequence
     private ulong _bytes;
@@ -125,9 +125,6 @@ internal sealed class GeneratorDevice : IPacketSource
         long now = (DateTime.UtcNow - DateTime.UnixEpoch).Ticks * 100;
         ulong bytes = 0;
         int template = _template, phase = _phase;
-        // Who last received into each buffer, read for the whole burst first: the reads miss together, not one by one.
-        Span<bool> ours = stackalloc bool[n];
-        for (int i = 0; i < n; i++) ours[i] = packets[i].DeviceIndex == _deviceIndex;
         for (int i = 0; i < n; i++)
         {
             PacketHandle p = packets[i];
@@ -135,7 +132,7 @@ internal sealed class GeneratorDevice : IPacketSource
             int size = _sizes[c];
             uint slot = p.Index - _first;
             Span<byte> buffer = p.Buffer;
-            if (slot < (uint)_zeros.Length && ours[i])
+            if (slot < (uint)_zeros.Length && p.DeviceIndex == _deviceIndex)
             {
                 // The buffer holds a frame of ours: its zeros after the sequence number are still there, and only what
                 // a longer frame needs past them is cleared. The headers are written whatever they hold.
