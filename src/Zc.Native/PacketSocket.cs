@@ -16,6 +16,7 @@ internal static unsafe partial class Libc
 
     public const int SOL_SOCKET = 1;
     public const int SO_ATTACH_FILTER = 26;
+    public const int SO_DETACH_FILTER = 27;
     public const int SO_LOCK_FILTER = 44;
 
     public const int SOL_PACKET = 263;
@@ -27,6 +28,10 @@ internal static unsafe partial class Libc
     public const int PACKET_TX_RING = 13;
     public const int PACKET_QDISC_BYPASS = 20;
     public const int PACKET_IGNORE_OUTGOING = 23;
+    public const int PACKET_FANOUT = 18;
+    public const int PACKET_FANOUT_HASH = 0, PACKET_FANOUT_LB = 1, PACKET_FANOUT_CPU = 2, PACKET_FANOUT_ROLLOVER = 3, PACKET_FANOUT_RND = 4, PACKET_FANOUT_QM = 5;
+    public const int PACKET_FANOUT_FLAG_UNIQUEID = 0x2000, PACKET_FANOUT_FLAG_DEFRAG = 0x8000;
+    public const int ENOSPC = 28;
     public const ushort PACKET_MR_PROMISC = 1;
     public const int TPACKET_V3 = 2;
     public const byte PACKET_OUTGOING = 4;
@@ -75,6 +80,12 @@ internal static unsafe partial class Libc
 
     [LibraryImport(Lib, EntryPoint = "if_nametoindex", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     public static partial uint IfNameToIndex(string name);
+
+    public const nuint SIOCETHTOOL = 0x8946;
+    public const uint ETHTOOL_GCHANNELS = 0x3c;
+
+    [LibraryImport(Lib, EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int Ioctl(int fd, nuint request, void* argument);
 
     [LibraryImport(Lib, EntryPoint = "setns", SetLastError = true)]
     public static partial int SetNs(int fd, int type);
@@ -159,6 +170,29 @@ internal struct PacketMreq
     public ushort Type;
     public ushort AddressLength;
     public ulong Address;
+}
+
+/* net/if.h: struct ifreq (40 bytes): the name, then a union of which ZcFlow uses the pointer (ifr_data) and the flags (ifr_flags) */
+[StructLayout(LayoutKind.Explicit, Size = 40)]
+internal unsafe struct IfReq
+{
+    [FieldOffset(0)] public fixed byte Name[16];
+    [FieldOffset(16)] public void* Data;
+    [FieldOffset(16)] public short Flags;
+
+    public void SetName(string name)
+    {
+        for (int i = 0; i < 15 && i < name.Length; i++) Name[i] = (byte)name[i];
+    }
+}
+
+/* linux/ethtool.h: struct ethtool_channels */
+[StructLayout(LayoutKind.Sequential)]
+internal struct EthtoolChannels
+{
+    public uint Command;
+    public uint MaxRx, MaxTx, MaxOther, MaxCombined;
+    public uint Rx, Tx, Other, Combined;
 }
 
 /* linux/filter.h: struct sock_filter, the same as libpcap's struct bpf_insn */

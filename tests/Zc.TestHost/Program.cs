@@ -34,6 +34,11 @@ using ZcFlow.Queues;
 //   own <cluster> <queues> [race|huge]                 create the cluster, print "ready", keep it until stdin closes;
 //                                                      with race, print "refused" if another process owns the id;
 //                                                      with huge, on hugepages
+//   member <device> <keys file>                        open a device of a cluster of its own (a member of a fanout group),
+//                                                      print "receiving", receive until stdin closes, write each
+//                                                      conversation and direction seen with its packets to the file,
+//                                                      print "ok <packets>"
+if (args[0] == "member") return Member(args[1], args[2]);
 string verb = args[0];
 uint cluster = args.Length > 1 ? uint.Parse(args[1]) : 0;
 int queueId = args.Length > 2 ? int.Parse(args[2]) : 0;
@@ -320,4 +325,36 @@ static int Drain(uint cluster, int queueId, string keysFile, CancellationToken c
         Console.WriteLine($"ok {packets}");
         return 0;
     }
+}
+
+static int Member(string name, string keysFile)
+{
+    using ZcCluster own = ZcCluster.Create((uint)(0x5D00_0000 + Environment.ProcessId % 0x100_0000), new ClusterOptions { BufferCount = 4096, BufferSize = 2048, Warn = _ => { } });
+    BufferPool pool = own.CreatePool(4096);
+    using ZcFlow.Devices.IPacketSource device = ZcFlow.Devices.Device.OpenSource(name, pool, 0);
+    var seen = new Dictionary<string, long>();
+    var burst = new PacketHandle[32];
+    long packets = 0;
+    var stdin = Task.Run(() => Console.In.ReadToEnd());
+    Console.WriteLine("receiving");
+    while (!stdin.IsCompleted || device.WaitReadable(100))
+    {
+        int n = device.ReceiveBurst(burst);
+        if (n == 0)
+        {
+            device.WaitReadable(10);
+            continue;
+        }
+        for (int k = 0; k < n; k++)
+        {
+            ZcFlow.Parsing.PacketParser.Parse(burst[k].Data, out ZcFlow.Parsing.PacketInfo info);
+            string key = $"{ZcFlow.Tests.Conversation.Key(burst[k].Data)}\t{(info.Outer.Source < info.Outer.Destination ? "up" : "down")}";
+            seen[key] = seen.GetValueOrDefault(key) + 1;
+        }
+        pool.ReleaseBurst(burst.AsSpan(0, n));
+        packets += n;
+    }
+    File.WriteAllLines(keysFile, seen.Select(kv => $"{kv.Key}\t{kv.Value}"));
+    Console.WriteLine($"ok {packets}");
+    return 0;
 }

@@ -25,7 +25,8 @@ public sealed class Veth : IDisposable
 
     public string Namespace { get; }
 
-    public static Veth Create(int mtu = 9000, int pairs = 1)
+    /// <summary>Makes the namespace; with <paramref name="queues"/>, each end of each pair has that many transmit and receive queues.</summary>
+    public static Veth Create(int mtu = 9000, int pairs = 1, int queues = 1)
     {
         if (Environment.UserName != "root") Unavailable("network namespaces and veth pairs need root");
         if (!Tools.Installed("ip")) Unavailable("iproute2's ip is not installed (.ci/run installs it)");
@@ -39,7 +40,8 @@ public sealed class Veth : IDisposable
             veth.Exec("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1");
             foreach ((string a, string b) in pairs == 1 ? [(A, B)] : new[] { (A, B), (C, D) })
             {
-                veth.Exec("ip", "link", "add", a, "mtu", $"{mtu}", "type", "veth", "peer", "name", b, "mtu", $"{mtu}");
+                string q = $"{queues}";
+                veth.Exec("ip", "link", "add", a, "mtu", $"{mtu}", "numtxqueues", q, "numrxqueues", q, "type", "veth", "peer", "name", b, "mtu", $"{mtu}", "numtxqueues", q, "numrxqueues", q);
                 veth.Exec("ip", "link", "set", a, "up");
                 veth.Exec("ip", "link", "set", b, "up");
             }

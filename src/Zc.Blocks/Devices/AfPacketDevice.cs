@@ -41,10 +41,51 @@ internal sealed record AfPacketOptions
     /// that waits in <see cref="AfPacketDevice.WaitReadable"/>.
     /// </summary>
     public int BlockTimeoutMs { get; init; } = 1;
+
+    /// <summary>
+    /// The kernel fanout group this socket joins (<c>fanout=ID</c>, 0 to 65535; PF_RING's cluster id): every member of one
+    /// group, in any process of the network namespace, names the same interface and mode, and each packet goes to one of them.
+    /// </summary>
+    public int? FanoutGroup { get; init; }
+
+    /// <summary>How the group shares the packets out (<c>fanout_mode=</c>).</summary>
+    public FanoutMode FanoutMode { get; init; } = FanoutMode.Hash;
+
+    /// <summary>
+    /// Whether the kernel reassembles IPv4 fragments before the packet reaches the ring (<c>defrag=1</c>,
+    /// pf_ring.ko's <c>enable_ip_defrag</c>): a fanout group's option, in hash mode; without a group the device makes one of its own.
+    /// </summary>
+    public bool Defragment { get; init; }
+
+    /// <summary>The one receive queue taken in (<c>eth0@2</c>), or null for all.</summary>
+    public int? RxQueue { get; init; }
+}
+
+/// <summary>How a fanout group shares packets among its members (<c>PACKET_FANOUT_*</c>).</summary>
+internal enum FanoutMode
+{
+    /// <summary>Per flow, both directions together: the kernel's symmetric hash of addresses and ports (PF_RING's per-flow clustering).</summary>
+    Hash = Libc.PACKET_FANOUT_HASH,
+
+    /// <summary>Round-robin, packet by packet (PF_RING's round-robin clustering).</summary>
+    Lb = Libc.PACKET_FANOUT_LB,
+
+    /// <summary>By the core the packet came in on.</summary>
+    Cpu = Libc.PACKET_FANOUT_CPU,
+
+    /// <summary>To one member until its ring is full, then the next.</summary>
+    Rollover = Libc.PACKET_FANOUT_ROLLOVER,
+
+    /// <summary>At random.</summary>
+    Rnd = Libc.PACKET_FANOUT_RND,
+
+    /// <summary>By the receive queue the packet came in on.</summary>
+    Qm = Libc.PACKET_FANOUT_QM,
 }
 
 /// <summary>
-/// An interface through an AF_PACKET socket, <c>eth0</c> or <c>af_packet:eth0[?snaplen=N&amp;blocks=N&amp;latency=MS&amp;promisc=0&amp;outgoing=0]</c>:
+/// An interface through an AF_PACKET socket, <c>eth0</c>, <c>eth0@2</c> (receive queue 2 only) or
+/// <c>af_packet:eth0[@2][?snaplen=N&amp;blocks=N&amp;latency=MS&amp;promisc=0&amp;outgoing=0&amp;fanout=ID&amp;fanout_mode=hash&amp;defrag=1]</c>:
 /// PF_RING's "1-copy" mode for drivers that know nothing of us. Receiving reads a TPACKET_V3
 /// ring the kernel fills in blocks, mapped into this process, and copies each packet once into
 /// a pool buffer with its kernel timestamp, or hands it to a reader of this process where it lies
@@ -68,6 +109,7 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
     private readonly int _blockSize, _blockCount;
     private readonly byte* _tx;
     private readonly int _txSlotSize, _txSlots;
+    private readonly AfPacketOptions _options;
     private int _block;
     private byte* _packet;
     private uint _packetsLeft;
@@ -94,7 +136,14 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
         _tx = ring.Pointer + (long)rxBlocks * o.BlockSize;
         _txSlotSize = o.TxSlotSize;
         _txSlots = o.TxSlots;
+        _options = o;
     }
+
+    /// <summary>The fanout group it is a member of, with its mode, or null.</summary>
+    public (int Group, FanoutMode Mode)? Fanout => _options.FanoutGroup is int g ? (g, _options.FanoutMode) : null;
+
+    /// <summary>Bytes of its receive ring.</summary>
+    public long RingBytes => (long)_blockSize * _blockCount;
 
     /// <summary>
     /// The name it was opened with, less its <c>outgoing=</c> option: the samples add that one for the user (zbalance_ipc
@@ -128,9 +177,22 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
         string[] parts = spec.Split('?', 2);
         AfPacketOptions o = ParseOptions(name, parts.Length == 2 ? parts[1] : "", options ?? new AfPacketOptions());
         string ifName = parts[0];
+        if (ifName.LastIndexOf('@') is var at and >= 0)
+        {
+            if (!int.TryParse(ifName.AsSpan(at + 1), NumberStyles.None, CultureInfo.InvariantCulture, out int queue))
+                throw new ArgumentException($"'{name}': after @ comes a receive queue number, as in eth0@2", nameof(name));
+            o = o with { RxQueue = queue };
+            ifName = ifName[..at];
+        }
         if (ifName.Length is 0 or > 15) throw new ArgumentException($"'{name}': an interface name is 1 to 15 characters", nameof(name));
         int ifIndex = (int)Libc.IfNameToIndex(ifName);
         if (ifIndex == 0) throw new ArgumentException($"'{name}': there is no interface '{ifName}' in this network namespace (see 'ip link')", nameof(name));
+        if (o.RxQueue is int rxQueue && Interfaces.RxQueues(ifName) is var queues && rxQueue >= queues)
+            throw new ArgumentException($"'{name}': {ifName} has {queues} receive queue{(queues == 1 ? "" : "s")}, 0 to {queues - 1}", nameof(name));
+        if (o.FanoutGroup is < 0 or > 65535) throw new ArgumentException($"'{name}': a fanout group id is 0 to 65535", nameof(name));
+        if (o.Defragment && o.FanoutMode != FanoutMode.Hash)
+            throw new ArgumentException($"'{name}': the kernel reassembles fragments for fanout groups in hash mode only (defrag=1 with fanout_mode=hash)", nameof(name));
+        bool joins = o.FanoutGroup is not null || o.Defragment;
         if (o.BlockSize < 4096 || (o.BlockSize & (o.BlockSize - 1)) != 0) throw new ArgumentException("BlockSize is a power of two of at least 4096", nameof(options));
         if (o.BlockCount < 1 || (long)o.BlockCount * o.BlockSize > 1L << 32) throw new ArgumentException("BlockCount is at least 1, and the ring at most 4 GiB", nameof(options));
         if (o.TxSlots < 0 || o.TxSlotSize < 128 || o.TxSlotSize % 16 != 0 || o.TxSlotSize > 65536)
@@ -147,7 +209,10 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
             Libc.SetSockOpt(fd, Libc.SOL_PACKET, Libc.PACKET_VERSION, Libc.TPACKET_V3, "setsockopt(PACKET_VERSION, TPACKET_V3)");
             // Room before each frame for the VLAN tag the kernel took off, so that a frame read in place gets it back where it lies.
             Libc.SetSockOpt(fd, Libc.SOL_PACKET, Libc.PACKET_RESERVE, VlanTagLength, "setsockopt(PACKET_RESERVE)");
-            if (o.Filter is { } filter) AttachFilter(fd, filter);
+            // A socket bound to the interface takes in all its packets until it is in its fanout group, and those the group
+            // also gives to another member: until then it keeps none (a member that joins a busy group takes nothing twice).
+            if (joins) AttachProgram(fd, [new BpfInstruction { Code = Return, K = 0 }], "a filter that keeps nothing until the socket is in its fanout group");
+            else if (o.Filter is not null || o.RxQueue is not null) AttachFilter(fd, o.Filter, o.RxQueue);
             if (!o.CaptureOutgoing) Libc.SetSockOpt(fd, Libc.SOL_PACKET, Libc.PACKET_IGNORE_OUTGOING, 1, "setsockopt(PACKET_IGNORE_OUTGOING)");
             int rxBlocks = pool is null ? 0 : o.BlockCount;
             if (rxBlocks > 0)
@@ -186,6 +251,12 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
                 if (Libc.SetSockOpt(fd, Libc.SOL_PACKET, Libc.PACKET_ADD_MEMBERSHIP, &membership, sizeof(PacketMreq)) != 0)
                     throw ErrnoException.FromLastError($"promiscuous mode on '{ifName}'");
             }
+            if (joins)
+            {
+                JoinFanout(fd, name, ifName, o);
+                if (o.Filter is not null || o.RxQueue is not null) AttachFilter(fd, o.Filter, o.RxQueue);
+                else Libc.SetSockOpt(fd, Libc.SOL_SOCKET, Libc.SO_DETACH_FILTER, 0, "setsockopt(SO_DETACH_FILTER)");
+            }
             return new AfPacketDevice(name, ifName, ifIndex, socket, ring, pool, deviceIndex, o, rxBlocks);
         }
         catch
@@ -196,34 +267,86 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
         }
     }
 
+    private const ushort LoadWordAbsolute = 0x20, JumpIfEqual = 0x15, Return = 0x06;
+    private const uint AncillaryData = 0xfffff000;                 // SKF_AD_OFF
+    private const uint VlanTagPresent = AncillaryData + 48, RxQueueMapping = AncillaryData + 24;   // SKF_AD_VLAN_TAG_PRESENT, SKF_AD_QUEUE
+
     // The kernel runs the filter over the packet as it holds it, without the VLAN tag it took off
     // into the packet's metadata, where tcpdump's syntax means the bytes as captured. So the kernel
     // gets the program behind two instructions that let every packet with a stripped tag through,
-    // and those few are filtered again in user space once their tag is back (see ReceiveBurst).
-    private static void AttachFilter(int fd, BpfFilter filter)
+    // and those few are filtered again in user space once their tag is back (see TryNextFrame).
+    // One receive queue comes first: the queue the kernel recorded the packet under (skb_get_rx_queue: the skb's queue
+    // mapping less one, as drivers record it, where generic XDP and xdp:eth0@Y look), and queue 0 for a packet none was
+    // recorded for.
+    private static void AttachFilter(int fd, BpfFilter? filter, int? queue)
     {
-        const ushort LoadWordAbsolute = 0x20, JumpIfEqual = 0x15, Return = 0x06;
-        const uint VlanTagPresent = 0xfffff000 + 48;   // SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT
-        BpfInstruction[] program = GC.AllocateArray<BpfInstruction>(filter.Length + 3, pinned: true);
-        program[0] = new BpfInstruction { Code = LoadWordAbsolute, K = VlanTagPresent };
-        program[1] = new BpfInstruction { Code = JumpIfEqual, K = 0, JumpTrue = 1 };
-        program[2] = new BpfInstruction { Code = Return, K = 0x40000 };
-        filter.Instructions.CopyTo(program.AsSpan(3));
+        var program = new List<BpfInstruction>();
+        if (queue is int q)
+        {
+            program.Add(new BpfInstruction { Code = LoadWordAbsolute, K = RxQueueMapping });
+            program.Add(new BpfInstruction { Code = JumpIfEqual, K = (uint)q + 1, JumpTrue = (byte)(q == 0 ? 2 : 1) });
+            if (q == 0) program.Add(new BpfInstruction { Code = JumpIfEqual, K = 0, JumpTrue = 1 });
+            program.Add(new BpfInstruction { Code = Return, K = 0 });
+        }
+        if (filter is null) program.Add(new BpfInstruction { Code = Return, K = 0x40000 });
+        else
+        {
+            program.Add(new BpfInstruction { Code = LoadWordAbsolute, K = VlanTagPresent });
+            program.Add(new BpfInstruction { Code = JumpIfEqual, K = 0, JumpTrue = 1 });
+            program.Add(new BpfInstruction { Code = Return, K = 0x40000 });
+            program.AddRange(filter.Instructions);
+        }
+        AttachProgram(fd, [.. program], filter is null ? $"the program that keeps receive queue {queue}" : $"the filter '{filter.Expression}'");
+    }
+
+    private static void AttachProgram(int fd, BpfInstruction[] program, string what)
+    {
         fixed (BpfInstruction* p = program)
         {
             var fprog = new BpfProgram { Length = (uint)program.Length, Instructions = p };
             if (Libc.SetSockOpt(fd, Libc.SOL_SOCKET, Libc.SO_ATTACH_FILTER, &fprog, sizeof(BpfProgram)) != 0)
-                throw ErrnoException.FromLastError($"setsockopt(SO_ATTACH_FILTER) with '{filter.Expression}'");
+                throw ErrnoException.FromLastError($"setsockopt(SO_ATTACH_FILTER) with {what}");
         }
     }
 
+    // Joins the socket, bound and running, to its group; without a group id (defrag=1 alone), to a group of its own.
+    private static void JoinFanout(int fd, string name, string ifName, AfPacketOptions o)
+    {
+        int flags = (o.Defragment ? Libc.PACKET_FANOUT_FLAG_DEFRAG : 0) | (o.FanoutGroup is null ? Libc.PACKET_FANOUT_FLAG_UNIQUEID : 0);
+        int group = o.FanoutGroup ?? 0;
+        int value = group | (((int)o.FanoutMode | flags) << 16);
+        if (Libc.SetSockOpt(fd, Libc.SOL_PACKET, Libc.PACKET_FANOUT, &value, sizeof(int)) == 0) return;
+        int errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+        throw errno switch
+        {
+            Libc.EINVAL when o.FanoutGroup is not null => new ArgumentException(
+                $"'{name}': fanout group {group} is in use in this network namespace with another mode, another defrag= or on another interface " +
+                $"(every member of a group names the same interface, fanout_mode and defrag; this one {ifName}, {o.FanoutMode.ToString().ToLowerInvariant()}, defrag={(o.Defragment ? 1 : 0)})", nameof(name)),
+            Libc.ENOSPC => new ArgumentException($"'{name}': fanout group {group} has as many members as the kernel allows", nameof(name)),
+            _ => new ErrnoException($"setsockopt(PACKET_FANOUT) joining fanout group {group} on '{ifName}'", errno),
+        };
+    }
+
+    private const string OptionsHelp = "snaplen=N, blocks=N, blocksize=N, latency=MS, txslots=N, promisc=0|1, outgoing=0|1, fanout=ID, fanout_mode=hash|lb|cpu|rollover|rnd|qm, defrag=0|1";
+
     private static AfPacketOptions ParseOptions(string name, string query, AfPacketOptions o)
     {
+        bool modeGiven = false;
         foreach (string option in query.Split('&', StringSplitOptions.RemoveEmptyEntries))
         {
             string[] kv = option.Split('=', 2);
+            if (kv.Length == 2 && kv[0] == "fanout_mode")
+            {
+                o = o with
+                {
+                    FanoutMode = Enum.TryParse(kv[1], ignoreCase: true, out FanoutMode mode) && Enum.IsDefined(mode) && !char.IsAsciiDigit(kv[1][0]) ? mode
+                        : throw new ArgumentException($"'{name}': fanout_mode is hash (per flow, both directions), lb (round-robin), cpu, rollover, rnd or qm; not '{kv[1]}'", nameof(name)),
+                };
+                modeGiven = true;
+                continue;
+            }
             if (kv.Length != 2 || !int.TryParse(kv[1], NumberStyles.None, CultureInfo.InvariantCulture, out int v))
-                throw new ArgumentException($"'{name}': options are snaplen=N, blocks=N, blocksize=N, latency=MS, txslots=N, promisc=0|1, outgoing=0|1; not '{option}'", nameof(name));
+                throw new ArgumentException($"'{name}': options are {OptionsHelp}; not '{option}'", nameof(name));
             o = kv[0] switch
             {
                 "snaplen" => o with { SnapLength = v },
@@ -233,9 +356,12 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
                 "txslots" => o with { TxSlots = v },
                 "promisc" => o with { Promiscuous = v != 0 },
                 "outgoing" => o with { CaptureOutgoing = v != 0 },
-                _ => throw new ArgumentException($"'{name}': unknown option '{kv[0]}' (snaplen, blocks, blocksize, latency, txslots, promisc, outgoing)", nameof(name)),
+                "fanout" => o with { FanoutGroup = v },
+                "defrag" => o with { Defragment = v != 0 },
+                _ => throw new ArgumentException($"'{name}': unknown option '{kv[0]}' ({OptionsHelp})", nameof(name)),
             };
         }
+        if (modeGiven && o.FanoutGroup is null) throw new ArgumentException($"'{name}': fanout_mode= is the mode of a fanout group: name the group with fanout=ID", nameof(name));
         return o;
     }
 

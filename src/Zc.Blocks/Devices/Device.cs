@@ -71,7 +71,7 @@ public static class Device
 
     /// <summary>True when <paramref name="name"/> opens an AF_PACKET device: <c>af_packet:eth0</c>, or an interface of this network namespace.</summary>
     public static bool IsAfPacketName(string name)
-        => name.StartsWith("af_packet:", StringComparison.Ordinal) || (!name.Contains(':') && !name.Contains('.') && Native.Libc.IfNameToIndex(name.Split('?')[0]) != 0);
+        => name.StartsWith("af_packet:", StringComparison.Ordinal) || (!name.Contains(':') && !name.Contains('.') && Native.Libc.IfNameToIndex(name.Split('?')[0].Split('@')[0]) != 0);
 
     private static ArgumentException Unknown(string name) => new(
         $"unknown device '{name}': devices are gen:<size>[?flows=N&rate=PPS&count=N], capture files (pcap:<file>, *.pcap, *.pcapng), " +

@@ -98,7 +98,7 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
             throw new ArgumentException($"'{name}': write xdp:<interface>@<queue>, for example xdp:eth0@0", nameof(name));
         int ifIndex = (int)Libc.IfNameToIndex(ifName);
         if (ifIndex == 0) throw new ArgumentException($"'{name}': there is no interface '{ifName}' in this network namespace (see 'ip link')", nameof(name));
-        int queues = RxQueues(ifName);
+        int queues = Interfaces.RxQueues(ifName);
         if (queue >= queues) throw new ArgumentException($"'{name}': {ifName} has receive queues 0 to {queues - 1}", nameof(name));
         if (pool.BufferCapacity < MinBufferSize)
             throw new ArgumentException($"'{name}': AF_XDP needs buffers of at least {MinBufferSize} bytes, and this pool's hold {pool.BufferCapacity} (ClusterOptions.BufferSize)", nameof(pool));
@@ -187,12 +187,6 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
         uint flags = 0;
         int length = sizeof(uint);
         zeroCopy = Libc.GetSockOpt(fd, Xdp.SOL_XDP, Xdp.XDP_OPTIONS, &flags, ref length) == 0 && (flags & Xdp.XDP_OPTIONS_ZEROCOPY) != 0;
-    }
-
-    private static int RxQueues(string ifName)
-    {
-        string dir = $"/sys/class/net/{ifName}/queues";
-        return Directory.Exists(dir) ? Math.Max(1, Directory.GetDirectories(dir, "rx-*").Length) : 1;
     }
 
     private ref XskRing Fill => ref _rings[0];
