@@ -82,6 +82,12 @@ internal static unsafe partial class Libc
     public static partial uint IfNameToIndex(string name);
 
     public const nuint SIOCETHTOOL = 0x8946;
+    public const nuint SIOCGIFFLAGS = 0x8913, SIOCSIFFLAGS = 0x8914;
+    public const short IFF_UP = 0x1;
+
+    // linux/if_tun.h
+    public const nuint TUNSETIFF = 0x400454ca;
+    public const short IFF_TAP = 0x0002, IFF_NO_PI = 0x1000;
     public const uint ETHTOOL_GCHANNELS = 0x3c;
 
     [LibraryImport(Lib, EntryPoint = "ioctl", SetLastError = true)]

@@ -15,7 +15,7 @@ public partial class KernelDeviceTests(ITestOutputHelper output)
 
     // `count` conversations, TCP and UDP alternately, conversation c with 2 + c % 7 packets in each direction, the
     // directions and conversations interleaved; each frame numbered in its last four bytes. Returns the frames written.
-    internal static List<byte[]> Conversations(string path, int count)
+    internal static List<byte[]> Conversations(string path, int count, int first = 0)
     {
         var frames = new List<byte[]>();
         for (int round = 0; round < 8; round++)
@@ -23,8 +23,8 @@ public partial class KernelDeviceTests(ITestOutputHelper output)
             for (int c = 0; c < count; c++)
             {
                 if (round >= 2 + c % 7) continue;
-                uint a = 0x0A000001u + ((uint)c << 8), b = 0x0A800002u + ((uint)c << 8);
-                ushort client = (ushort)(1000 + c);
+                uint a = 0x0A000001u + ((uint)(first + c) << 8), b = 0x0A800002u + ((uint)(first + c) << 8);
+                ushort client = (ushort)(1000 + first + c);
                 for (int direction = 0; direction < 2; direction++)
                 {
                     (uint src, uint dst, ushort sp, ushort dp) = direction == 0 ? (a, b, client, (ushort)80) : (b, a, (ushort)80, client);
@@ -259,5 +259,210 @@ public partial class KernelDeviceTests(ITestOutputHelper output)
     {
         Parsing.PacketParser.Parse(frame, out Parsing.PacketInfo info);
         flow = $"{info.Outer.Source}:{info.Outer.SourcePort}>{info.Outer.Destination}:{info.Outer.DestinationPort}";
+    }
+
+    // An IPv4 packet (Ethernet first) with its header checksum: protocol UDP, the datagram `id`, `offset` bytes into it,
+    // `more` fragments to come, carrying `data`.
+    internal static byte[] Ipv4Packet(ushort id, uint source, int offset, bool more, ReadOnlySpan<byte> data)
+        => Ipv4Packet(Frames.Ethernet(0x0800).ToArray(), id, source, 0x0A000002, 17, offset, more, data);
+
+    internal static byte[] Ipv4Packet(byte[] ethernet, ushort id, uint source, uint destination, byte protocol, int offset, bool more, ReadOnlySpan<byte> data)
+    {
+        byte[] frame = new byte[14 + 20 + data.Length];
+        ethernet.CopyTo(frame, 0);
+        Span<byte> ip = frame.AsSpan(14);
+        ip[0] = 0x45;
+        BinaryPrimitives.WriteUInt16BigEndian(ip[2..], (ushort)(20 + data.Length));
+        BinaryPrimitives.WriteUInt16BigEndian(ip[4..], id);
+        BinaryPrimitives.WriteUInt16BigEndian(ip[6..], (ushort)((more ? 0x2000 : 0) | offset / 8));
+        ip[8] = 64;
+        ip[9] = protocol;
+        BinaryPrimitives.WriteUInt32BigEndian(ip[12..], source);
+        BinaryPrimitives.WriteUInt32BigEndian(ip[16..], destination);
+        BinaryPrimitives.WriteUInt16BigEndian(ip[10..], Checksum(ip[..20]));
+        data.CopyTo(ip[20..]);
+        return frame;
+    }
+
+    // The Internet checksum of `bytes`.
+    internal static ushort Checksum(ReadOnlySpan<byte> bytes)
+    {
+        uint sum = 0;
+        for (int i = 0; i + 1 < bytes.Length; i += 2) sum += BinaryPrimitives.ReadUInt16BigEndian(bytes[i..]);
+        if (bytes.Length % 2 == 1) sum += (uint)bytes[^1] << 8;
+        while (sum > 0xFFFF) sum = (sum & 0xFFFF) + (sum >> 16);
+        return (ushort)~sum;
+    }
+
+    // A UDP datagram (header and payload) of `length` bytes from port `port`, its payload numbered bytes.
+    internal static byte[] Datagram(ushort port, int length)
+    {
+        byte[] d = new byte[length];
+        BinaryPrimitives.WriteUInt16BigEndian(d, port);
+        BinaryPrimitives.WriteUInt16BigEndian(d.AsSpan(2), 53);
+        BinaryPrimitives.WriteUInt16BigEndian(d.AsSpan(4), (ushort)length);
+        for (int i = 8; i < length; i++) d[i] = (byte)(i * 7 + port);
+        return d;
+    }
+
+    // Fragments of `datagram` of `size` bytes each (the last shorter), in order.
+    internal static List<byte[]> Fragment(ushort id, uint source, byte[] datagram, int size)
+    {
+        var fragments = new List<byte[]>();
+        for (int at = 0; at < datagram.Length; at += size)
+            fragments.Add(Ipv4Packet(id, source, at, at + size < datagram.Length, datagram.AsSpan(at, Math.Min(size, datagram.Length - at))));
+        return fragments;
+    }
+
+    [Theory]
+    [InlineData("defrag=1")]
+    [InlineData("fanout=47&defrag=1")]
+    public void KernelDefragmentation_DeliversDatagramsSentInFragments_Whole(string options)
+    {
+        using Veth veth = Veth.Create();
+        string frames = TempPath("fragments.pcap");
+        using ZcCluster cluster = TestClusters.Create(buffers: 64, bufferSize: 2048);
+        BufferPool pool = cluster.CreatePool(64);
+        byte[][] datagrams = [Datagram(1000, 3000), Datagram(1001, 4000), Datagram(1002, 2500), Datagram(1003, 100), Datagram(1004, 3000)];
+        var sent = new List<byte[]>();
+        sent.AddRange(Fragment(1, 0x0A000001, datagrams[0], 1200));                                   // in order
+        sent.AddRange(Enumerable.Reverse(Fragment(2, 0x0A000001, datagrams[1], 1200)));              // out of order
+        List<byte[]> third = Fragment(3, 0x0A000001, datagrams[2], 1000);
+        sent.AddRange([third[0], third[1], third[1], third[2]]);                                       // one twice
+        sent.Add(Ipv4Packet(4, 0x0A000001, 0, false, datagrams[3]));                                  // not fragmented
+        sent.AddRange(Fragment(5, 0x0A000001, datagrams[4], 1200).Take(2));                            // never completed
+        using (var writer = new CaptureWriter(frames))
+            for (int i = 0; i < sent.Count; i++) writer.Write(sent[i], i);
+        byte[][] expected = [.. datagrams.Take(4).Select((d, i) => Ipv4Packet((ushort)(i + 1), 0x0A000001, 0, false, d))];
+        try
+        {
+            veth.Run(() =>
+            {
+                using IPacketSource device = Device.OpenSource($"af_packet:{Veth.B}?{options}", pool, 0);
+                IFrameReader reader = Device.InPlace(device)!;
+                Send(veth, frames, sent.Count, rate: 1000);
+                var got = new List<byte[]>();
+                var read = new CapturedFrame[8];
+                for (var quiet = System.Diagnostics.Stopwatch.StartNew(); quiet.ElapsedMilliseconds < 500; Thread.Sleep(1))
+                {
+                    int n = reader.ReadBurst(read);
+                    if (n > 0) quiet.Restart();
+                    foreach (CapturedFrame f in read.AsSpan(0, n)) got.Add(f.Data.ToArray());
+                }
+                Assert.Equal(expected.Length, got.Count);
+                for (int i = 0; i < expected.Length; i++)
+                    Assert.True(expected[i].AsSpan().SequenceEqual(got[i]), $"datagram {i}: {got[i].Length} bytes, expected {expected[i].Length}: {Convert.ToHexString(got[i].AsSpan(0, 40))}");
+            });
+        }
+        finally
+        {
+            File.Delete(frames);
+        }
+    }
+
+    [Theory]
+    [InlineData("multi:zcb;zcd")]
+    [InlineData("zcb,zcd")]
+    public void SeveralInterfacesReadAsOne_GiveEveryFrameOfEach_InOrder(string name)
+    {
+        using Veth veth = Veth.Create(pairs: 2);
+        string one = TempPath("multi-one.pcap"), two = TempPath("multi-two.pcap");
+        using ZcCluster cluster = TestClusters.Create(buffers: 4096, bufferSize: 2048);
+        BufferPool pool = cluster.CreatePool(4096);
+        try
+        {
+            List<byte[]> first = Conversations(one, 40), second = Conversations(two, 30, first: 100);
+            veth.Run(() =>
+            {
+                using IPacketSource device = Device.OpenSource(name, pool, 7);
+                Assert.Equal(name, device.Name);
+                using ChildProcess a = ChildProcess.Run("Send", ["-i", Veth.A, "-f", one, "-n", first.Count, "-p", 4000], netns: veth.Namespace);
+                using ChildProcess c = ChildProcess.Run("Send", ["-i", Veth.C, "-f", two, "-n", second.Count, "-p", 4000], netns: veth.Namespace);
+                List<byte[]> got = DrainAll([device], pool, first.Count + second.Count)[0];
+                Assert.Equal(0, a.WaitForExit());
+                Assert.Equal(0, c.WaitForExit());
+                Assert.Equal(first.Count + second.Count, got.Count);
+                // The first capture's clients are ports 1000 to 1039, the second's 1100 to 1129.
+                var fromOne = got.Where(f => Math.Max(f[34] << 8 | f[35], f[36] << 8 | f[37]) < 1100).ToList();
+                Assert.Equal(first.Count, fromOne.Count);
+                Assert.Equal(first.Select(Number), fromOne.Select(Number));
+                Assert.Equal(second.Select(Number), got.Except(fromOne).Select(Number));
+                Assert.Equal((ulong)got.Count, device.Stats.Received);
+            });
+        }
+        finally
+        {
+            File.Delete(one);
+            File.Delete(two);
+        }
+        Assert.Equal(4096, pool.Available);
+    }
+
+    [Fact]
+    public void StackDevice_FramesSentIntoItReachAUdpSocket_AndAPingThroughItIsAnswered()
+    {
+        using Veth veth = Veth.Create();
+        using ZcCluster cluster = TestClusters.Create(buffers: 256, bufferSize: 2048);
+        BufferPool pool = cluster.CreatePool(256);
+        const uint Host = 0x0A090001, Peer = 0x0A090002;   // 10.9.0.1 on zc0, 10.9.0.2 behind it
+        veth.Run(() =>
+        {
+            using IPacketSource source = Device.OpenSource("stack:zc0", pool, 0);
+            var device = (IPacketSink)source;
+            veth.Exec("ip", "addr", "add", "10.9.0.1/24", "dev", "zc0");
+            veth.Exec("ip", "neigh", "add", "10.9.0.2", "lladdr", "02:00:00:00:00:01", "dev", "zc0");
+            byte[] mac = Convert.FromHexString(veth.Exec("cat", "/sys/class/net/zc0/address").Trim().Replace(":", ""));
+            byte[] ethernet = [.. mac, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
+            void Into(byte[] frame)
+            {
+                Assert.True(pool.TryGet(out PacketHandle p));
+                frame.CopyTo(p.Buffer);
+                p.SetReceived(frame.Length, frame.Length, 0, 0);
+                Assert.True(device.TrySend(p));
+                pool.Release(p);
+            }
+
+            using var udp = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+            udp.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("10.9.0.1"), 5000));
+            udp.ReceiveTimeout = 5000;
+            for (int i = 0; i < 10; i++)
+            {
+                byte[] payload = System.Text.Encoding.ASCII.GetBytes($"datagram {i}");
+                byte[] datagram = [.. Frames.Ethernet(0).Udp(4000, 5000, payload.Length).ToArray()[14..], .. payload];
+                Into(Ipv4Packet(ethernet, (ushort)i, Peer, Host, 17, 0, false, datagram));
+            }
+            byte[] buffer = new byte[100];
+            for (int i = 0; i < 10; i++)
+                Assert.Equal($"datagram {i}", System.Text.Encoding.ASCII.GetString(buffer, 0, udp.Receive(buffer)));
+
+            // An echo request from 10.9.0.2: the stack's reply comes out of zc0, and so out of the device.
+            byte[] echo = [8, 0, 0, 0, 0x12, 0x34, 0, 1, .. System.Text.Encoding.ASCII.GetBytes("zcflow ping")];
+            BinaryPrimitives.WriteUInt16BigEndian(echo.AsSpan(2), Checksum(echo));
+            Into(Ipv4Packet(ethernet, 99, Peer, Host, 1, 0, false, echo));
+            var burst = new PacketHandle[8];
+            byte[]? reply = null;
+            for (var clock = System.Diagnostics.Stopwatch.StartNew(); reply is null && clock.ElapsedMilliseconds < 5000;)
+            {
+                if (!source.WaitReadable(100)) continue;
+                int n = source.ReceiveBurst(burst);
+                foreach (PacketHandle p in burst.AsSpan(0, n))
+                    if (p.Length >= 34 + echo.Length && p.Data[23] == 1 && p.Data[34] == 0) reply = p.Data.ToArray();
+                pool.ReleaseBurst(burst.AsSpan(0, n));
+            }
+            Assert.NotNull(reply);
+            Assert.Equal(echo.AsSpan(4).ToArray(), reply.AsSpan(38, echo.Length - 4).ToArray());   // its id, sequence and data
+            Assert.Equal(Peer, BinaryPrimitives.ReadUInt32BigEndian(reply.AsSpan(30)));
+            Assert.Equal(11UL, device.Stats.Sent);
+        });
+        Assert.Equal(256, pool.Available);
+        Assert.DoesNotContain("zc0", veth.Exec("ip", "-o", "link"));   // the interface it made went with it
+    }
+
+    [Fact]
+    public void StackDevice_WithoutTheRightToCreateATap_IsAClearError()
+    {
+        using ChildProcess zcount = ChildProcess.Run("ZCount", ["-i", "stack:zcnope0"], asUser: 65534);
+        Assert.Equal(1, zcount.WaitForExit());
+        Assert.Contains("a TAP interface is created with CAP_NET_ADMIN (run as root), or made beforehand for this user: ip tuntap add zcnope0 mode tap user <user>", zcount.Errors);
     }
 }

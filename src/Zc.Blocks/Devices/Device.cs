@@ -23,14 +23,18 @@ public static class Device
     /// <c>.pcap</c>/<c>.pcapng</c> for a capture (options after <c>?</c>: <c>loop</c>, <c>pace</c>),
     /// <c>zc:&lt;cluster&gt;@&lt;queue&gt;</c> for a queue of another process's cluster,
     /// <c>af_packet:eth0</c> or a bare interface name for an AF_PACKET socket (<see cref="AfPacketDevice"/>),
-    /// <c>xdp:eth0@0</c> and <c>zc:eth0@0</c> for an AF_XDP socket on receive queue 0 (<see cref="XdpDevice"/>).
+    /// <c>xdp:eth0@0</c> and <c>zc:eth0@0</c> for an AF_XDP socket on receive queue 0 (<see cref="XdpDevice"/>),
+    /// <c>stack:zc0</c> for what the Linux stack sends out of a TAP interface (<see cref="TapDevice"/>),
+    /// <c>multi:eth1;eth2</c> or <c>eth1,eth2</c> for several read as one.
     /// Any other name is an error that says what is supported.
     /// </summary>
     public static IPacketSource OpenSource(string name, BufferPool pool, uint index)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
+        if (MultiSource.Parts(name) is { } parts) return MultiSource.Open(name, parts, pool, index);
         if (name.StartsWith("gen:", StringComparison.Ordinal)) return GeneratorDevice.Open(name, pool, index);
         if (XdpDevice.IsName(name)) return XdpDevice.Open(name, pool, index);
+        if (TapDevice.IsName(name)) return TapDevice.Open(name, pool, index);
         if (name.StartsWith("zc:", StringComparison.Ordinal)) return ZcQueueSource.Open(name, pool, index);
         if (IsAfPacketName(name)) return AfPacketDevice.Open(name, pool, index);
         if (name.StartsWith("pcap:", StringComparison.Ordinal) || name.Split('?')[0] is var file && (file.EndsWith(".pcap", StringComparison.Ordinal) || file.EndsWith(".pcapng", StringComparison.Ordinal)))
@@ -40,17 +44,18 @@ public static class Device
 
     /// <summary>
     /// Opens <paramref name="name"/> as a device to send through: an interface (<c>eth0</c>,
-    /// <c>af_packet:eth0</c>), an AF_XDP socket (<c>xdp:eth0@0</c>), which copies what it sends
+    /// <c>af_packet:eth0</c>), the Linux stack through a TAP interface (<c>stack:zc0</c>), an AF_XDP socket (<c>xdp:eth0@0</c>), which copies what it sends
     /// into buffers of <paramref name="pool"/>, or another process's ingress queue (<c>zc:99@0</c>).
     /// </summary>
     public static IPacketSink OpenSink(string name, BufferPool? pool = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         if (IsAfPacketName(name)) return AfPacketDevice.Open(name, pool: null);
+        if (TapDevice.IsName(name)) return TapDevice.Open(name, pool: null);
         if (Ipc.AttachedQueue.TryParse(name, out _, out _)) return IngressSink.Open(name);
         if (XdpDevice.IsName(name))
             return XdpDevice.Open(name, pool ?? throw new ArgumentException($"'{name}': an AF_XDP device sends from a pool's buffers, and none was given (a stage that takes other stages' queues holds their buffers, in a relay, and has no pool: send out of the interface by its name, eth1, instead)", nameof(pool)));
-        throw new ArgumentException($"'{name}' cannot send: packets go out through interfaces (eth0, af_packet:eth0, xdp:eth0@0) and into ingress queues (zc:<cluster>@<queue>)", nameof(name));
+        throw new ArgumentException($"'{name}' cannot send: packets go out through interfaces (eth0, af_packet:eth0, xdp:eth0@0), into the Linux stack (stack:zc0) and into ingress queues (zc:<cluster>@<queue>)", nameof(name));
     }
 
     /// <summary>Waits up to <paramref name="timeoutMs"/> for a socket to have something to read.</summary>
@@ -65,9 +70,14 @@ public static class Device
     /// sent out of its interface (<c>outgoing=0|1</c>): zbalance_ipc captures the receive direction only, and a bridge must
     /// not hear its own sends. Other devices' names come back as they are.
     /// </summary>
-    public static string WithOutgoing(string name, bool outgoing) => IsAfPacketName(name) && !name.Contains("outgoing=", StringComparison.Ordinal)
-        ? name + (name.Contains('?') ? "&" : "?") + (outgoing ? "outgoing=1" : "outgoing=0")
-        : name;
+    public static string WithOutgoing(string name, bool outgoing)
+    {
+        if (MultiSource.Parts(name) is { } parts)
+            return (name.StartsWith("multi:", StringComparison.Ordinal) ? "multi:" : "") + string.Join(name.StartsWith("multi:", StringComparison.Ordinal) ? ';' : ',', parts.Select(p => WithOutgoing(p, outgoing)));
+        return IsAfPacketName(name) && !name.Contains("outgoing=", StringComparison.Ordinal)
+            ? name + (name.Contains('?') ? "&" : "?") + (outgoing ? "outgoing=1" : "outgoing=0")
+            : name;
+    }
 
     /// <summary>True when <paramref name="name"/> opens an AF_PACKET device: <c>af_packet:eth0</c>, or an interface of this network namespace.</summary>
     public static bool IsAfPacketName(string name)
@@ -75,5 +85,5 @@ public static class Device
 
     private static ArgumentException Unknown(string name) => new(
         $"unknown device '{name}': devices are gen:<size>[?flows=N&rate=PPS&count=N], capture files (pcap:<file>, *.pcap, *.pcapng), " +
-        "zc:<cluster>@<queue>, and interfaces of this network namespace (eth0, af_packet:eth0, xdp:eth0@0, zc:eth0@0)", nameof(name));
+        "zc:<cluster>@<queue>, interfaces of this network namespace (eth0, eth0@2, af_packet:eth0?fanout=1, xdp:eth0@0, zc:eth0@0), stack:<tap>, and multi:eth0;eth1", nameof(name));
 }
