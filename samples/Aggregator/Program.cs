@@ -52,10 +52,19 @@ catch (Exception e) when (SetupError.Is(e))
     return 1;
 }
 QueueConsumer queue = graph.Consumer(queueId);
+// The capture is of the inputs' link type (Ethernet; LINUX_SLL2 for any; a capture file's own), one for all of them.
+ZcFlow.Parsing.LinkType[] links = [.. graph.Pipes[0].Inputs.Select(i => i.Link).Distinct()];
+if (output is not null && links.Length > 1)
+{
+    Console.Error.WriteLine($"error: -o: the inputs' frames start with different headers ({string.Join(", ", graph.Pipes[0].Inputs.Select(i => $"{i.Name}: {i.Link}"))}), which one capture cannot hold");
+    graph.Dispose();
+    return 1;
+}
+ZcFlow.Parsing.LinkType link = links.FirstOrDefault(ZcFlow.Parsing.LinkType.Ethernet);
 using CaptureWriter? writer = output is null ? null
     // fd 1 as a file, not the console stream, which drops what a closed pipe refuses instead of saying so.
-    : toStdout ? new CaptureWriter(new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(1, ownsHandle: false), FileAccess.Write, 1 << 16), format == "pcapng")
-    : new CaptureWriter(output);
+    : toStdout ? new CaptureWriter(new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(1, ownsHandle: false), FileAccess.Write, 1 << 16), format == "pcapng", link)
+    : new CaptureWriter(output, link);
 var burst = new PacketHandle[32];
 long packets = 0, bytes = 0, lastPackets = 0;
 var clock = Stopwatch.StartNew();

@@ -10,15 +10,16 @@ using ZcFlow.Samples;
 // A flow exporter in the manner of softflowd and nProbe: packets from any ZcFlow device (a queue of a
 // Balancer, a capture file, an interface) into a FlowTable, ended flows out as IPFIX or NetFlow v9 over UDP.
 // Several behind one Balancer export to one collector, each with its own observation domain.
-var cl = new CommandLine(args, flags: "bpT", withValue: "invtmol",
-    "usage: FlowExport -i <device> -n <collector:port> [-v 9|10] [-t <idle>[,<active>]] [-b] [-m <flows>] [-o <domain>] [-l <packets/s>] [-T] [-p]\n" +
+var cl = new CommandLine(args, flags: "bpTD", withValue: "invtmol",
+    "usage: FlowExport -i <device> -n <collector:port> [-v 9|10] [-t <idle>[,<active>]] [-b] [-m <flows>] [-o <domain>] [-l <packets/s>] [-T] [-D] [-p]\n" +
     "  -i  where the packets come from: zc:<cluster>@<queue>, a capture file (pcap:<file>, *.pcap, *.pcapng), eth0, gen:64\n" +
     "  -n  the collector: host:port for UDP (IPv6 as [::1]:port), tcp://host:port for IPFIX over TCP\n" +
     "  -v  9 for NetFlow v9, 10 for IPFIX (10)      -b  IPFIX biflows (RFC 5103): one record for both directions\n" +
     "  -t  idle and active timeouts in seconds (15,1800); TCP RST or FINs both ways end a flow a second later\n" +
     "  -m  the most flows held at once (1048576)    -o  observation domain / source id (default: the queue of zc:<c>@<q>, else 0)\n" +
     "  -l  at most this many export packets a second (a collector's socket overflows on a burst); the input waits meanwhile\n" +
-    "  -T  flows of the innermost IP packets under GTP-U, GRE and VXLAN    -p  stats every second");
+    "  -T  flows of the innermost IP packets under GTP-U, GRE and VXLAN    -p  stats every second\n" +
+    "  -D  put IP fragments back together first (the Defragment stage), so a fragmented datagram counts once, under its ports");
 string input = cl.RequiredString('i');
 string target = cl.String('n') ?? "";
 // host:port or udp://host:port for UDP, tcp://host:port for IPFIX over TCP (as nProbe writes them).
@@ -52,7 +53,7 @@ try
     cluster = ZcCluster.Create(0x5F000000 + (uint)Environment.ProcessId % 0x1000000, new ClusterOptions { BufferCount = 4096, Warn = _ => { } });
     pool = cluster.CreatePool(4096);
     source = Device.OpenSource(input, pool, 0);
-    if (source is PcapFileDevice file) table.Link = file.LinkType;
+    table.Link = source.Link;
 }
 catch (Exception e) when (SetupError.Is(e))
 {
@@ -66,7 +67,9 @@ Console.WriteLine($"{input} -> {(version == 9 ? "NetFlow v9" : "IPFIX")} to {col
 
 // A capture file's records are counted where they lie in the mapped file, an AF_PACKET device's packets where they lie in
 // the kernel's ring: not copied into buffers first.
-IFrameReader? inPlace = Device.InPlace(source);
+// With -D the packets go through the Defragment stage, which works on buffers.
+ZcFlow.Stages.Defragment? defragment = cl.Has('D') ? new ZcFlow.Stages.Defragment() : null;
+IFrameReader? inPlace = defragment is null ? Device.InPlace(source) : null;
 var burst = new PacketHandle[32];
 var frames = new CapturedFrame[32];
 ulong received = 0;
@@ -84,7 +87,7 @@ while (!stop.IsCancellationRequested)
     else
     {
         n = source.ReceiveBurst(burst);
-        table.AddBurst(burst.AsSpan(0, n));
+        table.AddBurst(burst.AsSpan(0, defragment?.Process(burst.AsSpan(0, n)) ?? n));
         pool.ReleaseBurst(burst.AsSpan(0, n));
     }
     received += (uint)n;
@@ -112,4 +115,5 @@ return 0;
 
 void Report() => Console.WriteLine(
     $"packets {table.Packets:N0} in flows, {table.Ignored:N0} not IP; flows {table.Count:N0} active, {table.Created:N0} seen, {table.Exported:N0} ended, " +
-    $"{table.Evicted:N0} evicted; records {encoder.RecordsSent:N0} sent, {encoder.RecordsDropped:N0} dropped; input {received:N0} received");
+    $"{table.Evicted:N0} evicted; records {encoder.RecordsSent:N0} sent, {encoder.RecordsDropped:N0} dropped; input {received:N0} received" +
+    (defragment?.Stats is { } d ? $"; fragments {d.Fragments:N0}, datagrams {d.Reassembled:N0} reassembled, {d.Refused:N0} refused, {d.TimedOut + d.Evicted:N0} timed out or evicted, {d.Duplicates:N0} duplicates" : ""));

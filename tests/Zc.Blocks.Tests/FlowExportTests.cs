@@ -220,6 +220,46 @@ public class FlowExportTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public void FragmentedDatagrams_AsSoftflowdCountsThem_AndWithDOnceEachUnderTheirPorts()
+    {
+        // Three UDP datagrams in fragments (one reversed, one with a fragment twice), and one that is not fragmented.
+        string capture = Path.Combine(Path.GetTempPath(), $"zcflow-flows-frag-{Environment.ProcessId}.pcap");
+        var frames = new List<byte[]>();
+        for (int d = 0; d < 3; d++)
+        {
+            List<byte[]> f = KernelDeviceTests.Fragment((ushort)(d + 1), 0x0A000001, KernelDeviceTests.Datagram((ushort)(1000 + d), 3000), 1200);
+            if (d == 1) f.Reverse();
+            if (d == 2) f.Insert(1, f[1]);
+            frames.AddRange(f);
+        }
+        frames.Add(KernelDeviceTests.Ipv4Packet(9, 0x0A000001, 0, false, KernelDeviceTests.Datagram(1003, 100)));
+        using (var writer = new CaptureWriter(capture))
+            for (int i = 0; i < frames.Count; i++) writer.Write(frames[i], (i + 1) * 1_000_000L);
+        try
+        {
+            using (var ours = new Nfcapd())
+            using (var theirs = new Nfcapd())
+            {
+                FlowExport("-i", capture, "-n", ours.Address, "-v", 10);
+                Softflowd(capture, theirs.Address, 10);
+                AssertSameFlows(ours.Flows(), theirs.Flows(), padded: false);
+            }
+            using var whole = new Nfcapd();
+            string printed = FlowExport("-i", capture, "-n", whole.Address, "-v", 10, "-D");
+            Assert.Contains("fragments 10, datagrams 3 reassembled, 0 refused, 0 timed out or evicted, 1 duplicates", printed);
+            Dictionary<string, (long Packets, long Bytes)> flows = whole.Flows();
+            output.WriteLine(string.Join("; ", flows.Select(f => $"{f.Key}: {f.Value}")));
+            Assert.Equal(4, flows.Count);
+            for (int d = 0; d < 3; d++) Assert.Equal((1, 3020), flows.Single(f => f.Key.Contains($" {1000 + d} 53 ")).Value);
+            Assert.Equal((1, 120), flows.Single(f => f.Key.Contains(" 1003 53 ")).Value);
+        }
+        finally
+        {
+            File.Delete(capture);
+        }
+    }
+
     [Theory]
     [InlineData(9, false)]
     [InlineData(10, false)]

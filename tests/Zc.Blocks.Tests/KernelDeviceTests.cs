@@ -261,6 +261,12 @@ public partial class KernelDeviceTests(ITestOutputHelper output)
         flow = $"{info.Outer.Source}:{info.Outer.SourcePort}>{info.Outer.Destination}:{info.Outer.DestinationPort}";
     }
 
+    private static void PacketParserKey(in PacketHandle packet, out string flow)
+    {
+        Parsing.PacketParser.Parse(packet, out Parsing.PacketInfo info);
+        flow = $"{info.Outer.Source}:{info.Outer.SourcePort}>{info.Outer.Destination}:{info.Outer.DestinationPort}";
+    }
+
     // An IPv4 packet (Ethernet first) with its header checksum: protocol UDP, the datagram `id`, `offset` bytes into it,
     // `more` fragments to come, carrying `data`.
     internal static byte[] Ipv4Packet(ushort id, uint source, int offset, bool more, ReadOnlySpan<byte> data)
@@ -464,5 +470,108 @@ public partial class KernelDeviceTests(ITestOutputHelper output)
         using ChildProcess zcount = ChildProcess.Run("ZCount", ["-i", "stack:zcnope0"], asUser: 65534);
         Assert.Equal(1, zcount.WaitForExit());
         Assert.Contains("a TAP interface is created with CAP_NET_ADMIN (run as root), or made beforehand for this user: ip tuntap add zcnope0 mode tap user <user>", zcount.Errors);
+    }
+
+    [Fact]
+    public void Any_CapturesEveryInterface_CookedWithItsIndex_AndParsesAndHashesAsTheEthernetFrame()
+    {
+        using Veth veth = Veth.Create(pairs: 2);
+        string one = TempPath("any-one.pcap"), two = TempPath("any-two.pcap");
+        using ZcCluster cluster = TestClusters.Create(buffers: 4096, bufferSize: 2048);
+        BufferPool pool = cluster.CreatePool(4096);
+        try
+        {
+            List<byte[]> first = Conversations(one, 10), second = Conversations(two, 10, first: 100);
+            Dictionary<int, string> names = new[] { Veth.A, Veth.B, Veth.C, Veth.D }.ToDictionary(i => int.Parse(veth.Exec("cat", $"/sys/class/net/{i}/ifindex").Trim()), i => i);
+            veth.Run(() =>
+            {
+                using IPacketSource any = Device.OpenSource("any", pool, 0);
+                Assert.Equal(Parsing.LinkType.LinuxSll2, any.Link);
+                using ChildProcess a = ChildProcess.Run("Send", ["-i", Veth.A, "-f", one, "-n", first.Count, "-p", 4000], netns: veth.Namespace);
+                using ChildProcess c = ChildProcess.Run("Send", ["-i", Veth.C, "-f", two, "-n", second.Count, "-p", 4000], netns: veth.Namespace);
+                var got = new List<(string Interface, byte PacketType, byte[] Frame, ulong Route, string Flow)>();
+                var burst = new PacketHandle[32];
+                var quiet = System.Diagnostics.Stopwatch.StartNew();
+                while (got.Count < 2 * (first.Count + second.Count) && quiet.ElapsedMilliseconds < 2000)
+                {
+                    int n = any.ReceiveBurst(burst);
+                    if (n == 0) { Thread.Sleep(1); continue; }
+                    quiet.Restart();
+                    foreach (PacketHandle p in burst.AsSpan(0, n))
+                    {
+                        Assert.Equal(276u, p.LinkType);
+                        byte[] d = p.Data.ToArray();
+                        PacketParserKey(p, out string flow);
+                        got.Add((names.GetValueOrDefault(BinaryPrimitives.ReadInt32BigEndian(d.AsSpan(4)), "?"), d[10], d, new Distribution.FiveTupleHash().Route(p, 8), flow));
+                    }
+                    pool.ReleaseBurst(burst.AsSpan(0, n));
+                }
+                Assert.Equal(0, a.WaitForExit());
+                Assert.Equal(0, c.WaitForExit());
+                // Each frame twice: going out of the interface it was sent from (PACKET_OUTGOING), and coming in at its peer.
+                foreach ((List<byte[]> sent, string from, string to) in new[] { (first, Veth.A, Veth.B), (second, Veth.C, Veth.D) })
+                {
+                    foreach ((string @interface, bool outgoing) in new[] { (from, true), (to, false) })
+                    {
+                        var here = got.Where(g => g.Interface == @interface).ToList();
+                        Assert.True(here.Count == sent.Count, $"{here.Count} frames on {@interface}, expected {sent.Count}");
+                        for (int i = 0; i < sent.Count; i++)
+                        {
+                            Assert.True(sent[i].AsSpan(14).SequenceEqual(here[i].Frame.AsSpan(20)), $"frame {i} on {@interface}");
+                            Assert.Equal(outgoing, here[i].PacketType == 4);
+                            Assert.Equal(0x0800, BinaryPrimitives.ReadUInt16BigEndian(here[i].Frame));
+                            // The parser, and a hash, read the cooked frame as the Ethernet one it was.
+                            using ZcCluster ethernet = TestClusters.Create(buffers: 4, bufferSize: 2048);
+                            BufferPool e = ethernet.CreatePool(4);
+                            Assert.True(e.TryGet(out PacketHandle p));
+                            sent[i].CopyTo(p.Buffer);
+                            p.SetReceived(sent[i].Length, sent[i].Length, 0, 0);
+                            PacketParserKey(p, out string flow);
+                            Assert.Equal(flow, here[i].Flow);
+                            Assert.Equal(new Distribution.FiveTupleHash().Route(p, 8), here[i].Route);
+                            e.Release(p);
+                        }
+                    }
+                }
+            });
+        }
+        finally
+        {
+            File.Delete(one);
+            File.Delete(two);
+        }
+        Assert.Equal(4096, pool.Available);
+    }
+
+    [Fact]
+    public void Any_ThroughTheAggregator_WritesACaptureTcpdumpReadsAsLinuxSll2()
+    {
+        TestSetup.RequireTool("tcpdump");
+        using Veth veth = Veth.Create();
+        string frames = TempPath("any-agg.pcap"), written = TempPath("any-written.pcap");
+        try
+        {
+            List<byte[]> sent = Conversations(frames, 20);
+            using ChildProcess aggregator = ChildProcess.Run("Aggregator", ["-i", "any?outgoing=0", "-o", written, "-n", sent.Count], netns: veth.Namespace);
+            Thread.Sleep(1500);   // its device open
+            Send(veth, frames, sent.Count);
+            Assert.Equal(0, aggregator.WaitForExit(30));
+            (int code, string text, string error) = Tools.Run("tcpdump", "-nn", "-r", written);
+            Assert.True(code == 0, error);
+            Assert.Contains("link-type LINUX_SLL2", error);
+            Assert.Equal(sent.Count, text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
+            int zcb = int.Parse(veth.Exec("cat", $"/sys/class/net/{Veth.B}/ifindex").Trim());
+            List<byte[]> got = LiveDeviceTests.Packets(written);
+            for (int i = 0; i < sent.Count; i++)
+            {
+                Assert.True(sent[i].AsSpan(14).SequenceEqual(got[i].AsSpan(20)), $"record {i}");
+                Assert.Equal(zcb, BinaryPrimitives.ReadInt32BigEndian(got[i].AsSpan(4)));
+            }
+        }
+        finally
+        {
+            File.Delete(frames);
+            File.Delete(written);
+        }
     }
 }

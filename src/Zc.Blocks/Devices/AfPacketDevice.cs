@@ -98,6 +98,8 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
 {
     private const int Tpacket3HeaderSize = 48;
     private const int VlanTagLength = 4;
+    private const int Sll2HeaderLength = 20;
+    private const string Any = "any";
 
     private readonly SafeFileDescriptor _socket;
     private readonly SafeMapping _ring;
@@ -110,6 +112,7 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
     private readonly byte* _tx;
     private readonly int _txSlotSize, _txSlots;
     private readonly AfPacketOptions _options;
+    private readonly bool _cooked;   // any: frames from the network header on, behind a LINUX_SLL2 header made from the kernel's address
     private int _block;
     private byte* _packet;
     private uint _packetsLeft;
@@ -137,7 +140,11 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
         _txSlotSize = o.TxSlotSize;
         _txSlots = o.TxSlots;
         _options = o;
+        _cooked = ifIndex == 0;
     }
+
+    /// <summary>What its frames start with: Ethernet, or for <c>any</c> a <c>LINUX_SLL2</c> header naming the interface.</summary>
+    public LinkType Link => _cooked ? LinkType.LinuxSll2 : LinkType.Ethernet;
 
     /// <summary>The fanout group it is a member of, with its mode, or null.</summary>
     public (int Group, FanoutMode Mode)? Fanout => _options.FanoutGroup is int g ? (g, _options.FanoutMode) : null;
@@ -185,8 +192,13 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
             ifName = ifName[..at];
         }
         if (ifName.Length is 0 or > 15) throw new ArgumentException($"'{name}': an interface name is 1 to 15 characters", nameof(name));
-        int ifIndex = (int)Libc.IfNameToIndex(ifName);
-        if (ifIndex == 0) throw new ArgumentException($"'{name}': there is no interface '{ifName}' in this network namespace (see 'ip link')", nameof(name));
+        bool cooked = ifName == Any;
+        int ifIndex = cooked ? 0 : (int)Libc.IfNameToIndex(ifName);
+        if (ifIndex == 0 && !cooked) throw new ArgumentException($"'{name}': there is no interface '{ifName}' in this network namespace (see 'ip link')", nameof(name));
+        if (cooked && o.RxQueue is not null) throw new ArgumentException($"'{name}': any is every interface; a receive queue is one interface's (eth0@2)", nameof(name));
+        if (cooked && o.Filter is not null) throw new ArgumentException($"'{name}': a kernel filter reads Ethernet frames, and any's are cooked: filter in user space", nameof(options));
+        if (cooked && pool is null) throw new ArgumentException($"'{name}': any receives from every interface and sends through none: name the interface to send out of", nameof(name));
+        if (cooked) o = o with { Promiscuous = false, TxSlots = 0 };   // as libpcap's any: no interface is made promiscuous
         if (o.RxQueue is int rxQueue && Interfaces.RxQueues(ifName) is var queues && rxQueue >= queues)
             throw new ArgumentException($"'{name}': {ifName} has {queues} receive queue{(queues == 1 ? "" : "s")}, 0 to {queues - 1}", nameof(name));
         if (o.FanoutGroup is < 0 or > 65535) throw new ArgumentException($"'{name}': a fanout group id is 0 to 65535", nameof(name));
@@ -200,15 +212,18 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
         if (o.SnapLength < 1) throw new ArgumentException("SnapLength is at least 1", nameof(options));
         if (o.BlockTimeoutMs is < 1 or > 1000) throw new ArgumentException("BlockTimeoutMs (latency=) is 1 to 1000", nameof(options));
 
-        int fd = Libc.Socket(Libc.AF_PACKET, Libc.SOCK_RAW | Libc.SOCK_CLOEXEC, 0);   // no protocol: nothing arrives before bind
+        // No protocol: nothing arrives before bind. any reads every interface from the network header on (SOCK_DGRAM),
+        // as their link layers differ, and gets a cooked header instead.
+        int fd = Libc.Socket(Libc.AF_PACKET, (cooked ? 2 /* SOCK_DGRAM */ : Libc.SOCK_RAW) | Libc.SOCK_CLOEXEC, 0);
         if (fd < 0) throw ErrnoException.FromLastError($"socket(AF_PACKET) for '{ifName}'", "AF_PACKET needs CAP_NET_RAW (run as root or grant the capability)");
         var socket = new SafeFileDescriptor(fd);
         SafeMapping? ring = null;
         try
         {
             Libc.SetSockOpt(fd, Libc.SOL_PACKET, Libc.PACKET_VERSION, Libc.TPACKET_V3, "setsockopt(PACKET_VERSION, TPACKET_V3)");
-            // Room before each frame for the VLAN tag the kernel took off, so that a frame read in place gets it back where it lies.
-            Libc.SetSockOpt(fd, Libc.SOL_PACKET, Libc.PACKET_RESERVE, VlanTagLength, "setsockopt(PACKET_RESERVE)");
+            // Room before each frame for the VLAN tag the kernel took off, so that a frame read in place gets it back where it
+            // lies; for any, for the cooked header.
+            Libc.SetSockOpt(fd, Libc.SOL_PACKET, Libc.PACKET_RESERVE, cooked ? Sll2HeaderLength : VlanTagLength, "setsockopt(PACKET_RESERVE)");
             // A socket bound to the interface takes in all its packets until it is in its fanout group, and those the group
             // also gives to another member: until then it keeps none (a member that joins a busy group takes nothing twice).
             if (joins) AttachProgram(fd, [new BpfInstruction { Code = Return, K = 0 }], "a filter that keeps nothing until the socket is in its fanout group");
@@ -383,7 +398,7 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
             }
             int length = Math.Min(frame.Length, p.Capacity);
             frame.Data[..length].CopyTo(p.Buffer);
-            p.SetReceived(length, frame.WireLength, frame.TimestampNs, _deviceIndex);
+            p.SetReceived(length, frame.WireLength, frame.TimestampNs, _deviceIndex, (uint)frame.Link);
             packets[n++] = p;
             bytes += (ulong)length;
         }
@@ -429,6 +444,14 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
             Ahead();
             byte* data = _packet + h->MacOffset;
             int length = (int)Math.Min(h->SnapLength, (uint)_snapLength), wire = (int)h->Length;
+            if (_cooked)
+            {
+                data -= Sll2HeaderLength;
+                Cook(data, (SockAddrLl*)(_packet + Tpacket3HeaderSize));
+                frame = new CapturedFrame(data, Math.Min(length + Sll2HeaderLength, _snapLength), wire + Sll2HeaderLength, h->Seconds * 1_000_000_000L + h->Nanoseconds, LinkType.LinuxSll2);
+                Lease(h);
+                return true;
+            }
             bool tagged = (h->Status & Libc.TP_STATUS_VLAN_VALID) != 0 && length >= 12;
             if (tagged)
             {
@@ -446,6 +469,21 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
         }
         frame = default;
         return false;
+    }
+
+    // The LINUX_SLL2 header, as libpcap writes it, from the address the kernel put after the frame's tpacket3_hdr:
+    // protocol, 2 reserved bytes, interface index, ARPHRD type, packet type, address length, 8 bytes of address. A VLAN tag
+    // the kernel took off stays off, as libpcap leaves it for LINUX_SLL2.
+    private static void Cook(byte* header, SockAddrLl* from)
+    {
+        var h = new Span<byte>(header, Sll2HeaderLength);
+        BinaryPrimitives.WriteUInt16LittleEndian(h, from->Protocol);   // already in network order
+        BinaryPrimitives.WriteUInt16BigEndian(h[2..], 0);
+        BinaryPrimitives.WriteInt32BigEndian(h[4..], from->IfIndex);
+        BinaryPrimitives.WriteUInt16BigEndian(h[8..], from->HaType);
+        h[10] = from->PktType;
+        h[11] = from->HaLen;
+        BinaryPrimitives.WriteUInt64LittleEndian(h[12..], from->Address);   // bytes as the kernel laid them out
     }
 
     // Each frame's place follows from the one before, and the kernel wrote them on another core: the lines ahead of the

@@ -79,9 +79,9 @@ public static class Device
             : name;
     }
 
-    /// <summary>True when <paramref name="name"/> opens an AF_PACKET device: <c>af_packet:eth0</c>, or an interface of this network namespace.</summary>
+    /// <summary>True when <paramref name="name"/> opens an AF_PACKET device: <c>af_packet:eth0</c>, an interface of this network namespace, or <c>any</c>.</summary>
     public static bool IsAfPacketName(string name)
-        => name.StartsWith("af_packet:", StringComparison.Ordinal) || (!name.Contains(':') && !name.Contains('.') && Native.Libc.IfNameToIndex(name.Split('?')[0].Split('@')[0]) != 0);
+        => name.StartsWith("af_packet:", StringComparison.Ordinal) || (!name.Contains(':') && !name.Contains('.') && name.Split('?')[0].Split('@')[0] is var ifName && (ifName == "any" || Native.Libc.IfNameToIndex(ifName) != 0));
 
     private static ArgumentException Unknown(string name) => new(
         $"unknown device '{name}': devices are gen:<size>[?flows=N&rate=PPS&count=N], capture files (pcap:<file>, *.pcap, *.pcapng), " +

@@ -17,6 +17,12 @@ public interface IPacketSource : IDisposable
     /// <summary>True once a finite source (a capture file not looped, a generator with a count) has given everything.</summary>
     bool IsExhausted { get; }
 
+    /// <summary>
+    /// What its packets start with (each packet says so too, <see cref="PacketHandle.LinkType"/>): Ethernet, unless it is a
+    /// capture file of another link type or <c>any</c> (<c>LINUX_SLL2</c>). A capture written of its packets is of this type.
+    /// </summary>
+    Parsing.LinkType Link => Parsing.LinkType.Ethernet;
+
     /// <summary>Packets delivered, and packets lost because the pool had no buffer.</summary>
     DeviceStats Stats { get; }
 

@@ -32,6 +32,8 @@ internal sealed class MultiSource : IPacketSource
         try
         {
             foreach (string part in parts) sources.Add(Device.OpenSource(part, pool, index));
+            if (sources.Select(s => s.Link).Distinct().Count() > 1)
+                throw new ArgumentException($"'{name}': its devices' frames start with different headers ({string.Join(", ", sources.Select(s => $"{s.Name}: {s.Link}"))}), which one capture cannot hold: read them as separate devices", nameof(name));
             return new MultiSource(name, [.. sources]);
         }
         catch
@@ -54,6 +56,8 @@ internal sealed class MultiSource : IPacketSource
     }
 
     public bool IsExhausted => _sources.All(s => s.IsExhausted);
+
+    public Parsing.LinkType Link => _sources[0].Link;
 
     public DeviceStats Stats
     {

@@ -58,6 +58,8 @@ public sealed class PcapFileDevice : IPacketSource
 
     public Parsing.LinkType LinkType => _file.LinkType;
 
+    public Parsing.LinkType Link => _file.LinkType;
+
     /// <summary>
     /// The mapped file, for a reader that takes its records in place (<see cref="CaptureFile.ReadBurst"/>) rather than copied into
     /// buffers: null with <c>loop</c> or <c>pace</c>, which only the device does. Read from it or from the device, not both.
@@ -74,7 +76,7 @@ public sealed class PcapFileDevice : IPacketSource
         ulong bytes = 0;
         while (got < n)
         {
-            if (!_file.TryNext(out ReadOnlySpan<byte> data, out long timestamp, out _))
+            if (!_file.TryNext(out ReadOnlySpan<byte> data, out long timestamp, out Parsing.LinkType link))
             {
                 if (_loop && _file.Problem is null && _received + (ulong)got > 0)
                 {
@@ -93,7 +95,7 @@ public sealed class PcapFileDevice : IPacketSource
             PacketHandle p = packets[got++];
             int length = Math.Min(data.Length, p.Capacity);
             data[..length].CopyTo(p.Buffer);
-            p.SetReceived(length, _file.WireLength, timestamp, _index);
+            p.SetReceived(length, _file.WireLength, timestamp, _index, (uint)link);
             bytes += (ulong)length;
         }
         _pool.ReleaseBurst(packets[got..n]);

@@ -88,6 +88,7 @@ internal sealed class ZcQueueSource : IPacketSource
             to.TimestampNs = from.TimestampNs;
             to.Hash = from.Hash;
             to.Flags = from.Flags;
+            to.LinkType = from.LinkType;
             to.DeviceIndex = _index;
             bytes += (ulong)length;
         }

@@ -10,7 +10,7 @@ public struct GreHash : IDistribution
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public readonly ulong Route(in PacketHandle packet, int queues)
     {
-        PacketParser.Parse(packet.Data, out PacketInfo info);
+        PacketParser.Parse(packet, out PacketInfo info);
         uint h = info.Tunnel == TunnelKind.Gre && info.Inner.IpVersion != 0 ? FlowHash.Addresses(info.Inner)
             : info.Outer.IpVersion != 0 ? FlowHash.FiveTuple(info.Outer) : FlowHash.Macs(info);
         return FlowHash.Queue(h, queues);

@@ -28,7 +28,7 @@ public readonly struct GtpHash : IDistribution
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong Route(in PacketHandle packet, int queues)
     {
-        PacketParser.Parse(packet.Data, out PacketInfo info);
+        PacketParser.Parse(packet, out PacketInfo info);
         uint h = info.Tunnel == TunnelKind.GtpC ? FlowHash.Mix(info.TunnelSequence)
             : info.Tunnel == TunnelKind.GtpU && info.Inner.IpVersion != 0 ? FlowHash.FiveTuple(info.Inner)
             : info.Outer.IpVersion != 0 ? FlowHash.FiveTuple(info.Outer) : FlowHash.Macs(info);

@@ -10,7 +10,7 @@ public struct IpHash : IDistribution
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public readonly ulong Route(in PacketHandle packet, int queues)
     {
-        PacketParser.Parse(packet.Data, out PacketInfo info);
+        PacketParser.Parse(packet, out PacketInfo info);
         uint h = info.Outer.IpVersion != 0 ? FlowHash.Addresses(info.Outer) : FlowHash.Macs(info);
         return FlowHash.Queue(h, queues);
     }

@@ -7,7 +7,7 @@ namespace ZcFlow.Filters;
 
 /// <summary>
 /// A filter in tcpdump's syntax (<c>tcp port 80 and not vlan</c>), compiled once by libpcap's
-/// <c>pcap_compile</c> for Ethernet frames. An AF_PACKET device hands it to the kernel, so that
+/// <c>pcap_compile</c> for Ethernet frames (and once more for packets of another first header, as they come). An AF_PACKET device hands it to the kernel, so that
 /// rejected packets never reach user space; elsewhere <see cref="Matches(in PacketHandle)"/> runs it over the
 /// packet's bytes: compiled to machine code through IL (<see cref="BpfCompiler"/>), or, for a program the compiler
 /// does not take or where code cannot be generated, with libpcap's own interpreter. The instructions live in a pinned
@@ -19,10 +19,15 @@ public sealed unsafe class BpfFilter
     private readonly BpfInstruction[] _program;
     private readonly BpfInstruction* _instructions;   // _program's first element: the array is pinned for its life
     private readonly BpfProgramMethod? _compiled;
+    private readonly uint _link;        // the pcap LINKTYPE the program reads frames of
+    private readonly int _snapLength;
+    private (uint Link, BpfFilter? Filter)[] _forOtherLinks = [];   // the same expression for frames of another first header
 
-    private BpfFilter(string expression, BpfInstruction[] program)
+    private BpfFilter(string expression, BpfInstruction[] program, uint link, int snapLength)
     {
         Expression = expression;
+        _link = link;
+        _snapLength = snapLength;
         _program = program;
         _instructions = (BpfInstruction*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(program));
         _compiled = BpfCompiler.Compile(program);
@@ -41,12 +46,15 @@ public sealed unsafe class BpfFilter
     /// Compiles <paramref name="expression"/> for Ethernet frames of up to <paramref name="snapLength"/> bytes.
     /// A syntax error throws <see cref="ArgumentException"/> with libpcap's message.
     /// </summary>
-    public static BpfFilter Compile(string expression, int snapLength = 262144)
+    public static BpfFilter Compile(string expression, int snapLength = 262144) => Compile(expression, snapLength, (uint)Parsing.LinkType.Ethernet);
+
+    // For frames of the pcap LINKTYPE `link` (a DLT for pcap_open_dead: the same number but for LINKTYPE_RAW).
+    private static BpfFilter Compile(string expression, int snapLength, uint link)
     {
         ArgumentNullException.ThrowIfNull(expression);
         lock (CompileLock)
         {
-            nint pcap = Pcap.OpenDead(Pcap.DLT_EN10MB, snapLength);
+            nint pcap = Pcap.OpenDead(link == (uint)Parsing.LinkType.Raw ? 12 /* DLT_RAW */ : (int)link, snapLength);
             if (pcap == 0) throw new InvalidOperationException("libpcap could not open a handle to compile filters with");
             try
             {
@@ -57,7 +65,7 @@ public sealed unsafe class BpfFilter
                 {
                     var program = GC.AllocateArray<BpfInstruction>((int)compiled.Length, pinned: true);
                     new ReadOnlySpan<BpfInstruction>(compiled.Instructions, (int)compiled.Length).CopyTo(program);
-                    return new BpfFilter(expression, program);
+                    return new BpfFilter(expression, program, link, snapLength);
                 }
                 finally
                 {
@@ -81,8 +89,24 @@ public sealed unsafe class BpfFilter
         return Compile(expression);
     }
 
-    /// <summary>True when the filter accepts the packet.</summary>
-    public bool Matches(in PacketHandle packet) => Matches(packet.Data, packet.WireLength);
+    /// <summary>
+    /// True when the filter accepts the packet, read as the header its device said it starts with: the expression is
+    /// compiled again, once, for packets of another (<c>any</c>'s cooked frames); one that means nothing there matches none.
+    /// </summary>
+    public bool Matches(in PacketHandle packet) => packet.LinkType == _link
+        ? Matches(packet.Data, packet.WireLength)
+        : ForLink(packet.LinkType)?.Matches(packet.Data, packet.WireLength) == true;
+
+    private BpfFilter? ForLink(uint link)
+    {
+        foreach ((uint l, BpfFilter? f) in Volatile.Read(ref _forOtherLinks))
+            if (l == link) return f;
+        BpfFilter? filter;
+        try { filter = Compile(Expression, _snapLength, link); }
+        catch (ArgumentException) { filter = null; }
+        Volatile.Write(ref _forOtherLinks, [.. _forOtherLinks, (link, filter)]);
+        return filter;
+    }
 
     /// <summary>True when the filter accepts a frame as captured, which was <paramref name="wireLength"/> bytes on the wire (0: as many as captured).</summary>
     public bool Matches(ReadOnlySpan<byte> frame, int wireLength = 0) => Run(frame, (uint)Math.Max(wireLength, frame.Length)) != 0;

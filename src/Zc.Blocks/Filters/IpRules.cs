@@ -36,7 +36,7 @@ public sealed class IpRules
     /// <summary>True when the packet passes.</summary>
     public bool Passes(in PacketHandle packet)
     {
-        PacketParser.Parse(packet.Data, out PacketInfo info);
+        PacketParser.Parse(packet, out PacketInfo info);
         FlowKey k = info.Outer;
         bool accept;
         if (k.IpVersion == 4 && (_source4.TryGetValue(k.Source, out accept) || _destination4.TryGetValue(k.Destination, out accept))) return accept;

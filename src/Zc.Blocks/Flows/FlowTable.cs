@@ -124,7 +124,15 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
     public ref TExport Export => ref _export;
 
     /// <summary>Counts the packet into its flow; false when it has no IP layer (<see cref="Ignored"/>).</summary>
-    public bool Add(in PacketHandle packet) => Add(packet.Data, packet.WireLength, packet.TimestampNs);
+    public bool Add(in PacketHandle packet)
+    {
+        Read(0, packet.Data, packet.WireLength, packet.TimestampNs, LinkOf(packet));
+        return CountIn(0);
+    }
+
+    // A packet's first header: its own when its device said (not Ethernet: `any`'s cooked frames), else the table's Link.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private LinkType LinkOf(in PacketHandle packet) => packet.LinkType == (uint)LinkType.Ethernet ? Link : (LinkType)packet.LinkType;
 
     /// <summary>
     /// Counts a frame that is not in a pool buffer into its flow: a record of a mapped capture file, say, read in place
@@ -148,7 +156,7 @@ public sealed class FlowTable<TExport> where TExport : IFlowExport
         for (int start = 0; start < packets.Length; start += BurstSize)
         {
             ReadOnlySpan<PacketHandle> burst = packets.Slice(start, Math.Min(BurstSize, packets.Length - start));
-            for (int i = 0; i < burst.Length; i++) Read(i, burst[i].Data, burst[i].WireLength, burst[i].TimestampNs, Link);
+            for (int i = 0; i < burst.Length; i++) Read(i, burst[i].Data, burst[i].WireLength, burst[i].TimestampNs, LinkOf(burst[i]));
             added += CountBurst(burst.Length);
         }
         return added;

@@ -2,6 +2,8 @@ using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
+using ZcFlow.Buffers;
+
 namespace ZcFlow.Parsing;
 
 /// <summary>
@@ -31,7 +33,11 @@ public static class PacketParser
         Layers(frame, ref info, link);
     }
 
-    /// <summary>Parses as <see cref="Parse"/> does, every frame the general way (what the fast path is checked against).</summary>
+    /// <summary>Parses a packet, which starts with the header its device said (<see cref="PacketHandle.LinkType"/>: Ethernet unless it said otherwise).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Parse(in PacketHandle packet, out PacketInfo info) => Parse(packet.Data, out info, (LinkType)packet.LinkType);
+
+    /// <summary>Parses as <see cref="Parse(ReadOnlySpan{byte}, out PacketInfo, LinkType)"/> does, every frame the general way (what the fast path is checked against).</summary>
     internal static void ParseLayers(ReadOnlySpan<byte> frame, out PacketInfo info, LinkType link)
     {
         info = default;

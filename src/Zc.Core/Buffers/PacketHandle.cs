@@ -31,7 +31,7 @@ public readonly unsafe struct PacketHandle
     /// <summary>Bytes the buffer can hold.</summary>
     public int Capacity => (int)_capacity;
 
-    /// <summary>Bytes of packet in the buffer, never more than <see cref="Capacity"/>.</summary>
+    /// <summary>Bytes of packet in the buffer, never more than <see cref="Capacity"/>; setting it also says the packet is new (its wire length the same, its link type Ethernet).</summary>
     public int Length
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -41,6 +41,7 @@ public readonly unsafe struct PacketHandle
             if ((uint)value > _capacity) ThrowHelper.LengthOutOfRange(value, _capacity);
             _header->Length = (uint)value;
             _header->WireLength = 0;
+            _header->LinkType = 1;   // new contents: Ethernet unless the writer says otherwise
         }
     }
 
@@ -58,16 +59,21 @@ public readonly unsafe struct PacketHandle
     /// <summary>
     /// Sets all a receiving device knows of a new packet: its length, its length on the wire
     /// (<paramref name="wireLength"/>, when the device kept less), receive time and input device, with
-    /// the hash and flags cleared. It is one 32-byte store rather than six, so a device filling a burst
+    /// the hash and flags cleared, and what its first header is (<see cref="LinkType"/>, a pcap LINKTYPE: 1, Ethernet,
+    /// unless the device says otherwise). It is one 32-byte store rather than seven, so a device filling a burst
     /// of buffers that come back cold from a kernel ring has more of them in flight at once.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void SetReceived(int length, int wireLength, long timestampNs, uint deviceIndex)
+    public void SetReceived(int length, int wireLength, long timestampNs, uint deviceIndex) => SetReceived(length, wireLength, timestampNs, deviceIndex, 1);
+
+    /// <inheritdoc cref="SetReceived(int, int, long, uint)"/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void SetReceived(int length, int wireLength, long timestampNs, uint deviceIndex, uint linkType)
     {
         if ((uint)length > _capacity) ThrowHelper.LengthOutOfRange(length, _capacity);
-        // BufferHeader: Length, Hash | TimestampNs | WireLength, DeviceIndex | Flags, 4 unused bytes
+        // BufferHeader: Length, Hash | TimestampNs | WireLength, DeviceIndex | Flags, LinkType
         Unsafe.WriteUnaligned(_header, System.Runtime.Intrinsics.Vector256.Create(
-            (uint)length, (ulong)timestampNs, (uint)Math.Max(wireLength, 0) | (ulong)deviceIndex << 32, 0UL));
+            (uint)length, (ulong)timestampNs, (uint)Math.Max(wireLength, 0) | (ulong)deviceIndex << 32, (ulong)linkType << 32));
     }
 
     /// <summary>The packet: the first <see cref="Length"/> bytes of the buffer.</summary>
@@ -91,4 +97,7 @@ public readonly unsafe struct PacketHandle
 
     /// <summary>Free for the application and devices (PF_RING's flags).</summary>
     public uint Flags { get => _header->Flags; set => _header->Flags = value; }
+
+    /// <summary>What the packet's first header is, as a pcap LINKTYPE: 1 (Ethernet) unless its device said otherwise (276, <c>LINUX_SLL2</c>, for <c>any</c>).</summary>
+    public uint LinkType { get => _header->LinkType; set => _header->LinkType = value; }
 }

@@ -202,4 +202,5 @@ internal struct BufferHeader
     [FieldOffset(16)] public uint WireLength;
     [FieldOffset(20)] public uint DeviceIndex;
     [FieldOffset(24)] public uint Flags;
+    [FieldOffset(28)] public uint LinkType;
 }
