@@ -38,6 +38,7 @@ CancellationToken stop = CommandLine.StopSignal();
 
 ZcCluster? cluster = null;
 IPacketSource source;
+IDisposable? listed = null;
 BufferPool pool;
 var encoderOptions = new FlowEncoderOptions { Version = version, ObservationDomain = domain, Biflow = cl.Has('b') };
 FlowEncoder encoder = tcp ? FlowEncoder.Tcp(encoderOptions, collector!)
@@ -53,6 +54,7 @@ try
     cluster = ZcCluster.Create(0x5F000000 + (uint)Environment.ProcessId % 0x1000000, new ClusterOptions { BufferCount = 4096, Warn = _ => { } });
     pool = cluster.CreatePool(4096);
     source = Device.OpenSource(input, pool, 0);
+    listed = Device.ListIn(cluster, source);
     table.Link = source.Link;
 }
 catch (Exception e) when (SetupError.Is(e))
@@ -109,6 +111,7 @@ table.ExpireAll();
 encoder.Flush();
 Report();
 if (source is PcapFileDevice { Problem: string problem }) Console.Error.WriteLine($"warning: {problem}");
+listed?.Dispose();
 source.Dispose();
 cluster.Dispose();
 return 0;

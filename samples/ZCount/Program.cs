@@ -86,6 +86,7 @@ if (onDevice)
         own = ZcCluster.Create(clusterId, new ClusterOptions { BufferCount = 8192, BufferSize = ClusterOptions.BufferSizeForMtu(9000), Warn = _ => { } });
         BufferPool pool = own.CreatePool(8192);
         device = Device.OpenSource(input, pool, 0);
+        using IDisposable listed = Device.ListIn(own, device);
         Console.WriteLine($"counting {device.Name}");
         var worker = ZcWorker.Start("zcount", () =>
         {

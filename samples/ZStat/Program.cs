@@ -34,7 +34,8 @@ foreach (ClusterInfo c in clusters)
     foreach (DeviceInfo d in c.Devices)
     {
         var s = d.Stats;
-        Console.WriteLine($"  {d.Name}  received {s.Received:N0} ({s.Bytes:N0} B)  no buffer {s.DroppedNoBuffer:N0}  dropped by the kernel {s.DroppedKernel:N0}" +
+        Console.WriteLine($"  {d.Name}{(d.RingBytes != 0 ? $"  ring {d.RingBytes / 1024:N0} KiB" : "")}{(d.FanoutGroup is int g ? $"  fanout {g} {d.FanoutMode}" : "")}" +
+                          $"  received {s.Received:N0} ({s.Bytes:N0} B)  no buffer {s.DroppedNoBuffer:N0}  dropped by the kernel {s.DroppedKernel:N0}" +
                           (s.Sent + s.SendFailed != 0 ? $"  sent {s.Sent:N0}  not sent {s.SendFailed:N0}" : ""));
     }
 }

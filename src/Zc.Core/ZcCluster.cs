@@ -343,9 +343,11 @@ public sealed unsafe class ZcCluster : IDisposable
     /// <summary>
     /// Lists a device in the cluster under <paramref name="name"/> (cut to 56 bytes), so that the
     /// cluster listing (<see cref="ClusterDirectory.List"/>) shows its counters once
-    /// <see cref="PublishDeviceStats"/> has written them. Returns the device's entry id.
+    /// <see cref="PublishDeviceStats"/> has written them, with the kernel ring it reads (<paramref name="ringBytes"/>) and
+    /// the AF_PACKET fanout group it is in (<paramref name="fanoutGroup"/>, -1 for none; <paramref name="fanoutMode"/> the
+    /// group's <c>PACKET_FANOUT_*</c> type). Returns the device's entry id.
     /// </summary>
-    internal int AddDevice(string name)
+    internal int AddDevice(string name, long ringBytes = 0, int fanoutGroup = -1, int fanoutMode = 0)
     {
         ThrowIfDisposed();
         ArgumentException.ThrowIfNullOrEmpty(name);
@@ -355,6 +357,7 @@ public sealed unsafe class ZcCluster : IDisposable
         ref DeviceEntry e = ref Device(id);
         int length = System.Text.Encoding.UTF8.GetBytes(name.AsSpan(0, Math.Min(name.Length, DeviceEntry.MaxName)), new Span<byte>(Unsafe.AsPointer(ref e.Name[0]), DeviceEntry.MaxName));
         e.NameLength = (uint)length;
+        (e.RingBytes, e.FanoutGroup, e.FanoutMode) = ((ulong)Math.Max(ringBytes, 0), fanoutGroup, fanoutMode);
         Volatile.Write(ref e.State, DeviceEntry.Ready);
         _deviceCount++;
         Volatile.Write(ref Header.DeviceCount, _deviceCount);

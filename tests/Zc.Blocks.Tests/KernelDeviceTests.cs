@@ -74,7 +74,15 @@ public partial class KernelDeviceTests(ITestOutputHelper output)
             {
                 foreach (ChildProcess m in members) m.WaitFor("receiving");
                 Send(veth, frames, sent.Count);
-                Thread.Sleep(300);
+                Thread.Sleep(1300);   // the members' counters written into their clusters' listings
+                // ZStat lists each member's device, in the cluster of the process that opened it: kind, ring, group and mode.
+                using (ChildProcess stat = ChildProcess.Run("ZStat", []))
+                {
+                    Assert.Equal(0, stat.WaitForExit());
+                    string[] listed = [.. stat.Output.Split(" | ").Where(l => l.Contains($"af_packet:{Veth.B}?fanout=42  ring 16,384 KiB  fanout 42 hash  received "))];
+                    Assert.True(listed.Length == 3, stat.Output);
+                    output.WriteLine(string.Join("\n", listed));
+                }
                 long[] got = [.. members.Select(m => { m.CloseAndWait(); return long.Parse(m.WaitFor("ok").Split(' ')[1]); })];
                 output.WriteLine($"{sent.Count} packets of 150 conversations over three members: {string.Join(", ", got)}");
                 Assert.Equal(sent.Count, got.Sum());

@@ -332,6 +332,7 @@ static int Member(string name, string keysFile)
     using ZcCluster own = ZcCluster.Create((uint)(0x5D00_0000 + Environment.ProcessId % 0x100_0000), new ClusterOptions { BufferCount = 4096, BufferSize = 2048, Warn = _ => { } });
     BufferPool pool = own.CreatePool(4096);
     using ZcFlow.Devices.IPacketSource device = ZcFlow.Devices.Device.OpenSource(name, pool, 0);
+    using IDisposable listed = ZcFlow.Devices.Device.ListIn(own, device);
     var seen = new Dictionary<string, long>();
     var burst = new PacketHandle[32];
     long packets = 0;

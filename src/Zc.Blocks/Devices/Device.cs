@@ -58,6 +58,13 @@ public static class Device
         throw new ArgumentException($"'{name}' cannot send: packets go out through interfaces (eth0, af_packet:eth0, xdp:eth0@0), into the Linux stack (stack:zc0) and into ingress queues (zc:<cluster>@<queue>)", nameof(name));
     }
 
+    /// <summary>
+    /// Lists <paramref name="source"/> in <paramref name="cluster"/> for the cluster listing (samples/ZStat, PF_RING's
+    /// <c>/proc/net/pf_ring</c>): its kind and name, the kernel ring it reads, its fanout group and mode, and its counters,
+    /// written every second, as a graph lists its devices. Dispose what it returns before the device.
+    /// </summary>
+    public static IDisposable ListIn(ZcCluster cluster, IPacketSource source) => new DeviceListing(cluster, [source], []);
+
     /// <summary>Waits up to <paramref name="timeoutMs"/> for a socket to have something to read.</summary>
     internal static unsafe bool Poll(int fd, int timeoutMs)
     {

@@ -14,8 +14,7 @@ namespace ZcFlow.Graphs;
 public sealed class Graph : IDisposable
 {
     private readonly List<ZcWorker> _workers;
-    private readonly (int Id, Func<DeviceStats> Stats)[] _devices;
-    private readonly Timer _publish;
+    private readonly DeviceListing _listing;
     private readonly TimePulse? _clock;
     private int _disposed;
 
@@ -30,9 +29,7 @@ public sealed class Graph : IDisposable
         _workers = workers;
         Inputs = [.. balancers.SelectMany(b => b.Inputs).Concat(pipes.SelectMany(p => p.Inputs)).Where(d => d is not StreamSource and not IPipe)];
         IEnumerable<IPacketSink> sinks = balancers.SelectMany(b => b.Egress.OfType<IPacketSink>()).Concat(pipes.Select(p => p.Sink).OfType<IPacketSink>());
-        _devices = [.. Inputs.Select(d => (cluster.AddDevice(d.Name), (Func<DeviceStats>)(() => d.Stats)))
-            .Concat(sinks.Select(d => (cluster.AddDevice(d.Name), (Func<DeviceStats>)(() => d.Stats))))];
-        _publish = new Timer(_ => PublishDeviceStats(), null, TimeSpan.Zero, TimeSpan.FromSeconds(1));
+        _listing = new DeviceListing(cluster, Inputs, sinks);
         Metrics = new GraphMetrics(this);
     }
 
@@ -82,10 +79,7 @@ public sealed class Graph : IDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         Metrics.Dispose();   // no listener reads a device once it closes
-        using (var published = new ManualResetEvent(false))
-        {
-            if (_publish.Dispose(published)) published.WaitOne();   // no publishing once the devices close
-        }
+        _listing.Dispose();   // no publishing once the devices close
         try
         {
             foreach (ZcWorker w in _workers) w.Dispose();
@@ -104,18 +98,6 @@ public sealed class Graph : IDisposable
                 p.Sink?.Dispose();
             }
             Cluster.Dispose();
-        }
-    }
-
-    private void PublishDeviceStats()
-    {
-        try
-        {
-            foreach ((int id, Func<DeviceStats> stats) in _devices) Cluster.PublishDeviceStats(id, stats());
-        }
-        catch (ObjectDisposedException)
-        {
-            // the cluster or a device was closed under the graph by its user: nothing left to show
         }
     }
 }

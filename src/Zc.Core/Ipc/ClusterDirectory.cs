@@ -87,7 +87,8 @@ public static unsafe class ClusterDirectory
             {
                 devices.Add(new DeviceInfo(d, System.Text.Encoding.UTF8.GetString(name, (int)Math.Min(e.NameLength, DeviceEntry.MaxName)),
                     new Devices.DeviceStats(Volatile.Read(ref e.Received), Volatile.Read(ref e.Bytes), Volatile.Read(ref e.DroppedNoBuffer),
-                        Volatile.Read(ref e.DroppedKernel), Volatile.Read(ref e.Sent), Volatile.Read(ref e.SendFailed))));
+                        Volatile.Read(ref e.DroppedKernel), Volatile.Read(ref e.Sent), Volatile.Read(ref e.SendFailed)),
+                    (long)Math.Min(e.RingBytes, long.MaxValue), e.FanoutGroup, e.FanoutMode));
             }
         }
         return new ClusterInfo(id, path, ownerPid, true, reply.Generation, huge, (int)reply.BufferCount, (int)reply.BufferCapacity, queues, devices, null)

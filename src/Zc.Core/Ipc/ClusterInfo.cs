@@ -97,7 +97,26 @@ public sealed class PoolInfo
 /// <summary>One device of a listed cluster, by the name it was opened with, and its counters as the owner last wrote them.</summary>
 public sealed class DeviceInfo
 {
-    internal DeviceInfo(int id, string name, DeviceStats stats) => (Id, Name, Stats) = (id, name, stats);
+    private static readonly string[] FanoutModes = ["hash", "lb", "cpu", "rollover", "rnd", "qm", "cbpf", "ebpf"];
+
+    internal DeviceInfo(int id, string name, DeviceStats stats, long ringBytes = 0, int fanoutGroup = -1, int fanoutMode = 0)
+    {
+        (Id, Name, Stats, RingBytes) = (id, name, stats, ringBytes);
+        if (fanoutGroup is >= 0 and <= 0xFFFF)
+        {
+            FanoutGroup = fanoutGroup;
+            FanoutMode = (uint)fanoutMode < FanoutModes.Length ? FanoutModes[fanoutMode] : $"mode {fanoutMode}";
+        }
+    }
+
+    /// <summary>Bytes of the kernel ring the device reads (an AF_PACKET ring), 0 when it reads none.</summary>
+    public long RingBytes { get; }
+
+    /// <summary>The AF_PACKET fanout group the device is a member of (PF_RING's cluster id), or null.</summary>
+    public int? FanoutGroup { get; }
+
+    /// <summary>How its fanout group shares packets out (<c>hash</c>, <c>lb</c>, <c>cpu</c>, <c>rollover</c>, <c>rnd</c>, <c>qm</c>), or null.</summary>
+    public string? FanoutMode { get; }
 
     public int Id { get; }
 

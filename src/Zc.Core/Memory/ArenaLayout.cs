@@ -167,6 +167,9 @@ internal unsafe struct DeviceEntry
     [FieldOffset(88)] public ulong DroppedKernel;
     [FieldOffset(96)] public ulong Sent;
     [FieldOffset(104)] public ulong SendFailed;
+    [FieldOffset(112)] public ulong RingBytes;       // the kernel ring it reads, 0 for none
+    [FieldOffset(120)] public int FanoutGroup;       // the AF_PACKET fanout group it is in, -1 for none
+    [FieldOffset(124)] public int FanoutMode;        // the group's PACKET_FANOUT_* type
 
     public const uint Ready = 1;
 }
