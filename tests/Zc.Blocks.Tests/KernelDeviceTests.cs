@@ -2,6 +2,8 @@ using System.Buffers.Binary;
 using System.Text.RegularExpressions;
 using ZcFlow.Buffers;
 using ZcFlow.Devices;
+using ZcFlow.Graphs;
+using ZcFlow.Stages;
 
 namespace ZcFlow.Tests;
 
@@ -580,6 +582,58 @@ public partial class KernelDeviceTests(ITestOutputHelper output)
         {
             File.Delete(frames);
             File.Delete(written);
+        }
+    }
+
+    [Fact]
+    public void TwoFanoutDevicesOfOneProcess_EachOnItsCore_FeedOneSetOfQueues_EveryPacketOnce_EachFlowOnOneQueue()
+    {
+        using Veth veth = Veth.Create();
+        string frames = TempPath("fanout-graph.pcap");
+        try
+        {
+            List<byte[]> sent = Conversations(frames, 150);
+            int[] cores = Workers.CpuAffinity.AllowedCores();
+            veth.Run(() =>
+            {
+                Graphs.Topology t = Graphs.Topology.Cluster(TestClusters.NextId()).Options(new ClusterOptions { BufferCount = 8192, BufferSize = 2048, Warn = _ => { } });
+                string member = $"af_packet:{Veth.B}?fanout=48";
+                Graphs.PacketStream first = t.From(member).Stage(new PassAll(), cores[0], "member 0");
+                Graphs.PacketStream second = t.From(member).Stage(new PassAll(), cores[^1], "member 1");
+                int[] queues = t.Merge(first, second).Balance(new Distribution.FiveTupleHash(), 2, name: "balancer").ToQueues();
+                output.WriteLine(t.Plan().ToString());
+                using Graphs.Graph graph = t.Run();
+                using ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", frames, "-n", sent.Count, "-p", 5000], netns: veth.Namespace);
+                var got = new List<byte[]>[] { [], [] };
+                var burst = new PacketHandle[32];
+                for (var quiet = System.Diagnostics.Stopwatch.StartNew(); got.Sum(g => g.Count) < sent.Count && quiet.ElapsedMilliseconds < 3000;)
+                {
+                    bool any = false;
+                    for (int q = 0; q < 2; q++)
+                    {
+                        Queues.QueueConsumer consumer = graph.Consumer(queues[q]);
+                        int n = consumer.ReceiveBurst(burst);
+                        foreach (PacketHandle p in burst.AsSpan(0, n)) got[q].Add(p.Data.ToArray());
+                        consumer.ReleaseBurst(burst.AsSpan(0, n));
+                        any |= n > 0;
+                    }
+                    if (any) quiet.Restart();
+                    else Thread.Sleep(1);
+                }
+                Assert.Equal(0, send.WaitForExit());
+                DeviceStats[] members = [.. graph.Inputs.Select(d => d.Stats)];
+                output.WriteLine($"{sent.Count} packets: members received {string.Join(", ", members.Select(m => m.Received))}, queues {got[0].Count}, {got[1].Count}");
+                Assert.Equal(sent.Select(Number).Order(), got.SelectMany(g => g).Select(Number).Order());   // every packet, once
+                Assert.All(members, m => Assert.True(m.Received > (ulong)sent.Count / 5, "both members took a share"));
+                var queueOf = new Dictionary<string, int>();
+                for (int q = 0; q < 2; q++)
+                    foreach (byte[] f in got[q])
+                        Assert.True(queueOf.TryAdd(Conversation.Key(f), q) || queueOf[Conversation.Key(f)] == q, $"conversation {Conversation.Key(f)} on both queues");
+            });
+        }
+        finally
+        {
+            File.Delete(frames);
         }
     }
 }
