@@ -25,7 +25,8 @@ namespace ZcFlow.Perf;
 /// (<c>latency=</c>; tcpdump lets them wait up to 1000 ms, its default timeout). Ours run after a
 /// warm-up of a tenth as many packets, so the figure is of compiled code. AF_XDP runs its program
 /// in the generic path: on a veth, the driver path loses packets in the veth itself when the sender
-/// outruns it, before any socket sees them.
+/// outruns it, before any socket sees them. The last row is two members of one fanout group (round-robin), each read on
+/// its own core, its CPU the two readers' together, against the one device of the row <c>latency=10</c>.
 /// </summary>
 internal static partial class CaptureScenario
 {
@@ -55,6 +56,7 @@ internal static partial class CaptureScenario
             $"af_packet:{Veth.B}?latency=1", $"af_packet:{Veth.B}?latency=10",
             $"xdp:{Veth.B}@0?mode=skb&ring=8192&latency=1", $"xdp:{Veth.B}@0?mode=skb&ring=8192&latency=10",
             $"af_packet:{Veth.B}?latency=10 +pcap", $"xdp:{Veth.B}@0?mode=skb&ring=8192&latency=10 +pcap",
+            $"af_packet:{Veth.B}?latency=10&fanout=9&fanout_mode=lb x2",
         ];
         try
         {
@@ -107,6 +109,7 @@ internal static partial class CaptureScenario
         using Veth veth = Veth.Create(mtu: 1500);
         if (device == "tcpdump") return Tcpdump(veth, config, sender, capturer);
         if (device == "nobody") return Nobody(veth, config, sender);
+        if (device.EndsWith(" x2", StringComparison.Ordinal)) return Members(veth, device, config, sender, [sender, capturer]);
         bool write = device.EndsWith(" +pcap", StringComparison.Ordinal);
         string name = write ? device[..^" +pcap".Length] : device;
         using ZcCluster cluster = ZcCluster.Create((uint)(600_000 + Environment.ProcessId % 100_000), new ClusterOptions
@@ -155,6 +158,64 @@ internal static partial class CaptureScenario
             var window = Stopwatch.StartNew();
             (long received, double seconds) = Capture(Offered);
             return new Result(device, received, ThreadCpuSeconds() - start, seconds, MachineBusySeconds() - machine, window.Elapsed.TotalSeconds);
+        });
+    }
+
+    // Two members of one fanout group, each read on its own thread on its own core (one of them trafgen's): the packets
+    // received by both, and the CPU of both threads.
+    private static Result Members(Veth veth, string device, string config, int sender, int[] cores)
+    {
+        string name = device[..^" x2".Length];
+        using ZcCluster cluster = ZcCluster.Create((uint)(600_000 + Environment.ProcessId % 100_000), new ClusterOptions { BufferCount = 16384, BufferSize = 2048, Warn = _ => { } });
+        BufferPool[] pools = [cluster.CreatePool(8192), cluster.CreatePool(8192)];
+        return veth.Run(() =>
+        {
+            IPacketSource[] members = [Device.OpenSource(name, pools[0], 0), Device.OpenSource(name, pools[1], 1)];
+            try
+            {
+                (long Received, double Cpu, double Seconds) Capture(long offered)
+                {
+                    var done = new ManualResetEventSlim();
+                    var results = new (long Received, double Cpu)[2];
+                    Thread[] readers = [.. Enumerable.Range(0, 2).Select(m => new Thread(() =>
+                    {
+                        CpuAffinity.PinCurrentThread(cores[m]);
+                        double start = ThreadCpuSeconds();
+                        var burst = new PacketHandle[64];
+                        long received = 0;
+                        while (true)
+                        {
+                            int n = members[m].ReceiveBurst(burst);
+                            if (n == 0)
+                            {
+                                if (done.IsSet) break;
+                                members[m].WaitReadable(20);
+                                continue;
+                            }
+                            received += n;
+                            pools[m].ReleaseBurst(burst.AsSpan(0, n));
+                        }
+                        results[m] = (received, ThreadCpuSeconds() - start);
+                    }))];
+                    var clock = Stopwatch.StartNew();
+                    foreach (Thread t in readers) t.Start();
+                    using (Process trafgen = Trafgen(veth, config, sender, offered)) trafgen.WaitForExit();
+                    double seconds = clock.Elapsed.TotalSeconds;
+                    Thread.Sleep(300);   // what the rings still hold
+                    done.Set();
+                    foreach (Thread t in readers) t.Join();
+                    return (results.Sum(r => r.Received), results.Sum(r => r.Cpu), seconds);
+                }
+                Capture(Offered / 10);
+                double machine = MachineBusySeconds();
+                var window = Stopwatch.StartNew();
+                (long received, double cpu, double offeredSeconds) = Capture(Offered);
+                return new Result(device, received, cpu, offeredSeconds, MachineBusySeconds() - machine, window.Elapsed.TotalSeconds);
+            }
+            finally
+            {
+                foreach (IPacketSource m in members) m.Dispose();
+            }
         });
     }
 

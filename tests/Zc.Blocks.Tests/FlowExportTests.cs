@@ -253,6 +253,14 @@ public class FlowExportTests(ITestOutputHelper output)
             Assert.Equal(4, flows.Count);
             for (int d = 0; d < 3; d++) Assert.Equal((1, 3020), flows.Single(f => f.Key.Contains($" {1000 + d} 53 ")).Value);
             Assert.Equal((1, 120), flows.Single(f => f.Key.Contains(" 1003 53 ")).Value);
+
+            // A real capture: afs.pcap's 200 fragments are the 51 datagrams tshark puts back together too.
+            TestSetup.RequireTool("tshark");
+            (_, string reassembled, _) = Tools.Run("tshark", "-r", CorpusFile("afs.pcap"), "-Y", "ip.fragments");
+            int datagrams = reassembled.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length;
+            using var afs = new Nfcapd();
+            Assert.Contains($"fragments 200, datagrams {datagrams} reassembled, 0 refused", FlowExport("-i", CorpusFile("afs.pcap"), "-n", afs.Address, "-v", 10, "-D"));
+            Assert.Equal(601 - 200 + datagrams, afs.Flows().Values.Sum(f => f.Packets));
         }
         finally
         {
