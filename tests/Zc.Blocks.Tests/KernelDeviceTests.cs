@@ -17,7 +17,8 @@ public partial class KernelDeviceTests(ITestOutputHelper output)
 
     // `count` conversations, TCP and UDP alternately, conversation c with 2 + c % 7 packets in each direction, the
     // directions and conversations interleaved; each frame numbered in its last four bytes. Returns the frames written.
-    internal static List<byte[]> Conversations(string path, int count, int first = 0)
+    // With `mixed`, every fourth conversation is IPv6 and every fourth VLAN-tagged, so a hash is shown symmetric for those too.
+    internal static List<byte[]> Conversations(string path, int count, int first = 0, bool mixed = false)
     {
         var frames = new List<byte[]>();
         for (int round = 0; round < 8; round++)
@@ -31,9 +32,13 @@ public partial class KernelDeviceTests(ITestOutputHelper output)
                 {
                     (uint src, uint dst, ushort sp, ushort dp) = direction == 0 ? (a, b, client, (ushort)80) : (b, a, (ushort)80, client);
                     uint number = (uint)frames.Count;
-                    frames.Add(c % 2 == 0
-                        ? Frames.Ethernet(0x0800).Ipv4(src, dst, 6, 24).Tcp(sp, dp).U32(number).ToArray()
-                        : Frames.Ethernet(0x0800).Ipv4(src, dst, 17, 12).Udp(sp, dp, 4).U32(number).ToArray());
+                    frames.Add((mixed ? c % 4 : c % 2) switch
+                    {
+                        0 => Frames.Ethernet(0x0800).Ipv4(src, dst, 6, 24).Tcp(sp, dp).U32(number).ToArray(),
+                        1 => Frames.Ethernet(0x0800).Ipv4(src, dst, 17, 12).Udp(sp, dp, 4).U32(number).ToArray(),
+                        2 => Frames.Ethernet(0x86DD).Ipv6((UInt128)0x20010db8 << 96 | src, (UInt128)0x20010db8 << 96 | dst, 17, 12).Udp(sp, dp, 4).U32(number).ToArray(),
+                        _ => Frames.Ethernet(0x8100).Vlan((ushort)(100 + c % 50), 0x0800).Ipv4(src, dst, 6, 24).Tcp(sp, dp).U32(number).ToArray(),
+                    });
                 }
             }
         }
@@ -70,7 +75,7 @@ public partial class KernelDeviceTests(ITestOutputHelper output)
         string[] keys = [.. Enumerable.Range(0, 3).Select(m => TempPath($"member{m}"))];
         try
         {
-            List<byte[]> sent = Conversations(frames, 150);
+            List<byte[]> sent = Conversations(frames, 150, mixed: true);   // TCP and UDP over IPv4, UDP over IPv6, TCP under a VLAN tag
             ChildProcess[] members = [.. keys.Select(k => ChildProcess.Run("Zc.TestHost", ["member", $"af_packet:{Veth.B}?fanout=42", k], netns: veth.Namespace))];
             try
             {

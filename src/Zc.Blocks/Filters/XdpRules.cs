@@ -1,0 +1,595 @@
+using System.Buffers.Binary;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using ZcFlow.Native;
+using static ZcFlow.Filters.Ebpf;
+
+namespace ZcFlow.Filters;
+
+/// <summary>
+/// <see cref="Rules"/> in the kernel: an XDP program that ZcFlow writes as eBPF instructions (<see cref="Ebpf"/>) and loads
+/// through libbpf, with its maps: precise rules in a hash map (6-tuple to rule id), wildcard rules in an array it walks in
+/// order (two halves, one live while the other is rewritten, so a packet sees the rules before or after a change), each
+/// rule's action, its counters (per CPU), the interfaces reflect rules send out of (a device map) and the AF_XDP sockets
+/// of the device's queues (an XSK map). It reads a frame as <see cref="RuleFields"/> does, so both back ends decide alike;
+/// "to the application" redirects to the socket of the queue the packet came in on, and to the kernel where there is none.
+/// The maps follow the <see cref="Rules"/> as they change.
+/// </summary>
+internal sealed unsafe partial class XdpRules : IDisposable
+{
+    private const int KeySize = 40;          // Rules.PreciseKey as the program lays it out on its stack
+    private const int WildcardSize = 88;
+    private const int DefaultSlot = Rules.MaxRules;
+    private const int MaxQueues = 256;
+    private const uint Used = 1u << 31;
+    private const int FieldEther = 1, FieldVlan = 2, FieldProto = 4, FieldSource = 8, FieldDestination = 16, FieldSourcePort = 32, FieldDestinationPort = 64;
+
+    private readonly Rules _rules;
+    private readonly int _precise, _wildcards, _half, _actions, _counters, _devices, _sockets;
+    private int _liveHalf;
+
+    /// <summary>The loaded program's descriptor.</summary>
+    public int ProgramFd { get; }
+
+    /// <summary>The XSK map the device puts its socket in, by queue.</summary>
+    public int SocketMapFd => _sockets;
+
+    public XdpRules(Rules rules)
+    {
+        _rules = rules;
+        var fds = new List<int>();
+        int Map(int type, string name, int key, int value, int entries)
+        {
+            int fd = Bpf.MapCreate(type, name, (uint)key, (uint)value, (uint)entries, null);
+            if (fd < 0)
+            {
+                foreach (int f in fds) Libc.Close(f);
+                throw new ErrnoException($"creating the BPF map '{name}' of the rules' XDP program", -fd, -fd == Libc.EPERM ? "BPF needs root (CAP_BPF, CAP_NET_ADMIN)" : null);
+            }
+            fds.Add(fd);
+            return fd;
+        }
+        _precise = Map(Bpf.BPF_MAP_TYPE_HASH, "zc_precise", KeySize, 4, Rules.MaxRules);
+        _wildcards = Map(Bpf.BPF_MAP_TYPE_ARRAY, "zc_wildcards", 4, WildcardSize, 2 * Rules.MaxWildcards);
+        _half = Map(Bpf.BPF_MAP_TYPE_ARRAY, "zc_half", 4, 4, 1);
+        _actions = Map(Bpf.BPF_MAP_TYPE_ARRAY, "zc_actions", 4, 4, Rules.MaxRules + 1);
+        _counters = Map(Bpf.BPF_MAP_TYPE_PERCPU_ARRAY, "zc_counters", 4, 16, Rules.MaxRules + 1);
+        _devices = Map(Bpf.BPF_MAP_TYPE_DEVMAP, "zc_reflect", 4, 4, Rules.MaxRules + 1);
+        _sockets = Map(Bpf.BPF_MAP_TYPE_XSKMAP, "zc_xsks", 4, 4, MaxQueues);
+        try
+        {
+            ProgramFd = Load(Program());
+            SetAction(DefaultSlot, rules.DefaultAction);
+            rules.Follow(Follow);
+        }
+        catch
+        {
+            foreach (int f in fds) Libc.Close(f);
+            if (ProgramFd > 0) Libc.Close(ProgramFd);
+            throw;
+        }
+    }
+
+    private void Follow(int id, Rule rule, bool added, Rules.Entry[] wildcards)
+    {
+        if (added) Added(id, rule);
+        else Removed(rule);
+        if (!rule.IsPrecise) WriteWildcards(wildcards);
+    }
+
+    // Its action, its device for reflect, its counters from zero; then, for a precise rule, the key that finds it.
+    private void Added(int id, Rule rule)
+    {
+        if (rule.Action == RuleAction.Reflect)
+        {
+            uint ifIndex = Libc.IfNameToIndex(rule.ReflectTo!);
+            if (ifIndex == 0) throw new ArgumentException($"rule '{rule}': there is no interface '{rule.ReflectTo}' to reflect to in this network namespace");
+            Update(_devices, id, &ifIndex, $"rule '{rule}': the interface to reflect to ({rule.ReflectTo}, which needs XDP support)");
+        }
+        SetAction(id, rule.Action);
+        int values = 16 * PossibleCpus();
+        byte* zero = stackalloc byte[values];
+        new Span<byte>(zero, values).Clear();
+        Update(_counters, id, zero, $"rule '{rule}': its counters");
+        if (!rule.IsPrecise) return;
+        byte* key = stackalloc byte[KeySize];
+        WriteKey(Rules.KeyOf(rule), key);
+        uint value = (uint)id;
+        if (Bpf.MapUpdate(_precise, key, &value, Bpf.BPF_ANY) is int rc and < 0)
+            throw new ErrnoException($"rule '{rule}': adding it to the precise rules' map", -rc, -rc == Libc.ENOSPC || -rc == 7 /* E2BIG */ ? "the map is full" : null);
+    }
+
+    private void Removed(Rule rule)
+    {
+        if (!rule.IsPrecise) return;
+        byte* key = stackalloc byte[KeySize];
+        WriteKey(Rules.KeyOf(rule), key);
+        Bpf.MapDelete(_precise, key);
+    }
+
+    private void SetAction(int id, RuleAction action)
+    {
+        uint value = (uint)action;
+        Update(_actions, id, &value, "a rule's action");
+    }
+
+    private static void Update(int map, int index, void* value, string what)
+    {
+        uint key = (uint)index;
+        int rc = Bpf.MapUpdate(map, &key, value, Bpf.BPF_ANY);
+        if (rc < 0) throw new ErrnoException($"setting {what} in the kernel", -rc);
+    }
+
+    // The wildcard rules into the half not being read, in order, ended by an unused entry; then that half is made live.
+    private void WriteWildcards(Rules.Entry[] all)
+    {
+        int half = 1 - _liveHalf;
+        byte* entry = stackalloc byte[WildcardSize];
+        for (int i = 0; i <= all.Length && i < Rules.MaxWildcards; i++)
+        {
+            new Span<byte>(entry, WildcardSize).Clear();
+            if (i < all.Length) WriteWildcard(all[i].Id, all[i].Rule, new Span<byte>(entry, WildcardSize));
+            Update(_wildcards, half * Rules.MaxWildcards + i, entry, "a wildcard rule");
+        }
+        uint live = (uint)half;
+        Update(_half, 0, &live, "the wildcard rules' live half");
+        _liveHalf = half;
+    }
+
+    private static void WriteWildcard(int id, Rule r, Span<byte> e)
+    {
+        uint fields = Used;
+        if (r.EtherType is ushort type) { fields |= FieldEther; BinaryPrimitives.WriteUInt16LittleEndian(e[8..], type); }
+        if (r.Vlan is ushort vlan) { fields |= FieldVlan; BinaryPrimitives.WriteUInt16LittleEndian(e[10..], vlan); }
+        if (r.Protocol is byte proto) { fields |= FieldProto; e[12] = proto; }
+        if (r.Source is { } s)
+        {
+            fields |= FieldSource;
+            e[13] = (byte)(s.BaseAddress.AddressFamily == AddressFamily.InterNetwork ? 4 : 6);
+            (UInt128 value, UInt128 mask) = Rules.Prefix(s);
+            BinaryPrimitives.WriteUInt128BigEndian(e[24..], value);
+            BinaryPrimitives.WriteUInt128BigEndian(e[40..], mask);
+        }
+        if (r.Destination is { } d)
+        {
+            fields |= FieldDestination;
+            e[13] = (byte)(d.BaseAddress.AddressFamily == AddressFamily.InterNetwork ? 4 : 6);
+            (UInt128 value, UInt128 mask) = Rules.Prefix(d);
+            BinaryPrimitives.WriteUInt128BigEndian(e[56..], value);
+            BinaryPrimitives.WriteUInt128BigEndian(e[72..], mask);
+        }
+        if (r.SourcePorts is { } sp) { fields |= FieldSourcePort; BinaryPrimitives.WriteUInt16LittleEndian(e[16..], sp.Low); BinaryPrimitives.WriteUInt16LittleEndian(e[18..], sp.High); }
+        if (r.DestinationPorts is { } dp) { fields |= FieldDestinationPort; BinaryPrimitives.WriteUInt16LittleEndian(e[20..], dp.Low); BinaryPrimitives.WriteUInt16LittleEndian(e[22..], dp.High); }
+        BinaryPrimitives.WriteUInt32LittleEndian(e, fields);
+        BinaryPrimitives.WriteUInt32LittleEndian(e[4..], (uint)id);
+    }
+
+    // Rules.PreciseKey as the program writes it on its stack: version, protocol, VLAN, ports (host order), the addresses as they lie.
+    private static void WriteKey(Rules.PreciseKey k, byte* key)
+    {
+        var s = new Span<byte>(key, KeySize);
+        s.Clear();
+        s[0] = k.Version;
+        s[1] = k.Protocol;
+        BinaryPrimitives.WriteUInt16LittleEndian(s[2..], k.Vlan);
+        BinaryPrimitives.WriteUInt16LittleEndian(s[4..], k.SourcePort);
+        BinaryPrimitives.WriteUInt16LittleEndian(s[6..], k.DestinationPort);
+        BinaryPrimitives.WriteUInt128BigEndian(s[8..], k.Source);
+        BinaryPrimitives.WriteUInt128BigEndian(s[24..], k.Destination);
+    }
+
+    /// <summary>Packets and bytes rule <paramref name="id"/> (-1: the default) matched in the kernel, summed over the CPUs.</summary>
+    public (ulong Packets, ulong Bytes) Counters(int id)
+    {
+        int cpus = PossibleCpus();
+        ulong* values = stackalloc ulong[2 * cpus];
+        uint key = id < 0 ? DefaultSlot : (uint)id;
+        if (Bpf.MapLookup(_counters, &key, values) != 0) return (0, 0);
+        ulong packets = 0, bytes = 0;
+        for (int c = 0; c < cpus; c++) (packets, bytes) = (packets + values[2 * c], bytes + values[2 * c + 1]);
+        return (packets, bytes);
+    }
+
+    private static int _possible;
+
+    // The CPUs a per-CPU map has a value for: the kernel's possible CPUs (libbpf's libbpf_num_possible_cpus).
+    private static int PossibleCpus()
+    {
+        if (_possible > 0) return _possible;
+        int n = Environment.ProcessorCount;
+        try
+        {
+            string range = File.ReadAllText("/sys/devices/system/cpu/possible").Trim();
+            n = range.Split(',').Sum(part => part.Split('-') is [var a] ? 1 : int.Parse(part.Split('-')[1]) - int.Parse(part.Split('-')[0]) + 1);
+        }
+        catch (IOException)
+        {
+        }
+        return _possible = Math.Max(n, 1);
+    }
+
+    /// <summary>Runs the program once over <paramref name="frame"/> in the kernel (<c>BPF_PROG_TEST_RUN</c>) and returns its XDP action.</summary>
+    public uint TestRun(ReadOnlySpan<byte> frame)
+    {
+        fixed (byte* data = frame)
+        {
+            var o = new BpfTestRunOptions { Size = (nuint)sizeof(BpfTestRunOptions), DataIn = data, DataSizeIn = (uint)frame.Length, Repeat = 1 };
+            int rc = Bpf.TestRun(ProgramFd, &o);
+            if (rc != 0) throw new ErrnoException("running the rules' XDP program over a test frame", -rc);
+            return o.ReturnValue;
+        }
+    }
+
+    private static int Load(EbpfInstruction[] program)
+    {
+        const int LogSize = 1 << 20;
+        byte* log = (byte*)NativeMemory.Alloc(LogSize);
+        try
+        {
+            log[0] = 0;
+            var options = new BpfProgramLoadOptions { Size = (nuint)sizeof(BpfProgramLoadOptions), LogLevel = 1, LogSize = LogSize, LogBuffer = log };
+            fixed (EbpfInstruction* code = program)
+            {
+                int fd = Bpf.ProgramLoad(Bpf.BPF_PROG_TYPE_XDP, "zcflow_rules", "GPL", code, (nuint)program.Length, &options);
+                if (fd >= 0) return fd;
+                string text = Marshal.PtrToStringUTF8((nint)log) ?? "";
+                string[] lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+                throw new ErrnoException($"loading the rules' XDP program ({program.Length} instructions)", -fd,
+                    lines.Length == 0 ? null : "the verifier said: " + string.Join(" | ", lines.TakeLast(6)));
+            }
+        }
+        finally
+        {
+            NativeMemory.Free(log);
+        }
+    }
+
+    // Stack: the precise key at fp-48 (40 bytes), the frame's other fields at fp-56 (EtherType u16, tagged, is IP, has
+    // ports), a map key at fp-60, the walk's index at fp-64.
+    private const short Key = -48, Fields = -56, MapKey = -60, Index = -64;
+    private const short KeyVersion = Key, KeyProto = Key + 1, KeyVlan = Key + 2, KeySport = Key + 4, KeyDport = Key + 6, KeySource = Key + 8, KeyDestination = Key + 24;
+    private const short EtherType = Fields, Tagged = Fields + 2, IsIp = Fields + 3, HasPorts = Fields + 4;
+
+    private EbpfInstruction[] Program()
+    {
+        var a = new Ebpf();
+        int parsed = a.Label();
+        a.MovReg(R6, R1);
+        a.Load(Size.Word, R7, R6, 0);   // data
+        a.Load(Size.Word, R8, R6, 4);   // data_end
+        for (short at = -64; at < 0; at += 8) a.StoreImmediate(Size.Double, Fp, at, 0);
+
+        // Ethernet, and up to two VLAN tags: the outer's id kept, the EtherType after them.
+        a.MovReg(R2, R7);
+        a.Alu(Op.Add, R2, 14);
+        a.JumpIfReg(Cond.Gt, R2, R8, parsed);
+        a.Load(Size.Half, R3, R7, 12);
+        a.FromBigEndian(R3, 16);
+        int[] l3At = [a.Label(), a.Label(), a.Label()];
+        int tag1 = a.Label(), tag2 = a.Label(), storeType = a.Label();
+        void IfVlan(int reg, int then)
+        {
+            a.JumpIf(Cond.Eq, reg, 0x8100, then);
+            a.JumpIf(Cond.Eq, reg, 0x88A8, then);
+            a.JumpIf(Cond.Eq, reg, 0x9100, then);
+        }
+        IfVlan(R3, tag1);
+        a.Jump(l3At[0]);
+        a.Mark(tag1);
+        a.MovReg(R2, R7);
+        a.Alu(Op.Add, R2, 18);
+        a.JumpIfReg(Cond.Gt, R2, R8, storeType);
+        a.Load(Size.Half, R4, R7, 14);
+        a.FromBigEndian(R4, 16);
+        a.Alu(Op.And, R4, 0x0FFF);
+        a.Store(Size.Half, Fp, KeyVlan, R4);
+        a.StoreImmediate(Size.Byte, Fp, Tagged, 1);
+        a.Load(Size.Half, R3, R7, 16);
+        a.FromBigEndian(R3, 16);
+        IfVlan(R3, tag2);
+        a.Jump(l3At[1]);
+        a.Mark(tag2);
+        a.MovReg(R2, R7);
+        a.Alu(Op.Add, R2, 22);
+        a.JumpIfReg(Cond.Gt, R2, R8, storeType);
+        a.Load(Size.Half, R3, R7, 20);
+        a.FromBigEndian(R3, 16);
+        a.Jump(l3At[2]);
+        a.Mark(storeType);
+        a.Store(Size.Half, Fp, EtherType, R3);
+        a.Jump(parsed);
+
+        for (int t = 0; t < 3; t++)
+        {
+            short l3 = (short)(14 + 4 * t);
+            int ipv4 = a.Label(), ipv6 = a.Label();
+            a.Mark(l3At[t]);
+            a.Store(Size.Half, Fp, EtherType, R3);
+            a.JumpIf(Cond.Eq, R3, 0x0800, ipv4);
+            a.JumpIf(Cond.Eq, R3, 0x86DD, ipv6);
+            a.Jump(parsed);
+
+            // IPv4: its header whole, the version 4 and the length at least 5 words; no ports in a later fragment.
+            a.Mark(ipv4);
+            a.MovReg(R2, R7);
+            a.Alu(Op.Add, R2, l3 + 20);
+            a.JumpIfReg(Cond.Gt, R2, R8, parsed);
+            a.Load(Size.Byte, R4, R7, l3);
+            a.MovReg(R5, R4);
+            a.Alu(Op.Rsh, R5, 4);
+            a.JumpIf(Cond.Ne, R5, 4, parsed);
+            a.Alu(Op.And, R4, 0x0F);
+            a.JumpIf(Cond.Lt, R4, 5, parsed);
+            a.StoreImmediate(Size.Byte, Fp, IsIp, 1);
+            a.StoreImmediate(Size.Byte, Fp, KeyVersion, 4);
+            a.Load(Size.Byte, R5, R7, (short)(l3 + 9));
+            a.Store(Size.Byte, Fp, KeyProto, R5);
+            a.Load(Size.Word, R5, R7, (short)(l3 + 12));
+            a.Store(Size.Word, Fp, KeySource, R5);
+            a.Load(Size.Word, R5, R7, (short)(l3 + 16));
+            a.Store(Size.Word, Fp, KeyDestination, R5);
+            a.Load(Size.Half, R5, R7, (short)(l3 + 6));
+            a.FromBigEndian(R5, 16);
+            a.Alu(Op.And, R5, 0x1FFF);
+            a.JumpIf(Cond.Ne, R5, 0, parsed);
+            a.Alu(Op.Lsh, R4, 2);
+            a.MovReg(R2, R7);
+            a.Alu(Op.Add, R2, l3);
+            a.AluReg(Op.Add, R2, R4);
+            a.Load(Size.Byte, R3, Fp, KeyProto);
+            Ports(a, parsed);
+
+            // IPv6: up to three extension headers walked; no ports in a later fragment.
+            a.Mark(ipv6);
+            a.MovReg(R2, R7);
+            a.Alu(Op.Add, R2, l3 + 40);
+            a.JumpIfReg(Cond.Gt, R2, R8, parsed);
+            a.Load(Size.Byte, R4, R7, l3);
+            a.Alu(Op.Rsh, R4, 4);
+            a.JumpIf(Cond.Ne, R4, 6, parsed);
+            a.StoreImmediate(Size.Byte, Fp, IsIp, 1);
+            a.StoreImmediate(Size.Byte, Fp, KeyVersion, 6);
+            for (short w = 0; w < 32; w += 8)
+            {
+                a.Load(Size.Double, R5, R7, (short)(l3 + 8 + w));
+                a.Store(Size.Double, Fp, (short)(KeySource + w), R5);   // source then destination: 32 bytes in a row on both sides
+            }
+            a.Load(Size.Byte, R3, R7, (short)(l3 + 6));
+            int transport = a.Label(), protocolOnly = a.Label();
+            for (int ext = 0; ext < 3; ext++)
+            {
+                int generic = a.Label(), fragment = a.Label(), nextExt = a.Label();
+                a.JumpIf(Cond.Eq, R3, 0, generic);
+                a.JumpIf(Cond.Eq, R3, 43, generic);
+                a.JumpIf(Cond.Eq, R3, 60, generic);
+                a.JumpIf(Cond.Eq, R3, 44, fragment);
+                a.Jump(transport);
+                a.Mark(generic);
+                a.MovReg(R4, R2);
+                a.Alu(Op.Add, R4, 8);
+                a.JumpIfReg(Cond.Gt, R4, R8, protocolOnly);
+                a.Load(Size.Byte, R5, R2, 1);
+                a.Load(Size.Byte, R3, R2, 0);
+                a.Alu(Op.Add, R5, 1);
+                a.Alu(Op.Lsh, R5, 3);
+                a.AluReg(Op.Add, R2, R5);
+                a.Jump(nextExt);
+                a.Mark(fragment);
+                a.MovReg(R4, R2);
+                a.Alu(Op.Add, R4, 8);
+                a.JumpIfReg(Cond.Gt, R4, R8, protocolOnly);
+                a.Load(Size.Half, R5, R2, 2);
+                a.FromBigEndian(R5, 16);
+                a.Alu(Op.And, R5, 0xFFF8);
+                a.Load(Size.Byte, R3, R2, 0);
+                a.Alu(Op.Add, R2, 8);
+                a.JumpIf(Cond.Ne, R5, 0, protocolOnly);
+                a.Mark(nextExt);
+            }
+            a.Mark(transport);
+            a.Store(Size.Byte, Fp, KeyProto, R3);
+            Ports(a, parsed);
+            a.Mark(protocolOnly);
+            a.Store(Size.Byte, Fp, KeyProto, R3);
+            a.Jump(parsed);
+        }
+
+        // Precise rules: one lookup of the 6-tuple, for IP packets with ports.
+        int wildcards = a.Label(), act = a.Label(), fallback = a.Label();
+        a.Mark(parsed);
+        a.Load(Size.Byte, R2, Fp, HasPorts);
+        a.JumpIf(Cond.Eq, R2, 0, wildcards);
+        a.LoadMap(R1, _precise);
+        a.MovReg(R2, Fp);
+        a.Alu(Op.Add, R2, Key);
+        a.Call(MapLookupElem);
+        a.JumpIf(Cond.Eq, R0, 0, wildcards);
+        a.Load(Size.Word, R9, R0, 0);
+        a.Jump(act);
+
+        // Wildcard rules, in order, from the live half, until an unused entry.
+        int loop = a.Label(), next = a.Label();
+        a.Mark(wildcards);
+        a.StoreImmediate(Size.Word, Fp, MapKey, 0);
+        a.LoadMap(R1, _half);
+        a.MovReg(R2, Fp);
+        a.Alu(Op.Add, R2, MapKey);
+        a.Call(MapLookupElem);
+        a.JumpIf(Cond.Eq, R0, 0, fallback);
+        a.Load(Size.Word, R2, R0, 0);
+        a.Alu(Op.And, R2, 1);
+        a.Alu(Op.Mul, R2, Rules.MaxWildcards);
+        a.Store(Size.Word, Fp, Index, R2);
+        a.Mark(loop);
+        a.Load(Size.Word, R2, Fp, Index);
+        a.Store(Size.Word, Fp, MapKey, R2);
+        a.LoadMap(R1, _wildcards);
+        a.MovReg(R2, Fp);
+        a.Alu(Op.Add, R2, MapKey);
+        a.Call(MapLookupElem);
+        a.JumpIf(Cond.Eq, R0, 0, fallback);
+        a.MovReg(R9, R0);
+        a.Load(Size.Word, R4, R9, 0);
+        a.JumpIf(Cond.Eq, R4, 0, fallback);   // unused: the end of the rules
+        // EtherType
+        int afterEther = a.Label();
+        a.MovReg(R2, R4);
+        a.Alu(Op.And, R2, FieldEther);
+        a.JumpIf(Cond.Eq, R2, 0, afterEther);
+        a.Load(Size.Half, R2, R9, 8);
+        a.Load(Size.Half, R3, Fp, EtherType);
+        a.JumpIfReg(Cond.Ne, R2, R3, next);
+        a.Mark(afterEther);
+        // VLAN: the frame tagged, the outer id the same
+        int afterVlan = a.Label();
+        a.MovReg(R2, R4);
+        a.Alu(Op.And, R2, FieldVlan);
+        a.JumpIf(Cond.Eq, R2, 0, afterVlan);
+        a.Load(Size.Byte, R2, Fp, Tagged);
+        a.JumpIf(Cond.Eq, R2, 0, next);
+        a.Load(Size.Half, R2, R9, 10);
+        a.Load(Size.Half, R3, Fp, KeyVlan);
+        a.JumpIfReg(Cond.Ne, R2, R3, next);
+        a.Mark(afterVlan);
+        // Any IP field: an IP packet
+        int matched = a.Label();
+        a.MovReg(R2, R4);
+        a.Alu(Op.And, R2, FieldProto | FieldSource | FieldDestination | FieldSourcePort | FieldDestinationPort);
+        a.JumpIf(Cond.Eq, R2, 0, matched);
+        a.Load(Size.Byte, R2, Fp, IsIp);
+        a.JumpIf(Cond.Eq, R2, 0, next);
+        int afterProto = a.Label();
+        a.MovReg(R2, R4);
+        a.Alu(Op.And, R2, FieldProto);
+        a.JumpIf(Cond.Eq, R2, 0, afterProto);
+        a.Load(Size.Byte, R2, R9, 12);
+        a.Load(Size.Byte, R3, Fp, KeyProto);
+        a.JumpIfReg(Cond.Ne, R2, R3, next);
+        a.Mark(afterProto);
+        foreach ((int field, short rule, short packet) in new[] { (FieldSource, (short)24, KeySource), (FieldDestination, (short)56, KeyDestination) })
+        {
+            int after = a.Label();
+            a.MovReg(R2, R4);
+            a.Alu(Op.And, R2, field);
+            a.JumpIf(Cond.Eq, R2, 0, after);
+            a.Load(Size.Byte, R2, R9, 13);
+            a.Load(Size.Byte, R3, Fp, KeyVersion);
+            a.JumpIfReg(Cond.Ne, R2, R3, next);
+            for (short w = 0; w < 16; w += 8)
+            {
+                a.Load(Size.Double, R2, Fp, (short)(packet + w));
+                a.Load(Size.Double, R3, R9, (short)(rule + 16 + w));   // the mask
+                a.AluReg(Op.And, R2, R3);
+                a.Load(Size.Double, R3, R9, (short)(rule + w));
+                a.JumpIfReg(Cond.Ne, R2, R3, next);
+            }
+            a.Mark(after);
+        }
+        foreach ((int field, short rule, short packet) in new[] { (FieldSourcePort, (short)16, KeySport), (FieldDestinationPort, (short)20, KeyDport) })
+        {
+            int after = a.Label();
+            a.MovReg(R2, R4);
+            a.Alu(Op.And, R2, field);
+            a.JumpIf(Cond.Eq, R2, 0, after);
+            a.Load(Size.Byte, R2, Fp, HasPorts);
+            a.JumpIf(Cond.Eq, R2, 0, next);
+            a.Load(Size.Half, R2, Fp, packet);
+            a.Load(Size.Half, R3, R9, rule);
+            a.JumpIfReg(Cond.Lt, R2, R3, next);
+            a.Load(Size.Half, R3, R9, (short)(rule + 2));
+            a.JumpIfReg(Cond.Gt, R2, R3, next);
+            a.Mark(after);
+        }
+        a.Mark(matched);
+        a.Load(Size.Word, R9, R9, 4);
+        a.Jump(act);
+        a.Mark(next);
+        a.Load(Size.Word, R2, Fp, Index);
+        a.Alu(Op.Add, R2, 1);
+        a.Store(Size.Word, Fp, Index, R2);
+        a.MovReg(R3, R2);
+        a.Alu(Op.And, R3, Rules.MaxWildcards - 1);   // the walk ends at the end of its half
+        a.JumpIf(Cond.Ne, R3, 0, loop);
+
+        // No rule: the default's slot.
+        a.Mark(fallback);
+        a.Mov(R9, DefaultSlot);
+
+        // The rule's counters, then its action.
+        a.Mark(act);
+        a.Store(Size.Word, Fp, MapKey, R9);
+        a.LoadMap(R1, _counters);
+        a.MovReg(R2, Fp);
+        a.Alu(Op.Add, R2, MapKey);
+        a.Call(MapLookupElem);
+        int counted = a.Label();
+        a.JumpIf(Cond.Eq, R0, 0, counted);
+        a.Load(Size.Double, R2, R0, 0);
+        a.Alu(Op.Add, R2, 1);
+        a.Store(Size.Double, R0, 0, R2);
+        a.Load(Size.Word, R7, R6, 0);
+        a.Load(Size.Word, R8, R6, 4);
+        a.MovReg(R3, R8);
+        a.AluReg(Op.Sub, R3, R7);
+        a.Load(Size.Double, R2, R0, 8);
+        a.AluReg(Op.Add, R2, R3);
+        a.Store(Size.Double, R0, 8, R2);
+        a.Mark(counted);
+        a.LoadMap(R1, _actions);
+        a.MovReg(R2, Fp);
+        a.Alu(Op.Add, R2, MapKey);
+        a.Call(MapLookupElem);
+        int toKernel = a.Label(), reflect = a.Label();
+        a.JumpIf(Cond.Eq, R0, 0, toKernel);
+        a.Load(Size.Word, R2, R0, 0);
+        int drop = a.Label();
+        a.JumpIf(Cond.Eq, R2, (int)RuleAction.Drop, drop);
+        a.JumpIf(Cond.Eq, R2, (int)RuleAction.ToKernel, toKernel);
+        a.JumpIf(Cond.Eq, R2, (int)RuleAction.Reflect, reflect);
+        // To the application: the socket of the queue it came in on; to the kernel when there is none.
+        a.LoadMap(R1, _sockets);
+        a.Load(Size.Word, R2, R6, 16);
+        a.Mov(R3, (int)Bpf.XDP_PASS);
+        a.Call(RedirectMap);
+        a.Exit();
+        a.Mark(reflect);
+        a.LoadMap(R1, _devices);
+        a.MovReg(R2, R9);
+        a.Mov(R3, (int)Bpf.XDP_DROP);
+        a.Call(RedirectMap);
+        a.Exit();
+        a.Mark(drop);
+        a.Return(Bpf.XDP_DROP);
+        a.Mark(toKernel);
+        a.Return(Bpf.XDP_PASS);
+        return a.Build();
+    }
+
+    // The ports after the transport header at R2 (a packet pointer), for the protocol in R3, if they are in the frame.
+    private static void Ports(Ebpf a, int parsed)
+    {
+        int ports = a.Label();
+        a.JumpIf(Cond.Eq, R3, 6, ports);
+        a.JumpIf(Cond.Eq, R3, 17, ports);
+        a.JumpIf(Cond.Eq, R3, 132, ports);
+        a.Jump(parsed);
+        a.Mark(ports);
+        a.MovReg(R4, R2);
+        a.Alu(Op.Add, R4, 4);
+        a.JumpIfReg(Cond.Gt, R4, R8, parsed);
+        a.Load(Size.Half, R5, R2, 0);
+        a.FromBigEndian(R5, 16);
+        a.Store(Size.Half, Fp, KeySport, R5);
+        a.Load(Size.Half, R5, R2, 2);
+        a.FromBigEndian(R5, 16);
+        a.Store(Size.Half, Fp, KeyDport, R5);
+        a.StoreImmediate(Size.Byte, Fp, HasPorts, 1);
+        a.Jump(parsed);
+    }
+
+    public void Dispose()
+    {
+        _rules.Unfollow(Follow);
+        foreach (int fd in new[] { ProgramFd, _precise, _wildcards, _half, _actions, _counters, _devices, _sockets }) Libc.Close(fd);
+    }
+}
