@@ -245,8 +245,8 @@ internal sealed unsafe partial class XdpRules : IDisposable
     }
 
     // Stack: the precise key at fp-48 (40 bytes), the frame's other fields at fp-56 (EtherType u16, tagged, is IP, has
-    // ports), a map key at fp-60, the walk's index at fp-64.
-    private const short Key = -48, Fields = -56, MapKey = -60, Index = -64;
+    // ports), a map key at fp-60.
+    private const short Key = -48, Fields = -56, MapKey = -60;
     private const short KeyVersion = Key, KeyProto = Key + 1, KeyVlan = Key + 2, KeySport = Key + 4, KeyDport = Key + 6, KeySource = Key + 8, KeyDestination = Key + 24;
     private const short EtherType = Fields, Tagged = Fields + 2, IsIp = Fields + 3, HasPorts = Fields + 4;
 
@@ -416,13 +416,12 @@ internal sealed unsafe partial class XdpRules : IDisposable
         a.Alu(Op.Add, R2, MapKey);
         a.Call(MapLookupElem);
         a.JumpIf(Cond.Eq, R0, 0, fallback);
-        a.Load(Size.Word, R2, R0, 0);
-        a.Alu(Op.And, R2, 1);
-        a.Alu(Op.Mul, R2, Rules.MaxWildcards);
-        a.Store(Size.Word, Fp, Index, R2);
+        // The walk's index in R7, where the verifier sees its bounds (the frame's pointers are read again from the context after).
+        a.Load(Size.Word, R7, R0, 0);
+        a.Alu(Op.And, R7, 1);
+        a.Alu(Op.Mul, R7, Rules.MaxWildcards);
         a.Mark(loop);
-        a.Load(Size.Word, R2, Fp, Index);
-        a.Store(Size.Word, Fp, MapKey, R2);
+        a.Store(Size.Word, Fp, MapKey, R7);
         a.LoadMap(R1, _wildcards);
         a.MovReg(R2, Fp);
         a.Alu(Op.Add, R2, MapKey);
@@ -504,10 +503,8 @@ internal sealed unsafe partial class XdpRules : IDisposable
         a.Load(Size.Word, R9, R9, 4);
         a.Jump(act);
         a.Mark(next);
-        a.Load(Size.Word, R2, Fp, Index);
-        a.Alu(Op.Add, R2, 1);
-        a.Store(Size.Word, Fp, Index, R2);
-        a.MovReg(R3, R2);
+        a.Alu(Op.Add, R7, 1);
+        a.MovReg(R3, R7);
         a.Alu(Op.And, R3, Rules.MaxWildcards - 1);   // the walk ends at the end of its half
         a.JumpIf(Cond.Ne, R3, 0, loop);
 

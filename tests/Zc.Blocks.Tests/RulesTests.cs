@@ -1,0 +1,176 @@
+using System.Buffers.Binary;
+using ZcFlow.Filters;
+
+namespace ZcFlow.Tests;
+
+/// <summary>The rules model, its text, and its two back ends (user space, and the kernel's XDP program run on test frames).</summary>
+public class RulesTests(ITestOutputHelper output)
+{
+    [Theory]
+    [InlineData("drop proto udp dport 53", "drop proto 17 dport 53")]
+    [InlineData("kernel ether arp", "kernel ether 0x0806")]
+    [InlineData("reflect zcd src 10.0.0.0/8 dport 1000-2000", "reflect zcd src 10.0.0.0/8 dport 1000-2000")]
+    [InlineData("pass vlan 10 proto tcp src 192.0.2.1 sport 80 dst 198.51.100.7 dport 40000", "pass vlan 10 proto 6 src 192.0.2.1/32 dst 198.51.100.7/32 sport 80 dport 40000")]
+    [InlineData("drop src 2001:db8::/32 proto icmp6", "drop proto 58 src 2001:db8::/32")]
+    public void ARule_ReadsFromItsLine_AndWritesItBack(string line, string written)
+    {
+        Rule rule = Rule.Parse(line);
+        Assert.Equal(written, rule.ToString());
+        Assert.Equal(rule, Rule.Parse(rule.ToString()));
+    }
+
+    [Theory]
+    [InlineData("accept proto tcp", "'accept' is not an action")]
+    [InlineData("drop proto tcp dport", "'dport' needs a value")]
+    [InlineData("drop dport 70000", "dport takes a port or a range")]
+    [InlineData("drop dport 2000-1000", "dport takes a port or a range")]
+    [InlineData("drop src 10.0.0.0/33", "src takes an address or a prefix")]
+    [InlineData("drop src 10.0.0.1 dst ::1", "src and dst are of different IP versions")]
+    [InlineData("drop colour red", "unknown field 'colour'")]
+    [InlineData("reflect", "reflect names the interface")]
+    public void ABadRule_IsAClearError(string line, string said)
+    {
+        var e = Assert.Throws<ArgumentException>(() => Rule.Parse(line));
+        Assert.Contains(said, e.Message);
+    }
+
+    [Fact]
+    public void TheKernelProgram_Loads_AndDecidesAsUserSpaceDoes()
+    {
+        if (Environment.UserName != "root") Assert.Skip("loading BPF programs needs root");
+        var rules = new Rules();
+        rules.Add(Rule.Parse("drop proto udp dport 53"));
+        using var kernel = new XdpRules(rules);
+        output.WriteLine($"program loaded: fd {kernel.ProgramFd}");
+        byte[] dns = Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 12).Udp(1000, 53, 4).U32(1).ToArray();
+        byte[] web = Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 6, 24).Tcp(1000, 80).U32(1).ToArray();
+        Assert.Equal(1u, kernel.TestRun(dns));
+        Assert.Equal(2u, kernel.TestRun(web));   // to the application, with no socket: the kernel
+        Assert.Equal((1UL, (ulong)dns.Length), kernel.Counters(0));
+    }
+
+    private static readonly string[] Mixed =
+    [
+        "pass proto tcp src 10.1.0.1 sport 1000 dst 10.2.0.2 dport 80",
+        "drop proto udp src 10.1.0.2 sport 5000 dst 10.2.0.1 dport 53",
+        "kernel vlan 10 proto tcp src 10.1.0.3 sport 1001 dst 10.2.0.2 dport 443",
+        "drop proto tcp src 2001:db8::1 sport 1000 dst 2001:db8::2 dport 80",
+        "drop proto udp dport 53",
+        "kernel ether arp",
+        "kernel proto icmp",
+        "pass src 10.1.0.0/16 dport 1000-2000",
+        "drop vlan 20",
+        "reflect lo proto tcp dst 10.3.0.0/24",
+        "drop src 2001:db8::/64 proto udp sport 7-9",
+        "kernel ether 0x88cc",
+        "drop proto 132",
+        "pass dst 10.2.0.0/31",
+        "drop proto 47",
+    ];
+
+    // Frames of every shape the rules read: Ethernet, one or two VLAN tags, ARP and others, IPv4 with options, bad
+    // versions and lengths, fragments, IPv6 with extension headers and fragments, ports from small sets (so the rules
+    // match often), every one cut short at a random length now and then.
+    private static byte[] RandomFrame(Random r)
+    {
+        var f = new List<byte> { 2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1 };
+        void U16(int v) { f.Add((byte)(v >> 8)); f.Add((byte)v); }
+        int tags = r.Next(10) switch { < 6 => 0, < 9 => 1, _ => 2 };
+        for (int t = 0; t < tags; t++)
+        {
+            U16(r.Next(4) switch { 0 => 0x88A8, 1 => 0x9100, _ => 0x8100 });
+            U16((r.Next(4) << 13) | (r.Next(3) switch { 0 => 10, 1 => 20, _ => r.Next(4096) }));
+        }
+        int kind = r.Next(20);
+        uint[] v4 = [0x0A010001, 0x0A010002, 0x0A010003, 0x0A020001, 0x0A020002, 0x0A030005, 0x0B000001];
+        int[] ports = [53, 80, 443, 1000, 1001, 1500, 5000, 7, 8, 9, 2001];
+        byte[] protos = [6, 17, 132, 1, 47, 58, 6, 17];
+        if (kind < 9)
+        {
+            U16(0x0800);
+            int ihl = r.Next(8) == 0 ? r.Next(16) : 5 + (r.Next(4) == 0 ? r.Next(11) : 0);
+            f.Add((byte)((r.Next(10) == 0 ? r.Next(16) : 4) << 4 | ihl));
+            f.Add(0);
+            U16(100);
+            U16(r.Next(65536));
+            U16(r.Next(5) == 0 ? r.Next(65536) : r.Next(2) * 0x4000);
+            f.Add(64);
+            f.Add(protos[r.Next(protos.Length)]);
+            U16(0);
+            foreach (uint a in new[] { v4[r.Next(v4.Length)], v4[r.Next(v4.Length)] }) { U16((int)(a >> 16)); U16((int)(a & 0xFFFF)); }
+            for (int o = 20; o < ihl * 4; o++) f.Add(1);
+            U16(ports[r.Next(ports.Length)]);
+            U16(ports[r.Next(ports.Length)]);
+        }
+        else if (kind < 15)
+        {
+            U16(0x86DD);
+            f.AddRange([(byte)(r.Next(10) == 0 ? r.Next(256) : 0x60), 0, 0, 0]);
+            U16(100);
+            byte[] chain = [.. Enumerable.Range(0, r.Next(5)).Select(_ => (byte)(r.Next(5) switch { 0 => 0, 1 => 43, 2 => 60, _ => 44 }))];
+            byte last = protos[r.Next(protos.Length)];
+            f.Add(chain.Length > 0 ? chain[0] : last);
+            f.Add(64);
+            for (int a = 0; a < 2; a++)
+            {
+                f.AddRange([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+                f.Add((byte)r.Next(1, 4));
+            }
+            for (int e = 0; e < chain.Length; e++)
+            {
+                byte next = e + 1 < chain.Length ? chain[e + 1] : last;
+                if (chain[e] == 44) { f.Add(next); f.Add(0); U16(r.Next(3) == 0 ? r.Next(65536) & 0xFFF9 : r.Next(2)); f.AddRange([1, 2, 3, 4]); }
+                else { int len = r.Next(3); f.Add(next); f.Add((byte)len); for (int k = 2; k < (len + 1) * 8; k++) f.Add(0); }
+            }
+            U16(ports[r.Next(ports.Length)]);
+            U16(ports[r.Next(ports.Length)]);
+        }
+        else
+        {
+            U16(r.Next(4) switch { 0 => 0x0806, 1 => 0x88CC, 2 => 0x8100, _ => r.Next(65536) });
+        }
+        for (int k = r.Next(30); k > 0; k--) f.Add((byte)r.Next(256));
+        byte[] frame = [.. f];
+        if (r.Next(6) == 0) frame = frame[..Math.Max(14, r.Next(frame.Length + 1))];
+        return frame;
+    }
+
+    [Fact]
+    public void BothBackEnds_GiveAMillionRandomAndCraftedFrames_TheSameDecision_AndCountTheSame()
+    {
+        if (Environment.UserName != "root") Assert.Skip("loading BPF programs needs root");
+        var rules = new Rules();
+        int[] ids = [.. Mixed.Select(l => rules.Add(Rule.Parse(l)))];
+        using var kernel = new XdpRules(rules);
+        var random = new Random(20261204);
+        var decisions = new int[4];
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        // Crafted: one frame of each precise rule's 6-tuple, plain and VLAN-tagged, and each cut short byte by byte.
+        byte[][] crafted =
+        [
+            Frames.Ethernet(0x0800).Ipv4(0x0A010001, 0x0A020002, 6, 24).Tcp(1000, 80).U32(0).ToArray(),
+            Frames.Ethernet(0x0800).Ipv4(0x0A010002, 0x0A020001, 17, 12).Udp(5000, 53, 4).U32(0).ToArray(),
+            Frames.Ethernet(0x8100).Vlan(10, 0x0800).Ipv4(0x0A010003, 0x0A020002, 6, 24).Tcp(1001, 443).U32(0).ToArray(),
+            Frames.Ethernet(0x8100).Vlan(11, 0x0800).Ipv4(0x0A010003, 0x0A020002, 6, 24).Tcp(1001, 443).U32(0).ToArray(),
+            Frames.Ethernet(0x86DD).Ipv6((UInt128)0x20010db8 << 96 | 1, (UInt128)0x20010db8 << 96 | 2, 6, 24).Tcp(1000, 80).U32(0).ToArray(),
+        ];
+        byte[][] cut = [.. crafted.SelectMany(c => Enumerable.Range(14, c.Length - 13).Select(n => c[..n]))];
+        for (int i = 0; i < 1_000_000; i++)
+        {
+            byte[] frame = i % 100 == 0 ? cut[i / 100 % cut.Length] : RandomFrame(random);
+            RuleAction action = rules.Decide(frame, 0, out int id);
+            uint expected = action switch { RuleAction.Drop => 1u, RuleAction.Reflect => 4u, _ => 2u };   // no socket: the application's go to the kernel
+            uint got = kernel.TestRun(frame);
+            if (got != expected)
+                Assert.Fail($"frame {i} ({Convert.ToHexString(frame)}): user space says {action} (rule {id}: {(id >= 0 ? Mixed[Array.IndexOf(ids, id)] : "default")}), the kernel returned {got}");
+            decisions[(int)action]++;
+        }
+        output.WriteLine($"1,000,000 frames in {clock.Elapsed.TotalSeconds:F1} s: {string.Join(", ", Enum.GetValues<RuleAction>().Select(a => $"{a} {decisions[(int)a]:N0}"))}");
+        foreach (int id in ids.Append(-1))
+        {
+            Assert.Equal(rules.Counters(id), kernel.Counters(id));
+            output.WriteLine($"  {(id >= 0 ? Mixed[Array.IndexOf(ids, id)] : "default"),-70} {rules.Counters(id).Packets,9:N0} packets");
+        }
+        Assert.All(ids, id => Assert.True(rules.Counters(id).Packets > 0, $"rule {Mixed[Array.IndexOf(ids, id)]} matched nothing"));
+    }
+}
