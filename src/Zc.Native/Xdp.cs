@@ -38,6 +38,12 @@ internal static unsafe partial class Xdp
     [LibraryImport(Lib, EntryPoint = "xsk_socket__delete")]
     public static partial void SocketDelete(nint socket);
 
+    public const uint XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD = 1 << 0;
+    public const uint XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0;
+
+    [LibraryImport(Lib, EntryPoint = "xsk_socket__update_xskmap")]
+    public static partial int SocketUpdateXskMap(nint socket, int mapFd);
+
     [LibraryImport(Lib, EntryPoint = "xsk_socket__fd")]
     public static partial int SocketFd(nint socket);
 

@@ -173,4 +173,104 @@ public class RulesTests(ITestOutputHelper output)
         }
         Assert.All(ids, id => Assert.True(rules.Counters(id).Packets > 0, $"rule {Mixed[Array.IndexOf(ids, id)]} matched nothing"));
     }
+
+    // `count` UDP frames, numbered in their last four bytes, to the port `port(i)` gives.
+    private static List<byte[]> Udp(string path, int count, Func<int, ushort> port)
+    {
+        var frames = Enumerable.Range(0, count).Select(i => Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 12).Udp(1000, port(i), 4).U32((uint)i).ToArray()).ToList();
+        using var writer = new Devices.CaptureWriter(path);
+        for (int i = 0; i < frames.Count; i++) writer.Write(frames[i], i);
+        return frames;
+    }
+
+    private static List<byte[]> Drain(Devices.IPacketSource device, Buffers.BufferPool pool, int expected)
+        => KernelDeviceTests.DrainAll([device], pool, expected)[0];
+
+    [Fact]
+    public void InTheKernel_ADropRuleKeepsItsPacketsFromUserSpace_AndPingWorksThroughAToTheKernelRule()
+    {
+        using Veth veth = Veth.Create();
+        string frames = Path.Combine(Path.GetTempPath(), $"zcflow-rules-{Environment.ProcessId}.pcap"), file = frames + ".rules";
+        File.WriteAllLines(file, ["drop proto udp dport 53   # DNS", "kernel proto icmp", "kernel ether arp"]);
+        veth.Exec("ip", "addr", "add", "10.9.1.2/24", "dev", Veth.B);
+        using ZcCluster cluster = TestClusters.Create(buffers: 4096, bufferSize: 2048);
+        Buffers.BufferPool pool = cluster.CreatePool(4096);
+        try
+        {
+            List<byte[]> sent = Udp(frames, 300, i => (ushort)(i % 3 == 0 ? 53 : 80));
+            veth.Run(() =>
+            {
+                using var device = (Devices.XdpDevice)Devices.Device.OpenSource($"xdp:{Veth.B}@0?mode=skb&rules={file}", pool, 0);
+                Assert.Equal(3, device.Rules!.List().Count);
+                using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", frames, "-n", sent.Count, "-p", 3000], netns: veth.Namespace))
+                {
+                    List<byte[]> got = Drain(device, pool, 200);
+                    Assert.Equal(0, send.WaitForExit());
+                    List<byte[]> kept = [.. sent.Where((_, i) => i % 3 != 0)];
+                    Assert.Equal(kept.Count, got.Count);
+                    for (int i = 0; i < kept.Count; i++) Assert.True(kept[i].AsSpan().SequenceEqual(got[i]), $"frame {i}");
+                }
+                Assert.Equal((100UL, 100UL * (ulong)sent[0].Length), device.RuleCounters(0));
+                Assert.Equal(0UL, device.Rules.Counters(0).Packets);   // decided in the kernel, not here
+                // ICMP and ARP go to the stack, which answers: ping from the far end (a namespace of its own) works while the
+                // device takes the rest.
+                string peer = veth.Peer(Veth.A);
+                (int _, string added, string _) = Tools.Run("ip", "netns", "exec", peer, "ip", "addr", "add", "10.9.1.1/24", "dev", Veth.A);
+                (int code, string ping, string error) = Tools.Run("ip", "netns", "exec", peer, "ping", "-c", "3", "-W", "2", "10.9.1.2");
+                Assert.True(code == 0, $"{added}{ping}{error}");
+                output.WriteLine("" + ping.Split('\n').FirstOrDefault(l => l.Contains("packets transmitted")));
+                Assert.Contains("3 received", ping);
+                Assert.True(device.RuleCounters(1).Packets >= 3, "the echo requests went through the kernel rule");
+                // None of the pings or ARP reached user space.
+                Assert.DoesNotContain(Drain(device, pool, 1000), f => f[12] == 0x08 && (f[13] == 0x06 || f[13] == 0x00 && f[23] == 1));
+            });
+        }
+        finally
+        {
+            File.Delete(frames);
+            File.Delete(file);
+        }
+        Assert.Equal(4096, pool.Available);
+    }
+
+    [Fact]
+    public void InTheKernel_AReflectRuleSendsItsFramesOutOfAnotherInterface_ByteForByte_AndUserSpaceSeesNone()
+    {
+        TestSetup.RequireTool("tcpdump");
+        using Veth veth = Veth.Create(pairs: 2);
+        string frames = Path.Combine(Path.GetTempPath(), $"zcflow-reflect-{Environment.ProcessId}.pcap"), captured = frames + ".out.pcap";
+        using ZcCluster cluster = TestClusters.Create(buffers: 4096, bufferSize: 2048);
+        Buffers.BufferPool pool = cluster.CreatePool(4096);
+        try
+        {
+            List<byte[]> sent = Udp(frames, 200, i => (ushort)(i % 2 == 0 ? 9999 : 80));
+            var rules = new Rules();
+            int reflect = rules.Add(Rule.Parse($"reflect {Veth.C} proto udp dport 9999"));
+            veth.Run(() =>
+            {
+                using var device = (Devices.XdpDevice)Devices.XdpDevice.Open($"xdp:{Veth.B}@0?mode=skb", pool, 0, rules);
+                using System.Diagnostics.Process tcpdump = veth.Start("tcpdump", "-i", Veth.D, "-U", "-n", "-s", "0", "-Q", "in", "-w", captured);
+                var line = tcpdump.StandardError.ReadLineAsync();
+                Assert.True(line.Wait(10_000), "tcpdump did not start");
+                Thread.Sleep(200);
+                List<byte[]> got;
+                using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", frames, "-n", sent.Count, "-p", 3000], netns: veth.Namespace))
+                {
+                    got = Drain(device, pool, 100);
+                    Assert.Equal(0, send.WaitForExit());
+                }
+                Thread.Sleep(500);
+                Native.Libc.Kill(tcpdump.Id, 15);
+                tcpdump.WaitForExit();
+                Assert.Equal(sent.Where((_, i) => i % 2 == 1).Select(f => Convert.ToHexString(f)), got.Select(f => Convert.ToHexString(f)));
+                Assert.Equal(sent.Where((_, i) => i % 2 == 0).Select(f => Convert.ToHexString(f)), LiveDeviceTests.Packets(captured).Select(f => Convert.ToHexString(f)));
+                Assert.Equal(100UL, device.RuleCounters(reflect).Packets);
+            });
+        }
+        finally
+        {
+            File.Delete(frames);
+            File.Delete(captured);
+        }
+    }
 }

@@ -96,7 +96,29 @@ public sealed class Veth : IDisposable
         return Process.Start(info)!;
     }
 
-    public void Dispose() => Tool("ip", "netns", "delete", Namespace);
+    /// <summary>
+    /// A second namespace of the test's own, with <paramref name="iface"/> moved into it and up: the far end of a pair,
+    /// so that traffic between two addresses crosses the pair rather than this namespace's own loopback. Goes with this one.
+    /// </summary>
+    public string Peer(string iface)
+    {
+        string peer = Namespace + "-peer";
+        Tool("ip", "netns", "add", peer);
+        Tool("ip", "netns", "exec", peer, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1");
+        Exec("ip", "link", "set", iface, "netns", peer);
+        (int code, string output) = Tool("ip", "netns", "exec", peer, "ip", "link", "set", iface, "up");
+        if (code != 0) throw new InvalidOperationException($"bringing {iface} up in {peer}: {output}");
+        _peer = peer;
+        return peer;
+    }
+
+    private string? _peer;
+
+    public void Dispose()
+    {
+        if (_peer is not null) Tool("ip", "netns", "delete", _peer);
+        Tool("ip", "netns", "delete", Namespace);
+    }
 
     private static void RemoveLeftovers()
     {

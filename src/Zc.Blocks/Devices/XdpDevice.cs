@@ -84,14 +84,14 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
     }
 
     /// <summary>Opens <c>xdp:&lt;if&gt;@&lt;queue&gt;</c> or <c>zc:&lt;if&gt;@&lt;queue&gt;</c> over <paramref name="pool"/>.</summary>
-    public static XdpDevice Open(string name, BufferPool pool, uint deviceIndex = 0)
+    public static XdpDevice Open(string name, BufferPool pool, uint deviceIndex = 0, Filters.Rules? rules = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         ArgumentNullException.ThrowIfNull(pool);
         bool zeroCopy = name.StartsWith("zc:", StringComparison.Ordinal);
         string[] parts = name[(name.IndexOf(':') + 1)..].Split('?', 2);
         string spec = parts[0];
-        (uint ring, uint mode, int latency) = Options(name, parts.Length == 2 ? parts[1] : "");
+        (uint ring, uint mode, int latency, string? rulesFile) = Options(name, parts.Length == 2 ? parts[1] : "");
         int at = spec.LastIndexOf('@');
         string ifName = at > 0 ? spec[..at] : "";
         if (at <= 0 || !int.TryParse(spec[(at + 1)..], out int queue) || queue < 0 || ifName.Length > 15)
@@ -103,17 +103,25 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
         if (pool.BufferCapacity < MinBufferSize)
             throw new ArgumentException($"'{name}': AF_XDP needs buffers of at least {MinBufferSize} bytes, and this pool's hold {pool.BufferCapacity} (ClusterOptions.BufferSize)", nameof(pool));
 
+        if (rulesFile is not null)
+        {
+            rules ??= new Filters.Rules();
+            foreach (Filters.Rule rule in Filters.Rules.Load(rulesFile)) rules.Add(rule);
+        }
         var rings = (XskRing*)NativeMemory.AllocZeroed((nuint)(4 * sizeof(XskRing)));
         nint umem = 0, socket = 0;
+        Filters.XdpRules? kernel = null;
         try
         {
+            // With rules, the device's own program takes libxdp's place: libxdp loads none, and the socket goes into its map.
+            kernel = rules is null ? null : new Filters.XdpRules(rules);
             (nint start, ulong length) = pool.DeviceRegion;
             var umemConfig = new XskUmemConfig { FillSize = ring, CompletionSize = ring, FrameSize = ChunkSize, FrameHeadroom = 0, Flags = Xdp.XDP_UMEM_UNALIGNED_CHUNK_FLAG };
             int rc = Xdp.UmemCreate(out umem, (void*)start, length, &rings[0], &rings[1], umemConfig);
             if (rc != 0) throw new ErrnoException($"registering the pool as the UMEM of '{name}'", -rc);
             var socketConfig = new XskSocketConfig
             {
-                RxSize = ring, TxSize = ring, XdpFlags = mode,
+                RxSize = ring, TxSize = ring, XdpFlags = mode, LibxdpFlags = kernel is null ? 0 : Xdp.XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD,
                 BindFlags = (ushort)(Xdp.XDP_USE_NEED_WAKEUP | (zeroCopy ? Xdp.XDP_ZEROCOPY : 0)),
             };
             rc = Xdp.SocketCreate(out socket, ifName, (uint)queue, umem, &rings[2], &rings[3], socketConfig);
@@ -134,27 +142,66 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
                 throw new ErrnoException($"creating the AF_XDP socket of '{name}'", -rc,
                     -rc == Libc.EPERM ? "AF_XDP needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF)" : -rc == Libc.EBUSY ? "another socket or XDP program holds this queue" : null);
             }
+            if (kernel is not null) Attach(kernel, socket, ifName, ifIndex, mode);
             XdpOptionsZeroCopy(Xdp.SocketFd(socket), out bool inPlace);
-            var device = new XdpDevice(name, ifName, queue, pool, deviceIndex, rings, umem, socket, inPlace) { _owed = ring, _latencyMs = latency };
+            var device = new XdpDevice(name, ifName, queue, pool, deviceIndex, rings, umem, socket, inPlace)
+            {
+                _owed = ring, _latencyMs = latency, _kernel = kernel, _ifIndex = ifIndex, _mode = mode, Rules = rules,
+            };
             device.Refill();
             return device;
         }
         catch
         {
+            if (kernel is not null) Detach(kernel, ifIndex, mode);
             if (socket != 0) Xdp.SocketDelete(socket);
             if (umem != 0) Xdp.UmemDelete(umem);
+            kernel?.Dispose();
             NativeMemory.Free(rings);
             throw;
         }
     }
 
+    /// <summary>The rules its XDP program runs in the kernel (add and remove them while it runs), or null: libxdp's program.</summary>
+    public Filters.Rules? Rules { get; private init; }
+
+    /// <summary>Packets and bytes rule <paramref name="id"/> (-1: the default) matched in the kernel.</summary>
+    public (ulong Packets, ulong Bytes) RuleCounters(int id) => _kernel?.Counters(id) ?? (0, 0);
+
+    private Filters.XdpRules? _kernel;
+    private int _ifIndex;
+    private uint _mode;
+
+    // The socket into the program's map, by its queue; the program onto the interface, in place of one a killed process left.
+    private static void Attach(Filters.XdpRules kernel, nint socket, string ifName, int ifIndex, uint mode)
+    {
+        int rc = Xdp.SocketUpdateXskMap(socket, kernel.SocketMapFd);
+        if (rc != 0) throw new ErrnoException($"putting the AF_XDP socket of {ifName} into the rules' program's map", -rc);
+        rc = Bpf.XdpAttach(ifIndex, kernel.ProgramFd, mode | Xdp.XDP_FLAGS_UPDATE_IF_NOEXIST, null);
+        if (rc < 0 && -rc is Libc.EBUSY or Libc.EEXIST && DetachLeftover(ifIndex))
+            rc = Bpf.XdpAttach(ifIndex, kernel.ProgramFd, mode | Xdp.XDP_FLAGS_UPDATE_IF_NOEXIST, null);
+        if (rc < 0)
+            throw new ErrnoException($"attaching the rules' XDP program to {ifName}", -rc, -rc is Libc.EBUSY or Libc.EEXIST ? "another XDP program is on the interface" : null);
+    }
+
+    // Off the interface, if it is still ours there.
+    private static void Detach(Filters.XdpRules kernel, int ifIndex, uint mode)
+    {
+        long* options = stackalloc long[2];
+        options[0] = 16;
+        options[1] = kernel.ProgramFd;   // old_prog_fd: only ours is taken off
+        Bpf.XdpDetach(ifIndex, mode, options);
+    }
+
     // ?ring=N (descriptors in each ring, a power of two; 2048), ?mode=native|skb (where the XDP
-    // program runs: the driver, or the generic path every interface has; libxdp picks by default)
-    // and ?latency=MS (see WaitReadable; 0).
-    private static (uint Ring, uint Mode, int Latency) Options(string name, string query)
+    // program runs: the driver, or the generic path every interface has; libxdp picks by default),
+    // ?latency=MS (see WaitReadable; 0)
+    // and ?rules=FILE (rules run by the device's own XDP program in the kernel, one a line: Filters.Rule.Parse).
+    private static (uint Ring, uint Mode, int Latency, string? Rules) Options(string name, string query)
     {
         uint ring = 2048, mode = Xdp.XDP_MODE_UNSPEC;
         int latency = 0;
+        string? rules = null;
         foreach (string option in query.Split('&', StringSplitOptions.RemoveEmptyEntries))
         {
             string[] kv = option.Split('=', 2);
@@ -162,9 +209,10 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
             else if (kv is ["mode", "skb"]) mode = Xdp.XDP_FLAGS_SKB_MODE;
             else if (kv is ["mode", "native"]) mode = Xdp.XDP_FLAGS_DRV_MODE;
             else if (kv is ["latency", var l] && int.TryParse(l, out int ms) && ms is >= 0 and <= 1000) latency = ms;
-            else throw new ArgumentException($"'{name}': options are ring=<power of two, 64 to 65536>, mode=native|skb and latency=<0 to 1000 ms>; not '{option}'", nameof(name));
+            else if (kv is ["rules", var file] && file.Length > 0) rules = file;
+            else throw new ArgumentException($"'{name}': options are ring=<power of two, 64 to 65536>, mode=native|skb, latency=<0 to 1000 ms> and rules=<file>; not '{option}'", nameof(name));
         }
-        return (ring, mode, latency);
+        return (ring, mode, latency, rules);
     }
 
     // A program on the interface that libxdp cannot share: one a process that died left there. Taken off.
@@ -393,6 +441,11 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
     public void Dispose()
     {
         if (_socket == 0) return;
+        if (_kernel is not null)
+        {
+            Detach(_kernel, _ifIndex, _mode);
+            _kernel.Dispose();
+        }
         Xdp.SocketDelete(_socket);
         Xdp.UmemDelete(_umem);
         _socket = _umem = 0;
