@@ -273,4 +273,105 @@ public class RulesTests(ITestOutputHelper output)
             File.Delete(captured);
         }
     }
+
+    [Fact]
+    public void TenThousandPreciseRules_AddedWhileTrafficFlows_LoseNoOtherPacket_AndEachCountsItsOwn()
+    {
+        using Veth veth = Veth.Create();
+        string before = Path.Combine(Path.GetTempPath(), $"zcflow-many-{Environment.ProcessId}.pcap"), after = before + ".matched.pcap";
+        using ZcCluster cluster = TestClusters.Create(buffers: 8192, bufferSize: 2048);
+        Buffers.BufferPool pool = cluster.CreatePool(8192);
+        const int Count = 10_000;
+        try
+        {
+            List<byte[]> unmatched = Udp(before, 6000, _ => 80);
+            // Then each rule's own frames: rule k's 6-tuple k % 3 + 1 times, and unmatched ones between.
+            var matched = new List<byte[]>();
+            var expected = new int[Count];
+            for (int round = 0; round < 3; round++)
+                for (int k = 0; k < Count; k++)
+                    if (round <= k % 3)
+                    {
+                        matched.Add(Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 12).Udp(1000, (ushort)(20000 + k), 4).U32((uint)k).ToArray());
+                        expected[k]++;
+                    }
+            using (var writer = new Devices.CaptureWriter(after))
+                for (int i = 0; i < matched.Count; i++) writer.Write(matched[i], i);
+            var rules = new Rules();
+            veth.Run(() =>
+            {
+                using var device = Devices.XdpDevice.Open($"xdp:{Veth.B}@0?mode=skb&ring=4096", pool, 0, rules);
+                int[] ids = new int[Count];
+                var adding = System.Diagnostics.Stopwatch.StartNew();
+                List<byte[]> got;
+                using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", before, "-n", unmatched.Count, "-p", 6000], netns: veth.Namespace))
+                {
+                    var adder = new Thread(() =>
+                    {
+                        Thread.Sleep(200);
+                        for (int k = 0; k < Count; k++) ids[k] = rules.Add(Rule.Parse($"drop proto udp src 10.0.0.1 sport 1000 dst 10.0.0.2 dport {20000 + k}"));
+                        adding.Stop();
+                    });
+                    adder.Start();
+                    got = Drain(device, pool, unmatched.Count);
+                    adder.Join();
+                    Assert.Equal(0, send.WaitForExit());
+                }
+                output.WriteLine($"{Count:N0} precise rules added in {adding.Elapsed.TotalMilliseconds:F0} ms while {unmatched.Count:N0} other packets came, {got.Count:N0} of them received");
+                Assert.Equal(unmatched.Select(Convert.ToHexString), got.Select(Convert.ToHexString));   // every one, in order
+                using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", after, "-n", matched.Count, "-p", 20000], netns: veth.Namespace))
+                    Assert.Equal(0, send.WaitForExit());
+                Thread.Sleep(300);
+                Assert.Empty(Drain(device, pool, 1));
+                for (int k = 0; k < Count; k++)
+                    Assert.True(device.RuleCounters(ids[k]).Packets == (ulong)expected[k], $"rule {k}: {device.RuleCounters(ids[k]).Packets} packets, expected {expected[k]}");
+            });
+        }
+        finally
+        {
+            File.Delete(before);
+            File.Delete(after);
+        }
+        Assert.Equal(8192, pool.Available);
+    }
+
+    [Fact]
+    public void InTheKernel_AProgramLeftByAKilledProcess_IsTakenOverByTheNext()
+    {
+        using Veth veth = Veth.Create();
+        string file = Path.Combine(Path.GetTempPath(), $"zcflow-takeover-{Environment.ProcessId}.rules"), keys = file + ".keys";
+        File.WriteAllLines(file, ["drop proto udp dport 53"]);
+        using ZcCluster cluster = TestClusters.Create(buffers: 4096, bufferSize: 2048);
+        Buffers.BufferPool pool = cluster.CreatePool(4096);
+        string name = $"xdp:{Veth.B}@0?mode=skb&rules={file}";
+        try
+        {
+            using (ChildProcess first = ChildProcess.Run("Zc.TestHost", ["member", name, keys], netns: veth.Namespace))
+            {
+                first.WaitFor("receiving");
+                first.Kill();   // SIGKILL: its program stays on the interface
+            }
+            Assert.Contains("xdp", veth.Exec("ip", "link", "show", Veth.B));
+            string frames = file + ".pcap";
+            List<byte[]> sent = Udp(frames, 100, i => (ushort)(i % 2 == 0 ? 53 : 80));
+            veth.Run(() =>
+            {
+                using var device = (Devices.XdpDevice)Devices.Device.OpenSource(name, pool, 0);
+                using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", frames, "-n", sent.Count, "-p", 3000], netns: veth.Namespace))
+                {
+                    List<byte[]> got = Drain(device, pool, 50);
+                    Assert.Equal(0, send.WaitForExit());
+                    Assert.Equal(sent.Where((_, i) => i % 2 == 1).Select(Convert.ToHexString), got.Select(Convert.ToHexString));
+                }
+                Assert.Equal(50UL, device.RuleCounters(0).Packets);
+            });
+            File.Delete(frames);
+            Assert.DoesNotContain("xdp", veth.Exec("ip", "link", "show", Veth.B));   // and ours went with the device
+        }
+        finally
+        {
+            File.Delete(file);
+            File.Delete(keys);
+        }
+    }
 }
