@@ -12,16 +12,18 @@ using ZcFlow.Workers;
 // print rates each second and the totals on Ctrl-C. When the cluster's owner goes, it says so and, unless -E, waits for a
 // new owner of the same cluster id and attaches again by itself. zcount: -i names a device instead (eth1, xdp:eth1@0,
 // a capture file), read into a cluster of its own.
-var cl = new CommandLine(args, flags: "aEtw", withValue: "cigf",
+var cl = new CommandLine(args, flags: "aEtw", withValue: "cigfR",
     "usage: ZCount -c <cluster> -i <queue> [-g <core>] [-a] [-E] [-f <bpf>] [-t]\n" +
-    "       ZCount -i <device> [-c <cluster>] [-g <core>] [-a] [-f <bpf>] [-t]\n" +
+    "       ZCount -i <device> [-c <cluster>] [-g <core>] [-a] [-f <bpf>] [-R <rules file>] [-t]\n" +
     "  -c  cluster id           -i  queue id (the 0 of zc:99@0), or a device: eth1, xdp:eth1@0, pcap:trace.pcap\n" +
     "  -g  pin the receiving thread to this core\n" +
     "  -a  active wait (busy-poll) instead of sleeping when idle\n" +
     "  -E  exit when the owner goes, instead of attaching again to its successor\n" +
     "  -w  wait for the cluster when it is not there yet (its owner starting), instead of an error\n" +
     "  -f  count only the packets that match this filter (tcpdump's syntax); the others are received and released\n" +
-    "  -t  touch every byte of every packet (as an application that reads them would)");
+    "  -t  touch every byte of every packet (as an application that reads them would)\n" +
+    "  -R  rules (one a line: drop proto udp dport 53, kernel ether arp, reflect eth2 src 10.0.0.0/8, pass …): in the kernel\n" +
+    "      for xdp:, in user space for other devices; SIGUSR1 reads the file again; each rule's counters at the end");
 string input = cl.RequiredString('i');
 bool onDevice = !input.All(char.IsAsciiDigit);
 int queueId = onDevice ? -1 : (int)cl.Number('i', 0, 0, 63);
@@ -38,6 +40,36 @@ if (cl.String('f') is string expression)
         return 1;
     }
 }
+Rules? rules = null;
+string? rulesFile = cl.String('R');
+if (rulesFile is not null)
+{
+    if (!onDevice) cl.Fail("-R runs rules on a device (-i eth1, xdp:eth1@0, a capture file), not on a queue");
+    try
+    {
+        rules = new Rules();
+        rules.Replace(Rules.Load(rulesFile));
+    }
+    catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException)
+    {
+        Console.Error.WriteLine($"error: -R: {SetupError.Describe(e)}");
+        return 1;
+    }
+}
+// SIGUSR1: the rules file read again; a bad file leaves the rules as they were.
+using var reload = rules is null ? null : System.Runtime.InteropServices.PosixSignalRegistration.Create((System.Runtime.InteropServices.PosixSignal)10, signal =>
+{
+    signal.Cancel = true;
+    try
+    {
+        rules.Replace(Rules.Load(rulesFile!));
+        Console.WriteLine($"rules read again from {rulesFile}: {rules.List().Count}");
+    }
+    catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException)
+    {
+        Console.Error.WriteLine($"warning: {rulesFile} not taken: {SetupError.Describe(e)}; the rules stay as they were");
+    }
+});
 CancellationToken stop = CommandLine.StopSignal();
 var burst = new PacketHandle[32];
 long packets = 0, bytes = 0, filtered = 0;
@@ -85,7 +117,7 @@ if (onDevice)
     {
         own = ZcCluster.Create(clusterId, new ClusterOptions { BufferCount = 8192, BufferSize = ClusterOptions.BufferSizeForMtu(9000), Warn = _ => { } });
         BufferPool pool = own.CreatePool(8192);
-        device = Device.OpenSource(input, pool, 0);
+        device = rules is null ? Device.OpenSource(input, pool, 0) : Device.OpenSource(input, pool, 0, rules);
         using IDisposable listed = Device.ListIn(own, device);
         Console.WriteLine($"counting {device.Name}");
         var worker = ZcWorker.Start("zcount", () =>
@@ -171,6 +203,12 @@ int Total()
     double seconds = clock.Elapsed.TotalSeconds;
     Console.WriteLine($"total {packets:N0} pkts {bytes:N0} bytes in {seconds:F1} s ({packets / seconds / 1e6:F3} Mpps)"
         + (filter is null ? "" : $", {filtered:N0} filtered out") + (touch ? $", bytes summed to {checksum:x}" : ""));
+    if (rules is not null)
+    {
+        foreach ((int id, Rule rule) in rules.List())
+            Console.WriteLine($"rule {id} '{rule}': {rules.Counters(id).Packets:N0} pkts {rules.Counters(id).Bytes:N0} bytes");
+        Console.WriteLine($"no rule ({rules.DefaultAction}): {rules.Counters(-1).Packets:N0} pkts");
+    }
     return status;
 }
 

@@ -168,10 +168,10 @@ public class RulesTests(ITestOutputHelper output)
         output.WriteLine($"1,000,000 frames in {clock.Elapsed.TotalSeconds:F1} s: {string.Join(", ", Enum.GetValues<RuleAction>().Select(a => $"{a} {decisions[(int)a]:N0}"))}");
         foreach (int id in ids.Append(-1))
         {
-            Assert.Equal(rules.Counters(id), kernel.Counters(id));
-            output.WriteLine($"  {(id >= 0 ? Mixed[Array.IndexOf(ids, id)] : "default"),-70} {rules.Counters(id).Packets,9:N0} packets");
+            Assert.Equal(rules.UserSpaceCounters(id), kernel.Counters(id));
+            output.WriteLine($"  {(id >= 0 ? Mixed[Array.IndexOf(ids, id)] : "default"),-70} {rules.UserSpaceCounters(id).Packets,9:N0} packets");
         }
-        Assert.All(ids, id => Assert.True(rules.Counters(id).Packets > 0, $"rule {Mixed[Array.IndexOf(ids, id)]} matched nothing"));
+        Assert.All(ids, id => Assert.True(rules.UserSpaceCounters(id).Packets > 0, $"rule {Mixed[Array.IndexOf(ids, id)]} matched nothing"));
     }
 
     // `count` UDP frames, numbered in their last four bytes, to the port `port(i)` gives.
@@ -211,7 +211,8 @@ public class RulesTests(ITestOutputHelper output)
                     for (int i = 0; i < kept.Count; i++) Assert.True(kept[i].AsSpan().SequenceEqual(got[i]), $"frame {i}");
                 }
                 Assert.Equal((100UL, 100UL * (ulong)sent[0].Length), device.RuleCounters(0));
-                Assert.Equal(0UL, device.Rules.Counters(0).Packets);   // decided in the kernel, not here
+                Assert.Equal(0UL, device.Rules.UserSpaceCounters(0).Packets);   // decided in the kernel, not here
+                Assert.Equal(100UL, device.Rules.Counters(0).Packets);
                 // ICMP and ARP go to the stack, which answers: ping from the far end (a namespace of its own) works while the
                 // device takes the rest.
                 string peer = veth.Peer(Veth.A);
@@ -372,6 +373,40 @@ public class RulesTests(ITestOutputHelper output)
         {
             File.Delete(file);
             File.Delete(keys);
+        }
+    }
+
+    [Fact]
+    public void ZCountWithARulesFile_OnAfPacket_RunsThemInUserSpace_AndReadsThemAgainOnSigusr1()
+    {
+        using Veth veth = Veth.Create();
+        string frames = Path.Combine(Path.GetTempPath(), $"zcflow-zcount-rules-{Environment.ProcessId}.pcap"), file = frames + ".rules";
+        File.WriteAllLines(file, ["# DNS out", "drop proto udp dport 53"]);
+        try
+        {
+            List<byte[]> sent = Udp(frames, 300, i => (ushort)(i % 3 == 0 ? 53 : 80));
+            using ChildProcess zcount = ChildProcess.Run("ZCount", ["-i", Veth.B, "-R", file], netns: veth.Namespace);
+            zcount.WaitFor("counting");
+            using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", frames, "-n", sent.Count, "-p", 3000], netns: veth.Namespace))
+                Assert.Equal(0, send.WaitForExit());
+            File.WriteAllLines(file, ["drop proto udp dport 80", "drop proto udp dport 80-81"]);
+            Thread.Sleep(1200);   // what came is counted before the rules change
+            Native.Libc.Kill(zcount.Pid, 10);
+            zcount.WaitFor("rules read again");
+            using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", frames, "-n", sent.Count, "-p", 3000], netns: veth.Namespace))
+                Assert.Equal(0, send.WaitForExit());
+            Thread.Sleep(500);
+            zcount.Terminate();
+            Assert.Equal(0, zcount.WaitForExit());
+            output.WriteLine(zcount.Output);
+            Assert.Contains("total 300 pkts", zcount.Output);   // 200 of port 80, then 100 of port 53
+            Assert.Contains("'drop proto 17 dport 80': 200 pkts", zcount.Output);
+            Assert.Contains("'drop proto 17 dport 80-81': 0 pkts", zcount.Output);
+        }
+        finally
+        {
+            File.Delete(frames);
+            File.Delete(file);
         }
     }
 }

@@ -43,6 +43,19 @@ public static class Device
     }
 
     /// <summary>
+    /// Opens <paramref name="name"/> as <see cref="OpenSource(string, BufferPool, uint)"/> does, with <paramref name="rules"/>
+    /// deciding what reaches the caller: in the kernel for an AF_XDP device (its own XDP program: what it drops, leaves to
+    /// the kernel or reflects is never copied to user space), in user space for any other. Rules added to or removed from
+    /// <paramref name="rules"/> while the device runs take effect at once; <see cref="Filters.Rules.Counters"/> counts both.
+    /// </summary>
+    public static IPacketSource OpenSource(string name, BufferPool pool, uint index, Filters.Rules rules)
+    {
+        ArgumentNullException.ThrowIfNull(rules);
+        if (XdpDevice.IsName(name)) return XdpDevice.Open(name, pool, index, rules);
+        return new RuledSource(OpenSource(name, pool, index), rules, pool);
+    }
+
+    /// <summary>
     /// Opens <paramref name="name"/> as a device to send through: an interface (<c>eth0</c>,
     /// <c>af_packet:eth0</c>), the Linux stack through a TAP interface (<c>stack:zc0</c>), an AF_XDP socket (<c>xdp:eth0@0</c>), which copies what it sends
     /// into buffers of <paramref name="pool"/>, or another process's ingress queue (<c>zc:99@0</c>).

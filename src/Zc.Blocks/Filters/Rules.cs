@@ -343,7 +343,7 @@ public sealed class Rules
         }
     }
 
-    /// <summary>The rules held, by id: wildcard rules in the order they are tried.</summary>
+    /// <summary>The rules held, by id: precise rules first, then the wildcard rules in the order they are tried.</summary>
     public IReadOnlyList<(int Id, Rule Rule)> List()
     {
         lock (_lock)
@@ -354,11 +354,50 @@ public sealed class Rules
 
     internal Entry[] Wildcards => Volatile.Read(ref _wildcards);
 
-    /// <summary>Packets and bytes that rule <paramref name="id"/> (-1: the default) matched in user space.</summary>
+    private Func<int, (ulong, ulong)>[] _kernelCounters = [];
+
+    /// <summary>A back end that counts in the kernel, added to what <see cref="Counters"/> sums.</summary>
+    internal void CountAlso(Func<int, (ulong, ulong)> counters, bool add)
+    {
+        lock (_lock) _kernelCounters = add ? [.. _kernelCounters, counters] : [.. _kernelCounters.Where(c => c != counters)];
+    }
+
+    /// <summary>Packets and bytes that rule <paramref name="id"/> (-1: the default) matched, here and in the kernel (<see cref="UserSpaceCounters"/>: here).</summary>
     public (ulong Packets, ulong Bytes) Counters(int id)
+    {
+        (ulong packets, ulong bytes) = UserSpaceCounters(id);
+        foreach (Func<int, (ulong, ulong)> kernel in Volatile.Read(ref _kernelCounters))
+        {
+            (ulong p, ulong b) = kernel(id);
+            (packets, bytes) = (packets + p, bytes + b);
+        }
+        return (packets, bytes);
+    }
+
+    /// <summary>Packets and bytes that rule <paramref name="id"/> (-1: the default) matched in user space.</summary>
+    public (ulong Packets, ulong Bytes) UserSpaceCounters(int id)
     {
         if (id < 0) return (Volatile.Read(ref _defaultPackets), Volatile.Read(ref _defaultBytes));
         return (uint)id < MaxRules && _byId[id] is { } e ? (Volatile.Read(ref e.Packets), Volatile.Read(ref e.Bytes)) : (0, 0);
+    }
+
+    /// <summary>
+    /// Makes the rules those of <paramref name="rules"/> (a file read again on SIGUSR1): precise rules there before and still
+    /// wanted are kept, with their counters; the others are removed, and the wildcard rules replaced, in the new order.
+    /// Between the removes and the adds a packet may meet neither set. Returns the ids, in the order given.
+    /// </summary>
+    public int[] Replace(IEnumerable<Rule> rules)
+    {
+        Rule[] wanted = [.. rules];
+        lock (_lock)
+        {
+            var keep = new Dictionary<Rule, int>();
+            foreach (Entry? e in _byId)
+                if (e is not null && e.Rule.IsPrecise && wanted.Contains(e.Rule)) keep[e.Rule] = e.Id;
+            foreach (Entry? e in _byId.ToArray())
+                if (e is not null && !keep.ContainsValue(e.Id)) Remove(e.Id);
+            return [.. wanted.Select(r => keep.TryGetValue(r, out int id) ? id : Add(r))];
+        }
     }
 
     /// <summary>

@@ -61,6 +61,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
             ProgramFd = Load(Program());
             SetAction(DefaultSlot, rules.DefaultAction);
             rules.Follow(Follow);
+            rules.CountAlso(Counters, add: true);
         }
         catch
         {
@@ -587,6 +588,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
     public void Dispose()
     {
         _rules.Unfollow(Follow);
+        _rules.CountAlso(Counters, add: false);
         foreach (int fd in new[] { ProgramFd, _precise, _wildcards, _half, _actions, _counters, _devices, _sockets }) Libc.Close(fd);
     }
 }

@@ -80,7 +80,7 @@ public sealed class Topology
 
     /// <summary>
     /// Devices, read by the stage this stream goes to (in arrival order, or in time order after
-    /// <see cref="PacketStream.InTimeOrder"/>): any name <see cref="Device.OpenSource"/> takes.
+    /// <see cref="PacketStream.InTimeOrder"/>): any name <see cref="Device.OpenSource(string, BufferPool, uint)"/> takes.
     /// </summary>
     public PacketStream From(params string[] devices)
     {
