@@ -93,6 +93,7 @@ internal static partial class CaptureScenario
                     ["runs"] = r.Count,
                 });
             }
+            RulesRows(options, report, sender, capturer);
         }
         catch (PlatformNotSupportedException e)
         {
@@ -104,11 +105,79 @@ internal static partial class CaptureScenario
         }
     }
 
-    private static Result Measure(string device, string config, int sender, int capturer)
+    // Rules on AF_XDP: the same offer as UDP with its destination port going round 0 to 9; one rule that drops ports 0-8
+    // (90%) run by the device's XDP program in the kernel, and the same rule in user space (every packet copied up first);
+    // 10,000 precise rules that none matches, and the program with no rule, in the kernel; and libxdp's own program. The
+    // costs are per packet offered: what a rule in the kernel saves is the copy, the wake-ups and the user-space work.
+    private static void RulesRows(PerfOptions options, Report report, int sender, int capturer)
+    {
+        string config = Path.Combine(Path.GetTempPath(), $"zcflow-trafgen-rules-{Environment.ProcessId}.cfg");
+        File.WriteAllText(config, "{ fill(0xff, 6), 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, c16(0x0800), " +
+            "0x45, 0x00, c16(46), c16(0), c16(0), 64, 17, c16(0), 10, 0, 0, 1, 10, 0, 0, 2, c16(1000), 0x00, dinc(0, 9), c16(26), c16(0), fill(0x00, 18) }\n");
+        string xdp = $"xdp:{Veth.B}@0?mode=skb&ring=8192&latency=10";
+        Filters.Rules Drop90()
+        {
+            var rules = new Filters.Rules();
+            rules.Add(Filters.Rule.Parse("drop proto udp dport 0-8"));
+            return rules;
+        }
+        Filters.Rules Precise()
+        {
+            var rules = new Filters.Rules();
+            for (int k = 0; k < 10_000; k++) rules.Add(Filters.Rule.Parse($"drop proto udp src 10.0.0.1 sport 1000 dst 10.0.0.2 dport {20000 + k}"));
+            return rules;
+        }
+        var rows = new (string Name, Func<BufferPool, IPacketSource>? Open)[]
+        {
+            ("nobody (rules offer)", null),
+            ("rules: libxdp's program, no rule", pool => Device.OpenSource(xdp, pool, 0)),
+            ("rules: drop 90% in the kernel", pool => XdpDevice.Open(xdp, pool, 0, Drop90())),
+            ("rules: drop 90% in user space", pool => new RuledSource(XdpDevice.Open(xdp, pool, 0), Drop90(), pool)),
+            ("rules: none, our program", pool => XdpDevice.Open(xdp, pool, 0, new Filters.Rules())),
+            ("rules: 10,000 precise, none matching", pool => XdpDevice.Open(xdp, pool, 0, Precise())),
+        };
+        try
+        {
+            var runs = rows.ToDictionary(r => r.Name, _ => new List<Result>());
+            for (int run = 0; run < options.Runs; run++)
+                foreach ((string name, Func<BufferPool, IPacketSource>? open) in rows) runs[name].Add(Measure(name, config, sender, capturer, open));
+            double offer = Report.Median(runs[rows[0].Name].Select(r => r.MachineSeconds)), offerWindow = Report.Median(runs[rows[0].Name].Select(r => r.WindowSeconds));
+            double idleRate = Report.Median(runs[rows[0].Name].Select(r => r.IdleRate));
+            double Own(Result r) => r.CpuSeconds / Offered * 1e9;
+            double All(Result r) => Math.Max(0, r.MachineSeconds - offer - idleRate * Math.Max(0, r.WindowSeconds - offerWindow)) / Offered * 1e9;
+            double userOwn = Report.Median(runs["rules: drop 90% in user space"].Select(Own)), userAll = Report.Median(runs["rules: drop 90% in user space"].Select(All));
+            double emptyOwn = Report.Median(runs["rules: none, our program"].Select(Own)), emptyAll = Report.Median(runs["rules: none, our program"].Select(All));
+            foreach ((string name, _) in rows.Skip(1))
+            {
+                List<Result> r = runs[name];
+                report.Row(new Dictionary<string, object>
+                {
+                    ["scenario"] = "capture",
+                    ["device"] = name,
+                    ["offered"] = Offered,
+                    ["received"] = (long)Report.Median(r.Select(x => (double)x.Received)),
+                    ["cpu_ns_per_offered"] = Math.Round(Report.Median(r.Select(Own)), 1),
+                    ["cpu_ns_per_offered_min_max"] = $"{r.Min(Own):F1}-{r.Max(Own):F1}",
+                    ["machine_ns_per_offered"] = Math.Round(Report.Median(r.Select(All)), 1),
+                    ["machine_ns_per_offered_min_max"] = $"{r.Min(All):F1}-{r.Max(All):F1}",
+                    ["cpu_ratio_vs_user_space_rule"] = Math.Round(Report.Median(r.Select(Own)) / userOwn, 3),
+                    ["machine_ratio_vs_user_space_rule"] = Math.Round(Report.Median(r.Select(All)) / userAll, 3),
+                    ["machine_ratio_vs_no_rule"] = Math.Round(Report.Median(r.Select(All)) / emptyAll, 3),
+                    ["runs"] = r.Count,
+                });
+            }
+        }
+        finally
+        {
+            File.Delete(config);
+        }
+    }
+
+    private static Result Measure(string device, string config, int sender, int capturer, Func<BufferPool, IPacketSource>? open = null)
     {
         using Veth veth = Veth.Create(mtu: 1500);
         if (device == "tcpdump") return Tcpdump(veth, config, sender, capturer);
-        if (device == "nobody") return Nobody(veth, config, sender);
+        if (device.StartsWith("nobody", StringComparison.Ordinal)) return Nobody(veth, config, sender);
         if (device.EndsWith(" x2", StringComparison.Ordinal)) return Members(veth, device, config, sender, [sender, capturer]);
         bool write = device.EndsWith(" +pcap", StringComparison.Ordinal);
         string name = write ? device[..^" +pcap".Length] : device;
@@ -120,7 +189,7 @@ internal static partial class CaptureScenario
         return veth.Run(() =>
         {
             CpuAffinity.PinCurrentThread(capturer);
-            using IPacketSource source = Device.OpenSource(name, pool, 0);
+            using IPacketSource source = open?.Invoke(pool) ?? Device.OpenSource(name, pool, 0);
             // Like tcpdump -w /dev/null: every packet written as a pcap record, through a file stream.
             using CaptureWriter? writer = write ? new CaptureWriter(new FileStream("/dev/null", FileMode.Open, FileAccess.Write, FileShare.ReadWrite, 1 << 16), pcapng: false) : null;
             var burst = new PacketHandle[64];

@@ -409,4 +409,46 @@ public class RulesTests(ITestOutputHelper output)
             File.Delete(file);
         }
     }
+
+    [Theory]
+    [InlineData("udp port 53")]
+    [InlineData("tcp and (port 80 or port 443)")]
+    [InlineData("vlan and ip")]
+    [InlineData("ip6 and tcp")]
+    [InlineData("ip[6:2] & 0x1fff != 0")]
+    [InlineData("ether broadcast or ether multicast")]
+    [InlineData("icmp or icmp6")]
+    [InlineData("len > 200 and not arp")]
+    [InlineData("net 10.0.0.0/8 and udp")]
+    [InlineData("tcp[tcpflags] & (tcp-syn|tcp-fin) != 0")]
+    public void AFilterTranslatedIntoTheXdpProgram_KeepsWhatLibpcapKeeps_OverTheCorpus(string expression)
+    {
+        if (Environment.UserName != "root") Assert.Skip("loading BPF programs needs root");
+        Corpus.SkipIfMissing();
+        BpfFilter filter = BpfFilter.Compile(expression);
+        using var kernel = new XdpRules(new Rules(filter: filter));
+        long frames = 0, kept = 0;
+        void Check(ReadOnlySpan<byte> data, string what)
+        {
+            ulong before = kernel.FilteredOut;
+            Assert.Equal(2u, kernel.TestRun(data));   // to the application with no socket, or turned to the kernel: XDP_PASS both
+            bool keeps = kernel.FilteredOut == before;
+            bool libpcap = filter.Matches(data);
+            if (keeps != libpcap) Assert.Fail($"'{expression}' over {what}: libpcap {(libpcap ? "keeps" : "rejects")} it, the XDP program {(keeps ? "keeps" : "rejects")} it: {Convert.ToHexString(data)}");
+            frames++;
+            if (keeps) kept++;
+        }
+        foreach (string file in Corpus.Files())
+        {
+            using var capture = Devices.CaptureFile.Open(file);
+            int taken = 0;
+            while (capture.TryNext(out ReadOnlySpan<byte> data, out _, out Parsing.LinkType link) && taken < 2000)
+                if (link == Parsing.LinkType.Ethernet && data.Length is >= 14 and <= 3000) Check(data, $"{Path.GetFileName(file)} frame {++taken}");
+        }
+        // and the random frames of every shape the rules are tested with
+        var random = new Random(expression.GetHashCode(StringComparison.Ordinal));
+        for (int i = 0; i < 50_000; i++) Check(RandomFrame(random), $"random frame {i}");
+        output.WriteLine($"'{expression}': {kept:N0} of {frames:N0} corpus and random frames kept by both");
+        Assert.True(frames > 50_000, $"{frames} frames");
+    }
 }

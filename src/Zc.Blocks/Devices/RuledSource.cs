@@ -32,7 +32,7 @@ internal sealed class RuledSource(IPacketSource inner, Rules rules, BufferPool p
         {
             PacketHandle p = packets[i];
             RuleAction action = rules.Decide(p.Data, p.WireLength, out int id);
-            if (action == RuleAction.ToApplication)
+            if (action == RuleAction.ToApplication && (rules.Filter is null || rules.Filter.Matches(p)))
             {
                 if (i != kept) (packets[kept], packets[i]) = (packets[i], packets[kept]);
                 kept++;

@@ -9,7 +9,7 @@ namespace ZcFlow.Filters;
 internal sealed class Ebpf
 {
     // Instruction classes, sizes, modes, operations (linux/bpf_common.h, linux/bpf.h).
-    private const byte Ld = 0x00, Ldx = 0x01, St = 0x02, Stx = 0x03, Alu32 = 0x04, Jmp = 0x05, Alu64 = 0x07;
+    private const byte Ld = 0x00, Ldx = 0x01, St = 0x02, Stx = 0x03, Alu32Class = 0x04, Jmp = 0x05, Jmp32 = 0x06, Alu64 = 0x07;
     private const byte Imm = 0x00, MemMode = 0x60, AtomicMode = 0xc0, SourceX = 0x08;
     private const byte PseudoMapFd = 1;
 
@@ -45,6 +45,24 @@ internal sealed class Ebpf
 
     public void Mov(int dst, int immediate) => Emit((byte)(Alu64 | (byte)Op.Mov), dst, immediate: immediate);
 
+    /// <summary>A 32-bit operation (the result zero-extended), with an immediate or a register: classic BPF's arithmetic.</summary>
+    public void Alu32(byte op, int dst, int immediate) => Emit((byte)(Alu32Class | op), dst, immediate: immediate);
+
+    public void Alu32Reg(byte op, int dst, int src) => Emit((byte)(Alu32Class | op | SourceX), dst, src);
+
+    /// <summary>Jumps when the low 32 bits of <paramref name="reg"/> compare so with <paramref name="immediate"/> as 32 bits (classic BPF's compares).</summary>
+    public void JumpIf32(Cond cond, int reg, int immediate, int label)
+    {
+        _jumps.Add((_code.Count, label));
+        Emit((byte)(Jmp32 | (byte)cond), reg, immediate: immediate);
+    }
+
+    public void JumpIf32Reg(Cond cond, int reg, int other, int label)
+    {
+        _jumps.Add((_code.Count, label));
+        Emit((byte)(Jmp32 | (byte)cond | SourceX), reg, other);
+    }
+
     public void MovReg(int dst, int src) => Emit((byte)(Alu64 | (byte)Op.Mov | SourceX), dst, src);
 
     public void Alu(Op op, int dst, int immediate) => Emit((byte)(Alu64 | (byte)op), dst, immediate: immediate);
@@ -52,7 +70,7 @@ internal sealed class Ebpf
     public void AluReg(Op op, int dst, int src) => Emit((byte)(Alu64 | (byte)op | SourceX), dst, src);
 
     /// <summary>The low 16, 32 or 64 bits of <paramref name="dst"/> from network to host order (a byte swap on a little-endian host).</summary>
-    public void FromBigEndian(int dst, int bits) => Emit((byte)(Alu32 | 0xd0 | SourceX), dst, immediate: bits);
+    public void FromBigEndian(int dst, int bits) => Emit((byte)(Alu32Class | 0xd0 | SourceX), dst, immediate: bits);
 
     /// <summary><paramref name="dst"/> = *(size*)(<paramref name="src"/> + <paramref name="offset"/>).</summary>
     public void Load(Size size, int dst, int src, short offset) => Emit((byte)(Ldx | MemMode | (byte)size), dst, src, offset);

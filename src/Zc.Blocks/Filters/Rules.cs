@@ -270,10 +270,17 @@ public sealed class Rules
     private int _nextId;
     private ulong _defaultPackets, _defaultBytes;
 
-    public Rules(RuleAction defaultAction = RuleAction.ToApplication) => DefaultAction = defaultAction;
+    public Rules(RuleAction defaultAction = RuleAction.ToApplication, BpfFilter? filter = null) => (DefaultAction, Filter) = (defaultAction, filter);
 
     /// <summary>What a frame no rule matches gets.</summary>
     public RuleAction DefaultAction { get; }
+
+    /// <summary>
+    /// A filter in tcpdump's syntax in front of the application: a frame to go to the application that it rejects goes to
+    /// the kernel instead. For an AF_XDP device it is translated into the device's XDP program (<see cref="ClassicToEbpf"/>),
+    /// so a filtered capture copies only what passes; elsewhere it runs in user space.
+    /// </summary>
+    public BpfFilter? Filter { get; }
 
     /// <summary>
     /// A back end that keeps its own copy (the kernel's maps): told of every rule held now, then of each add (before it

@@ -19,7 +19,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
 {
     private const int KeySize = 40;          // Rules.PreciseKey as the program lays it out on its stack
     private const int WildcardSize = 88;
-    private const int DefaultSlot = Rules.MaxRules;
+    private const int DefaultSlot = Rules.MaxRules, FilteredSlot = Rules.MaxRules + 1;
     private const int MaxQueues = 256;
     private const uint Used = 1u << 31;
     private const int FieldEther = 1, FieldVlan = 2, FieldProto = 4, FieldSource = 8, FieldDestination = 16, FieldSourcePort = 32, FieldDestinationPort = 64;
@@ -53,7 +53,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
         _wildcards = Map(Bpf.BPF_MAP_TYPE_ARRAY, "zc_wildcards", 4, WildcardSize, 2 * Rules.MaxWildcards);
         _half = Map(Bpf.BPF_MAP_TYPE_ARRAY, "zc_half", 4, 4, 1);
         _actions = Map(Bpf.BPF_MAP_TYPE_ARRAY, "zc_actions", 4, 4, Rules.MaxRules + 1);
-        _counters = Map(Bpf.BPF_MAP_TYPE_PERCPU_ARRAY, "zc_counters", 4, 16, Rules.MaxRules + 1);
+        _counters = Map(Bpf.BPF_MAP_TYPE_PERCPU_ARRAY, "zc_counters", 4, 16, Rules.MaxRules + 2);
         _devices = Map(Bpf.BPF_MAP_TYPE_DEVMAP, "zc_reflect", 4, 4, Rules.MaxRules + 1);
         _sockets = Map(Bpf.BPF_MAP_TYPE_XSKMAP, "zc_xsks", 4, 4, MaxQueues);
         try
@@ -179,12 +179,16 @@ internal sealed unsafe partial class XdpRules : IDisposable
         BinaryPrimitives.WriteUInt128BigEndian(s[24..], k.Destination);
     }
 
+    /// <summary>Packets the filter (<see cref="Rules.Filter"/>) sent to the kernel rather than to the application.</summary>
+    public ulong FilteredOut => Count(FilteredSlot).Packets;
+
     /// <summary>Packets and bytes rule <paramref name="id"/> (-1: the default) matched in the kernel, summed over the CPUs.</summary>
-    public (ulong Packets, ulong Bytes) Counters(int id)
+    public (ulong Packets, ulong Bytes) Counters(int id) => Count(id < 0 ? DefaultSlot : (uint)id);
+
+    private (ulong Packets, ulong Bytes) Count(uint key)
     {
         int cpus = PossibleCpus();
         ulong* values = stackalloc ulong[2 * cpus];
-        uint key = id < 0 ? DefaultSlot : (uint)id;
         if (Bpf.MapLookup(_counters, &key, values) != 0) return (0, 0);
         ulong packets = 0, bytes = 0;
         for (int c = 0; c < cpus; c++) (packets, bytes) = (packets + values[2 * c], bytes + values[2 * c + 1]);
@@ -544,7 +548,16 @@ internal sealed unsafe partial class XdpRules : IDisposable
         a.JumpIf(Cond.Eq, R2, (int)RuleAction.Drop, drop);
         a.JumpIf(Cond.Eq, R2, (int)RuleAction.ToKernel, toKernel);
         a.JumpIf(Cond.Eq, R2, (int)RuleAction.Reflect, reflect);
-        // To the application: the socket of the queue it came in on; to the kernel when there is none.
+        // To the application, if the filter keeps it: the socket of the queue it came in on; to the kernel when there is none.
+        int filteredOut = a.Label();
+        if (_rules.Filter is { } filter)
+        {
+            int kept = a.Label();
+            a.Load(Size.Word, R7, R6, 0);
+            a.Load(Size.Word, R8, R6, 4);
+            ClassicToEbpf.Emit(a, filter.Instructions, kept, filteredOut);
+            a.Mark(kept);
+        }
         a.LoadMap(R1, _sockets);
         a.Load(Size.Word, R2, R6, 16);
         a.Mov(R3, (int)Bpf.XDP_PASS);
@@ -558,6 +571,21 @@ internal sealed unsafe partial class XdpRules : IDisposable
         a.Exit();
         a.Mark(drop);
         a.Return(Bpf.XDP_DROP);
+        // What the filter turned away from the application: counted apart, and to the kernel (no code where there is no filter:
+        // the verifier refuses what cannot be reached).
+        if (_rules.Filter is not null)
+        {
+            a.Mark(filteredOut);
+            a.StoreImmediate(Size.Word, Fp, MapKey, FilteredSlot);
+            a.LoadMap(R1, _counters);
+            a.MovReg(R2, Fp);
+            a.Alu(Op.Add, R2, MapKey);
+            a.Call(MapLookupElem);
+            a.JumpIf(Cond.Eq, R0, 0, toKernel);
+            a.Load(Size.Double, R2, R0, 0);
+            a.Alu(Op.Add, R2, 1);
+            a.Store(Size.Double, R0, 0, R2);
+        }
         a.Mark(toKernel);
         a.Return(Bpf.XDP_PASS);
         return a.Build();
