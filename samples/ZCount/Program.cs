@@ -56,13 +56,20 @@ if (rulesFile is not null)
         return 1;
     }
 }
+// On an AF_XDP device the filter goes into the device's XDP program with the rules: what it rejects is never copied up.
+if (filter is not null && onDevice && Device.RunsRulesInTheKernel(input))
+{
+    var inKernel = new Rules(filter: filter);
+    if (rules is not null) inKernel.Replace(rules.List().Select(r => r.Rule));
+    rules = inKernel;
+}
 // SIGUSR1: the rules file read again; a bad file leaves the rules as they were.
-using var reload = rules is null ? null : System.Runtime.InteropServices.PosixSignalRegistration.Create((System.Runtime.InteropServices.PosixSignal)10, signal =>
+using var reload = rulesFile is null ? null : System.Runtime.InteropServices.PosixSignalRegistration.Create((System.Runtime.InteropServices.PosixSignal)10, signal =>
 {
     signal.Cancel = true;
     try
     {
-        rules.Replace(Rules.Load(rulesFile!));
+        rules!.Replace(Rules.Load(rulesFile!));
         Console.WriteLine($"rules read again from {rulesFile}: {rules.List().Count}");
     }
     catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException)

@@ -451,4 +451,44 @@ public class RulesTests(ITestOutputHelper output)
         output.WriteLine($"'{expression}': {kept:N0} of {frames:N0} corpus and random frames kept by both");
         Assert.True(frames > 50_000, $"{frames} frames");
     }
+
+    [Fact]
+    public void AFilteredAfXdpCapture_ReceivesExactlyWhatTcpdumpsFilterMatches_AndCopiesNothingElse()
+    {
+        TestSetup.RequireTool("tcpdump");
+        using Veth veth = Veth.Create();
+        string frames = Path.Combine(Path.GetTempPath(), $"zcflow-xdp-filter-{Environment.ProcessId}.pcap");
+        try
+        {
+            var random = new Random(53);
+            var all = new List<byte[]>();
+            for (int i = 0; i < 600; i++)
+                all.Add((i % 4) switch
+                {
+                    0 => Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 12).Udp((ushort)random.Next(1024, 65535), 53, 4).U32((uint)i).ToArray(),
+                    1 => Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 6, 24).Tcp(1000, 53).U32((uint)i).ToArray(),
+                    2 => Frames.Ethernet(0x86DD).Ipv6((UInt128)0x20010db8 << 96 | 1, (UInt128)0x20010db8 << 96 | 2, 17, 12).Udp(53, 2000, 4).U32((uint)i).ToArray(),
+                    _ => RandomFrame(random),
+                });
+            using (var writer = new Devices.CaptureWriter(frames))
+                for (int i = 0; i < all.Count; i++) writer.Write(all[i], i);
+            (_, string text, _) = Tools.Run("tcpdump", "-nr", frames, "udp port 53");
+            int expected = text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length;
+            Assert.True(expected >= 300, $"{expected}");
+            using ChildProcess zcount = ChildProcess.Run("ZCount", ["-i", $"xdp:{Veth.B}@0?mode=skb", "-f", "udp port 53"], netns: veth.Namespace);
+            zcount.WaitFor("counting");
+            using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", frames, "-n", all.Count, "-p", 3000], netns: veth.Namespace))
+                Assert.Equal(0, send.WaitForExit());
+            Thread.Sleep(500);
+            zcount.Terminate();
+            Assert.Equal(0, zcount.WaitForExit());
+            output.WriteLine(zcount.Output);
+            Assert.Contains($"total {expected:N0} pkts", zcount.Output);
+            Assert.Contains(", 0 filtered out", zcount.Output);   // what the filter rejects never reached user space
+        }
+        finally
+        {
+            File.Delete(frames);
+        }
+    }
 }

@@ -55,6 +55,9 @@ public static class Device
         return new RuledSource(OpenSource(name, pool, index), rules, pool);
     }
 
+    /// <summary>True when <paramref name="name"/> is an AF_XDP device, whose rules and filter run in its own XDP program in the kernel.</summary>
+    public static bool RunsRulesInTheKernel(string name) => XdpDevice.IsName(name);
+
     /// <summary>
     /// Opens <paramref name="name"/> as a device to send through: an interface (<c>eth0</c>,
     /// <c>af_packet:eth0</c>), the Linux stack through a TAP interface (<c>stack:zc0</c>), an AF_XDP socket (<c>xdp:eth0@0</c>), which copies what it sends
