@@ -491,4 +491,27 @@ public class RulesTests(ITestOutputHelper output)
             File.Delete(frames);
         }
     }
+
+    [Fact]
+    public void ARuleTheKernelRefuses_IsAnErrorNamingIt_AndTheRulesStayAsTheyWere()
+    {
+        if (Environment.UserName != "root") Assert.Skip("loading BPF programs needs root");
+        var rules = new Rules();
+        int drop = rules.Add(Rule.Parse("drop proto udp dport 53"));
+        using var kernel = new XdpRules(rules);
+        var e = Assert.Throws<ArgumentException>(() => rules.Add(Rule.Parse("reflect nosuch0 proto tcp")));
+        Assert.Contains("rule 'reflect nosuch0 proto 6': there is no interface 'nosuch0' to reflect to", e.Message);
+        Assert.Equal([(drop, Rule.Parse("drop proto udp dport 53"))], rules.List());
+        byte[] dns = Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 12).Udp(1000, 53, 4).U32(1).ToArray();
+        byte[] web = Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 6, 24).Tcp(1000, 80).U32(1).ToArray();
+        Assert.Equal(1u, kernel.TestRun(dns));   // the rules it had still run
+        Assert.Equal(2u, kernel.TestRun(web));
+        // A precise rule for a 6-tuple that has one already, and one wildcard rule too many, are refused the same way.
+        rules.Add(Rule.Parse("drop proto tcp src 10.0.0.1 sport 1000 dst 10.0.0.2 dport 80"));
+        Assert.Contains("a precise rule for this 6-tuple is there already", Assert.Throws<ArgumentException>(() => rules.Add(Rule.Parse("pass proto tcp src 10.0.0.1 sport 1000 dst 10.0.0.2 dport 80"))).Message);
+        Assert.Equal(1u, kernel.TestRun(web));
+        for (int i = rules.List().Count(r => !r.Rule.IsPrecise); i < Rules.MaxWildcards; i++) rules.Add(Rule.Parse($"drop proto udp dport {10000 + i}"));
+        Assert.Contains("64 wildcard rules are held already", Assert.Throws<InvalidOperationException>(() => rules.Add(Rule.Parse("drop proto udp dport 9"))).Message);
+        Assert.Equal(1u, kernel.TestRun(dns));
+    }
 }
