@@ -10,8 +10,8 @@ using ZcFlow.Samples;
 // A flow exporter in the manner of softflowd and nProbe: packets from any ZcFlow device (a queue of a
 // Balancer, a capture file, an interface) into a FlowTable, ended flows out as IPFIX or NetFlow v9 over UDP.
 // Several behind one Balancer export to one collector, each with its own observation domain.
-var cl = new CommandLine(args, flags: "bpTD", withValue: "invtmol",
-    "usage: FlowExport -i <device> -n <collector:port> [-v 9|10] [-t <idle>[,<active>]] [-b] [-m <flows>] [-o <domain>] [-l <packets/s>] [-T] [-D] [-p]\n" +
+var cl = new CommandLine(args, flags: "bpTD", withValue: "invtmolR",
+    "usage: FlowExport -i <device> -n <collector:port> [-v 9|10] [-t <idle>[,<active>]] [-b] [-m <flows>] [-o <domain>] [-l <packets/s>] [-T] [-D] [-R <rules file>] [-p]\n" +
     "  -i  where the packets come from: zc:<cluster>@<queue>, a capture file (pcap:<file>, *.pcap, *.pcapng), eth0, gen:64\n" +
     "  -n  the collector: host:port for UDP (IPv6 as [::1]:port), tcp://host:port for IPFIX over TCP\n" +
     "  -v  9 for NetFlow v9, 10 for IPFIX (10)      -b  IPFIX biflows (RFC 5103): one record for both directions\n" +
@@ -19,7 +19,9 @@ var cl = new CommandLine(args, flags: "bpTD", withValue: "invtmol",
     "  -m  the most flows held at once (1048576)    -o  observation domain / source id (default: the queue of zc:<c>@<q>, else 0)\n" +
     "  -l  at most this many export packets a second (a collector's socket overflows on a burst); the input waits meanwhile\n" +
     "  -T  flows of the innermost IP packets under GTP-U, GRE and VXLAN    -p  stats every second\n" +
-    "  -D  put IP fragments back together first (the Defragment stage), so a fragmented datagram counts once, under its ports");
+    "  -D  put IP fragments back together first (the Defragment stage), so a fragmented datagram counts once, under its ports\n" +
+    "  -R  rules on the device, one a line (drop proto udp dport 53, kernel ether arp, pass …): only what goes to the application\n" +
+    "      is counted; in the kernel for xdp:, in user space elsewhere; SIGUSR1 reads the file again");
 string input = cl.RequiredString('i');
 string target = cl.String('n') ?? "";
 // host:port or udp://host:port for UDP, tcp://host:port for IPFIX over TCP (as nProbe writes them).
@@ -39,6 +41,7 @@ CancellationToken stop = CommandLine.StopSignal();
 ZcCluster? cluster = null;
 IPacketSource source;
 IDisposable? listed = null;
+RulesFile? rulesFile = null;
 BufferPool pool;
 var encoderOptions = new FlowEncoderOptions { Version = version, ObservationDomain = domain, Biflow = cl.Has('b') };
 FlowEncoder encoder = tcp ? FlowEncoder.Tcp(encoderOptions, collector!)
@@ -53,13 +56,15 @@ try
 {
     cluster = ZcCluster.Create(0x5F000000 + (uint)Environment.ProcessId % 0x1000000, new ClusterOptions { BufferCount = 4096, Warn = _ => { } });
     pool = cluster.CreatePool(4096);
-    source = Device.OpenSource(input, pool, 0);
+    rulesFile = cl.String('R') is string rulesPath ? RulesFile.Open(rulesPath) : null;
+    source = rulesFile is null ? Device.OpenSource(input, pool, 0) : Device.OpenSource(input, pool, 0, rulesFile.Rules);
     listed = Device.ListIn(cluster, source);
     table.Link = source.Link;
 }
 catch (Exception e) when (SetupError.Is(e))
 {
     Console.Error.WriteLine($"error: {SetupError.Describe(e)}");
+    rulesFile?.Dispose();
     cluster?.Dispose();
     return 1;
 }
@@ -113,6 +118,11 @@ Report();
 if (source is PcapFileDevice { Problem: string problem }) Console.Error.WriteLine($"warning: {problem}");
 listed?.Dispose();
 source.Dispose();
+if (rulesFile is not null)
+{
+    foreach (string line in RulesFile.Report(rulesFile.Rules)) Console.WriteLine(line);
+    rulesFile.Dispose();
+}
 cluster.Dispose();
 return 0;
 

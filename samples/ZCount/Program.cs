@@ -40,43 +40,24 @@ if (cl.String('f') is string expression)
         return 1;
     }
 }
+// -R: rules on the device; on an AF_XDP device the filter goes into its XDP program with them, so what it rejects is never
+// copied up. SIGUSR1 reads the file again.
+string? rulesPath = cl.String('R');
+if (rulesPath is not null && !onDevice) cl.Fail("-R runs rules on a device (-i eth1, xdp:eth1@0, a capture file), not on a queue");
+bool filterInKernel = filter is not null && onDevice && Device.RunsRulesInTheKernel(input);
+RulesFile? rulesFile = null;
 Rules? rules = null;
-string? rulesFile = cl.String('R');
-if (rulesFile is not null)
+try
 {
-    if (!onDevice) cl.Fail("-R runs rules on a device (-i eth1, xdp:eth1@0, a capture file), not on a queue");
-    try
-    {
-        rules = new Rules();
-        rules.Replace(Rules.Load(rulesFile));
-    }
-    catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException)
-    {
-        Console.Error.WriteLine($"error: -R: {SetupError.Describe(e)}");
-        return 1;
-    }
+    if (rulesPath is not null) rules = (rulesFile = RulesFile.Open(rulesPath, filterInKernel ? filter : null)).Rules;
+    else if (filterInKernel) rules = new Rules(filter: filter);
 }
-// On an AF_XDP device the filter goes into the device's XDP program with the rules: what it rejects is never copied up.
-if (filter is not null && onDevice && Device.RunsRulesInTheKernel(input))
+catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException)
 {
-    var inKernel = new Rules(filter: filter);
-    if (rules is not null) inKernel.Replace(rules.List().Select(r => r.Rule));
-    rules = inKernel;
+    Console.Error.WriteLine($"error: -R: {SetupError.Describe(e)}");
+    return 1;
 }
-// SIGUSR1: the rules file read again; a bad file leaves the rules as they were.
-using var reload = rulesFile is null ? null : System.Runtime.InteropServices.PosixSignalRegistration.Create((System.Runtime.InteropServices.PosixSignal)10, signal =>
-{
-    signal.Cancel = true;
-    try
-    {
-        rules!.Replace(Rules.Load(rulesFile!));
-        Console.WriteLine($"rules read again from {rulesFile}: {rules.List().Count}");
-    }
-    catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException)
-    {
-        Console.Error.WriteLine($"warning: {rulesFile} not taken: {SetupError.Describe(e)}; the rules stay as they were");
-    }
-});
+using RulesFile? reload = rulesFile;
 CancellationToken stop = CommandLine.StopSignal();
 var burst = new PacketHandle[32];
 long packets = 0, bytes = 0, filtered = 0;
@@ -211,11 +192,7 @@ int Total()
     Console.WriteLine($"total {packets:N0} pkts {bytes:N0} bytes in {seconds:F1} s ({packets / seconds / 1e6:F3} Mpps)"
         + (filter is null ? "" : $", {filtered:N0} filtered out") + (touch ? $", bytes summed to {checksum:x}" : ""));
     if (rules is not null)
-    {
-        foreach ((int id, Rule rule) in rules.List())
-            Console.WriteLine($"rule {id} '{rule}': {rules.Counters(id).Packets:N0} pkts {rules.Counters(id).Bytes:N0} bytes");
-        Console.WriteLine($"no rule ({rules.DefaultAction}): {rules.Counters(-1).Packets:N0} pkts");
-    }
+        foreach (string line in RulesFile.Report(rules)) Console.WriteLine(line);
     return status;
 }
 

@@ -221,6 +221,31 @@ public class FlowExportTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void WithARulesFile_OnlyWhatGoesToTheApplicationIsCounted_AndEachRuleSaysWhatItTook()
+    {
+        string capture = Path.Combine(Path.GetTempPath(), $"zcflow-flows-rules-{Environment.ProcessId}.pcap"), rules = capture + ".rules";
+        using (var writer = new CaptureWriter(capture))
+            for (int i = 0; i < 90; i++)
+                writer.Write(Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 12).Udp(1000, (ushort)(i % 3 == 0 ? 53 : 80 + i % 3), 4).U32((uint)i).ToArray(), (i + 1) * 1_000_000L);
+        File.WriteAllLines(rules, ["drop proto udp dport 53", "kernel proto udp dport 82"]);
+        try
+        {
+            using var collector = new Nfcapd();
+            string printed = FlowExport("-i", capture, "-n", collector.Address, "-v", 10, "-R", rules);
+            Assert.Contains("rule 0 'drop proto 17 dport 53': 30 pkts", printed);
+            Assert.Contains("rule 1 'kernel proto 17 dport 82': 30 pkts", printed);
+            Dictionary<string, (long Packets, long Bytes)> flows = collector.Flows();
+            Assert.Equal((30, 30 * 32), Assert.Single(flows).Value);   // only port 81's, its IP bytes
+            Assert.Contains(" 1000 81 ", Assert.Single(flows).Key);
+        }
+        finally
+        {
+            File.Delete(capture);
+            File.Delete(rules);
+        }
+    }
+
+    [Fact]
     public void FragmentedDatagrams_AsSoftflowdCountsThem_AndWithDOnceEachUnderTheirPorts()
     {
         // Three UDP datagrams in fragments (one reversed, one with a fragment twice), and one that is not fragmented.

@@ -1,0 +1,54 @@
+using System.Runtime.InteropServices;
+using ZcFlow.Filters;
+
+namespace ZcFlow.Samples;
+
+/// <summary>
+/// The samples' <c>-R &lt;file&gt;</c>: rules read from a file (one a line, <see cref="Rule.Parse"/>), and read again on
+/// SIGUSR1, a bad file leaving the rules as they were, with a line saying so either way.
+/// </summary>
+internal sealed class RulesFile : IDisposable
+{
+    private readonly PosixSignalRegistration _reload;
+
+    private RulesFile(string path, Rules rules)
+    {
+        Path = path;
+        Rules = rules;
+        _reload = PosixSignalRegistration.Create((PosixSignal)10 /* SIGUSR1 */, signal =>
+        {
+            signal.Cancel = true;
+            try
+            {
+                Rules.Replace(Rules.Load(Path));
+                Console.WriteLine($"rules read again from {Path}: {Rules.List().Count}");
+            }
+            catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException)
+            {
+                Console.Error.WriteLine($"warning: {Path} not taken: {SetupError.Describe(e)}; the rules stay as they were");
+            }
+        });
+    }
+
+    public string Path { get; }
+
+    public Rules Rules { get; }
+
+    /// <summary>The rules of <paramref name="path"/>, with <paramref name="filter"/> in front of the application (for an AF_XDP device).</summary>
+    public static RulesFile Open(string path, BpfFilter? filter = null)
+    {
+        var rules = new Rules(filter: filter);
+        rules.Replace(Rules.Load(path));
+        return new RulesFile(path, rules);
+    }
+
+    /// <summary>Each rule's counters, and the packets no rule matched, one a line.</summary>
+    public static IEnumerable<string> Report(Rules rules)
+    {
+        foreach ((int id, Rule rule) in rules.List())
+            yield return $"rule {id} '{rule}': {rules.Counters(id).Packets:N0} pkts {rules.Counters(id).Bytes:N0} bytes";
+        yield return $"no rule ({rules.DefaultAction}): {rules.Counters(-1).Packets:N0} pkts";
+    }
+
+    public void Dispose() => _reload.Dispose();
+}
