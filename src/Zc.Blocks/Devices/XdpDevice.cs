@@ -181,7 +181,8 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
         if (rc < 0 && -rc is Libc.EBUSY or Libc.EEXIST && DetachLeftover(ifIndex))
             rc = Bpf.XdpAttach(ifIndex, kernel.ProgramFd, mode | Xdp.XDP_FLAGS_UPDATE_IF_NOEXIST, null);
         if (rc < 0)
-            throw new ErrnoException($"attaching the rules' XDP program to {ifName}", -rc, -rc is Libc.EBUSY or Libc.EEXIST ? "another XDP program is on the interface" : null);
+            throw new ErrnoException($"attaching the rules' XDP program to {ifName}", -rc, -rc is Libc.EBUSY or Libc.EEXIST ? "another XDP program is on the interface"
+                : -rc == 34 /* ERANGE */ ? $"{ifName}'s MTU is too large for XDP in its driver: lower it, or give mode=skb" : null);
     }
 
     // Off the interface, if it is still ours there.
