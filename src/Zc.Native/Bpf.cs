@@ -33,6 +33,11 @@ internal static unsafe partial class Bpf
     [LibraryImport(Lib, EntryPoint = "bpf_prog_test_run_opts")]
     public static partial int TestRun(int fd, BpfTestRunOptions* options);
 
+    public const int BPF_XDP = 37;
+
+    [LibraryImport(Lib, EntryPoint = "bpf_link_create")]
+    public static partial int LinkCreate(int programFd, int target, int attachType, BpfLinkCreateOptions* options);
+
     [LibraryImport(Lib, EntryPoint = "bpf_xdp_attach")]
     public static partial int XdpAttach(int ifIndex, int fd, uint flags, void* options);
 
@@ -58,6 +63,14 @@ internal unsafe struct BpfProgramLoadOptions
     [FieldOffset(88)] public uint LogLevel;
     [FieldOffset(92)] public uint LogSize;
     [FieldOffset(96)] public byte* LogBuffer;
+}
+
+/* bpf.h: struct bpf_link_create_opts (for XDP: the mode flags) */
+[StructLayout(LayoutKind.Explicit, Size = 64)]
+internal struct BpfLinkCreateOptions
+{
+    [FieldOffset(0)] public nuint Size;
+    [FieldOffset(8)] public uint Flags;
 }
 
 /* bpf.h: struct bpf_test_run_opts */

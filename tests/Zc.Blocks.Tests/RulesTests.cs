@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using ZcFlow.Filters;
+using ZcFlow.Native;
 
 namespace ZcFlow.Tests;
 
@@ -339,7 +340,7 @@ public class RulesTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void InTheKernel_AProgramLeftByAKilledProcess_IsTakenOverByTheNext()
+    public void InTheKernel_TheProgramOfAKilledProcess_GoesWithIt_AndTheNextDeviceHasTheInterface()
     {
         using Veth veth = Veth.Create();
         string file = Path.Combine(Path.GetTempPath(), $"zcflow-takeover-{Environment.ProcessId}.rules"), keys = file + ".keys";
@@ -352,9 +353,11 @@ public class RulesTests(ITestOutputHelper output)
             using (ChildProcess first = ChildProcess.Run("Zc.TestHost", ["member", name, keys], netns: veth.Namespace))
             {
                 first.WaitFor("receiving");
-                first.Kill();   // SIGKILL: its program stays on the interface
+                Assert.Contains("xdp", veth.Exec("ip", "link", "show", Veth.B));
+                first.Kill();   // SIGKILL: its program is held by a BPF link, which the kernel closes with the process
             }
-            Assert.Contains("xdp", veth.Exec("ip", "link", "show", Veth.B));
+            for (var clock = System.Diagnostics.Stopwatch.StartNew(); veth.Exec("ip", "link", "show", Veth.B).Contains("xdp") && clock.ElapsedMilliseconds < 5000;) Thread.Sleep(50);
+            Assert.DoesNotContain("xdp", veth.Exec("ip", "link", "show", Veth.B));
             string frames = file + ".pcap";
             List<byte[]> sent = Udp(frames, 100, i => (ushort)(i % 2 == 0 ? 53 : 80));
             veth.Run(() =>
@@ -515,5 +518,22 @@ public class RulesTests(ITestOutputHelper output)
         for (int i = rules.List().Count(r => !r.Rule.IsPrecise); i < Rules.MaxWildcards; i++) rules.Add(Rule.Parse($"drop proto udp dport {10000 + i}"));
         Assert.Contains("64 wildcard rules are held already", Assert.Throws<InvalidOperationException>(() => rules.Add(Rule.Parse("drop proto udp dport 9"))).Message);
         Assert.Equal(1u, kernel.TestRun(dns));
+    }
+
+    [Fact]
+    public void ASecondRulesProgramOnABusyInterface_IsRefused_AndTheFirstKeepsItsPlace()
+    {
+        using Veth veth = Veth.Create(queues: 2);
+        using ZcCluster cluster = TestClusters.Create(buffers: 4096, bufferSize: 2048);
+        Buffers.BufferPool pool = cluster.CreatePool(4096);
+        veth.Run(() =>
+        {
+            using var first = Devices.XdpDevice.Open($"xdp:{Veth.B}@0?mode=skb", pool, 0, new Rules());
+            var e = Assert.Throws<ErrnoException>(() => Devices.XdpDevice.Open($"xdp:{Veth.B}@1?mode=skb", pool, 1, new Rules()).Dispose());
+            Assert.Contains($"attaching the rules' XDP program to {Veth.B} failed", e.Message);
+            Assert.Contains("another XDP program is on the interface", e.Message);
+            Assert.Contains("zcflow_rules", veth.Exec("ip", "link", "show", Veth.B));   // the first's, still there
+        });
+        Assert.Equal(4096, pool.Available);
     }
 }

@@ -111,6 +111,7 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
         var rings = (XskRing*)NativeMemory.AllocZeroed((nuint)(4 * sizeof(XskRing)));
         nint umem = 0, socket = 0;
         Filters.XdpRules? kernel = null;
+        int link = -1;
         try
         {
             // With rules, the device's own program takes libxdp's place: libxdp loads none, and the socket goes into its map.
@@ -142,18 +143,18 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
                 throw new ErrnoException($"creating the AF_XDP socket of '{name}'", -rc,
                     -rc == Libc.EPERM ? "AF_XDP needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF)" : -rc == Libc.EBUSY ? "another socket or XDP program holds this queue" : null);
             }
-            if (kernel is not null) Attach(kernel, socket, ifName, ifIndex, mode);
+            if (kernel is not null) link = Attach(kernel, socket, ifName, ifIndex, mode);
             XdpOptionsZeroCopy(Xdp.SocketFd(socket), out bool inPlace);
             var device = new XdpDevice(name, ifName, queue, pool, deviceIndex, rings, umem, socket, inPlace)
             {
-                _owed = ring, _latencyMs = latency, _kernel = kernel, _ifIndex = ifIndex, _mode = mode, Rules = rules,
+                _owed = ring, _latencyMs = latency, _kernel = kernel, _link = link, Rules = rules,
             };
             device.Refill();
             return device;
         }
         catch
         {
-            if (kernel is not null) Detach(kernel, ifIndex, mode);
+            if (link >= 0) Libc.Close(link);
             if (socket != 0) Xdp.SocketDelete(socket);
             if (umem != 0) Xdp.UmemDelete(umem);
             kernel?.Dispose();
@@ -169,29 +170,23 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
     public (ulong Packets, ulong Bytes) RuleCounters(int id) => _kernel?.Counters(id) ?? (0, 0);
 
     private Filters.XdpRules? _kernel;
-    private int _ifIndex;
-    private uint _mode;
+    private int _link = -1;   // the BPF link that holds the rules' program on the interface
 
-    // The socket into the program's map, by its queue; the program onto the interface, in place of one a killed process left.
-    private static void Attach(Filters.XdpRules kernel, nint socket, string ifName, int ifIndex, uint mode)
+    // The socket into the program's map, by its queue; the program onto the interface through a BPF link, which the kernel
+    // takes off when its descriptor closes, so a process that is killed leaves nothing behind. A program attached the older
+    // way by a process that died (libxdp's, say) is taken off first.
+    private static int Attach(Filters.XdpRules kernel, nint socket, string ifName, int ifIndex, uint mode)
     {
         int rc = Xdp.SocketUpdateXskMap(socket, kernel.SocketMapFd);
         if (rc != 0) throw new ErrnoException($"putting the AF_XDP socket of {ifName} into the rules' program's map", -rc);
-        rc = Bpf.XdpAttach(ifIndex, kernel.ProgramFd, mode | Xdp.XDP_FLAGS_UPDATE_IF_NOEXIST, null);
-        if (rc < 0 && -rc is Libc.EBUSY or Libc.EEXIST && DetachLeftover(ifIndex))
-            rc = Bpf.XdpAttach(ifIndex, kernel.ProgramFd, mode | Xdp.XDP_FLAGS_UPDATE_IF_NOEXIST, null);
-        if (rc < 0)
-            throw new ErrnoException($"attaching the rules' XDP program to {ifName}", -rc, -rc is Libc.EBUSY or Libc.EEXIST ? "another XDP program is on the interface"
-                : -rc == 34 /* ERANGE */ ? $"{ifName}'s MTU is too large for XDP in its driver: lower it, or give mode=skb" : null);
-    }
-
-    // Off the interface, if it is still ours there.
-    private static void Detach(Filters.XdpRules kernel, int ifIndex, uint mode)
-    {
-        long* options = stackalloc long[2];
-        options[0] = 16;
-        options[1] = kernel.ProgramFd;   // old_prog_fd: only ours is taken off
-        Bpf.XdpDetach(ifIndex, mode, options);
+        var options = new BpfLinkCreateOptions { Size = (nuint)sizeof(BpfLinkCreateOptions), Flags = mode };
+        int link = Bpf.LinkCreate(kernel.ProgramFd, ifIndex, Bpf.BPF_XDP, &options);
+        if (link < 0 && -link is Libc.EBUSY or Libc.EEXIST && DetachLeftover(ifIndex))
+            link = Bpf.LinkCreate(kernel.ProgramFd, ifIndex, Bpf.BPF_XDP, &options);
+        if (link < 0)
+            throw new ErrnoException($"attaching the rules' XDP program to {ifName}", -link, -link is Libc.EBUSY or Libc.EEXIST ? "another XDP program is on the interface"
+                : -link == 34 /* ERANGE */ ? $"{ifName}'s MTU is too large for XDP in its driver: lower it, or give mode=skb" : null);
+        return link;
     }
 
     // ?ring=N (descriptors in each ring, a power of two; 2048), ?mode=native|skb (where the XDP
@@ -442,11 +437,8 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
     public void Dispose()
     {
         if (_socket == 0) return;
-        if (_kernel is not null)
-        {
-            Detach(_kernel, _ifIndex, _mode);
-            _kernel.Dispose();
-        }
+        if (_link >= 0) Libc.Close(_link);   // the program comes off the interface with its link
+        _kernel?.Dispose();
         Xdp.SocketDelete(_socket);
         Xdp.UmemDelete(_umem);
         _socket = _umem = 0;
