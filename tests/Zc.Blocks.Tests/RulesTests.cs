@@ -536,4 +536,31 @@ public class RulesTests(ITestOutputHelper output)
         });
         Assert.Equal(4096, pool.Available);
     }
+
+    [Fact]
+    public void TheBalancer_WithRulesInItsDevicesName_ForwardsOnlyWhatTheyPassToTheApplication()
+    {
+        using Veth veth = Veth.Create();
+        string frames = Path.Combine(Path.GetTempPath(), $"zcflow-balancer-rules-{Environment.ProcessId}.pcap"), file = frames + ".rules", keys = frames + ".keys";
+        File.WriteAllLines(file, ["drop proto udp dport 53", "kernel proto udp dport 82"]);
+        uint cluster = TestClusters.NextId();
+        try
+        {
+            List<byte[]> sent = Udp(frames, 300, i => (ushort)(i % 3 == 0 ? 53 : 80 + i % 3));
+            using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", cluster, "-i", $"{Veth.B}?rules={file}", "-n", 1, "-m", 8, "-W", 1], netns: veth.Namespace);
+            using ChildProcess drain = ChildProcess.Start("drain", [cluster, 0, keys]);
+            drain.WaitFor("attached");
+            balancer.WaitFor("serving on");
+            using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", frames, "-n", sent.Count, "-p", 3000], netns: veth.Namespace))
+                Assert.Equal(0, send.WaitForExit());
+            Thread.Sleep(1000);
+            balancer.Terminate();
+            Assert.Equal(0, balancer.WaitForExit());
+            Assert.Equal(100, long.Parse(drain.WaitFor("ok").Split(' ')[1]));   // port 81's: 53 dropped, 82 left to the kernel
+        }
+        finally
+        {
+            foreach (string f in new[] { frames, file, keys }) File.Delete(f);
+        }
+    }
 }

@@ -25,13 +25,20 @@ public static class Device
     /// <c>af_packet:eth0</c> or a bare interface name for an AF_PACKET socket (<see cref="AfPacketDevice"/>),
     /// <c>xdp:eth0@0</c> and <c>zc:eth0@0</c> for an AF_XDP socket on receive queue 0 (<see cref="XdpDevice"/>),
     /// <c>stack:zc0</c> for what the Linux stack sends out of a TAP interface (<see cref="TapDevice"/>),
-    /// <c>multi:eth1;eth2</c> or <c>eth1,eth2</c> for several read as one.
+    /// <c>multi:eth1;eth2</c> or <c>eth1,eth2</c> for several read as one. Any of them takes <c>rules=FILE</c> among its
+    /// options (<see cref="Filters.Rule.Parse"/>, one a line): in the kernel for an AF_XDP device, in user space for the rest.
     /// Any other name is an error that says what is supported.
     /// </summary>
     public static IPacketSource OpenSource(string name, BufferPool pool, uint index)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         if (MultiSource.Parts(name) is { } parts) return MultiSource.Open(name, parts, pool, index);
+        if (!XdpDevice.IsName(name) && WithoutRules(name, out string device) is string rulesFile)
+        {
+            var rules = new Filters.Rules();
+            rules.Replace(Filters.Rules.Load(rulesFile));
+            return new RuledSource(OpenSource(device, pool, index), rules, pool);
+        }
         if (name.StartsWith("gen:", StringComparison.Ordinal)) return GeneratorDevice.Open(name, pool, index);
         if (XdpDevice.IsName(name)) return XdpDevice.Open(name, pool, index);
         if (TapDevice.IsName(name)) return TapDevice.Open(name, pool, index);
@@ -53,6 +60,21 @@ public static class Device
         ArgumentNullException.ThrowIfNull(rules);
         if (XdpDevice.IsName(name)) return XdpDevice.Open(name, pool, index, rules);
         return new RuledSource(OpenSource(name, pool, index), rules, pool);
+    }
+
+    // The rules file of a name's rules=FILE option (an AF_XDP device's is its own), and the name without it.
+    private static string? WithoutRules(string name, out string device)
+    {
+        device = name;
+        int query = name.IndexOf('?', StringComparison.Ordinal);
+        if (query < 0) return null;
+        string[] options = name[(query + 1)..].Split('&');
+        string? file = options.FirstOrDefault(o => o.StartsWith("rules=", StringComparison.Ordinal))?["rules=".Length..];
+        if (file is null) return null;
+        if (file.Length == 0) throw new ArgumentException($"'{name}': rules= names a file of rules, one a line", nameof(name));
+        string[] rest = [.. options.Where(o => !o.StartsWith("rules=", StringComparison.Ordinal))];
+        device = rest.Length == 0 ? name[..query] : name[..(query + 1)] + string.Join('&', rest);
+        return file;
     }
 
     /// <summary>True when <paramref name="name"/> is an AF_XDP device, whose rules and filter run in its own XDP program in the kernel.</summary>
