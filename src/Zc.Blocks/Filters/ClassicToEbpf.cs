@@ -120,9 +120,7 @@ internal static class ClassicToEbpf
             if ((uint)k > 0xFFFF) { a.Jump(reject); return; }
             a.Alu(Op.Add, R4, k);
         }
-        a.MovReg(R5, R4);
-        a.Alu(Op.Add, R5, bytes);
-        a.JumpIfReg(Cond.Gt, R5, R8, reject);
+        a.JumpIfPast(R5, R4, bytes, R8, reject);
         a.Load(size, dst, R4, 0);
         if (bytes > 1) a.FromBigEndian(dst, 8 * bytes);
     }

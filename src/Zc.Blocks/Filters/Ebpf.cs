@@ -115,6 +115,23 @@ internal sealed class Ebpf
 
     public void Exit() => Emit(Jmp | 0x90);
 
+    /// <summary>Jumps to <paramref name="label"/> when <paramref name="bytes"/> from the packet pointer <paramref name="pointer"/> reach past the frame's end (<paramref name="end"/>), through <paramref name="scratch"/>.</summary>
+    public void JumpIfPast(int scratch, int pointer, int bytes, int end, int label)
+    {
+        MovReg(scratch, pointer);
+        Alu(Op.Add, scratch, bytes);
+        JumpIfReg(Cond.Gt, scratch, end, label);
+    }
+
+    /// <summary>R0 = the value for the key at <c>fp + <paramref name="keyOffset"/></c> in the map <paramref name="fd"/>, or 0 when there is none.</summary>
+    public void Lookup(int fd, short keyOffset)
+    {
+        LoadMap(R1, fd);
+        MovReg(R2, Fp);
+        Alu(Op.Add, R2, keyOffset);
+        Call(MapLookupElem);
+    }
+
     /// <summary>R0 = <paramref name="value"/>, and the program ends.</summary>
     public void Return(uint value)
     {

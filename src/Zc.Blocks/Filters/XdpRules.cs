@@ -265,9 +265,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
         for (short at = -64; at < 0; at += 8) a.StoreImmediate(Size.Double, Fp, at, 0);
 
         // Ethernet, and up to two VLAN tags: the outer's id kept, the EtherType after them.
-        a.MovReg(R2, R7);
-        a.Alu(Op.Add, R2, 14);
-        a.JumpIfReg(Cond.Gt, R2, R8, parsed);
+        a.JumpIfPast(R2, R7, 14, R8, parsed);
         a.Load(Size.Half, R3, R7, 12);
         a.FromBigEndian(R3, 16);
         int[] l3At = [a.Label(), a.Label(), a.Label()];
@@ -281,9 +279,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
         IfVlan(R3, tag1);
         a.Jump(l3At[0]);
         a.Mark(tag1);
-        a.MovReg(R2, R7);
-        a.Alu(Op.Add, R2, 18);
-        a.JumpIfReg(Cond.Gt, R2, R8, storeType);
+        a.JumpIfPast(R2, R7, 18, R8, storeType);
         a.Load(Size.Half, R4, R7, 14);
         a.FromBigEndian(R4, 16);
         a.Alu(Op.And, R4, 0x0FFF);
@@ -294,9 +290,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
         IfVlan(R3, tag2);
         a.Jump(l3At[1]);
         a.Mark(tag2);
-        a.MovReg(R2, R7);
-        a.Alu(Op.Add, R2, 22);
-        a.JumpIfReg(Cond.Gt, R2, R8, storeType);
+        a.JumpIfPast(R2, R7, 22, R8, storeType);
         a.Load(Size.Half, R3, R7, 20);
         a.FromBigEndian(R3, 16);
         a.Jump(l3At[2]);
@@ -316,9 +310,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
 
             // IPv4: its header whole, the version 4 and the length at least 5 words; no ports in a later fragment.
             a.Mark(ipv4);
-            a.MovReg(R2, R7);
-            a.Alu(Op.Add, R2, l3 + 20);
-            a.JumpIfReg(Cond.Gt, R2, R8, parsed);
+            a.JumpIfPast(R2, R7, l3 + 20, R8, parsed);
             a.Load(Size.Byte, R4, R7, l3);
             a.MovReg(R5, R4);
             a.Alu(Op.Rsh, R5, 4);
@@ -346,9 +338,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
 
             // IPv6: up to three extension headers walked; no ports in a later fragment.
             a.Mark(ipv6);
-            a.MovReg(R2, R7);
-            a.Alu(Op.Add, R2, l3 + 40);
-            a.JumpIfReg(Cond.Gt, R2, R8, parsed);
+            a.JumpIfPast(R2, R7, l3 + 40, R8, parsed);
             a.Load(Size.Byte, R4, R7, l3);
             a.Alu(Op.Rsh, R4, 4);
             a.JumpIf(Cond.Ne, R4, 6, parsed);
@@ -370,9 +360,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
                 a.JumpIf(Cond.Eq, R3, 44, fragment);
                 a.Jump(transport);
                 a.Mark(generic);
-                a.MovReg(R4, R2);
-                a.Alu(Op.Add, R4, 8);
-                a.JumpIfReg(Cond.Gt, R4, R8, protocolOnly);
+                a.JumpIfPast(R4, R2, 8, R8, protocolOnly);
                 a.Load(Size.Byte, R5, R2, 1);
                 a.Load(Size.Byte, R3, R2, 0);
                 a.Alu(Op.Add, R5, 1);
@@ -380,9 +368,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
                 a.AluReg(Op.Add, R2, R5);
                 a.Jump(nextExt);
                 a.Mark(fragment);
-                a.MovReg(R4, R2);
-                a.Alu(Op.Add, R4, 8);
-                a.JumpIfReg(Cond.Gt, R4, R8, protocolOnly);
+                a.JumpIfPast(R4, R2, 8, R8, protocolOnly);
                 a.Load(Size.Half, R5, R2, 2);
                 a.FromBigEndian(R5, 16);
                 a.Alu(Op.And, R5, 0xFFF8);
@@ -404,10 +390,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
         a.Mark(parsed);
         a.Load(Size.Byte, R2, Fp, HasPorts);
         a.JumpIf(Cond.Eq, R2, 0, wildcards);
-        a.LoadMap(R1, _precise);
-        a.MovReg(R2, Fp);
-        a.Alu(Op.Add, R2, Key);
-        a.Call(MapLookupElem);
+        a.Lookup(_precise, Key);
         a.JumpIf(Cond.Eq, R0, 0, wildcards);
         a.Load(Size.Word, R9, R0, 0);
         a.Jump(act);
@@ -416,10 +399,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
         int loop = a.Label(), next = a.Label();
         a.Mark(wildcards);
         a.StoreImmediate(Size.Word, Fp, MapKey, 0);
-        a.LoadMap(R1, _half);
-        a.MovReg(R2, Fp);
-        a.Alu(Op.Add, R2, MapKey);
-        a.Call(MapLookupElem);
+        a.Lookup(_half, MapKey);
         a.JumpIf(Cond.Eq, R0, 0, fallback);
         // The walk's index in R7, where the verifier sees its bounds (the frame's pointers are read again from the context after).
         a.Load(Size.Word, R7, R0, 0);
@@ -427,58 +407,47 @@ internal sealed unsafe partial class XdpRules : IDisposable
         a.Alu(Op.Mul, R7, Rules.MaxWildcards);
         a.Mark(loop);
         a.Store(Size.Word, Fp, MapKey, R7);
-        a.LoadMap(R1, _wildcards);
-        a.MovReg(R2, Fp);
-        a.Alu(Op.Add, R2, MapKey);
-        a.Call(MapLookupElem);
+        a.Lookup(_wildcards, MapKey);
         a.JumpIf(Cond.Eq, R0, 0, fallback);
         a.MovReg(R9, R0);
         a.Load(Size.Word, R4, R9, 0);
         a.JumpIf(Cond.Eq, R4, 0, fallback);   // unused: the end of the rules
-        // EtherType
-        int afterEther = a.Label();
-        a.MovReg(R2, R4);
-        a.Alu(Op.And, R2, FieldEther);
-        a.JumpIf(Cond.Eq, R2, 0, afterEther);
-        a.Load(Size.Half, R2, R9, 8);
-        a.Load(Size.Half, R3, Fp, EtherType);
-        a.JumpIfReg(Cond.Ne, R2, R3, next);
-        a.Mark(afterEther);
-        // VLAN: the frame tagged, the outer id the same
-        int afterVlan = a.Label();
-        a.MovReg(R2, R4);
-        a.Alu(Op.And, R2, FieldVlan);
-        a.JumpIf(Cond.Eq, R2, 0, afterVlan);
-        a.Load(Size.Byte, R2, Fp, Tagged);
-        a.JumpIf(Cond.Eq, R2, 0, next);
-        a.Load(Size.Half, R2, R9, 10);
-        a.Load(Size.Half, R3, Fp, KeyVlan);
-        a.JumpIfReg(Cond.Ne, R2, R3, next);
-        a.Mark(afterVlan);
-        // Any IP field: an IP packet
-        int matched = a.Label();
-        a.MovReg(R2, R4);
-        a.Alu(Op.And, R2, FieldProto | FieldSource | FieldDestination | FieldSourcePort | FieldDestinationPort);
-        a.JumpIf(Cond.Eq, R2, 0, matched);
-        a.Load(Size.Byte, R2, Fp, IsIp);
-        a.JumpIf(Cond.Eq, R2, 0, next);
-        int afterProto = a.Label();
-        a.MovReg(R2, R4);
-        a.Alu(Op.And, R2, FieldProto);
-        a.JumpIf(Cond.Eq, R2, 0, afterProto);
-        a.Load(Size.Byte, R2, R9, 12);
-        a.Load(Size.Byte, R3, Fp, KeyProto);
-        a.JumpIfReg(Cond.Ne, R2, R3, next);
-        a.Mark(afterProto);
-        foreach ((int field, short rule, short packet) in new[] { (FieldSource, (short)24, KeySource), (FieldDestination, (short)56, KeyDestination) })
+        // Each field the entry gives (its bit in R4) compared with the frame's; the first that differs: the next entry.
+        int Unless(int fields)
         {
             int after = a.Label();
             a.MovReg(R2, R4);
-            a.Alu(Op.And, R2, field);
+            a.Alu(Op.And, R2, fields);
             a.JumpIf(Cond.Eq, R2, 0, after);
-            a.Load(Size.Byte, R2, R9, 13);
-            a.Load(Size.Byte, R3, Fp, KeyVersion);
+            return after;
+        }
+        void Same(Size size, short rule, short frame)
+        {
+            a.Load(size, R2, R9, rule);
+            a.Load(size, R3, Fp, frame);
             a.JumpIfReg(Cond.Ne, R2, R3, next);
+        }
+        void Flag(short frame)
+        {
+            a.Load(Size.Byte, R2, Fp, frame);
+            a.JumpIf(Cond.Eq, R2, 0, next);
+        }
+        int after = Unless(FieldEther);
+        Same(Size.Half, 8, EtherType);
+        a.Mark(after);
+        after = Unless(FieldVlan);   // the frame tagged, the outer id the same
+        Flag(Tagged);
+        Same(Size.Half, 10, KeyVlan);
+        a.Mark(after);
+        int matched = Unless(FieldProto | FieldSource | FieldDestination | FieldSourcePort | FieldDestinationPort);
+        Flag(IsIp);                  // any IP field: an IP packet
+        after = Unless(FieldProto);
+        Same(Size.Byte, 12, KeyProto);
+        a.Mark(after);
+        foreach ((int field, short rule, short packet) in new[] { (FieldSource, (short)24, KeySource), (FieldDestination, (short)56, KeyDestination) })
+        {
+            after = Unless(field);   // the same IP version, and the address under the prefix's mask
+            Same(Size.Byte, 13, KeyVersion);
             for (short w = 0; w < 16; w += 8)
             {
                 a.Load(Size.Double, R2, Fp, (short)(packet + w));
@@ -491,12 +460,8 @@ internal sealed unsafe partial class XdpRules : IDisposable
         }
         foreach ((int field, short rule, short packet) in new[] { (FieldSourcePort, (short)16, KeySport), (FieldDestinationPort, (short)20, KeyDport) })
         {
-            int after = a.Label();
-            a.MovReg(R2, R4);
-            a.Alu(Op.And, R2, field);
-            a.JumpIf(Cond.Eq, R2, 0, after);
-            a.Load(Size.Byte, R2, Fp, HasPorts);
-            a.JumpIf(Cond.Eq, R2, 0, next);
+            after = Unless(field);   // ports there, and within the range
+            Flag(HasPorts);
             a.Load(Size.Half, R2, Fp, packet);
             a.Load(Size.Half, R3, R9, rule);
             a.JumpIfReg(Cond.Lt, R2, R3, next);
@@ -520,10 +485,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
         // The rule's counters, then its action.
         a.Mark(act);
         a.Store(Size.Word, Fp, MapKey, R9);
-        a.LoadMap(R1, _counters);
-        a.MovReg(R2, Fp);
-        a.Alu(Op.Add, R2, MapKey);
-        a.Call(MapLookupElem);
+        a.Lookup(_counters, MapKey);
         int counted = a.Label();
         a.JumpIf(Cond.Eq, R0, 0, counted);
         a.Load(Size.Double, R2, R0, 0);
@@ -537,10 +499,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
         a.AluReg(Op.Add, R2, R3);
         a.Store(Size.Double, R0, 8, R2);
         a.Mark(counted);
-        a.LoadMap(R1, _actions);
-        a.MovReg(R2, Fp);
-        a.Alu(Op.Add, R2, MapKey);
-        a.Call(MapLookupElem);
+        a.Lookup(_actions, MapKey);
         int toKernel = a.Label(), reflect = a.Label();
         a.JumpIf(Cond.Eq, R0, 0, toKernel);
         a.Load(Size.Word, R2, R0, 0);
@@ -577,10 +536,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
         {
             a.Mark(filteredOut);
             a.StoreImmediate(Size.Word, Fp, MapKey, FilteredSlot);
-            a.LoadMap(R1, _counters);
-            a.MovReg(R2, Fp);
-            a.Alu(Op.Add, R2, MapKey);
-            a.Call(MapLookupElem);
+            a.Lookup(_counters, MapKey);
             a.JumpIf(Cond.Eq, R0, 0, toKernel);
             a.Load(Size.Double, R2, R0, 0);
             a.Alu(Op.Add, R2, 1);
@@ -600,9 +556,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
         a.JumpIf(Cond.Eq, R3, 132, ports);
         a.Jump(parsed);
         a.Mark(ports);
-        a.MovReg(R4, R2);
-        a.Alu(Op.Add, R4, 4);
-        a.JumpIfReg(Cond.Gt, R4, R8, parsed);
+        a.JumpIfPast(R4, R2, 4, R8, parsed);
         a.Load(Size.Half, R5, R2, 0);
         a.FromBigEndian(R5, 16);
         a.Store(Size.Half, Fp, KeySport, R5);
