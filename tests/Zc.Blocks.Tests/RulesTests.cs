@@ -563,4 +563,21 @@ public class RulesTests(ITestOutputHelper output)
             foreach (string f in new[] { frames, file, keys }) File.Delete(f);
         }
     }
+
+    [Fact]
+    public void InUserSpace_RulesReadCookedAndRawFrames_AsTheEthernetOnesTheyWere()
+    {
+        var rules = new Rules();
+        int dns = rules.Add(Rule.Parse("drop proto udp dport 53"));
+        byte[] ethernet = Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 12).Udp(1000, 53, 4).U32(1).ToArray();
+        byte[] ip = ethernet[14..];
+        byte[] sll2 = [0x08, 0x00, 0, 0, 0, 0, 0, 3, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, .. ip];
+        byte[] sll = [0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, 0x08, 0x00, .. ip];
+        foreach ((byte[] frame, Parsing.LinkType link) in new[] { (ethernet, Parsing.LinkType.Ethernet), (sll2, Parsing.LinkType.LinuxSll2), (sll, Parsing.LinkType.LinuxSll), (ip, Parsing.LinkType.Raw) })
+        {
+            Assert.Equal(RuleAction.Drop, rules.Decide(frame, 0, link, out int id));
+            Assert.Equal(dns, id);
+        }
+        Assert.Equal(RuleAction.ToApplication, rules.Decide(sll2, 0, out _));   // read as Ethernet, it is something else
+    }
 }

@@ -17,10 +17,18 @@ internal sealed class DeviceListing : IDisposable
     public DeviceListing(ZcCluster cluster, IEnumerable<IPacketSource> sources, IEnumerable<IPacketSink> sinks)
     {
         _cluster = cluster;
-        _devices = [.. sources.SelectMany(s => s is MultiSource multi ? multi.Sources : [s]).Select(s => Add(s, s.Name, () => s.Stats))
+        _devices = [.. sources.SelectMany(Devices).Select(s => Add(s, s.Name, () => s.Stats))
             .Concat(sinks.Select(s => Add(s, s.Name, () => s.Stats)))];
         _publish = new Timer(_ => Publish(), null, TimeSpan.Zero, TimeSpan.FromSeconds(1));
     }
+
+    // The devices a source reads: a multi:'s each, the one a rules stage runs over.
+    private static IEnumerable<IPacketSource> Devices(IPacketSource source) => source switch
+    {
+        MultiSource multi => multi.Sources.SelectMany(Devices),
+        RuledSource ruled => Devices(ruled.Inner),
+        _ => [source],
+    };
 
     private (int, Func<DeviceStats>) Add(object device, string name, Func<DeviceStats> stats)
     {

@@ -31,7 +31,7 @@ internal sealed class RuledSource(IPacketSource inner, Rules rules, BufferPool p
         for (int i = 0; i < n; i++)
         {
             PacketHandle p = packets[i];
-            RuleAction action = rules.Decide(p.Data, p.WireLength, out int id);
+            RuleAction action = rules.Decide(p.Data, p.WireLength, (Parsing.LinkType)p.LinkType, out int id);
             if (action == RuleAction.ToApplication && (rules.Filter is null || rules.Filter.Matches(p)))
             {
                 if (i != kept) (packets[kept], packets[i]) = (packets[i], packets[kept]);

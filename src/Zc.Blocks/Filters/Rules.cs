@@ -164,25 +164,49 @@ internal struct RuleFields
     public ushort SourcePort, DestinationPort;
     public UInt128 Source, Destination;   // as the bytes lie, big-endian; IPv4 in the top 32 bits
 
-    public static RuleFields Read(ReadOnlySpan<byte> f)
+    public static RuleFields Read(ReadOnlySpan<byte> f, Parsing.LinkType link = Parsing.LinkType.Ethernet)
     {
         var r = default(RuleFields);
-        if (f.Length < 14) return r;
-        int at = 12;
-        ushort type = BinaryPrimitives.ReadUInt16BigEndian(f[at..]);
-        for (int tag = 0; tag < 2 && type is 0x8100 or 0x88A8 or 0x9100; tag++)
+        int l3;
+        ushort type;
+        switch (link)
         {
-            if (f.Length < at + 6) { r.EtherType = type; return r; }
-            if (tag == 0)
+            case Parsing.LinkType.Ethernet:
             {
-                r.Vlan = (ushort)(BinaryPrimitives.ReadUInt16BigEndian(f[(at + 2)..]) & 0x0FFF);
-                r.Tagged = true;
+                if (f.Length < 14) return r;
+                int at = 12;
+                type = BinaryPrimitives.ReadUInt16BigEndian(f[at..]);
+                for (int tag = 0; tag < 2 && type is 0x8100 or 0x88A8 or 0x9100; tag++)
+                {
+                    if (f.Length < at + 6) { r.EtherType = type; return r; }
+                    if (tag == 0)
+                    {
+                        r.Vlan = (ushort)(BinaryPrimitives.ReadUInt16BigEndian(f[(at + 2)..]) & 0x0FFF);
+                        r.Tagged = true;
+                    }
+                    at += 4;
+                    type = BinaryPrimitives.ReadUInt16BigEndian(f[at..]);
+                }
+                l3 = at + 2;
+                break;
             }
-            at += 4;
-            type = BinaryPrimitives.ReadUInt16BigEndian(f[at..]);
+            // The cooked headers of Linux's any (v1 and v2) give the EtherType; a raw IP frame has only its version.
+            case Parsing.LinkType.LinuxSll2:
+                if (f.Length < 20) return r;
+                (type, l3) = (BinaryPrimitives.ReadUInt16BigEndian(f), 20);
+                break;
+            case Parsing.LinkType.LinuxSll:
+                if (f.Length < 16) return r;
+                (type, l3) = (BinaryPrimitives.ReadUInt16BigEndian(f[14..]), 16);
+                break;
+            case Parsing.LinkType.Raw:
+                if (f.Length < 1) return r;
+                (type, l3) = (f[0] >> 4 == 6 ? (ushort)0x86DD : (ushort)0x0800, 0);
+                break;
+            default:
+                return r;
         }
         r.EtherType = type;
-        int l3 = at + 2;
         int l4;
         if (type == 0x0800)
         {
@@ -239,7 +263,7 @@ internal struct RuleFields
 
 /// <summary>
 /// PF_RING's filtering rules as one model with two back ends: evaluated here, in user space, for any device
-/// (<see cref="Decide"/>), and in the kernel for an AF_XDP device (<see cref="XdpRules"/>), with the same decision for every
+/// (<see cref="Decide(ReadOnlySpan{byte}, int, out int)"/>), and in the kernel for an AF_XDP device (<see cref="XdpRules"/>), with the same decision for every
 /// frame. Precise rules are found by one lookup and come first; then the wildcard rules, in the order added; a frame no rule
 /// matches gets <see cref="DefaultAction"/>. Rules are added and removed while packets flow (a reader sees the set before
 /// or after a change, never half of it); each counts the packets and bytes it matched here. Ids are small numbers, reused
@@ -411,9 +435,12 @@ public sealed class Rules
     /// The decision for a frame of <paramref name="wireLength"/> bytes (0: as captured), counted: the action, and in
     /// <paramref name="id"/> the rule that gave it (-1 for the default).
     /// </summary>
-    public RuleAction Decide(ReadOnlySpan<byte> frame, int wireLength, out int id)
+    public RuleAction Decide(ReadOnlySpan<byte> frame, int wireLength, out int id) => Decide(frame, wireLength, Parsing.LinkType.Ethernet, out id);
+
+    /// <summary>The decision for a frame that starts with a header of type <paramref name="link"/> (<c>any</c>'s cooked frames, raw IP).</summary>
+    public RuleAction Decide(ReadOnlySpan<byte> frame, int wireLength, Parsing.LinkType link, out int id)
     {
-        Entry? e = Match(frame);
+        Entry? e = Match(frame, link);
         ulong bytes = (ulong)Math.Max(wireLength, frame.Length);
         if (e is null)
         {
@@ -428,9 +455,9 @@ public sealed class Rules
         return e.Rule.Action;
     }
 
-    private Entry? Match(ReadOnlySpan<byte> frame)
+    private Entry? Match(ReadOnlySpan<byte> frame, Parsing.LinkType link)
     {
-        RuleFields f = RuleFields.Read(frame);
+        RuleFields f = RuleFields.Read(frame, link);
         if (f.IsIp && f.HasPorts && !_precise.IsEmpty
             && _precise.TryGetValue(new PreciseKey(f.Version, f.Protocol, f.Tagged ? f.Vlan : (ushort)0, f.SourcePort, f.DestinationPort, f.Source, f.Destination), out Entry? precise))
             return precise;
