@@ -160,10 +160,8 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
 
     private static string WithoutDirection(string name)
     {
-        int query = name.IndexOf('?', StringComparison.Ordinal);
-        if (query < 0) return name;
-        string[] kept = [.. name[(query + 1)..].Split('&').Where(o => !o.StartsWith("outgoing=", StringComparison.Ordinal))];
-        return kept.Length == 0 ? name[..query] : name[..(query + 1)] + string.Join('&', kept);
+        Device.WithoutOption(name, "outgoing", out string rest);
+        return rest;
     }
 
     /// <summary>The interface's name and index.</summary>

@@ -65,16 +65,24 @@ public static class Device
     // The rules file of a name's rules=FILE option (an AF_XDP device's is its own), and the name without it.
     private static string? WithoutRules(string name, out string device)
     {
-        device = name;
+        string? file = WithoutOption(name, "rules", out device);
+        if (file is { Length: 0 }) throw new ArgumentException($"'{name}': rules= names a file of rules, one a line", nameof(name));
+        return file;
+    }
+
+    /// <summary>The value of option <paramref name="option"/> among the name's (after <c>?</c>, joined by <c>&amp;</c>), or null; and the name without it.</summary>
+    internal static string? WithoutOption(string name, string option, out string rest)
+    {
+        rest = name;
         int query = name.IndexOf('?', StringComparison.Ordinal);
         if (query < 0) return null;
+        string prefix = option + "=";
         string[] options = name[(query + 1)..].Split('&');
-        string? file = options.FirstOrDefault(o => o.StartsWith("rules=", StringComparison.Ordinal))?["rules=".Length..];
-        if (file is null) return null;
-        if (file.Length == 0) throw new ArgumentException($"'{name}': rules= names a file of rules, one a line", nameof(name));
-        string[] rest = [.. options.Where(o => !o.StartsWith("rules=", StringComparison.Ordinal))];
-        device = rest.Length == 0 ? name[..query] : name[..(query + 1)] + string.Join('&', rest);
-        return file;
+        string? value = options.FirstOrDefault(o => o.StartsWith(prefix, StringComparison.Ordinal))?[prefix.Length..];
+        if (value is null) return null;
+        string[] kept = [.. options.Where(o => !o.StartsWith(prefix, StringComparison.Ordinal))];
+        rest = kept.Length == 0 ? name[..query] : name[..(query + 1)] + string.Join('&', kept);
+        return value;
     }
 
     /// <summary>True when <paramref name="name"/> is an AF_XDP device, whose rules and filter run in its own XDP program in the kernel.</summary>

@@ -55,7 +55,15 @@ internal sealed class MultiSource : IPacketSource
         return n;
     }
 
-    public bool IsExhausted => _sources.All(s => s.IsExhausted);
+    public bool IsExhausted
+    {
+        get
+        {
+            foreach (IPacketSource s in _sources)
+                if (!s.IsExhausted) return false;
+            return true;
+        }
+    }
 
     public Parsing.LinkType Link => _sources[0].Link;
 

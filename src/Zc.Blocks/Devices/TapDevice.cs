@@ -63,22 +63,12 @@ internal sealed unsafe class TapDevice : IPacketSource, IPacketSink
     // The interface up, as a device that is opened is ready: an error only when it is down and cannot be brought up.
     private static void SetUp(string ifName)
     {
-        int fd = Libc.Socket(Libc.AF_UNIX, 2 /* SOCK_DGRAM */ | Libc.SOCK_CLOEXEC, 0);
-        if (fd < 0) throw ErrnoException.FromLastError("socket(AF_UNIX)");
-        try
-        {
-            var request = new IfReq();
-            request.SetName(ifName);
-            if (Libc.Ioctl(fd, Libc.SIOCGIFFLAGS, &request) != 0) throw ErrnoException.FromLastError($"reading the flags of '{ifName}'");
-            if ((request.Flags & Libc.IFF_UP) != 0) return;
-            request.Flags |= Libc.IFF_UP;
-            if (Libc.Ioctl(fd, Libc.SIOCSIFFLAGS, &request) != 0)
-                throw ErrnoException.FromLastError($"setting '{ifName}' up", $"bring it up first (ip link set {ifName} up), or run with CAP_NET_ADMIN");
-        }
-        finally
-        {
-            Libc.Close(fd);
-        }
+        var request = new IfReq();
+        if (Interfaces.Ioctl(ifName, Libc.SIOCGIFFLAGS, ref request) is int read and not 0) throw new ErrnoException($"reading the flags of '{ifName}'", read);
+        if ((request.Flags & Libc.IFF_UP) != 0) return;
+        request.Flags |= Libc.IFF_UP;
+        if (Interfaces.Ioctl(ifName, Libc.SIOCSIFFLAGS, ref request) is int set and not 0)
+            throw new ErrnoException($"setting '{ifName}' up", set, $"bring it up first (ip link set {ifName} up), or run with CAP_NET_ADMIN");
     }
 
     /// <summary>Reads what the stack sent out of the interface, one frame a packet, until none is waiting or the burst is full.</summary>

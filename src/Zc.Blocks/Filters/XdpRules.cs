@@ -143,26 +143,22 @@ internal sealed unsafe partial class XdpRules : IDisposable
         if (r.EtherType is ushort type) { fields |= FieldEther; BinaryPrimitives.WriteUInt16LittleEndian(e[8..], type); }
         if (r.Vlan is ushort vlan) { fields |= FieldVlan; BinaryPrimitives.WriteUInt16LittleEndian(e[10..], vlan); }
         if (r.Protocol is byte proto) { fields |= FieldProto; e[12] = proto; }
-        if (r.Source is { } s)
-        {
-            fields |= FieldSource;
-            e[13] = (byte)(s.BaseAddress.AddressFamily == AddressFamily.InterNetwork ? 4 : 6);
-            (UInt128 value, UInt128 mask) = Rules.Prefix(s);
-            BinaryPrimitives.WriteUInt128BigEndian(e[24..], value);
-            BinaryPrimitives.WriteUInt128BigEndian(e[40..], mask);
-        }
-        if (r.Destination is { } d)
-        {
-            fields |= FieldDestination;
-            e[13] = (byte)(d.BaseAddress.AddressFamily == AddressFamily.InterNetwork ? 4 : 6);
-            (UInt128 value, UInt128 mask) = Rules.Prefix(d);
-            BinaryPrimitives.WriteUInt128BigEndian(e[56..], value);
-            BinaryPrimitives.WriteUInt128BigEndian(e[72..], mask);
-        }
+        if (r.Source is { } s) fields |= WritePrefix(s, FieldSource, e[24..], e);
+        if (r.Destination is { } d) fields |= WritePrefix(d, FieldDestination, e[56..], e);
         if (r.SourcePorts is { } sp) { fields |= FieldSourcePort; BinaryPrimitives.WriteUInt16LittleEndian(e[16..], sp.Low); BinaryPrimitives.WriteUInt16LittleEndian(e[18..], sp.High); }
         if (r.DestinationPorts is { } dp) { fields |= FieldDestinationPort; BinaryPrimitives.WriteUInt16LittleEndian(e[20..], dp.Low); BinaryPrimitives.WriteUInt16LittleEndian(e[22..], dp.High); }
         BinaryPrimitives.WriteUInt32LittleEndian(e, fields);
         BinaryPrimitives.WriteUInt32LittleEndian(e[4..], (uint)id);
+    }
+
+    // A prefix's value and mask where the entry keeps them, its IP version at byte 13; returns the field's bit.
+    private static uint WritePrefix(System.Net.IPNetwork n, int field, Span<byte> at, Span<byte> entry)
+    {
+        entry[13] = (byte)(n.BaseAddress.AddressFamily == AddressFamily.InterNetwork ? 4 : 6);
+        (UInt128 value, UInt128 mask) = Rules.Prefix(n);
+        BinaryPrimitives.WriteUInt128BigEndian(at, value);
+        BinaryPrimitives.WriteUInt128BigEndian(at[16..], mask);
+        return (uint)field;
     }
 
     // Rules.PreciseKey as the program writes it on its stack: version, protocol, VLAN, ports (host order), the addresses as they lie.
