@@ -16,18 +16,7 @@ using ZcFlow.Workers;
 // configuration file named as the only argument, or /etc/cluster/cluster.conf when there is none.
 string[] arguments = CommandLine.ArgumentsOrConfigFile(args, "/etc/cluster/cluster.conf");
 // --metrics-port N, ZcFlow's own long option: the counters for Prometheus at http://localhost:N/metrics.
-int? metricsPort = null;
-int metricsAt = Array.IndexOf(arguments, "--metrics-port");
-if (metricsAt >= 0)
-{
-    if (metricsAt + 1 >= arguments.Length || !int.TryParse(arguments[metricsAt + 1], out int port) || port is < 1 or > 65535)
-    {
-        Console.Error.WriteLine("error: --metrics-port takes a TCP port, 1 to 65535");
-        return 2;
-    }
-    metricsPort = port;
-    arguments = [.. arguments[..metricsAt], .. arguments[(metricsAt + 2)..]];
-}
+if (!Prometheus.TakePort(ref arguments, out int? metricsPort)) return 2;
 var cl = new CommandLine(arguments, flags: "adJLpvwTXzZ", withValue: "bcCDfGgilmMnNOPQqrRSuWxYAE",
     "usage: Balancer [-c <cluster>] [-i <devices>]... [-n <queues>[,<queues>...]] [-m <mode>] [-g <core>[:<core>...]] [-q <slots>] [-b <buffers>]\n" +
     "                [-r <queue>:<device>]... [-f <BPF file>[@<queue>,...]]... [-x <vlans>] [-M <vlan>]... [-Y <ethertype>] [-G <queue>:<version>]\n" +
