@@ -112,7 +112,7 @@ Console.WriteLine(clickHouse is not null
     ? $"{input} -> ClickHouse at {clickHouseUrl!.GetLeftPart(UriPartial.Authority)}, table {cl.String('k') ?? "zcflow.flows"}, sensor {cl.String('s') ?? Environment.MachineName}, observation domain {domain}"
     : $"{input} -> {(version == 9 ? "NetFlow v9" : "IPFIX")} to {collector}{(tcp ? " over TCP" : "")}, observation domain {domain}");
 using var metrics = Prometheus.Serve(metricsPort);
-string? reported = null;
+string? reported = clickHouse?.Problem;   // said above
 
 // A capture file's records are counted where they lie in the mapped file, an AF_PACKET device's packets where they lie in
 // the kernel's ring: not copied into buffers first.

@@ -15,7 +15,7 @@ public class FlowExportTests(ITestOutputHelper output)
     // Export packets a second: a burst of ended flows is then spread out, as a collector's socket needs on a busy host.
     private const int Pace = 5000;
 
-    private static string CorpusFile(string name) => Path.Combine(ZcFlow.Tests.Corpus.Directory ?? throw new InvalidOperationException("no corpus beside the checkout"), name);
+    internal static string CorpusFile(string name) => Path.Combine(ZcFlow.Tests.Corpus.Directory ?? throw new InvalidOperationException("no corpus beside the checkout"), name);
 
     private static int FreeUdpPort()
     {
@@ -77,11 +77,11 @@ public class FlowExportTests(ITestOutputHelper output)
         /// (nfdump's aggregation shows ICMP's type and code as 0.0, its records show them).</param>
         public Dictionary<string, (long Packets, long Bytes)> Flows(bool aggregate = true)
         {
-            // Once nfcapd has read all that came, it writes out what it holds on SIGTERM.
+            // Once nfcapd has read all that came, it writes out what it holds on SIGTERM. -6: IPv6 addresses whole, not shortened.
             WaitRead(Port);
             ZcFlow.Native.Libc.Kill(_process.Id, 15);
             Assert.True(_process.WaitForExit(20_000), "nfcapd did not stop");
-            string[] args = ["-R", _directory, "-q", "-N", .. aggregate ? new[] { "-A", "srcip,dstip,srcport,dstport,proto" } : [], "-o", "fmt:%sa %da %sp %dp %pr %pkt %byt"];
+            string[] args = ["-R", _directory, "-q", "-N", "-6", .. aggregate ? new[] { "-A", "srcip,dstip,srcport,dstport,proto" } : [], "-o", "fmt:%sa %da %sp %dp %pr %pkt %byt"];
             var nfdump = Process.Start(new ProcessStartInfo("nfdump", args) { RedirectStandardOutput = true, RedirectStandardError = true })!;
             string text = nfdump.StandardOutput.ReadToEnd();
             nfdump.WaitForExit();
@@ -105,7 +105,7 @@ public class FlowExportTests(ITestOutputHelper output)
         }
     }
 
-    private static string FlowExport(params object[] args)
+    internal static string FlowExport(params object[] args)
     {
         using ChildProcess export = ChildProcess.Run("FlowExport", args);
         Assert.Equal(0, export.WaitForExit(120));
@@ -141,7 +141,7 @@ public class FlowExportTests(ITestOutputHelper output)
     }
 
     /// <summary>A capture of <paramref name="flows"/> flows, UDP and TCP, each a packet each way; no frame is padded.</summary>
-    private static string Generated(int flows)
+    internal static string Generated(int flows)
     {
         string pcap = Path.Combine(Path.GetTempPath(), $"zcflow-flows-{flows}-{Environment.ProcessId}.pcap");
         using var writer = new CaptureWriter(pcap);

@@ -121,7 +121,9 @@ public sealed class ClickHouseExport : IFlowExport, IDisposable
 
         var server = new UriBuilder(options.Server) { UserName = "", Password = "" };
         _endpoint = server.Uri;
-        _http = new HttpClient(new SocketsHttpHandler { PooledConnectionIdleTimeout = TimeSpan.FromSeconds(2), ConnectTimeout = options.RequestTimeout }) { Timeout = options.RequestTimeout };
+        // Every request on a connection of its own (one a batch: nothing beside a batch's rows): the HTTP stack sends a request
+        // again by itself when a reused connection breaks before the answer, and an insert must go again only after the check.
+        _http = new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.Zero, ConnectTimeout = options.RequestTimeout }) { Timeout = options.RequestTimeout };
         if (options.Server.UserInfo.Length > 0)
             _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(Uri.UnescapeDataString(options.Server.UserInfo))));
 
@@ -407,6 +409,7 @@ public sealed class ClickHouseExport : IFlowExport, IDisposable
         string insert = $"INSERT INTO {_quotedTable} ({string.Join(", ", Columns.Take(Written).Select(c => c.Name))}) FORMAT RowBinary";
         var content = new ByteArrayContent(_body.GetBuffer(), 0, (int)_body.Length);
         content.Headers.ContentEncoding.Add("gzip");
+
         // Above the batch: the server makes one block of it, and one block of one partition is one part.
         Outcome outcome = Post($"query={Uri.EscapeDataString(insert)}&query_id={QueryId(batch)}&max_insert_block_size={Math.Max(1 << 20, batch.Rows)}", content, out string answer);
         if (outcome == Outcome.Stored)
@@ -432,6 +435,7 @@ public sealed class ClickHouseExport : IFlowExport, IDisposable
     private Outcome Post(string parameters, HttpContent content, out string answer)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, parameters.Length > 0 ? new Uri(_endpoint, "?" + parameters) : _endpoint) { Content = content };
+        request.Headers.ConnectionClose = true;
         try
         {
             using HttpResponseMessage response = _http.Send(request, _cancel.Token);
