@@ -14,7 +14,8 @@ namespace ZcFlow.Perf;
 /// system, every process and thread of each; ours is the one thread that does it all, opening the file
 /// included; a pool's cluster is made before), and the ratio to softflowd's; ours reading the file alone (the share of reading it); and ours
 /// with each record copied into a pool buffer by the pcap device first, as packets of a live device come. Two files: many flows (500,000 flows of 4 packets) and few (1,000 flows of 2,000).
-/// Then the memory a table of a million flows takes, filled with a million concurrent flows.
+/// Then the memory a table of a million flows takes, filled with a million concurrent flows; and the export alone, into
+/// ClickHouse and as IPFIX over UDP.
 /// </summary>
 internal static class FlowsScenario
 {
@@ -62,7 +63,89 @@ internal static class FlowsScenario
             }
         }
         Memory(report);
+        Export(report, options, core);
     }
+
+    /// <summary>
+    /// The export alone: a table holding 500,000 ended flows, from its expiry to the rows committed in a local ClickHouse
+    /// (ClickHouseExport, batches of 65,536), beside the IPFIX export of the same flows over UDP to a socket that is not
+    /// read. The expiring thread is pinned; CPU is this process's, every thread's (the export's sender included), per flow;
+    /// for ClickHouse also the server's. Interleaved runs; the median with the slowest and fastest.
+    /// </summary>
+    private static void Export(Report report, PerfOptions options, int core)
+    {
+        const int Flows = 500_000;
+        if (!ClickHouseServer.Installed)
+        {
+            Console.Error.WriteLine("flows export: clickhouse-server is not installed (apt-get install clickhouse-server); its rows are left out");
+            return;
+        }
+        using var server = new ClickHouseServer();
+        using var sink = new System.Net.Sockets.UdpClient(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        var collector = (System.Net.IPEndPoint)sink.Client.LocalEndPoint!;
+        var runs = new Dictionary<string, List<(double Rate, double CpuNs, double ServerNs)>> { ["clickhouse"] = [], ["ipfix_udp"] = [] };
+        for (int run = 0; run < options.Runs; run++)
+            foreach (string exporter in runs.Keys)
+            {
+                (double wall, double cpu, double serverCpu) = (0, 0, 0);
+                var thread = new Thread(() =>
+                {
+                    CpuAffinity.PinCurrentThread(core);
+                    if (exporter == "clickhouse")
+                    {
+                        using var export = ClickHouseExport.Open(new ClickHouseOptions { Server = new Uri(server.Url), Table = $"bench.flows{run}" }, TimeSpan.FromSeconds(30));
+                        var table = Filled(export, Flows);
+                        (double cpu0, double server0) = (ProcessCpuSeconds(), server.CpuSeconds);
+                        var clock = Stopwatch.StartNew();
+                        table.ExpireAll();
+                        Assert(export.Complete(TimeSpan.FromSeconds(60)) && export.Inserted == Flows);
+                        (wall, cpu, serverCpu) = (clock.Elapsed.TotalSeconds, ProcessCpuSeconds() - cpu0, server.CpuSeconds - server0);
+                    }
+                    else
+                    {
+                        var encoder = FlowEncoder.Udp(new FlowEncoderOptions(), collector);
+                        var table = Filled(encoder, Flows);
+                        double cpu0 = ProcessCpuSeconds();
+                        var clock = Stopwatch.StartNew();
+                        table.ExpireAll();
+                        encoder.Flush();
+                        (wall, cpu) = (clock.Elapsed.TotalSeconds, ProcessCpuSeconds() - cpu0);
+                        Assert(encoder.RecordsSent + encoder.RecordsDropped == Flows);
+                    }
+                });
+                thread.Start();
+                thread.Join();
+                runs[exporter].Add((Flows / wall, cpu * 1e9 / Flows, serverCpu * 1e9 / Flows));
+            }
+        foreach ((string exporter, var results) in runs)
+            report.Row(new Dictionary<string, object>
+            {
+                ["scenario"] = "flows",
+                ["workload"] = "export",
+                ["exporter"] = exporter,
+                ["flows"] = Flows,
+                ["flows_per_s"] = Math.Round(Report.Median(results.Select(r => r.Rate))),
+                ["flows_per_s_min"] = Math.Round(results.Min(r => r.Rate)),
+                ["flows_per_s_max"] = Math.Round(results.Max(r => r.Rate)),
+                ["cpu_ns_per_flow"] = Math.Round(Report.Median(results.Select(r => r.CpuNs)), 1),
+                ["server_cpu_ns_per_flow"] = Math.Round(Report.Median(results.Select(r => r.ServerNs)), 1),
+            });
+    }
+
+    // A table holding `flows` flows of one packet each (both directions' counters), nothing ended yet.
+    private static FlowTable<T> Filled<T>(T export, int flows) where T : IFlowExport
+    {
+        var table = new FlowTable<T>(1 << 20, export);
+        for (int f = 0; f < flows; f++)
+        {
+            byte[] frame = Udp(f, 64 + f % 136, reply: false);
+            table.Add(frame, frame.Length, 1_700_000_000_000_000_000 + f * 1000L);
+        }
+        Assert(table.Count == flows);
+        return table;
+    }
+
+    private static double ProcessCpuSeconds() => Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds;
 
     // flows × packetsPerFlow UDP packets, 64 to 200 bytes, the flows' packets interleaved as on a busy link.
     private static long Write(string pcap, int flows, int packetsPerFlow)
