@@ -17,7 +17,7 @@ using ZcFlow.Workers;
 string[] arguments = CommandLine.ArgumentsOrConfigFile(args, "/etc/cluster/cluster.conf");
 // --metrics-port N, ZcFlow's own long option: the counters for Prometheus at http://localhost:N/metrics.
 if (!Prometheus.TakePort(ref arguments, out int? metricsPort)) return 2;
-var cl = new CommandLine(arguments, flags: "adJLpvwTXzZ", withValue: "bcCDfGgilmMnNOPQqrRSuWxYAE",
+var cl = new CommandLine(arguments, flags: "adJLpvwTXzZ", withValue: "bcCDfFGgilmMnNOPQqrRSuWxYAE",
     "usage: Balancer [-c <cluster>] [-i <devices>]... [-n <queues>[,<queues>...]] [-m <mode>] [-g <core>[:<core>...]] [-q <slots>] [-b <buffers>]\n" +
     "                [-r <queue>:<device>]... [-f <BPF file>[@<queue>,...]]... [-x <vlans>] [-M <vlan>]... [-Y <ethertype>] [-G <queue>:<version>]\n" +
     "                [-S <core> [-R <ns>]] [-Z [-E <endpoint>] [-A 0|1]] [-a] [-p] [-v] [-z] [-J] [-W <sec>] [-u <mount>] [-X] [-L]\n" +
@@ -33,6 +33,8 @@ var cl = new CommandLine(arguments, flags: "adJLpvwTXzZ", withValue: "bcCDfGgilm
     "  -f  only packets that pass this filter (tcpdump syntax, read from the file; kill -USR1 reloads it); repeatable;\n" +
     "      <file>@<queue>[,<queue>...] filters only what goes to those queues\n" +
     "  -x  only packets with one of these VLAN ids in a tag (any of a stack), comma separated; apart from -f\n" +
+    "  -F  rules with actions on every -i device, one a line (pass, drop, kernel, reflect; the README's format): in the\n" +
+    "      kernel for xdp:, in user space elsewhere; kill -USR1 reads the file again, kill -HUP prints each rule's counters\n" +
     "  -X  capture what interfaces send too (by default only what they receive)\n" +
     "  -c  cluster id (default 103)     -n  queues per application, comma separated (default 1)\n" +
     $"  -m  hash mode: {BalancerMode.Help} (default 0)\n" +
@@ -153,9 +155,11 @@ bool finalStats = !cl.Has('z') && (!cl.Has('d') || cl.Has('l'));
 
 Graph graph;
 RulesServer? rules = null;
+RulesFile? deviceRules = null;
 try
 {
     var filters = LoadFilters();
+    deviceRules = cl.String('F') is string rulesPath ? RulesFile.Open(rulesPath) : null;
     var requested = (HashMode)cl.Number('m', 0, 0, 8);
     var options = new BalancerOptions
     {
@@ -179,6 +183,7 @@ try
         ActiveWait = cl.Has('a'),
         Cluster = new ClusterOptions { RequireHugePages = cl.Has('u'), MaxQueues = ClusterOptions.QueueLimit },
         DelayStart = TimeSpan.FromSeconds(cl.Number('W', 0, 0, 3600)),
+        DeviceRules = deviceRules?.Rules,
     };
     if (options.Problems() is [var (option, message), ..]) cl.Fail($"-{letters[option]}: {message}");
     (clusterId, mode, apps) = (options.ClusterId, options.Mode, [.. options.QueuesPerApplication]);
@@ -201,6 +206,7 @@ try
 catch (Exception e) when (SetupError.Is(e))
 {
     Console.Error.WriteLine($"error: {SetupError.Describe(e)}");
+    deviceRules?.Dispose();
     return 1;
 }
 
@@ -224,6 +230,8 @@ using var reload = PosixSignalRegistration.Create((PosixSignal)10, c =>
 using var printRules = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
 {
     c.Cancel = true;
+    if (deviceRules is not null)
+        foreach (string line in RulesFile.Report(deviceRules.Rules)) Console.WriteLine(line);
     if (rules is null) return;
     Console.WriteLine($"rules in force (otherwise {(cl.Number('A', 1, 0, 1) == 1 ? "PASS" : "DROP")}):");
     foreach (string line in rules.Describe()) Console.WriteLine("  " + line);
@@ -231,6 +239,7 @@ using var printRules = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
 
 using (graph)
 using (rules)
+using (deviceRules)
 using (Prometheus.Serve(metricsPort))
 {
     // Written once the cluster serves (a supervisor that sees it may attach consumers), removed at a clean exit.
@@ -253,19 +262,13 @@ using (Prometheus.Serve(metricsPort))
         foreach (QueueEnd q in graph.Queues)
             Console.WriteLine($"debug: queue {q.Id}: {q.Role}, {q.Capacity} slots{(q is EgressQueue e ? $", a consumer may hold {e.Quota}" : "")}");
     // zbalance_ipc's counters, every second, as "Key: value" lines in a file of their own: PF_RING's
-    // /proc/net/pf_ring/stats/<cluster>, but /proc is the kernel's, so /run/zcflow/stats/<cluster>. The
-    // directory is shared as /tmp is (sticky, anyone may write): a Balancer that is not root, or no
-    // longer root after -D, still writes and removes its own file, and no other user can touch it.
+    // /proc/net/pf_ring/stats/<cluster> as /run/zcflow/stats/<cluster>.
     const string StatsDirectory = "/run/zcflow/stats";
     string statsFile = Path.Combine(StatsDirectory, clusterId.ToString(System.Globalization.CultureInfo.InvariantCulture));
-    try
-    {
-        const UnixFileMode Shared = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupWrite |
-            UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute | UnixFileMode.StickyBit;
-        Directory.CreateDirectory(StatsDirectory, Shared);
-        if (ZcFlow.Native.Libc.GetEuid() == 0) File.SetUnixFileMode(StatsDirectory, Shared);
-    }
-    catch (Exception e) when (e is IOException or UnauthorizedAccessException) { Console.Error.WriteLine($"warning: no stats file: {e.Message}"); }
+    RunFile.Prepare(StatsDirectory);
+    string? rulesCounters = deviceRules?.Publish(clusterId);   // for ZStat
+    if (deviceRules is not null)
+        Console.WriteLine($"rules of {deviceRules.Path} on every input ({deviceRules.Rules.List().Count}), {(inputs.SelectMany(i => i).All(Device.RunsRulesInTheKernel) ? "in the kernel" : "in user space where not xdp:")}");
     var clock = Stopwatch.StartNew();
     ulong lastRecv = 0, lastFwd = 0;
     double last = 0;
@@ -275,14 +278,14 @@ using (Prometheus.Serve(metricsPort))
     {
         try
         {
-            Daemon.DropPrivileges(cl.String('D')!, ids, [.. new[] { pidFile, statsFile, cl.String('l') }.OfType<string>()], graph.Cluster);
+            Daemon.DropPrivileges(cl.String('D')!, ids, [.. new[] { pidFile, statsFile, rulesCounters, cl.String('l') }.OfType<string>()], graph.Cluster);
             Console.WriteLine($"user changed to {cl.String('D')}");
         }
         catch (ZcFlow.Native.ErrnoException e)
         {
             Console.Error.WriteLine($"error: -D {cl.String('D')}: {e.Message}");
-            Remove(pidFile);
-            Remove(statsFile);
+            RunFile.Remove(pidFile);
+            RunFile.Remove(statsFile);
             return 1;
         }
     }
@@ -302,7 +305,9 @@ using (Prometheus.Serve(metricsPort))
             }
     }
     Report(console: finalStats);   // the final stats, on Ctrl-C or SIGTERM as on any other end
-    Remove(statsFile);
+    RunFile.Remove(statsFile);
+    if (deviceRules is not null && finalStats)
+        foreach (string line in RulesFile.Report(deviceRules.Rules)) Console.WriteLine(line);
 
     void Report(bool console)
     {
@@ -346,32 +351,9 @@ using (Prometheus.Serve(metricsPort))
         file.Append($"Duration:     {up.Days}:{up.Hours:00}:{up.Minutes:00}:{up.Seconds:00}:{up.Milliseconds:000}\n");
         file.Append($"Packets:      {recv}\nForwarded:    {fwd}\nProcessed:    {stats.Taken}\n");
         if (cl.Has('p')) file.Append($"IFPackets:    {ifPackets}\nIFDropped:    {kernel + noBuffer}\n").Append(queueLines);
-        try
-        {
-            // A new file (never one that is there: in a shared directory it could be anybody's link), then renamed
-            // over the old: readers never see half a file.
-            string temporary = $"{statsFile}.{Environment.ProcessId}";
-            File.Delete(temporary);
-            using (var w = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write)) w.Write(System.Text.Encoding.ASCII.GetBytes(file.ToString()));
-            File.Move(temporary, statsFile, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // no stats directory (not root): the console and the cluster listing still have the counters
-        }
+        RunFile.Write(statsFile, file.ToString());   // without the directory (not root), the console and the cluster listing still have the counters
     }
-    Remove(pidFile);
+    RunFile.Remove(pidFile);
 }
 return 0;
 
-static void Remove(string? file)
-{
-    try
-    {
-        if (file is not null) File.Delete(file);
-    }
-    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-    {
-        Console.Error.WriteLine($"warning: {file} stays: {e.Message}");
-    }
-}

@@ -96,6 +96,7 @@ try
     rulesFile = cl.String('R') is string rulesPath ? RulesFile.Open(rulesPath) : null;
     source = rulesFile is null ? Device.OpenSource(input, pool, 0) : Device.OpenSource(input, pool, 0, rulesFile.Rules);
     listed = Device.ListIn(cluster, source);
+    rulesFile?.Publish(cluster.Id);   // each rule's counters for ZStat, under this cluster
     table.Link = source.Link;
 }
 catch (Exception e) when (SetupError.Is(e))

@@ -107,6 +107,7 @@ if (onDevice)
         BufferPool pool = own.CreatePool(8192);
         device = rules is null ? Device.OpenSource(input, pool, 0) : Device.OpenSource(input, pool, 0, rules);
         using IDisposable listed = Device.ListIn(own, device);
+        rulesFile?.Publish(own.Id);   // each rule's counters for ZStat, under this cluster
         Console.WriteLine($"counting {device.Name}");
         var worker = ZcWorker.Start("zcount", () =>
         {

@@ -38,5 +38,21 @@ foreach (ClusterInfo c in clusters)
                           $"  received {s.Received:N0} ({s.Bytes:N0} B)  no buffer {s.DroppedNoBuffer:N0}  dropped by the kernel {s.DroppedKernel:N0}" +
                           (s.Sent + s.SendFailed != 0 ? $"  sent {s.Sent:N0}  not sent {s.SendFailed:N0}" : ""));
     }
+    // The counters of the rules its process runs on its devices (Balancer -F, ZCount and FlowExport -R), each second.
+    string rules = Path.Combine("/run/zcflow/rules", c.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    if (c.Live && File.Exists(rules))
+    {
+        try
+        {
+            // Written by the cluster's owner (its first line names it), not by another process of the shared directory.
+            string[] lines = File.ReadAllLines(rules);
+            if (lines.Length > 0 && lines[0].StartsWith($"pid {c.OwnerPid} ", StringComparison.Ordinal))
+                foreach (string line in lines) Console.WriteLine($"  {line}");
+        }
+        catch (IOException)
+        {
+            // gone as it was read: the process ended
+        }
+    }
 }
 return 0;

@@ -415,6 +415,42 @@ public class RulesTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public void TheBalancerWithARulesFile_RunsThemOnEveryInput_AndZStatShowsEachRulesCounters()
+    {
+        string frames = Path.Combine(Path.GetTempPath(), $"zcflow-balancer-rules-{Environment.ProcessId}.pcap"), file = frames + ".rules";
+        File.WriteAllLines(file, ["drop proto udp dport 53", "pass proto udp dport 80"]);
+        uint id = TestClusters.NextId();
+        try
+        {
+            Udp(frames, 300, i => (ushort)(i % 3 == 0 ? 53 : i % 3 == 1 ? 80 : 81));
+            // Two inputs, each the capture: the rules run on both, and count both.
+            using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", id, "-i", $"{frames},{frames}", "-n", 1, "-F", file]);
+            Assert.Contains("in user space", balancer.WaitFor("rules of"));
+            Listing.WaitFor(id, c => c.Queues.Count == 1 && c.Queues[0].Stats.Sent == 400, "the packets no rule dropped");
+            string shown = "";
+            Wait.Until(() =>
+            {
+                using ChildProcess zstat = ChildProcess.Run("ZStat", []);
+                Assert.Equal(0, zstat.WaitForExit());
+                return (shown = zstat.Output).Contains("'drop proto 17 dport 53': 200 pkts");
+            }, "ZStat to show the rules' counters", seconds: 10);
+            output.WriteLine(shown);
+            Assert.Contains($"pid {balancer.Pid} rules {file}", shown);
+            Assert.Contains("'pass proto 17 dport 80': 200 pkts", shown);
+            Assert.Contains("no rule (ToApplication): 200 pkts", shown);
+            balancer.Terminate();
+            Assert.Equal(0, balancer.WaitForExit());
+            Assert.Contains("'drop proto 17 dport 53': 200 pkts", balancer.Output);
+            Assert.False(File.Exists($"/run/zcflow/rules/{id}"), "the counters' file outlived the Balancer");
+        }
+        finally
+        {
+            File.Delete(frames);
+            File.Delete(file);
+        }
+    }
+
     [Theory]
     [InlineData("udp port 53")]
     [InlineData("tcp and (port 80 or port 443)")]

@@ -97,6 +97,9 @@ public sealed class BalancerOptions
     /// <summary>-Z's rules to start with: pass or drop by IP address (<see cref="IBalancer.Rules"/> changes them while running).</summary>
     public IpRules? Rules { get; init; }
 
+    /// <summary>Rules with actions on every input device (<see cref="Topology.DeviceRules"/>): in the kernel for AF_XDP devices, in user space for the others.</summary>
+    public Filters.Rules? DeviceRules { get; init; }
+
     /// <summary>-W: create the queues, then wait this long before processing, so consumers can attach.</summary>
     public TimeSpan DelayStart { get; init; }
 
@@ -181,7 +184,8 @@ public sealed class BalancerOptions
         // With a quota per consumer, each balancer's pool holds every quota and its devices' share; else the count is split evenly.
         int? PoolSize(IReadOnlyList<string> names) => ConsumerBuffers is not int extra ? null
             : queues * (slots + extra) + names.Sum(n => n == GraphBuilder.IngressQueue ? slots + IngressSpares : GraphBuilder.BuffersPerDevice);
-        Topology topology = Topology.Cluster(ClusterId).Options(Cluster).QueueSlots(QueueSlots).ActiveWait(ActiveWait).Lossless(Lossless).DelayStart(DelayStart);
+        Topology topology = Topology.Cluster(ClusterId).Options(Cluster).QueueSlots(QueueSlots).ActiveWait(ActiveWait).Lossless(Lossless).DelayStart(DelayStart)
+            .DeviceRules(DeviceRules);
         try
         {
             if (TimePulseCore is int core) topology.Clock = new TimePulse(core, TimePulseResolutionNs);

@@ -37,6 +37,7 @@ public sealed class Topology
     private bool _activeWait;
     private bool _lossless = true;
     private TimeSpan _delay;
+    private Filters.Rules? _deviceRules;
     private int _queues;   // queue ids given so far: consumers' queues and ingress queues, in the order declared
     private bool _ran;
 
@@ -77,6 +78,12 @@ public sealed class Topology
 
     /// <summary>Creates the queues, then waits this long before the workers start, so consumers can attach.</summary>
     public Topology DelayStart(TimeSpan delay) { _delay = delay; return this; }
+
+    /// <summary>
+    /// Rules on every device the graph reads (<see cref="Device.OpenSource(string, BufferPool, uint, Filters.Rules)"/>): in the
+    /// kernel's XDP program for AF_XDP devices, in user space for the others; rules changed while the graph runs apply at once.
+    /// </summary>
+    public Topology DeviceRules(Filters.Rules? rules) { _deviceRules = rules; return this; }
 
     /// <summary>
     /// Devices, read by the stage this stream goes to (in arrival order, or in time order after
@@ -120,7 +127,7 @@ public sealed class Topology
     {
         ThrowIfRan();
         Check();
-        return new TopologyPlan(_id, _options, _slots, _lossless, _activeWait, _delay, _nodes, _streams, _queues);
+        return new TopologyPlan(_id, _options, _slots, _lossless, _activeWait, _delay, _nodes, _streams, _queues) { DeviceRules = _deviceRules };
     }
 
     /// <summary>Checks the graph, creates the cluster, its pools and queues, opens the devices and starts every stage's worker (<see cref="Plan"/>, carried out).</summary>

@@ -90,6 +90,7 @@ public sealed class TopologyPlan
     internal bool Lossless { get; }
     internal bool ActiveWait { get; }
     internal TimeSpan Delay { get; }
+    internal Filters.Rules? DeviceRules { get; init; }
 
     /// <summary>The plan a line at a time: the cluster, then each thread and its stages, what they read and where their outputs go.</summary>
     public override string ToString()

@@ -116,7 +116,7 @@ internal sealed class TopologyRunner
         {
             IPacketSource source = input.Ingress[i] >= 0
                 ? new IngressQueueSource((IngressQueue)_queues[input.Ingress[i]], pool, _device, $"zc:{_plan.ClusterId}@{input.Ingress[i]}")
-                : Device.OpenSource(input.Devices[i], pool, _device);
+                : _plan.DeviceRules is { } rules ? Device.OpenSource(input.Devices[i], pool, _device, rules) : Device.OpenSource(input.Devices[i], pool, _device);
             sources.Add(Keep(source));
         }
         foreach ((Topology.Node fused, _) in input.Sources)
