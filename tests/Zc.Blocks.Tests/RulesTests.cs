@@ -451,6 +451,34 @@ public class RulesTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public void TheBalancerWithARulesFile_OnAnXdpInput_RunsThemInTheKernel()
+    {
+        using Veth veth = Veth.Create(mtu: 1500);
+        string frames = Path.Combine(Path.GetTempPath(), $"zcflow-balancer-xdp-rules-{Environment.ProcessId}.pcap"), file = frames + ".rules";
+        File.WriteAllLines(file, ["drop proto udp dport 53"]);
+        uint id = TestClusters.NextId();
+        try
+        {
+            List<byte[]> sent = Udp(frames, 300, i => (ushort)(i % 3 == 0 ? 53 : 80));
+            using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", id, "-i", $"xdp:{Veth.B}@0?mode=skb", "-n", 1, "-F", file], netns: veth.Namespace);
+            Assert.Contains("in the kernel", balancer.WaitFor("rules of"));   // printed once it serves
+            using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", frames, "-n", sent.Count, "-p", 3000], netns: veth.Namespace))
+                Assert.Equal(0, send.WaitForExit());
+            Listing.WaitFor(id, c => c.Queues.Count == 1 && c.Queues[0].Stats.Sent == 200, "the packets the kernel left to us");
+            Thread.Sleep(300);
+            balancer.Terminate();
+            Assert.Equal(0, balancer.WaitForExit());
+            output.WriteLine(balancer.Output);
+            Assert.Contains("'drop proto 17 dport 53': 100 pkts", balancer.Output);   // counted in the kernel's program
+        }
+        finally
+        {
+            File.Delete(frames);
+            File.Delete(file);
+        }
+    }
+
     [Theory]
     [InlineData("udp port 53")]
     [InlineData("tcp and (port 80 or port 443)")]
