@@ -50,6 +50,55 @@ public class RulesTests(ITestOutputHelper output)
         Assert.Equal((1UL, (ulong)dns.Length), kernel.Counters(0));
     }
 
+    [Fact]
+    public void ZbalanceAddressRules_InTheKernel_DropWhatTheBalancerWouldDrop_AndLeaveTheRestToIt()
+    {
+        if (Environment.UserName != "root") Assert.Skip("loading BPF programs needs root");
+        using var kernel = new XdpRules(new Rules());
+        using ZcCluster cluster = TestClusters.Create(buffers: 64, bufferSize: 2048);
+        Buffers.BufferPool pool = cluster.CreatePool(64);
+        Assert.True(pool.TryGet(out Buffers.PacketHandle p));
+        UInt128 a6 = ((UInt128)0x20010DB8_00000000 << 64) | 1, b6 = ((UInt128)0x20010DB8_00000000 << 64) | 2;
+        byte[] V4(uint src, uint dst) => Frames.Ethernet(0x0800).Ipv4(src, dst, 17, 12).Udp(1000, 53, 4).U32(1).ToArray();
+        byte[][] frames =
+        [
+            V4(0x0A000001, 0x0A000002), V4(0x0A000002, 0x0A000001), V4(0x0A000003, 0x0A000009), V4(0x0A000009, 0x0A000003), V4(0x0B000001, 0x0B000002),
+            Frames.Ethernet(0x86DD).Ipv6(a6, b6, 17, 12).Udp(1, 2, 4).U32(1).ToArray(), Frames.Ethernet(0x86DD).Ipv6(b6, a6, 17, 12).Udp(1, 2, 4).U32(1).ToArray(),
+            Frames.Ethernet(0x8100).Vlan(7, 0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 12).Udp(1, 2, 4).U32(1).ToArray(),
+            Frames.Ethernet(0x88A8).Vlan(7, 0x8100).Vlan(8, 0x0800).Ipv4(0x0A000003, 0x0A000002, 17, 12).Udp(1, 2, 4).U32(1).ToArray(),
+            Frames.Ethernet(0x0806).Add(new byte[28]).ToArray(),                              // ARP: no address, the default
+            V4(0x0A000001, 0x0A000002)[..20],                                                  // cut inside the IP header
+        ];
+        foreach (bool acceptByDefault in new[] { true, false })
+        {
+            var set = new IpRules(acceptByDefault,
+            [
+                new IpRule(4, 0x0A000001, Source: true, Accept: false), new IpRule(4, 0x0A000003, Source: true, Accept: true),
+                new IpRule(4, 0x0A000009, Source: false, Accept: false), new IpRule(6, b6, Source: true, Accept: false),
+                new IpRule(4, 0x0B000002, Source: false, Accept: true),
+            ]);
+            kernel.SetAddresses(set);
+            int dropped = 0;
+            foreach (byte[] frame in frames)
+            {
+                frame.CopyTo(p.Buffer);
+                p.SetReceived(frame.Length, frame.Length, 0, 0);
+                uint action = kernel.TestRun(frame);
+                bool passes = set.Passes(p);
+                // The kernel drops only what the balancer would drop; what it lets up, the balancer decides on again.
+                Assert.True(action == 1 ? !passes : action == 2, $"frame of {frame.Length} bytes: the kernel's {action}, the balancer's {(passes ? "pass" : "drop")}");
+                if (action == 1) dropped++;
+                else if (!passes) Assert.True(frame.Length < 34 || frame[12] == 0x08 && frame[13] == 0x06, "an IP packet the kernel parsed and let up that the balancer drops");
+            }
+            output.WriteLine($"default {(acceptByDefault ? "pass" : "drop")}: {dropped} of {frames.Length} dropped in the kernel");
+            Assert.Equal(acceptByDefault ? 3 : 6, dropped);
+            Assert.Equal((ulong)(acceptByDefault ? 3 : 9), kernel.AddressDropped.Packets);
+        }
+        kernel.SetAddresses(null);   // none: everything up
+        Assert.All(frames, f => Assert.Equal(2u, kernel.TestRun(f)));
+        pool.Release(p);
+    }
+
     private static readonly string[] Mixed =
     [
         "pass proto tcp src 10.1.0.1 sport 1000 dst 10.2.0.2 dport 80",

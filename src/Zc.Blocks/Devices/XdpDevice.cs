@@ -166,6 +166,20 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
     /// <summary>The rules its XDP program runs in the kernel (add and remove them while it runs), or null: libxdp's program.</summary>
     public Filters.Rules? Rules { get; private init; }
 
+    /// <summary>
+    /// zbalance_ipc's <c>-Z</c> rules into its XDP program, after its rules (see <see cref="Filters.XdpRules.SetAddresses"/>);
+    /// false when it runs libxdp's program (opened without rules), where they stay in user space only.
+    /// </summary>
+    internal bool SetAddressRules(Filters.IpRules? rules)
+    {
+        if (_kernel is null) return false;
+        _kernel.SetAddresses(rules);
+        return true;
+    }
+
+    /// <summary>Packets and bytes zbalance_ipc's <c>-Z</c> rules dropped in the kernel.</summary>
+    internal (ulong Packets, ulong Bytes) AddressDropped => _kernel?.AddressDropped ?? (0, 0);
+
     /// <summary>Packets and bytes rule <paramref name="id"/> (-1: the default) matched in the kernel.</summary>
     public (ulong Packets, ulong Bytes) RuleCounters(int id) => _kernel?.Counters(id) ?? (0, 0);
 

@@ -33,6 +33,13 @@ public sealed class IpRules
     /// <summary>How many rules (an address on one side).</summary>
     public int Count { get; }
 
+    /// <summary>Every rule, each address and side once (the later of two for one address and side).</summary>
+    internal IEnumerable<IpRule> List()
+    {
+        foreach ((var map, byte version, bool source) in new[] { (_source4, (byte)4, true), (_source6, (byte)6, true), (_destination4, (byte)4, false), (_destination6, (byte)6, false) })
+            foreach ((UInt128 address, bool accept) in map) yield return new IpRule(version, address, source, accept);
+    }
+
     /// <summary>True when the packet passes.</summary>
     public bool Passes(in PacketHandle packet)
     {

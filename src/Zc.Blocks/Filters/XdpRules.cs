@@ -19,14 +19,16 @@ internal sealed unsafe partial class XdpRules : IDisposable
 {
     private const int KeySize = 40;          // Rules.PreciseKey as the program lays it out on its stack
     private const int WildcardSize = 88;
-    private const int DefaultSlot = Rules.MaxRules, FilteredSlot = Rules.MaxRules + 1;
+    private const int DefaultSlot = Rules.MaxRules, FilteredSlot = Rules.MaxRules + 1, AddressSlot = Rules.MaxRules + 2;
+    private const int AddressKeySize = 20, MaxAddresses = 1 << 16;
     private const int MaxQueues = 256;
     private const uint Used = 1u << 31;
     private const int FieldEther = 1, FieldVlan = 2, FieldProto = 4, FieldSource = 8, FieldDestination = 16, FieldSourcePort = 32, FieldDestinationPort = 64;
 
     private readonly Rules _rules;
-    private readonly int _precise, _wildcards, _half, _actions, _counters, _devices, _sockets;
+    private readonly int _precise, _wildcards, _half, _actions, _counters, _devices, _sockets, _addresses, _addressDefault;
     private int _liveHalf;
+    private readonly Dictionary<(bool Source, byte Version, UInt128 Address), bool> _installed = [];
 
     /// <summary>The loaded program's descriptor.</summary>
     public int ProgramFd { get; }
@@ -53,9 +55,13 @@ internal sealed unsafe partial class XdpRules : IDisposable
         _wildcards = Map(Bpf.BPF_MAP_TYPE_ARRAY, "zc_wildcards", 4, WildcardSize, 2 * Rules.MaxWildcards);
         _half = Map(Bpf.BPF_MAP_TYPE_ARRAY, "zc_half", 4, 4, 1);
         _actions = Map(Bpf.BPF_MAP_TYPE_ARRAY, "zc_actions", 4, 4, Rules.MaxRules + 1);
-        _counters = Map(Bpf.BPF_MAP_TYPE_PERCPU_ARRAY, "zc_counters", 4, 16, Rules.MaxRules + 2);
+        _counters = Map(Bpf.BPF_MAP_TYPE_PERCPU_ARRAY, "zc_counters", 4, 16, Rules.MaxRules + 3);
         _devices = Map(Bpf.BPF_MAP_TYPE_DEVMAP, "zc_reflect", 4, 4, Rules.MaxRules + 1);
         _sockets = Map(Bpf.BPF_MAP_TYPE_XSKMAP, "zc_xsks", 4, 4, MaxQueues);
+        // zbalance_ipc's -Z rules (IpRules) for what goes to the application: address (16 bytes), side, version -> pass;
+        // and whether there are any, with their default (0 none, 1 pass, 2 drop).
+        _addresses = Map(Bpf.BPF_MAP_TYPE_HASH, "zc_addresses", AddressKeySize, 4, MaxAddresses);
+        _addressDefault = Map(Bpf.BPF_MAP_TYPE_ARRAY, "zc_addr_default", 4, 4, 1);
         try
         {
             ProgramFd = Load(Program());
@@ -175,6 +181,52 @@ internal sealed unsafe partial class XdpRules : IDisposable
         BinaryPrimitives.WriteUInt128BigEndian(s[24..], k.Destination);
     }
 
+    /// <summary>
+    /// zbalance_ipc's <c>-Z</c> rules on what the rules give the application (null: none): an IP packet the kernel's
+    /// program parsed is dropped there as <see cref="IpRules.Passes"/> would; every other packet goes up, for user space to
+    /// decide. The entries are changed one by one (an address in both sets keeps its entry, so its traffic never sees a gap),
+    /// then the default.
+    /// </summary>
+    public void SetAddresses(IpRules? rules)
+    {
+        var wanted = new Dictionary<(bool Source, byte Version, UInt128 Address), bool>();
+        foreach (IpRule r in rules?.List() ?? []) wanted[(r.Source, r.IpVersion, r.Address)] = r.Accept;
+        if (wanted.Count > MaxAddresses) throw new ArgumentException($"{wanted.Count:N0} address rules: the kernel's map holds {MaxAddresses:N0}");
+        byte* key = stackalloc byte[AddressKeySize];
+        uint none = 0;
+        if (rules is null) Update(_addressDefault, 0, &none, "the address rules' default");
+        foreach (var gone in _installed.Keys.Where(k => !wanted.ContainsKey(k)).ToList())
+        {
+            AddressKey(gone, key);
+            Bpf.MapDelete(_addresses, key);
+            _installed.Remove(gone);
+        }
+        foreach ((var k, bool accept) in wanted)
+        {
+            if (_installed.TryGetValue(k, out bool was) && was == accept) continue;
+            AddressKey(k, key);
+            uint value = accept ? 1u : 0u;
+            if (Bpf.MapUpdate(_addresses, key, &value, Bpf.BPF_ANY) is int rc and < 0) throw new ErrnoException($"adding the address rule for {k.Address} to the kernel's map", -rc);
+            _installed[k] = accept;
+        }
+        uint defaultValue = rules is null ? 0u : rules.AcceptByDefault ? 1u : 2u;
+        Update(_addressDefault, 0, &defaultValue, "the address rules' default");
+    }
+
+    // An address rule's key as the program writes it: the address as it lies in the frame (IPv4 in the first 4 bytes), side, version.
+    private static void AddressKey((bool Source, byte Version, UInt128 Address) k, byte* key)
+    {
+        var s = new Span<byte>(key, AddressKeySize);
+        s.Clear();
+        if (k.Version == 4) BinaryPrimitives.WriteUInt32BigEndian(s, (uint)k.Address);
+        else BinaryPrimitives.WriteUInt128BigEndian(s, k.Address);
+        s[16] = k.Source ? (byte)0 : (byte)1;
+        s[17] = k.Version;
+    }
+
+    /// <summary>Packets and bytes the address rules (<see cref="SetAddresses"/>) dropped in the kernel.</summary>
+    public (ulong Packets, ulong Bytes) AddressDropped => Count(AddressSlot);
+
     /// <summary>Packets the filter (<see cref="Rules.Filter"/>) sent to the kernel rather than to the application.</summary>
     public ulong FilteredOut => Count(FilteredSlot).Packets;
 
@@ -247,7 +299,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
 
     // Stack: the precise key at fp-48 (40 bytes), the frame's other fields at fp-56 (EtherType u16, tagged, is IP, has
     // ports), a map key at fp-60.
-    private const short Key = -48, Fields = -56, MapKey = -60;
+    private const short Key = -48, Fields = -56, MapKey = -60, AddressKeyAt = -88, AddressSide = AddressKeyAt + 16;
     private const short KeyVersion = Key, KeyProto = Key + 1, KeyVlan = Key + 2, KeySport = Key + 4, KeyDport = Key + 6, KeySource = Key + 8, KeyDestination = Key + 24;
     private const short EtherType = Fields, Tagged = Fields + 2, IsIp = Fields + 3, HasPorts = Fields + 4;
 
@@ -258,7 +310,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
         a.MovReg(R6, R1);
         a.Load(Size.Word, R7, R6, 0);   // data
         a.Load(Size.Word, R8, R6, 4);   // data_end
-        for (short at = -64; at < 0; at += 8) a.StoreImmediate(Size.Double, Fp, at, 0);
+        for (short at = -88; at < 0; at += 8) a.StoreImmediate(Size.Double, Fp, at, 0);
 
         // Ethernet, and up to two VLAN tags: the outer's id kept, the EtherType after them.
         a.JumpIfPast(R2, R7, 14, R8, parsed);
@@ -513,11 +565,60 @@ internal sealed unsafe partial class XdpRules : IDisposable
             ClassicToEbpf.Emit(a, filter.Instructions, kept, filteredOut);
             a.Mark(kept);
         }
+        // Then the address rules (-Z): the source looked up, then the destination, then their default; only for IP packets
+        // parsed here (any other goes up, where the balancer decides as ever).
+        int toSocket = a.Label(), addressDrop = a.Label();
+        a.StoreImmediate(Size.Word, Fp, MapKey, 0);
+        a.Lookup(_addressDefault, MapKey);
+        a.JumpIf(Cond.Eq, R0, 0, toSocket);
+        a.Load(Size.Word, R9, R0, 0);
+        a.JumpIf(Cond.Eq, R9, 0, toSocket);
+        a.Load(Size.Byte, R2, Fp, IsIp);
+        a.JumpIf(Cond.Eq, R2, 0, toSocket);
+        a.Load(Size.Byte, R3, Fp, KeyVersion);
+        foreach ((short address, int side) in new[] { (KeySource, 0), (KeyDestination, 1) })
+        {
+            int notNamed = a.Label();
+            for (short w = 0; w < 16; w += 8)
+            {
+                a.Load(Size.Double, R2, Fp, (short)(address + w));
+                a.Store(Size.Double, Fp, (short)(AddressKeyAt + w), R2);
+            }
+            a.Load(Size.Byte, R3, Fp, KeyVersion);
+            a.Alu(Op.Lsh, R3, 8);
+            a.Alu(Op.Or, R3, side);
+            a.Store(Size.Word, Fp, AddressSide, R3);
+            a.Lookup(_addresses, AddressKeyAt);
+            a.JumpIf(Cond.Eq, R0, 0, notNamed);
+            a.Load(Size.Word, R2, R0, 0);
+            a.JumpIf(Cond.Eq, R2, 0, addressDrop);
+            a.Jump(toSocket);
+            a.Mark(notNamed);
+        }
+        a.JumpIf(Cond.Eq, R9, 2, addressDrop);
+        a.Mark(toSocket);
         a.LoadMap(R1, _sockets);
         a.Load(Size.Word, R2, R6, 16);
         a.Mov(R3, (int)Bpf.XDP_PASS);
         a.Call(RedirectMap);
         a.Exit();
+        a.Mark(addressDrop);
+        a.StoreImmediate(Size.Word, Fp, MapKey, AddressSlot);
+        a.Lookup(_counters, MapKey);
+        int addressCounted = a.Label();
+        a.JumpIf(Cond.Eq, R0, 0, addressCounted);
+        a.Load(Size.Double, R2, R0, 0);
+        a.Alu(Op.Add, R2, 1);
+        a.Store(Size.Double, R0, 0, R2);
+        a.Load(Size.Word, R7, R6, 0);
+        a.Load(Size.Word, R8, R6, 4);
+        a.MovReg(R3, R8);
+        a.AluReg(Op.Sub, R3, R7);
+        a.Load(Size.Double, R2, R0, 8);
+        a.AluReg(Op.Add, R2, R3);
+        a.Store(Size.Double, R0, 8, R2);
+        a.Mark(addressCounted);
+        a.Return(Bpf.XDP_DROP);
         a.Mark(reflect);
         a.LoadMap(R1, _devices);
         a.MovReg(R2, R9);
@@ -567,6 +668,6 @@ internal sealed unsafe partial class XdpRules : IDisposable
     {
         _rules.Unfollow(Follow);
         _rules.CountAlso(Counters, add: false);
-        foreach (int fd in new[] { ProgramFd, _precise, _wildcards, _half, _actions, _counters, _devices, _sockets }) Libc.Close(fd);
+        foreach (int fd in new[] { ProgramFd, _precise, _wildcards, _half, _actions, _counters, _devices, _sockets, _addresses, _addressDefault }) Libc.Close(fd);
     }
 }

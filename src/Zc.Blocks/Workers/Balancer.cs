@@ -101,7 +101,21 @@ internal sealed class Balancer<TDistribution> : IBalancer where TDistribution : 
 
     public IReadOnlyList<IPacketSink?> Egress => _egress;
 
-    public IpRules? Rules { get => Volatile.Read(ref _rules); set => Volatile.Write(ref _rules, value); }
+    /// <summary>
+    /// -Z's rules. Also into the XDP program of each AF_XDP input that runs ZcFlow's (opened with rules), so that what they
+    /// drop is never copied up; the balancer still applies them to what comes (the same decision, and the only one for
+    /// packets the kernel's program does not parse).
+    /// </summary>
+    public IpRules? Rules
+    {
+        get => Volatile.Read(ref _rules);
+        set
+        {
+            foreach (IPacketSource input in _inputs)
+                if (input is XdpDevice xdp) xdp.SetAddressRules(value);
+            Volatile.Write(ref _rules, value);
+        }
+    }
 
     public TimePulse? Clock { get => _clock; set => _clock = value; }
 
