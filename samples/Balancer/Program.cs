@@ -183,7 +183,8 @@ try
         ActiveWait = cl.Has('a'),
         Cluster = new ClusterOptions { RequireHugePages = cl.Has('u'), MaxQueues = ClusterOptions.QueueLimit },
         DelayStart = TimeSpan.FromSeconds(cl.Number('W', 0, 0, 3600)),
-        DeviceRules = deviceRules?.Rules,
+        // -Z's rules go into the XDP program of xdp: inputs too, ZcFlow's, which they get with rules (none, without -F).
+        DeviceRules = deviceRules?.Rules ?? (cl.Has('Z') && inputs.Any(i => i.Any(Device.RunsRulesInTheKernel)) ? new Rules() : null),
     };
     if (options.Problems() is [var (option, message), ..]) cl.Fail($"-{letters[option]}: {message}");
     (clusterId, mode, apps) = (options.ClusterId, options.Mode, [.. options.QueuesPerApplication]);
@@ -195,6 +196,12 @@ try
         {
             rules = new RulesServer(cl.String('E') ?? RulesServer.DefaultEndpoint, cl.Number('A', 1, 0, 1) == 1,
                 set => { foreach (IBalancer b in running.Balancers) b.Rules = set; });
+        }
+        catch (System.Net.Sockets.SocketException e)
+        {
+            graph.Dispose();
+            // ZeroMQ's sockets need the loopback interface up, as well as the endpoint's
+            throw new InvalidOperationException($"-Z: no ZeroMQ endpoint at {cl.String('E') ?? RulesServer.DefaultEndpoint}: {e.Message}", e);
         }
         catch
         {
@@ -257,7 +264,7 @@ using (Prometheus.Serve(metricsPort))
     }
     Console.WriteLine($"serving on {graph.Cluster.SocketPath}{(graph.Cluster.OnHugePages ? ", buffers on hugepages" : "")}");
     if (metricsPort is not null) Console.WriteLine($"metrics at http://localhost:{metricsPort}/metrics");
-    if (rules is not null) Console.WriteLine($"rules through ZeroMQ at {cl.String('E') ?? RulesServer.DefaultEndpoint}; what no rule names is {(cl.Number('A', 1, 0, 1) == 1 ? "passed" : "dropped")}");
+    if (rules is not null) Console.WriteLine($"rules through ZeroMQ at {cl.String('E') ?? RulesServer.DefaultEndpoint}; what no rule names is {(cl.Number('A', 1, 0, 1) == 1 ? "passed" : "dropped")}{(options.DeviceRules is not null && inputs.Any(i => i.Any(Device.RunsRulesInTheKernel)) ? "; in the kernel too, for the xdp: inputs" : "")}");
     if (debug)
         foreach (QueueEnd q in graph.Queues)
             Console.WriteLine($"debug: queue {q.Id}: {q.Role}, {q.Capacity} slots{(q is EgressQueue e ? $", a consumer may hold {e.Quota}" : "")}");

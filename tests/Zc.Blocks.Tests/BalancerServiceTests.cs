@@ -378,12 +378,15 @@ public class BalancerServiceTests(ITestOutputHelper output)
         print(s.recv().decode())
         """;
 
-    private static string Client(string endpoint, params string[] rules)
+    private static string Client(string endpoint, params string[] rules) => ClientIn(null, endpoint, rules);
+
+    /// <summary>The rules sent to <paramref name="endpoint"/> by PF_RING's client format, from network namespace <paramref name="netns"/> when given.</summary>
+    internal static string ClientIn(string? netns, string endpoint, params string[] rules)
     {
         string script = Path.Combine(Path.GetTempPath(), $"zcflow-zmq-client-{Environment.ProcessId}.py");
         File.WriteAllText(script, ClientScript.Replace("\n        ", "\n"));
-        var start = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string a in (string[])[script, endpoint, .. rules]) start.ArgumentList.Add(a);
+        var start = new ProcessStartInfo(netns is null ? "/usr/bin/python3" : "ip") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string a in (string[])[.. netns is null ? [] : new[] { "netns", "exec", netns, "/usr/bin/python3" }, script, endpoint, .. rules]) start.ArgumentList.Add(a);
         try
         {
             using Process client = Process.Start(start)!;

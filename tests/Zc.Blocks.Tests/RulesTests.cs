@@ -528,6 +528,40 @@ public class RulesTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public void TheBalancersZeroMqRules_OnAnXdpInput_DropInTheKernel_NothingOfItCopiedUp()
+    {
+        using Veth veth = Veth.Create(mtu: 1500);
+        string frames = Path.Combine(Path.GetTempPath(), $"zcflow-balancer-xdp-zmq-{Environment.ProcessId}.pcap");
+        uint id = TestClusters.NextId();
+        string endpoint = $"tcp://127.0.0.1:{ClickHouseServer.FreePort()}";
+        try
+        {
+            List<byte[]> sent = Udp(frames, 300, i => 53);   // 10.0.0.1 to 10.0.0.2
+            veth.Exec("ip", "link", "set", "lo", "up");       // for ZeroMQ, in the namespace
+            using ChildProcess balancer = ChildProcess.Run("Balancer", ["-c", id, "-i", $"xdp:{Veth.B}@0?mode=skb", "-n", 1, "-Z", "-E", endpoint, "-A", 1], netns: veth.Namespace);
+            balancer.WaitFor("rules through ZeroMQ");
+            Assert.Equal("OK", BalancerServiceTests.ClientIn(veth.Namespace, endpoint, "src:drop:10.0.0.1:0"));
+            using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", frames, "-n", sent.Count, "-p", 3000], netns: veth.Namespace))
+                Assert.Equal(0, send.WaitForExit());
+            Thread.Sleep(500);
+            var info = Listing.WaitFor(id, c => c.Queues.Count == 1, "the balancer's queue");
+            Assert.Equal(0ul, info.Queues[0].Stats.Sent);
+            Assert.Equal(0ul, info.Devices.Single().Stats.Received);   // dropped in the kernel: none reached the device's socket
+            // Accepted now: every one comes up, and through.
+            Assert.Equal("OK", BalancerServiceTests.ClientIn(veth.Namespace, endpoint, "src:accept:10.0.0.1:0"));
+            using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", frames, "-n", sent.Count, "-p", 3000], netns: veth.Namespace))
+                Assert.Equal(0, send.WaitForExit());
+            Listing.WaitFor(id, c => c.Queues[0].Stats.Sent == 300, "the accepted packets through the balancer");
+            balancer.Terminate();
+            Assert.Equal(0, balancer.WaitForExit());
+        }
+        finally
+        {
+            File.Delete(frames);
+        }
+    }
+
     [Theory]
     [InlineData("udp port 53")]
     [InlineData("tcp and (port 80 or port 443)")]
