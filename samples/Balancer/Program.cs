@@ -156,6 +156,7 @@ bool finalStats = !cl.Has('z') && (!cl.Has('d') || cl.Has('l'));
 Graph graph;
 RulesServer? rules = null;
 RulesFile? deviceRules = null;
+bool zInKernel = false;
 try
 {
     var filters = LoadFilters();
@@ -187,6 +188,7 @@ try
         DeviceRules = deviceRules?.Rules ?? (cl.Has('Z') && inputs.Any(i => i.Any(Device.RunsRulesInTheKernel)) ? new Rules() : null),
     };
     if (options.Problems() is [var (option, message), ..]) cl.Fail($"-{letters[option]}: {message}");
+    zInKernel = cl.Has('Z') && options.DeviceRules is not null && inputs.Any(i => i.Any(Device.RunsRulesInTheKernel));
     (clusterId, mode, apps) = (options.ClusterId, options.Mode, [.. options.QueuesPerApplication]);
     graph = options.Start();
     if (cl.Has('Z'))
@@ -264,7 +266,7 @@ using (Prometheus.Serve(metricsPort))
     }
     Console.WriteLine($"serving on {graph.Cluster.SocketPath}{(graph.Cluster.OnHugePages ? ", buffers on hugepages" : "")}");
     if (metricsPort is not null) Console.WriteLine($"metrics at http://localhost:{metricsPort}/metrics");
-    if (rules is not null) Console.WriteLine($"rules through ZeroMQ at {cl.String('E') ?? RulesServer.DefaultEndpoint}; what no rule names is {(cl.Number('A', 1, 0, 1) == 1 ? "passed" : "dropped")}{(options.DeviceRules is not null && inputs.Any(i => i.Any(Device.RunsRulesInTheKernel)) ? "; in the kernel too, for the xdp: inputs" : "")}");
+    if (rules is not null) Console.WriteLine($"rules through ZeroMQ at {cl.String('E') ?? RulesServer.DefaultEndpoint}; what no rule names is {(cl.Number('A', 1, 0, 1) == 1 ? "passed" : "dropped")}{(zInKernel ? "; in the kernel too, for the xdp: inputs" : "")}");
     if (debug)
         foreach (QueueEnd q in graph.Queues)
             Console.WriteLine($"debug: queue {q.Id}: {q.Role}, {q.Capacity} slots{(q is EgressQueue e ? $", a consumer may hold {e.Quota}" : "")}");
