@@ -167,6 +167,7 @@ public class ClickHouseTests(ITestOutputHelper output)
             Assert.True(export.Ready, export.Problem);
             const int Total = 60_000;
             Thread? restart = null;
+            Exception? restartFailed = null;
             long t = Now;
             for (int i = 0; i < Total; i++)
             {
@@ -182,12 +183,20 @@ public class ClickHouseTests(ITestOutputHelper output)
                     restart = new Thread(() =>
                     {
                         Thread.Sleep(1000);
-                        server.Start();
+                        try
+                        {
+                            server.Start();
+                        }
+                        catch (Exception e)
+                        {
+                            restartFailed = e;   // said on the test's thread, not as an unhandled exception here
+                        }
                     });
                     restart.Start();
                 }
             }
             restart!.Join();
+            Assert.Null(restartFailed);
             Assert.True(export.Complete(TimeSpan.FromSeconds(60)), export.Problem);
             (long packets, long bytes) = Expected(0, Total);
             output.WriteLine($"{export.Inserted} inserted in {export.Batches} batches, {export.Retries} retries, {export.Recovered} found stored after a lost answer, {export.Dropped} dropped");

@@ -465,6 +465,54 @@ public class RulesTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void WithABpffsMounted_TheRulesProgramAndLibxdpsServeSideBySide()
+    {
+        using Veth veth = Veth.Create(mtu: 1500);
+        const string Bpffs = "/sys/fs/bpf";
+        bool mounted = File.ReadAllText("/proc/self/mounts").Contains($" {Bpffs} bpf ");
+        if (!mounted)
+        {
+            Directory.CreateDirectory(Bpffs);
+            (int code, _, string error) = Tools.Run("mount", "-t", "bpf", "bpf", Bpffs);
+            Assert.True(code == 0, $"mount -t bpf: {error}");
+        }
+        string frames = Path.Combine(Path.GetTempPath(), $"zcflow-rules-bpffs-{Environment.ProcessId}.pcap"), file = frames + ".rules";
+        File.WriteAllLines(file, ["drop proto udp dport 53"]);
+        using ZcCluster cluster = TestClusters.Create(buffers: 4096, bufferSize: 2048);
+        Buffers.BufferPool pool = cluster.CreatePool(4096);
+        try
+        {
+            List<byte[]> sent = Udp(frames, 300, i => (ushort)(i % 3 == 0 ? 53 : 80));
+            veth.Run(() =>
+            {
+                // One interface with ZcFlow's rules program, the other with libxdp's: through its dispatcher where it has a bpffs and
+                // the kernel takes the dispatcher's extension programs (this host's refuses them, EPERM, and libxdp then loads its alone).
+                using var ruled = (Devices.XdpDevice)Devices.Device.OpenSource($"xdp:{Veth.B}@0?mode=skb&rules={file}", pool, 0);
+                using Devices.IPacketSource plain = Devices.Device.OpenSource($"xdp:{Veth.A}@0?mode=skb", pool, 1);
+                using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", frames, "-n", sent.Count, "-p", 3000], netns: veth.Namespace))
+                {
+                    Assert.Equal(200, Drain(ruled, pool, 200).Count);
+                    Assert.Equal(0, send.WaitForExit());
+                }
+                using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.B, "-f", frames, "-n", sent.Count, "-p", 3000], netns: veth.Namespace))
+                {
+                    Assert.Equal(300, Drain(plain, pool, 300).Count);
+                    Assert.Equal(0, send.WaitForExit());
+                }
+                Assert.Equal(100UL, ruled.RuleCounters(0).Packets);
+                output.WriteLine(veth.Exec("ip", "link", "show", Veth.A) + veth.Exec("ip", "link", "show", Veth.B));
+            });
+        }
+        finally
+        {
+            if (!mounted) Tools.Run("umount", Bpffs);
+            File.Delete(frames);
+            File.Delete(file);
+        }
+        Assert.Equal(4096, pool.Available);
+    }
+
+    [Fact]
     public void TheBalancerWithARulesFile_RunsThemOnEveryInput_AndZStatShowsEachRulesCounters()
     {
         string frames = Path.Combine(Path.GetTempPath(), $"zcflow-balancer-rules-{Environment.ProcessId}.pcap"), file = frames + ".rules";
