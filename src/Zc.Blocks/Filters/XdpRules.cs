@@ -533,20 +533,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
         // The rule's counters, then its action.
         a.Mark(act);
         a.Store(Size.Word, Fp, MapKey, R9);
-        a.Lookup(_counters, MapKey);
-        int counted = a.Label();
-        a.JumpIf(Cond.Eq, R0, 0, counted);
-        a.Load(Size.Double, R2, R0, 0);
-        a.Alu(Op.Add, R2, 1);
-        a.Store(Size.Double, R0, 0, R2);
-        a.Load(Size.Word, R7, R6, 0);
-        a.Load(Size.Word, R8, R6, 4);
-        a.MovReg(R3, R8);
-        a.AluReg(Op.Sub, R3, R7);
-        a.Load(Size.Double, R2, R0, 8);
-        a.AluReg(Op.Add, R2, R3);
-        a.Store(Size.Double, R0, 8, R2);
-        a.Mark(counted);
+        Count();
         a.Lookup(_actions, MapKey);
         int toKernel = a.Label(), reflect = a.Label();
         a.JumpIf(Cond.Eq, R0, 0, toKernel);
@@ -604,20 +591,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
         a.Exit();
         a.Mark(addressDrop);
         a.StoreImmediate(Size.Word, Fp, MapKey, AddressSlot);
-        a.Lookup(_counters, MapKey);
-        int addressCounted = a.Label();
-        a.JumpIf(Cond.Eq, R0, 0, addressCounted);
-        a.Load(Size.Double, R2, R0, 0);
-        a.Alu(Op.Add, R2, 1);
-        a.Store(Size.Double, R0, 0, R2);
-        a.Load(Size.Word, R7, R6, 0);
-        a.Load(Size.Word, R8, R6, 4);
-        a.MovReg(R3, R8);
-        a.AluReg(Op.Sub, R3, R7);
-        a.Load(Size.Double, R2, R0, 8);
-        a.AluReg(Op.Add, R2, R3);
-        a.Store(Size.Double, R0, 8, R2);
-        a.Mark(addressCounted);
+        Count();
         a.Return(Bpf.XDP_DROP);
         a.Mark(reflect);
         a.LoadMap(R1, _devices);
@@ -642,6 +616,25 @@ internal sealed unsafe partial class XdpRules : IDisposable
         a.Mark(toKernel);
         a.Return(Bpf.XDP_PASS);
         return a.Build();
+
+        // One packet and its bytes onto the counters of the slot at MapKey (per CPU: no other writer).
+        void Count()
+        {
+            int counted = a.Label();
+            a.Lookup(_counters, MapKey);
+            a.JumpIf(Cond.Eq, R0, 0, counted);
+            a.Load(Size.Double, R2, R0, 0);
+            a.Alu(Op.Add, R2, 1);
+            a.Store(Size.Double, R0, 0, R2);
+            a.Load(Size.Word, R7, R6, 0);
+            a.Load(Size.Word, R8, R6, 4);
+            a.MovReg(R3, R8);
+            a.AluReg(Op.Sub, R3, R7);
+            a.Load(Size.Double, R2, R0, 8);
+            a.AluReg(Op.Add, R2, R3);
+            a.Store(Size.Double, R0, 8, R2);
+            a.Mark(counted);
+        }
     }
 
     // The ports after the transport header at R2 (a packet pointer), for the protocol in R3, if they are in the frame.
