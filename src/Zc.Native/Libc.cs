@@ -31,7 +31,9 @@ internal static unsafe partial class Libc
     public const int MAP_NORESERVE = 0x4000;
     public const int MAP_FIXED = 0x10;
     public const int MAP_POPULATE = 0x08000;
+    public const int MADV_WILLNEED = 3;
     public const int MADV_HUGEPAGE = 14;
+    public const int MADV_POPULATE_READ = 22;   // Linux 5.14
     public const int MADV_DONTDUMP = 16;
     public static readonly nint MAP_FAILED = -1;
 

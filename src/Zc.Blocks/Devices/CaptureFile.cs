@@ -22,6 +22,8 @@ public sealed unsafe class CaptureFile : IDisposable, IFrameReader
     private readonly MemoryMappedFile? _map;
     private readonly MemoryMappedViewAccessor? _view;
     private readonly byte* _base;
+    private long _populated;                // the file is in the page tables up to here (see Populate)
+    private static bool _noPopulate;        // the kernel has no MADV_POPULATE_READ (before 5.14)
     private readonly long _length;
     private readonly bool _pcapng;
     private readonly long _first;           // offset of the first record
@@ -128,10 +130,25 @@ public sealed unsafe class CaptureFile : IDisposable, IFrameReader
     /// </summary>
     public int ReadBurst(Span<CapturedFrame> frames)
     {
+        if (_offset + PopulateWindow / 2 > _populated && _populated < _length) Populate();
         int n = !_pcapng && !_swapped && Problem is null ? ReadRecords(frames) : 0;
         while (n < frames.Length && TryNext(out ReadOnlySpan<byte> data, out long timestampNs, out LinkType link))
             frames[n++] = new CapturedFrame((byte*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(data)), data.Length, WireLength, timestampNs, link);
         return n;
+    }
+
+    private const long PopulateWindow = 4 << 20;
+
+    // The next window of the file into the page tables, in one call: the records are then read without a page fault every
+    // 4 KiB (about a seventh of reading a file of small records). A window at a time, never the whole file: it may be large.
+    private void Populate()
+    {
+        long from = _populated, to = Math.Min(_length, _populated + PopulateWindow);
+        _populated = to;
+        if (_noPopulate) return;
+        byte* start = (byte*)((nuint)(_base + from) & ~(nuint)4095);   // madvise takes a page's start
+        if (ZcFlow.Native.Libc.Madvise((nint)start, (nuint)(_base + to - start), ZcFlow.Native.Libc.MADV_POPULATE_READ) != 0)
+            _noPopulate = true;   // an older kernel: the page faults as before
     }
 
     // A pcap file in the host's byte order, record by record as NextRecord reads them, in one loop over locals. It stops
