@@ -225,7 +225,7 @@ public class RulesTests(ITestOutputHelper output)
     }
 
     // `count` UDP frames, numbered in their last four bytes, to the port `port(i)` gives.
-    private static List<byte[]> Udp(string path, int count, Func<int, ushort> port)
+    internal static List<byte[]> Udp(string path, int count, Func<int, ushort> port)
     {
         var frames = Enumerable.Range(0, count).Select(i => Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 12).Udp(1000, port(i), 4).U32((uint)i).ToArray()).ToList();
         using var writer = new Devices.CaptureWriter(path);
@@ -233,7 +233,7 @@ public class RulesTests(ITestOutputHelper output)
         return frames;
     }
 
-    private static List<byte[]> Drain(Devices.IPacketSource device, Buffers.BufferPool pool, int expected)
+    internal static List<byte[]> Drain(Devices.IPacketSource device, Buffers.BufferPool pool, int expected)
         => KernelDeviceTests.DrainAll([device], pool, expected)[0];
 
     [Theory]
@@ -462,54 +462,6 @@ public class RulesTests(ITestOutputHelper output)
             File.Delete(frames);
             File.Delete(file);
         }
-    }
-
-    [Fact]
-    public void WithABpffsMounted_TheRulesProgramAndLibxdpsServeSideBySide()
-    {
-        using Veth veth = Veth.Create(mtu: 1500);
-        const string Bpffs = "/sys/fs/bpf";
-        bool mounted = File.ReadAllText("/proc/self/mounts").Contains($" {Bpffs} bpf ");
-        if (!mounted)
-        {
-            Directory.CreateDirectory(Bpffs);
-            (int code, _, string error) = Tools.Run("mount", "-t", "bpf", "bpf", Bpffs);
-            Assert.True(code == 0, $"mount -t bpf: {error}");
-        }
-        string frames = Path.Combine(Path.GetTempPath(), $"zcflow-rules-bpffs-{Environment.ProcessId}.pcap"), file = frames + ".rules";
-        File.WriteAllLines(file, ["drop proto udp dport 53"]);
-        using ZcCluster cluster = TestClusters.Create(buffers: 4096, bufferSize: 2048);
-        Buffers.BufferPool pool = cluster.CreatePool(4096);
-        try
-        {
-            List<byte[]> sent = Udp(frames, 300, i => (ushort)(i % 3 == 0 ? 53 : 80));
-            veth.Run(() =>
-            {
-                // One interface with ZcFlow's rules program, the other with libxdp's: through its dispatcher where it has a bpffs and
-                // the kernel takes the dispatcher's extension programs (this host's refuses them, EPERM, and libxdp then loads its alone).
-                using var ruled = (Devices.XdpDevice)Devices.Device.OpenSource($"xdp:{Veth.B}@0?mode=skb&rules={file}", pool, 0);
-                using Devices.IPacketSource plain = Devices.Device.OpenSource($"xdp:{Veth.A}@0?mode=skb", pool, 1);
-                using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", frames, "-n", sent.Count, "-p", 3000], netns: veth.Namespace))
-                {
-                    Assert.Equal(200, Drain(ruled, pool, 200).Count);
-                    Assert.Equal(0, send.WaitForExit());
-                }
-                using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.B, "-f", frames, "-n", sent.Count, "-p", 3000], netns: veth.Namespace))
-                {
-                    Assert.Equal(300, Drain(plain, pool, 300).Count);
-                    Assert.Equal(0, send.WaitForExit());
-                }
-                Assert.Equal(100UL, ruled.RuleCounters(0).Packets);
-                output.WriteLine(veth.Exec("ip", "link", "show", Veth.A) + veth.Exec("ip", "link", "show", Veth.B));
-            });
-        }
-        finally
-        {
-            if (!mounted) Tools.Run("umount", Bpffs);
-            File.Delete(frames);
-            File.Delete(file);
-        }
-        Assert.Equal(4096, pool.Available);
     }
 
     [Fact]
@@ -774,5 +726,68 @@ public class RulesTests(ITestOutputHelper output)
             Assert.Equal(dns, id);
         }
         Assert.Equal(RuleAction.ToApplication, rules.Decide(sll2, 0, out _));   // read as Ethernet, it is something else
+    }
+}
+
+/// <summary>
+/// A bpffs mounted at /sys/fs/bpf is seen by every thread of the host, and libxdp attaches and detaches differently with one
+/// (through its dispatcher) than without: a test that mounts it runs alone, so no other test's XDP device opens under one
+/// state and closes under the other.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class MountsBpffs
+{
+    public const string Name = "mounts a bpffs";
+}
+
+[Collection(MountsBpffs.Name)]
+public class BpffsRulesTests(ITestOutputHelper output)
+{
+    [Fact]
+    public void WithABpffsMounted_TheRulesProgramAndLibxdpsServeSideBySide()
+    {
+        using Veth veth = Veth.Create(mtu: 1500);
+        const string Bpffs = "/sys/fs/bpf";
+        bool mounted = File.ReadAllText("/proc/self/mounts").Contains($" {Bpffs} bpf ");
+        if (!mounted)
+        {
+            Directory.CreateDirectory(Bpffs);
+            (int code, _, string error) = Tools.Run("mount", "-t", "bpf", "bpf", Bpffs);
+            Assert.True(code == 0, $"mount -t bpf: {error}");
+        }
+        string frames = Path.Combine(Path.GetTempPath(), $"zcflow-rules-bpffs-{Environment.ProcessId}.pcap"), file = frames + ".rules";
+        File.WriteAllLines(file, ["drop proto udp dport 53"]);
+        using ZcCluster cluster = TestClusters.Create(buffers: 4096, bufferSize: 2048);
+        Buffers.BufferPool pool = cluster.CreatePool(4096);
+        try
+        {
+            List<byte[]> sent = RulesTests.Udp(frames, 300, i => (ushort)(i % 3 == 0 ? 53 : 80));
+            veth.Run(() =>
+            {
+                // One interface with ZcFlow's rules program, the other with libxdp's: through its dispatcher where it has a bpffs and
+                // the kernel takes the dispatcher's extension programs (this host's refuses them, EPERM, and libxdp then loads its alone).
+                using var ruled = (Devices.XdpDevice)Devices.Device.OpenSource($"xdp:{Veth.B}@0?mode=skb&rules={file}", pool, 0);
+                using Devices.IPacketSource plain = Devices.Device.OpenSource($"xdp:{Veth.A}@0?mode=skb", pool, 1);
+                using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", frames, "-n", sent.Count, "-p", 3000], netns: veth.Namespace))
+                {
+                    Assert.Equal(200, RulesTests.Drain(ruled, pool, 200).Count);
+                    Assert.Equal(0, send.WaitForExit());
+                }
+                using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.B, "-f", frames, "-n", sent.Count, "-p", 3000], netns: veth.Namespace))
+                {
+                    Assert.Equal(300, RulesTests.Drain(plain, pool, 300).Count);
+                    Assert.Equal(0, send.WaitForExit());
+                }
+                Assert.Equal(100UL, ruled.RuleCounters(0).Packets);
+                output.WriteLine(veth.Exec("ip", "link", "show", Veth.A) + veth.Exec("ip", "link", "show", Veth.B));
+            });
+        }
+        finally
+        {
+            if (!mounted) Tools.Run("umount", Bpffs);
+            File.Delete(frames);
+            File.Delete(file);
+        }
+        Assert.Equal(4096, pool.Available);
     }
 }
