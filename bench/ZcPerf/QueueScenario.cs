@@ -35,18 +35,18 @@ internal static class QueueScenario
         bool rte = peers.RteRingMissing is null;
         var rows = new List<(string Name, long Items, Func<PinnedPair.Result> Once)>
         {
-            ("zc_queue_single", SingleItems, () => Single(Fresh(cluster), handles, SingleItems)),
+            ("zc_queue_single", SingleItems, () => Single(Fresh(cluster, pool), handles, SingleItems)),
         };
         if (rte) rows.Add(("rte_ring_single", SingleItems, () => Peer(peers, "rte_ring", SingleItems, 1)));
         rows.Add(("plain_ring_single", SingleItems, () => Peer(peers, "plain", SingleItems, 1)));
-        rows.Add(("zc_queue_burst32", BurstItems, () => Bursts(Fresh(cluster), handles, BurstItems)));
+        rows.Add(("zc_queue_burst32", BurstItems, () => Bursts(Fresh(cluster, pool), handles, BurstItems)));
         if (rte) rows.Add(("rte_ring_burst32", BurstItems, () => Peer(peers, "rte_ring", BurstItems, Burst)));
         rows.Add(("plain_ring_burst32", BurstItems, () => Peer(peers, "plain", BurstItems, Burst)));
         rows.Add(("channel_bounded", ChannelItems, () => Channel(handles, ChannelItems, bounded: true)));
         rows.Add(("channel_unbounded", ChannelItems, () => Channel(handles, ChannelItems, bounded: false)));
         var groups = rows.GroupBy(r => Kind(r.Name)).Select(g => g.ToList()).ToList();
-        Single(Fresh(cluster), handles, SingleItems / 10);   // warm-up: the JIT's tiers settle
-        Bursts(Fresh(cluster), handles, BurstItems / 10);
+        Single(Fresh(cluster, pool), handles, SingleItems / 10);   // warm-up: the JIT's tiers settle
+        Bursts(Fresh(cluster, pool), handles, BurstItems / 10);
         var runs = rows.ToDictionary(r => r.Name, _ => new List<PinnedPair.Result>());
         // The host's speed swings within seconds here: each of our rows runs right beside its peers, first on one run and
         // last on the next, and a ratio is taken within each run before its median over the runs.
@@ -102,13 +102,15 @@ internal static class QueueScenario
     // A C peer's run as a result: its own wall time (it allocates nothing of ours).
     private static PinnedPair.Result Peer(Peers peers, string peer, long items, int burst) => new(peers.Seconds(peer, items, burst), 0);
 
-    // A queue of its own for each measurement. The consumer here moves indices and gives no buffer back, so the queue's
-    // quota of held buffers (which crash safety keeps, and every send counts down) is set beyond what one run sends.
-    private static EgressQueue Fresh(ZcCluster cluster)
+    // A queue of its own for each measurement, reclaimed by the pool its buffers come from, as a balancer's are. The
+    // consumer here moves indices and gives no buffer back, so the queue's quota of held buffers (which crash safety keeps,
+    // and every send counts down) is set beyond what one run sends.
+    private static EgressQueue Fresh(ZcCluster cluster, BufferPool pool)
     {
         if (cluster.Queues.Count == MaxQueues) throw new InvalidOperationException($"ZcPerf queue makes a queue a run: --runs {MaxQueues / 2 - 1} at most");
         EgressQueue queue = cluster.CreateQueue(Slots);
         queue.Quota = int.MaxValue;
+        pool.ReclaimFrom(queue);
         return queue;
     }
 

@@ -1,5 +1,6 @@
 using ZcFlow.Buffers;
 using ZcFlow.Memory;
+using ZcFlow.Queues;
 
 namespace ZcFlow.Tests;
 
@@ -78,6 +79,38 @@ public class BufferPoolTests
         Assert.True(other.TryGet(out PacketHandle foreign));
         Assert.Throws<ArgumentException>(() => pool.Release(foreign));
         Assert.Equal(4, pool.Available);
+    }
+
+    [Fact]
+    public void WhatAQueueHolds_IsKnownAtEveryCheck_ThoughASendOnlyNotesIt()
+    {
+        // A send writes the owner's record of the queue, not the holders: every check the owner makes must still see them,
+        // after the record has gone round the ring many times, and across the ring's end in the middle of a burst.
+        using ZcCluster cluster = TestClusters.Create(buffers: 64);
+        BufferPool pool = cluster.CreatePool(64);
+        EgressQueue queue = cluster.CreateQueue(16);
+        pool.ReclaimFrom(queue);
+        var burst = new PacketHandle[7];
+        var got = new PacketHandle[7];
+        for (int round = 0; round < 50; round++)
+        {
+            Assert.Equal(7, pool.GetBurst(burst));
+            Assert.Equal(7, queue.SendBurst(burst));
+            // sent and not yet released: the owner may not give it back itself
+            Assert.Throws<InvalidOperationException>(() => pool.Release(burst[round % 7]));
+            Assert.Equal(7, queue.Consumer.ReceiveBurst(got));
+            for (int i = 0; i < 7; i++)
+            {
+                Assert.Equal(burst[i].Index, got[i].Index);
+                Assert.Equal(burst[i].Capacity, got[i].Capacity);
+                Assert.True(System.Runtime.CompilerServices.Unsafe.AreSame(ref burst[i].Buffer[0], ref got[i].Buffer[0]), $"round {round}, packet {i}: another buffer's bytes");
+            }
+            queue.Consumer.ReleaseBurst(got);
+            queue.Consumer.Release(got[0]);   // twice: refused by the owner
+            pool.Reclaim();
+            Assert.Equal(64, pool.Available);
+        }
+        Assert.Equal(50UL, pool.Errors);
     }
 
     [Fact]

@@ -23,6 +23,8 @@ public abstract class BufferOwner
     private protected readonly ulong[] _holders; // queues holding each buffer, by cluster index: the cluster's record, or a relay's own
     private protected EgressQueue[] _returns = [];   // the queues whose consumers' releases come back here
     private protected ulong _errors;
+    // A queue that returns here has sent since its holders were last marked: they are marked before the record is read.
+    internal bool Unmarked;
     private long _freed;                         // buffers made free so far, for the counts Reclaim and CheckConsumers return
     // Buffers made free and not yet handed to Free: the kind of owner is asked once per batch, not once per buffer.
     private readonly uint[] _freeing = new uint[FreeBatch];
@@ -51,6 +53,7 @@ public abstract class BufferOwner
     {
         ArgumentNullException.ThrowIfNull(queue);
         Adopt(queue);
+        queue.MarkHolders();   // what it sent before is marked: from now on this owner marks it
         if (Array.IndexOf(_returns, queue) < 0) _returns = [.. _returns, queue];
         queue.ReturnsTo = this;
     }
@@ -86,6 +89,7 @@ public abstract class BufferOwner
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Check(in PacketHandle packet)
     {
+        if (Unmarked) MarkHolders();
         uint index = packet.Index, local = index - _first;
         if (local >= (uint)_out.Length) ThrowHelper.ForeignBuffer(index);
         if (!_out[local] || _holders[index] != 0) ThrowHelper.NotOwned(index);
@@ -116,11 +120,27 @@ public abstract class BufferOwner
     public int Reclaim()
     {
         long before = _freed;
-        foreach (EgressQueue queue in _returns) Drain(queue);
+        MarkHolders();
+        foreach (EgressQueue queue in _returns) DrainMarked(queue);
         return (int)(_freed - before);
     }
 
+    // What the queues that return here sent, into the holders record: once before the record is read, for all of them,
+    // since a buffer is free only when none holds it.
+    private void MarkHolders()
+    {
+        if (!Unmarked) return;
+        Unmarked = false;
+        foreach (EgressQueue queue in _returns) queue.MarkHolders();
+    }
+
     internal void Drain(EgressQueue queue)
+    {
+        MarkHolders();
+        DrainMarked(queue);
+    }
+
+    private void DrainMarked(EgressQueue queue)
     {
         SpscRing ring = queue.RecycleRing;
         ulong bit = queue.Bit;
@@ -183,6 +203,7 @@ public abstract class BufferOwner
     // Every buffer the gone consumer's queue held is taken back; then the queue is free for the next one.
     private protected void TakeBackFromGone(QueueEnd queue)
     {
+        MarkHolders();
         ulong bit = queue.Bit;
         for (uint local = 0; local < (uint)_out.Length; local++)
         {

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using ZcFlow.Buffers;
 using ZcFlow.Memory;
 
@@ -19,6 +20,7 @@ public sealed class EgressQueue : QueueSender
 
     private readonly ConsumerLink _link;
     private ulong[] _holders;   // which queues hold each buffer: the cluster's record, or a relay's own
+    private readonly uint[] _sent;   // the owner's own copy of every slot it wrote, by position: what is marked in _holders comes from here, never from the slots
     private readonly ulong _bit;
     private HeldCount _q;
     private ulong _lastHead;
@@ -27,15 +29,16 @@ public sealed class EgressQueue : QueueSender
     private bool _stuck;
 
     /// <summary>
-    /// The owner's count of the buffers this queue may still take, written on every send: alone on its pair of cache
-    /// lines, so that a consumer thread of the same process, which reads this object's other fields on every receive,
-    /// never has them invalidated by it.
+    /// What the owner writes as it sends: the count of the buffers this queue may still take, and how far the holders
+    /// record is marked. Alone on its pair of cache lines, so that a consumer thread of the same process, which reads this
+    /// object's other fields on every receive, never has them invalidated by it.
     /// </summary>
     [StructLayout(LayoutKind.Explicit, Size = 2 * ArenaLayout.CacheLinePair)]
     private struct HeldCount
     {
         [FieldOffset(ArenaLayout.CacheLinePair)] public int Left;        // Limit - buffers held: one field to test and count down per send
         [FieldOffset(ArenaLayout.CacheLinePair + 4)] public int Limit;
+        [FieldOffset(ArenaLayout.CacheLinePair + 8)] public ulong Marked;   // positions below it are marked in _holders
     }
 
     internal EgressQueue(int id, SpscRing ring, SpscRing recycle, BufferRegion buffers, ulong[] holders, ConsumerLink link)
@@ -44,7 +47,9 @@ public sealed class EgressQueue : QueueSender
         _holders = holders;
         _link = link;
         _bit = 1UL << id;
+        _sent = new uint[ring.Capacity];
         _q.Limit = _q.Left = 2 * ring.Capacity;
+        _q.Marked = ring.ProducerPosition;
         _lastProgress = Stopwatch.GetTimestamp();
         Consumer = new QueueConsumer(id, ring, recycle, buffers, owner: null);
     }
@@ -54,7 +59,11 @@ public sealed class EgressQueue : QueueSender
 
     internal override ConsumerLink Link => _link;
 
-    /// <summary>The pool this queue's consumer returns buffers to (<see cref="BufferOwner.ReclaimFrom"/>).</summary>
+    /// <summary>
+    /// The pool this queue's consumer returns buffers to (<see cref="BufferOwner.ReclaimFrom"/>). It marks what was sent in
+    /// the holders record before it reads the record (<see cref="MarkHolders"/>), so a send only notes it; a queue nobody
+    /// reclaims from is marked as it sends.
+    /// </summary>
     internal BufferOwner? ReturnsTo;
 
     /// <summary>
@@ -133,30 +142,72 @@ public sealed class EgressQueue : QueueSender
             return false;
         }
         uint index = packet.Index;
+        ulong at = _ring.ProducerPosition;
+        if (at - _q.Marked == (ulong)_sent.Length) MarkHolders();
+        _sent[at & _ring.Mask] = index;
         _ring.Put(0, index);
-        _holders[index] |= _bit;
         _q.Left--;
         _ring.Advance(1);
+        Sent();
         if (flush) _ring.Flush();
         return true;
     }
 
+    // The burst's indices go into the owner's record first, then into the slots with one copy: a few wide stores to the
+    // lines the consumer reads, where a store per index would queue up behind their misses.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private protected override unsafe int SendSome(ReadOnlySpan<PacketHandle> packets)
     {
         int n = Room(packets.Length);
-        ulong[] holders = _holders;
+        ulong at = _ring.ProducerPosition;
+        if (at + (ulong)n - _q.Marked > (ulong)_sent.Length) MarkHolders();
+        uint[] sent = _sent;
+        int first = (int)(at & _ring.Mask), before = Math.Min(n, sent.Length - first);
+        for (int i = 0; i < before; i++) sent[first + i] = packets[i].Index;
+        for (int i = before; i < n; i++) sent[i - before] = packets[i].Index;
         uint* slots = _ring.Slots;
-        ulong mask = _ring.Mask, at = _ring.ProducerPosition, bit = _bit;
-        for (int i = 0; i < n; i++)
+        fixed (uint* record = sent)
         {
-            uint index = packets[i].Index;
-            slots[(at + (ulong)i) & mask] = index;
-            holders[index] |= bit;
+            Copy(slots + first, record + first, before);
+            if (n > before) Copy(slots, record, n - before);
         }
         _q.Left -= n;
         _ring.Advance(n);
+        Sent();
         return n;
+    }
+
+    // Eight slots a store: inline, where a copy of a length known only at run time is a call.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void Copy(uint* to, uint* from, int n)
+    {
+        int i = 0;
+        for (; i + Vector256<uint>.Count <= n; i += Vector256<uint>.Count) Vector256.Store(Vector256.Load(from + i), to + i);
+        for (; i < n; i++) to[i] = from[i];
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Sent()
+    {
+        if (ReturnsTo is { } owner) owner.Unmarked = true;
+        else MarkHolders();
+    }
+
+    /// <summary>
+    /// Marks in the holders record every buffer sent since the last time, from the owner's own copy of what it sent: the
+    /// sending thread, before anything reads the record (the owner's checks of a release, of a consumer gone) and before
+    /// its copy would be written over.
+    /// </summary>
+    internal unsafe void MarkHolders()
+    {
+        ulong end = _ring.ProducerPosition, mask = _ring.Mask, bit = _bit;
+        if (end == _q.Marked) return;
+        ulong[] holders = _holders;
+        fixed (uint* sent = _sent)
+        {
+            for (ulong p = _q.Marked; p < end; p++) holders[sent[p & mask]] |= bit;
+        }
+        _q.Marked = end;
     }
 
     // Near the quota: what the consumer released may not have been taken back yet; take it now.
