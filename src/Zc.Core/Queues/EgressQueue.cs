@@ -148,7 +148,7 @@ public sealed class EgressQueue : QueueSender
         _ring.Put(0, index);
         _q.Left--;
         _ring.Advance(1);
-        Sent();
+        Sent(at);
         if (flush) _ring.Flush();
         return true;
     }
@@ -161,19 +161,19 @@ public sealed class EgressQueue : QueueSender
         int n = Room(packets.Length);
         ulong at = _ring.ProducerPosition;
         if (at + (ulong)n - _q.Marked > (ulong)_sent.Length) MarkHolders();
-        uint[] sent = _sent;
-        int first = (int)(at & _ring.Mask), before = Math.Min(n, sent.Length - first);
-        for (int i = 0; i < before; i++) sent[first + i] = packets[i].Index;
-        for (int i = before; i < n; i++) sent[i - before] = packets[i].Index;
+        int first = (int)(at & _ring.Mask), before = Math.Min(n, _sent.Length - first);
         uint* slots = _ring.Slots;
-        fixed (uint* record = sent)
+        fixed (uint* record = _sent)
+        fixed (PacketHandle* from = packets)
         {
+            for (int i = 0; i < before; i++) record[first + i] = from[i].Index;
+            for (int i = before; i < n; i++) record[i - before] = from[i].Index;
             Copy(slots + first, record + first, before);
             if (n > before) Copy(slots, record, n - before);
         }
         _q.Left -= n;
         _ring.Advance(n);
-        Sent();
+        Sent(at);
         return n;
     }
 
@@ -186,11 +186,12 @@ public sealed class EgressQueue : QueueSender
         for (; i < n; i++) to[i] = from[i];
     }
 
+    // After a send from position at: the owner learns that there is something to mark once, with the first send after a marking.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void Sent()
+    private void Sent(ulong at)
     {
-        if (ReturnsTo is { } owner) owner.Unmarked = true;
-        else MarkHolders();
+        if (ReturnsTo is not { } owner) MarkHolders();
+        else if (at == _q.Marked) owner.Unmarked = true;
     }
 
     /// <summary>
