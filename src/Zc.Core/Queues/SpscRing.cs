@@ -33,8 +33,12 @@ internal sealed unsafe class SpscRing
     private readonly Wakeup? _wakeup;
     private Cursors _c;
 
-    /// <summary>This process's private view of each side, padded so the two sides never share a line.</summary>
-    [StructLayout(LayoutKind.Explicit, Size = 3 * ArenaLayout.CacheLinePair)]
+    /// <summary>
+    /// This process's private view of each side, padded so the two sides never share a line, nor a pair of lines (which
+    /// the adjacent-line prefetcher fetches together) wherever the object lands: the runtime aligns it to 8 bytes only, so
+    /// the two sides are more than a pair apart.
+    /// </summary>
+    [StructLayout(LayoutKind.Explicit, Size = 4 * ArenaLayout.CacheLinePair)]
     private struct Cursors
     {
         [FieldOffset(128)] public ulong Tail;          // next slot the producer writes
@@ -43,9 +47,9 @@ internal sealed unsafe class SpscRing
         [FieldOffset(152)] public ulong Dropped;       // values the producer could not place
         [FieldOffset(160)] public ulong ProducerErrors;
 
-        [FieldOffset(256)] public ulong Head;          // next slot the consumer reads
-        [FieldOffset(264)] public ulong TailCache;     // consumer's copy of Tail
-        [FieldOffset(272)] public ulong ConsumerErrors;
+        [FieldOffset(384)] public ulong Head;          // next slot the consumer reads
+        [FieldOffset(392)] public ulong TailCache;     // consumer's copy of Tail
+        [FieldOffset(400)] public ulong ConsumerErrors;
     }
 
     /// <param name="control">The ring's control block; its slots follow it.</param>
