@@ -25,7 +25,7 @@ var cl = new CommandLine(args, flags: "bpTD", withValue: "invtmolRksBqC",
     "  -T  flows of the innermost IP packets under GTP-U, GRE and VXLAN    -p  stats every second\n" +
     "  -D  put IP fragments back together first (the Defragment stage), so a fragmented datagram counts once, under its ports\n" +
     "  -R  rules on the device, one a line (drop proto udp dport 53, kernel ether arp, pass …): only what goes to the application\n" +
-    "      is counted; in the kernel for xdp:, in user space elsewhere; SIGUSR1 reads the file again\n" +
+    "      is counted; in the kernel for xdp: and AF_PACKET devices, in user space elsewhere; SIGUSR1 reads the file again\n" +
     "  ClickHouse: -k  the table (zcflow.flows), created with its database when missing   -s  the sensor's name in each row (the host's)\n" +
     "  -B  a batch is sent at this many rows or this age in ms (65536,1000)   -q  the most rows waiting for the server (1048576), then dropped, counted\n" +
     "  -C  also create <table>_all, a Distributed table over this cluster of the server's remote_servers\n" +

@@ -10,7 +10,7 @@ internal static unsafe partial class Bpf
 {
     private const string Lib = "libbpf.so.1";
 
-    public const int BPF_PROG_TYPE_XDP = 6;
+    public const int BPF_PROG_TYPE_SOCKET_FILTER = 1, BPF_PROG_TYPE_XDP = 6;
     public const int BPF_MAP_TYPE_HASH = 1, BPF_MAP_TYPE_ARRAY = 2, BPF_MAP_TYPE_PERCPU_ARRAY = 6, BPF_MAP_TYPE_DEVMAP = 14, BPF_MAP_TYPE_XSKMAP = 17;
     public const ulong BPF_ANY = 0;
     public const uint XDP_ABORTED = 0, XDP_DROP = 1, XDP_PASS = 2, XDP_TX = 3, XDP_REDIRECT = 4;

@@ -17,6 +17,7 @@ internal static unsafe partial class Libc
     public const int SOL_SOCKET = 1;
     public const int SO_ATTACH_FILTER = 26;
     public const int SO_DETACH_FILTER = 27;
+    public const int SO_ATTACH_BPF = 50;
     public const int SO_LOCK_FILTER = 44;
 
     public const int SOL_PACKET = 263;

@@ -224,6 +224,38 @@ public class RulesTests(ITestOutputHelper output)
         Assert.All(ids, id => Assert.True(rules.UserSpaceCounters(id).Packets > 0, $"rule {Mixed[Array.IndexOf(ids, id)]} matched nothing"));
     }
 
+    [Fact]
+    public void AsAPacketSocketsFilter_TheKernelProgram_GivesAMillionFrames_TheDecisionsOfUserSpace_AndCountsTheSame()
+    {
+        if (Environment.UserName != "root") Assert.Skip("loading BPF programs needs root");
+        // The mixed rules but those a socket filter refuses (reflect, VLAN): refused with the reason, the rules unchanged.
+        string[] lines = [.. Mixed.Where(l => !l.StartsWith("reflect", StringComparison.Ordinal) && !l.Contains("vlan", StringComparison.Ordinal))];
+        var rules = new Rules();
+        int[] ids = [.. lines.Select(l => rules.Add(Rule.Parse(l)))];
+        using var kernel = XdpRules.ForPacketSocket(rules);
+        foreach (string refused in new[] { "reflect lo proto tcp", "drop vlan 20", "pass ether 0x8100" })
+        {
+            var e = Assert.Throws<ArgumentException>(() => rules.Add(Rule.Parse(refused)));
+            Assert.Contains("user space", e.Message);
+        }
+        Assert.Equal(ids.Length, rules.List().Count);
+        Assert.NotNull(XdpRules.SocketFilterRefuses(new Rules(filter: Filters.BpfFilter.Compile("udp"))));
+        var random = new Random(20261205);
+        var decisions = new int[4];
+        for (int i = 0; i < 1_000_000; i++)
+        {
+            byte[] frame = RandomFrame(random);
+            RuleAction action = rules.Decide(frame, 0, out int id);
+            uint kept = kernel.TestRun(frame);
+            if ((kept != 0) != (action == RuleAction.ToApplication))
+                Assert.Fail($"frame {i} ({Convert.ToHexString(frame)}): user space says {action} (rule {id}: {(id >= 0 ? lines[Array.IndexOf(ids, id)] : "default")}), the socket filter kept {kept} bytes");
+            decisions[(int)action]++;
+        }
+        output.WriteLine(string.Join(", ", Enum.GetValues<RuleAction>().Select(a => $"{a} {decisions[(int)a]:N0}")));
+        foreach (int id in ids.Append(-1)) Assert.Equal(rules.UserSpaceCounters(id), kernel.Counters(id));
+        Assert.All(ids, id => Assert.True(rules.UserSpaceCounters(id).Packets > 0, $"rule {lines[Array.IndexOf(ids, id)]} matched nothing"));
+    }
+
     // `count` UDP frames, numbered in their last four bytes, to the port `port(i)` gives.
     internal static List<byte[]> Udp(string path, int count, Func<int, ushort> port)
     {
@@ -231,6 +263,17 @@ public class RulesTests(ITestOutputHelper output)
         using var writer = new Devices.CaptureWriter(path);
         for (int i = 0; i < frames.Count; i++) writer.Write(frames[i], i);
         return frames;
+    }
+
+    // Sends the frames of the capture from the pair's far end; the device receives every one but each third, in order, byte for byte.
+    private static void SendAndReceiveAllButEveryThird(Veth veth, string capture, List<byte[]> sent, Devices.IPacketSource device, Buffers.BufferPool pool)
+    {
+        using ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", capture, "-n", sent.Count, "-p", 3000], netns: veth.Namespace);
+        List<byte[]> kept = [.. sent.Where((_, i) => i % 3 != 0)];
+        List<byte[]> got = Drain(device, pool, kept.Count);
+        Assert.Equal(0, send.WaitForExit());
+        Assert.Equal(kept.Count, got.Count);
+        for (int i = 0; i < kept.Count; i++) Assert.True(kept[i].AsSpan().SequenceEqual(got[i]), $"frame {i}");
     }
 
     internal static List<byte[]> Drain(Devices.IPacketSource device, Buffers.BufferPool pool, int expected)
@@ -254,14 +297,7 @@ public class RulesTests(ITestOutputHelper output)
             {
                 using var device = (Devices.XdpDevice)Devices.Device.OpenSource($"xdp:{Veth.B}@0?mode={mode}&rules={file}", pool, 0);
                 Assert.Equal(3, device.Rules!.List().Count);
-                using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", frames, "-n", sent.Count, "-p", 3000], netns: veth.Namespace))
-                {
-                    List<byte[]> got = Drain(device, pool, 200);
-                    Assert.Equal(0, send.WaitForExit());
-                    List<byte[]> kept = [.. sent.Where((_, i) => i % 3 != 0)];
-                    Assert.Equal(kept.Count, got.Count);
-                    for (int i = 0; i < kept.Count; i++) Assert.True(kept[i].AsSpan().SequenceEqual(got[i]), $"frame {i}");
-                }
+                SendAndReceiveAllButEveryThird(veth, frames, sent, device, pool);
                 Assert.Equal((100UL, 100UL * (ulong)sent[0].Length), device.RuleCounters(0));
                 Assert.Equal(0UL, device.Rules.UserSpaceCounters(0).Packets);   // decided in the kernel, not here
                 Assert.Equal(100UL, device.Rules.Counters(0).Packets);
@@ -282,6 +318,59 @@ public class RulesTests(ITestOutputHelper output)
         {
             File.Delete(frames);
             File.Delete(file);
+        }
+        Assert.Equal(4096, pool.Available);
+    }
+
+    [Fact]
+    public void OnAfPacket_TheRulesRunAsTheSocketsFilter_WhatTheyDropNeverReachesTheRing_AndRulesChangeWhileItRuns()
+    {
+        using Veth veth = Veth.Create();
+        string frames = Path.Combine(Path.GetTempPath(), $"zcflow-afp-rules-{Environment.ProcessId}.pcap");
+        using ZcCluster cluster = TestClusters.Create(buffers: 4096, bufferSize: 2048);
+        Buffers.BufferPool pool = cluster.CreatePool(4096);
+        try
+        {
+            // Untagged and VLAN-tagged UDP (the kernel takes the tag off before the filter sees the frame; the device puts
+            // it back): a third of each to port 53.
+            var sent = Enumerable.Range(0, 300).Select(i => (i % 2 == 0 ? Frames.Ethernet(0x0800) : Frames.Ethernet(0x8100).Vlan(5, 0x0800))
+                .Ipv4(0x0A000001, 0x0A000002, 17, 12).Udp(1000, (ushort)(i % 3 == 0 ? 53 : 80), 4).U32((uint)i).ToArray()).ToList();
+            using (var writer = new Devices.CaptureWriter(frames))
+                for (int i = 0; i < sent.Count; i++) writer.Write(sent[i], i);
+            var rules = new Rules();
+            rules.Add(Rule.Parse("drop proto udp dport 53"));
+            veth.Run(() =>
+            {
+                using Devices.IPacketSource device = Devices.Device.OpenSource(Veth.B, pool, 0, rules);
+                Assert.Equal("AfPacketDevice", device.GetType().Name);   // no user-space layer in front of it
+                SendAndReceiveAllButEveryThird(veth, frames, sent, device, pool);
+                ulong dnsBytes = (ulong)sent.Where((_, i) => i % 3 == 0).Sum(f => f.Length);
+                Assert.Equal((100UL, dnsBytes), rules.Counters(0));
+                Assert.Equal(0UL, rules.UserSpaceCounters(0).Packets);   // decided in the kernel
+                Assert.Equal(200UL, rules.Counters(-1).Packets);         // the default: to the application
+
+                // A rule added while it runs; one a socket filter cannot run is refused, and the device keeps its rules.
+                int web = rules.Add(Rule.Parse("kernel proto udp dport 80"));
+                Assert.Contains("user space", Assert.Throws<ArgumentException>(() => rules.Add(Rule.Parse("drop vlan 5"))).Message);
+                using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", frames, "-n", sent.Count, "-p", 3000], netns: veth.Namespace))
+                    Assert.Equal(0, send.WaitForExit());
+                Assert.Empty(Drain(device, pool, 1));
+                Assert.Equal(200UL, rules.Counters(0).Packets);
+                Assert.Equal(200UL, rules.Counters(web).Packets);
+                Assert.Equal(2, rules.List().Count);
+            });
+            // Rules a socket filter cannot run stay in user space, in front of the device.
+            var reflecting = new Rules();
+            reflecting.Add(Rule.Parse("reflect lo proto tcp"));
+            veth.Run(() =>
+            {
+                using Devices.IPacketSource device = Devices.Device.OpenSource(Veth.B, pool, 0, reflecting);
+                Assert.Equal("RuledSource", device.GetType().Name);
+            });
+        }
+        finally
+        {
+            File.Delete(frames);
         }
         Assert.Equal(4096, pool.Available);
     }
@@ -431,7 +520,7 @@ public class RulesTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void ZCountWithARulesFile_OnAfPacket_RunsThemInUserSpace_AndReadsThemAgainOnSigusr1()
+    public void ZCountWithARulesFile_OnAfPacket_RunsThemInTheSocketsFilter_AndReadsThemAgainOnSigusr1()
     {
         using Veth veth = Veth.Create();
         string frames = Path.Combine(Path.GetTempPath(), $"zcflow-zcount-rules-{Environment.ProcessId}.pcap"), file = frames + ".rules";
@@ -730,9 +819,9 @@ public class RulesTests(ITestOutputHelper output)
 }
 
 /// <summary>
-/// A bpffs mounted at /sys/fs/bpf is seen by every thread of the host, and libxdp attaches and detaches differently with one
-/// (through its dispatcher) than without: a test that mounts it runs alone, so no other test's XDP device opens under one
-/// state and closes under the other.
+/// A bpffs mounted at /sys/fs/bpf is seen by every process and thread of the host, and libxdp, once it has found one, keeps
+/// looking there for the rest of the process (its dispatcher's pins): so a test that mounts one runs alone, and what uses
+/// XDP while it is mounted runs in processes of its own.
 /// </summary>
 [CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class MountsBpffs
@@ -757,30 +846,31 @@ public class BpffsRulesTests(ITestOutputHelper output)
         }
         string frames = Path.Combine(Path.GetTempPath(), $"zcflow-rules-bpffs-{Environment.ProcessId}.pcap"), file = frames + ".rules";
         File.WriteAllLines(file, ["drop proto udp dport 53"]);
-        using ZcCluster cluster = TestClusters.Create(buffers: 4096, bufferSize: 2048);
-        Buffers.BufferPool pool = cluster.CreatePool(4096);
         try
         {
             List<byte[]> sent = RulesTests.Udp(frames, 300, i => (ushort)(i % 3 == 0 ? 53 : 80));
-            veth.Run(() =>
-            {
-                // One interface with ZcFlow's rules program, the other with libxdp's: through its dispatcher where it has a bpffs and
-                // the kernel takes the dispatcher's extension programs (this host's refuses them, EPERM, and libxdp then loads its alone).
-                using var ruled = (Devices.XdpDevice)Devices.Device.OpenSource($"xdp:{Veth.B}@0?mode=skb&rules={file}", pool, 0);
-                using Devices.IPacketSource plain = Devices.Device.OpenSource($"xdp:{Veth.A}@0?mode=skb", pool, 1);
-                using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.A, "-f", frames, "-n", sent.Count, "-p", 3000], netns: veth.Namespace))
-                {
-                    Assert.Equal(200, RulesTests.Drain(ruled, pool, 200).Count);
+            // One interface with ZcFlow's rules program, the other with libxdp's: through its dispatcher where it has a bpffs
+            // and the kernel takes the dispatcher's extension programs (this host's refuses them, EPERM, and libxdp then loads
+            // its alone). Each in a process that sees the bpffs: in the namespace's network only, with the host's mounts.
+            using ChildProcess ruled = ChildProcess.Run("ZCount", ["-i", $"xdp:{Veth.B}@0?mode=skb", "-R", file], netns: veth.Namespace, hostMounts: true);
+            using ChildProcess plain = ChildProcess.Run("ZCount", ["-i", $"xdp:{Veth.A}@0?mode=skb"], netns: veth.Namespace, hostMounts: true);
+            ruled.WaitFor("counting");
+            plain.WaitFor("counting");
+            foreach (string from in new[] { Veth.A, Veth.B })
+                using (ChildProcess send = ChildProcess.Run("Send", ["-i", from, "-f", frames, "-n", sent.Count, "-p", 3000], netns: veth.Namespace))
                     Assert.Equal(0, send.WaitForExit());
-                }
-                using (ChildProcess send = ChildProcess.Run("Send", ["-i", Veth.B, "-f", frames, "-n", sent.Count, "-p", 3000], netns: veth.Namespace))
-                {
-                    Assert.Equal(300, RulesTests.Drain(plain, pool, 300).Count);
-                    Assert.Equal(0, send.WaitForExit());
-                }
-                Assert.Equal(100UL, ruled.RuleCounters(0).Packets);
-                output.WriteLine(veth.Exec("ip", "link", "show", Veth.A) + veth.Exec("ip", "link", "show", Veth.B));
-            });
+            Thread.Sleep(1500);   // what came is counted
+            output.WriteLine(veth.Exec("ip", "link", "show", Veth.A) + veth.Exec("ip", "link", "show", Veth.B));
+            ruled.Terminate();
+            plain.Terminate();
+            Assert.Equal(0, ruled.WaitForExit());
+            Assert.Equal(0, plain.WaitForExit());
+            output.WriteLine(ruled.Output + plain.Output);
+            Assert.Contains("total 200 pkts", ruled.Output);
+            Assert.Contains("'drop proto 17 dport 53': 100 pkts", ruled.Output);
+            Assert.Contains("total 300 pkts", plain.Output);
+            // Both programs went with their devices.
+            Assert.DoesNotContain("xdp", veth.Exec("ip", "link", "show", Veth.A) + veth.Exec("ip", "link", "show", Veth.B));
         }
         finally
         {
@@ -788,6 +878,5 @@ public class BpffsRulesTests(ITestOutputHelper output)
             File.Delete(frames);
             File.Delete(file);
         }
-        Assert.Equal(4096, pool.Available);
     }
 }

@@ -54,14 +54,21 @@ public sealed class ChildProcess : IDisposable
     /// <summary>
     /// Starts the program <paramref name="program"/> (an assembly built beside the tests) with <paramref name="args"/>;
     /// with <paramref name="netns"/>, inside that network namespace; with <paramref name="newPidNamespace"/>, in a PID
-    /// namespace of its own (<c>unshare --pid --fork</c>), where it cannot see this process's pids.
+    /// namespace of its own (<c>unshare --pid --fork</c>), where it cannot see this process's pids; with
+    /// <paramref name="hostMounts"/>, in the network namespace alone (<c>nsenter --net</c>), seeing the host's mounts, where
+    /// <c>ip netns exec</c> mounts a /sys of the namespace's own (which hides a bpffs mounted at /sys/fs/bpf).
     /// </summary>
-    public static ChildProcess Run(string program, object[] args, int? asUser = null, string? netns = null, bool newPidNamespace = false)
+    public static ChildProcess Run(string program, object[] args, int? asUser = null, string? netns = null, bool newPidNamespace = false, bool hostMounts = false)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, program + ".dll");
         string? copy = null;
         var info = new ProcessStartInfo { RedirectStandardOutput = true, RedirectStandardInput = true, RedirectStandardError = true, UseShellExecute = false };
-        if (netns is not null)
+        if (netns is not null && hostMounts)
+        {
+            info.FileName = "nsenter";
+            foreach (string a in new[] { $"--net=/var/run/netns/{netns}", "dotnet" }) info.ArgumentList.Add(a);
+        }
+        else if (netns is not null)
         {
             info.FileName = "ip";
             foreach (string a in new[] { "netns", "exec", netns, "dotnet" }) info.ArgumentList.Add(a);

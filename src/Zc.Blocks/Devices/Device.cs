@@ -52,13 +52,15 @@ public static class Device
     /// <summary>
     /// Opens <paramref name="name"/> as <see cref="OpenSource(string, BufferPool, uint)"/> does, with <paramref name="rules"/>
     /// deciding what reaches the caller: in the kernel for an AF_XDP device (its own XDP program: what it drops, leaves to
-    /// the kernel or reflects is never copied to user space), in user space for any other. Rules added to or removed from
+    /// the kernel or reflects is never copied to user space) and for an AF_PACKET device whose rules neither reflect nor
+    /// name a VLAN (a socket filter: what is not for the application never enters the ring), in user space for any other. Rules added to or removed from
     /// <paramref name="rules"/> while the device runs take effect at once; <see cref="Filters.Rules.Counters"/> counts both.
     /// </summary>
     public static IPacketSource OpenSource(string name, BufferPool pool, uint index, Filters.Rules rules)
     {
         ArgumentNullException.ThrowIfNull(rules);
         if (XdpDevice.IsName(name)) return XdpDevice.Open(name, pool, index, rules);
+        if (IsAfPacketName(name) && AfPacketDevice.OpenWithRules(name, pool, index, rules) is { } filtered) return filtered;
         return new RuledSource(OpenSource(name, pool, index), rules, pool);
     }
 
@@ -87,6 +89,14 @@ public static class Device
 
     /// <summary>True when <paramref name="name"/> is an AF_XDP device, whose rules and filter run in its own XDP program in the kernel.</summary>
     public static bool RunsRulesInTheKernel(string name) => XdpDevice.IsName(name);
+
+    /// <summary>
+    /// True when <paramref name="rules"/> run in the kernel on <paramref name="name"/>: an AF_XDP device's program, or an
+    /// AF_PACKET device's socket filter when it can run them (<see cref="OpenSource(string, BufferPool, uint, Filters.Rules)"/>).
+    /// </summary>
+    public static bool RunsRulesInTheKernel(string name, Filters.Rules rules)
+        => XdpDevice.IsName(name) || IsAfPacketName(name) && !name.Split('?')[0].Contains('@', StringComparison.Ordinal)
+            && name.Split('?')[0] is not ("any" or "af_packet:any") && Filters.XdpRules.SocketFilterRefuses(rules) is null;
 
     /// <summary>
     /// Opens <paramref name="name"/> as a device to send through: an interface (<c>eth0</c>,

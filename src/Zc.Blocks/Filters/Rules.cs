@@ -282,6 +282,7 @@ public sealed class Rules
         public readonly int Id = id;
         public readonly Rule Rule = rule;
         public ulong Packets, Bytes;
+        public ulong GonePackets, GoneBytes;   // counted by kernel programs that have gone since (their devices closed)
     }
 
     internal readonly record struct PreciseKey(byte Version, byte Protocol, ushort Vlan, ushort SourcePort, ushort DestinationPort, UInt128 Source, UInt128 Destination);
@@ -292,7 +293,7 @@ public sealed class Rules
     private Entry[] _wildcards = [];
     private readonly Stack<int> _freeIds = new();
     private int _nextId;
-    private ulong _defaultPackets, _defaultBytes;
+    private ulong _defaultPackets, _defaultBytes, _goneDefaultPackets, _goneDefaultBytes;
 
     public Rules(RuleAction defaultAction = RuleAction.ToApplication, BpfFilter? filter = null) => (DefaultAction, Filter) = (defaultAction, filter);
 
@@ -390,19 +391,32 @@ public sealed class Rules
     /// <summary>A back end that counts in the kernel, added to what <see cref="Counters"/> sums.</summary>
     internal void CountAlso(Func<int, (ulong, ulong)> counters, bool add)
     {
-        lock (_lock) _kernelCounters = add ? [.. _kernelCounters, counters] : [.. _kernelCounters.Where(c => c != counters)];
+        lock (_lock)
+        {
+            if (!add)
+            {
+                // What a kernel program counted stays counted once it goes (its device closed): the totals outlive the device.
+                foreach (Entry? e in _byId)
+                    if (e is not null) (e.GonePackets, e.GoneBytes) = Sum((e.GonePackets, e.GoneBytes), counters(e.Id));
+                (_goneDefaultPackets, _goneDefaultBytes) = Sum((_goneDefaultPackets, _goneDefaultBytes), counters(-1));
+            }
+            _kernelCounters = add ? [.. _kernelCounters, counters] : [.. _kernelCounters.Where(c => c != counters)];
+        }
     }
+
+    private static (ulong, ulong) Sum((ulong Packets, ulong Bytes) a, (ulong Packets, ulong Bytes) b) => (a.Packets + b.Packets, a.Bytes + b.Bytes);
 
     /// <summary>Packets and bytes that rule <paramref name="id"/> (-1: the default) matched, here and in the kernel (<see cref="UserSpaceCounters"/>: here).</summary>
     public (ulong Packets, ulong Bytes) Counters(int id)
     {
-        (ulong packets, ulong bytes) = UserSpaceCounters(id);
-        foreach (Func<int, (ulong, ulong)> kernel in Volatile.Read(ref _kernelCounters))
+        (ulong, ulong) total = UserSpaceCounters(id);
+        lock (_lock)
         {
-            (ulong p, ulong b) = kernel(id);
-            (packets, bytes) = (packets + p, bytes + b);
+            if (id < 0) total = Sum(total, (_goneDefaultPackets, _goneDefaultBytes));
+            else if ((uint)id < MaxRules && _byId[id] is { } e) total = Sum(total, (e.GonePackets, e.GoneBytes));
+            foreach (Func<int, (ulong, ulong)> kernel in _kernelCounters) total = Sum(total, kernel(id));
         }
-        return (packets, bytes);
+        return total;
     }
 
     /// <summary>Packets and bytes that rule <paramref name="id"/> (-1: the default) matched in user space.</summary>

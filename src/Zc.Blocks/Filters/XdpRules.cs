@@ -26,6 +26,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
     private const int FieldEther = 1, FieldVlan = 2, FieldProto = 4, FieldSource = 8, FieldDestination = 16, FieldSourcePort = 32, FieldDestinationPort = 64;
 
     private readonly Rules _rules;
+    private readonly bool _socketFilter;   // the same decisions as a socket filter on an AF_PACKET socket (ForPacketSocket)
     private readonly int _precise, _wildcards, _half, _actions, _counters, _devices, _sockets, _addresses, _addressDefault;
     private int _liveHalf;
     private readonly Dictionary<(bool Source, byte Version, UInt128 Address), bool> _installed = [];
@@ -36,9 +37,15 @@ internal sealed unsafe partial class XdpRules : IDisposable
     /// <summary>The XSK map the device puts its socket in, by queue.</summary>
     public int SocketMapFd => _sockets;
 
-    public XdpRules(Rules rules)
+    public XdpRules(Rules rules) : this(rules, socketFilter: false)
+    {
+    }
+
+    private XdpRules(Rules rules, bool socketFilter)
     {
         _rules = rules;
+        _socketFilter = socketFilter;
+        if (socketFilter && SocketFilterRefuses(rules) is string why) throw new ArgumentException(why);
         var fds = new List<int>();
         int Map(int type, string name, int key, int value, int entries)
         {
@@ -64,7 +71,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
         _addressDefault = Map(Bpf.BPF_MAP_TYPE_ARRAY, "zc_addr_default", 4, 4, 1);
         try
         {
-            ProgramFd = Load(Program());
+            ProgramFd = Load(Program(), socketFilter ? Bpf.BPF_PROG_TYPE_SOCKET_FILTER : Bpf.BPF_PROG_TYPE_XDP);
             SetAction(DefaultSlot, rules.DefaultAction);
             rules.Follow(Follow);
             rules.CountAlso(Counters, add: true);
@@ -77,8 +84,32 @@ internal sealed unsafe partial class XdpRules : IDisposable
         }
     }
 
+    /// <summary>
+    /// The same rules as a socket filter for an AF_PACKET socket (<c>SO_ATTACH_BPF</c>): what goes to the application is
+    /// kept, all else is not delivered (to the kernel, drop: the packet goes on into the stack either way, as it does past
+    /// any packet socket), counted per rule in the kernel. It reads the frame through <c>bpf_skb_load_bytes</c>, the first
+    /// 64 bytes at once and what lies past them (extension headers, ports) where the walk reaches it. Not for reflect rules
+    /// (a socket filter cannot send), VLAN rules (the kernel has taken the outer tag off before a packet socket sees it) or
+    /// a pcap filter (libpcap's stays classic BPF on the socket): those run in user space (<see cref="SocketFilterRefuses(Rules)"/>).
+    /// </summary>
+    public static XdpRules ForPacketSocket(Rules rules) => new(rules, socketFilter: true);
+
+    /// <summary>Why <paramref name="rules"/> cannot run as a socket filter, or null when they can.</summary>
+    public static string? SocketFilterRefuses(Rules rules)
+    {
+        if (rules.Filter is not null) return "a filter with rules on an AF_PACKET device runs in user space";
+        foreach ((_, Rule rule) in rules.List()) if (SocketFilterRefuses(rule) is string why) return why;
+        return null;
+    }
+
+    private static string? SocketFilterRefuses(Rule rule) =>
+        rule.Action == RuleAction.Reflect ? $"rule '{rule}': an AF_PACKET socket's filter cannot reflect: on such a device rules with reflect run in user space"
+        : rule.Vlan is not null || rule.EtherType is 0x8100 or 0x88A8 or 0x9100 ? $"rule '{rule}': the kernel takes a frame's outer VLAN tag off before an AF_PACKET socket's filter sees it: on such a device VLAN rules run in user space"
+        : null;
+
     private void Follow(int id, Rule rule, bool added, Rules.Entry[] wildcards)
     {
+        if (added && _socketFilter && SocketFilterRefuses(rule) is string why) throw new ArgumentException(why);
         if (added) Added(id, rule);
         else Removed(rule);
         if (!rule.IsPrecise) WriteWildcards(wildcards);
@@ -261,19 +292,25 @@ internal sealed unsafe partial class XdpRules : IDisposable
         return _possible = Math.Max(n, 1);
     }
 
-    /// <summary>Runs the program once over <paramref name="frame"/> in the kernel (<c>BPF_PROG_TEST_RUN</c>) and returns its XDP action.</summary>
+    /// <summary>
+    /// Runs the program once over <paramref name="frame"/> in the kernel (<c>BPF_PROG_TEST_RUN</c>) and returns its XDP
+    /// action, or for a socket filter the bytes it keeps (0: not delivered).
+    /// </summary>
     public uint TestRun(ReadOnlySpan<byte> frame)
     {
-        fixed (byte* data = frame)
+        // A socket filter's test run takes an Ethernet header off the front (eth_type_trans) and runs it on what follows;
+        // on a packet socket it runs from the frame's first byte: so an Ethernet header of nothing goes in front.
+        byte[] input = _socketFilter ? [.. new byte[14], .. frame] : frame.ToArray();
+        fixed (byte* data = input)
         {
-            var o = new BpfTestRunOptions { Size = (nuint)sizeof(BpfTestRunOptions), DataIn = data, DataSizeIn = (uint)frame.Length, Repeat = 1 };
+            var o = new BpfTestRunOptions { Size = (nuint)sizeof(BpfTestRunOptions), DataIn = data, DataSizeIn = (uint)input.Length, Repeat = 1 };
             int rc = Bpf.TestRun(ProgramFd, &o);
             if (rc != 0) throw new ErrnoException("running the rules' XDP program over a test frame", -rc);
             return o.ReturnValue;
         }
     }
 
-    private static int Load(EbpfInstruction[] program)
+    private static int Load(EbpfInstruction[] program, int type)
     {
         const int LogSize = 1 << 20;
         byte* log = (byte*)NativeMemory.Alloc(LogSize);
@@ -283,7 +320,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
             var options = new BpfProgramLoadOptions { Size = (nuint)sizeof(BpfProgramLoadOptions), LogLevel = 1, LogSize = LogSize, LogBuffer = log };
             fixed (EbpfInstruction* code = program)
             {
-                int fd = Bpf.ProgramLoad(Bpf.BPF_PROG_TYPE_XDP, "zcflow_rules", "GPL", code, (nuint)program.Length, &options);
+                int fd = Bpf.ProgramLoad(type, "zcflow_rules", "GPL", code, (nuint)program.Length, &options);
                 if (fd >= 0) return fd;
                 string text = Marshal.PtrToStringUTF8((nint)log) ?? "";
                 string[] lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
@@ -300,6 +337,11 @@ internal sealed unsafe partial class XdpRules : IDisposable
     // Stack: the precise key at fp-48 (40 bytes), the frame's other fields at fp-56 (EtherType u16, tagged, is IP, has
     // ports), a map key at fp-60.
     private const short Key = -48, Fields = -56, MapKey = -60, AddressKeyAt = -88, AddressSide = AddressKeyAt + 16;
+    // A socket filter's copies of the frame: its first HeadBytes at Head, a header past them at Scratch. Head is 2 bytes
+    // past an 8-byte boundary, so that what follows an Ethernet header (and one or two VLAN tags) lies 4-byte aligned.
+    private const short Scratch = -96, Head = -166, HeadBytes = 64, HeadZeroed = -168;
+    private const int SkbLoadBytes = 26, SkbVlanPresent = 20;   // bpf_skb_load_bytes; __sk_buff's vlan_present
+    private const uint Keep = 0x40000;   // a socket filter's "all of it", as libpcap's programs return
     private const short KeyVersion = Key, KeyProto = Key + 1, KeyVlan = Key + 2, KeySport = Key + 4, KeyDport = Key + 6, KeySource = Key + 8, KeyDestination = Key + 24;
     private const short EtherType = Fields, Tagged = Fields + 2, IsIp = Fields + 3, HasPorts = Fields + 4;
 
@@ -307,13 +349,42 @@ internal sealed unsafe partial class XdpRules : IDisposable
     {
         var a = new Ebpf();
         int parsed = a.Label();
+        bool socket = _socketFilter;
         a.MovReg(R6, R1);
-        a.Load(Size.Word, R7, R6, 0);   // data
-        a.Load(Size.Word, R8, R6, 4);   // data_end
-        for (short at = -88; at < 0; at += 8) a.StoreImmediate(Size.Double, Fp, at, 0);
+        for (short at = socket ? HeadZeroed : AddressKeyAt; at < 0; at += 8) a.StoreImmediate(Size.Double, Fp, at, 0);
+        if (!socket)
+        {
+            a.Load(Size.Word, R7, R6, 0);   // data
+            a.Load(Size.Word, R8, R6, 4);   // data_end
+        }
+        else
+        {
+            // The frame's first 64 bytes (all of it when shorter) onto the stack at Head, their count in R8; R7 points there.
+            int some = a.Label();
+            a.Load(Size.Word, R8, R6, 0);   // skb->len
+            a.JumpIf(Cond.Le, R8, HeadBytes, some);
+            a.Mov(R8, HeadBytes);
+            a.Mark(some);
+            a.JumpIf(Cond.Eq, R8, 0, parsed);
+            a.MovReg(R1, R6);
+            a.Mov(R2, 0);
+            a.MovReg(R3, Fp);
+            a.Alu(Op.Add, R3, Head);
+            a.MovReg(R4, R8);
+            a.Call(SkbLoadBytes);
+            a.JumpIf(Cond.Ne, R0, 0, parsed);
+            a.MovReg(R7, Fp);
+            a.Alu(Op.Add, R7, Head);
+        }
+        // The frame has this many bytes: in the packet (XDP), or in the copy at Head (which holds all the fixed headers read).
+        void Fits(int bytes, int otherwise)
+        {
+            if (socket) a.JumpIf(Cond.Lt, R8, bytes, otherwise);
+            else a.JumpIfPast(R2, R7, bytes, R8, otherwise);
+        }
 
         // Ethernet, and up to two VLAN tags: the outer's id kept, the EtherType after them.
-        a.JumpIfPast(R2, R7, 14, R8, parsed);
+        Fits(14, parsed);
         a.Load(Size.Half, R3, R7, 12);
         a.FromBigEndian(R3, 16);
         int[] l3At = [a.Label(), a.Label(), a.Label()];
@@ -327,7 +398,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
         IfVlan(R3, tag1);
         a.Jump(l3At[0]);
         a.Mark(tag1);
-        a.JumpIfPast(R2, R7, 18, R8, storeType);
+        Fits(18, storeType);
         a.Load(Size.Half, R4, R7, 14);
         a.FromBigEndian(R4, 16);
         a.Alu(Op.And, R4, 0x0FFF);
@@ -338,7 +409,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
         IfVlan(R3, tag2);
         a.Jump(l3At[1]);
         a.Mark(tag2);
-        a.JumpIfPast(R2, R7, 22, R8, storeType);
+        Fits(22, storeType);
         a.Load(Size.Half, R3, R7, 20);
         a.FromBigEndian(R3, 16);
         a.Jump(l3At[2]);
@@ -358,7 +429,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
 
             // IPv4: its header whole, the version 4 and the length at least 5 words; no ports in a later fragment.
             a.Mark(ipv4);
-            a.JumpIfPast(R2, R7, l3 + 20, R8, parsed);
+            Fits(l3 + 20, parsed);
             a.Load(Size.Byte, R4, R7, l3);
             a.MovReg(R5, R4);
             a.Alu(Op.Rsh, R5, 4);
@@ -378,58 +449,66 @@ internal sealed unsafe partial class XdpRules : IDisposable
             a.Alu(Op.And, R5, 0x1FFF);
             a.JumpIf(Cond.Ne, R5, 0, parsed);
             a.Alu(Op.Lsh, R4, 2);
-            a.MovReg(R2, R7);
-            a.Alu(Op.Add, R2, l3);
-            a.AluReg(Op.Add, R2, R4);
+            a.MovReg(socket ? R9 : R2, socket ? R4 : R7);   // where the transport header starts: a packet pointer, or an offset
+            if (!socket) a.Alu(Op.Add, R2, l3);
+            if (!socket) a.AluReg(Op.Add, R2, R4);
+            else a.Alu(Op.Add, R9, l3);
             a.Load(Size.Byte, R3, Fp, KeyProto);
-            Ports(a, parsed);
+            Ports(a, parsed, socket);
 
             // IPv6: up to three extension headers walked; no ports in a later fragment.
             a.Mark(ipv6);
-            a.JumpIfPast(R2, R7, l3 + 40, R8, parsed);
+            Fits(l3 + 40, parsed);
+            if (socket) a.Mov(R9, l3 + 40);
             a.Load(Size.Byte, R4, R7, l3);
             a.Alu(Op.Rsh, R4, 4);
             a.JumpIf(Cond.Ne, R4, 6, parsed);
             a.StoreImmediate(Size.Byte, Fp, IsIp, 1);
             a.StoreImmediate(Size.Byte, Fp, KeyVersion, 6);
-            for (short w = 0; w < 32; w += 8)
+            // Source then destination: 32 bytes in a row on both sides; by words from a socket filter's copy, which the
+            // Ethernet header leaves 4-byte aligned there (the verifier takes aligned stack reads only).
+            for (short w = 0; w < 32; w += (short)(socket ? 4 : 8))
             {
-                a.Load(Size.Double, R5, R7, (short)(l3 + 8 + w));
-                a.Store(Size.Double, Fp, (short)(KeySource + w), R5);   // source then destination: 32 bytes in a row on both sides
+                a.Load(socket ? Size.Word : Size.Double, R5, R7, (short)(l3 + 8 + w));
+                a.Store(socket ? Size.Word : Size.Double, Fp, (short)(KeySource + w), R5);
             }
-            a.Load(Size.Byte, R3, R7, (short)(l3 + 6));
+            // The next header in R3 (R7 for a socket filter, whose loads are calls that take R1 to R5); the header at R2
+            // (R9: its offset, for a socket filter, whose walk reads each header from the packet as it comes to it).
+            int nextHeader = socket ? R7 : R3, at = socket ? R9 : R2;
+            a.Load(Size.Byte, nextHeader, R7, (short)(l3 + 6));
             int transport = a.Label(), protocolOnly = a.Label();
             for (int ext = 0; ext < 3; ext++)
             {
                 int generic = a.Label(), fragment = a.Label(), nextExt = a.Label();
-                a.JumpIf(Cond.Eq, R3, 0, generic);
-                a.JumpIf(Cond.Eq, R3, 43, generic);
-                a.JumpIf(Cond.Eq, R3, 60, generic);
-                a.JumpIf(Cond.Eq, R3, 44, fragment);
+                a.JumpIf(Cond.Eq, nextHeader, 0, generic);
+                a.JumpIf(Cond.Eq, nextHeader, 43, generic);
+                a.JumpIf(Cond.Eq, nextHeader, 60, generic);
+                a.JumpIf(Cond.Eq, nextHeader, 44, fragment);
                 a.Jump(transport);
                 a.Mark(generic);
-                a.JumpIfPast(R4, R2, 8, R8, protocolOnly);
-                a.Load(Size.Byte, R5, R2, 1);
-                a.Load(Size.Byte, R3, R2, 0);
+                int header = Header(a, socket, 8, protocolOnly);
+                a.Load(Size.Byte, R5, header, (short)(socket ? Scratch + 1 : 1));
+                a.Load(Size.Byte, nextHeader, header, socket ? Scratch : (short)0);
                 a.Alu(Op.Add, R5, 1);
                 a.Alu(Op.Lsh, R5, 3);
-                a.AluReg(Op.Add, R2, R5);
+                a.AluReg(Op.Add, at, R5);
                 a.Jump(nextExt);
                 a.Mark(fragment);
-                a.JumpIfPast(R4, R2, 8, R8, protocolOnly);
-                a.Load(Size.Half, R5, R2, 2);
+                header = Header(a, socket, 8, protocolOnly);
+                a.Load(Size.Half, R5, header, (short)(socket ? Scratch + 2 : 2));
                 a.FromBigEndian(R5, 16);
                 a.Alu(Op.And, R5, 0xFFF8);
-                a.Load(Size.Byte, R3, R2, 0);
-                a.Alu(Op.Add, R2, 8);
+                a.Load(Size.Byte, nextHeader, header, socket ? Scratch : (short)0);
+                a.Alu(Op.Add, at, 8);
                 a.JumpIf(Cond.Ne, R5, 0, protocolOnly);
                 a.Mark(nextExt);
             }
             a.Mark(transport);
-            a.Store(Size.Byte, Fp, KeyProto, R3);
-            Ports(a, parsed);
+            a.Store(Size.Byte, Fp, KeyProto, nextHeader);
+            if (socket) a.MovReg(R3, nextHeader);
+            Ports(a, parsed, socket);
             a.Mark(protocolOnly);
-            a.Store(Size.Byte, Fp, KeyProto, R3);
+            a.Store(Size.Byte, Fp, KeyProto, nextHeader);
             a.Jump(parsed);
         }
 
@@ -584,23 +663,37 @@ internal sealed unsafe partial class XdpRules : IDisposable
         }
         a.JumpIf(Cond.Eq, R9, 2, addressDrop);
         a.Mark(toSocket);
-        a.LoadMap(R1, _sockets);
-        a.Load(Size.Word, R2, R6, 16);
-        a.Mov(R3, (int)Bpf.XDP_PASS);
-        a.Call(RedirectMap);
-        a.Exit();
+        if (socket)
+        {
+            a.Return(Keep);
+        }
+        else
+        {
+            a.LoadMap(R1, _sockets);
+            a.Load(Size.Word, R2, R6, 16);
+            a.Mov(R3, (int)Bpf.XDP_PASS);
+            a.Call(RedirectMap);
+            a.Exit();
+        }
         a.Mark(addressDrop);
         a.StoreImmediate(Size.Word, Fp, MapKey, AddressSlot);
         Count();
-        a.Return(Bpf.XDP_DROP);
+        a.Return(socket ? 0 : Bpf.XDP_DROP);
         a.Mark(reflect);
-        a.LoadMap(R1, _devices);
-        a.MovReg(R2, R9);
-        a.Mov(R3, (int)Bpf.XDP_DROP);
-        a.Call(RedirectMap);
-        a.Exit();
+        if (socket)
+        {
+            a.Return(0);   // refused before it is added (SocketFilterRefuses)
+        }
+        else
+        {
+            a.LoadMap(R1, _devices);
+            a.MovReg(R2, R9);
+            a.Mov(R3, (int)Bpf.XDP_DROP);
+            a.Call(RedirectMap);
+            a.Exit();
+        }
         a.Mark(drop);
-        a.Return(Bpf.XDP_DROP);
+        a.Return(socket ? 0 : Bpf.XDP_DROP);
         // What the filter turned away from the application: counted apart, and to the kernel (no code where there is no filter:
         // the verifier refuses what cannot be reached).
         if (_rules.Filter is not null)
@@ -614,7 +707,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
             a.Store(Size.Double, R0, 0, R2);
         }
         a.Mark(toKernel);
-        a.Return(Bpf.XDP_PASS);
+        a.Return(socket ? 0 : Bpf.XDP_PASS);
         return a.Build();
 
         // One packet and its bytes onto the counters of the slot at MapKey (per CPU: no other writer).
@@ -626,10 +719,21 @@ internal sealed unsafe partial class XdpRules : IDisposable
             a.Load(Size.Double, R2, R0, 0);
             a.Alu(Op.Add, R2, 1);
             a.Store(Size.Double, R0, 0, R2);
-            a.Load(Size.Word, R7, R6, 0);
-            a.Load(Size.Word, R8, R6, 4);
-            a.MovReg(R3, R8);
-            a.AluReg(Op.Sub, R3, R7);
+            if (socket)
+            {
+                // The frame's length as user space sees it: with the VLAN tag the kernel took off put back (AfPacketDevice).
+                a.Load(Size.Word, R3, R6, 0);
+                a.Load(Size.Word, R2, R6, SkbVlanPresent);
+                a.Alu(Op.Lsh, R2, 2);
+                a.AluReg(Op.Add, R3, R2);
+            }
+            else
+            {
+                a.Load(Size.Word, R7, R6, 0);
+                a.Load(Size.Word, R8, R6, 4);
+                a.MovReg(R3, R8);
+                a.AluReg(Op.Sub, R3, R7);
+            }
             a.Load(Size.Double, R2, R0, 8);
             a.AluReg(Op.Add, R2, R3);
             a.Store(Size.Double, R0, 8, R2);
@@ -637,8 +741,9 @@ internal sealed unsafe partial class XdpRules : IDisposable
         }
     }
 
-    // The ports after the transport header at R2 (a packet pointer), for the protocol in R3, if they are in the frame.
-    private static void Ports(Ebpf a, int parsed)
+    // The ports after the transport header at R2 (a packet pointer; for a socket filter at offset R9), for the protocol in
+    // R3, if they are in the frame.
+    private static void Ports(Ebpf a, int parsed, bool socket)
     {
         int ports = a.Label();
         a.JumpIf(Cond.Eq, R3, 6, ports);
@@ -646,15 +751,34 @@ internal sealed unsafe partial class XdpRules : IDisposable
         a.JumpIf(Cond.Eq, R3, 132, ports);
         a.Jump(parsed);
         a.Mark(ports);
-        a.JumpIfPast(R4, R2, 4, R8, parsed);
-        a.Load(Size.Half, R5, R2, 0);
+        int header = Header(a, socket, 4, parsed);
+        a.Load(Size.Half, R5, header, socket ? Scratch : (short)0);
         a.FromBigEndian(R5, 16);
         a.Store(Size.Half, Fp, KeySport, R5);
-        a.Load(Size.Half, R5, R2, 2);
+        a.Load(Size.Half, R5, header, socket ? (short)(Scratch + 2) : (short)2);
         a.FromBigEndian(R5, 16);
         a.Store(Size.Half, Fp, KeyDport, R5);
         a.StoreImmediate(Size.Byte, Fp, HasPorts, 1);
         a.Jump(parsed);
+    }
+
+    // The header of <bytes> at R2 if the frame holds them, else to <otherwise>; returns the register to read it from at
+    // offset 0. A socket filter copies them from offset R9 of the packet to the stack at Scratch (the frame pointer's).
+    private static int Header(Ebpf a, bool socket, int bytes, int otherwise)
+    {
+        if (!socket)
+        {
+            a.JumpIfPast(R4, R2, bytes, R8, otherwise);
+            return R2;
+        }
+        a.MovReg(R1, R6);
+        a.MovReg(R2, R9);
+        a.MovReg(R3, Fp);
+        a.Alu(Op.Add, R3, Scratch);
+        a.Mov(R4, bytes);
+        a.Call(SkbLoadBytes);
+        a.JumpIf(Cond.Ne, R0, 0, otherwise);
+        return Fp;
     }
 
     public void Dispose()
