@@ -107,14 +107,14 @@ internal static partial class CaptureScenario
 
     // Rules on AF_XDP: the same offer as UDP with its destination port going round 0 to 9; one rule that drops ports 0-8
     // (90%) run by the device's XDP program in the kernel, and the same rule in user space (every packet copied up first);
-    // 10,000 precise rules that none matches, and the program with no rule, in the kernel; and libxdp's own program. The
-    // costs are per packet offered: what a rule in the kernel saves is the copy, the wake-ups and the user-space work.
+    // 10,000 precise rules that none matches, and the program with no rule, in the kernel; and libxdp's own program; and the
+    // drop rule on AF_PACKET, as the socket's filter and in user space. The costs are per packet offered: what a rule in the kernel saves is the copy, the wake-ups and the user-space work.
     private static void RulesRows(PerfOptions options, Report report, int sender, int capturer)
     {
         string config = Path.Combine(Path.GetTempPath(), $"zcflow-trafgen-rules-{Environment.ProcessId}.cfg");
         File.WriteAllText(config, "{ fill(0xff, 6), 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, c16(0x0800), " +
             "0x45, 0x00, c16(46), c16(0), c16(0), 64, 17, c16(0), 10, 0, 0, 1, 10, 0, 0, 2, c16(1000), 0x00, dinc(0, 9), c16(26), c16(0), fill(0x00, 18) }\n");
-        string xdp = $"xdp:{Veth.B}@0?mode=skb&ring=8192&latency=10";
+        string xdp = $"xdp:{Veth.B}@0?mode=skb&ring=8192&latency=10", afPacket = $"af_packet:{Veth.B}?latency=10";
         Filters.Rules Drop90()
         {
             var rules = new Filters.Rules();
@@ -135,6 +135,8 @@ internal static partial class CaptureScenario
             ("rules: drop 90% in user space", pool => new RuledSource(XdpDevice.Open(xdp, pool, 0), Drop90(), pool)),
             ("rules: none, our program", pool => XdpDevice.Open(xdp, pool, 0, new Filters.Rules())),
             ("rules: 10,000 precise, none matching", pool => XdpDevice.Open(xdp, pool, 0, Precise())),
+            ("rules: af_packet, drop 90% in the socket's filter", pool => Device.OpenSource(afPacket, pool, 0, Drop90())),
+            ("rules: af_packet, drop 90% in user space", pool => new RuledSource(Device.OpenSource(afPacket, pool, 0), Drop90(), pool)),
         };
         try
         {
@@ -145,7 +147,10 @@ internal static partial class CaptureScenario
             double idleRate = Report.Median(runs[rows[0].Name].Select(r => r.IdleRate));
             double Own(Result r) => r.CpuSeconds / Offered * 1e9;
             double All(Result r) => Math.Max(0, r.MachineSeconds - offer - idleRate * Math.Max(0, r.WindowSeconds - offerWindow)) / Offered * 1e9;
-            double userOwn = Report.Median(runs["rules: drop 90% in user space"].Select(Own)), userAll = Report.Median(runs["rules: drop 90% in user space"].Select(All));
+            // Each against the same rule in user space on its own kind of device.
+            List<Result> User(string row) => runs[row.Contains("af_packet", StringComparison.Ordinal) ? "rules: af_packet, drop 90% in user space" : "rules: drop 90% in user space"];
+            double UserOwn(string row) => Report.Median(User(row).Select(Own));
+            double UserAll(string row) => Report.Median(User(row).Select(All));
             double emptyOwn = Report.Median(runs["rules: none, our program"].Select(Own)), emptyAll = Report.Median(runs["rules: none, our program"].Select(All));
             foreach ((string name, _) in rows.Skip(1))
             {
@@ -160,8 +165,8 @@ internal static partial class CaptureScenario
                     ["cpu_ns_per_offered_min_max"] = $"{r.Min(Own):F1}-{r.Max(Own):F1}",
                     ["machine_ns_per_offered"] = Math.Round(Report.Median(r.Select(All)), 1),
                     ["machine_ns_per_offered_min_max"] = $"{r.Min(All):F1}-{r.Max(All):F1}",
-                    ["cpu_ratio_vs_user_space_rule"] = Math.Round(Report.Median(r.Select(Own)) / userOwn, 3),
-                    ["machine_ratio_vs_user_space_rule"] = Math.Round(Report.Median(r.Select(All)) / userAll, 3),
+                    ["cpu_ratio_vs_user_space_rule"] = Math.Round(Report.Median(r.Select(Own)) / UserOwn(name), 3),
+                    ["machine_ratio_vs_user_space_rule"] = Math.Round(Report.Median(r.Select(All)) / UserAll(name), 3),
                     ["machine_ratio_vs_no_rule"] = Math.Round(Report.Median(r.Select(All)) / emptyAll, 3),
                     ["runs"] = r.Count,
                 });

@@ -41,7 +41,7 @@ public class RulesTests(ITestOutputHelper output)
         if (Environment.UserName != "root") Assert.Skip("loading BPF programs needs root");
         var rules = new Rules();
         rules.Add(Rule.Parse("drop proto udp dport 53"));
-        using var kernel = new XdpRules(rules);
+        using var kernel = new KernelRules(rules);
         output.WriteLine($"program loaded: fd {kernel.ProgramFd}");
         byte[] dns = Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 17, 12).Udp(1000, 53, 4).U32(1).ToArray();
         byte[] web = Frames.Ethernet(0x0800).Ipv4(0x0A000001, 0x0A000002, 6, 24).Tcp(1000, 80).U32(1).ToArray();
@@ -54,7 +54,7 @@ public class RulesTests(ITestOutputHelper output)
     public void ZbalanceAddressRules_InTheKernel_DropWhatTheBalancerWouldDrop_AndLeaveTheRestToIt()
     {
         if (Environment.UserName != "root") Assert.Skip("loading BPF programs needs root");
-        using var kernel = new XdpRules(new Rules());
+        using var kernel = new KernelRules(new Rules());
         using ZcCluster cluster = TestClusters.Create(buffers: 64, bufferSize: 2048);
         Buffers.BufferPool pool = cluster.CreatePool(64);
         Assert.True(pool.TryGet(out Buffers.PacketHandle p));
@@ -191,7 +191,7 @@ public class RulesTests(ITestOutputHelper output)
         if (Environment.UserName != "root") Assert.Skip("loading BPF programs needs root");
         var rules = new Rules();
         int[] ids = [.. Mixed.Select(l => rules.Add(Rule.Parse(l)))];
-        using var kernel = new XdpRules(rules);
+        using var kernel = new KernelRules(rules);
         var random = new Random(20261204);
         var decisions = new int[4];
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -232,14 +232,14 @@ public class RulesTests(ITestOutputHelper output)
         string[] lines = [.. Mixed.Where(l => !l.StartsWith("reflect", StringComparison.Ordinal) && !l.Contains("vlan", StringComparison.Ordinal))];
         var rules = new Rules();
         int[] ids = [.. lines.Select(l => rules.Add(Rule.Parse(l)))];
-        using var kernel = XdpRules.ForPacketSocket(rules);
+        using var kernel = KernelRules.ForPacketSocket(rules);
         foreach (string refused in new[] { "reflect lo proto tcp", "drop vlan 20", "pass ether 0x8100" })
         {
             var e = Assert.Throws<ArgumentException>(() => rules.Add(Rule.Parse(refused)));
             Assert.Contains("user space", e.Message);
         }
         Assert.Equal(ids.Length, rules.List().Count);
-        Assert.NotNull(XdpRules.SocketFilterRefuses(new Rules(filter: Filters.BpfFilter.Compile("udp"))));
+        Assert.NotNull(KernelRules.SocketFilterRefuses(new Rules(filter: Filters.BpfFilter.Compile("udp"))));
         var random = new Random(20261205);
         var decisions = new int[4];
         for (int i = 0; i < 1_000_000; i++)
@@ -667,7 +667,7 @@ public class RulesTests(ITestOutputHelper output)
         if (Environment.UserName != "root") Assert.Skip("loading BPF programs needs root");
         Corpus.SkipIfMissing();
         BpfFilter filter = BpfFilter.Compile(expression);
-        using var kernel = new XdpRules(new Rules(filter: filter));
+        using var kernel = new KernelRules(new Rules(filter: filter));
         long frames = 0, kept = 0;
         void Check(ReadOnlySpan<byte> data, string what)
         {
@@ -739,7 +739,7 @@ public class RulesTests(ITestOutputHelper output)
         if (Environment.UserName != "root") Assert.Skip("loading BPF programs needs root");
         var rules = new Rules();
         int drop = rules.Add(Rule.Parse("drop proto udp dport 53"));
-        using var kernel = new XdpRules(rules);
+        using var kernel = new KernelRules(rules);
         var e = Assert.Throws<ArgumentException>(() => rules.Add(Rule.Parse("reflect nosuch0 proto tcp")));
         Assert.Contains("rule 'reflect nosuch0 proto 6': there is no interface 'nosuch0' to reflect to", e.Message);
         Assert.Equal([(drop, Rule.Parse("drop proto udp dport 53"))], rules.List());

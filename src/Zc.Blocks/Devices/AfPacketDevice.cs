@@ -112,7 +112,7 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
     private readonly byte* _tx;
     private readonly int _txSlotSize, _txSlots;
     private readonly AfPacketOptions _options;
-    private XdpRules? _rules;   // the rules' socket filter and maps, with the device (OpenWithRules)
+    private KernelRules? _rules;   // the rules' socket filter and maps, with the device (OpenWithRules)
     private readonly bool _cooked;   // any: frames from the network header on, behind a LINUX_SLL2 header made from the kernel's address
     private int _block;
     private byte* _packet;
@@ -181,8 +181,8 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
 
     /// <summary>
     /// Opens <paramref name="name"/> to receive with <paramref name="rules"/> deciding in the kernel, as a socket filter
-    /// (<see cref="XdpRules.ForPacketSocket"/>): what is not for the application is never copied into the ring. Null when a
-    /// socket filter cannot run them here (<see cref="XdpRules.SocketFilterRefuses(Rules)"/>, <c>any</c>, one receive queue):
+    /// (<see cref="KernelRules.ForPacketSocket"/>): what is not for the application is never copied into the ring. Null when a
+    /// socket filter cannot run them here (<see cref="KernelRules.SocketFilterRefuses(Rules)"/>, <c>any</c>, one receive queue):
     /// the caller runs them in user space.
     /// </summary>
     public static AfPacketDevice? OpenWithRules(string name, BufferPool pool, uint deviceIndex, Rules rules) => Open(name, pool, deviceIndex, null, rules);
@@ -221,7 +221,7 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
             throw new ArgumentException("TxSlots is 0 or more; TxSlotSize a multiple of 16 from 128 to 65536", nameof(options));
         if (o.SnapLength < 1) throw new ArgumentException("SnapLength is at least 1", nameof(options));
         if (o.BlockTimeoutMs is < 1 or > 1000) throw new ArgumentException("BlockTimeoutMs (latency=) is 1 to 1000", nameof(options));
-        if (rules is not null && (cooked || o.RxQueue is not null || o.Filter is not null || XdpRules.SocketFilterRefuses(rules) is not null)) return null;
+        if (rules is not null && (cooked || o.RxQueue is not null || o.Filter is not null || KernelRules.SocketFilterRefuses(rules) is not null)) return null;
 
         // No protocol: nothing arrives before bind. any reads every interface from the network header on (SOCK_DGRAM),
         // as their link layers differ, and gets a cooked header instead.
@@ -229,10 +229,10 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
         if (fd < 0) throw ErrnoException.FromLastError($"socket(AF_PACKET) for '{ifName}'", "AF_PACKET needs CAP_NET_RAW (run as root or grant the capability)");
         var socket = new SafeFileDescriptor(fd);
         SafeMapping? ring = null;
-        XdpRules? program = null;
+        KernelRules? program = null;
         try
         {
-            if (rules is not null) program = XdpRules.ForPacketSocket(rules);
+            if (rules is not null) program = KernelRules.ForPacketSocket(rules);
             Libc.SetSockOpt(fd, Libc.SOL_PACKET, Libc.PACKET_VERSION, Libc.TPACKET_V3, "setsockopt(PACKET_VERSION, TPACKET_V3)");
             // Room before each frame for the VLAN tag the kernel took off, so that a frame read in place gets it back where it
             // lies; for any, for the cooked header.
@@ -299,7 +299,7 @@ internal sealed unsafe class AfPacketDevice : IPacketSource, IPacketSink, IFrame
     }
 
     // The rules' socket filter in place of any other: the socket holds the program from here on.
-    private static void AttachRules(int fd, XdpRules program)
+    private static void AttachRules(int fd, KernelRules program)
         => Libc.SetSockOpt(fd, Libc.SOL_SOCKET, Libc.SO_ATTACH_BPF, program.ProgramFd, "setsockopt(SO_ATTACH_BPF) with the rules' socket filter");
 
     private const ushort LoadWordAbsolute = 0x20, JumpIfEqual = 0x15, Return = 0x06;

@@ -96,7 +96,7 @@ public static class Device
     /// </summary>
     public static bool RunsRulesInTheKernel(string name, Filters.Rules rules)
         => XdpDevice.IsName(name) || IsAfPacketName(name) && !name.Split('?')[0].Contains('@', StringComparison.Ordinal)
-            && name.Split('?')[0] is not ("any" or "af_packet:any") && Filters.XdpRules.SocketFilterRefuses(rules) is null;
+            && name.Split('?')[0] is not ("any" or "af_packet:any") && Filters.KernelRules.SocketFilterRefuses(rules) is null;
 
     /// <summary>
     /// Opens <paramref name="name"/> as a device to send through: an interface (<c>eth0</c>,

@@ -111,12 +111,12 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
         }
         var rings = (XskRing*)NativeMemory.AllocZeroed((nuint)(4 * sizeof(XskRing)));
         nint umem = 0, socket = 0;
-        Filters.XdpRules? kernel = null;
+        Filters.KernelRules? kernel = null;
         int link = -1;
         try
         {
             // With rules, the device's own program takes libxdp's place: libxdp loads none, and the socket goes into its map.
-            kernel = rules is null ? null : new Filters.XdpRules(rules);
+            kernel = rules is null ? null : new Filters.KernelRules(rules);
             (nint start, ulong length) = pool.DeviceRegion;
             var umemConfig = new XskUmemConfig { FillSize = ring, CompletionSize = ring, FrameSize = ChunkSize, FrameHeadroom = 0, Flags = Xdp.XDP_UMEM_UNALIGNED_CHUNK_FLAG };
             int rc = Xdp.UmemCreate(out umem, (void*)start, length, &rings[0], &rings[1], umemConfig);
@@ -168,7 +168,7 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
     public Filters.Rules? Rules { get; private init; }
 
     /// <summary>
-    /// zbalance_ipc's <c>-Z</c> rules into its XDP program, after its rules (see <see cref="Filters.XdpRules.SetAddresses"/>);
+    /// zbalance_ipc's <c>-Z</c> rules into its XDP program, after its rules (see <see cref="Filters.KernelRules.SetAddresses"/>);
     /// false when it runs libxdp's program (opened without rules), where they stay in user space only.
     /// </summary>
     internal bool SetAddressRules(Filters.IpRules? rules)
@@ -184,13 +184,13 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
     /// <summary>Packets and bytes rule <paramref name="id"/> (-1: the default) matched in the kernel.</summary>
     public (ulong Packets, ulong Bytes) RuleCounters(int id) => _kernel?.Counters(id) ?? (0, 0);
 
-    private Filters.XdpRules? _kernel;
+    private Filters.KernelRules? _kernel;
     private int _link = -1;   // the BPF link that holds the rules' program on the interface
 
     // The socket into the program's map, by its queue; the program onto the interface through a BPF link, which the kernel
     // takes off when its descriptor closes, so a process that is killed leaves nothing behind. A program attached the older
     // way by a process that died (libxdp's, say) is taken off first.
-    private static int Attach(Filters.XdpRules kernel, nint socket, string ifName, int ifIndex, uint mode)
+    private static int Attach(Filters.KernelRules kernel, nint socket, string ifName, int ifIndex, uint mode)
     {
         int rc = Xdp.SocketUpdateXskMap(socket, kernel.SocketMapFd);
         if (rc != 0) throw new ErrnoException($"putting the AF_XDP socket of {ifName} into the rules' program's map", -rc);

@@ -151,7 +151,7 @@ public sealed record Rule
 
 /// <summary>
 /// What a frame offers the rules, read the one way both back ends read it (user space here, the kernel's XDP program in
-/// <see cref="XdpRules"/>): up to two VLAN tags (the outer's id kept), the EtherType after them; IPv4 (its header whole,
+/// <see cref="KernelRules"/>): up to two VLAN tags (the outer's id kept), the EtherType after them; IPv4 (its header whole,
 /// options skipped) or IPv6 (up to three extension headers: hop-by-hop, routing, destination options, fragment);
 /// TCP, UDP or SCTP ports when the first four bytes of the transport header are there and the packet is not a later
 /// fragment. A frame cut short offers what lies before the cut.
@@ -263,7 +263,7 @@ internal struct RuleFields
 
 /// <summary>
 /// PF_RING's filtering rules as one model with two back ends: evaluated here, in user space, for any device
-/// (<see cref="Decide(ReadOnlySpan{byte}, int, out int)"/>), and in the kernel for an AF_XDP device (<see cref="XdpRules"/>), with the same decision for every
+/// (<see cref="Decide(ReadOnlySpan{byte}, int, out int)"/>), and in the kernel for an AF_XDP device (<see cref="KernelRules"/>), with the same decision for every
 /// frame. Precise rules are found by one lookup and come first; then the wildcard rules, in the order added; a frame no rule
 /// matches gets <see cref="DefaultAction"/>. Rules are added and removed while packets flow (a reader sees the set before
 /// or after a change, never half of it); each counts the packets and bytes it matched here. Ids are small numbers, reused

@@ -13,9 +13,10 @@ namespace ZcFlow.Filters;
 /// rule's action, its counters (per CPU), the interfaces reflect rules send out of (a device map) and the AF_XDP sockets
 /// of the device's queues (an XSK map). It reads a frame as <see cref="RuleFields"/> does, so both back ends decide alike;
 /// "to the application" redirects to the socket of the queue the packet came in on, and to the kernel where there is none.
-/// The maps follow the <see cref="Rules"/> as they change.
+/// The maps follow the <see cref="Rules"/> as they change. The same program is written as an AF_PACKET socket's filter
+/// (<see cref="ForPacketSocket"/>), which keeps what is for the application and no other.
 /// </summary>
-internal sealed unsafe partial class XdpRules : IDisposable
+internal sealed unsafe partial class KernelRules : IDisposable
 {
     private const int KeySize = 40;          // Rules.PreciseKey as the program lays it out on its stack
     private const int WildcardSize = 88;
@@ -27,6 +28,8 @@ internal sealed unsafe partial class XdpRules : IDisposable
 
     private readonly Rules _rules;
     private readonly bool _socketFilter;   // the same decisions as a socket filter on an AF_PACKET socket (ForPacketSocket)
+
+    private string Kind => _socketFilter ? "socket filter" : "XDP";
     private readonly int _precise, _wildcards, _half, _actions, _counters, _devices, _sockets, _addresses, _addressDefault;
     private int _liveHalf;
     private readonly Dictionary<(bool Source, byte Version, UInt128 Address), bool> _installed = [];
@@ -37,11 +40,11 @@ internal sealed unsafe partial class XdpRules : IDisposable
     /// <summary>The XSK map the device puts its socket in, by queue.</summary>
     public int SocketMapFd => _sockets;
 
-    public XdpRules(Rules rules) : this(rules, socketFilter: false)
+    public KernelRules(Rules rules) : this(rules, socketFilter: false)
     {
     }
 
-    private XdpRules(Rules rules, bool socketFilter)
+    private KernelRules(Rules rules, bool socketFilter)
     {
         _rules = rules;
         _socketFilter = socketFilter;
@@ -53,7 +56,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
             if (fd < 0)
             {
                 foreach (int f in fds) Libc.Close(f);
-                throw new ErrnoException($"creating the BPF map '{name}' of the rules' XDP program", -fd, -fd == Libc.EPERM ? "BPF needs root (CAP_BPF, CAP_NET_ADMIN)" : null);
+                throw new ErrnoException($"creating the BPF map '{name}' of the rules' {Kind} program", -fd, -fd == Libc.EPERM ? "BPF needs root (CAP_BPF, CAP_NET_ADMIN)" : null);
             }
             fds.Add(fd);
             return fd;
@@ -92,7 +95,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
     /// (a socket filter cannot send), VLAN rules (the kernel has taken the outer tag off before a packet socket sees it) or
     /// a pcap filter (libpcap's stays classic BPF on the socket): those run in user space (<see cref="SocketFilterRefuses(Rules)"/>).
     /// </summary>
-    public static XdpRules ForPacketSocket(Rules rules) => new(rules, socketFilter: true);
+    public static KernelRules ForPacketSocket(Rules rules) => new(rules, socketFilter: true);
 
     /// <summary>Why <paramref name="rules"/> cannot run as a socket filter, or null when they can.</summary>
     public static string? SocketFilterRefuses(Rules rules)
@@ -305,7 +308,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
         {
             var o = new BpfTestRunOptions { Size = (nuint)sizeof(BpfTestRunOptions), DataIn = data, DataSizeIn = (uint)input.Length, Repeat = 1 };
             int rc = Bpf.TestRun(ProgramFd, &o);
-            if (rc != 0) throw new ErrnoException("running the rules' XDP program over a test frame", -rc);
+            if (rc != 0) throw new ErrnoException($"running the rules' {Kind} program over a test frame", -rc);
             return o.ReturnValue;
         }
     }
@@ -324,7 +327,7 @@ internal sealed unsafe partial class XdpRules : IDisposable
                 if (fd >= 0) return fd;
                 string text = Marshal.PtrToStringUTF8((nint)log) ?? "";
                 string[] lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-                throw new ErrnoException($"loading the rules' XDP program ({program.Length} instructions)", -fd,
+                throw new ErrnoException($"loading the rules' {(type == Bpf.BPF_PROG_TYPE_XDP ? "XDP" : "socket filter")} program ({program.Length} instructions)", -fd,
                     lines.Length == 0 ? null : "the verifier said: " + string.Join(" | ", lines.TakeLast(6)));
             }
         }
