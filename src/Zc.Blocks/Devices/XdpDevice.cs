@@ -51,7 +51,6 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
     private int _txQueued;
     private uint _owed;   // buffers the fill ring is owed: its size less what the kernel holds
     private int _latencyMs;   // how long WaitReadable lets packets gather once the first has come
-    private int _sleepMs;     // the gathering sleep now: latency=MS, shorter while the ring fills faster (Gather)
     private bool _flowing;   // the last wait found packets: the next one sleeps before it polls
 
     public string Name { get; }
@@ -148,7 +147,7 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
             XdpOptionsZeroCopy(Xdp.SocketFd(socket), out bool inPlace);
             var device = new XdpDevice(name, ifName, queue, pool, deviceIndex, rings, umem, socket, inPlace)
             {
-                _owed = ring, _latencyMs = latency, _sleepMs = latency, _kernel = kernel, _link = link, Rules = rules,
+                _owed = ring, _latencyMs = latency, _kernel = kernel, _link = link, Rules = rules,
             };
             device.Refill();
             return device;
@@ -417,11 +416,11 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
 
     /// <summary>
     /// Waits up to <paramref name="timeoutMs"/> for a packet (for callers that would rather sleep than
-    /// spin). With <c>latency=MS</c>, packets are let gather for up to MS once the first has come, so
-    /// that they are taken in one batch rather than a wake-up each, as the kernel's block timeout does
-    /// for AF_PACKET; while packets keep coming the wait is that sleep alone, without a poll. The sleep
-    /// shortens while the ring is over half full when it ends (see Gather); what the kernel could not
-    /// put in the ring is counted in <see cref="DeviceStats.DroppedKernel"/>.
+    /// spin). With <c>latency=MS</c>, packets are let gather for MS once the first has come, so that
+    /// they are taken in one batch rather than a wake-up each, as the kernel's block timeout does for
+    /// AF_PACKET; while packets keep coming the wait is that sleep alone, without a poll. The ring
+    /// must hold what arrives in that time: what the kernel could not put in it is counted in
+    /// <see cref="DeviceStats.DroppedKernel"/>.
     /// </summary>
     public bool WaitReadable(int timeoutMs)
     {
@@ -429,23 +428,12 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
         if (_latencyMs == 0) return Device.Poll(_fd, timeoutMs);
         if (_flowing)
         {
-            Gather(timeoutMs);
+            Thread.Sleep(Math.Min(_latencyMs, timeoutMs));
             if (Available(ref Rx, 1) != 0) return true;
         }
         _flowing = Device.Poll(_fd, timeoutMs);
-        if (_flowing) Gather(timeoutMs);
+        if (_flowing) Thread.Sleep(_latencyMs);
         return _flowing;
-    }
-
-    // Lets packets gather for the sleep of the moment, then fits it to how full the ring got: halved while the ring is
-    // over half full when the sleep ends, back up towards latency=MS while it is under an eighth. So a fast flow wakes the
-    // reader before the ring overflows, as the kernel retires a full AF_PACKET block before its timeout.
-    private void Gather(int timeoutMs)
-    {
-        if (_sleepMs > 0) Thread.Sleep(Math.Min(_sleepMs, timeoutMs));
-        uint queued = Volatile.Read(ref *Rx.Producer) - Rx.CachedConsumer;
-        if (queued > Rx.Size / 2) _sleepMs /= 2;
-        else if (queued < Rx.Size / 8) _sleepMs = Math.Min(_latencyMs, Math.Max(1, 2 * _sleepMs));
     }
 
     public DeviceStats Stats
