@@ -277,7 +277,7 @@ using (Prometheus.Serve(metricsPort))
     RunFile.Prepare(StatsDirectory);
     string? rulesCounters = deviceRules?.Publish(clusterId);   // for ZStat
     if (deviceRules is not null)
-        Console.WriteLine($"rules of {deviceRules.Path} on every input ({deviceRules.Rules.List().Count}), {(inputs.SelectMany(i => i).All(i => Device.RunsRulesInTheKernel(i, deviceRules.Rules)) ? "in the kernel" : "in user space on inputs that cannot run them in the kernel")}");
+        Console.WriteLine($"rules of {deviceRules.Path} on every input ({deviceRules.Rules.List().Count}), {(inputs.SelectMany(i => i).All(Device.RunsRulesInTheKernel) ? "in the kernel" : "as AF_PACKET inputs' socket filters where they can be, in user space on the other inputs that are not xdp:")}");
     var clock = Stopwatch.StartNew();
     ulong lastRecv = 0, lastFwd = 0;
     double last = 0;

@@ -91,14 +91,6 @@ public static class Device
     public static bool RunsRulesInTheKernel(string name) => XdpDevice.IsName(name);
 
     /// <summary>
-    /// True when <paramref name="rules"/> run in the kernel on <paramref name="name"/>: an AF_XDP device's program, or an
-    /// AF_PACKET device's socket filter when it can run them (<see cref="OpenSource(string, BufferPool, uint, Filters.Rules)"/>).
-    /// </summary>
-    public static bool RunsRulesInTheKernel(string name, Filters.Rules rules)
-        => XdpDevice.IsName(name) || IsAfPacketName(name) && !name.Split('?')[0].Contains('@', StringComparison.Ordinal)
-            && name.Split('?')[0] is not ("any" or "af_packet:any") && Filters.KernelRules.SocketFilterRefuses(rules) is null;
-
-    /// <summary>
     /// Opens <paramref name="name"/> as a device to send through: an interface (<c>eth0</c>,
     /// <c>af_packet:eth0</c>), the Linux stack through a TAP interface (<c>stack:zc0</c>), an AF_XDP socket (<c>xdp:eth0@0</c>), which copies what it sends
     /// into buffers of <paramref name="pool"/>, or another process's ingress queue (<c>zc:99@0</c>).
