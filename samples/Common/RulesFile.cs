@@ -1,52 +1,28 @@
-using System.Runtime.InteropServices;
 using ZcFlow.Filters;
 
 namespace ZcFlow.Samples;
 
 /// <summary>
 /// The samples' <c>-R &lt;file&gt;</c>: rules read from a file (one a line, <see cref="Rule.Parse"/>), and read again on
-/// SIGUSR1, a bad file leaving the rules as they were, with a line saying so either way. With <see cref="Publish"/>, each
-/// rule's counters every second in <c>/run/zcflow/rules/&lt;cluster&gt;</c>, where ZStat reads them.
+/// SIGUSR1 (<see cref="Rules.ReadFrom"/>). With <see cref="Publish"/>, each rule's counters every second in
+/// <c>/run/zcflow/rules/&lt;cluster&gt;</c>, where ZStat reads them.
 /// </summary>
 internal sealed class RulesFile : IDisposable
 {
     /// <summary>Where the counters of the rules a process runs are, one file per cluster.</summary>
     public const string CountersDirectory = "/run/zcflow/rules";
 
-    private readonly PosixSignalRegistration _reload;
     private Timer? _publish;
     private string? _published;
 
-    private RulesFile(string path, Rules rules)
-    {
-        Path = path;
-        Rules = rules;
-        _reload = PosixSignalRegistration.Create((PosixSignal)10 /* SIGUSR1 */, signal =>
-        {
-            signal.Cancel = true;
-            try
-            {
-                Rules.Replace(Rules.Load(Path));
-                Console.WriteLine($"rules read again from {Path}: {Rules.List().Count}");
-            }
-            catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException)
-            {
-                Console.Error.WriteLine($"warning: {Path} not taken: {SetupError.Describe(e)}; the rules stay as they were");
-            }
-        });
-    }
+    private RulesFile(string path, Rules rules) => (Path, Rules) = (path, rules);
 
     public string Path { get; }
 
     public Rules Rules { get; }
 
     /// <summary>The rules of <paramref name="path"/>, with <paramref name="filter"/> in front of the application (for an AF_XDP device).</summary>
-    public static RulesFile Open(string path, BpfFilter? filter = null)
-    {
-        var rules = new Rules(filter: filter);
-        rules.Replace(Rules.Load(path));
-        return new RulesFile(path, rules);
-    }
+    public static RulesFile Open(string path, BpfFilter? filter = null) => new(path, new Rules(filter: filter).ReadFrom(path));
 
     /// <summary>Each rule's counters, and the packets no rule matched, one a line.</summary>
     public static IEnumerable<string> Report(Rules rules)
@@ -70,7 +46,6 @@ internal sealed class RulesFile : IDisposable
 
     public void Dispose()
     {
-        _reload.Dispose();
         _publish?.Dispose();
         if (_published is not null) RunFile.Remove(_published);
     }

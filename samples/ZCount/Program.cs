@@ -23,7 +23,7 @@ var cl = new CommandLine(args, flags: "aEtw", withValue: "cigfR",
     "  -f  count only the packets that match this filter (tcpdump's syntax); the others are received and released\n" +
     "  -t  touch every byte of every packet (as an application that reads them would)\n" +
     "  -R  rules (one a line: drop proto udp dport 53, kernel ether arp, reflect eth2 src 10.0.0.0/8, pass …): in the kernel\n" +
-    "      for xdp: and AF_PACKET devices (as the socket's filter, but reflect and VLAN rules), in user space for others; SIGUSR1 reads the file again; each rule's counters at the end");
+    "      for xdp: and AF_PACKET devices (as the socket's filter, but reflect rules), in user space for others; SIGUSR1 reads the file again; each rule's counters at the end");
 string input = cl.RequiredString('i');
 bool onDevice = !input.All(char.IsAsciiDigit);
 int queueId = onDevice ? -1 : (int)cl.Number('i', 0, 0, 63);

@@ -40,6 +40,17 @@ public sealed class ChildProcess : IDisposable
         get { lock (_errors) return _errors.ToString(); }
     }
 
+    /// <summary>Waits until standard error holds <paramref name="text"/>; fails after <paramref name="seconds"/>.</summary>
+    public void WaitForError(string text, int seconds = 30)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!Errors.Contains(text, StringComparison.Ordinal))
+        {
+            if (clock.Elapsed.TotalSeconds > seconds) Assert.Fail($"child {Pid} wrote no '{text}' to standard error in {seconds} s: {Errors}");
+            Thread.Sleep(20);
+        }
+    }
+
     public int Pid => _process.Id;
 
     /// <summary>Whether it has ended, without waiting.</summary>

@@ -33,12 +33,7 @@ public static class Device
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         if (MultiSource.Parts(name) is { } parts) return MultiSource.Open(name, parts, pool, index);
-        if (!XdpDevice.IsName(name) && WithoutRules(name, out string device) is string rulesFile)
-        {
-            var rules = new Filters.Rules();
-            rules.Replace(Filters.Rules.Load(rulesFile));
-            return new RuledSource(OpenSource(device, pool, index), rules, pool);
-        }
+        if (WithoutRules(name, out string device) is string rulesFile) return OpenSource(device, pool, index, new Filters.Rules().ReadFrom(rulesFile));
         if (name.StartsWith("gen:", StringComparison.Ordinal)) return GeneratorDevice.Open(name, pool, index);
         if (XdpDevice.IsName(name)) return XdpDevice.Open(name, pool, index);
         if (TapDevice.IsName(name)) return TapDevice.Open(name, pool, index);
@@ -52,19 +47,29 @@ public static class Device
     /// <summary>
     /// Opens <paramref name="name"/> as <see cref="OpenSource(string, BufferPool, uint)"/> does, with <paramref name="rules"/>
     /// deciding what reaches the caller: in the kernel for an AF_XDP device (its own XDP program: what it drops, leaves to
-    /// the kernel or reflects is never copied to user space) and for an AF_PACKET device whose rules neither reflect nor
-    /// name a VLAN (a socket filter: what is not for the application never enters the ring), in user space for any other. Rules added to or removed from
-    /// <paramref name="rules"/> while the device runs take effect at once; <see cref="Filters.Rules.Counters"/> counts both.
+    /// the kernel or reflects is never copied to user space) and for an AF_PACKET device whose rules do not reflect (a socket
+    /// filter: what is not for the application never enters the ring), in user space for any other. Rules added to or
+    /// removed from <paramref name="rules"/> while the device runs take effect at once; <see cref="Filters.Rules.Counters"/>
+    /// counts both. A name with <c>rules=FILE</c> runs the file's rules in place of <paramref name="rules"/> (which must then
+    /// hold none), read again on SIGUSR1 (<see cref="Filters.Rules.ReadFrom"/>); every member of a <c>multi:</c> name runs them.
     /// </summary>
     public static IPacketSource OpenSource(string name, BufferPool pool, uint index, Filters.Rules rules)
     {
         ArgumentNullException.ThrowIfNull(rules);
+        if (MultiSource.Parts(name) is { } parts) return MultiSource.Open(name, parts, pool, index, rules);
+        if (WithoutRules(name, out string device) is string rulesFile)
+        {
+            // The name's own file, in place of rules given empty (a front end's, for its -Z addresses); two sets are an error.
+            if (rules.SourceFile is not null || rules.List().Count > 0)
+                throw new ArgumentException($"'{name}': this device is given rules{(rules.SourceFile is { } f ? $" from {f}" : "")} and its name names a rules file too: give one of them", nameof(name));
+            return OpenSource(device, pool, index, new Filters.Rules(rules.DefaultAction, rules.Filter).ReadFrom(rulesFile));
+        }
         if (XdpDevice.IsName(name)) return XdpDevice.Open(name, pool, index, rules);
         if (IsAfPacketName(name) && AfPacketDevice.OpenWithRules(name, pool, index, rules) is { } filtered) return filtered;
         return new RuledSource(OpenSource(name, pool, index), rules, pool);
     }
 
-    // The rules file of a name's rules=FILE option (an AF_XDP device's is its own), and the name without it.
+    // The rules file of a name's rules=FILE option, and the name without it.
     private static string? WithoutRules(string name, out string device)
     {
         string? file = WithoutOption(name, "rules", out device);
@@ -87,8 +92,11 @@ public static class Device
         return value;
     }
 
-    /// <summary>True when <paramref name="name"/> is an AF_XDP device, whose rules and filter run in its own XDP program in the kernel.</summary>
-    public static bool RunsRulesInTheKernel(string name) => XdpDevice.IsName(name);
+    /// <summary>
+    /// True when <paramref name="name"/> is an AF_XDP device, or names several (<c>multi:</c>) of which one is: its rules,
+    /// filter and <c>-Z</c> addresses run in its own XDP program in the kernel.
+    /// </summary>
+    public static bool RunsRulesInTheKernel(string name) => (MultiSource.Parts(name) ?? [name]).Any(XdpDevice.IsName);
 
     /// <summary>
     /// Opens <paramref name="name"/> as a device to send through: an interface (<c>eth0</c>,

@@ -23,15 +23,19 @@ internal sealed class MultiSource : IPacketSource
         return name.Contains(',') ? name.Split(',') : null;
     }
 
-    /// <summary>Opens every device of <paramref name="name"/>; a bad one closes those already open and says which it was.</summary>
-    public static MultiSource Open(string name, string[] parts, BufferPool pool, uint index)
+    /// <summary>
+    /// Opens every device of <paramref name="name"/>, each with <paramref name="rules"/> when given (in its kernel where it
+    /// can: <see cref="Device.OpenSource(string, BufferPool, uint, Filters.Rules)"/>); a bad one closes those already open
+    /// and says which it was.
+    /// </summary>
+    public static MultiSource Open(string name, string[] parts, BufferPool pool, uint index, Filters.Rules? rules = null)
     {
         if (parts.Length == 0 || parts.Any(string.IsNullOrWhiteSpace))
             throw new ArgumentException($"'{name}': multi: names its devices separated by ';' (multi:eth1;eth2), or by ',' (eth1,eth2), none empty", nameof(name));
         var sources = new List<IPacketSource>();
         try
         {
-            foreach (string part in parts) sources.Add(Device.OpenSource(part, pool, index));
+            foreach (string part in parts) sources.Add(rules is null ? Device.OpenSource(part, pool, index) : Device.OpenSource(part, pool, index, rules));
             if (sources.Select(s => s.Link).Distinct().Count() > 1)
                 throw new ArgumentException($"'{name}': its devices' frames start with different headers ({string.Join(", ", sources.Select(s => $"{s.Name}: {s.Link}"))}), which one capture cannot hold: read them as separate devices", nameof(name));
             return new MultiSource(name, [.. sources]);

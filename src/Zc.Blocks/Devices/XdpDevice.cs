@@ -91,7 +91,7 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
         bool zeroCopy = name.StartsWith("zc:", StringComparison.Ordinal);
         string[] parts = name[(name.IndexOf(':') + 1)..].Split('?', 2);
         string spec = parts[0];
-        (uint ring, uint mode, int latency, string? rulesFile) = Options(name, parts.Length == 2 ? parts[1] : "");
+        (uint ring, uint mode, int latency) = Options(name, parts.Length == 2 ? parts[1] : "");
         int at = spec.LastIndexOf('@');
         string ifName = at > 0 ? spec[..at] : "";
         if (at <= 0 || !int.TryParse(spec[(at + 1)..], out int queue) || queue < 0 || ifName.Length > 15)
@@ -103,11 +103,6 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
         if (pool.BufferCapacity < MinBufferSize)
             throw new ArgumentException($"'{name}': AF_XDP needs buffers of at least {MinBufferSize} bytes, and this pool's hold {pool.BufferCapacity} (ClusterOptions.BufferSize)", nameof(pool));
 
-        if (rulesFile is not null)
-        {
-            rules ??= new Filters.Rules();
-            foreach (Filters.Rule rule in Filters.Rules.Load(rulesFile)) rules.Add(rule);
-        }
         var rings = (XskRing*)NativeMemory.AllocZeroed((nuint)(4 * sizeof(XskRing)));
         nint umem = 0, socket = 0;
         Filters.KernelRules? kernel = null;
@@ -205,13 +200,11 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
 
     // ?ring=N (descriptors in each ring, a power of two; 2048), ?mode=native|skb (where the XDP
     // program runs: the driver, or the generic path every interface has; libxdp picks by default),
-    // ?latency=MS (see WaitReadable; 0)
-    // and ?rules=FILE (rules run by the device's own XDP program in the kernel, one a line: Filters.Rule.Parse).
-    private static (uint Ring, uint Mode, int Latency, string? Rules) Options(string name, string query)
+    // and ?latency=MS (see WaitReadable; 0). Device.OpenSource takes ?rules=FILE off first (for every device).
+    private static (uint Ring, uint Mode, int Latency) Options(string name, string query)
     {
         uint ring = 2048, mode = Xdp.XDP_MODE_UNSPEC;
         int latency = 0;
-        string? rules = null;
         foreach (string option in query.Split('&', StringSplitOptions.RemoveEmptyEntries))
         {
             string[] kv = option.Split('=', 2);
@@ -219,10 +212,9 @@ internal sealed unsafe class XdpDevice : IPacketSource, IPacketSink
             else if (kv is ["mode", "skb"]) mode = Xdp.XDP_FLAGS_SKB_MODE;
             else if (kv is ["mode", "native"]) mode = Xdp.XDP_FLAGS_DRV_MODE;
             else if (kv is ["latency", var l] && int.TryParse(l, out int ms) && ms is >= 0 and <= 1000) latency = ms;
-            else if (kv is ["rules", var file] && file.Length > 0) rules = file;
-            else throw new ArgumentException($"'{name}': options are ring=<power of two, 64 to 65536>, mode=native|skb, latency=<0 to 1000 ms> and rules=<file>; not '{option}'", nameof(name));
+            else throw new ArgumentException($"'{name}': options are ring=<power of two, 64 to 65536>, mode=native|skb, latency=<0 to 1000 ms> (and rules=<file>, through Device.OpenSource); not '{option}'", nameof(name));
         }
-        return (ring, mode, latency, rules);
+        return (ring, mode, latency);
     }
 
     // A program on the interface that libxdp cannot share: one a process that died left there. Taken off.

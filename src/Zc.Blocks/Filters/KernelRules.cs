@@ -77,6 +77,7 @@ internal sealed unsafe partial class KernelRules : IDisposable
             ProgramFd = Load(Program(), socketFilter ? Bpf.BPF_PROG_TYPE_SOCKET_FILTER : Bpf.BPF_PROG_TYPE_XDP);
             SetAction(DefaultSlot, rules.DefaultAction);
             rules.Follow(Follow);
+            rules.RefuseWith(Refuses, add: true);
             rules.CountAlso(Counters, add: true);
         }
         catch
@@ -91,9 +92,10 @@ internal sealed unsafe partial class KernelRules : IDisposable
     /// The same rules as a socket filter for an AF_PACKET socket (<c>SO_ATTACH_BPF</c>): what goes to the application is
     /// kept, all else is not delivered (to the kernel, drop: the packet goes on into the stack either way, as it does past
     /// any packet socket), counted per rule in the kernel. It reads the frame through <c>bpf_skb_load_bytes</c>, the first
-    /// 64 bytes at once and what lies past them (extension headers, ports) where the walk reaches it. Not for reflect rules
-    /// (a socket filter cannot send), VLAN rules (the kernel has taken the outer tag off before a packet socket sees it) or
-    /// a pcap filter (libpcap's stays classic BPF on the socket): those run in user space (<see cref="SocketFilterRefuses(Rules)"/>).
+    /// 64 bytes at once and what lies past them (extension headers, ports) where the walk reaches it, with the VLAN tag the
+    /// kernel took off a received frame put back in front (so VLAN rules and precise keys see the frame user space sees).
+    /// Not for reflect rules (a socket filter cannot send) or a pcap filter (libpcap's stays classic BPF on the socket):
+    /// those run in user space (<see cref="SocketFilterRefuses(Rules)"/>).
     /// </summary>
     public static KernelRules ForPacketSocket(Rules rules) => new(rules, socketFilter: true);
 
@@ -106,13 +108,16 @@ internal sealed unsafe partial class KernelRules : IDisposable
     }
 
     private static string? SocketFilterRefuses(Rule rule) =>
-        rule.Action == RuleAction.Reflect ? $"rule '{rule}': an AF_PACKET socket's filter cannot reflect: on such a device rules with reflect run in user space"
-        : rule.Vlan is not null || rule.EtherType is 0x8100 or 0x88A8 or 0x9100 ? $"rule '{rule}': the kernel takes a frame's outer VLAN tag off before an AF_PACKET socket's filter sees it: on such a device VLAN rules run in user space"
+        rule.Action == RuleAction.Reflect ? $"rule '{rule}': an AF_PACKET socket's filter cannot reflect: on such a device rules with reflect run in user space" : null;
+
+    // What this program cannot run, asked before the rules change.
+    private string? Refuses(Rule rule) =>
+        _socketFilter ? SocketFilterRefuses(rule)
+        : rule.Action == RuleAction.Reflect && Libc.IfNameToIndex(rule.ReflectTo!) == 0 ? $"rule '{rule}': there is no interface '{rule.ReflectTo}' to reflect to in this network namespace"
         : null;
 
     private void Follow(int id, Rule rule, bool added, Rules.Entry[] wildcards)
     {
-        if (added && _socketFilter && SocketFilterRefuses(rule) is string why) throw new ArgumentException(why);
         if (added) Added(id, rule);
         else Removed(rule);
         if (!rule.IsPrecise) WriteWildcards(wildcards);
@@ -123,8 +128,7 @@ internal sealed unsafe partial class KernelRules : IDisposable
     {
         if (rule.Action == RuleAction.Reflect)
         {
-            uint ifIndex = Libc.IfNameToIndex(rule.ReflectTo!);
-            if (ifIndex == 0) throw new ArgumentException($"rule '{rule}': there is no interface '{rule.ReflectTo}' to reflect to in this network namespace");
+            uint ifIndex = Libc.IfNameToIndex(rule.ReflectTo!);   // there (Refuses); gone since, the map refuses it
             Update(_devices, id, &ifIndex, $"rule '{rule}': the interface to reflect to ({rule.ReflectTo}, which needs XDP support)");
         }
         SetAction(id, rule.Action);
@@ -343,7 +347,8 @@ internal sealed unsafe partial class KernelRules : IDisposable
     // A socket filter's copies of the frame: its first HeadBytes at Head, a header past them at Scratch. Head is 2 bytes
     // past an 8-byte boundary, so that what follows an Ethernet header (and one or two VLAN tags) lies 4-byte aligned.
     private const short Scratch = -96, Head = -166, HeadBytes = 64, HeadZeroed = -168;
-    private const int SkbLoadBytes = 26, SkbVlanPresent = 20;   // bpf_skb_load_bytes; __sk_buff's vlan_present
+    private const short Shift = -64;   // how far before the frame's offset a byte lies in the packet (4: the kernel took a tag off)
+    private const int SkbLoadBytes = 26, SkbVlanPresent = 20, SkbVlanTci = 24, SkbVlanProto = 28;   // bpf_skb_load_bytes; __sk_buff's fields
     private const uint Keep = 0x40000;   // a socket filter's "all of it", as libpcap's programs return
     private const short KeyVersion = Key, KeyProto = Key + 1, KeyVlan = Key + 2, KeySport = Key + 4, KeyDport = Key + 6, KeySource = Key + 8, KeyDestination = Key + 24;
     private const short EtherType = Fields, Tagged = Fields + 2, IsIp = Fields + 3, HasPorts = Fields + 4;
@@ -363,8 +368,43 @@ internal sealed unsafe partial class KernelRules : IDisposable
         else
         {
             // The frame's first 64 bytes (all of it when shorter) onto the stack at Head, their count in R8; R7 points there.
-            int some = a.Label();
+            // The kernel has taken a received frame's outer VLAN tag off (vlan_present): it is put back in the copy, as
+            // AfPacketDevice puts it back for user space, and what is read from the packet past the copy lies 4 bytes
+            // before where the frame has it (Shift).
+            int some = a.Label(), untagged = a.Label(), loaded = a.Label();
             a.Load(Size.Word, R8, R6, 0);   // skb->len
+            a.Load(Size.Word, R2, R6, SkbVlanPresent);
+            a.JumpIf(Cond.Eq, R2, 0, untagged);
+            a.JumpIf(Cond.Lt, R8, 12, untagged);
+            a.MovReg(R1, R6);
+            a.Mov(R2, 0);
+            a.MovReg(R3, Fp);
+            a.Alu(Op.Add, R3, Head);
+            a.Mov(R4, 12);
+            a.Call(SkbLoadBytes);
+            a.JumpIf(Cond.Ne, R0, 0, parsed);
+            a.Load(Size.Word, R2, R6, SkbVlanProto);   // network order already
+            a.Store(Size.Half, Fp, Head + 12, R2);
+            a.Load(Size.Word, R2, R6, SkbVlanTci);
+            a.FromBigEndian(R2, 16);
+            a.Store(Size.Half, Fp, Head + 14, R2);
+            a.StoreImmediate(Size.Word, Fp, Shift, 4);
+            a.Alu(Op.Add, R8, 4);
+            int tagFull = a.Label();
+            a.JumpIf(Cond.Le, R8, HeadBytes, tagFull);
+            a.Mov(R8, HeadBytes);
+            a.Mark(tagFull);
+            a.MovReg(R4, R8);
+            a.Alu(Op.Sub, R4, 16);
+            a.JumpIf(Cond.Eq, R4, 0, loaded);
+            a.MovReg(R1, R6);
+            a.Mov(R2, 12);
+            a.MovReg(R3, Fp);
+            a.Alu(Op.Add, R3, Head + 16);
+            a.Call(SkbLoadBytes);
+            a.JumpIf(Cond.Ne, R0, 0, parsed);
+            a.Jump(loaded);
+            a.Mark(untagged);
             a.JumpIf(Cond.Le, R8, HeadBytes, some);
             a.Mov(R8, HeadBytes);
             a.Mark(some);
@@ -376,6 +416,7 @@ internal sealed unsafe partial class KernelRules : IDisposable
             a.MovReg(R4, R8);
             a.Call(SkbLoadBytes);
             a.JumpIf(Cond.Ne, R0, 0, parsed);
+            a.Mark(loaded);
             a.MovReg(R7, Fp);
             a.Alu(Op.Add, R7, Head);
         }
@@ -776,6 +817,8 @@ internal sealed unsafe partial class KernelRules : IDisposable
         }
         a.MovReg(R1, R6);
         a.MovReg(R2, R9);
+        a.Load(Size.Word, R4, Fp, Shift);
+        a.AluReg(Op.Sub, R2, R4);
         a.MovReg(R3, Fp);
         a.Alu(Op.Add, R3, Scratch);
         a.Mov(R4, bytes);
@@ -787,6 +830,7 @@ internal sealed unsafe partial class KernelRules : IDisposable
     public void Dispose()
     {
         _rules.Unfollow(Follow);
+        _rules.RefuseWith(Refuses, add: false);
         _rules.CountAlso(Counters, add: false);
         foreach (int fd in new[] { ProgramFd, _precise, _wildcards, _half, _actions, _counters, _devices, _sockets, _addresses, _addressDefault }) Libc.Close(fd);
     }

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 
 namespace ZcFlow.Filters;
 
@@ -331,6 +332,25 @@ public sealed class Rules
         lock (_lock) _followers -= follower;
     }
 
+    // Back ends' reasons to refuse a rule, asked before anything changes (Add, Replace); null from each that takes it.
+    private Func<Rule, string?>[] _refusers = [];
+
+    internal void RefuseWith(Func<Rule, string?> refuses, bool add)
+    {
+        lock (_lock) _refusers = add ? [.. _refusers, refuses] : [.. _refusers.Where(r => r != refuses)];
+    }
+
+    // Why the rule cannot be added whatever else is held, or null.
+    private string? Refusal(Rule rule)
+    {
+        if (rule.Action == RuleAction.Reflect && string.IsNullOrEmpty(rule.ReflectTo)) return $"rule '{rule}': reflect names an interface";
+        if (rule.Source is { } s && rule.Destination is { } d && s.BaseAddress.AddressFamily != d.BaseAddress.AddressFamily)
+            return $"rule '{rule}': src and dst are of different IP versions";
+        foreach (Func<Rule, string?> refuses in _refusers)
+            if (refuses(rule) is string why) return why;
+        return null;
+    }
+
     /// <summary>
     /// Adds a rule and returns its id. A precise rule for a 6-tuple that one has already, one too many, or one a back end
     /// refuses (the kernel's map full, an interface to reflect to that is not there) is refused, and the rules stay as they were.
@@ -338,11 +358,9 @@ public sealed class Rules
     public int Add(Rule rule)
     {
         ArgumentNullException.ThrowIfNull(rule);
-        if (rule.Action == RuleAction.Reflect && string.IsNullOrEmpty(rule.ReflectTo)) throw new ArgumentException($"rule '{rule}': reflect names an interface", nameof(rule));
-        if (rule.Source is { } s && rule.Destination is { } d && s.BaseAddress.AddressFamily != d.BaseAddress.AddressFamily)
-            throw new ArgumentException($"rule '{rule}': src and dst are of different IP versions", nameof(rule));
         lock (_lock)
         {
+            if (Refusal(rule) is string why) throw new ArgumentException(why, nameof(rule));
             if (_freeIds.Count == 0 && _nextId == MaxRules) throw new InvalidOperationException($"rule '{rule}': {MaxRules} rules are held already");
             if (!rule.IsPrecise && _wildcards.Length == MaxWildcards) throw new InvalidOperationException($"rule '{rule}': {MaxWildcards} wildcard rules are held already (precise rules have room for more)");
             if (rule.IsPrecise && _precise.TryGetValue(KeyOf(rule), out Entry? there))
@@ -436,6 +454,13 @@ public sealed class Rules
         Rule[] wanted = [.. rules];
         lock (_lock)
         {
+            // Whatever would refuse one of them refuses the set before anything changes.
+            foreach (Rule rule in wanted)
+                if (Refusal(rule) is string why) throw new ArgumentException(why, nameof(rules));
+            if (wanted.Length > MaxRules) throw new InvalidOperationException($"{wanted.Length:N0} rules: {MaxRules:N0} are held at most");
+            if (wanted.Count(r => !r.IsPrecise) > MaxWildcards) throw new InvalidOperationException($"{wanted.Count(r => !r.IsPrecise)} wildcard rules: {MaxWildcards} are held at most");
+            if (wanted.Where(r => r.IsPrecise).GroupBy(KeyOf).FirstOrDefault(g => g.Count() > 1) is { } twice)
+                throw new ArgumentException($"rules '{twice.First()}' and '{twice.Skip(1).First()}' are precise rules for one 6-tuple", nameof(rules));
             var keep = new Dictionary<Rule, int>();
             foreach (Entry? e in _byId)
                 if (e is not null && e.Rule.IsPrecise && wanted.Contains(e.Rule)) keep[e.Rule] = e.Id;
@@ -515,6 +540,53 @@ public sealed class Rules
     {
         bool v4 = r.Source!.Value.BaseAddress.AddressFamily == AddressFamily.InterNetwork;
         return new PreciseKey((byte)(v4 ? 4 : 6), r.Protocol!.Value, r.Vlan ?? 0, r.SourcePorts!.Value.Low, r.DestinationPorts!.Value.Low, Prefix(r.Source.Value).Value, Prefix(r.Destination!.Value).Value);
+    }
+
+    /// <summary>The file the rules are read from (<see cref="ReadFrom"/>), or null.</summary>
+    public string? SourceFile { get; private set; }
+
+    private static readonly List<WeakReference<Rules>> s_files = [];
+    private static PosixSignalRegistration? s_reread;
+
+    /// <summary>
+    /// Makes the rules those of <paramref name="path"/> (<see cref="Load"/>, <see cref="Replace"/>) and reads it again each
+    /// time the process gets SIGUSR1, for as long as the rules are in use: a file that no longer reads, or holds a rule a
+    /// device refuses, leaves the rules as they were. Each reading again says so in a line on standard error. Returns this.
+    /// </summary>
+    public Rules ReadFrom(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        Replace(Load(path));
+        lock (s_files)
+        {
+            if (SourceFile is null) s_files.Add(new WeakReference<Rules>(this));
+            SourceFile = path;
+            s_files.RemoveAll(w => !w.TryGetTarget(out _));
+            s_reread ??= PosixSignalRegistration.Create((PosixSignal)10 /* SIGUSR1 */, ReadAllAgain);
+        }
+        return this;
+    }
+
+    private static void ReadAllAgain(PosixSignalContext signal)
+    {
+        signal.Cancel = true;
+        List<Rules> live = [];
+        lock (s_files)
+            foreach (WeakReference<Rules> w in s_files)
+                if (w.TryGetTarget(out Rules? r)) live.Add(r);
+        foreach (Rules rules in live)
+        {
+            string path = rules.SourceFile!;
+            try
+            {
+                rules.Replace(Load(path));
+                Console.Error.WriteLine($"rules read again from {path}: {rules.List().Count}");
+            }
+            catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"warning: {path} not taken: {e.Message}; the rules stay as they were");
+            }
+        }
     }
 
     /// <summary>

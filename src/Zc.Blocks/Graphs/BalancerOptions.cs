@@ -185,7 +185,7 @@ public sealed class BalancerOptions
         int? PoolSize(IReadOnlyList<string> names) => ConsumerBuffers is not int extra ? null
             : queues * (slots + extra) + names.Sum(n => n == GraphBuilder.IngressQueue ? slots + IngressSpares : GraphBuilder.BuffersPerDevice);
         // -Z's rules go into the XDP program of AF_XDP inputs: ZcFlow's, which they get with rules (none, if none were given).
-        Filters.Rules? deviceRules = DeviceRules ?? (Rules is not null && Inputs.Any(i => i.Any(XdpDevice.IsName)) ? new Filters.Rules() : null);
+        Filters.Rules? deviceRules = DeviceRules ?? (Rules is not null && Inputs.Any(i => i.Any(Device.RunsRulesInTheKernel)) ? new Filters.Rules() : null);
         Topology topology = Topology.Cluster(ClusterId).Options(Cluster).QueueSlots(QueueSlots).ActiveWait(ActiveWait).Lossless(Lossless).DelayStart(DelayStart)
             .DeviceRules(deviceRules);
         try

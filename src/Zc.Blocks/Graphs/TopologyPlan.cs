@@ -45,7 +45,7 @@ public sealed class TopologyPlan
         // other stages' queues has a relay. An ingress queue's spares are a share of its reader's pool, like each device's.
         int shared = running.Count(n => Reads(n) && n is not Topology.BalancerNode { PoolBuffers: not null });
         int bufferCount = running.Where(Reads).Sum(n => (n as Topology.BalancerNode)?.PoolBuffers ?? 0) + (shared == 0 ? 0 : options.BufferCount);
-        bool xdp = nodes.Any(n => n.Input.Devices.Any(XdpDevice.IsName)) || streams.Any(s => s.Egress is { } e && XdpDevice.IsName(e));
+        bool xdp = nodes.Any(n => n.Input.Devices.Any(Device.RunsRulesInTheKernel)) || streams.Any(s => s.Egress is { } e && XdpDevice.IsName(e));
         Cluster = options with
         {
             BufferSize = xdp ? Math.Max(options.BufferSize, XdpDevice.MinBufferSize) : options.BufferSize,

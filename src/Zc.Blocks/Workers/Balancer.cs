@@ -102,7 +102,7 @@ internal sealed class Balancer<TDistribution> : IBalancer where TDistribution : 
     public IReadOnlyList<IPacketSink?> Egress => _egress;
 
     /// <summary>
-    /// -Z's rules. Also into the XDP program of each AF_XDP input that runs ZcFlow's (opened with rules), so that what they
+    /// -Z's rules. Also into the XDP program of each AF_XDP input (or member of a <c>multi:</c> input) that runs ZcFlow's (opened with rules), so that what they
     /// drop is never copied up; the balancer still applies them to what comes (the same decision, and the only one for
     /// packets the kernel's program does not parse).
     /// </summary>
@@ -112,7 +112,8 @@ internal sealed class Balancer<TDistribution> : IBalancer where TDistribution : 
         set
         {
             foreach (IPacketSource input in _inputs)
-                if (input is XdpDevice xdp) xdp.SetAddressRules(value);
+                foreach (IPacketSource device in input is MultiSource multi ? multi.Sources : [input])
+                    if (device is XdpDevice xdp) xdp.SetAddressRules(value);
             Volatile.Write(ref _rules, value);
         }
     }
