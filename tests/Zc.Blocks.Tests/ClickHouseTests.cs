@@ -239,8 +239,10 @@ public class ClickHouseTests(ITestOutputHelper output)
             long rows = server.Number("SELECT count() FROM flows.records");
             output.WriteLine($"{ended} flows ended: {rows} rows stored, {inserted} inserted, {dropped} dropped, {retries} retries");
             Assert.InRange(ended, 20_000, 20_100);
-            Assert.Equal(inserted, rows);
-            Assert.Equal(ended - rows, dropped);
+            Assert.Equal(ended - inserted, dropped);   // what the exporter does not know stored is counted dropped, never sent twice
+            // The batch the server stored as it was killed, before its answer came back, is such a batch: the table may
+            // hold one batch (-B 500) more than the exporter was told of, and never less.
+            Assert.InRange(rows - inserted, 0, 500);
             Assert.Contains("clickhouse: ClickHouse at", exporter.Errors);
         }
         finally
