@@ -74,7 +74,7 @@ internal sealed unsafe partial class KernelRules : IDisposable
         _addressDefault = Map(Bpf.BPF_MAP_TYPE_ARRAY, "zc_addr_default", 4, 4, 1);
         try
         {
-            ProgramFd = Load(Program(), socketFilter ? Bpf.BPF_PROG_TYPE_SOCKET_FILTER : Bpf.BPF_PROG_TYPE_XDP);
+            ProgramFd = Load(Program());
             SetAction(DefaultSlot, rules.DefaultAction);
             rules.Follow(Follow);
             rules.RefuseWith(Refuses, add: true);
@@ -317,8 +317,9 @@ internal sealed unsafe partial class KernelRules : IDisposable
         }
     }
 
-    private static int Load(EbpfInstruction[] program, int type)
+    private int Load(EbpfInstruction[] program)
     {
+        int type = _socketFilter ? Bpf.BPF_PROG_TYPE_SOCKET_FILTER : Bpf.BPF_PROG_TYPE_XDP;
         const int LogSize = 1 << 20;
         byte* log = (byte*)NativeMemory.Alloc(LogSize);
         try
@@ -331,7 +332,7 @@ internal sealed unsafe partial class KernelRules : IDisposable
                 if (fd >= 0) return fd;
                 string text = Marshal.PtrToStringUTF8((nint)log) ?? "";
                 string[] lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-                throw new ErrnoException($"loading the rules' {(type == Bpf.BPF_PROG_TYPE_XDP ? "XDP" : "socket filter")} program ({program.Length} instructions)", -fd,
+                throw new ErrnoException($"loading the rules' {Kind} program ({program.Length} instructions)", -fd,
                     lines.Length == 0 ? null : "the verifier said: " + string.Join(" | ", lines.TakeLast(6)));
             }
         }
@@ -371,18 +372,22 @@ internal sealed unsafe partial class KernelRules : IDisposable
             // The kernel has taken a received frame's outer VLAN tag off (vlan_present): it is put back in the copy, as
             // AfPacketDevice puts it back for user space, and what is read from the packet past the copy lies 4 bytes
             // before where the frame has it (Shift).
-            int some = a.Label(), untagged = a.Label(), loaded = a.Label();
+            int untagged = a.Label(), loaded = a.Label();
+            void AtMostHead()
+            {
+                int fits = a.Label();
+                a.JumpIf(Cond.Le, R8, HeadBytes, fits);
+                a.Mov(R8, HeadBytes);
+                a.Mark(fits);
+            }
             a.Load(Size.Word, R8, R6, 0);   // skb->len
             a.Load(Size.Word, R2, R6, SkbVlanPresent);
             a.JumpIf(Cond.Eq, R2, 0, untagged);
             a.JumpIf(Cond.Lt, R8, 12, untagged);
-            a.MovReg(R1, R6);
+            // Tagged: the MAC addresses, the tag, then what follows them in the packet.
             a.Mov(R2, 0);
-            a.MovReg(R3, Fp);
-            a.Alu(Op.Add, R3, Head);
             a.Mov(R4, 12);
-            a.Call(SkbLoadBytes);
-            a.JumpIf(Cond.Ne, R0, 0, parsed);
+            SkbLoad(a, Head, parsed);
             a.Load(Size.Word, R2, R6, SkbVlanProto);   // network order already
             a.Store(Size.Half, Fp, Head + 12, R2);
             a.Load(Size.Word, R2, R6, SkbVlanTci);
@@ -390,32 +395,19 @@ internal sealed unsafe partial class KernelRules : IDisposable
             a.Store(Size.Half, Fp, Head + 14, R2);
             a.StoreImmediate(Size.Word, Fp, Shift, 4);
             a.Alu(Op.Add, R8, 4);
-            int tagFull = a.Label();
-            a.JumpIf(Cond.Le, R8, HeadBytes, tagFull);
-            a.Mov(R8, HeadBytes);
-            a.Mark(tagFull);
+            AtMostHead();
             a.MovReg(R4, R8);
             a.Alu(Op.Sub, R4, 16);
             a.JumpIf(Cond.Eq, R4, 0, loaded);
-            a.MovReg(R1, R6);
             a.Mov(R2, 12);
-            a.MovReg(R3, Fp);
-            a.Alu(Op.Add, R3, Head + 16);
-            a.Call(SkbLoadBytes);
-            a.JumpIf(Cond.Ne, R0, 0, parsed);
+            SkbLoad(a, Head + 16, parsed);
             a.Jump(loaded);
             a.Mark(untagged);
-            a.JumpIf(Cond.Le, R8, HeadBytes, some);
-            a.Mov(R8, HeadBytes);
-            a.Mark(some);
+            AtMostHead();
             a.JumpIf(Cond.Eq, R8, 0, parsed);
-            a.MovReg(R1, R6);
             a.Mov(R2, 0);
-            a.MovReg(R3, Fp);
-            a.Alu(Op.Add, R3, Head);
             a.MovReg(R4, R8);
-            a.Call(SkbLoadBytes);
-            a.JumpIf(Cond.Ne, R0, 0, parsed);
+            SkbLoad(a, Head, parsed);
             a.Mark(loaded);
             a.MovReg(R7, Fp);
             a.Alu(Op.Add, R7, Head);
@@ -815,16 +807,23 @@ internal sealed unsafe partial class KernelRules : IDisposable
             a.JumpIfPast(R4, R2, bytes, R8, otherwise);
             return R2;
         }
-        a.MovReg(R1, R6);
         a.MovReg(R2, R9);
         a.Load(Size.Word, R4, Fp, Shift);
         a.AluReg(Op.Sub, R2, R4);
-        a.MovReg(R3, Fp);
-        a.Alu(Op.Add, R3, Scratch);
         a.Mov(R4, bytes);
+        SkbLoad(a, Scratch, otherwise);
+        return Fp;
+    }
+
+    // bpf_skb_load_bytes(skb, R2, fp + to, R4): the packet's bytes from offset R2, R4 of them, onto the stack at <to>; to
+    // <otherwise> when the packet has fewer.
+    private static void SkbLoad(Ebpf a, short to, int otherwise)
+    {
+        a.MovReg(R1, R6);
+        a.MovReg(R3, Fp);
+        a.Alu(Op.Add, R3, to);
         a.Call(SkbLoadBytes);
         a.JumpIf(Cond.Ne, R0, 0, otherwise);
-        return Fp;
     }
 
     public void Dispose()

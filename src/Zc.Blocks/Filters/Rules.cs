@@ -458,7 +458,8 @@ public sealed class Rules
             foreach (Rule rule in wanted)
                 if (Refusal(rule) is string why) throw new ArgumentException(why, nameof(rules));
             if (wanted.Length > MaxRules) throw new InvalidOperationException($"{wanted.Length:N0} rules: {MaxRules:N0} are held at most");
-            if (wanted.Count(r => !r.IsPrecise) > MaxWildcards) throw new InvalidOperationException($"{wanted.Count(r => !r.IsPrecise)} wildcard rules: {MaxWildcards} are held at most");
+            int wildcards = wanted.Count(r => !r.IsPrecise);
+            if (wildcards > MaxWildcards) throw new InvalidOperationException($"{wildcards} wildcard rules: {MaxWildcards} are held at most");
             if (wanted.Where(r => r.IsPrecise).GroupBy(KeyOf).FirstOrDefault(g => g.Count() > 1) is { } twice)
                 throw new ArgumentException($"rules '{twice.First()}' and '{twice.Skip(1).First()}' are precise rules for one 6-tuple", nameof(rules));
             var keep = new Dictionary<Rule, int>();
